@@ -1,0 +1,26 @@
+"""Test-session set-up shared by pytest and nbval: a private store, never the user's.
+
+``PYCONTAINERS_HOME`` points at a fresh temporary store before anything runs, so notebook kernels
+(which inherit this process's environment) and tests both use it. The base images are copied in from
+the set-up cache, which takes milliseconds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+_HOME = tempfile.mkdtemp(prefix="pycontainers-test-")
+os.environ["PYCONTAINERS_HOME"] = _HOME
+
+
+def pytest_sessionstart(session: object) -> None:
+    from pycontainers.bases import ensure_bases
+    from pycontainers.store import Store
+
+    ensure_bases(Store(_HOME), log=lambda message: None)
+
+
+def pytest_sessionfinish(session: object, exitstatus: int) -> None:
+    shutil.rmtree(_HOME, ignore_errors=True)

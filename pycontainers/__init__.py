@@ -1,0 +1,35 @@
+"""pycontainers: a compact, real container engine for teaching.
+
+The Python API is shaped like docker-py::
+
+    import pycontainers
+    client = pycontainers.from_env()
+    client.images.list()
+
+Submodules import lazily, so ``import pycontainers`` stays fast for the CLI.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .api import Client
+
+
+def from_env() -> Client:
+    """A client for the store in ``$PYCONTAINERS_HOME`` (default ``~/.local/share/pycontainers``)."""
+    from .api import Client
+
+    return Client()
+
+
+def __getattr__(name: str) -> Any:
+    if name in {"Client", "ImageBuilder", "Store", "PyContainersError"}:
+        from . import api, errors, image, store
+
+        return {"Client": api.Client, "ImageBuilder": image.ImageBuilder, "Store": store.Store,
+                "PyContainersError": errors.PyContainersError}[name]
+    raise AttributeError(name)

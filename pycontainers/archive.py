@@ -1,0 +1,270 @@
+"""``save`` and ``load``: images as one tar file, in the formats Docker, skopeo and umoci exchange.
+
+``save`` writes what ``docker save`` writes since Docker 25: an OCI image layout (``oci-layout``,
+``index.json``, ``blobs/sha256/...``) that also carries Docker's ``manifest.json``, so the same file is a
+valid ``oci-archive:`` and ``docker-archive:`` for skopeo and loads into any Docker. ``format="oci"``
+leaves out Docker's files. The tar itself is reproducible.
+
+``load`` treats the archive as untrusted: every blob is checked against the digest it claims, every
+layer against the config's ``diff_ids``, and every layer entry by the same checks as extraction.
+Compressed layers (gzip) are stored uncompressed. If anything is wrong, nothing it added stays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+from . import layer as layers
+from . import oci
+from .errors import ArchiveError, LayerError, StoreError
+from .image import Image, commit_manifest, get_image
+from .reference import InvalidReference, parse
+from .store import Store
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+# ----------------------------------------------------------------------------------------------- save
+
+
+def _tar_add(tar: tarfile.TarFile, name: str, data: bytes | None = None, path: Path | None = None) -> None:
+    size = len(data) if data is not None else path.stat().st_size  # type: ignore[union-attr]
+    info = layers.new_info(name, tarfile.REGTYPE, mode=0o644, size=size)
+    if data is not None:
+        tar.addfile(info, io.BytesIO(data))
+    else:
+        with open(path, "rb") as f:  # type: ignore[arg-type]
+            tar.addfile(info, f)
+
+
+def save(store: Store, names: list[str], out: BinaryIO, *, fmt: str = "docker") -> list[Image]:
+    """Write the images named by *names* (tags or IDs) to *out* as one tar archive."""
+    if fmt not in ("docker", "oci"):
+        raise ArchiveError(f"unknown archive format {fmt!r}: use 'docker' or 'oci'")
+    images: list[tuple[Image, str | None]] = []
+    for name in names:
+        image = get_image(store, name)
+        ref = None
+        try:
+            parsed = parse(name)
+            ref = str(parsed) if str(parsed) in image.tags else None
+        except InvalidReference:
+            pass
+        images.append((image, ref))
+    blobs: dict[str, None] = {}
+    index_entries = []
+    docker_manifest = []
+    for image, ref in images:
+        for digest in (image.manifest_digest, image.id, *[d.digest for d in image.layers]):
+            blobs[digest] = None
+        tags = [ref] if ref else list(image.tags)
+        desc = oci.Descriptor(oci.MEDIA_MANIFEST, image.manifest_digest,
+                              store.blob_path(image.manifest_digest).stat().st_size)
+        for tag in tags or [None]:
+            ann = {}
+            if tag:
+                ann = {oci.ANNOTATION_IMAGE_NAME: tag, oci.ANNOTATION_REF_NAME: parse(tag).tag or "latest"}
+            index_entries.append(oci.Descriptor(desc.media_type, desc.digest, desc.size, ann).to_json())
+        docker_manifest.append({
+            "Config": f"blobs/sha256/{image.id.split(':')[1]}",
+            "RepoTags": [parse(t).familiar for t in tags],
+            "Layers": [f"blobs/sha256/{d.digest.split(':')[1]}" for d in image.layers],
+        })
+    index = {"schemaVersion": 2, "mediaType": oci.MEDIA_INDEX, "manifests": index_entries}
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for d in ("blobs", "blobs/sha256"):
+            tar.addfile(layers.new_info(d, tarfile.DIRTYPE, mode=0o755))
+        for digest in sorted(blobs):
+            _tar_add(tar, f"blobs/sha256/{digest.split(':')[1]}", path=store.blob_path(digest))
+        _tar_add(tar, "index.json", json.dumps(index, indent=2).encode())
+        if fmt == "docker":
+            _tar_add(tar, "manifest.json", json.dumps(docker_manifest).encode())
+        _tar_add(tar, "oci-layout", oci.canonical_json({"imageLayoutVersion": oci.OCI_LAYOUT_VERSION}))
+    return [i for i, _ in images]
+
+
+# ----------------------------------------------------------------------------------------------- load
+
+
+class _Unpacked:
+    """The regular files of an untrusted archive, copied into a private temp directory by clean name."""
+
+    def __init__(self, fileobj: BinaryIO, tmp: Path) -> None:
+        self.tmp = tmp
+        self.files: dict[str, Path] = {}
+        links: dict[str, str] = {}
+        try:
+            with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
+                for n, member in enumerate(tar):
+                    try:
+                        name = layers.clean_path(member.name)
+                    except ValueError as exc:
+                        raise ArchiveError(f"archive entry {member.name!r} {exc}") from None
+                    if member.issym() or member.islnk():
+                        # old `docker save` links identical layer.tar files to each other
+                        base = name.rpartition("/")[0]
+                        target = member.linkname if member.islnk() else os.path.join(base, member.linkname)
+                        links[name] = os.path.normpath(target)
+                    elif member.isreg():
+                        if member.size > layers.MAX_ENTRY_SIZE:
+                            raise ArchiveError(f"archive entry {member.name!r} claims {member.size} bytes")
+                        dest = tmp / f"f{n}"
+                        with tar.extractfile(member) as src, open(dest, "wb") as out:  # type: ignore[union-attr]
+                            shutil.copyfileobj(src, out, 1 << 20)
+                        self.files[name] = dest
+        except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile) as exc:
+            raise ArchiveError(f"not a readable image archive: {exc}") from None
+        for name, target in links.items():
+            if target in self.files:
+                self.files[name] = self.files[target]
+
+    def has(self, name: str) -> bool:
+        return name in self.files
+
+    def open(self, name: str) -> IO[bytes]:
+        try:
+            return open(self.files[layers.clean_path(name)], "rb")
+        except (KeyError, ValueError):
+            raise ArchiveError(f"the archive refers to {name!r}, which it does not contain") from None
+
+    def json(self, name: str) -> Any:
+        with self.open(name) as f:
+            try:
+                return json.load(f)
+            except ValueError as exc:
+                raise ArchiveError(f"{name} in the archive is not valid JSON: {exc}") from None
+
+    def blob(self, digest: str) -> IO[bytes]:
+        if not oci.is_digest(digest):
+            raise ArchiveError(f"the archive names a blob by {digest!r}, which is not a sha256 digest")
+        return self.open(f"blobs/sha256/{digest.split(':')[1]}")
+
+
+def _verified_bytes(f: IO[bytes], digest: str | None, what: str) -> bytes:
+    data = f.read()
+    if digest is not None and oci.sha256_digest(data) != digest:
+        raise ArchiveError(f"{what} does not match its digest {digest}: the archive lies about its content")
+    return data
+
+
+@contextlib.contextmanager
+def _decompressed(f: IO[bytes], what: str) -> Iterator[IO[bytes]]:
+    head = f.read(4)
+    f.seek(0)
+    if head[:2] == GZIP_MAGIC:
+        with gzip.GzipFile(fileobj=f) as g:
+            yield g  # type: ignore[misc]
+    elif head == ZSTD_MAGIC:
+        raise ArchiveError(f"{what} is zstd-compressed, which pycontainers cannot read yet (use gzip)")
+    else:
+        yield f
+
+
+def _images_in(arc: _Unpacked) -> list[tuple[str | None, Any, str | None, list[str | None]]]:
+    """(manifest digest or None, config path/digest, tag, compressed layer digests) per image."""
+    found = []
+    if arc.has("index.json"):
+        index = arc.json("index.json")
+        todo = list(index.get("manifests", []))
+        while todo:
+            desc = todo.pop(0)
+            data = _verified_bytes(arc.blob(desc["digest"]), desc["digest"], f"manifest {desc['digest']}")
+            doc = json.loads(data)
+            if "manifests" in doc:  # an image index: take the linux/amd64 entry
+                todo += [m for m in doc["manifests"]
+                         if m.get("platform", {}).get("architecture", "amd64") == "amd64"][:1]
+                continue
+            ann = desc.get("annotations") or {}
+            tag = ann.get(oci.ANNOTATION_IMAGE_NAME) or ann.get(oci.ANNOTATION_REF_NAME)
+            if tag and not any(c in tag for c in ":/@") and oci.ANNOTATION_IMAGE_NAME not in ann:
+                tag = None  # a bare tag ("latest") with no repository name: load the image untagged
+            found.append((desc["digest"], doc["config"]["digest"], tag,
+                          [la["digest"] for la in doc.get("layers", [])]))
+    elif arc.has("manifest.json"):
+        for item in arc.json("manifest.json"):
+            for tag in item.get("RepoTags") or [None]:
+                found.append((None, item["Config"], tag, list(item.get("Layers", []))))
+    else:
+        raise ArchiveError("the archive has neither index.json (OCI) nor manifest.json (docker save)")
+    return found
+
+
+def load(store: Store, fileobj: BinaryIO) -> list[Image]:
+    """Load every image of a ``docker save`` or OCI archive into *store*; return them, tagged."""
+    loaded: list[Image] = []
+    before = {p.name for p in store.blobs.iterdir()}
+    with tempfile.TemporaryDirectory(prefix="load-", dir=store.tmp_dir) as tmp, store.writing():
+        try:
+            arc = _Unpacked(fileobj, Path(tmp))
+            for _manifest, config_ref, tag, layer_refs in _images_in(arc):
+                loaded.append(_load_image(store, arc, config_ref, tag, layer_refs))
+        except BaseException:
+            _remove_new_blobs(store, before)
+            raise
+    return loaded
+
+
+def _load_image(store: Store, arc: _Unpacked, config_ref: str, tag: str | None,
+                layer_refs: list[str | None]) -> Image:
+    if oci.is_digest(config_ref):
+        config_bytes = _verified_bytes(arc.blob(config_ref), config_ref, f"config {config_ref}")
+    else:  # docker-archive: "<hex>.json" or "blobs/sha256/<hex>"; its name is its digest
+        hexname = Path(config_ref).name.removesuffix(".json")
+        config_bytes = _verified_bytes(arc.open(config_ref), f"sha256:{hexname}" if len(hexname) == 64
+                                       else None, f"config {config_ref}")
+    config = json.loads(config_bytes)
+    diff_ids = config.get("rootfs", {}).get("diff_ids", [])
+    if len(diff_ids) != len(layer_refs):
+        raise ArchiveError(f"config lists {len(diff_ids)} layers but the manifest has {len(layer_refs)}")
+    descs = []
+    symlinks: set[str] = set()
+    for diff_id, ref in zip(diff_ids, layer_refs, strict=True):
+        what = f"layer {diff_id}"
+        f = arc.blob(ref) if ref and oci.is_digest(ref) else arc.open(ref or "")
+        with f:
+            if ref and oci.is_digest(ref):  # the compressed blob must match its own name too
+                h = hashlib.sha256()
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+                if "sha256:" + h.hexdigest() != ref:
+                    raise ArchiveError(f"blob {ref} does not match its digest: the archive lies about it")
+                f.seek(0)
+            with _decompressed(f, what) as plain:
+                desc = store.put_stream(plain, oci.MEDIA_LAYER)
+        if desc.digest != diff_id:
+            raise ArchiveError(f"{what}: the uncompressed layer has digest {desc.digest}, not the diff_id "
+                               "its config promises")
+        with store.open_blob(desc.digest) as blob:
+            symlinks = layers.check_layer(blob, what, lower_symlinks=symlinks)
+        descs.append(desc)
+    # Our manifest lists the layers uncompressed; the image ID (the config's digest) stays the same.
+    config_desc = store.put_bytes(config_bytes, oci.MEDIA_CONFIG)
+    try:
+        tags = [str(parse(tag))] if tag else []
+    except InvalidReference as exc:
+        raise ArchiveError(f"the archive tags an image {tag!r}: {exc}") from None
+    return commit_manifest(store, config_desc, descs, tags)
+
+
+def _remove_new_blobs(store: Store, before: set[str]) -> None:
+    """Undo a failed load: delete the blobs it added that no index line references."""
+    with store.lock():
+        keep = {d.split(":", 1)[1] for d in store.reachable()}
+        for path in store.blobs.iterdir():
+            if path.name not in before and path.name not in keep:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+
+__all__ = ["save", "load", "ArchiveError", "LayerError", "StoreError"]

@@ -1,0 +1,356 @@
+"""``pycontainers``: Docker's verbs, flags and columns over the same core as the Python API.
+
+Thin on purpose: each command parses its flags, calls one core function and prints the result. Tables
+are drawn with rich in a terminal and as Docker's plain columns when piped (or with ``--format``).
+Errors are one line on stderr, never a traceback. Imports are lazy so the command starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _store() -> Any:
+    from .store import Store
+
+    return Store()
+
+
+def _print_table(table: Any, fmt: str | None = None, quiet_column: str | None = None,
+                 quiet: bool = False) -> None:
+    if quiet and quiet_column:
+        seen: list[str] = []
+        for row in table.rows:
+            if row[quiet_column] not in seen:
+                seen.append(row[quiet_column])
+        print("\n".join(seen)) if seen else None
+        return
+    if fmt:
+        out = table.format(fmt)
+        if out:
+            print(out)
+        return
+    if sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
+        from rich import box
+        from rich.console import Console
+        from rich.table import Table
+
+        rt = Table(box=box.SIMPLE_HEAD, header_style="bold")
+        for col in table.columns:
+            rt.add_column(table.header(col), overflow="fold")
+        for row in table.rows:
+            rt.add_row(*[row.get(c, "") for c in table.columns])
+        Console().print(rt)
+    else:
+        print(table.plain())
+
+
+# ------------------------------------------------------------------------------------------- images
+
+
+def cmd_images(a: argparse.Namespace) -> int:
+    from .api import Client
+    from .tables import images_table
+
+    client = Client()
+    if a.filter and a.filter != ["dangling=true"] and a.filter != ["dangling=false"]:
+        raise _usage(f"unsupported filter {a.filter}: only dangling=true|false")
+    filters = {"dangling": a.filter[0].split("=", 1)[1]} if a.filter else None
+    images = [i.core for i in client.images.list(name=a.repository, all=a.all, filters=filters)]
+    _print_table(images_table(images, no_trunc=a.no_trunc, digests=a.digests), a.format, "ID", a.quiet)
+    return 0
+
+
+def cmd_history(a: argparse.Namespace) -> int:
+    from .image import get_image
+    from .tables import history_table
+
+    table = history_table(get_image(_store(), a.image), no_trunc=a.no_trunc, human=a.human)
+    _print_table(table, a.format, "ID", a.quiet)
+    return 0
+
+
+def cmd_inspect(a: argparse.Namespace) -> int:
+    from .api import inspect
+    from .image import get_image
+
+    store = _store()
+    docs = [inspect(get_image(store, name)) for name in a.names]
+    print(json.dumps(docs, indent=4))
+    return 0
+
+
+def cmd_tag(a: argparse.Namespace) -> int:
+    from . import oci
+    from .image import get_image, normalize_tag
+
+    store = _store()
+    image = get_image(store, a.source)
+    desc = oci.Descriptor(oci.MEDIA_MANIFEST, image.manifest_digest,
+                          store.blob_path(image.manifest_digest).stat().st_size)
+    store.set_tag(normalize_tag(a.target), desc)
+    return 0
+
+
+def cmd_rmi(a: argparse.Namespace) -> int:
+    from .api import remove_image
+    from .errors import PyContainersError
+
+    store = _store()
+    status = 0
+    for name in a.images:
+        try:
+            for line in remove_image(store, name, force=a.force, prune=not a.no_prune):
+                for key, value in line.items():
+                    print(f"{key}: {value}")
+        except PyContainersError as exc:
+            print(f"Error: {exc}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def cmd_image_prune(a: argparse.Namespace) -> int:
+    from .api import prune_images
+    from .units import human_size
+
+    if not a.force and sys.stdin.isatty():
+        what = "all images without at least one container associated to them" if a.all \
+            else "all dangling images"
+        answer = input(f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            return 0
+    result = prune_images(_store(), all_images=a.all)
+    if result["ImagesDeleted"]:
+        print("Deleted Images:")
+        for line in result["ImagesDeleted"]:
+            print(f"deleted: {line['Deleted']}")
+        print()
+    print(f"Total reclaimed space: {human_size(result['SpaceReclaimed'])}")
+    return 0
+
+
+def cmd_save(a: argparse.Namespace) -> int:
+    from . import archive
+
+    store = _store()
+    if a.output:
+        tmp = a.output + ".partial"
+        try:
+            with open(tmp, "wb") as f:
+                archive.save(store, a.images, f, fmt=a.format)
+            os.replace(tmp, a.output)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    else:
+        if sys.stdout.isatty():
+            raise _usage("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+        archive.save(store, a.images, sys.stdout.buffer, fmt=a.format)
+    return 0
+
+
+def cmd_load(a: argparse.Namespace) -> int:
+    from . import archive
+
+    store = _store()
+    if a.input:
+        with open(a.input, "rb") as f:
+            images = archive.load(store, f)
+    else:
+        if sys.stdin.isatty():
+            raise _usage("requested load from stdin, but stdin is empty")
+        images = archive.load(store, sys.stdin.buffer)
+    if not a.quiet:
+        for image in images:
+            if image.familiar_tags:
+                for tag in image.familiar_tags:
+                    print(f"Loaded image: {tag}")
+            else:
+                print(f"Loaded image ID: {image.id}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- system
+
+
+def cmd_system_df(a: argparse.Namespace) -> int:
+    from .api import disk_usage
+    from .tables import Table
+
+    rows = disk_usage(_store())
+    _print_table(Table(["Type", "TotalCount", "Active", "Size", "Reclaimable"], rows), a.format)
+    return 0
+
+
+def cmd_system_check(a: argparse.Namespace) -> int:
+    store = _store()
+    problems = store.check()
+    for p in problems:
+        print(p)
+    n_blobs = sum(1 for _ in store.blobs.iterdir())
+    n_refs = len(store.entries())
+    if problems:
+        print(f"{len(problems)} problem(s) in {store.home}", file=sys.stderr)
+        return 1
+    print(f"ok: {n_blobs} blobs and {n_refs} references verified in {store.home}")
+    return 0
+
+
+def cmd_system_bases(a: argparse.Namespace) -> int:
+    from .bases import BASES, ensure_bases
+
+    names = tuple(a.names) or BASES
+    outcome = ensure_bases(_store(), names, log=lambda m: print(f"    {m}", flush=True))
+    for name, result in outcome.items():
+        print(f"{name}: {result}")
+    return 0
+
+
+def cmd_version(a: argparse.Namespace) -> int:
+    from . import __version__
+
+    print(f"pycontainers version {__version__}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- parser
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _usage(message: str) -> _UsageError:
+    return _UsageError(message)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line and Docker's exit code for bad flags
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+def _add_images_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("repository", nargs="?", help="only images of this repository[:tag]")
+    p.add_argument("-a", "--all", action="store_true", help="show all images (also untagged ones)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only show image IDs")
+    p.add_argument("--no-trunc", action="store_true", help="don't truncate output")
+    p.add_argument("--digests", action="store_true", help="show manifest digests")
+    p.add_argument("-f", "--filter", action="append", help="dangling=true|false")
+    p.add_argument("--format", help="Go-template-like format, e.g. 'table {{.Repository}}\\t{{.Size}}'")
+    p.set_defaults(func=cmd_images)
+
+
+def _add_history_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image")
+    p.add_argument("--no-trunc", action="store_true", help="don't truncate output")
+    p.add_argument("-H", "--human", type=lambda v: v.lower() != "false", default=True,
+                   help="print sizes in human-readable form (default true)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only show image IDs")
+    p.add_argument("--format", help="Go-template-like format")
+    p.set_defaults(func=cmd_history)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="pycontainers", description="A small, real container engine for teaching.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    _add_images_flags(sub.add_parser("images", help="list images"))
+    _add_history_flags(sub.add_parser("history", help="show the history of an image"))
+
+    p = sub.add_parser("inspect", help="low-level information on images")
+    p.add_argument("names", nargs="+")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("tag", help="create a tag TARGET that refers to SOURCE")
+    p.add_argument("source")
+    p.add_argument("target")
+    p.set_defaults(func=cmd_tag)
+
+    p = sub.add_parser("rmi", help="remove one or more images")
+    p.add_argument("images", nargs="+")
+    p.add_argument("-f", "--force", action="store_true", help="remove an image with several tags by ID")
+    p.add_argument("--no-prune", action="store_true", help="do not delete unreferenced blobs")
+    p.set_defaults(func=cmd_rmi)
+
+    p = sub.add_parser("save", help="save images to a tar archive (docker save / OCI layout)")
+    p.add_argument("images", nargs="+")
+    p.add_argument("-o", "--output", help="write to a file instead of standard output")
+    p.add_argument("--format", choices=["docker", "oci"], default="docker",
+                   help="docker: OCI layout plus Docker's manifest.json (as Docker 25+); oci: OCI only")
+    p.set_defaults(func=cmd_save)
+
+    p = sub.add_parser("load", help="load images from a tar archive")
+    p.add_argument("-i", "--input", help="read from a file instead of standard input")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_load)
+
+    image = sub.add_parser("image", help="manage images").add_subparsers(dest="subcommand",
+                                                                        metavar="COMMAND",
+                                                                        parser_class=_Parser)
+    image.required = True
+    _add_images_flags(image.add_parser("ls", aliases=["list"], help="list images"))
+    _add_history_flags(image.add_parser("history", help="show the history of an image"))
+    for name, src in (("inspect", "inspect"), ("tag", "tag"), ("rm", "rmi"), ("save", "save"),
+                      ("load", "load")):
+        parent = sub.choices[src]
+        p = image.add_parser(name, help=parent.description or src)
+        for action in parent._actions[1:]:
+            p._add_action(action)
+        p.set_defaults(func=parent.get_default("func"))
+    p = image.add_parser("prune", help="remove dangling images")
+    p.add_argument("-a", "--all", action="store_true", help="remove all unused images, not just dangling")
+    p.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
+    p.set_defaults(func=cmd_image_prune)
+
+    system = sub.add_parser("system", help="manage pycontainers").add_subparsers(dest="subcommand",
+                                                                               metavar="COMMAND",
+                                                                               parser_class=_Parser)
+    system.required = True
+    p = system.add_parser("df", help="show disk usage")
+    p.add_argument("--format")
+    p.set_defaults(func=cmd_system_df)
+    p = system.add_parser("check", help="verify every blob and reference in the store (fsck)")
+    p.set_defaults(func=cmd_system_check)
+    p = system.add_parser("bases", help="make the offline base images (busybox, debian, python)")
+    p.add_argument("names", nargs="*", help="only these (busybox, debian:bookworm-slim, python:3.11-slim)")
+    p.set_defaults(func=cmd_system_bases)
+
+    p = sub.add_parser("version", help="show the version")
+    p.set_defaults(func=cmd_version)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .errors import PyContainersError
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.version:
+            return cmd_version(args)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 0
+        return args.func(args)
+    except _UsageError as exc:
+        print(f"pycontainers: {exc}", file=sys.stderr)
+        return 125
+    except (PyContainersError, ValueError) as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", 1)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

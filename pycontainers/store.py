@@ -1,0 +1,377 @@
+"""The image store: an OCI image layout on disk (image-spec ``image-layout.md``).
+
+::
+
+    $PYCONTAINERS_HOME/              (default ~/.local/share/pycontainers)
+        oci/                         an OCI image layout, readable by skopeo and umoci as it is
+            oci-layout               {"imageLayoutVersion": "1.0.0"}
+            index.json               one manifest descriptor per tag (annotation ...ref.name)
+            blobs/sha256/<hex>       manifests, configs and layers, named by their digest
+        tmp/                         blobs being written (same file system, so rename is atomic)
+        lock, gc.lock                flock(2) files serialising writers
+
+Every write goes to a temporary file, is fsync'ed, then renamed over its final name, so a writer killed
+at any instant leaves either the old state or the new one. Blobs are verified against their digest as
+they are written; index.json changes happen under an exclusive lock, so two processes tagging at once
+both succeed. Writers hold ``gc.lock`` shared while they add blobs not yet referenced by index.json;
+garbage collection takes it exclusively, so it never deletes a blob that is about to be tagged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from . import oci
+from .errors import StoreError
+
+HOME_ENV = "PYCONTAINERS_HOME"
+
+
+def default_home() -> Path:
+    """``$PYCONTAINERS_HOME``, else ``$XDG_DATA_HOME/pycontainers``, else ``~/.local/share/pycontainers``."""
+    if os.environ.get(HOME_ENV):
+        return Path(os.environ[HOME_ENV]).expanduser()
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(data) / "pycontainers"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, tmp_dir: Path | None = None) -> None:
+    """Replace *path* with *data* all at once: temp file, fsync, rename, fsync the directory."""
+    fd, tmp = tempfile.mkstemp(dir=tmp_dir or path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+class BlobWriter:
+    """A file-like object that hashes what is written and becomes a blob on ``commit``."""
+
+    def __init__(self, store: Store, media_type: str) -> None:
+        self.store = store
+        self.media_type = media_type
+        fd, self.tmp = tempfile.mkstemp(dir=store.tmp_dir, prefix="blob-")
+        self.file = os.fdopen(fd, "wb", buffering=0)
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes | memoryview) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        return self.file.write(data)
+
+    def commit(self, expected: str | None = None) -> oci.Descriptor:
+        digest = "sha256:" + self.hash.hexdigest()
+        if expected is not None and expected != digest:
+            self.abort()
+            raise StoreError(f"content does not match its digest: expected {expected}, got {digest}")
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        final = self.store.blob_path(digest)
+        os.chmod(self.tmp, 0o444)
+        os.replace(self.tmp, final)  # an existing equal blob is replaced by identical bytes: harmless
+        fsync_dir(final.parent)
+        return oci.Descriptor(self.media_type, digest, self.size)
+
+    def abort(self) -> None:
+        if not self.file.closed:
+            self.file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tmp)
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """One line of index.json: a manifest, and the reference it is tagged with (None: untagged)."""
+
+    ref: str | None
+    manifest: oci.Descriptor
+
+
+class Store:
+    """A content-addressed OCI image layout plus the locks that keep it consistent."""
+
+    def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
+        self.home = Path(home).expanduser() if home is not None else default_home()
+        self.layout = self.home / "oci"
+        self.blobs = self.layout / "blobs" / "sha256"
+        self.tmp_dir = self.home / "tmp"
+        self._ensure()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.home)!r})"
+
+    def _ensure(self) -> None:
+        for d in (self.blobs, self.tmp_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        layout_file = self.layout / "oci-layout"
+        if not layout_file.exists():
+            atomic_write(layout_file, oci.canonical_json({"imageLayoutVersion": oci.OCI_LAYOUT_VERSION}),
+                         self.tmp_dir)
+        if not (self.layout / "index.json").exists():
+            with self.lock():
+                if not (self.layout / "index.json").exists():
+                    self._write_index([])
+
+    # ------------------------------------------------------------------------------------------ locks
+
+    @contextlib.contextmanager
+    def _flock(self, name: str, mode: int) -> Iterator[None]:
+        fd = os.open(self.home / name, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, mode)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock, also when the process dies
+
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        """Exclusive lock for changing index.json (short: held for a read-modify-write)."""
+        return self._flock("lock", fcntl.LOCK_EX)
+
+    def writing(self) -> contextlib.AbstractContextManager[None]:
+        """Shared lock held while adding blobs that nothing references yet (keeps ``gc`` away)."""
+        return self._flock("gc.lock", fcntl.LOCK_SH)
+
+    # ------------------------------------------------------------------------------------------ blobs
+
+    def blob_path(self, digest: str) -> Path:
+        if not oci.is_digest(digest):
+            raise StoreError(f"{digest!r} is not a sha256 digest")
+        return self.blobs / digest.split(":", 1)[1]
+
+    def has_blob(self, digest: str) -> bool:
+        return self.blob_path(digest).exists()
+
+    def blob_writer(self, media_type: str) -> BlobWriter:
+        return BlobWriter(self, media_type)
+
+    def put_bytes(self, data: bytes, media_type: str, expected: str | None = None) -> oci.Descriptor:
+        digest = oci.sha256_digest(data)
+        if expected is not None and expected != digest:
+            raise StoreError(f"content does not match its digest: expected {expected}, got {digest}")
+        if self.has_blob(digest):
+            return oci.Descriptor(media_type, digest, len(data))
+        writer = self.blob_writer(media_type)
+        try:
+            writer.write(data)
+        except BaseException:
+            writer.abort()
+            raise
+        return writer.commit()
+
+    def put_json(self, obj: Any, media_type: str) -> oci.Descriptor:
+        return self.put_bytes(oci.canonical_json(obj), media_type)
+
+    def put_stream(self, src: BinaryIO, media_type: str, expected: str | None = None) -> oci.Descriptor:
+        """Copy *src* into a blob, verifying it against *expected* (untrusted input) before it lands."""
+        writer = self.blob_writer(media_type)
+        try:
+            while chunk := src.read(1 << 20):
+                writer.write(chunk)
+        except BaseException:
+            writer.abort()
+            raise
+        return writer.commit(expected)
+
+    def read_blob(self, digest: str) -> bytes:
+        """Read a (small) blob and verify it: manifests and configs are always checked on read."""
+        try:
+            data = self.blob_path(digest).read_bytes()
+        except FileNotFoundError:
+            raise StoreError(f"blob {digest} is missing from the store {self.layout}") from None
+        if oci.sha256_digest(data) != digest:
+            raise StoreError(f"blob {digest} in {self.layout} is corrupt (its content has another digest)")
+        return data
+
+    def read_json(self, digest: str) -> Any:
+        return json.loads(self.read_blob(digest))
+
+    def open_blob(self, digest: str) -> BinaryIO:
+        try:
+            return open(self.blob_path(digest), "rb")
+        except FileNotFoundError:
+            raise StoreError(f"blob {digest} is missing from the store {self.layout}") from None
+
+    def verify_blob(self, digest: str) -> bool:
+        h = hashlib.sha256()
+        with self.open_blob(digest) as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        return "sha256:" + h.hexdigest() == digest
+
+    # ------------------------------------------------------------------------------------------ index
+
+    def entries(self) -> list[IndexEntry]:
+        """The manifests index.json lists, each with its tag (``None`` for an untagged image)."""
+        try:
+            index = json.loads((self.layout / "index.json").read_bytes())
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{self.layout / 'index.json'} cannot be read: {exc}") from None
+        out = []
+        for m in index.get("manifests", []):
+            desc = oci.Descriptor.from_json(m)
+            out.append(IndexEntry(desc.annotations.get(oci.ANNOTATION_REF_NAME), desc))
+        return out
+
+    def _write_index(self, entries: list[IndexEntry]) -> None:
+        manifests = []
+        for e in entries:
+            annotations = {}
+            if e.ref is not None:
+                annotations = {oci.ANNOTATION_REF_NAME: e.ref, oci.ANNOTATION_IMAGE_NAME: e.ref}
+            desc = oci.Descriptor(e.manifest.media_type, e.manifest.digest, e.manifest.size, annotations)
+            manifests.append(desc.to_json())
+        index = {"schemaVersion": 2, "mediaType": oci.MEDIA_INDEX, "manifests": manifests}
+        atomic_write(self.layout / "index.json", json.dumps(index, indent=2).encode() + b"\n", self.tmp_dir)
+
+    def set_tag(self, ref: str, manifest: oci.Descriptor) -> str | None:
+        """Point *ref* at *manifest*; return the manifest digest it pointed at before, if any.
+
+        Like Docker, an image that loses its last tag this way stays in the store, untagged
+        (``<none>``), until ``image prune`` removes it.
+        """
+        with self.lock():
+            entries = self.entries()
+            old = next((e.manifest.digest for e in entries if e.ref == ref), None)
+            entries = [e for e in entries if e.ref != ref and not (e.ref is None and e.manifest == manifest)]
+            entries.append(IndexEntry(ref, manifest))
+            if old and old != manifest.digest and not any(e.manifest.digest == old for e in entries):
+                previous = self._descriptor_of(old)
+                entries.append(IndexEntry(None, previous))
+            entries.sort(key=lambda e: (e.ref is None, e.ref or "", e.manifest.digest))
+            self._write_index(entries)
+            return old
+
+    def add_untagged(self, manifest: oci.Descriptor) -> None:
+        with self.lock():
+            entries = self.entries()
+            if not any(e.manifest.digest == manifest.digest for e in entries):
+                entries.append(IndexEntry(None, manifest))
+                self._write_index(entries)
+
+    def remove_entries(self, *, refs: set[str] = frozenset(), manifests: set[str] = frozenset()) -> None:
+        """Drop the index lines with these tags and/or these manifest digests."""
+        with self.lock():
+            entries = [e for e in self.entries() if e.ref not in refs and e.manifest.digest not in manifests]
+            self._write_index(entries)
+
+    def _descriptor_of(self, digest: str) -> oci.Descriptor:
+        return oci.Descriptor(oci.MEDIA_MANIFEST, digest, self.blob_path(digest).stat().st_size)
+
+    # ---------------------------------------------------------------------------------- reachability
+
+    def reachable(self) -> set[str]:
+        """Every blob digest that index.json reaches (manifests, their configs and layers)."""
+        seen: set[str] = set()
+        for entry in self.entries():
+            self._mark(entry.manifest.digest, seen)
+        return seen
+
+    def _mark(self, digest: str, seen: set[str]) -> None:
+        if digest in seen:
+            return
+        seen.add(digest)
+        if not self.has_blob(digest):
+            return
+        manifest = self.read_json(digest)
+        for child in manifest.get("manifests", []):  # a nested index
+            self._mark(child["digest"], seen)
+        if "config" in manifest:
+            seen.add(manifest["config"]["digest"])
+        seen.update(layer["digest"] for layer in manifest.get("layers", []))
+
+    def gc(self, tmp_older_than: float = 3600.0) -> tuple[int, int]:
+        """Delete blobs no index line reaches, and stale temp files; return (blobs, bytes) freed."""
+        count = freed = 0
+        with self._flock("gc.lock", fcntl.LOCK_EX), self.lock():
+            keep = {d.split(":", 1)[1] for d in self.reachable()}
+            for path in self.blobs.iterdir():
+                if path.name not in keep:
+                    freed += path.stat().st_size
+                    count += 1
+                    path.unlink()
+            now = time.time()
+            for path in self.tmp_dir.iterdir():
+                with contextlib.suppress(FileNotFoundError):
+                    if now - path.lstat().st_mtime > tmp_older_than:
+                        if path.is_dir() and not path.is_symlink():
+                            shutil.rmtree(path, ignore_errors=True)
+                        else:
+                            path.unlink()
+        return count, freed
+
+    # ------------------------------------------------------------------------------------------ fsck
+
+    def check(self) -> list[str]:
+        """Verify every blob against its digest and every reference down to its layers.
+
+        Returns the problems found, one line each (empty: the store is sound).
+        """
+        problems: list[str] = []
+        for path in sorted(self.blobs.iterdir()):
+            if not self.verify_blob("sha256:" + path.name):
+                problems.append(f"blob sha256:{path.name} is corrupt: its content has another digest")
+        try:
+            entries = self.entries()
+        except StoreError as exc:
+            return [*problems, str(exc)]
+        for entry in entries:
+            where = entry.ref or f"untagged {entry.manifest.digest}"
+            problems.extend(self._check_manifest(where, entry.manifest.digest))
+        return problems
+
+    def _check_manifest(self, where: str, digest: str) -> list[str]:
+        from .reference import InvalidReference, parse
+
+        problems = []
+        if where and not where.startswith("untagged"):
+            try:
+                parse(where)
+            except InvalidReference as exc:
+                problems.append(f"{where}: tag is not a valid reference ({exc})")
+        try:
+            manifest = self.read_json(digest)
+            config = self.read_json(manifest["config"]["digest"])
+        except (StoreError, KeyError, ValueError) as exc:
+            return [*problems, f"{where}: {exc}"]
+        layers = manifest.get("layers", [])
+        for layer in layers:
+            if not self.has_blob(layer["digest"]):
+                problems.append(f"{where}: layer {layer['digest']} is missing")
+            elif self.blob_path(layer["digest"]).stat().st_size != layer["size"]:
+                problems.append(f"{where}: layer {layer['digest']} has another size than its manifest says")
+        diff_ids = config.get("rootfs", {}).get("diff_ids", [])
+        if [la["digest"] for la in layers] != diff_ids:
+            problems.append(f"{where}: the config's rootfs.diff_ids do not match the manifest's layers")
+        non_empty = [h for h in config.get("history", []) if not h.get("empty_layer")]
+        if config.get("history") and len(non_empty) != len(layers):
+            problems.append(f"{where}: history has {len(non_empty)} layer steps for {len(layers)} layers")
+        return problems

@@ -1,0 +1,108 @@
+"""The rows behind ``images``, ``image history`` and ``system df``, shared by the CLI and the notebook
+views so both show the same columns with the same values.
+
+Field names are Docker's ``--format`` names (``{{.Repository}}``, ``{{.ID}}``, ``{{.CreatedBy}}``), and
+``Table.format`` understands that template syntax for the simple cases the lectures use.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from .image import Image
+from .units import human_size, since
+
+HEADERS = {
+    "Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "Digest": "DIGEST",
+    "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE", "CreatedBy": "CREATED BY",
+    "Comment": "COMMENT", "Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE",
+    "Reclaimable": "RECLAIMABLE", "Layer": "LAYER",
+}
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    rows: list[dict[str, str]] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def header(self, column: str) -> str:
+        return self.headers.get(column) or HEADERS.get(column, column.upper())
+
+    def plain(self) -> str:
+        """Columns padded like Docker's tabwriter (three spaces between columns)."""
+        cells = [[self.header(c) for c in self.columns]]
+        cells += [[row.get(c, "") for c in self.columns] for row in self.rows]
+        widths = [max(len(r[i]) for r in cells) for i in range(len(self.columns))]
+        lines = ["   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+        return "\n".join(lines)
+
+    def format(self, template: str) -> str:
+        """Docker's ``--format``: ``{{.Field}}`` placeholders, a leading ``table`` adds headers, ``{{json .}}``."""
+        template = template.replace("\\t", "\t").replace("\\n", "\n")
+        is_table = template.startswith("table")
+        template = template.removeprefix("table").lstrip() if is_table else template
+        fields = re.findall(r"{{\s*\.(\w+)\s*}}", template)
+        for f in fields:
+            if f not in self.columns and not any(f in row for row in self.rows):
+                raise ValueError(f"template: can't evaluate field {f}")
+        if template.strip() == "{{json .}}":
+            return "\n".join(json.dumps(row) for row in self.rows)
+
+        def fill(values: dict[str, str]) -> str:
+            return re.sub(r"{{\s*\.(\w+)\s*}}", lambda m: values.get(m.group(1), ""), template)
+
+        lines = [fill(row) for row in self.rows]
+        if is_table:
+            header = fill({f: self.header(f) for f in fields})
+            if "\t" in template:  # align tab-separated columns like tabwriter
+                grid = [header.split("\t")] + [line.split("\t") for line in lines]
+                widths = [max(len(r[i]) if i < len(r) else 0 for r in grid) for i in range(len(grid[0]))]
+                return "\n".join("   ".join(v.ljust(w) for v, w in zip(r, widths, strict=False)).rstrip()
+                                 for r in grid)
+            lines = [header, *lines]
+        return "\n".join(lines)
+
+
+def images_table(images: list[Image], *, no_trunc: bool = False, digests: bool = False) -> Table:
+    """``docker images``: one row per tag (``<none>`` for untagged images), newest first."""
+    cols = ["Repository", "Tag", *(["Digest"] if digests else []), "ID", "CreatedSince", "Size"]
+    rows = []
+    for img in sorted(images, key=lambda i: (i.created, i.id), reverse=True):
+        image_id = img.id if no_trunc else img.short_id
+        common = {"ID": image_id, "CreatedSince": since(img.created), "Size": human_size(img.size),
+                  "CreatedAt": img.created.strftime("%Y-%m-%d %H:%M:%S +0000 UTC"),
+                  "Digest": img.manifest_digest}
+        tags = img.familiar_tags or ["<none>:<none>"]
+        for tag in tags:
+            repo, _, t = tag.rpartition(":")
+            rows.append({"Repository": repo, "Tag": t, **common})
+    rows.sort(key=lambda r: (r["Repository"] == "<none>", r["Repository"], r["Tag"]))
+    return Table(cols, rows)
+
+
+def truncate(text: str, width: int = 45) -> str:
+    """Docker cuts CREATED BY at 45 characters unless --no-trunc."""
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def history_table(image: Image, *, no_trunc: bool = False, human: bool = True) -> Table:
+    """``docker image history``: one row per build step, newest first."""
+    rows = []
+    for step in image.history():
+        ident = "<missing>"
+        if step.image_id:
+            ident = step.image_id if no_trunc else step.image_id.split(":", 1)[1][:12]
+        rows.append({
+            "ID": ident,
+            "CreatedSince": since(step.created),
+            "CreatedAt": step.created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "CreatedBy": step.created_by if no_trunc else truncate(step.created_by),
+            "Size": human_size(step.size) if human else str(step.size),
+            "Comment": step.comment,
+        })
+    table = Table(["ID", "CreatedSince", "CreatedBy", "Size", "Comment"], rows)
+    table.headers["ID"] = "IMAGE"
+    return table

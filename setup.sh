@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# The one command of pycontainers.
+#
+#   ./setup.sh            set everything up (idempotent; a second run does no download, no reinstall)
+#   ./setup.sh lab [...]  set up, then open JupyterLab on notebooks/00-setup.ipynb (args go to jupyter)
+#   ./setup.sh test [...] set up, then run every test: pytest + nbval (args go to pytest)
+#
+# Environment: PYCONTAINERS_VENV  where the virtual environment lives (default: <repo>/.venv)
+set -euo pipefail
+
+# Debian/Ubuntu packages the engine and the course use. Add new ones here (qemu-system-x86, ...).
+SYSTEM_PACKAGES=(
+    graphviz
+    busybox-static
+    skopeo
+    umoci
+    debootstrap
+    cpio
+    runc
+    proot
+    python3-venv
+    ca-certificates
+    debian-archive-keyring
+)
+# Interpreters to try, best first; the first one that is >= 3.11 wins.
+PYTHON_CANDIDATES=(python3.13 python3.12 python3.11 python3)
+
+SELF="$(readlink -f "$0")"
+REPO="$(dirname "$SELF")"
+cd "$REPO"
+VENV="${PYCONTAINERS_VENV:-$REPO/.venv}"
+STAMP="$VENV/.pycontainers-installed"
+
+step() { printf '==> %s\n' "$*"; }
+warn() { printf 'pycontainers: %s\n' "$*" >&2; }
+die() {
+    warn "$*"
+    exit 1
+}
+
+# a. System packages -----------------------------------------------------------------------------
+system_packages() {
+    if ! command -v dpkg-query >/dev/null 2>&1; then
+        warn "not a Debian/Ubuntu system (no dpkg); install the equivalents of: ${SYSTEM_PACKAGES[*]}"
+        return 0
+    fi
+    local -A installed=()
+    local name status
+    # One dpkg-query for all packages; unknown packages only produce a message on stderr.
+    while IFS=$'\t' read -r name status; do
+        [[ $status == "install ok installed" ]] && installed[$name]=1
+    done < <(dpkg-query -W -f='${Package}\t${Status}\n' "${SYSTEM_PACKAGES[@]}" 2>/dev/null || true)
+    local missing=() pkg
+    for pkg in "${SYSTEM_PACKAGES[@]}"; do
+        [[ -n ${installed[$pkg]:-} ]] || missing+=("$pkg")
+    done
+    ((${#missing[@]} == 0)) && return 0
+
+    if ((EUID != 0)); then
+        warn "missing system packages; ask an administrator to run: sudo apt-get install -y ${missing[*]}"
+        return 0
+    fi
+    step "installing system packages: ${missing[*]}"
+    apt-get update -qq || warn "apt-get update failed; trying to install from the current package lists"
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+        >/dev/null; then
+        warn "apt-get install failed; continuing without: ${missing[*]}"
+    fi
+}
+
+# b. Python virtual environment -----------------------------------------------------------------
+find_python() {
+    local candidate
+    for candidate in "${PYTHON_CANDIDATES[@]}"; do
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then
+            printf '%s\n' "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+python_env() {
+    local fresh=0
+    if [[ ! -x $VENV/bin/python || ! -e $VENV/bin/pip ]]; then
+        local python out existed=0
+        [[ -e $VENV ]] && existed=1
+        python="$(find_python)" ||
+            die "no Python >= 3.11 found (tried ${PYTHON_CANDIDATES[*]}); install python3.11 or newer"
+        step "creating virtual environment $VENV ($python)"
+        if ! out="$("$python" -m venv "$VENV" 2>&1)"; then
+            ((existed)) || rm -rf "$VENV"
+            if [[ $out == *ensurepip* ]]; then
+                die "$python cannot create a venv (ensurepip is missing): install the apt package python3-venv"
+            fi
+            printf '%s\n' "$out" >&2
+            die "could not create the virtual environment $VENV"
+        fi
+        fresh=1
+    elif ! "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then
+        die "the virtual environment $VENV is broken or older than Python 3.11: remove it and run ./setup.sh again"
+    fi
+
+    local want have=""
+    want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+    [[ -f $STAMP ]] && have="$(<"$STAMP")"
+    [[ $want == "$have" ]] && return 0
+
+    step "installing pycontainers and its Python dependencies into $VENV"
+    export PIP_DISABLE_PIP_VERSION_CHECK=1
+    if ((fresh)); then
+        "$VENV/bin/python" -m pip install --quiet --quiet --upgrade pip || warn "could not upgrade pip; continuing"
+    fi
+    rm -f "$STAMP"
+    "$VENV/bin/python" -m pip install --quiet --quiet -e ".[lab,test]" ||
+        die "pip install -e \".[lab,test]\" failed (see the errors above)"
+    printf '%s\n' "$want" >"$STAMP"
+}
+
+# c. Base images ---------------------------------------------------------------------------------
+base_images() {
+    step "base images (busybox, debian:bookworm-slim, python:3.11-slim)"
+    local log rc=0
+    log="$(mktemp)"
+    # stdout and stderr still reach the terminal; stderr is also kept to summarise a failure.
+    { "$VENV/bin/pycontainers" system bases 2>&1 1>&3 3>&- | tee "$log" >&2; } 3>&1 || rc=$?
+    if ((rc != 0)); then
+        local last
+        last="$(grep -v '^[[:space:]]*$' "$log" | tail -n 1 || true)"
+        rm -f "$log"
+        die "could not build the base images ('pycontainers system bases' exited $rc)${last:+: $last}"
+    fi
+    rm -f "$log"
+}
+
+setup() {
+    step "system packages"
+    system_packages
+    step "python environment"
+    python_env
+    base_images
+    step "ready"
+}
+
+# Commands ---------------------------------------------------------------------------------------
+run_lab() {
+    local args=(--notebook-dir="$REPO/notebooks" --ip=127.0.0.1)
+    if [[ -z ${DISPLAY:-} && -z ${WAYLAND_DISPLAY:-} && $(uname -s) != Darwin ]]; then
+        args+=(--no-browser)
+    fi
+    ((EUID == 0)) && args+=(--allow-root)
+    if [[ -f $REPO/notebooks/00-setup.ipynb ]]; then
+        # The URL Jupyter prints (and the browser it opens) then lands on the first notebook.
+        args+=(--LabApp.default_url=/lab/tree/00-setup.ipynb)
+        step "JupyterLab: open the http://127.0.0.1:<port>/lab/tree/00-setup.ipynb?token=... URL it prints below"
+    else
+        step "JupyterLab: open the http://127.0.0.1:<port>/lab?token=... URL it prints below"
+    fi
+    exec "$VENV/bin/jupyter" lab "${args[@]}" "$@"
+}
+
+run_tests() {
+    if compgen -G "notebooks/*.ipynb" >/dev/null; then
+        exec "$VENV/bin/python" -m pytest tests notebooks --nbval --nbval-current-env \
+            --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider "$@"
+    fi
+    exec "$VENV/bin/python" -m pytest tests -p no:cacheprovider "$@"
+}
+
+main() {
+    local command="${1:-}"
+    case "$command" in
+        "") setup ;;
+        lab)
+            shift
+            setup
+            run_lab "$@"
+            ;;
+        test)
+            shift
+            setup
+            run_tests "$@"
+            ;;
+        -h | --help | help)
+            sed -n '2,8s/^# \{0,1\}//p' "$SELF"
+            ;;
+        *) die "unknown command '$command' (usage: ./setup.sh [lab|test] [args...])" ;;
+    esac
+}
+
+main "$@"
