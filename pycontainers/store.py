@@ -23,11 +23,13 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -72,29 +74,109 @@ def atomic_write(path: Path, data: bytes, tmp_dir: Path | None = None) -> None:
 
 
 class BlobWriter:
-    """A file-like object that hashes what is written and becomes a blob on ``commit``."""
+    """A file-like object that hashes what is written and becomes a blob on ``commit``.
+
+    Large blobs (layers) are where the time goes, so data is gathered in page-aligned 4 MiB buffers:
+    the caller's thread hashes one buffer while a second thread writes the previous one with
+    ``O_DIRECT`` (no page-cache copy; on this kind of machine buffered writes are several times slower
+    than the disk). File systems without ``O_DIRECT`` (tmpfs) get ordinary writes.
+    """
+
+    BUFFER = 4 << 20
+    ALIGN = 4096
 
     def __init__(self, store: Store, media_type: str) -> None:
         self.store = store
         self.media_type = media_type
         fd, self.tmp = tempfile.mkstemp(dir=store.tmp_dir, prefix="blob-")
-        self.file = os.fdopen(fd, "wb", buffering=0)
+        self.fd = fd
         self.hash = hashlib.sha256()
         self.size = 0
+        self.closed = False
+        self._buffers = [mmap.mmap(-1, self.BUFFER), mmap.mmap(-1, self.BUFFER)]
+        self._current = 0
+        self._fill = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
+        self._direct = False
 
-    def write(self, data: bytes | memoryview) -> int:
-        self.hash.update(data)
-        self.size += len(data)
-        return self.file.write(data)
+    def _start_direct_io(self) -> None:
+        """Reopen the temp file with O_DIRECT once a blob turns out to be large."""
+        try:
+            direct = os.open(self.tmp, os.O_WRONLY | getattr(os, "O_DIRECT", 0))
+        except OSError:
+            direct = -1
+        if direct >= 0:
+            os.close(self.fd)
+            self.fd, self._direct = direct, True
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-writer")
+
+    def _write_all(self, view: memoryview | mmap.mmap, length: int) -> None:
+        done = 0
+        while done < length:
+            done += os.write(self.fd, memoryview(view)[done:length])
+
+    def _flush_buffer(self) -> None:
+        buf = self._buffers[self._current]
+        if self._pool is None:
+            self._start_direct_io()
+        self.hash.update(memoryview(buf)[: self._fill])
+        if self._pending is not None:
+            self._pending.result()  # the other buffer must be on disk before it is reused
+        assert self._pool is not None
+        self._pending = self._pool.submit(self._write_all, buf, self._fill)
+        self._current ^= 1
+        self._fill = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        view = memoryview(data).cast("B")
+        n = len(view)
+        pos = 0
+        while pos < n:
+            take = min(n - pos, self.BUFFER - self._fill)
+            self._buffers[self._current][self._fill:self._fill + take] = view[pos:pos + take]
+            self._fill += take
+            pos += take
+            if self._fill == self.BUFFER:
+                self._flush_buffer()
+        self.size += n
+        return n
+
+    def _finish(self) -> None:
+        """Hash and write what is left, wait for the writer thread, make the bytes durable."""
+        if self._pending is not None:
+            self._pending.result()
+        tail = self._fill
+        buf = self._buffers[self._current]
+        self.hash.update(memoryview(buf)[:tail])
+        if self._direct and tail:
+            padded = -(-tail // self.ALIGN) * self.ALIGN  # O_DIRECT writes whole aligned blocks
+            buf[tail:padded] = bytes(padded - tail)
+            self._write_all(buf, padded)
+            os.ftruncate(self.fd, self.size)
+        else:
+            self._write_all(buf, tail)
+        os.fsync(self.fd)
+
+    def _close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        os.close(self.fd)
+        for b in self._buffers:
+            b.close()
 
     def commit(self, expected: str | None = None) -> oci.Descriptor:
+        try:
+            self._finish()
+        finally:
+            self._close()
         digest = "sha256:" + self.hash.hexdigest()
         if expected is not None and expected != digest:
             self.abort()
             raise StoreError(f"content does not match its digest: expected {expected}, got {digest}")
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
         final = self.store.blob_path(digest)
         os.chmod(self.tmp, 0o444)
         os.replace(self.tmp, final)  # an existing equal blob is replaced by identical bytes: harmless
@@ -102,8 +184,10 @@ class BlobWriter:
         return oci.Descriptor(self.media_type, digest, self.size)
 
     def abort(self) -> None:
-        if not self.file.closed:
-            self.file.close()
+        if self._pending is not None:
+            with contextlib.suppress(Exception):
+                self._pending.result()
+        self._close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.tmp)
 
