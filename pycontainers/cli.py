@@ -8,8 +8,10 @@ Errors are one line on stderr, never a traceback. Imports are lazy so the comman
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -177,6 +179,140 @@ def cmd_load(a: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------- containers
+
+
+def _run_options(a: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "entrypoint": a.entrypoint, "environment": a.env or [], "env_files": a.env_file or [],
+        "workdir": a.workdir, "user": a.user, "volumes": a.volume or [], "hostname": a.hostname,
+        "read_only": a.read_only, "memory": a.memory, "pids_limit": a.pids_limit, "cpus": a.cpus,
+        "network": a.network, "tty": a.tty, "interactive": a.interactive,
+    }
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from .container import ContainerError, create_from_image
+    from .errors import PyContainersError
+    from .runtime import start
+
+    store = _store()
+    try:
+        container = create_from_image(store, a.image, a.command or None, name=a.name, auto_remove=a.rm,
+                                      **_run_options(a))
+    except PyContainersError as exc:
+        print(f"pycontainers: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", 125) if isinstance(exc, ContainerError) else 125
+    if a.detach:
+        log = os.open(container.log_path(), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            events = start(container, (null, log, log))
+        finally:
+            os.close(log)
+            os.close(null)
+    else:
+        stdin = 0 if a.interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        events = start(container, (stdin, 1, 2))
+        if stdin != 0:
+            os.close(stdin)
+    first = events.next()
+    if first["event"] == "error":
+        print(f"pycontainers: {first['message']}", file=sys.stderr)
+        return int(first["exit_code"])  # type: ignore[call-overload]
+    if a.detach:
+        events.close()
+        print(container.id)
+        return 0
+    pid = int(first["pid"])  # type: ignore[call-overload]
+
+    def forward(signum: int, _frame: object) -> None:  # docker's --sig-proxy: Ctrl-C reaches the command
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, forward)
+    last = events.next()
+    events.close()
+    return int(last.get("exit_code", 125))  # type: ignore[call-overload]
+
+
+def cmd_ps(a: argparse.Namespace) -> int:
+    from .container import list_containers
+    from .tables import containers_table
+
+    table = containers_table(list_containers(_store(), all=a.all), no_trunc=a.no_trunc)
+    _print_table(table, a.format, "ID", a.quiet)
+    return 0
+
+
+def cmd_logs(a: argparse.Namespace) -> int:
+    import time
+
+    from .container import get_container
+
+    container = get_container(_store(), a.container)
+    path = container.log_path()
+    out = sys.stdout.buffer
+    try:
+        f = open(path, "rb")  # noqa: SIM115 (closed below)
+    except FileNotFoundError:
+        return 0
+    with f:
+        while True:
+            chunk = f.read(1 << 16)
+            if chunk:
+                out.write(chunk)
+                out.flush()
+                continue
+            if not a.follow or container.status != "running":
+                return 0
+            time.sleep(0.05)
+
+
+def _each_container(names: list[str], action: Callable[[Any], None], echo: bool = True) -> int:
+    from .container import get_container
+    from .errors import PyContainersError
+
+    store = _store()
+    status = 0
+    for name in names:
+        try:
+            action(get_container(store, name))
+            if echo:
+                print(name)
+        except PyContainersError as exc:
+            print(f"Error: {exc}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def cmd_stop(a: argparse.Namespace) -> int:
+    from .container import stop
+
+    return _each_container(a.containers, lambda c: stop(c, a.time))
+
+
+def cmd_kill(a: argparse.Namespace) -> int:
+    from .container import kill
+
+    sig = signal.Signals[a.signal if a.signal.startswith("SIG") else "SIG" + a.signal] \
+        if not a.signal.isdigit() else signal.Signals(int(a.signal))
+    return _each_container(a.containers, lambda c: kill(c, sig))
+
+
+def cmd_rm(a: argparse.Namespace) -> int:
+    from .container import remove
+
+    return _each_container(a.containers, lambda c: remove(c, force=a.force))
+
+
+def cmd_wait(a: argparse.Namespace) -> int:
+    from .container import wait
+
+    return _each_container(a.containers, lambda c: print(wait(c)), echo=False)
+
+
 # ------------------------------------------------------------------------------------------- system
 
 
@@ -217,6 +353,36 @@ def cmd_version(a: argparse.Namespace) -> int:
     from . import __version__
 
     print(f"pycontainers version {__version__}")
+    return 0
+
+
+def cmd_info(a: argparse.Namespace) -> int:
+    """Like ``docker info``: the engine, its store, this machine, and what it can do for containers."""
+    from . import __version__, host
+    from .image import list_images
+    from .store import Store, default_home
+
+    caps = host.probe_all()
+    backend, why = host.backend_choice(caps)
+    layout = host.cgroup_layout()
+    home = default_home()
+    try:
+        images = str(len(list_images(Store(home))))
+    except OSError as exc:
+        images = f"unknown ({exc.strerror or exc})"
+    print("Server:")
+    print(" Engine: pycontainers")
+    print(f" Server Version: {__version__}")
+    print(f" Store: {home}")
+    print(f" Images: {images}")
+    print(f" Kernel Version: {os.uname().release}")
+    print(f" Cgroup Driver: {'cgroupfs' if layout.version != 'none' else 'none'}")
+    print(f" Cgroup Version: {layout.describe()}")
+    print(f" Backend: {backend}")
+    print(f"  {why}")
+    print(" Capabilities:")
+    for line in host.summary_lines(caps):
+        print(f"  {line}")
     return 0
 
 
@@ -323,8 +489,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", help="only these (busybox, debian:bookworm-slim, python:3.11-slim)")
     p.set_defaults(func=cmd_system_bases)
 
+    p = sub.add_parser("run", help="create and run a new container from an image")
+    p.add_argument("image")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    p.add_argument("-d", "--detach", action="store_true", help="run in the background, print its ID")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep STDIN open")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
+    p.add_argument("--name")
+    p.add_argument("-e", "--env", action="append", help="set an environment variable (K=V)")
+    p.add_argument("--env-file", action="append", help="read environment variables from a file")
+    p.add_argument("-w", "--workdir", help="working directory inside the container")
+    p.add_argument("-u", "--user", help="USER[:GROUP] (name or number)")
+    p.add_argument("-v", "--volume", action="append", help="HOST:CONTAINER[:ro] or VOLUME:CONTAINER[:ro]")
+    p.add_argument("--hostname")
+    p.add_argument("--entrypoint", help="overwrite the image's ENTRYPOINT")
+    p.add_argument("--read-only", action="store_true", help="mount the root file system read-only")
+    p.add_argument("-m", "--memory", help="memory limit (e.g. 64m)")
+    p.add_argument("--pids-limit", type=int)
+    p.add_argument("--cpus", type=float)
+    p.add_argument("--network", "--net", default="none", help="none (own, empty network) or host")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("ps", help="list containers")
+    p.add_argument("-a", "--all", action="store_true", help="show all containers (default: running)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("--format")
+    p.set_defaults(func=cmd_ps)
+
+    p = sub.add_parser("logs", help="fetch the output of a container")
+    p.add_argument("container")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.set_defaults(func=cmd_logs)
+
+    for verb, func, helptext in (("stop", cmd_stop, "stop running containers"),
+                                 ("kill", cmd_kill, "kill running containers"),
+                                 ("rm", cmd_rm, "remove containers"),
+                                 ("wait", cmd_wait, "block until containers stop, print exit codes")):
+        p = sub.add_parser(verb, help=helptext)
+        p.add_argument("containers", nargs="+")
+        p.set_defaults(func=func)
+        if verb == "stop":
+            p.add_argument("-t", "--time", type=float, default=10.0, help="seconds to wait before killing")
+        if verb == "kill":
+            p.add_argument("-s", "--signal", default="KILL")
+        if verb == "rm":
+            p.add_argument("-f", "--force", action="store_true", help="kill a running container first")
+
     p = sub.add_parser("version", help="show the version")
     p.set_defaults(func=cmd_version)
+    p = sub.add_parser("info", help="show the engine, its store and what this machine can do for containers")
+    p.set_defaults(func=cmd_info)
     return parser
 
 

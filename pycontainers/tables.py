@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import UTC
 
 from .image import Image
 from .units import human_size, since
@@ -105,4 +106,29 @@ def history_table(image: Image, *, no_trunc: bool = False, human: bool = True) -
         })
     table = Table(["ID", "CreatedSince", "CreatedBy", "Size", "Comment"], rows)
     table.headers["ID"] = "IMAGE"
+    return table
+
+
+def containers_table(containers: list, *, no_trunc: bool = False) -> Table:  # list[container.Container]
+    """``docker ps``: CONTAINER ID, IMAGE, COMMAND, CREATED, STATUS, PORTS, NAMES."""
+    from datetime import datetime
+
+    rows = []
+    for c in containers:
+        spec = c.spec
+        command = " ".join(spec.args)
+        created = datetime.strptime(c.state["created"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        rows.append({
+            "ID": c.id if no_trunc else c.short_id,
+            "Image": spec.image_name,
+            "Command": f'"{command if no_trunc else truncate(command, 20)}"',
+            "CreatedSince": since(created),
+            "Status": c.status_text(),
+            "Ports": "",
+            "Names": c.name,
+            "State": c.status,
+        })
+    table = Table(["ID", "Image", "Command", "CreatedSince", "Status", "Ports", "Names"], rows)
+    table.headers.update({"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "Status": "STATUS",
+                          "Ports": "PORTS", "Names": "NAMES"})
     return table

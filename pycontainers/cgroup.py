@@ -1,0 +1,169 @@
+"""Control groups: the kernel's accounting and limits for a group of processes (memory, pids, cpu).
+
+Two layouts exist. cgroup v2 (Binder, most laptops) is one tree at ``/sys/fs/cgroup`` where a
+directory's ``cgroup.subtree_control`` lists the controllers its children get. cgroup v1 has one tree
+per controller (``/sys/fs/cgroup/memory/...``, ``/sys/fs/cgroup/pids/...``). Some machines, like the
+ones this course is developed on, are *hybrid*: v1 controllers plus an empty v2 tree at
+``/sys/fs/cgroup/unified``. A container's cgroup is ``pycontainers/<id>`` in each tree that has a
+controller we need, and is removed with the container.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import time
+from pathlib import Path
+
+from .errors import PyContainersError
+
+ROOT = Path("/sys/fs/cgroup")
+PARENT = "pycontainers"
+V1_CONTROLLERS = ("memory", "pids", "cpu")
+CFS_PERIOD_US = 100_000
+
+
+class CgroupError(PyContainersError):
+    pass
+
+
+def layout(root: Path = ROOT) -> str:
+    """``"v2"``, ``"v1"`` (with or without the empty unified tree: hybrid) or ``"none"``."""
+    if (root / "cgroup.controllers").exists():
+        return "v2"
+    if any((root / c / "tasks").exists() for c in V1_CONTROLLERS):
+        return "v1"
+    return "none"
+
+
+def _write(path: Path, value: str) -> None:
+    try:
+        path.write_text(value)
+    except OSError as exc:
+        raise CgroupError(f"write {value!r} to {path}: {exc.strerror}") from None
+
+
+class Cgroup:
+    """One container's cgroup, in every tree that holds a controller it uses."""
+
+    def __init__(self, name: str, root: Path = ROOT) -> None:
+        self.name = name
+        self.root = root
+        self.version = layout(root)
+        if self.version == "v2":
+            self.dirs = {"unified": root / PARENT / name}
+        elif self.version == "v1":
+            self.dirs = {c: root / c / PARENT / name for c in V1_CONTROLLERS if (root / c / "tasks").exists()}
+        else:
+            self.dirs = {}
+
+    def _dir(self, controller: str) -> Path | None:
+        return self.dirs.get("unified") if self.version == "v2" else self.dirs.get(controller)
+
+    def create(self, *, memory: int | None = None, pids: int | None = None, cpus: float | None = None) -> None:
+        """mkdir the cgroup(s), then write the limits (each controller's own file names)."""
+        if self.version == "v2":
+            self._enable_v2_controllers()
+        for d in self.dirs.values():
+            d.mkdir(parents=True, exist_ok=True)
+        if memory is not None:
+            self._limit_memory(memory)
+        if pids is not None:
+            d = self._dir("pids")
+            if d is not None:
+                _write(d / "pids.max", str(pids))
+        if cpus is not None:
+            quota = int(cpus * CFS_PERIOD_US)
+            d = self._dir("cpu")
+            if d is not None and self.version == "v2":
+                _write(d / "cpu.max", f"{quota} {CFS_PERIOD_US}")
+            elif d is not None:
+                _write(d / "cpu.cfs_period_us", str(CFS_PERIOD_US))
+                _write(d / "cpu.cfs_quota_us", str(quota))
+
+    def _enable_v2_controllers(self) -> None:
+        # A child gets only the controllers its parent lists in cgroup.subtree_control.
+        (self.root / PARENT).mkdir(exist_ok=True)
+        available = (self.root / "cgroup.controllers").read_text().split()
+        wanted = [c for c in ("memory", "pids", "cpu") if c in available]
+        for d in (self.root, self.root / PARENT):
+            current = (d / "cgroup.subtree_control").read_text().split()
+            for c in wanted:
+                if c not in current:
+                    with contextlib.suppress(CgroupError):
+                        _write(d / "cgroup.subtree_control", f"+{c}")
+
+    def _limit_memory(self, limit: int) -> None:
+        d = self._dir("memory")
+        if d is None:
+            return
+        if self.version == "v2":
+            _write(d / "memory.max", str(limit))
+            if (d / "memory.swap.max").exists():
+                _write(d / "memory.swap.max", "0")  # the limit is the limit: no escape into swap
+        else:
+            _write(d / "memory.limit_in_bytes", str(limit))
+            if (d / "memory.memsw.limit_in_bytes").exists():
+                _write(d / "memory.memsw.limit_in_bytes", str(limit))
+            if (d / "memory.swappiness").exists():
+                with contextlib.suppress(CgroupError):
+                    _write(d / "memory.swappiness", "0")
+
+    def add(self, pid: int) -> None:
+        for d in self.dirs.values():
+            _write(d / "cgroup.procs", str(pid))
+
+    def pids(self) -> list[int]:
+        found: set[int] = set()
+        for d in self.dirs.values():
+            with contextlib.suppress(OSError):
+                found.update(int(p) for p in (d / "cgroup.procs").read_text().split())
+        return sorted(found)
+
+    def oom_killed(self) -> bool:
+        """Did the kernel's OOM killer kill a process of this cgroup?"""
+        d = self._dir("memory")
+        if d is None:
+            return False
+        name = "memory.events" if self.version == "v2" else "memory.oom_control"
+        with contextlib.suppress(OSError):
+            for line in (d / name).read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill" and int(value) > 0:
+                    return True
+        return False
+
+    def memory_usage(self) -> int | None:
+        d = self._dir("memory")
+        if d is None:
+            return None
+        name = "memory.current" if self.version == "v2" else "memory.usage_in_bytes"
+        try:
+            return int((d / name).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def kill_all(self, timeout: float = 2.0) -> None:
+        deadline = time.monotonic() + timeout
+        while (pids := self.pids()) and time.monotonic() < deadline:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.005)
+
+    def remove(self) -> None:
+        """Kill what is left inside, then rmdir (the kernel refuses while a process remains)."""
+        self.kill_all()
+        for d in self.dirs.values():
+            for _ in range(200):
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.EBUSY:
+                        raise CgroupError(f"rmdir {d}: {exc.strerror}") from None
+                    time.sleep(0.005)

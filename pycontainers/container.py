@@ -1,0 +1,309 @@
+"""Containers: their life cycle, and the state each one keeps in one JSON file.
+
+Daemonless, like runc or podman: no service runs in the background. Each container has a directory
+``$PYCONTAINERS_HOME/containers/<id>/``::
+
+    state.json     the container's state (below); rewritten atomically at every change
+    upper/ work/   overlayfs's writable layer and its scratch space (deleted with the container)
+    rootfs/        the mount point of the merged file system (mounted only inside the container)
+    hostname hosts resolv.conf   bind-mounted over /etc/... inside
+    container.log  stdout and stderr of a detached container
+
+``state.json`` (cf. runc's state.json / the OCI runtime-spec ``state``)::
+
+    {"id": "<64 hex>", "name": "...", "status": "created|running|exited",
+     "pid": <host pid of the container's PID 1>, "pid_start": <its start time, clock ticks>,
+     "monitor_pid": <pid of the process that waits for it>, "created": "<RFC 3339>",
+     "started_at": "...", "finished_at": "...", "exit_code": <int|null>, "oom_killed": <bool>,
+     "error": "<why it could not start>", "auto_remove": <bool>, "spec": {<ContainerSpec>}}
+
+A *monitor* process (a fork of a clean, single-threaded process: the CLI itself, or the zygote for
+a notebook) owns each running container: it creates the cgroup, forks the container's PID 1, waits
+for it, records how it ended, and cleans up. It runs in its own session, so the container outlives
+the CLI, the notebook kernel and every other helper; ``ps`` checks that the recorded PID is still the
+same process (its start time) so a container whose monitor was killed is shown truthfully.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import InvalidArgument, PyContainersError
+from .spec import ContainerSpec
+from .store import Store, atomic_write
+
+NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+_ADJECTIVES = ("brave", "calm", "eager", "gentle", "happy", "jolly", "keen", "lucid", "merry", "quiet",
+               "swift", "tender", "vivid", "witty", "zen")
+_SCIENTISTS = ("curie", "darwin", "euler", "gauss", "hopper", "lovelace", "noether", "pasteur",
+               "ritchie", "shannon", "thompson", "turing", "wozniak")
+
+
+class ContainerNotFound(PyContainersError):
+    pass
+
+
+class ContainerError(PyContainersError):
+    """The container could not be created or started (exit code 125/126/127 like Docker)."""
+
+    def __init__(self, message: str, exit_code: int = 125) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def containers_dir(store: Store) -> Path:
+    return store.home / "containers"
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat: tells a live process from a new one that reused its PID."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return int(data.rpartition(")")[2].split()[19])
+
+
+def pid_alive(pid: int | None, start: int | None) -> bool:
+    if not pid:
+        return False
+    st = process_start_time(pid)
+    if st is None or (start is not None and st != start):
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rpartition(")")[2].split()[0] != "Z"
+
+
+@dataclass
+class Container:
+    """A container on disk; ``state`` is read fresh from state.json by ``reload``."""
+
+    store: Store
+    id: str
+    state: dict[str, Any]
+
+    @property
+    def dir(self) -> Path:
+        return containers_dir(self.store) / self.id
+
+    @property
+    def name(self) -> str:
+        return self.state["name"]
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def spec(self) -> ContainerSpec:
+        return ContainerSpec.from_json(self.state["spec"])
+
+    def reload(self) -> Container:
+        self.state = read_state(self.dir)
+        return self
+
+    def save(self, **changes: Any) -> None:
+        self.state.update(changes)
+        atomic_write(self.dir / "state.json", json.dumps(self.state, indent=2).encode())
+
+    @property
+    def status(self) -> str:
+        """created / running / exited, checked against the kernel, not just the file."""
+        st = self.state.get("status", "created")
+        if st == "running" and not pid_alive(self.state.get("pid"), self.state.get("pid_start")):
+            monitor_alive = pid_alive(self.state.get("monitor_pid"), self.state.get("monitor_start"))
+            if monitor_alive:
+                return "running"  # the monitor is about to record the exit
+            return "dead"  # neither the container nor its monitor exists, and nobody recorded why
+        return st
+
+    def status_text(self) -> str:
+        """Docker's STATUS column: ``Up 3 seconds``, ``Exited (0) 5 seconds ago``, ``Created``."""
+        from .units import human_duration, since
+
+        st = self.status
+        if st == "running":
+            started = _parse(self.state.get("started_at"))
+            return "Up " + human_duration((datetime.now(UTC) - started).total_seconds())
+        if st == "exited":
+            code = self.state.get("exit_code")
+            return f"Exited ({code}) {since(_parse(self.state.get('finished_at')))}"
+        if st == "dead":
+            return "Dead (its monitor was killed; exit status unknown)"
+        return "Created"
+
+    def log_path(self) -> Path:
+        return self.dir / "container.log"
+
+
+def _parse(text: str | None) -> datetime:
+    if not text:
+        return datetime.now(UTC)
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def read_state(cdir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((cdir / "state.json").read_bytes())
+    except FileNotFoundError:
+        raise ContainerNotFound(f"No such container: {cdir.name[:12]}") from None
+    except ValueError as exc:
+        raise PyContainersError(f"{cdir / 'state.json'} is not valid JSON: {exc}") from None
+
+
+def random_name(taken: set[str]) -> str:
+    import random
+
+    for _ in range(100):
+        name = f"{random.choice(_ADJECTIVES)}_{random.choice(_SCIENTISTS)}"
+        if name not in taken:
+            return name
+    return f"container_{os.urandom(4).hex()}"
+
+
+def list_containers(store: Store, all: bool = True) -> list[Container]:  # noqa: A002 (docker's name)
+    base = containers_dir(store)
+    out = []
+    if base.exists():
+        for d in base.iterdir():
+            with contextlib.suppress(ContainerNotFound, PyContainersError):
+                out.append(Container(store, d.name, read_state(d)))
+    out.sort(key=lambda c: c.state.get("created", ""), reverse=True)
+    return [c for c in out if all or c.status == "running"]
+
+
+def get_container(store: Store, ref: str) -> Container:
+    """By name, full ID or unique ID prefix, as Docker."""
+    containers = list_containers(store)
+    for c in containers:
+        if c.name == ref or c.id == ref:
+            return c
+    matches = [c for c in containers if c.id.startswith(ref)] if ref else []
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise ContainerNotFound(f"container ID prefix {ref!r} is ambiguous: {len(matches)} containers match")
+    raise ContainerNotFound(f"No such container: {ref}")
+
+
+def create_from_image(store: Store, image_name: str, command: list[str] | None = None, *,
+                      name: str | None = None, auto_remove: bool = False, **options: Any) -> Container:
+    """``docker create``: resolve the image, merge its config with the options, make the container."""
+    from .image import get_image
+    from .spec import make_spec, new_container_id
+
+    image = get_image(store, image_name)
+    cid = new_container_id()
+    spec = make_spec(image, image_name, command, volumes_dir=str(store.home / "volumes"), container_id=cid,
+                     **options)
+    return create(store, spec, cid, name, auto_remove)
+
+
+def create(store: Store, spec: ContainerSpec, container_id: str, name: str | None = None,
+           auto_remove: bool = False, backend: str = "native") -> Container:
+    """Make the container's directory and its state (status ``created``); nothing runs yet."""
+    existing = list_containers(store)
+    if name is not None:
+        if not name or not set(name) <= NAME_CHARS or not name[0].isalnum():
+            raise InvalidArgument(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        for c in existing:
+            if c.name == name:
+                raise InvalidArgument(f'Conflict. The container name "/{name}" is already in use by container '
+                                      f'"{c.id}". You have to remove (or rename) that container to be able to '
+                                      "reuse that name.")
+    cdir = containers_dir(store) / container_id
+    for d in ("upper", "work", "rootfs"):
+        (cdir / d).mkdir(parents=True)
+    (cdir / "hostname").write_text(spec.hostname + "\n")
+    (cdir / "hosts").write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                                f"127.0.1.1\t{spec.hostname}\n")
+    resolv = ""
+    if spec.network == "host":
+        with contextlib.suppress(OSError):
+            resolv = Path("/etc/resolv.conf").read_text()
+    (cdir / "resolv.conf").write_text(resolv)
+    for m in spec.mounts:
+        if m.volume:
+            os.makedirs(m.source, exist_ok=True)
+    container = Container(store, container_id, {
+        "id": container_id, "name": name or random_name({c.name for c in existing}), "status": "created",
+        "pid": None, "pid_start": None, "monitor_pid": None, "monitor_start": None, "created": now_iso(),
+        "started_at": None, "finished_at": None, "exit_code": None, "oom_killed": False, "error": "",
+        "auto_remove": auto_remove, "backend": backend, "spec": spec.to_json(),
+    })
+    container.save()
+    return container
+
+
+def wait(container: Container, timeout: float | None = None) -> int:
+    """Block until the container has exited; return its exit code (``docker wait``)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        try:
+            container.reload()
+        except ContainerNotFound:  # removed (--rm) after it exited: the last state we read is final
+            code = container.state.get("exit_code")
+            return int(code) if code is not None else 0
+        status = container.status
+        if status == "exited":
+            return int(container.state["exit_code"])
+        if status == "dead":
+            raise ContainerError(f"container {container.name} died with its monitor; its exit status is unknown")
+        if deadline is not None and time.monotonic() > deadline:
+            raise ContainerError(f"timed out after {timeout} s waiting for {container.name}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def kill(container: Container, sig: int = signal.SIGKILL) -> None:
+    if container.status != "running":
+        raise ContainerError(f"cannot kill container {container.name}: it is not running")
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(container.state["pid"], sig)
+
+
+def stop(container: Container, timeout: float = 10.0) -> None:
+    """SIGTERM (or the image's STOPSIGNAL), then SIGKILL after *timeout* seconds, like ``docker stop``."""
+    if container.status != "running":
+        return
+    sig = signal.Signals[container.spec.stop_signal] if container.spec.stop_signal.startswith("SIG") \
+        else signal.Signals(int(container.spec.stop_signal))
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(container.state["pid"], sig)
+    try:
+        wait(container, timeout)
+    except ContainerError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(container.state["pid"], signal.SIGKILL)
+        wait(container, 10)
+
+
+def remove(container: Container, force: bool = False) -> None:
+    """Delete the container and its writable layer (``docker rm``); ``force`` kills it first."""
+    if container.status == "running":
+        if not force:
+            raise ContainerError(f"cannot remove container {container.name}: it is running "
+                                 "(stop it first, or use force)")
+        kill(container)
+        with contextlib.suppress(ContainerError):
+            wait(container, 10)
+    from .cgroup import Cgroup
+
+    with contextlib.suppress(PyContainersError, OSError):
+        Cgroup(container.id).remove()  # normally the monitor did this; a killed monitor could not
+    shutil.rmtree(container.dir, ignore_errors=True)

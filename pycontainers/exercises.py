@@ -1,0 +1,253 @@
+"""Self-checking exercises: each check looks at the real image store, never at a stored answer string.
+
+A notebook cell ends with ``check_...(client, ..., answer)``; the returned ``Check`` prints one line
+(✓ right, ✗ wrong plus a hint, or "not answered yet") and renders green or red in Jupyter. Checks never
+raise for a student's mistake: an unanswered placeholder (``...`` or ``None``), a missing image or an answer
+in the wrong unit all come back as a ``Check``, so a notebook full of placeholders runs top to bottom
+(which is how nbval tests it).
+
+Core code: no IPython import. The numbers come from ``pycontainers.views`` (which imports its notebook
+libraries lazily), so an exercise and the table a student looks at can never disagree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import math
+import re
+import tarfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import PyContainersError
+from .image import Image
+from .layer import clean_path
+from .units import human_size
+from .views import Waste, layer_sharing, waste
+
+if TYPE_CHECKING:
+    from .api import Client
+
+_DECIMAL = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+
+
+@dataclass(frozen=True, repr=False)
+class Check:
+    """The outcome of one exercise: ``ok``, a one-line ``message``, and a ``hint`` when it is wrong."""
+
+    ok: bool
+    message: str
+    hint: str = ""
+    answered: bool = True
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __str__(self) -> str:
+        if not self.answered:
+            return f"… Not answered yet: {self.message}"
+        if self.ok:
+            return f"✓ {self.message}"
+        return f"✗ {self.message}" + (f"\n  Hint: {self.hint}" if self.hint else "")
+
+    __repr__ = __str__  # what Jupyter shows as text/plain, and what a plain print shows
+
+    def _repr_html_(self) -> str:
+        if not self.answered:
+            mark, colour, background = "…", "#555555", "#f3f3f3"
+        elif self.ok:
+            mark, colour, background = "✓", "#1a7f37", "#e6f4ea"
+        else:
+            mark, colour, background = "✗", "#b3261e", "#fdecea"
+        lead = "Not answered yet: " if not self.answered else ""
+        body = f"<b>{mark}</b> {lead}{html.escape(self.message)}"
+        if self.answered and not self.ok and self.hint:
+            body += f"<br/><i>Hint:</i> {html.escape(self.hint)}"
+        return (f'<div style="border-left:4px solid {colour};background:{background};color:{colour};'
+                f'padding:4px 10px">{body}</div>')
+
+
+def not_answered(what: str) -> Check:
+    """A placeholder is not a mistake: say what is still to do, without a hint or a red cross."""
+    return Check(False, what, answered=False)
+
+
+def is_unanswered(answer: object) -> bool:
+    """The placeholders a notebook leaves for students: ``...`` and ``None``."""
+    return answer is Ellipsis or answer is None
+
+
+def as_bytes(answer: object) -> int | None:
+    """A size as a student may write it: ``7136768``, ``7_136_768``, ``"7.14MB"``, ``"7.14 MB"``.
+
+    Units are decimal, as ``pycontainers images`` prints them (1MB = 1,000,000 bytes). None: not a size.
+    """
+    if isinstance(answer, bool):
+        return None
+    if isinstance(answer, int | float):
+        return round(answer) if math.isfinite(answer) and answer >= 0 else None
+    if isinstance(answer, str):
+        match = re.fullmatch(r"\s*([0-9][0-9_,]*(?:\.[0-9]+)?)\s*([kmgt]?b?)\s*", answer, re.IGNORECASE)
+        if match:
+            number = float(match.group(1).replace("_", "").replace(",", ""))
+            unit = match.group(2).lower()
+            return round(number * _DECIMAL[unit if not unit or unit.endswith("b") else unit + "b"])
+    return None
+
+
+def _find(client: Client, name: str) -> Image | None:
+    try:
+        return client.images.get(name).core
+    except (PyContainersError, ValueError):  # not in the store, or not even a valid name
+        return None
+
+
+def _unit_hint(answer: object) -> str:
+    return (f"{answer!r} bytes is tiny: give the answer in bytes (e.g. 7_140_000) or as a string with a unit "
+            "(e.g. '7.14MB').")
+
+
+def _close(value: int, target: int, tolerance: float) -> bool:
+    return abs(value - target) <= tolerance * max(target, 1)
+
+
+def _same_size(answer: object, value: int, target: int) -> bool:
+    """Exact for a number of bytes; for a string with a unit, equal as Docker prints it ('2.14MB')."""
+    if isinstance(answer, str) and re.search(r"[kmgt]?b\s*$", answer, re.IGNORECASE):
+        return human_size(value) == human_size(target)
+    return value == target
+
+
+# ----------------------------------------------------------------------------------------- notebook 03
+
+
+def check_image_size_after_delete(client: Client, image_name: str, answer: object) -> Check:
+    """Predict the SIZE of an image whose later layer deletes a big file.
+
+    Right within 2% (a prediction from the sizes you know is good enough; ``pycontainers images`` rounds
+    to 3 digits anyway). The tell-tale wrong answer is the size *without* the deleted file: it gets its
+    own hint.
+    """
+    if is_unanswered(answer):
+        return not_answered(f"set `answer` to the size you expect for {image_name}, in bytes or like '7.1MB'.")
+    image = _find(client, image_name)
+    if image is None:
+        return Check(False, f"there is no image {image_name!r} in the store.",
+                     "Run the cells above that build it first.")
+    value = as_bytes(answer)
+    if value is None:
+        return Check(False, f"{answer!r} is not a size.", "Write a number of bytes, or a string like '7.1MB'.")
+    fs, reports = image.inspect_layers()
+    if not any(r.deleted for r in reports):
+        return Check(False, f"{image_name} deletes no file in a later layer, so there is nothing to predict.",
+                     "Use the image whose last layer removes a file (changes.remove(...)).")
+    actual, wasted = image.size, Waste.from_inspection(fs, reports).wasted
+    # 2% is generous for a prediction, but never so wide that "deleting freed the bytes" would pass.
+    tolerance = min(0.02, wasted / (3 * actual))
+    if _close(value, actual, tolerance):
+        return Check(True, f"Right: {image_name} is {actual:,} bytes ({human_size(actual)}). The "
+                           f"{human_size(wasted)} you deleted are still stored in the layer that added them.")
+    if _close(value, actual - wasted, tolerance):
+        return Check(False, f"{human_size(value)} is what {image_name} would weigh if deleting a file freed "
+                            "its bytes.",
+                     "The delete layer only adds a whiteout (.wh.) entry; the layer below still holds the file "
+                     "and the image's size is the sum of all its layers.")
+    if 0 < value < 1000:
+        return Check(False, f"{answer!r} is not the size of {image_name}.", _unit_hint(answer))
+    direction = "small" if value < actual else "big"
+    return Check(False, f"{human_size(value)} is too {direction} for {image_name}.",
+                 "Add up every layer: the base image's size plus each layer on top, including the one that "
+                 "added the big file.")
+
+
+def check_no_wasted_bytes(client: Client, image_name: str, like: str) -> Check:
+    """Rebuild *like* as *image_name*: the same files with the same content, but nothing wasted.
+
+    Unanswered until the image exists. Compares the two file systems path by path (kind, and content
+    hashes for files) and requires zero wasted bytes, so tagging the old image again does not pass.
+    """
+    image = _find(client, image_name)
+    if image is None:
+        return not_answered(f"build and commit {image_name!r}; this check looks for it in the store.")
+    reference = _find(client, like)
+    if reference is None:
+        return Check(False, f"there is no image {like!r} to compare with.", "Run the cells above that build it.")
+    mine, theirs = _file_signatures(image), _file_signatures(reference)
+    missing = sorted(set(theirs) - set(mine))
+    extra = sorted(set(mine) - set(theirs))
+    different = sorted(p for p in set(mine) & set(theirs) if mine[p] != theirs[p])
+    if missing or extra or different:
+        problems = [f"{label} {', '.join('/' + p for p in paths[:3])}{' ...' if len(paths) > 3 else ''}"
+                    for label, paths in (("missing", missing), ("extra", extra), ("different", different))
+                    if paths]
+        return Check(False, f"{image_name} does not end with the same files as {like}: {'; '.join(problems)}.",
+                     f"Start from the same base as {like} and write each file with its final content.")
+    w = waste(image)
+    if w.wasted:
+        return Check(False, f"{image_name} has the right files but still wastes {w.wasted:,} bytes "
+                            f"(efficiency {w.efficiency:.1%}).",
+                     "A file you delete later still costs its bytes: never add it, or add and remove it "
+                     "inside one layer. Write greeting.txt once, with its final text.")
+    saved = reference.size - image.size
+    return Check(True, f"Same files as {like}, nothing wasted (efficiency 100%): {human_size(image.size)} "
+                       f"instead of {human_size(reference.size)}, {saved:,} bytes smaller.")
+
+
+def _file_signatures(image: Image) -> dict[str, tuple[str, str]]:
+    """Path -> (kind, content digest or link target) of the image's final file system."""
+    fs = image.filesystem()
+    out: dict[str, tuple[str, str]] = {p: (rec.kind, rec.linkname) for p, rec in fs.items()}
+    for index in sorted({rec.layer for rec in fs.values() if rec.kind == "file"}):
+        with image.open_layer(index) as f, tarfile.open(fileobj=f, mode="r:") as tar:
+            for member in tar:
+                path = clean_path(member.name)
+                rec = fs.get(path)
+                if rec is not None and rec.layer == index and member.isreg():
+                    data = tar.extractfile(member)
+                    assert data is not None  # a regular member always has a data stream
+                    out[path] = (rec.kind, hashlib.sha256(data.read()).hexdigest())
+    return out
+
+
+def check_stored_bytes(client: Client, image_names: Iterable[str], answer: object) -> Check:
+    """How many bytes the store needs for these images' layers: each distinct layer counted once.
+
+    A number of bytes must be exact (it is computed, not estimated); a string with a unit must match
+    the way ``pycontainers images`` would print the number ('2.14MB').
+
+    The expected number is measured twice, from the manifests (``layer_sharing``) and from the blob
+    files on disk, so the exercise also shows that the store really keeps one copy.
+    """
+    names = list(image_names)
+    if is_unanswered(answer):
+        return not_answered(f"set `answer` to the bytes the layers of {', '.join(names)} take in the store.")
+    images: list[Image] = []
+    for name in names:
+        image = _find(client, name)
+        if image is None:
+            return Check(False, f"there is no image {name!r} in the store.", "Run the cells above that build it.")
+        images.append(image)
+    value = as_bytes(answer)
+    if value is None:
+        return Check(False, f"{answer!r} is not a size.", "Write a number of bytes, e.g. 2_136_576.")
+    sharing = layer_sharing(images)
+    on_disk = sum(client.store.blob_path(d.digest).stat().st_size for d in sharing.layers)
+    if on_disk != sharing.stored:
+        return Check(False, f"the store's blobs ({on_disk:,} bytes) disagree with the manifests "
+                            f"({sharing.stored:,} bytes).", "Run `pycontainers system check`: the store is damaged.")
+    if _same_size(answer, value, on_disk):
+        return Check(True, f"Right: {len(sharing.layers)} distinct layers, {on_disk:,} bytes on disk, while the "
+                           f"images' SIZE column adds up to {sharing.unshared:,} bytes.")
+    if _same_size(answer, value, sharing.unshared):
+        return Check(False, f"{value:,} bytes is the sum of the images' sizes.",
+                     "That counts a shared base layer once per image; the store keeps each layer (blob) once.")
+    if 0 < value < 1000:
+        return Check(False, f"{answer!r} is not the number of bytes stored.", _unit_hint(answer))
+    return Check(False, f"{value:,} bytes is not what the store holds for these layers.",
+                 "Collect the distinct layer digests (image.core.layers) and add up their sizes, once each.")
+
+
+__all__ = ["Check", "as_bytes", "check_image_size_after_delete", "check_no_wasted_bytes",
+                      "check_stored_bytes", "is_unanswered", "not_answered"]

@@ -1,0 +1,218 @@
+"""A container's root file system: image layers stacked by overlayfs, then the kernel's own mounts.
+
+Each layer is unpacked once into ``$PYCONTAINERS_HOME/layers/<digest>/`` and shared, read-only, by every
+container of every image that has it. overlayfs stacks them (``lowerdir``) under a per-container
+writable directory (``upperdir``): reading finds the topmost copy of a file; writing first copies it
+up. That *is* the lectures' copy-on-write, done by the kernel. A small shared *init layer* between the
+image and the writable layer holds the mount points (``/proc``, ``/dev``, ``/etc/hosts``...), so they
+never show up in ``diff`` or in a committed layer.
+
+The functions below ``# inside the container`` run in the container's new mount namespace, in the
+order ``prepare_rootfs`` calls them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+
+from . import layer as layers
+from .errors import LayerError
+from .image import Image
+from .linux import (
+    MNT_DETACH,
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+    mount,
+    pivot_root,
+    umount2,
+)
+from .store import Store
+
+INIT_LAYER_DIRS = ("dev", "proc", "sys", "etc", "tmp")
+INIT_LAYER_FILES = ("etc/hostname", "etc/hosts", "etc/resolv.conf")
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+# Docker's defaults (moby oci/defaults.go): hidden, and read-only, parts of /proc and /sys.
+MASKED_PATHS = ("/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+                "/sys/firmware", "/sys/devices/virtual/powercap")
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+
+# ------------------------------------------------------------------------------------ on the host
+
+
+def layers_dir(store: Store) -> Path:
+    return store.home / "layers"
+
+
+def unpack_layer(store: Store, digest: str) -> Path:
+    """The directory holding one layer for overlayfs, unpacked on first use (whiteouts as 0/0 devices)."""
+    target = layers_dir(store) / digest.split(":", 1)[1]
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock_fd = os.open(target.parent / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)  # two containers starting at once unpack a layer once
+        if target.exists():
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix="unpack-", dir=store.tmp_dir))
+        try:
+            with store.open_blob(digest) as f:
+                layers.extract(f, str(tmp), f"layer {digest}", whiteouts="overlay")
+            os.chmod(tmp, 0o755)
+            os.rename(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    finally:
+        os.close(lock_fd)
+    return target
+
+
+def init_layer(store: Store) -> Path:
+    """The shared layer of mount points that sits between the image and the writable layer."""
+    target = layers_dir(store) / "init"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="init-", dir=store.tmp_dir))
+    for d in INIT_LAYER_DIRS:
+        (tmp / d).mkdir()
+    (tmp / "tmp").chmod(0o1777)
+    for f in INIT_LAYER_FILES:
+        (tmp / f).touch()
+    os.chmod(tmp, 0o755)
+    try:
+        os.rename(tmp, target)
+    except OSError:  # another process made it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def lower_dirs(store: Store, image: Image) -> list[str]:
+    """overlayfs lowerdir, topmost first: the init layer, then the image's layers from the top down."""
+    dirs = [str(unpack_layer(store, d.digest)) for d in image.layers]
+    return [str(init_layer(store)), *reversed(dirs)]
+
+
+def remove_unused_layers(store: Store, keep: set[str]) -> int:
+    """Delete unpacked layers whose digest is not in *keep*; return how many."""
+    count = 0
+    base = layers_dir(store)
+    if not base.exists():
+        return 0
+    for d in base.iterdir():
+        if d.name not in ("init", ".lock") and f"sha256:{d.name}" not in keep:
+            shutil.rmtree(d, ignore_errors=True)
+            count += 1
+    return count
+
+
+# ----------------------------------------------------------------------------- inside the container
+
+
+def make_mounts_private() -> None:
+    """Stop mount events from travelling back to the host (MS_PRIVATE, recursively)."""
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+
+
+def mount_overlay(lowers: list[str], upper: str, work: str, target: str, read_only: bool) -> None:
+    if read_only:  # no upperdir: overlayfs is then read-only by construction
+        mount("overlay", target, "overlay", MS_RDONLY, f"lowerdir={':'.join(lowers)}")
+    else:
+        mount("overlay", target, "overlay", 0, f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}")
+
+
+def mount_proc(root: str) -> None:
+    mount("proc", f"{root}/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def mount_sys(root: str) -> None:
+    mount("sysfs", f"{root}/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
+
+
+def mount_dev(root: str) -> None:
+    """A fresh tmpfs /dev with the few devices a program expects, its own devpts, and /dev/shm."""
+    dev = f"{root}/dev"
+    mount("tmpfs", dev, "tmpfs", MS_NOSUID, "mode=755,size=65536k")
+    for name in DEVICES:
+        path = f"{dev}/{name}"
+        with open(path, "w"):
+            pass
+        mount(f"/dev/{name}", path, None, MS_BIND)
+    for d in ("pts", "shm", "mqueue"):
+        os.mkdir(f"{dev}/{d}")
+    mount("devpts", f"{dev}/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+          "newinstance,ptmxmode=0666,mode=0620,gid=5")
+    os.symlink("pts/ptmx", f"{dev}/ptmx")
+    mount("shm", f"{dev}/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k")
+    mount("mqueue", f"{dev}/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    for fd, name in enumerate(("stdin", "stdout", "stderr")):
+        os.symlink(f"/proc/self/fd/{fd}", f"{dev}/{name}")
+    os.symlink("/proc/self/fd", f"{dev}/fd")
+    os.symlink("/proc/kcore", f"{dev}/core")
+
+
+def bind_file(source: str, root: str, dest: str, readonly: bool = False) -> None:
+    """Bind-mount a host file or directory at *dest* inside *root*, refusing symlinks in the image."""
+    target = _resolve_inside(root, dest)
+    if not os.path.lexists(target):
+        if os.path.isdir(source):
+            os.makedirs(target, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "a"):
+                pass
+    mount(source, target, None, MS_BIND | MS_REC)
+    if readonly:
+        mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC)
+
+
+def _resolve_inside(root: str, dest: str) -> str:
+    """*dest* under *root*, refusing a path that crosses a symlink (it could point at the host)."""
+    path = root
+    for part in [p for p in dest.split("/") if p]:
+        path = f"{path}/{part}"
+        if os.path.islink(path):
+            raise LayerError(f"mount point {dest!r} goes through a symlink in the image; refusing to follow it")
+    return path
+
+
+def enter_rootfs(root: str) -> None:
+    """pivot_root, not chroot: the old root is detached entirely, so there is no way back to the host."""
+    os.chdir(root)
+    pivot_root(".", ".")  # stack the old root under the new one (runc's trick: no put_old directory)
+    umount2(".", MNT_DETACH)
+    os.chdir("/")
+
+
+def mask_paths() -> None:
+    for path in MASKED_PATHS:
+        with contextlib.suppress(OSError):
+            if os.path.isdir(path):
+                mount("tmpfs", path, "tmpfs", MS_RDONLY)
+            elif os.path.exists(path):
+                mount("/dev/null", path, None, MS_BIND)
+    for path in READONLY_PATHS:
+        with contextlib.suppress(OSError):
+            if os.path.exists(path):
+                mount(path, path, None, MS_BIND | MS_REC)
+                mount(None, path, None, MS_BIND | MS_REC | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def is_whiteout(path: str) -> bool:
+    st = os.lstat(path)
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0

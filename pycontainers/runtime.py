@@ -1,0 +1,376 @@
+"""How a container is born: a monitor process, then the container's PID 1, one small step at a time.
+
+``launch`` must be called from a single-threaded process (the CLI, or the zygote a notebook uses):
+it forks, and a fork of a multithreaded process (a Jupyter kernel) may deadlock in the child.
+
+    caller ──fork──> (intermediate, exits at once) ──fork──> monitor       own session, outlives callers
+                                                              │ creates the cgroup
+                                                              │ unshare(CLONE_NEWPID)
+                                                              └──fork──> PID 1 of the container:
+                                                                    unshare mnt, uts, ipc, net, cgroup
+                                                                    mount overlay, /proc, /dev, /sys
+                                                                    pivot_root, mask /proc paths
+                                                                    hostname, user, capabilities
+                                                                    execve(the command)
+
+The monitor reports to the caller through a pipe, one JSON line per event: ``started``, then
+``exited`` with the exit code (or ``error`` if the command could not be started).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+from dataclasses import dataclass
+
+from . import rootfs
+from .cgroup import Cgroup
+from .container import Container, now_iso, process_start_time
+from .linux import (
+    CLONE_NEWCGROUP,
+    CLONE_NEWIPC,
+    CLONE_NEWNET,
+    CLONE_NEWNS,
+    CLONE_NEWPID,
+    CLONE_NEWUTS,
+    PR_SET_NO_NEW_PRIVS,
+    drop_capabilities,
+    prctl,
+    sethostname,
+    unshare,
+)
+
+EXIT_ENGINE, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND = 125, 126, 127
+
+
+class StartError(Exception):
+    """Raised inside the container's PID 1 before execve; reported to the caller with its exit code."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_ENGINE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+# ------------------------------------------------------------------------------------------ caller
+
+
+def launch(container: Container, lowers: list[str], stdio: tuple[int, int, int], events_fd: int) -> None:
+    """Start *container*'s monitor, detached from the caller (double fork), and return at once."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if os.fork() == 0:
+                code = 0
+                try:
+                    monitor(container, lowers, stdio, events_fd)
+                except BaseException as exc:  # never let Python unwind into the caller's code
+                    _send(events_fd, {"event": "error", "message": f"monitor failed: {exc}", "exit_code": 125})
+                    code = 1
+                os._exit(code)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)  # the intermediate exits at once; the monitor is now nobody's child
+
+
+def _send(fd: int, event: dict[str, object]) -> None:
+    with contextlib.suppress(OSError):
+        os.write(fd, json.dumps(event).encode() + b"\n")
+
+
+# ----------------------------------------------------------------------------------------- monitor
+
+
+def monitor(container: Container, lowers: list[str], stdio: tuple[int, int, int], events_fd: int) -> None:
+    os.setsid()  # leave the caller's session: no SIGHUP or Ctrl-C meant for the terminal reaches us
+    stdio, events_fd = keep_only_fds(stdio, events_fd)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_IGN)
+    spec = container.spec
+    cgroup = Cgroup(container.id)
+    cgroup.create(memory=spec.memory, pids=spec.pids_limit, cpus=spec.cpus)
+    unshare(CLONE_NEWPID)  # our next child is PID 1 of a new PID namespace
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    go_r, go_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        os.close(err_r)
+        os.close(go_w)
+        container_init(container, lowers, stdio, err_w, go_r)  # never returns
+    os.close(err_w)
+    os.close(go_r)
+    for fd in set(stdio):
+        os.close(fd)  # the container holds them now; the caller sees EOF when it exits
+    cgroup.add(pid)
+    os.write(go_w, b"1")
+    os.close(go_w)
+    failure = _read_all(err_r)
+    if failure:
+        _, status = os.waitpid(pid, 0)
+        report = json.loads(failure)
+        cgroup.remove()
+        container.save(status="exited", exit_code=report["exit_code"], error=report["message"],
+                       finished_at=now_iso())
+        _send(events_fd, {"event": "error", **report})
+        _finish(container)
+        return
+    container.save(status="running", pid=pid, pid_start=process_start_time(pid), monitor_pid=os.getpid(),
+                   monitor_start=process_start_time(os.getpid()), started_at=now_iso())
+    _send(events_fd, {"event": "started", "pid": pid})
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    exit_code = 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell reports it
+    oom = cgroup.oom_killed()
+    cgroup.remove()
+    container.save(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=now_iso())
+    _send(events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": oom})
+    os.close(events_fd)
+    _finish(container)
+
+
+def keep_only_fds(stdio: tuple[int, int, int], events_fd: int) -> tuple[tuple[int, int, int], int]:
+    """Hold nothing of the caller's but what the container needs: its stdio and the report pipe.
+
+    A monitor forked from the CLI would otherwise keep the CLI's stdout open, and ``$(pycontainers
+    run -d ...)`` in a shell would wait for it forever.
+    """
+    moved = {fd: os.dup(fd) for fd in {*stdio, events_fd}}  # dups are close-on-exec, numbered >= 3
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    keep = {0, 1, 2, *moved.values()}
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    return (moved[stdio[0]], moved[stdio[1]], moved[stdio[2]]), moved[events_fd]
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks)
+
+
+def _finish(container: Container) -> None:
+    if container.state.get("auto_remove"):
+        shutil.rmtree(container.dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- the container's PID 1
+
+
+def container_init(container: Container, lowers: list[str], stdio: tuple[int, int, int], err_w: int,
+                   go_r: int) -> None:
+    """Runs as PID 1 of the new PID namespace; ends in execve or in os._exit with Docker's exit code."""
+    code = EXIT_ENGINE
+    try:
+        os.read(go_r, 1)  # wait until the monitor has put us into the cgroup
+        os.close(go_r)
+        spec = container.spec
+        enter_namespaces(spec.network)
+        root = str(container.dir / "rootfs")
+        rootfs.make_mounts_private()
+        rootfs.mount_overlay(lowers, str(container.dir / "upper"), str(container.dir / "work"), root,
+                             spec.read_only)
+        rootfs.mount_proc(root)
+        rootfs.mount_dev(root)
+        rootfs.mount_sys(root)
+        for name in ("hostname", "hosts", "resolv.conf"):
+            rootfs.bind_file(str(container.dir / name), root, f"/etc/{name}")
+        for m in spec.mounts:
+            rootfs.bind_file(m.source, root, m.destination, m.readonly)
+        rootfs.enter_rootfs(root)
+        rootfs.mask_paths()
+        sethostname(spec.hostname)
+        if spec.network == "none":
+            bring_up_loopback()
+        user = resolve_user(spec.user)
+        env = default_env(spec.env, user.home, spec.hostname)
+        enter_workdir(spec.workdir, user)
+        path = find_executable(spec.args[0], env)
+        attach_stdio(stdio)
+        reset_signals()
+        prctl(PR_SET_NO_NEW_PRIVS, 1)  # setuid binaries cannot raise privileges again
+        drop_capabilities()
+        switch_user(user)
+        try:
+            os.execve(path, spec.args, _env_dict(env))
+        except PermissionError:
+            raise StartError(f'exec: "{spec.args[0]}": permission denied', EXIT_NOT_EXECUTABLE) from None
+        except FileNotFoundError:
+            raise StartError(f'exec: "{spec.args[0]}": no such file or directory (or its interpreter is '
+                             "missing)", EXIT_NOT_FOUND) from None
+        except OSError as exc:
+            raise StartError(f'exec: "{spec.args[0]}": {exc.strerror}', EXIT_NOT_EXECUTABLE) from None
+    except StartError as exc:
+        code = exc.exit_code
+        os.write(err_w, json.dumps({"message": str(exc), "exit_code": code}).encode())
+    except BaseException as exc:  # noqa: BLE001 (reported to the caller, never shown as a traceback)
+        os.write(err_w, json.dumps({"message": str(exc) or type(exc).__name__, "exit_code": code}).encode())
+    finally:
+        os._exit(code)
+
+
+def enter_namespaces(network: str) -> None:
+    flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP
+    if network == "none":
+        flags |= CLONE_NEWNET
+    unshare(flags)
+
+
+def bring_up_loopback() -> None:
+    """A new network namespace has only ``lo``, and it is down: bring it up (SIOCSIFFLAGS)."""
+    siocsifflags, iff_up, iff_loopback, iff_running = 0x8914, 0x1, 0x8, 0x40
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        fcntl.ioctl(s, siocsifflags, struct.pack("16sH14x", b"lo", iff_up | iff_loopback | iff_running))
+
+
+@dataclass(frozen=True)
+class User:
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    home: str
+
+
+def _read_db(path: str) -> list[list[str]]:
+    try:
+        with open(path) as f:
+            return [line.rstrip("\n").split(":") for line in f if line.strip() and not line.startswith("#")]
+    except OSError:
+        return []
+
+
+def resolve_user(spec_user: str) -> User:
+    """``USER``/``-u`` as Docker reads it: name or uid, optionally ``:group``, looked up in the image."""
+    if not spec_user:
+        spec_user = "0"
+    name, _, group = spec_user.partition(":")
+    passwd = _read_db("/etc/passwd")
+    entry = next((e for e in passwd if len(e) >= 7 and (e[0] == name or e[2] == name)), None)
+    if entry is not None:
+        uid, gid, home = int(entry[2]), int(entry[3]), entry[5] or "/"
+    elif name.isdigit():
+        uid, gid, home = int(name), 0 if name == "0" else int(name), "/"
+    else:
+        raise StartError(f"unable to find user {name}: no matching entries in passwd file")
+    groups_db = _read_db("/etc/group")
+    if group:
+        g = next((e for e in groups_db if len(e) >= 3 and (e[0] == group or e[2] == group)), None)
+        if g is not None:
+            gid = int(g[2])
+        elif group.isdigit():
+            gid = int(group)
+        else:
+            raise StartError(f"unable to find group {group}: no matching entries in group file")
+    user_name = entry[0] if entry else name
+    extra = tuple(int(e[2]) for e in groups_db if len(e) >= 4 and user_name in e[3].split(","))
+    return User(uid, gid, tuple(sorted({gid, *extra})), home)
+
+
+def default_env(env: list[str], home: str, hostname: str) -> list[str]:
+    keys = {item.partition("=")[0] for item in env}
+    out = list(env)
+    if "HOSTNAME" not in keys:
+        out.append(f"HOSTNAME={hostname}")
+    if "HOME" not in keys:
+        out.append(f"HOME={home}")
+    return out
+
+
+def _env_dict(env: list[str]) -> dict[str, str]:
+    return dict(item.partition("=")[::2] for item in env)
+
+
+def enter_workdir(workdir: str, user: User) -> None:
+    if not os.path.isdir(workdir):
+        os.makedirs(workdir, 0o755, exist_ok=True)  # docker run -w creates it, owned by the user
+        os.chown(workdir, user.uid, user.gid)
+    os.chdir(workdir)
+
+
+def find_executable(arg0: str, env: list[str]) -> str:
+    """Look the command up in the container's PATH, with Docker's messages and exit codes."""
+    if "/" in arg0:
+        if not os.path.exists(arg0):
+            raise StartError(f'exec: "{arg0}": stat {arg0}: no such file or directory', EXIT_NOT_FOUND)
+        if os.path.isdir(arg0) or not os.access(arg0, os.X_OK):
+            raise StartError(f'exec: "{arg0}": permission denied', EXIT_NOT_EXECUTABLE)
+        return arg0
+    path = _env_dict(env).get("PATH", "")
+    for d in path.split(":"):
+        candidate = os.path.join(d or ".", arg0)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise StartError(f'exec: "{arg0}": executable file not found in $PATH', EXIT_NOT_FOUND)
+
+
+def attach_stdio(stdio: tuple[int, int, int]) -> None:
+    for target, fd in enumerate(stdio):
+        if fd != target:
+            os.dup2(fd, target)  # dup2 clears close-on-exec: the command inherits 0, 1, 2
+
+
+def reset_signals() -> None:
+    """An ignored signal stays ignored across execve, and Python ignores SIGPIPE (the monitor, more):
+    give the command the default dispositions a shell expects (a `trap ... TERM` must work)."""
+    for sig in signal.valid_signals():
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            with contextlib.suppress(OSError, ValueError):
+                signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def switch_user(user: User) -> None:
+    os.setgroups(list(user.groups))
+    os.setgid(user.gid)
+    os.setuid(user.uid)
+
+
+# --------------------------------------------------------------------------------- starting, waiting
+
+
+class Events:
+    """The caller's end of the monitor's report pipe: ``started``, then ``exited`` or ``error``."""
+
+    def __init__(self, fd: int) -> None:
+        self.file = os.fdopen(fd, "rb")
+
+    def next(self) -> dict[str, object]:
+        line = self.file.readline()
+        if not line:  # the monitor is gone without saying how the container ended
+            return {"event": "error", "message": "the container's monitor process died", "exit_code": 125}
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def start(container: Container, stdio: tuple[int, int, int]) -> Events:
+    """Unpack the image's layers (if needed) and launch the container; fork only when it is safe."""
+    from .image import get_image
+    from .zygote import Zygote, is_single_threaded
+
+    store = container.store
+    lowers = rootfs.lower_dirs(store, get_image(store, container.spec.image_id))
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    try:
+        if is_single_threaded():
+            launch(container, lowers, stdio, write_fd)
+        else:
+            Zygote.get().launch(str(store.home), container.id, lowers, stdio, write_fd)
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    return Events(read_fd)

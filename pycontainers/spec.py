@@ -1,0 +1,175 @@
+"""What a container will run: the image's config merged with ``run``'s flags, by Docker's rules.
+
+This is the *spec* of runc's vocabulary (its ``config.json``): everything decided before any process
+exists. ``ENTRYPOINT`` and ``CMD`` combine into one argv; a command given to ``run`` replaces the
+image's ``CMD`` (so ``hello_world_cmd Pavlos`` prints "Hello Pavlos"); ``--entrypoint`` replaces the
+entrypoint and drops the image's ``CMD``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import InvalidArgument
+from .image import Image
+from .units import parse_size
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+NETWORK_MODES = ("none", "host")
+_VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+
+class NoCommand(InvalidArgument):
+    """Neither the image nor ``run`` says what to run."""
+
+
+@dataclass
+class Mount:
+    """A bind mount of a host path, or of a named volume's directory, into the container."""
+
+    source: str
+    destination: str
+    readonly: bool = False
+    volume: str | None = None  # the volume's name when this is a named volume
+
+
+@dataclass
+class ContainerSpec:
+    image_id: str
+    image_name: str
+    args: list[str]
+    env: list[str]
+    workdir: str = "/"
+    user: str = ""
+    hostname: str = ""
+    mounts: list[Mount] = field(default_factory=list)
+    read_only: bool = False
+    memory: int | None = None  # bytes
+    pids_limit: int | None = None
+    cpus: float | None = None
+    network: str = "none"
+    tty: bool = False
+    interactive: bool = False
+    stop_signal: str = "SIGTERM"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> ContainerSpec:
+        obj = dict(obj)
+        obj["mounts"] = [Mount(**m) for m in obj.get("mounts", [])]
+        return cls(**obj)
+
+
+def combine_command(image_entrypoint: list[str] | None, image_cmd: list[str] | None,
+                    command: list[str] | None, entrypoint: str | list[str] | None) -> list[str]:
+    """Docker's rule: argv = ENTRYPOINT + CMD, where ``run IMAGE ARGS...`` replaces CMD."""
+    if entrypoint is not None:
+        ep = [entrypoint] if isinstance(entrypoint, str) else list(entrypoint)
+        ep = [e for e in ep if e]  # --entrypoint "" clears it
+        args = ep + list(command or [])
+    else:
+        args = list(image_entrypoint or []) + list(command if command else (image_cmd or []))
+    if not args:
+        raise NoCommand("no command specified: the image has no ENTRYPOINT or CMD, and none was given")
+    return args
+
+
+def parse_env(items: list[str], env_files: list[str] = ()) -> list[str]:  # type: ignore[assignment]
+    """``-e K=V``, ``-e K`` (taken from this environment, like Docker) and ``--env-file`` lines."""
+    out: list[str] = []
+    for path in env_files:
+        try:
+            with open(path) as f:
+                lines = [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
+        except OSError as exc:
+            raise InvalidArgument(f"--env-file {path}: {exc.strerror}") from None
+        out += _env_items(lines, f"--env-file {path}")
+    return out + _env_items(items, "-e")
+
+
+def _env_items(items: list[str], where: str) -> list[str]:
+    out = []
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not key or any(c.isspace() for c in key):
+            raise InvalidArgument(f"{where} {item!r}: variable name is empty or has spaces")
+        if not eq:
+            if key not in os.environ:
+                continue
+            value = os.environ[key]
+        out.append(f"{key}={value}")
+    return out
+
+
+def merge_env(image_env: list[str], extra: list[str]) -> list[str]:
+    """Image ENV first, then ``-e`` values overriding by name; PATH always set."""
+    merged: dict[str, str] = {}
+    for item in [*image_env, *extra]:
+        key, _, value = item.partition("=")
+        merged[key] = value
+    merged.setdefault("PATH", DEFAULT_PATH)
+    return [f"{k}={v}" for k, v in merged.items()]
+
+
+def parse_volume(text: str, volumes_dir: str) -> Mount:
+    """``-v /host:/ctr[:ro]`` (bind) or ``-v NAME:/ctr[:ro]`` (named volume, created on first use)."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise InvalidArgument(f"invalid volume specification: {text!r} (use HOST:CONTAINER[:ro])")
+    source, dest = parts[0], parts[1]
+    mode = parts[2] if len(parts) == 3 else "rw"
+    if mode not in ("ro", "rw"):
+        raise InvalidArgument(f"invalid volume specification: {text!r}: mode must be ro or rw")
+    if not dest.startswith("/") or ".." in dest.split("/"):
+        raise InvalidArgument(f"invalid volume specification: {text!r}: the container path must be absolute")
+    if source.startswith("/") or source.startswith("."):
+        path = os.path.abspath(source)
+        if not os.path.exists(path):
+            raise InvalidArgument(f"invalid volume specification: {text!r}: {path} does not exist on the host")
+        return Mount(path, os.path.normpath(dest), mode == "ro")
+    if not _VOLUME_NAME.match(source):
+        raise InvalidArgument(f"invalid volume name {source!r}: use letters, digits, '_', '.', '-'")
+    return Mount(os.path.join(volumes_dir, source, "_data"), os.path.normpath(dest), mode == "ro", source)
+
+
+def make_spec(image: Image, image_name: str, command: list[str] | None = None, *,
+              entrypoint: str | list[str] | None = None, environment: list[str] = (),  # type: ignore[assignment]
+              env_files: list[str] = (), workdir: str | None = None,  # type: ignore[assignment]
+              user: str | None = None, volumes: list[str] = (),  # type: ignore[assignment]
+              volumes_dir: str = "", hostname: str | None = None, read_only: bool = False,
+              memory: str | int | None = None, pids_limit: int | None = None, cpus: float | None = None,
+              network: str = "none", tty: bool = False, interactive: bool = False,
+              container_id: str = "") -> ContainerSpec:
+    cfg = image.settings
+    args = combine_command(cfg.get("Entrypoint"), cfg.get("Cmd"), command, entrypoint)
+    if network not in NETWORK_MODES:
+        raise InvalidArgument(f"network {network!r} is not supported: use one of {', '.join(NETWORK_MODES)}")
+    wd = workdir if workdir is not None else (cfg.get("WorkingDir") or "/")
+    if not wd.startswith("/"):
+        raise InvalidArgument(f"the working directory {wd!r} is invalid, it needs to be an absolute path")
+    mem = parse_size(memory) if isinstance(memory, str) else memory
+    if mem is not None and mem < 6 << 20:
+        raise InvalidArgument("minimum memory limit allowed is 6MB")
+    if cpus is not None and not 0 < cpus <= (os.cpu_count() or 1):
+        raise InvalidArgument(f"--cpus must be between 0.01 and {os.cpu_count()} (this machine's CPUs)")
+    if pids_limit is not None and pids_limit < 1:
+        raise InvalidArgument("--pids-limit must be a positive number")
+    return ContainerSpec(
+        image_id=image.id, image_name=image_name, args=args,
+        env=merge_env(cfg.get("Env") or [], parse_env(list(environment), list(env_files))),
+        workdir=wd, user=user if user is not None else (cfg.get("User") or ""),
+        hostname=hostname or container_id[:12],
+        mounts=[parse_volume(v, volumes_dir) for v in volumes],
+        read_only=read_only, memory=mem, pids_limit=pids_limit, cpus=cpus, network=network, tty=tty,
+        interactive=interactive, stop_signal=cfg.get("StopSignal") or "SIGTERM",
+    )
+
+
+def new_container_id() -> str:
+    return secrets.token_hex(32)

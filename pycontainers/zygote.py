@@ -1,0 +1,99 @@
+"""A clean process that forks containers on behalf of a multithreaded one (a Jupyter kernel).
+
+Forking a multithreaded process copies only the calling thread: a lock another thread held (in
+malloc, in the import system, in logging) stays locked forever in the child, which may then hang.
+So the kernel never forks. On its first container it starts this helper with ``fork + exec`` (safe
+in any process), a fresh single-threaded interpreter that waits on a socket; each request carries the
+container's ID and, as ``SCM_RIGHTS`` file descriptors, its stdin, stdout, stderr and the pipe its
+monitor reports on. The zygote calls ``runtime.launch`` and answers ``ok`` or the error.
+
+It is not a daemon: it exits when its client closes the socket (the kernel exits or restarts), and the
+containers it launched do not depend on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+MAX_FDS = 4
+
+
+def serve(fd: int) -> None:
+    """The helper's loop: one request, one ``launch``, one answer, until the client goes away."""
+    from .container import Container, containers_dir, read_state
+    from .runtime import launch
+    from .store import Store
+
+    sock = socket.socket(fileno=fd)
+    while True:
+        try:
+            msg, fds, _flags, _addr = socket.recv_fds(sock, 65536, MAX_FDS)
+        except OSError:
+            return
+        if not msg:
+            return
+        try:
+            req = json.loads(msg)
+            store = Store(req["home"])
+            cdir = containers_dir(store) / req["id"]
+            container = Container(store, req["id"], read_state(cdir))
+            stdin, stdout, stderr, events = fds
+            launch(container, req["lowers"], (stdin, stdout, stderr), events)
+            reply = b"ok"
+        except Exception as exc:  # noqa: BLE001 (sent back as one line)
+            reply = f"zygote: {exc}".encode()
+        finally:
+            for f in fds:
+                os.close(f)
+        sock.send(reply)
+
+
+class Zygote:
+    """The client side: starts the helper once per process and sends it launch requests."""
+
+    _lock = threading.Lock()
+    _instance: Zygote | None = None
+
+    def __init__(self) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        package_parent = str(Path(__file__).resolve().parent.parent)
+        code = (f"import sys; sys.path.insert(0, {package_parent!r}); "
+                f"from pycontainers.zygote import serve; serve({child.fileno()})")
+        # -S skips site-packages (fast start); the engine needs nothing beyond the standard library.
+        self.process = subprocess.Popen([sys.executable, "-S", "-c", code], pass_fds=(child.fileno(),),
+                                        stdin=subprocess.DEVNULL, close_fds=True)
+        child.close()
+        self.sock = parent
+        self.request_lock = threading.Lock()
+
+    @classmethod
+    def get(cls) -> Zygote:
+        with cls._lock:
+            if cls._instance is None or cls._instance.process.poll() is not None:
+                cls._instance = Zygote()
+            return cls._instance
+
+    def launch(self, home: str, container_id: str, lowers: list[str], stdio: tuple[int, int, int],
+               events_fd: int) -> None:
+        from .container import ContainerError
+
+        req = json.dumps({"home": home, "id": container_id, "lowers": lowers}).encode()
+        with self.request_lock:
+            socket.send_fds(self.sock, [req], [*stdio, events_fd])
+            reply = self.sock.recv(65536)
+        if reply != b"ok":
+            raise ContainerError(reply.decode() or "zygote: the helper process exited")
+
+
+def is_single_threaded() -> bool:
+    """True when this process has exactly one thread (counting native threads), so fork is safe."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return threading.active_count() == 1
