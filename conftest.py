@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 
 _HOME = tempfile.mkdtemp(prefix="pycontainers-test-")
 os.environ["PYCONTAINERS_HOME"] = _HOME
+# Notebooks call `!pycontainers ...`: make the console script of this environment the one found.
+_BIN = os.path.dirname(sys.executable)
+if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 
 
 def pytest_sessionstart(session: object) -> None:

@@ -9,15 +9,18 @@ Objects render as HTML tables in Jupyter (through ``pycontainers.views``, import
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from . import archive
+from . import container as core_container
 from . import image as core
-from .errors import ImageNotFound, InvalidArgument
+from .errors import ImageNotFound, InvalidArgument, PyContainersError
 from .image import ImageBuilder
 from .store import Store
 from .units import human_size
@@ -124,17 +127,14 @@ class ImageCollection:
 
     def list(self, name: str | None = None, all: bool = False,  # noqa: A002 (docker-py's name)
              filters: dict[str, Any] | None = None) -> list[Image]:
+        """Images, newest first. Like ``docker images``, untagged (``<none>``) images are included; *all*
+        will also show intermediate build-cache images once the builder keeps them."""
         images = core.list_images(self._store)
-        if not all:
-            images = [i for i in images if i.tags]
         if filters and "dangling" in filters:
             want = str(filters["dangling"]).lower() in ("1", "true")
-            images = [i for i in core.list_images(self._store) if (not i.tags) == want]
+            images = [i for i in images if (not i.tags) == want]
         if name:
-            ref = core.normalize_tag(name) if ":" in name.rpartition("/")[2] else None
-            repo = core.parse(name).name
-            images = [i for i in images if any(t == ref if ref else t.rpartition(":")[0] == repo
-                                               for t in i.tags)]
+            images = [i for i in images if any(tag_matches(t, name) for t in i.tags)]
         return [Image(self.client, i) for i in sorted(images, key=lambda i: i.created, reverse=True)]
 
     def get(self, name: str) -> Image:
@@ -172,43 +172,80 @@ class ImageCollection:
         return images_html(core.list_images(self._store))
 
 
+def tag_matches(tag: str, pattern: str) -> bool:
+    """``images busybox`` matches every busybox tag; ``images busybox:1.35.0`` only that one."""
+    ref = core.parse(pattern, default_tag=None)
+    if ref.tag is None:
+        return tag.rpartition(":")[0] == ref.name
+    return tag == str(ref)
+
+
+def images_in_use(store: Store) -> dict[str, str]:
+    """Image ID -> the ID of one container (of any state) created from it."""
+    return {c.spec.image_id: c.id for c in core_container.list_containers(store)}
+
+
 def remove_image(store: Store, name: str, *, force: bool = False, prune: bool = True) -> list[dict[str, str]]:
     """``docker rmi NAME``: a tag is untagged; the image goes when its last tag does.
 
-    Removing by ID an image that has several tags needs ``force``, as in Docker. (Refusing an image a
-    container uses belongs to the runtime, which keeps its containers' image IDs.)
+    As in Docker, deleting an image that a container (running or stopped) was created from, or removing
+    by ID an image with several tags, needs ``force``.
     """
     image = core.get_image(store, name)
-    report: list[dict[str, str]] = []
-    by_tag = None
     try:
         ref = core.normalize_tag(name)
         by_tag = ref if ref in image.tags else None
-    except Exception:  # an ID, not a name
+    except PyContainersError:  # an ID, not a name
         by_tag = None
-    if by_tag:
+    if by_tag and len(image.tags) > 1:
         store.remove_entries(refs={by_tag})
-        report.append({"Untagged": core.parse(by_tag).familiar})
-        if len(image.tags) > 1:
-            return report
-    elif len(image.tags) > 1 and not force:
+        return [{"Untagged": core.parse(by_tag).familiar}]
+    user = images_in_use(store).get(image.id)
+    if user and not force:
+        raise InvalidArgument(f'conflict: unable to remove repository reference "{name}" (must force) - '
+                              f"container {user[:12]} is using its referenced image {image.short_id}")
+    if not by_tag and len(image.tags) > 1 and not force:
         raise InvalidArgument(f"conflict: unable to delete {image.short_id} (must be forced) - image is "
                               "referenced in multiple repositories")
-    else:
-        report += [{"Untagged": core.parse(t).familiar} for t in image.tags]
+    report = [{"Untagged": core.parse(t).familiar} for t in image.tags]
     store.remove_entries(manifests={image.manifest_digest})
     report.append({"Deleted": image.id})
     if prune:
-        store.gc()
+        collect_garbage(store)
     return report
+
+
+def collect_garbage(store: Store) -> int:
+    """Delete unreferenced blobs and the unpacked copies of layers no image or container needs."""
+    from . import rootfs
+
+    _count, freed = store.gc()
+    keep = {d.digest for i in core.list_images(store) for d in i.layers}
+    for c in core_container.list_containers(store):
+        with contextlib.suppress(PyContainersError):
+            keep.update(d.digest for d in core.get_image(store, c.spec.image_id).layers)
+    rootfs.remove_unused_layers(store, keep)
+    return freed
+
+
+def prune_containers(store: Store) -> dict[str, Any]:
+    """``docker container prune``: remove every container that is not running."""
+    removed = []
+    for c in core_container.list_containers(store):
+        if c.status != "running":
+            core_container.remove(c, force=True)
+            removed.append(c.id)
+    return {"ContainersDeleted": removed, "SpaceReclaimed": 0}
 
 
 def prune_images(store: Store, all_images: bool = False) -> dict[str, Any]:
     """``docker image prune``: delete untagged images (``-a``: every image), then unreferenced blobs."""
+    used = images_in_use(store)
     victims = core.list_images(store) if all_images else core.list_images(store, dangling=True)
+    victims = [i for i in victims if i.id not in used]  # an image a container uses is never pruned
+    deleted = [{"Deleted": i.id} for i in victims]  # read before gc deletes their manifests
     store.remove_entries(manifests={i.manifest_digest for i in victims})
-    _count, freed = store.gc()
-    return {"ImagesDeleted": [{"Deleted": i.id} for i in victims], "SpaceReclaimed": freed}
+    return {"ImagesDeleted": deleted, "SpaceReclaimed": collect_garbage(store)}
 
 
 def disk_usage(store: Store) -> list[dict[str, str]]:
@@ -227,12 +264,180 @@ def disk_usage(store: Store) -> list[dict[str, str]]:
              "Reclaimable": f"{human_size(reclaim)} ({100 * reclaim // total if total else 0}%)"}]
 
 
+class ContainerError(PyContainersError):
+    """docker-py's ``ContainerError``: the command exited non-zero (its stderr is in the message)."""
+
+    def __init__(self, container: Container | None, exit_status: int, command: list[str], image: str,
+                 stderr: bytes) -> None:
+        self.container, self.exit_status, self.command, self.image, self.stderr = (
+            container, exit_status, command, image, stderr)
+        detail = stderr.decode(errors="replace").strip().splitlines()
+        super().__init__(f"Command {command!r} in image {image!r} returned non-zero exit status {exit_status}"
+                         + (f": {detail[-1]}" if detail else ""))
+        self.exit_code = exit_status
+
+
+class Container:
+    """One container, as docker-py's ``Container``: ``id``, ``name``, ``status``, ``logs()``, ``wait()``..."""
+
+    def __init__(self, client: Client, container: core_container.Container) -> None:
+        self.client = client
+        self._c = container
+
+    def __repr__(self) -> str:
+        return f"<Container: {self._c.short_id}>"
+
+    @property
+    def id(self) -> str:
+        return self._c.id
+
+    @property
+    def short_id(self) -> str:
+        return self._c.short_id
+
+    @property
+    def name(self) -> str:
+        return self._c.name
+
+    @property
+    def status(self) -> str:
+        return self._c.reload().status if self._c.dir.exists() else "removed"
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return container_inspect(self._c.reload())
+
+    def reload(self) -> None:
+        self._c.reload()
+
+    def logs(self) -> bytes:
+        try:
+            return self._c.log_path().read_bytes()
+        except FileNotFoundError:
+            return b""
+
+    def wait(self, timeout: float | None = None) -> dict[str, Any]:
+        code = core_container.wait(self._c, timeout)
+        return {"StatusCode": code, "Error": None}
+
+    def stop(self, timeout: float = 10) -> None:
+        core_container.stop(self._c, timeout)
+
+    def kill(self, signal: int | str = "SIGKILL") -> None:
+        import signal as signals
+
+        sig = signals.Signals[signal] if isinstance(signal, str) else signals.Signals(signal)
+        core_container.kill(self._c, sig)
+
+    def remove(self, force: bool = False) -> None:
+        core_container.remove(self._c, force=force)
+
+
+def container_inspect(c: core_container.Container) -> dict[str, Any]:
+    """``docker container inspect``'s JSON, with the parts this engine has."""
+    spec = c.spec
+    st = c.state
+    return {
+        "Id": c.id, "Name": "/" + c.name, "Created": st["created"], "Image": spec.image_id,
+        "Path": spec.args[0], "Args": spec.args[1:],
+        "State": {"Status": c.status, "Running": c.status == "running", "Pid": st.get("pid") or 0,
+                  "ExitCode": st.get("exit_code") or 0, "OOMKilled": bool(st.get("oom_killed")),
+                  "Error": st.get("error", ""), "StartedAt": st.get("started_at"),
+                  "FinishedAt": st.get("finished_at"), "Dead": c.status == "dead"},
+        "Config": {"Image": spec.image_name, "Cmd": spec.args, "Env": spec.env, "WorkingDir": spec.workdir,
+                   "User": spec.user, "Hostname": spec.hostname, "Tty": spec.tty, "OpenStdin": spec.interactive},
+        "HostConfig": {"Memory": spec.memory or 0, "PidsLimit": spec.pids_limit, "NanoCpus":
+                       int((spec.cpus or 0) * 1e9), "NetworkMode": spec.network, "ReadonlyRootfs": spec.read_only,
+                       "AutoRemove": bool(st.get("auto_remove")),
+                       "Binds": [f"{m.volume or m.source}:{m.destination}{':ro' if m.readonly else ''}"
+                                 for m in spec.mounts]},
+        "Mounts": [{"Type": "volume" if m.volume else "bind", "Name": m.volume or "", "Source": m.source,
+                    "Destination": m.destination, "RW": not m.readonly} for m in spec.mounts],
+        "Driver": "overlay", "RuntimeBackend": st.get("backend", "native"),
+    }
+
+
+class ContainerCollection:
+    """``client.containers``: run, create, get, list, prune."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def create(self, image: str, command: str | list[str] | None = None, **kwargs: Any) -> Container:
+        return Container(self.client, self._create(image, command, **kwargs))
+
+    def _create(self, image: str, command: str | list[str] | None, *, name: str | None = None,
+                remove: bool = False, environment: dict[str, str] | list[str] | None = None,
+                volumes: dict[str, dict[str, str]] | list[str] | None = None, mem_limit: str | int | None = None,
+                **options: Any) -> core_container.Container:
+        if isinstance(command, str):
+            import shlex
+
+            command = shlex.split(command)
+        if isinstance(environment, dict):
+            environment = [f"{k}={v}" for k, v in environment.items()]
+        if isinstance(volumes, dict):  # docker-py: {"/host": {"bind": "/ctr", "mode": "ro"}}
+            volumes = [f"{src}:{v['bind']}:{v.get('mode', 'rw')}" for src, v in volumes.items()]
+        for key in ("detach", "stdout", "stderr", "stream", "echo"):
+            options.pop(key, None)
+        return core_container.create_from_image(
+            self.client.store, image, command or None, name=name, auto_remove=remove,
+            environment=environment or [], volumes=volumes or [], memory=mem_limit, **options)
+
+    def run(self, image: str, command: str | list[str] | None = None, *, detach: bool = False,
+            remove: bool = False, stdout: bool = True, stderr: bool = False, echo: bool = False,
+            **kwargs: Any) -> bytes | Container:
+        """Like docker-py: the output (bytes) of a finished container, or the Container if *detach*.
+
+        ``echo=True`` also writes the output to this process's stdout/stderr as it arrives, so it
+        streams into a notebook cell. A non-zero exit raises ``ContainerError`` (with stderr).
+        """
+        from . import runtime
+
+        c = self._create(image, command, remove=remove and not detach, **kwargs)
+        if detach:
+            log = os.open(c.log_path(), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                events = runtime.start(c, (null, log, log))
+            finally:
+                os.close(log)
+                os.close(null)
+            first = events.next()
+            events.close()
+            if first["event"] == "error":
+                raise ContainerError(None, int(first["exit_code"]), c.spec.args, image,  # type: ignore[call-overload]
+                                     str(first["message"]).encode())
+            return Container(self.client, c)
+
+        def show(fd: int, chunk: bytes) -> None:
+            stream = sys.stdout if fd == 1 else sys.stderr
+            stream.write(chunk.decode(errors="replace"))
+            stream.flush()
+
+        code, out, err = runtime.run_attached(c, on_output=show if echo else None)
+        handle = None if remove else Container(self.client, c)
+        if code != 0:
+            raise ContainerError(handle, code, c.spec.args, image, err)
+        return (out if stdout else b"") + (err if stderr else b"")
+
+    def get(self, container_id: str) -> Container:
+        return Container(self.client, core_container.get_container(self.client.store, container_id))
+
+    def list(self, all: bool = False) -> list[Container]:  # noqa: A002 (docker-py's name)
+        return [Container(self.client, c) for c in core_container.list_containers(self.client.store, all=all)]
+
+    def prune(self) -> dict[str, Any]:
+        return prune_containers(self.client.store)
+
+
 class Client:
     """docker-py's ``DockerClient``, daemonless: it works on the store directly."""
 
     def __init__(self, home: str | Path | None = None) -> None:
         self.store = Store(home)
         self.images = ImageCollection(self)
+        self.containers = ContainerCollection(self)
 
     def __repr__(self) -> str:
         return f"<pycontainers.Client store={str(self.store.home)!r}>"

@@ -28,7 +28,7 @@ from typing import IO, Any, BinaryIO
 from . import layer as layers
 from . import oci
 from .errors import ArchiveError, LayerError, StoreError
-from .image import Image, commit_manifest, get_image
+from .image import Image, get_image
 from .reference import InvalidReference, parse
 from .store import Store
 
@@ -201,30 +201,39 @@ def _images_in(arc: _Unpacked) -> list[tuple[str | None, Any, str | None, list[s
 
 
 def load(store: Store, fileobj: BinaryIO) -> list[Image]:
-    """Load every image of a ``docker save`` or OCI archive into *store*; return them, tagged."""
-    loaded: list[Image] = []
+    """Load every image of a ``docker save`` or OCI archive into *store*; return them, tagged.
+
+    Two phases: every image is verified and its blobs written first; only when all of them passed
+    are manifests tagged. A failure in any image leaves the index untouched and deletes the blobs
+    this load created (and nothing else: another writer's new blobs are not ours to delete).
+    """
     before = {p.name for p in store.blobs.iterdir()}
+    written: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="load-", dir=store.tmp_dir) as tmp, store.writing():
         try:
             arc = _Unpacked(fileobj, Path(tmp))
-            for _manifest, config_ref, tag, layer_refs in _images_in(arc):
-                loaded.append(_load_image(store, arc, config_ref, tag, layer_refs))
+            staged = [_stage_image(store, arc, config_ref, tag, layer_refs, written)
+                      for _manifest, config_ref, tag, layer_refs in _images_in(arc)]
         except BaseException:
-            _remove_new_blobs(store, before)
+            _remove_blobs(store, {d for d in written if d.split(":", 1)[1] not in before})
             raise
-    return loaded
+        return [_tag_image(store, manifest, tags) for manifest, tags in staged]
 
 
-def _load_image(store: Store, arc: _Unpacked, config_ref: str, tag: str | None,
-                layer_refs: list[str | None]) -> Image:
+def _stage_image(store: Store, arc: _Unpacked, config_ref: str, tag: str | None,
+                 layer_refs: list[str | None], written: set[str]) -> tuple[oci.Descriptor, list[str]]:
+    """Verify one image and write its blobs; return its manifest descriptor and tags (not yet applied)."""
     if oci.is_digest(config_ref):
         config_bytes = _verified_bytes(arc.blob(config_ref), config_ref, f"config {config_ref}")
     else:  # docker-archive: "<hex>.json" or "blobs/sha256/<hex>"; its name is its digest
         hexname = Path(config_ref).name.removesuffix(".json")
         config_bytes = _verified_bytes(arc.open(config_ref), f"sha256:{hexname}" if len(hexname) == 64
                                        else None, f"config {config_ref}")
-    config = json.loads(config_bytes)
-    diff_ids = config.get("rootfs", {}).get("diff_ids", [])
+    try:
+        config = json.loads(config_bytes)
+        diff_ids = config.get("rootfs", {}).get("diff_ids", [])
+    except (ValueError, AttributeError) as exc:
+        raise ArchiveError(f"config {config_ref} is not an image config: {exc}") from None
     if len(diff_ids) != len(layer_refs):
         raise ArchiveError(f"config lists {len(diff_ids)} layers but the manifest has {len(layer_refs)}")
     descs = []
@@ -242,29 +251,39 @@ def _load_image(store: Store, arc: _Unpacked, config_ref: str, tag: str | None,
                 f.seek(0)
             with _decompressed(f, what) as plain:
                 desc = store.put_stream(plain, oci.MEDIA_LAYER)
+        written.add(desc.digest)
         if desc.digest != diff_id:
             raise ArchiveError(f"{what}: the uncompressed layer has digest {desc.digest}, not the diff_id "
                                "its config promises")
         with store.open_blob(desc.digest) as blob:
             symlinks = layers.check_layer(blob, what, lower_symlinks=symlinks)
         descs.append(desc)
-    # Our manifest lists the layers uncompressed; the image ID (the config's digest) stays the same.
-    config_desc = store.put_bytes(config_bytes, oci.MEDIA_CONFIG)
     try:
         tags = [str(parse(tag))] if tag else []
     except InvalidReference as exc:
         raise ArchiveError(f"the archive tags an image {tag!r}: {exc}") from None
-    return commit_manifest(store, config_desc, descs, tags)
+    # Our manifest lists the layers uncompressed; the image ID (the config's digest) stays the same.
+    config_desc = store.put_bytes(config_bytes, oci.MEDIA_CONFIG)
+    manifest = store.put_json(oci.manifest_json(config_desc, descs), oci.MEDIA_MANIFEST)
+    written.update({config_desc.digest, manifest.digest})
+    return manifest, tags
 
 
-def _remove_new_blobs(store: Store, before: set[str]) -> None:
-    """Undo a failed load: delete the blobs it added that no index line references."""
+def _tag_image(store: Store, manifest: oci.Descriptor, tags: list[str]) -> Image:
+    for tag in tags:
+        store.set_tag(tag, manifest)
+    if not tags:
+        store.add_untagged(manifest)
+    return get_image(store, manifest.digest.removeprefix("sha256:"))
+
+
+def _remove_blobs(store: Store, digests: set[str]) -> None:
+    """Undo a failed load: delete the blobs it created, unless an index line has come to use them."""
     with store.lock():
-        keep = {d.split(":", 1)[1] for d in store.reachable()}
-        for path in store.blobs.iterdir():
-            if path.name not in before and path.name not in keep:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+        keep = store.reachable()
+        for digest in digests - keep:
+            with contextlib.suppress(FileNotFoundError):
+                store.blob_path(digest).unlink()
 
 
 __all__ = ["save", "load", "ArchiveError", "LayerError", "StoreError"]

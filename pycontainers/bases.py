@@ -25,6 +25,7 @@ from pathlib import Path
 from . import layer as layers
 from . import oci
 from .errors import PyContainersError
+from .host import is_static_elf
 from .image import Image, add_layer, add_metadata_step, commit_image, empty_config, get_image, write_layer
 from .store import Store
 
@@ -61,26 +62,12 @@ def _deb_version(package: str) -> str | None:
     return words[-1] if out.returncode == 0 and "installed" in words[:3] else None
 
 
-def _is_static_elf(path: str) -> bool:
-    """True if the ELF file has no PT_INTERP program header (no dynamic loader needed)."""
-    with open(path, "rb") as f:
-        head = f.read(64)
-        if head[:4] != b"\x7fELF" or head[4] != 2:
-            return False
-        phoff = int.from_bytes(head[32:40], "little")
-        phentsize = int.from_bytes(head[54:56], "little")
-        phnum = int.from_bytes(head[56:58], "little")
-        f.seek(phoff)
-        table = f.read(phentsize * phnum)
-    return all(int.from_bytes(table[i:i + 4], "little") != 3 for i in range(0, len(table), phentsize))
-
-
 # --------------------------------------------------------------------------------------------- busybox
 
 
 def find_busybox() -> str:
     for path in (os.environ.get("PYCONTAINERS_BUSYBOX"), "/bin/busybox", "/usr/bin/busybox"):
-        if path and os.path.exists(path) and _is_static_elf(path):
+        if path and os.path.exists(path) and is_static_elf(path):
             return path
     raise BaseUnavailable("no statically linked busybox found: install Debian's busybox-static "
                           "(apt-get install busybox-static)")

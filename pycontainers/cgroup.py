@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import signal
 import time
 from pathlib import Path
 
 from .errors import PyContainersError
+from .host import CgroupLayout, cgroup_layout
 
-ROOT = Path("/sys/fs/cgroup")
 PARENT = "pycontainers"
 V1_CONTROLLERS = ("memory", "pids", "cpu")
 CFS_PERIOD_US = 100_000
@@ -29,13 +30,10 @@ class CgroupError(PyContainersError):
     pass
 
 
-def layout(root: Path = ROOT) -> str:
-    """``"v2"``, ``"v1"`` (with or without the empty unified tree: hybrid) or ``"none"``."""
-    if (root / "cgroup.controllers").exists():
-        return "v2"
-    if any((root / c / "tasks").exists() for c in V1_CONTROLLERS):
-        return "v1"
-    return "none"
+@functools.cache
+def machine_layout() -> CgroupLayout:
+    """Read once per process: where each controller is mounted (see ``host.cgroup_layout``)."""
+    return cgroup_layout()
 
 
 def _write(path: Path, value: str) -> None:
@@ -48,16 +46,19 @@ def _write(path: Path, value: str) -> None:
 class Cgroup:
     """One container's cgroup, in every tree that holds a controller it uses."""
 
-    def __init__(self, name: str, root: Path = ROOT) -> None:
+    def __init__(self, name: str, layout: CgroupLayout | None = None) -> None:
         self.name = name
-        self.root = root
-        self.version = layout(root)
-        if self.version == "v2":
-            self.dirs = {"unified": root / PARENT / name}
-        elif self.version == "v1":
-            self.dirs = {c: root / c / PARENT / name for c in V1_CONTROLLERS if (root / c / "tasks").exists()}
+        layout = layout or machine_layout()
+        # Hybrid machines count as v1 here: their cgroup2 tree has none of the controllers we use.
+        self.version = "v2" if layout.version == "v2" else "v1"
+        self.dirs: dict[str, Path] = {}
+        if layout.version == "v2" and layout.v2_mount:
+            self.root = Path(layout.v2_mount)
+            self.dirs = {"unified": self.root / PARENT / name}
         else:
-            self.dirs = {}
+            for controller, mount_point in layout.v1_mounts:
+                if controller in V1_CONTROLLERS:
+                    self.dirs[controller] = Path(mount_point) / PARENT / name
 
     def _dir(self, controller: str) -> Path | None:
         return self.dirs.get("unified") if self.version == "v2" else self.dirs.get(controller)

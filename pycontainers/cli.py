@@ -66,7 +66,8 @@ def cmd_images(a: argparse.Namespace) -> int:
         raise _usage(f"unsupported filter {a.filter}: only dangling=true|false")
     filters = {"dangling": a.filter[0].split("=", 1)[1]} if a.filter else None
     images = [i.core for i in client.images.list(name=a.repository, all=a.all, filters=filters)]
-    _print_table(images_table(images, no_trunc=a.no_trunc, digests=a.digests), a.format, "ID", a.quiet)
+    table = images_table(images, no_trunc=a.no_trunc, digests=a.digests, repository=a.repository)
+    _print_table(table, a.format, "ID", a.quiet)
     return 0
 
 
@@ -313,6 +314,46 @@ def cmd_wait(a: argparse.Namespace) -> int:
     return _each_container(a.containers, lambda c: print(wait(c)), echo=False)
 
 
+def _confirm(what: str, force: bool) -> bool:
+    if force or not sys.stdin.isatty():
+        return True
+    answer = input(f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+def cmd_container_prune(a: argparse.Namespace) -> int:
+    from .api import prune_containers
+
+    if not _confirm("all stopped containers", a.force):
+        return 0
+    result = prune_containers(_store())
+    if result["ContainersDeleted"]:
+        print("Deleted Containers:")
+        print("\n".join(result["ContainersDeleted"]))
+        print()
+    print("Total reclaimed space: 0B")
+    return 0
+
+
+def cmd_system_prune(a: argparse.Namespace) -> int:
+    from .api import prune_containers, prune_images
+    from .units import human_size
+
+    if not _confirm("all stopped containers, and all dangling images" if not a.all else
+                    "all stopped containers, and all images without at least one container associated "
+                    "to them", a.force):
+        return 0
+    store = _store()
+    containers = prune_containers(store)["ContainersDeleted"]
+    images = prune_images(store, all_images=a.all)
+    for cid in containers:
+        print(f"deleted container: {cid}")
+    for line in images["ImagesDeleted"]:
+        print(f"deleted image: {line['Deleted']}")
+    print(f"Total reclaimed space: {human_size(images['SpaceReclaimed'])}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------- system
 
 
@@ -399,7 +440,7 @@ def _usage(message: str) -> _UsageError:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line and Docker's exit code for bad flags
-        raise _UsageError(f"{self.prog}: {message}")
+        raise _UsageError(f"{self.prog.removeprefix('pycontainers').strip() or 'usage'}: {message}")
 
 
 def _add_images_flags(p: argparse.ArgumentParser) -> None:
@@ -480,6 +521,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                                                metavar="COMMAND",
                                                                                parser_class=_Parser)
     system.required = True
+    p = system.add_parser("prune", help="remove stopped containers and dangling images")
+    p.add_argument("-a", "--all", action="store_true", help="remove all unused images, not just dangling")
+    p.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
+    p.set_defaults(func=cmd_system_prune)
     p = system.add_parser("df", help="show disk usage")
     p.add_argument("--format")
     p.set_defaults(func=cmd_system_df)
@@ -537,6 +582,20 @@ def build_parser() -> argparse.ArgumentParser:
         if verb == "rm":
             p.add_argument("-f", "--force", action="store_true", help="kill a running container first")
 
+    container = sub.add_parser("container", help="manage containers").add_subparsers(
+        dest="subcommand", metavar="COMMAND", parser_class=_Parser)
+    container.required = True
+    for name, src in (("ls", "ps"), ("run", "run"), ("logs", "logs"), ("stop", "stop"), ("kill", "kill"),
+                      ("rm", "rm"), ("wait", "wait")):
+        parent = sub.choices[src]
+        p = container.add_parser(name, help=src)
+        for action in parent._actions[1:]:
+            p._add_action(action)
+        p.set_defaults(func=parent.get_default("func"))
+    p = container.add_parser("prune", help="remove all stopped containers")
+    p.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
+    p.set_defaults(func=cmd_container_prune)
+
     p = sub.add_parser("version", help="show the version")
     p.set_defaults(func=cmd_version)
     p = sub.add_parser("info", help="show the engine, its store and what this machine can do for containers")
@@ -547,8 +606,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from .errors import PyContainersError
 
-    parser = build_parser()
     try:
+        parser = build_parser()
         args = parser.parse_args(argv)
         if args.version:
             return cmd_version(args)
@@ -566,6 +625,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a bug of ours: one line in front of a class, the traceback on request
+        if os.environ.get("PYCONTAINERS_DEBUG"):
+            raise
+        print(f"pycontainers: internal error: {type(exc).__name__}: {exc} "
+              "(run with PYCONTAINERS_DEBUG=1 to see where)", file=sys.stderr)
+        return 125
 
 
 if __name__ == "__main__":

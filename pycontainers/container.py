@@ -68,24 +68,27 @@ def containers_dir(store: Store) -> Path:
     return store.home / "containers"
 
 
-def process_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/PID/stat: tells a live process from a new one that reused its PID."""
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name, or None if there is no such process."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            data = f.read()
+            return f.read().rpartition(")")[2].split()
     except OSError:
         return None
-    return int(data.rpartition(")")[2].split()[19])
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat: tells a live process from a new one that reused its PID."""
+    fields = _proc_stat(pid)
+    return int(fields[19]) if fields else None
 
 
 def pid_alive(pid: int | None, start: int | None) -> bool:
-    if not pid:
+    """Is *pid* still the process we recorded (same start time), and not a zombie?"""
+    fields = _proc_stat(pid) if pid else None
+    if not fields:
         return False
-    st = process_start_time(pid)
-    if st is None or (start is not None and st != start):
-        return False
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rpartition(")")[2].split()[0] != "Z"
+    return (start is None or int(fields[19]) == start) and fields[0] != "Z"
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -356,6 +357,29 @@ def add_metadata_step(config: dict[str, Any], created_by: str, *, epoch: int | N
     return new
 
 
+# The Dockerfile instruction behind each config setting, for history lines.
+INSTRUCTIONS = {"Cmd": "CMD", "Entrypoint": "ENTRYPOINT", "Env": "ENV", "WorkingDir": "WORKDIR", "User": "USER",
+                "Labels": "LABEL", "ExposedPorts": "EXPOSE", "Volumes": "VOLUME", "StopSignal": "STOPSIGNAL",
+                "Shell": "SHELL"}
+
+
+def docker_list(items: list[str]) -> str:
+    """A list as Docker's history prints it: ``["/bin/echo" "Hello"]`` (Go's %q, space separated)."""
+    return "[" + " ".join(json.dumps(i) for i in items) + "]"
+
+
+def nop_instruction(key: str, value: Any) -> str:
+    """``CMD ["world"]``, ``ENV A=1``, ``WORKDIR /app``: a config setting as its Dockerfile line."""
+    name = INSTRUCTIONS.get(key, key.upper())
+    if isinstance(value, list) and key in ("Cmd", "Entrypoint", "Shell"):
+        return f"{name} {docker_list(value)}"
+    if isinstance(value, list):
+        return f"{name} {' '.join(value)}"
+    if isinstance(value, dict):
+        return f"{name} " + " ".join(f"{k}={v}" if v else k for k, v in value.items())
+    return f"{name} {value}"
+
+
 class ImageBuilder:
     """Build an image by hand, one layer at a time: what a Dockerfile does, with nothing hidden.
 
@@ -400,7 +424,7 @@ class ImageBuilder:
 
     def set(self, **settings: Any) -> None:
         """Change runtime settings (``Cmd=[...]``, ``Env=[...]``, ``WorkingDir=...``): no new layer."""
-        shown = " ".join(f"{k.upper()} {v}" for k, v in settings.items())
+        shown = " ".join(nop_instruction(k, v) for k, v in settings.items())
         self.config = add_metadata_step(self.config, f"/bin/sh -c #(nop)  {shown}", **settings)
 
     def commit(self, *tags: str) -> Image:

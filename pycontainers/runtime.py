@@ -23,10 +23,12 @@ import contextlib
 import fcntl
 import json
 import os
+import selectors
 import shutil
 import signal
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import rootfs
@@ -374,3 +376,66 @@ def start(container: Container, stdio: tuple[int, int, int]) -> Events:
     finally:
         os.close(write_fd)
     return Events(read_fd)
+
+
+def run_attached(container: Container, stdin: bytes | None = None,
+                 on_output: Callable[[int, bytes], None] | None = None) -> tuple[int, bytes, bytes]:
+    """Run *container* with its stdout and stderr captured through pipes (the API's ``run``).
+
+    Returns (exit code, stdout, stderr). *on_output(fd, chunk)* sees each chunk as it arrives, so a
+    notebook can show the output live. Start errors come back as Docker's exit codes (125/126/127)
+    with the message as stderr.
+    """
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    in_r = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    feed: tuple[int, int] | None = None
+    if stdin is not None:
+        os.close(in_r)
+        in_r, in_w = os.pipe2(os.O_CLOEXEC)
+        feed = (in_w, 0)
+    try:
+        events = start(container, (in_r, out_w, err_w))
+    finally:
+        for fd in (in_r, out_w, err_w):
+            os.close(fd)
+    chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
+    first = events.next()
+    if first["event"] == "error":
+        for fd in (out_r, err_r):
+            os.close(fd)
+        if feed:
+            os.close(feed[0])
+        events.close()
+        return int(first["exit_code"]), b"", str(first["message"]).encode() + b"\n"  # type: ignore[call-overload]
+    with selectors.DefaultSelector() as sel:
+        for fd in chunks:
+            sel.register(fd, selectors.EVENT_READ)
+        if feed:
+            os.set_blocking(feed[0], False)
+            sel.register(feed[0], selectors.EVENT_WRITE)
+        pending = memoryview(stdin or b"")
+        while sel.get_map():
+            for key, _ in sel.select():
+                fd = key.fd
+                if feed and fd == feed[0]:
+                    try:
+                        n = os.write(fd, pending[:65536])
+                        pending = pending[n:]
+                    except BrokenPipeError:
+                        pending = pending[:0]
+                    if not pending:
+                        sel.unregister(fd)
+                        os.close(fd)
+                    continue
+                data = os.read(fd, 65536)
+                if not data:
+                    sel.unregister(fd)
+                    os.close(fd)
+                    continue
+                chunks[fd].append(data)
+                if on_output:
+                    on_output(1 if fd == out_r else 2, data)
+    last = events.next()
+    events.close()
+    return int(last.get("exit_code", 125)), b"".join(chunks[out_r]), b"".join(chunks[err_r])  # type: ignore[call-overload]

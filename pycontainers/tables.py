@@ -67,8 +67,13 @@ class Table:
         return "\n".join(lines)
 
 
-def images_table(images: list[Image], *, no_trunc: bool = False, digests: bool = False) -> Table:
-    """``docker images``: one row per tag (``<none>`` for untagged images), newest first."""
+def images_table(images: list[Image], *, no_trunc: bool = False, digests: bool = False,
+                 repository: str | None = None) -> Table:
+    """``docker images``: one row per tag (``<none>`` for untagged images), newest first.
+
+    With *repository* (``busybox`` or ``busybox:1.35.0``) only the matching tags get rows."""
+    from .api import tag_matches
+
     cols = ["Repository", "Tag", *(["Digest"] if digests else []), "ID", "CreatedSince", "Size"]
     rows = []
     for img in sorted(images, key=lambda i: (i.created, i.id), reverse=True):
@@ -77,6 +82,8 @@ def images_table(images: list[Image], *, no_trunc: bool = False, digests: bool =
                   "CreatedAt": img.created.strftime("%Y-%m-%d %H:%M:%S +0000 UTC"),
                   "Digest": img.manifest_digest}
         tags = img.familiar_tags or ["<none>:<none>"]
+        if repository:
+            tags = [f for f, t in zip(img.familiar_tags, img.tags, strict=True) if tag_matches(t, repository)]
         for tag in tags:
             repo, _, t = tag.rpartition(":")
             rows.append({"Repository": repo, "Tag": t, **common})

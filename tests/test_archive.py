@@ -333,8 +333,6 @@ def test_consistent_crafted_archive_loads(dest: Store) -> None:
     assert dest.check() == []
 
 
-@pytest.mark.xfail(strict=True, reason="load commits the good images of an archive before a later one "
-                                      "fails, so a failed load still adds images (archive.load)")
 def test_failed_load_adds_no_image_at_all(busybox_store: Store, tmp_path: Path) -> None:
     good = consistent_image(tar_of(("app/ok.txt", b"fine\n")), "docker.io/library/fine:1")
     bad = consistent_image(evil_layer(), "docker.io/library/evil:1")
@@ -345,9 +343,6 @@ def test_failed_load_adds_no_image_at_all(busybox_store: Store, tmp_path: Path) 
     assert state(empty) == before
 
 
-@pytest.mark.xfail(strict=True, reason="a failed load deletes every unreferenced new blob, also those a "
-                                      "concurrent writer holding store.writing() just added "
-                                      "(archive._remove_new_blobs)")
 def test_failed_load_spares_a_concurrent_writers_blobs(dest: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     builders: list[ImageBuilder] = []
     real_check = L.check_layer
