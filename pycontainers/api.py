@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from . import archive
 from . import container as core_container
@@ -331,6 +331,34 @@ class Container:
 
     def remove(self, force: bool = False) -> None:
         core_container.remove(self._c, force=force)
+
+    def exec_run(self, cmd: str | list[str], *, environment: list[str] | None = None, workdir: str | None = None,
+                 user: str | None = None, stdin: bytes | None = None) -> ExecResult:
+        """Run a command in the running container; like docker-py, return (exit_code, output)."""
+        import shlex
+
+        from . import runtime
+
+        args = shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
+        code, out, err = runtime.capture(
+            lambda stdio: runtime.exec_start(self._c, args, stdio, env=environment or [], workdir=workdir,
+                                             user=user), stdin)
+        return ExecResult(code, out + err)
+
+    def diff(self) -> list[dict[str, Any]]:
+        kinds = {"C": 0, "A": 1, "D": 2}  # docker-py's Kind numbers
+        return [{"Path": path, "Kind": kinds[kind]} for kind, path in core_container.diff(self._c)]
+
+    def commit(self, repository: str | None = None, tag: str | None = None, message: str = "",
+               author: str = "") -> Image:
+        name = f"{repository}:{tag}" if repository and tag else repository
+        image = core_container.commit(self._c, name, message=message, author=author)
+        return Image(self.client, image)
+
+
+class ExecResult(NamedTuple):
+    exit_code: int
+    output: bytes
 
 
 def container_inspect(c: core_container.Container) -> dict[str, Any]:

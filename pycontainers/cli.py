@@ -314,6 +314,49 @@ def cmd_wait(a: argparse.Namespace) -> int:
     return _each_container(a.containers, lambda c: print(wait(c)), echo=False)
 
 
+def cmd_exec(a: argparse.Namespace) -> int:
+    from .container import get_container
+    from .runtime import exec_start
+
+    container = get_container(_store(), a.container)
+    stdin = 0 if a.interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    events = exec_start(container, a.command, (stdin, 1, 2), env=a.env or [], workdir=a.workdir, user=a.user)
+    if stdin != 0:
+        os.close(stdin)
+    first = events.next()
+    if first["event"] == "error":
+        print(f"pycontainers: {first['message']}", file=sys.stderr)
+        return int(first["exit_code"])  # type: ignore[call-overload]
+    last = events.next()
+    return int(last.get("exit_code", 125))  # type: ignore[call-overload]
+
+
+def cmd_top(a: argparse.Namespace) -> int:
+    from .container import get_container, top
+    from .tables import Table
+
+    rows = top(get_container(_store(), a.container))
+    _print_table(Table(["UID", "PID", "PPID", "CMD"], rows), None)
+    return 0
+
+
+def cmd_diff(a: argparse.Namespace) -> int:
+    from .container import diff, get_container
+
+    for kind, path in diff(get_container(_store(), a.container)):
+        print(f"{kind} {path}")
+    return 0
+
+
+def cmd_commit(a: argparse.Namespace) -> int:
+    from .container import commit, get_container
+
+    image = commit(get_container(_store(), a.container), a.repository, message=a.message or "",
+                   author=a.author or "")
+    print(image.id)
+    return 0
+
+
 def _confirm(what: str, force: bool) -> bool:
     if force or not sys.stdin.isatty():
         return True
@@ -568,6 +611,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--follow", action="store_true")
     p.set_defaults(func=cmd_logs)
 
+    p = sub.add_parser("exec", help="run a command in a running container")
+    p.add_argument("container")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("-e", "--env", action="append")
+    p.add_argument("-w", "--workdir")
+    p.add_argument("-u", "--user")
+    p.set_defaults(func=cmd_exec)
+
+    p = sub.add_parser("top", help="show the processes of a container")
+    p.add_argument("container")
+    p.set_defaults(func=cmd_top)
+
+    p = sub.add_parser("diff", help="show what a container changed in its file system (A/C/D)")
+    p.add_argument("container")
+    p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser("commit", help="create a new image from a container's changes")
+    p.add_argument("container")
+    p.add_argument("repository", nargs="?")
+    p.add_argument("-m", "--message")
+    p.add_argument("-a", "--author")
+    p.set_defaults(func=cmd_commit)
+
     for verb, func, helptext in (("stop", cmd_stop, "stop running containers"),
                                  ("kill", cmd_kill, "kill running containers"),
                                  ("rm", cmd_rm, "remove containers"),
@@ -586,7 +654,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="subcommand", metavar="COMMAND", parser_class=_Parser)
     container.required = True
     for name, src in (("ls", "ps"), ("run", "run"), ("logs", "logs"), ("stop", "stop"), ("kill", "kill"),
-                      ("rm", "rm"), ("wait", "wait")):
+                      ("rm", "rm"), ("wait", "wait"), ("diff", "diff"), ("commit", "commit"), ("exec", "exec"),
+                      ("top", "top")):
         parent = sub.choices[src]
         p = container.add_parser(name, help=src)
         for action in parent._actions[1:]:

@@ -310,3 +310,93 @@ def remove(container: Container, force: bool = False) -> None:
     with contextlib.suppress(PyContainersError, OSError):
         Cgroup(container.id).remove()  # normally the monitor did this; a killed monitor could not
     shutil.rmtree(container.dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------- diff and commit
+
+
+def diff(container: Container) -> list[tuple[str, str]]:
+    """``docker diff``: (kind, path) for each path the container changed, kind A, C or D.
+
+    The answer is simply overlayfs's upper directory read against the image: a file there that the
+    image has was changed (copied up), one it lacks was added, and a whiteout (a 0/0 character device)
+    marks a deletion.
+    """
+    import stat as st
+
+    from .image import get_image
+    from .layer import OVERLAY_XATTR_PREFIXES
+
+    image_paths = get_image(container.store, container.spec.image_id).filesystem()
+    upper = container.dir / "upper"
+    changes: list[tuple[str, str]] = []
+    for root, dirs, files in os.walk(upper):
+        for name in sorted(dirs + files):
+            full = os.path.join(root, name)
+            rel = os.path.relpath(full, upper)
+            info = os.lstat(full)
+            if st.S_ISCHR(info.st_mode) and info.st_rdev == 0:
+                changes.append(("D", "/" + rel))
+                continue
+            if any(_has_xattr(full, p + "whiteout") for p in OVERLAY_XATTR_PREFIXES):
+                changes.append(("D", "/" + rel))
+                continue
+            changes.append(("C" if rel in image_paths else "A", "/" + rel))
+        dirs[:] = [d for d in dirs if not _is_whiteout_dev(os.path.join(root, d))]
+    return sorted(changes, key=lambda c: c[1])
+
+
+def _has_xattr(path: str, name: str) -> bool:
+    try:
+        os.getxattr(path, name, follow_symlinks=False)
+        return True
+    except OSError:
+        return False
+
+
+def _is_whiteout_dev(path: str) -> bool:
+    import stat as st
+
+    info = os.lstat(path)
+    return st.S_ISCHR(info.st_mode) and info.st_rdev == 0
+
+
+def commit(container: Container, repository: str | None = None, *, message: str = "",
+           author: str = "") -> Any:
+    """``docker commit``: the container's writable layer becomes a new image layer on top of its image."""
+    from . import layer as layers
+    from .image import add_layer, commit_image, get_image, write_layer
+
+    store = container.store
+    image = get_image(store, container.spec.image_id)
+    with store.writing():
+        desc = write_layer(store, layers.tree_entries(str(container.dir / "upper"), overlay_upper=True))
+        config = add_layer(image.config, desc, " ".join(container.spec.args), comment=message)
+        if author:
+            config["author"] = author
+        return commit_image(store, config, [*image.layers, desc], [repository] if repository else [])
+
+
+def top(container: Container) -> list[dict[str, str]]:
+    """``docker top``: the container's processes as the host sees them (host PIDs), from its cgroup."""
+    import pwd
+
+    from .cgroup import Cgroup
+
+    if container.status != "running":
+        raise ContainerError(f"container {container.name} is not running")
+    rows = []
+    for pid in Cgroup(container.id).pids():
+        fields = _proc_stat(pid)
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            uid = os.stat(f"/proc/{pid}").st_uid
+        except OSError:
+            continue
+        try:
+            user = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            user = str(uid)
+        rows.append({"UID": user, "PID": str(pid), "PPID": fields[1] if fields else "?", "CMD": cmd})
+    return rows

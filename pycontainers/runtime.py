@@ -45,6 +45,7 @@ from .linux import (
     drop_capabilities,
     prctl,
     sethostname,
+    setns,
     unshare,
 )
 
@@ -64,20 +65,26 @@ class StartError(Exception):
 
 def launch(container: Container, lowers: list[str], stdio: tuple[int, int, int], events_fd: int) -> None:
     """Start *container*'s monitor, detached from the caller (double fork), and return at once."""
+    spawn_detached(monitor, events_fd, container, lowers, stdio, events_fd)
+
+
+def spawn_detached(target: Callable[..., None], events_fd: int, *args: object) -> None:
+    """Run *target(*args)* in a grandchild that nobody has to reap, reporting failures on *events_fd*."""
     pid = os.fork()
     if pid == 0:
         try:
             if os.fork() == 0:
                 code = 0
                 try:
-                    monitor(container, lowers, stdio, events_fd)
+                    target(*args)
                 except BaseException as exc:  # never let Python unwind into the caller's code
-                    _send(events_fd, {"event": "error", "message": f"monitor failed: {exc}", "exit_code": 125})
+                    _send(events_fd, {"event": "error", "message": f"{target.__name__} failed: {exc}",
+                                      "exit_code": 125})
                     code = 1
                 os._exit(code)
         finally:
             os._exit(0)
-    os.waitpid(pid, 0)  # the intermediate exits at once; the monitor is now nobody's child
+    os.waitpid(pid, 0)  # the intermediate exits at once; the grandchild is now nobody's child
 
 
 def _send(fd: int, event: dict[str, object]) -> None:
@@ -380,7 +387,13 @@ def start(container: Container, stdio: tuple[int, int, int]) -> Events:
 
 def run_attached(container: Container, stdin: bytes | None = None,
                  on_output: Callable[[int, bytes], None] | None = None) -> tuple[int, bytes, bytes]:
-    """Run *container* with its stdout and stderr captured through pipes (the API's ``run``).
+    """Run *container* with its stdout and stderr captured through pipes (the API's ``run``)."""
+    return capture(lambda stdio: start(container, stdio), stdin, on_output)
+
+
+def capture(starter: Callable[[tuple[int, int, int]], Events], stdin: bytes | None = None,
+            on_output: Callable[[int, bytes], None] | None = None) -> tuple[int, bytes, bytes]:
+    """Start a process with ``starter(stdio)`` and collect its stdout and stderr through pipes.
 
     Returns (exit code, stdout, stderr). *on_output(fd, chunk)* sees each chunk as it arrives, so a
     notebook can show the output live. Start errors come back as Docker's exit codes (125/126/127)
@@ -395,7 +408,7 @@ def run_attached(container: Container, stdin: bytes | None = None,
         in_r, in_w = os.pipe2(os.O_CLOEXEC)
         feed = (in_w, 0)
     try:
-        events = start(container, (in_r, out_w, err_w))
+        events = starter((in_r, out_w, err_w))
     finally:
         for fd in (in_r, out_w, err_w):
             os.close(fd)
@@ -439,3 +452,85 @@ def run_attached(container: Container, stdin: bytes | None = None,
     last = events.next()
     events.close()
     return int(last.get("exit_code", 125)), b"".join(chunks[out_r]), b"".join(chunks[err_r])  # type: ignore[call-overload]
+
+
+# ------------------------------------------------------------------------------------------- exec
+
+
+NAMESPACE_ORDER = ("ipc", "uts", "net", "pid", "cgroup", "mnt")  # mnt last: it changes what /proc shows
+
+
+def exec_monitor(container: Container, args: list[str], env: list[str], workdir: str, user: str,
+                 stdio: tuple[int, int, int], events_fd: int) -> None:
+    """``docker exec``: join a running container's cgroup and namespaces, fork, execve there, report."""
+    os.setsid()
+    stdio, events_fd = keep_only_fds(stdio, events_fd)
+    pid = container.state["pid"]
+    Cgroup(container.id).add(os.getpid())
+    ns_fds = [os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC) for ns in NAMESPACE_ORDER]
+    for fd in ns_fds:
+        setns(fd)
+        os.close(fd)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    child = os.fork()  # only a child is inside the PID namespace we joined
+    if child == 0:
+        os.close(err_r)
+        code = EXIT_ENGINE
+        try:
+            account = resolve_user(user)
+            full_env = default_env(env, account.home, container.spec.hostname)
+            os.chdir(workdir)
+            path = find_executable(args[0], full_env)
+            attach_stdio(stdio)
+            reset_signals()
+            prctl(PR_SET_NO_NEW_PRIVS, 1)
+            drop_capabilities()
+            switch_user(account)
+            os.execve(path, args, _env_dict(full_env))
+        except StartError as exc:
+            code = exc.exit_code
+            os.write(err_w, json.dumps({"message": str(exc), "exit_code": code}).encode())
+        except BaseException as exc:  # noqa: BLE001
+            os.write(err_w, json.dumps({"message": str(exc) or type(exc).__name__, "exit_code": code}).encode())
+        finally:
+            os._exit(code)
+    os.close(err_w)
+    for fd in set(stdio):
+        os.close(fd)
+    failure = _read_all(err_r)
+    if failure:
+        os.waitpid(child, 0)
+        _send(events_fd, {"event": "error", **json.loads(failure)})
+        return
+    _send(events_fd, {"event": "started", "pid": child})
+    _, status = os.waitpid(child, 0)
+    code = os.waitstatus_to_exitcode(status)
+    _send(events_fd, {"event": "exited", "exit_code": 128 - code if code < 0 else code})
+
+
+def exec_start(container: Container, args: list[str], stdio: tuple[int, int, int], *,
+               env: list[str] = (), workdir: str | None = None, user: str | None = None) -> Events:  # type: ignore[assignment]
+    """Start a process in a running container; read its ``started``/``exited`` events from the result."""
+    from .container import ContainerError
+    from .spec import merge_env
+    from .zygote import Zygote, is_single_threaded
+
+    if container.status != "running":
+        raise ContainerError(f"container {container.name} is not running", EXIT_ENGINE)
+    if not args:
+        raise ContainerError("no command given to exec", EXIT_ENGINE)
+    spec = container.spec
+    request = (container, list(args), merge_env(spec.env, list(env)), workdir or spec.workdir,
+               spec.user if user is None else user)
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    try:
+        if is_single_threaded():
+            spawn_detached(exec_monitor, write_fd, *request, stdio, write_fd)
+        else:
+            Zygote.get().exec(str(container.store.home), *request[:1], request[1:], stdio, write_fd)
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    return Events(read_fd)

@@ -27,7 +27,7 @@ MAX_FDS = 4
 def serve(fd: int) -> None:
     """The helper's loop: one request, one ``launch``, one answer, until the client goes away."""
     from .container import Container, containers_dir, read_state
-    from .runtime import launch
+    from .runtime import exec_monitor, launch, spawn_detached
     from .store import Store
 
     sock = socket.socket(fileno=fd)
@@ -44,7 +44,12 @@ def serve(fd: int) -> None:
             cdir = containers_dir(store) / req["id"]
             container = Container(store, req["id"], read_state(cdir))
             stdin, stdout, stderr, events = fds
-            launch(container, req["lowers"], (stdin, stdout, stderr), events)
+            if req.get("exec"):
+                args, env, workdir, user = req["exec"]
+                spawn_detached(exec_monitor, events, container, args, env, workdir, user,
+                               (stdin, stdout, stderr), events)
+            else:
+                launch(container, req["lowers"], (stdin, stdout, stderr), events)
             reply = b"ok"
         except Exception as exc:  # noqa: BLE001 (sent back as one line)
             reply = f"zygote: {exc}".encode()
@@ -81,9 +86,17 @@ class Zygote:
 
     def launch(self, home: str, container_id: str, lowers: list[str], stdio: tuple[int, int, int],
                events_fd: int) -> None:
+        self._request({"home": home, "id": container_id, "lowers": lowers}, stdio, events_fd)
+
+    def exec(self, home: str, container: object, exec_args: tuple[object, ...], stdio: tuple[int, int, int],
+             events_fd: int) -> None:
+        self._request({"home": home, "id": container.id, "exec": list(exec_args)},  # type: ignore[attr-defined]
+                      stdio, events_fd)
+
+    def _request(self, request: dict[str, object], stdio: tuple[int, int, int], events_fd: int) -> None:
         from .container import ContainerError
 
-        req = json.dumps({"home": home, "id": container_id, "lowers": lowers}).encode()
+        req = json.dumps(request).encode()
         with self.request_lock:
             socket.send_fds(self.sock, [req], [*stdio, events_fd])
             reply = self.sock.recv(65536)
