@@ -444,7 +444,7 @@ def cmd_info(a: argparse.Namespace) -> int:
     """Like ``docker info``: the engine, its store, this machine, and what it can do for containers."""
     from . import __version__, host
     from .image import list_images
-    from .store import Store, default_home
+    from .store import Store, default_home, describe_home
 
     caps = host.probe_all()
     backend, why = host.backend_choice(caps)
@@ -457,7 +457,7 @@ def cmd_info(a: argparse.Namespace) -> int:
     print("Server:")
     print(" Engine: pycontainers")
     print(f" Server Version: {__version__}")
-    print(f" Store: {home}")
+    print(f" Store: {describe_home(home)}")
     print(f" Images: {images}")
     print(f" Kernel Version: {os.uname().release}")
     print(f" Cgroup Driver: {'cgroupfs' if layout.version != 'none' else 'none'}")

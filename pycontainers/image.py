@@ -208,8 +208,7 @@ class Image:
                 parent, _, name = path.rpartition("/")
                 if name == layers.OPAQUE_WHITEOUT:
                     for p in [p for p in fs if parent == "" or p.startswith(parent + "/")]:
-                        if fs[p].layer < i:
-                            self._drop(fs, p, reports, report)
+                        self._drop(fs, p, reports, report)
                     continue
                 if name.startswith(layers.WHITEOUT_PREFIX):
                     hidden = (parent + "/" if parent else "") + name[len(layers.WHITEOUT_PREFIX):]
@@ -229,7 +228,15 @@ class Image:
 
     @staticmethod
     def _drop(fs: dict[str, FileRecord], path: str, reports: list[LayerReport], report: LayerReport) -> None:
-        rec = fs.pop(path)
+        """A whiteout of *report*'s layer hides *path*, if a lower layer wrote it.
+
+        Whiteouts apply to lower layers only (layer.md): what this layer wrote itself, even before its
+        whiteout in the tar, stays.
+        """
+        rec = fs[path]
+        if rec.layer >= report.index:
+            return
+        del fs[path]
         reports[rec.layer].wasted += rec.size
         report.deleted.append(path)
 

@@ -3,16 +3,19 @@
 A layer (image-spec ``layer.md``) is a tar archive of the files one build step added or changed, plus
 *whiteouts* for what it deleted: an empty file ``.wh.<name>`` hides ``<name>`` of the layers below, and
 ``.wh..wh..opq`` inside a directory hides everything the lower layers had in it. Nothing is ever removed
-from a lower layer, which is why deleting a file in a later layer never makes an image smaller.
+from a lower layer, which is why deleting a file in a later layer never makes an image smaller. A
+whiteout hides only what the layers *below* have, never an entry of its own layer, wherever it comes in
+the tar; the layers written here put the whiteouts first in each directory anyway.
 
 Reproducible: the same files give the same bytes, hence the same digest, on any machine. Entries are
 sorted, every mtime is set to ``SOURCE_DATE_EPOCH``, user and group names are dropped, and no access or
 change times are written.
 
 Safe: extraction refuses anything that could write outside the target directory (absolute paths,
-``..``, writing through a symlink, hard links leaving the root), device nodes when not root, and
-absurd sizes. Every directory is opened relative to its parent with ``O_NOFOLLOW``, so even a check
-that missed something could not be tricked into following a link.
+``..``, writing through a symlink, hard links leaving the root, whiteouts of ``.`` or ``..``), device
+nodes when not root, and absurd sizes. Every directory is opened relative to its parent with
+``O_NOFOLLOW``, and owners, modes and times are set through descriptors or ``AT_SYMLINK_NOFOLLOW``, so
+even a check that missed something could not be tricked into following a link.
 """
 
 from __future__ import annotations
@@ -64,9 +67,20 @@ def clean_path(name: str) -> str:
     return "/".join(parts)
 
 
-def sort_key(path: str) -> tuple[str, ...]:
-    """Order entries component by component, so a directory always comes before what it holds."""
-    return tuple(path.split("/"))
+def _rank(name: str) -> int:
+    if name == OPAQUE_WHITEOUT:
+        return 0
+    return 1 if name.startswith(WHITEOUT_PREFIX) else 2
+
+
+def sort_key(path: str) -> tuple[tuple[int, str], ...]:
+    """Order entries component by component, so a directory always comes before what it holds.
+
+    In each directory the whiteouts come first, the opaque marker first of all (layer.md: "whiteout files
+    appear before sibling directory entries"): a reader then never meets this layer's ``-foo`` before the
+    ``.wh.-foo`` that hides the lower one, although ``-`` sorts before ``.``.
+    """
+    return tuple((_rank(part), part) for part in path.split("/"))
 
 
 # --------------------------------------------------------------------------------------------- writing
@@ -206,7 +220,7 @@ def write_tar(entries: Iterable[Entry], out: BinaryIO) -> int:
     """
     buf = memoryview(bytearray(_CHUNK))
     written = 0
-    for entry in sorted(entries, key=lambda e: sort_key(e.info.name.rstrip("/"))):
+    for entry in _links_after_targets(sorted(entries, key=lambda e: sort_key(e.info.name.rstrip("/")))):
         info = entry.info
         header = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
         out.write(header)
@@ -225,6 +239,44 @@ def write_tar(entries: Iterable[Entry], out: BinaryIO) -> int:
         written += info.size + pad
     out.write(b"\0" * (2 * _BLOCK))  # end-of-archive marker
     return written + 2 * _BLOCK
+
+
+def _entry_path(name: str) -> str:
+    try:
+        return clean_path(name)
+    except ValueError:
+        return name  # written as it is; extraction refuses it with the entry's name
+
+
+def _links_after_targets(ordered: list[Entry]) -> Iterator[Entry]:
+    """*ordered* with each hard link moved to just after its target, when the target comes later.
+
+    A hard link names a path already extracted, but sorting may put ``bin/alias`` before ``data/tool``.
+    The rest keeps its sorted order, so the result is as deterministic as the sort; a link's parent
+    directory sorts before the link, so moving the link later keeps parents first. A link to a path the
+    layer does not hold stays in place (a lower layer may have it); links in a cycle go last, for
+    extraction to refuse.
+    """
+    pending = {_entry_path(e.info.name) for e in ordered}  # not written yet
+    waiting: dict[str, list[Entry]] = {}  # target -> the links that must follow it
+    for e in ordered:
+        if e.info.type == tarfile.LNKTYPE and _entry_path(e.info.linkname) in pending:
+            waiting.setdefault(_entry_path(e.info.linkname), []).append(e)
+            continue
+        yield from _with_waiting_links(e, pending, waiting)
+    for links in waiting.values():  # targets that never came (a cycle of links): write them anyway
+        yield from links
+
+
+def _with_waiting_links(entry: Entry, pending: set[str], waiting: dict[str, list[Entry]]) -> Iterator[Entry]:
+    """*entry*, then the links waiting for it, then those waiting for them (a stack: chains can be long)."""
+    stack = [entry]
+    while stack:
+        e = stack.pop()
+        yield e
+        path = _entry_path(e.info.name)
+        pending.discard(path)
+        stack.extend(reversed(waiting.pop(path, [])))
 
 
 class Changes:
@@ -315,16 +367,22 @@ class LayerChecker:
     """Checks each member of a layer before anything is written, tracking symlinks as it goes.
 
     *lower_symlinks* are the symlinks the layers below already have: writing ``etc/x`` where a lower
-    layer made ``etc`` a link to ``/`` is an escape just like doing it inside one layer.
+    layer made ``etc`` a link to ``/`` is an escape just like doing it inside one layer. A whiteout hides
+    only what the lower layers have (layer.md), so it never makes this layer's own symlink harmless.
+    *outcome* ends every error: what became of the layer.
     """
 
-    def __init__(self, where: str, *, allow_devices: bool, lower_symlinks: Iterable[str] = ()) -> None:
+    def __init__(self, where: str, *, allow_devices: bool, lower_symlinks: Iterable[str] = (),
+                 outcome: str = "nothing was extracted") -> None:
         self.where = where
         self.allow_devices = allow_devices
+        self.outcome = outcome
         self.symlinks = set(lower_symlinks)
+        self.own_symlinks: set[str] = set()  # the symlinks this layer wrote
+        self.dirs: set[str] = set()  # directories this layer has (entries, or parents of entries)
 
     def fail(self, name: str, problem: str) -> LayerError:
-        return LayerError(f"{self.where}: entry {name!r} {problem}; nothing was extracted")
+        return LayerError(f"{self.where}: entry {name!r} {problem}; {self.outcome}")
 
     def check(self, member: tarfile.TarInfo) -> str:
         """Return the member's clean path, or raise naming the entry and the problem."""
@@ -344,24 +402,53 @@ class LayerChecker:
             if parent in self.symlinks:
                 raise self.fail(member.name, f"would be written through the symlink {parent!r}")
         if member.type == tarfile.LNKTYPE:
-            try:
-                target = clean_path(member.linkname)
-            except ValueError as exc:
-                raise self.fail(member.name, f"is a hard link whose target {member.linkname!r} {exc}") from None
-            if not target or any(p in self.symlinks for p in [*_parents(target), target]):
-                raise self.fail(member.name, f"is a hard link to {member.linkname!r}, outside the layer's root")
-        name = path.rpartition("/")[2]
-        if name.startswith(WHITEOUT_PREFIX) and name != OPAQUE_WHITEOUT:
-            hidden = path[: len(path) - len(name)] + name[len(WHITEOUT_PREFIX):]
-            self._forget(hidden)
-        elif member.type == tarfile.SYMTYPE:
-            self.symlinks.add(path)
+            self._check_hard_link(member)
+        parent, _, name = path.rpartition("/")
+        if name == OPAQUE_WHITEOUT:
+            self._hide_lower(parent, keep_top=True)
+        elif name.startswith(WHITEOUT_PREFIX):
+            hidden = name[len(WHITEOUT_PREFIX):]
+            if hidden in ("", ".", ".."):  # would hide the directory itself, or its parent
+                raise self.fail(member.name, f"is a whiteout of {hidden!r}, which is not an entry of its "
+                                             "directory")
+            self._hide_lower(f"{parent}/{hidden}" if parent else hidden, keep_top=False)
         else:
-            self._forget(path)
+            self._replace(path, is_dir=member.type == tarfile.DIRTYPE)
+            if member.type == tarfile.SYMTYPE:
+                self.symlinks.add(path)
+                self.own_symlinks.add(path)
+            elif member.type == tarfile.DIRTYPE:
+                self.dirs.add(path)
+        self.dirs.update(_parents(path))
         return path
 
-    def _forget(self, path: str) -> None:
-        self.symlinks = {s for s in self.symlinks if s != path and not s.startswith(path + "/")}
+    def _check_hard_link(self, member: tarfile.TarInfo) -> None:
+        try:
+            target = clean_path(member.linkname)
+        except ValueError as exc:
+            raise self.fail(member.name, f"is a hard link whose target {member.linkname!r} {exc}") from None
+        if not target or any(p in self.symlinks for p in [*_parents(target), target]):
+            raise self.fail(member.name, f"is a hard link to {member.linkname!r}, outside the layer's root")
+        if target in self.dirs:  # link(2) refuses directories (a loop in the tree); say so by name
+            raise self.fail(member.name, f"is a hard link to the directory {member.linkname!r}; only files "
+                                         "can be hard-linked")
+
+    def _replace(self, path: str, *, is_dir: bool) -> None:
+        """An entry replaces what *path* was; a directory over a directory merges with it."""
+        self.symlinks.discard(path)
+        self.own_symlinks.discard(path)
+        if is_dir:
+            return
+        self.symlinks = {s for s in self.symlinks if not s.startswith(path + "/")}
+        self.own_symlinks = {s for s in self.own_symlinks if not s.startswith(path + "/")}
+        if path in self.dirs:
+            self.dirs = {d for d in self.dirs if d != path and not d.startswith(path + "/")}
+
+    def _hide_lower(self, path: str, *, keep_top: bool) -> None:
+        """A whiteout (*path* and below) or an opaque marker (below *path*): lower symlinks go."""
+        below = path + "/" if path else ""
+        self.symlinks = {s for s in self.symlinks
+                         if s in self.own_symlinks or not (s.startswith(below) or (s == path and not keep_top))}
 
 
 def check_layer(fileobj: BinaryIO, where: str, *, allow_devices: bool | None = None,
@@ -404,25 +491,70 @@ def _walk_to_parent(root_fd: int, path: str, checker: LayerChecker, name: str) -
         raise
 
 
-def _remove_at(parent_fd: int, name: str) -> None:
+_DIR_NOFOLLOW = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+# What an extraction error adds: entries before the bad one may be on disk already.
+EXTRACT_OUTCOME = "the layer was not extracted (the caller discards the partial directory)"
+
+
+def _join(parent: str, name: str) -> str:
+    return f"{parent}/{name}" if parent else name
+
+
+def _open_dir(root_fd: int, path: str) -> int | None:
+    """Open the directory *path* one component at a time, never following a symlink.
+
+    ``None`` when *path* is not (or no longer) a directory: missing, a file, or a symlink that
+    ``O_NOFOLLOW`` refuses with ``ELOOP``. Nothing is created.
+    """
+    fd = os.dup(root_fd)
+    try:
+        for part in path.split("/"):
+            nfd = os.open(part, _DIR_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            return None
+        raise
+    return fd
+
+
+def _remove_at(parent_fd: int, name: str) -> int | None:
+    """Remove *name* (a whole tree if it is a directory); return the mode it had, or None if absent."""
     try:
         st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
     except FileNotFoundError:
-        return
+        return None
     if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(name, dir_fd=parent_fd)
+        shutil.rmtree(name, dir_fd=parent_fd)  # rmtree opens each directory with O_NOFOLLOW too
     else:
         os.unlink(name, dir_fd=parent_fd)
+    return st.st_mode
+
+
+def _set_opaque(dir_fd: int) -> None:
+    # overlayfs shows none of the lower directories' entries under a directory marked so.
+    os.setxattr(dir_fd, "trusted.overlay.opaque", b"y")
 
 
 class _Extractor:
     def __init__(self, dest: str, where: str, whiteouts: str, lower_symlinks: Iterable[str]) -> None:
+        if whiteouts not in ("apply", "overlay"):
+            raise ValueError(f"whiteouts={whiteouts!r}: 'apply' or 'overlay'")
         self.root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
         self.root = _is_root()
         self.whiteouts = whiteouts
-        self.checker = LayerChecker(where, allow_devices=self.root, lower_symlinks=lower_symlinks)
-        self.created: set[str] = set()
-        self.dir_modes: list[tuple[str, tarfile.TarInfo]] = []
+        self.checker = LayerChecker(where, allow_devices=self.root, lower_symlinks=lower_symlinks,
+                                    outcome=EXTRACT_OUTCOME)
+        # The paths this layer wrote, and their parents: its whiteouts never remove them (layer.md:
+        # whiteouts apply to lower layers only). A path is never taken out again: once this layer
+        # replaced or removed it, nothing of the lower layers is left there to hide.
+        self.ours: set[str] = set()
+        self.whited_out: set[str] = set()  # "overlay": where this layer put a whiteout device
+        # Directories get owner, mode and time at the end (a 0555 directory must not block its children);
+        # an entry goes as soon as its directory is replaced or removed.
+        self.dir_modes: dict[str, tarfile.TarInfo] = {}
 
     def close(self) -> None:
         os.close(self.root_fd)
@@ -438,92 +570,154 @@ class _Extractor:
                 self._one(tar, member, path, parent_fd, buf)
             finally:
                 os.close(parent_fd)
-        for path, info in reversed(self.dir_modes):  # deepest first: a 0555 dir must not block its children
-            self._set_owner_mode_time(path, info)
+        for path in sorted(self.dir_modes, key=lambda p: p.count("/"), reverse=True):  # deepest first
+            self._set_dir_metadata(path, self.dir_modes[path])
 
     def _one(self, tar: tarfile.TarFile, m: tarfile.TarInfo, path: str, pfd: int, buf: memoryview) -> None:
-        name = path.rpartition("/")[2]
-        parent = path[: -len(name) - 1] if "/" in path else ""
+        parent, _, name = path.rpartition("/")
         if name == OPAQUE_WHITEOUT:
             self._opaque(parent, pfd)
             return
         if name.startswith(WHITEOUT_PREFIX):
-            self._whiteout(name[len(WHITEOUT_PREFIX):], pfd)
+            self._whiteout(_join(parent, name[len(WHITEOUT_PREFIX):]), pfd)
             return
+        self.ours.update([*_parents(path), path])
         if m.isdir():
-            try:
-                st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
-                if not stat.S_ISDIR(st.st_mode):
-                    _remove_at(pfd, name)
-                    os.mkdir(name, 0o700, dir_fd=pfd)
-            except FileNotFoundError:
-                os.mkdir(name, 0o700, dir_fd=pfd)
-            self.dir_modes.append((path, m))
-            self.created.add(path)
+            self._directory(m, path, name, pfd)
             return
-        _remove_at(pfd, name)
+        self._remove(pfd, name, path)
         if m.isreg():
             fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=pfd)
             with os.fdopen(fd, "wb") as out, tar.extractfile(m) as src:  # type: ignore[union-attr]
                 _copy_exact(src, out, m.size, buf, m.name)  # type: ignore[arg-type]
-        elif m.issym():
-            os.symlink(m.linkname, name, dir_fd=pfd)
-        elif m.islnk():
-            target = clean_path(m.linkname)
-            src_fd = _walk_to_parent(self.root_fd, target, self.checker, m.name)
-            try:
-                os.link(target.rpartition("/")[2], name, src_dir_fd=src_fd, dst_dir_fd=pfd,
-                        follow_symlinks=False)
-            except FileNotFoundError:
-                raise self.checker.fail(m.name, f"is a hard link to {m.linkname!r}, which does not exist") \
-                    from None
-            finally:
-                os.close(src_fd)
-            self.created.add(path)
+                out.flush()  # before the mtime is set: a later write would change it
+                self._set_metadata_fd(out.fileno(), m)
+            return
+        if m.islnk():
+            self._hard_link(m, name, pfd)
             return  # a hard link shares its target's owner, mode and time
+        if m.issym():
+            os.symlink(m.linkname, name, dir_fd=pfd)
         elif m.ischr() or m.isblk():
             kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
             os.mknod(name, kind | 0o600, os.makedev(m.devmajor, m.devminor), dir_fd=pfd)
         elif m.isfifo():
             os.mkfifo(name, 0o600, dir_fd=pfd)
-        self.created.add(path)
-        self._set_owner_mode_time(path, m, pfd, name)
+        self._set_metadata_at(pfd, name, m)
 
-    def _set_owner_mode_time(self, path: str, m: tarfile.TarInfo, pfd: int | None = None,
-                             name: str | None = None) -> None:
-        own_fd = pfd is None
-        if own_fd:
-            pfd = _walk_to_parent(self.root_fd, path, self.checker, m.name)
-            name = path.rpartition("/")[2]
-        assert pfd is not None and name is not None
+    def _remove(self, pfd: int, name: str, path: str) -> None:
+        """Remove *path* and forget the deferred metadata of the directories that went with it."""
+        mode = _remove_at(pfd, name)
+        if mode is not None and stat.S_ISDIR(mode):
+            self.dir_modes = {p: m for p, m in self.dir_modes.items() if p != path and not p.startswith(path + "/")}
+        elif mode is not None:
+            self.dir_modes.pop(path, None)
+
+    def _directory(self, m: tarfile.TarInfo, path: str, name: str, pfd: int) -> None:
         try:
-            if self.root:
-                os.chown(name, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
-            if not m.issym():  # Linux has no lchmod; a symlink's mode means nothing
-                os.chmod(name, m.mode & 0o7777, dir_fd=pfd)
-            os.utime(name, ns=(m.mtime * 10**9, m.mtime * 10**9), dir_fd=pfd, follow_symlinks=False)
-        finally:
-            if own_fd:
-                os.close(pfd)
+            is_dir = stat.S_ISDIR(os.stat(name, dir_fd=pfd, follow_symlinks=False).st_mode)
+        except FileNotFoundError:
+            is_dir = False
+        if not is_dir:  # a directory over a directory merges with it (layer.md); anything else goes
+            self._remove(pfd, name, path)
+            os.mkdir(name, 0o700, dir_fd=pfd)
+            if path in self.whited_out:
+                # It replaces this layer's whiteout device: without the mark, overlayfs would merge it
+                # with the lower directory that the whiteout hid.
+                self._make_opaque(pfd, name)
+        self.dir_modes[path] = m
 
-    def _whiteout(self, hidden: str, pfd: int) -> None:
+    def _hard_link(self, m: tarfile.TarInfo, name: str, pfd: int) -> None:
+        target = clean_path(m.linkname)
+        src_fd = _walk_to_parent(self.root_fd, target, self.checker, m.name)
+        try:
+            os.link(target.rpartition("/")[2], name, src_dir_fd=src_fd, dst_dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise self.checker.fail(m.name, f"is a hard link to {m.linkname!r}, which does not exist") from None
+        except OSError as exc:  # EPERM: link(2) refuses a directory (one a lower layer made, say)
+            raise self.checker.fail(m.name, f"is a hard link to {m.linkname!r}, which cannot be linked "
+                                            f"({exc.strerror})") from None
+        finally:
+            os.close(src_fd)
+
+    def _set_metadata_fd(self, fd: int, m: tarfile.TarInfo) -> None:
+        """Owner, mode and mtime through an open file: nothing is looked up by name, nothing followed."""
+        if self.root:
+            os.fchown(fd, m.uid, m.gid)  # before fchmod: chown clears the set-user-ID bit
+        os.fchmod(fd, m.mode & 0o7777)
+        os.utime(fd, ns=(m.mtime * 10**9, m.mtime * 10**9))
+
+    def _set_metadata_at(self, pfd: int, name: str, m: tarfile.TarInfo) -> None:
+        """The same for a symlink, device or fifo just made (opening a fifo or device would block or act)."""
+        if self.root:
+            os.chown(name, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
+        if not m.issym():  # Linux has no lchmod; a symlink's mode means nothing
+            # fchmodat(AT_SYMLINK_NOFOLLOW): glibc changes the file itself through an O_PATH descriptor.
+            os.chmod(name, m.mode & 0o7777, dir_fd=pfd, follow_symlinks=False)
+        os.utime(name, ns=(m.mtime * 10**9, m.mtime * 10**9), dir_fd=pfd, follow_symlinks=False)
+
+    def _set_dir_metadata(self, path: str, m: tarfile.TarInfo) -> None:
+        fd = _open_dir(self.root_fd, path)
+        if fd is None:
+            return  # no longer a directory (replaced by a symlink, say): its metadata went with it
+        try:
+            self._set_metadata_fd(fd, m)
+        finally:
+            os.close(fd)
+
+    def _whiteout(self, path: str, pfd: int) -> None:
+        name = path.rpartition("/")[2]
         if self.whiteouts == "apply":
-            _remove_at(pfd, hidden)
-        elif self.whiteouts == "overlay":
-            _remove_at(pfd, hidden)
-            os.mknod(hidden, stat.S_IFCHR | 0o600, os.makedev(0, 0), dir_fd=pfd)
+            self._remove_lower(pfd, path, name)
+        elif path in self.ours:
+            # This layer's own entry stays. A file hides the lower one in overlayfs already; a directory
+            # would merge with it, so it is marked opaque.
+            self._make_opaque(pfd, name)
         else:
-            raise ValueError(self.whiteouts)
+            self._remove(pfd, name, path)  # an earlier whiteout of the same name
+            os.mknod(name, stat.S_IFCHR | 0o600, os.makedev(0, 0), dir_fd=pfd)
+            self.whited_out.add(path)
 
     def _opaque(self, directory: str, dir_fd: int) -> None:
-        # The marker's parent *is* the opaque directory. It hides the names of the *lower* layers only:
-        # keep what this layer made.
+        # The marker's parent *is* the opaque directory. It hides the names of the *lower* layers only,
+        # wherever it comes in the layer: keep what this layer made.
         if self.whiteouts == "overlay":
-            os.setxattr(f"/proc/self/fd/{dir_fd}", "trusted.overlay.opaque", b"y")
+            _set_opaque(dir_fd)
             return
-        for child in os.listdir(dir_fd):
-            if (f"{directory}/{child}" if directory else child) not in self.created:
-                _remove_at(dir_fd, child)
+        for child in sorted(os.listdir(dir_fd)):
+            self._remove_lower(dir_fd, _join(directory, child), child)
+
+    def _remove_lower(self, dir_fd: int, path: str, name: str) -> None:
+        """Remove what the lower layers have at *path* (*name* in *dir_fd*), keeping what this layer wrote.
+
+        A directory holding entries of this layer stays, and its lower children go, recursively.
+        """
+        if path not in self.ours:
+            self._remove(dir_fd, name, path)
+            return
+        try:
+            fd = os.open(name, _DIR_NOFOLLOW, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                return  # this layer's own file or symlink
+            raise
+        try:
+            for child in sorted(os.listdir(fd)):
+                self._remove_lower(fd, f"{path}/{child}", child)
+        finally:
+            os.close(fd)
+
+    def _make_opaque(self, pfd: int, name: str) -> None:
+        try:
+            fd = os.open(name, _DIR_NOFOLLOW, dir_fd=pfd)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                return  # not a directory: nothing of a lower layer shows through it
+            raise
+        try:
+            _set_opaque(fd)
+        finally:
+            os.close(fd)
 
 
 def extract(fileobj: BinaryIO, dest: str, where: str, *, whiteouts: str = "apply",

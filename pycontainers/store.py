@@ -48,6 +48,14 @@ def default_home() -> Path:
     return Path(data) / "pycontainers"
 
 
+def describe_home(home: Path | None = None) -> str:
+    """Where the store is and why: ``~/.local/share/pycontainers``, or the path and ``(from $PYCONTAINERS_HOME)``."""
+    home = home or default_home()
+    if os.environ.get(HOME_ENV):
+        return f"{home} (from ${HOME_ENV})"
+    return str(home).replace(os.path.expanduser("~"), "~", 1)
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
