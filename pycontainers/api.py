@@ -424,15 +424,7 @@ class ContainerCollection:
 
         c = self._create(image, command, remove=remove and not detach, **kwargs)
         if detach:
-            log = os.open(c.log_path(), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-            null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                events = runtime.start(c, (null, log, log))
-            finally:
-                os.close(log)
-                os.close(null)
-            first = events.next()
-            events.close()
+            first = runtime.start_detached(c)
             if first["event"] == "error":
                 raise ContainerError(None, int(first["exit_code"]), c.spec.args, image,  # type: ignore[call-overload]
                                      str(first["message"]).encode())

@@ -195,7 +195,7 @@ def _run_options(a: argparse.Namespace) -> dict[str, Any]:
 def cmd_run(a: argparse.Namespace) -> int:
     from .container import ContainerError, create_from_image
     from .errors import PyContainersError
-    from .runtime import start
+    from .runtime import start, start_detached
 
     store = _store()
     try:
@@ -205,29 +205,33 @@ def cmd_run(a: argparse.Namespace) -> int:
         print(f"pycontainers: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 125) if isinstance(exc, ContainerError) else 125
     if a.detach:
-        log = os.open(container.log_path(), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            events = start(container, (null, log, log))
-        finally:
-            os.close(log)
-            os.close(null)
-    else:
-        stdin = 0 if a.interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        events = start(container, (stdin, 1, 2))
+        first = start_detached(container)
+        if first["event"] == "error":
+            print(f"pycontainers: {first['message']}", file=sys.stderr)
+            return int(first["exit_code"])  # type: ignore[call-overload]
+        print(container.id)
+        return 0
+    return _attached(lambda stdio: start(container, stdio), a.interactive)
+
+
+def _attached(starter: Callable[[tuple[int, int, int]], Any], interactive: bool) -> int:
+    """Run a process on this terminal's stdout/stderr (stdin too with -i) and return its exit code.
+
+    Like Docker's --sig-proxy, Ctrl-C and other termination signals are passed on to the process.
+    """
+    stdin = 0 if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        events = starter((stdin, 1, 2))
+    finally:
         if stdin != 0:
             os.close(stdin)
     first = events.next()
     if first["event"] == "error":
         print(f"pycontainers: {first['message']}", file=sys.stderr)
-        return int(first["exit_code"])  # type: ignore[call-overload]
-    if a.detach:
-        events.close()
-        print(container.id)
-        return 0
-    pid = int(first["pid"])  # type: ignore[call-overload]
+        return int(first["exit_code"])
+    pid = int(first["pid"])
 
-    def forward(signum: int, _frame: object) -> None:  # docker's --sig-proxy: Ctrl-C reaches the command
+    def forward(signum: int, _frame: object) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
 
@@ -235,7 +239,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         signal.signal(sig, forward)
     last = events.next()
     events.close()
-    return int(last.get("exit_code", 125))  # type: ignore[call-overload]
+    return int(last.get("exit_code", 125))
 
 
 def cmd_ps(a: argparse.Namespace) -> int:
@@ -319,16 +323,8 @@ def cmd_exec(a: argparse.Namespace) -> int:
     from .runtime import exec_start
 
     container = get_container(_store(), a.container)
-    stdin = 0 if a.interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-    events = exec_start(container, a.command, (stdin, 1, 2), env=a.env or [], workdir=a.workdir, user=a.user)
-    if stdin != 0:
-        os.close(stdin)
-    first = events.next()
-    if first["event"] == "error":
-        print(f"pycontainers: {first['message']}", file=sys.stderr)
-        return int(first["exit_code"])  # type: ignore[call-overload]
-    last = events.next()
-    return int(last.get("exit_code", 125))  # type: ignore[call-overload]
+    return _attached(lambda stdio: exec_start(container, a.command, stdio, env=a.env or [], workdir=a.workdir,
+                                              user=a.user), a.interactive)
 
 
 def cmd_top(a: argparse.Namespace) -> int:

@@ -367,16 +367,35 @@ class Events:
 def start(container: Container, stdio: tuple[int, int, int]) -> Events:
     """Unpack the image's layers (if needed) and launch the container; fork only when it is safe."""
     from .image import get_image
-    from .zygote import Zygote, is_single_threaded
+    from .zygote import Zygote
 
     store = container.store
     lowers = rootfs.lower_dirs(store, get_image(store, container.spec.image_id))
+    return _forked(lambda events_fd: launch(container, lowers, stdio, events_fd),
+                   lambda events_fd: Zygote.get().launch(str(store.home), container.id, lowers, stdio, events_fd))
+
+
+def start_detached(container: Container) -> dict[str, object]:
+    """Start *container* in the background, its output going to its log; return the first event."""
+    log = os.open(container.log_path(), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        events = start(container, (null, log, log))
+    finally:
+        os.close(log)
+        os.close(null)
+    first = events.next()
+    events.close()
+    return first
+
+
+def _forked(direct: Callable[[int], None], via_zygote: Callable[[int], None]) -> Events:
+    """Fork here if this process is single-threaded, else ask the zygote; return the report pipe."""
+    from .zygote import is_single_threaded
+
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     try:
-        if is_single_threaded():
-            launch(container, lowers, stdio, write_fd)
-        else:
-            Zygote.get().launch(str(store.home), container.id, lowers, stdio, write_fd)
+        (direct if is_single_threaded() else via_zygote)(write_fd)
     except BaseException:
         os.close(read_fd)
         raise
@@ -513,24 +532,15 @@ def exec_start(container: Container, args: list[str], stdio: tuple[int, int, int
     """Start a process in a running container; read its ``started``/``exited`` events from the result."""
     from .container import ContainerError
     from .spec import merge_env
-    from .zygote import Zygote, is_single_threaded
+    from .zygote import Zygote
 
     if container.status != "running":
         raise ContainerError(f"container {container.name} is not running", EXIT_ENGINE)
     if not args:
         raise ContainerError("no command given to exec", EXIT_ENGINE)
     spec = container.spec
-    request = (container, list(args), merge_env(spec.env, list(env)), workdir or spec.workdir,
+    request = (list(args), merge_env(spec.env, list(env)), workdir or spec.workdir,
                spec.user if user is None else user)
-    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-    try:
-        if is_single_threaded():
-            spawn_detached(exec_monitor, write_fd, *request, stdio, write_fd)
-        else:
-            Zygote.get().exec(str(container.store.home), *request[:1], request[1:], stdio, write_fd)
-    except BaseException:
-        os.close(read_fd)
-        raise
-    finally:
-        os.close(write_fd)
-    return Events(read_fd)
+    return _forked(
+        lambda events_fd: spawn_detached(exec_monitor, events_fd, container, *request, stdio, events_fd),
+        lambda events_fd: Zygote.get().exec(str(container.store.home), container, request, stdio, events_fd))
