@@ -211,14 +211,16 @@ def cmd_run(a: argparse.Namespace) -> int:
             return int(first["exit_code"])  # type: ignore[call-overload]
         print(container.id)
         return 0
-    return _attached(lambda stdio: start(container, stdio), a.interactive)
+    return _attached(lambda stdio: start(container, stdio), a.interactive, a.tty)
 
 
-def _attached(starter: Callable[[tuple[int, int, int]], Any], interactive: bool) -> int:
+def _attached(starter: Callable[[tuple[int, int, int]], Any], interactive: bool, tty: bool = False) -> int:
     """Run a process on this terminal's stdout/stderr (stdin too with -i) and return its exit code.
 
     Like Docker's --sig-proxy, Ctrl-C and other termination signals are passed on to the process.
     """
+    if tty:
+        return _attached_tty(starter, interactive)
     stdin = 0 if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
     try:
         events = starter((stdin, 1, 2))
@@ -237,6 +239,68 @@ def _attached(starter: Callable[[tuple[int, int, int]], Any], interactive: bool)
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, forward)
+    last = events.next()
+    events.close()
+    return int(last.get("exit_code", 125))
+
+
+def _attached_tty(starter: Callable[[tuple[int, int, int]], Any], interactive: bool) -> int:
+    """``-t``: the process gets a pseudo-terminal; we relay between it and ours, in raw mode.
+
+    Raw mode hands every key (Ctrl-C, Ctrl-Z, arrows) to the terminal inside, whose line discipline
+    turns Ctrl-C into SIGINT for *its* foreground job: job control works as in a local shell.
+    """
+    import fcntl
+    import select
+    import termios
+    import tty
+
+    master, slave = os.openpty()
+    os.set_inheritable(master, False)
+    os.set_inheritable(slave, False)
+
+    def copy_window_size(*_: object) -> None:
+        with contextlib.suppress(OSError):
+            size = fcntl.ioctl(sys.stdout.fileno(), termios.TIOCGWINSZ, b"\0" * 8)
+            fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+
+    copy_window_size()
+    try:
+        events = starter((slave, slave, slave))
+    finally:
+        os.close(slave)
+    first = events.next()
+    if first["event"] == "error":
+        os.close(master)
+        print(f"pycontainers: {first['message']}", file=sys.stderr)
+        return int(first["exit_code"])
+    signal.signal(signal.SIGWINCH, copy_window_size)
+    saved = None
+    if interactive and os.isatty(0):
+        saved = termios.tcgetattr(0)
+        tty.setraw(0)
+    try:
+        sources = [master, 0] if interactive else [master]
+        while True:
+            ready, _, _ = select.select(sources, [], [])
+            if master in ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: every process inside closed the terminal
+                    data = b""
+                if not data:
+                    break
+                os.write(1, data)
+            if 0 in ready:
+                data = os.read(0, 65536)
+                if data:
+                    os.write(master, data)
+                else:
+                    sources.remove(0)
+    finally:
+        if saved is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+        os.close(master)
     last = events.next()
     events.close()
     return int(last.get("exit_code", 125))
@@ -324,7 +388,7 @@ def cmd_exec(a: argparse.Namespace) -> int:
 
     container = get_container(_store(), a.container)
     return _attached(lambda stdio: exec_start(container, a.command, stdio, env=a.env or [], workdir=a.workdir,
-                                              user=a.user), a.interactive)
+                                              user=a.user, tty=a.tty), a.interactive, a.tty)
 
 
 def cmd_top(a: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ import shutil
 import signal
 import socket
 import struct
+import termios
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -206,7 +207,7 @@ def container_init(container: Container, lowers: list[str], stdio: tuple[int, in
         env = default_env(spec.env, user.home, spec.hostname)
         enter_workdir(spec.workdir, user)
         path = find_executable(spec.args[0], env)
-        attach_stdio(stdio)
+        attach_stdio(stdio, spec.tty)
         reset_signals()
         prctl(PR_SET_NO_NEW_PRIVS, 1)  # setuid binaries cannot raise privileges again
         drop_capabilities()
@@ -323,10 +324,14 @@ def find_executable(arg0: str, env: list[str]) -> str:
     raise StartError(f'exec: "{arg0}": executable file not found in $PATH', EXIT_NOT_FOUND)
 
 
-def attach_stdio(stdio: tuple[int, int, int]) -> None:
+def attach_stdio(stdio: tuple[int, int, int], tty: bool = False) -> None:
     for target, fd in enumerate(stdio):
         if fd != target:
             os.dup2(fd, target)  # dup2 clears close-on-exec: the command inherits 0, 1, 2
+    if tty:
+        # A new session whose controlling terminal is the pseudo-terminal: job control, Ctrl-C, window size.
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 def reset_signals() -> None:
@@ -479,7 +484,7 @@ def capture(starter: Callable[[tuple[int, int, int]], Events], stdin: bytes | No
 NAMESPACE_ORDER = ("ipc", "uts", "net", "pid", "cgroup", "mnt")  # mnt last: it changes what /proc shows
 
 
-def exec_monitor(container: Container, args: list[str], env: list[str], workdir: str, user: str,
+def exec_monitor(container: Container, args: list[str], env: list[str], workdir: str, user: str, tty: bool,
                  stdio: tuple[int, int, int], events_fd: int) -> None:
     """``docker exec``: join a running container's cgroup and namespaces, fork, execve there, report."""
     os.setsid()
@@ -500,7 +505,7 @@ def exec_monitor(container: Container, args: list[str], env: list[str], workdir:
             full_env = default_env(env, account.home, container.spec.hostname)
             os.chdir(workdir)
             path = find_executable(args[0], full_env)
-            attach_stdio(stdio)
+            attach_stdio(stdio, tty)
             reset_signals()
             prctl(PR_SET_NO_NEW_PRIVS, 1)
             drop_capabilities()
@@ -528,7 +533,8 @@ def exec_monitor(container: Container, args: list[str], env: list[str], workdir:
 
 
 def exec_start(container: Container, args: list[str], stdio: tuple[int, int, int], *,
-               env: list[str] = (), workdir: str | None = None, user: str | None = None) -> Events:  # type: ignore[assignment]
+               env: list[str] = (), workdir: str | None = None, user: str | None = None,  # type: ignore[assignment]
+               tty: bool = False) -> Events:
     """Start a process in a running container; read its ``started``/``exited`` events from the result."""
     from .container import ContainerError
     from .spec import merge_env
@@ -540,7 +546,7 @@ def exec_start(container: Container, args: list[str], stdio: tuple[int, int, int
         raise ContainerError("no command given to exec", EXIT_ENGINE)
     spec = container.spec
     request = (list(args), merge_env(spec.env, list(env)), workdir or spec.workdir,
-               spec.user if user is None else user)
+               spec.user if user is None else user, tty)
     return _forked(
         lambda events_fd: spawn_detached(exec_monitor, events_fd, container, *request, stdio, events_fd),
         lambda events_fd: Zygote.get().exec(str(container.store.home), container, request, stdio, events_fd))

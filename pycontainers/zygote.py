@@ -45,8 +45,8 @@ def serve(fd: int) -> None:
             container = Container(store, req["id"], read_state(cdir))
             stdin, stdout, stderr, events = fds
             if req.get("exec"):
-                args, env, workdir, user = req["exec"]
-                spawn_detached(exec_monitor, events, container, args, env, workdir, user,
+                args, env, workdir, user, tty = req["exec"]
+                spawn_detached(exec_monitor, events, container, args, env, workdir, user, tty,
                                (stdin, stdout, stderr), events)
             else:
                 launch(container, req["lowers"], (stdin, stdout, stderr), events)
