@@ -188,7 +188,7 @@ def _run_options(a: argparse.Namespace) -> dict[str, Any]:
         "entrypoint": a.entrypoint, "environment": a.env or [], "env_files": a.env_file or [],
         "workdir": a.workdir, "user": a.user, "volumes": a.volume or [], "hostname": a.hostname,
         "read_only": a.read_only, "memory": a.memory, "pids_limit": a.pids_limit, "cpus": a.cpus,
-        "network": a.network, "tty": a.tty, "interactive": a.interactive,
+        "network": a.network, "tty": a.tty, "interactive": a.interactive, "runtime": a.runtime,
     }
 
 
@@ -397,6 +397,22 @@ def cmd_top(a: argparse.Namespace) -> int:
 
     rows = top(get_container(_store(), a.container))
     _print_table(Table(["UID", "PID", "PPID", "CMD"], rows), None)
+    return 0
+
+
+def cmd_bundle(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .bundle import export_bundle
+    from .image import get_image
+    from .spec import make_spec
+
+    store = _store()
+    image = get_image(store, a.image)
+    spec = make_spec(image, a.image, a.command or None, hostname=a.hostname or "pycontainers",
+                     volumes_dir=str(store.home / "volumes"))
+    dest = export_bundle(store, image, spec, Path(a.directory))
+    print(f"{dest}: config.json and rootfs/ (try: runc run --bundle {dest} my-container)")
     return 0
 
 
@@ -657,6 +673,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pids-limit", type=int)
     p.add_argument("--cpus", type=float)
     p.add_argument("--network", "--net", default="none", help="none (own, empty network) or host")
+    p.add_argument("--runtime", choices=["native", "runc"], help="native (default) or runc, from an OCI bundle")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("ps", help="list containers")
@@ -680,6 +697,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-w", "--workdir")
     p.add_argument("-u", "--user")
     p.set_defaults(func=cmd_exec)
+
+    p = sub.add_parser("bundle", help="export an image as an OCI runtime bundle (config.json + rootfs) for runc")
+    p.add_argument("image")
+    p.add_argument("directory")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.add_argument("--hostname")
+    p.set_defaults(func=cmd_bundle)
 
     p = sub.add_parser("top", help="show the processes of a container")
     p.add_argument("container")

@@ -203,17 +203,40 @@ def get_container(store: Store, ref: str) -> Container:
     raise ContainerNotFound(f"No such container: {ref}")
 
 
+BACKENDS = ("native", "runc")
+
+
 def create_from_image(store: Store, image_name: str, command: list[str] | None = None, *,
-                      name: str | None = None, auto_remove: bool = False, **options: Any) -> Container:
-    """``docker create``: resolve the image, merge its config with the options, make the container."""
+                      name: str | None = None, auto_remove: bool = False, runtime: str | None = None,
+                      **options: Any) -> Container:
+    """``docker create``: resolve the image, merge its config with the options, make the container.
+
+    *runtime* ``"runc"`` exports an OCI bundle into the container's directory and lets runc run it.
+    """
+    import shutil as sh
+
     from .image import get_image
     from .spec import make_spec, new_container_id
 
+    backend = runtime or "native"
+    if backend not in BACKENDS:
+        raise InvalidArgument(f"unknown runtime {backend!r}: use one of {', '.join(BACKENDS)}")
+    if backend == "runc" and sh.which("runc") is None:
+        raise InvalidArgument("the runc runtime is not installed (apt-get install runc)")
     image = get_image(store, image_name)
     cid = new_container_id()
     spec = make_spec(image, image_name, command, volumes_dir=str(store.home / "volumes"), container_id=cid,
                      **options)
-    return create(store, spec, cid, name, auto_remove)
+    container = create(store, spec, cid, name, auto_remove, backend)
+    if backend == "runc":
+        from .bundle import export_bundle
+
+        try:
+            export_bundle(store, image, spec, container.dir / "bundle")
+        except BaseException:
+            sh.rmtree(container.dir, ignore_errors=True)
+            raise
+    return container
 
 
 def create(store: Store, spec: ContainerSpec, container_id: str, name: str | None = None,

@@ -143,6 +143,30 @@ def monitor(container: Container, lowers: list[str], stdio: tuple[int, int, int]
     _finish(container)
 
 
+def monitor_runc(container: Container, stdio: tuple[int, int, int], events_fd: int) -> None:
+    """The same monitor duties, with runc doing the container's birth from the exported bundle."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            attach_stdio(stdio)
+            reset_signals()
+            os.execvp("runc", ["runc", "--root", str(container.store.home / "runc"), "run", "--bundle",
+                               str(container.dir / "bundle"), container.id])
+        finally:
+            os._exit(EXIT_ENGINE)
+    for fd in set(stdio):
+        os.close(fd)
+    container.save(status="running", pid=pid, pid_start=process_start_time(pid), monitor_pid=os.getpid(),
+                   monitor_start=process_start_time(os.getpid()), started_at=now_iso())
+    _send(events_fd, {"event": "started", "pid": pid})  # runc's PID: it passes our signals on
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    exit_code = 128 - code if code < 0 else code
+    container.save(status="exited", exit_code=exit_code, finished_at=now_iso())
+    _send(events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": False})
+    _finish(container)
+
+
 def keep_only_fds(stdio: tuple[int, int, int], events_fd: int) -> tuple[tuple[int, int, int], int]:
     """Hold nothing of the caller's but what the container needs: its stdio and the report pipe.
 
@@ -260,12 +284,14 @@ def _read_db(path: str) -> list[list[str]]:
         return []
 
 
-def resolve_user(spec_user: str) -> User:
-    """``USER``/``-u`` as Docker reads it: name or uid, optionally ``:group``, looked up in the image."""
+def resolve_user(spec_user: str, root: str = "/") -> User:
+    """``USER``/``-u`` as Docker reads it: name or uid, optionally ``:group``, looked up in the image.
+
+    *root* is the container's root directory (``/`` once inside it, after pivot_root)."""
     if not spec_user:
         spec_user = "0"
     name, _, group = spec_user.partition(":")
-    passwd = _read_db("/etc/passwd")
+    passwd = _read_db(os.path.join(root, "etc/passwd"))
     entry = next((e for e in passwd if len(e) >= 7 and (e[0] == name or e[2] == name)), None)
     if entry is not None:
         uid, gid, home = int(entry[2]), int(entry[3]), entry[5] or "/"
@@ -273,7 +299,7 @@ def resolve_user(spec_user: str) -> User:
         uid, gid, home = int(name), 0 if name == "0" else int(name), "/"
     else:
         raise StartError(f"unable to find user {name}: no matching entries in passwd file")
-    groups_db = _read_db("/etc/group")
+    groups_db = _read_db(os.path.join(root, "etc/group"))
     if group:
         g = next((e for e in groups_db if len(e) >= 3 and (e[0] == group or e[2] == group)), None)
         if g is not None:
