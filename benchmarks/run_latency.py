@@ -1,0 +1,116 @@
+"""How long it takes to run `true` in a container: pycontainers' API and CLI against runc, in one run.
+
+(a) ``client.containers.run("busybox", ["true"], remove=True)``, full isolation, from this process;
+(b) ``pycontainers run --rm busybox true`` as a command (a fresh Python process each time);
+(c) ``runc run`` of the same image exported as an OCI bundle (``pycontainers bundle``).
+Medians and 90th percentiles, then the ratios. Then 100 detached ``sleep`` containers: time to start
+and remove them all, and the memory each one costs (the monitor and the container's processes).
+
+    sudo python benchmarks/run_latency.py [--runs 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pycontainers  # noqa: E402
+from pycontainers.bases import ensure_bases  # noqa: E402
+from pycontainers.store import Store  # noqa: E402
+
+
+def sample(fn: Callable[[], object], runs: int) -> list[float]:
+    fn()  # warm-up: layers unpacked, caches filled
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def p90(values: list[float]) -> float:
+    return statistics.quantiles(values, n=10)[-1]
+
+
+def pss_kib(pid: int) -> int:
+    """Proportional set size: shared pages (a forked monitor shares most of Python) counted fairly."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--detached", type=int, default=100)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("run_latency: the native runtime needs root; run this benchmark as root")
+        return 1
+    home = Path(tempfile.mkdtemp(prefix="bench-run-"))
+    os.environ["PYCONTAINERS_HOME"] = str(home)
+    try:
+        ensure_bases(Store(home), ("busybox",), log=lambda m: None)
+        client = pycontainers.from_env()
+        cli = str(Path(sys.executable).with_name("pycontainers"))
+        bundle = home / "bundle"
+        subprocess.run([cli, "bundle", "busybox", str(bundle), "true"], check=True, capture_output=True)
+        runc_root = home / "runc-state"
+
+        results = {
+            "(a) API run": sample(lambda: client.containers.run("busybox", ["true"], remove=True), args.runs),
+            "(b) CLI run --rm": sample(lambda: subprocess.run([cli, "run", "--rm", "busybox", "true"],
+                                                              check=True), args.runs),
+        }
+        if shutil.which("runc"):
+            counter = iter(range(10**9))
+            results["(c) runc run"] = sample(
+                lambda: subprocess.run(["runc", "--root", str(runc_root), "run", "--bundle", str(bundle),
+                                        f"bench{next(counter)}"], check=True), args.runs)
+        print(f"running `true` in busybox, {args.runs} runs each (milliseconds)")
+        for name, values in results.items():
+            print(f"  {name:<20} median {statistics.median(values):7.1f}   p90 {p90(values):7.1f}")
+        if "(c) runc run" in results:
+            runc = statistics.median(results["(c) runc run"])
+            api = statistics.median(results["(a) API run"])
+            cli_ms = statistics.median(results["(b) CLI run --rm"])
+            print(f"  runc / API = {runc / api:.2f} (goal >= 4);  CLI / runc = {cli_ms / runc:.2f} (goal <= 1)")
+
+        t0 = time.perf_counter()
+        started = [client.containers.run("busybox", ["sleep", "300"], detach=True) for _ in range(args.detached)]
+        t_start = time.perf_counter() - t0
+        memory = 0
+        for c in started:
+            state = c._c.reload().state
+            memory += pss_kib(state["pid"]) + pss_kib(state["monitor_pid"])
+        t0 = time.perf_counter()
+        for c in started:
+            c.remove(force=True)
+        t_rm = time.perf_counter() - t0
+        print(f"{args.detached} detached `sleep` containers: started in {t_start:.2f} s, removed in {t_rm:.2f} s, "
+              f"{memory / args.detached / 1024:.1f} MiB PSS each (monitor + container)")
+    finally:
+        for c in pycontainers.from_env().containers.list(all=True):
+            c.remove(force=True)
+        shutil.rmtree(home, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
