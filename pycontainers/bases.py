@@ -30,6 +30,7 @@ from .image import Image, add_layer, add_metadata_step, commit_image, empty_conf
 from .store import Store
 
 LABEL_MADE_BY = "io.pycontainers.base.made-by"
+RECIPE_VERSION = 2
 DEBIAN_SUITE = "bookworm"
 PYTHON_TAG = "python:3.11-slim"
 DEBIAN_TAG = "debian:bookworm-slim"
@@ -41,7 +42,8 @@ class BaseUnavailable(PyContainersError):
 
 def cache_store() -> Store:
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Store(Path(cache) / "pycontainers" / "bases")
+    # bump the version when a recipe changes, so every machine remakes its bases
+    return Store(Path(cache) / "pycontainers" / f"bases-v{RECIPE_VERSION}")
 
 
 def _run(cmd: list[str], what: str, **kw: object) -> str:
@@ -118,7 +120,7 @@ def build_busybox(store: Store) -> Image:
 # ------------------------------------------------------------------------------------- debian, python
 
 # What Docker's slim images leave out: documentation, manuals, translations, package lists and caches.
-_SLIM_PATHS = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "usr/share/lintian",
+_SLIM_PATHS = ("dev", "usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "usr/share/lintian",
                "var/lib/apt/lists", "var/cache/apt", "var/cache/debconf/templates.dat-old",
                "var/log", "etc/resolv.conf", "etc/hostname", "etc/machine-id", "var/cache/ldconfig")
 

@@ -673,7 +673,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pids-limit", type=int)
     p.add_argument("--cpus", type=float)
     p.add_argument("--network", "--net", default="none", help="none (own, empty network) or host")
-    p.add_argument("--runtime", choices=["native", "runc"], help="native (default) or runc, from an OCI bundle")
+    p.add_argument("--runtime", choices=["native", "runc", "proot"],
+                   help="native (default as root), runc (from an OCI bundle) or proot (default without root)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("ps", help="list containers")

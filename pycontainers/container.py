@@ -203,7 +203,27 @@ def get_container(store: Store, ref: str) -> Container:
     raise ContainerNotFound(f"No such container: {ref}")
 
 
-BACKENDS = ("native", "runc")
+BACKENDS = ("native", "runc", "proot")
+PROOT_SENTENCE = ("pycontainers: there is no root here, so containers run under proot: the image's real files "
+                  "and a fake root user, but no namespaces, hence no PID, network or resource isolation "
+                  "(a rootless back end on user namespaces is not written yet).")
+
+
+def default_backend(store: Store) -> str:
+    """native as root, else proot (said once per store, in one sentence on stderr)."""
+    import shutil as sh
+    import sys
+
+    if os.geteuid() == 0:
+        return "native"
+    if sh.which("proot") is None:
+        raise ContainerError("containers need root here, or proot where there is none "
+                             "(apt-get install proot); images can still be built by hand, stored and inspected")
+    marker = store.home / ".proot-announced"
+    if not marker.exists():
+        print(PROOT_SENTENCE, file=sys.stderr)
+        marker.touch()
+    return "proot"
 
 
 def create_from_image(store: Store, image_name: str, command: list[str] | None = None, *,
@@ -218,7 +238,7 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
     from .image import get_image
     from .spec import make_spec, new_container_id
 
-    backend = runtime or "native"
+    backend = runtime or default_backend(store)
     if backend not in BACKENDS:
         raise InvalidArgument(f"unknown runtime {backend!r}: use one of {', '.join(BACKENDS)}")
     if backend == "runc" and sh.which("runc") is None:
@@ -228,14 +248,18 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
     spec = make_spec(image, image_name, command, volumes_dir=str(store.home / "volumes"), container_id=cid,
                      **options)
     container = create(store, spec, cid, name, auto_remove, backend)
-    if backend == "runc":
-        from .bundle import export_bundle
+    try:
+        if backend == "runc":
+            from .bundle import export_bundle
 
-        try:
             export_bundle(store, image, spec, container.dir / "bundle")
-        except BaseException:
-            sh.rmtree(container.dir, ignore_errors=True)
-            raise
+        elif backend == "proot":
+            from .bundle import flatten
+
+            flatten(store, image, container.dir / "rootfs")  # no overlayfs without root: a private copy
+    except BaseException:
+        sh.rmtree(container.dir, ignore_errors=True)
+        raise
     return container
 
 

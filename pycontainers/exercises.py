@@ -251,3 +251,130 @@ def check_stored_bytes(client: Client, image_names: Iterable[str], answer: objec
 
 __all__ = ["Check", "as_bytes", "check_image_size_after_delete", "check_no_wasted_bytes",
                       "check_stored_bytes", "is_unanswered", "not_answered"]
+
+
+# ----------------------------------------------------------------------------------------- notebook 05
+
+_NAMESPACE_ALIASES = {"mount": "mnt", "mnt": "mnt", "network": "net", "net": "net", "uts": "uts", "ipc": "ipc",
+                      "pid": "pid", "cgroup": "cgroup", "user": "user"}
+
+
+def _running(client: Client, name: str) -> dict | Check:
+    """A running container's ``docker inspect`` document, or the Check to return instead."""
+    try:
+        attrs = client.containers.get(name).attrs
+    except PyContainersError:
+        return Check(False, f"there is no container {name!r}.", "Run the cells above that start it.")
+    if not attrs["State"]["Running"]:
+        return Check(False, f"{name} is not running (it is {attrs['State']['Status']}).",
+                     "Run the cells above that start it; only a running container has a PID and namespaces.")
+    return attrs
+
+
+def check_host_pid(client: Client, container_name: str, answer: object) -> Check:
+    """What PID does the host give the container's PID 1? Read live: ``state.json``'s ``pid``."""
+    if is_unanswered(answer):
+        return not_answered(f"set `answer` to the host's PID of {container_name}'s PID 1.")
+    attrs = _running(client, container_name)
+    if isinstance(attrs, Check):
+        return attrs
+    pid = attrs["State"]["Pid"]
+    value = int(answer) if isinstance(answer, int | str) and str(answer).strip().isdigit() else None
+    if value is None:
+        return Check(False, f"{answer!r} is not a PID.", "A PID is a whole number, like 4242.")
+    if value == pid:
+        return Check(True, f"Right: PID 1 of {container_name} is PID {pid} on the host. One process, two numbers: "
+                           "its PID namespace numbers it from 1.")
+    if value == 1:
+        return Check(False, "1 is its PID inside the container, in its own PID namespace.",
+                     f"The host numbers the same process differently: `pycontainers top {container_name}` lists the "
+                     "host's PIDs.")
+    from .cgroup import Cgroup
+
+    if value in Cgroup(attrs["Id"]).pids():
+        return Check(False, f"{value} is a process of {container_name}, but not its PID 1.",
+                     "PID 1 is the one started with the container's command; the others are its children "
+                     "(their PPID is PID 1's host PID).")
+    return Check(False, f"{value} is not a process of {container_name}.",
+                 f"`pycontainers top {container_name}` lists its processes with the host's PIDs.")
+
+
+def _namespace_names(answer: object) -> tuple[set[str] | None, str]:
+    """A set of namespace names from ``{"mnt", "pid"}``, ``["mnt", "pid"]`` or ``"mnt pid"``; or why not."""
+    items = re.split(r"[\s,]+", answer.strip()) if isinstance(answer, str) else answer
+    if not isinstance(items, list | tuple | set | frozenset) or not all(isinstance(i, str) for i in items):
+        return None, f"{answer!r} is not a set of namespace names."
+    names = set()
+    for item in items:
+        if not item:
+            continue
+        name = _NAMESPACE_ALIASES.get(item.lower())
+        if name is None:
+            return None, f"{item!r} is not a namespace."
+        names.add(name)
+    return names, ""
+
+
+def check_own_namespaces(client: Client, container_name: str, answer: object) -> Check:
+    """Which namespaces does the container *not* share with the host? Measured from /proc, not remembered."""
+    from .views import own_namespaces
+
+    if is_unanswered(answer):
+        return not_answered(f"set `answer` to the set of namespaces {container_name} has of its own, "
+                            'e.g. {"mnt", "uts"}.')
+    names, why = _namespace_names(answer)
+    if names is None:
+        return Check(False, why, "Use the names in /proc/PID/ns: mnt, uts, ipc, pid, net, cgroup, user.")
+    attrs = _running(client, container_name)
+    if isinstance(attrs, Check):
+        return attrs
+    own = set(own_namespaces(attrs["State"]["Pid"]))
+    listed = ", ".join(sorted(own))
+    if names == own:
+        return Check(True, f"Right: {container_name} has its own {listed}; it shares the others with the host.")
+    if "user" in names - own:
+        return Check(False, "the user namespace is the host's: root in this container is root on the host.",
+                     "pycontainers runs as root without a user namespace, like Docker by default; compare "
+                     "`readlink /proc/PID/ns/user` with `readlink /proc/self/ns/user`.")
+    if "net" in names ^ own:
+        mode = attrs["HostConfig"]["NetworkMode"]
+        return Check(False, f"look again at the network: {container_name} runs with --network {mode}.",
+                     "--network none gives a container a network namespace of its own (only lo); --network host "
+                     "keeps it in the host's.")
+    missing, extra = sorted(own - names), sorted(names - own)
+    parts = ([f"it also has its own {', '.join(missing)}"] if missing else []) + \
+            ([f"it shares {', '.join(extra)} with the host"] if extra else [])
+    return Check(False, f"not quite: {'; '.join(parts)}.",
+                 "Compare each `readlink /proc/PID/ns/NAME` of the container's PID 1 with the notebook's "
+                 "(/proc/self/ns/NAME), or draw namespace_graph.")
+
+
+def check_oom_killed(client: Client, container_name: str, memory: str) -> Check:
+    """Run a container named *container_name*, limited to *memory*, that the kernel OOM-kills.
+
+    Unanswered until the container exists; then its recorded limit, exit code and OOMKilled flag are read.
+    """
+    from .units import parse_size
+
+    try:
+        attrs = client.containers.get(container_name).attrs
+    except PyContainersError:
+        return not_answered(f"run a container named {container_name!r} with a {memory} memory limit that uses more "
+                            "memory than that; this check looks for it.")
+    limit, wanted = attrs["HostConfig"]["Memory"], parse_size(memory)
+    state = attrs["State"]
+    if limit != wanted:
+        return Check(False, f"{container_name} has {'no memory limit' if not limit else f'a limit of {limit:,} bytes'}"
+                            f", not {memory} ({wanted:,} bytes).",
+                     f"Remove it (`pycontainers rm -f {container_name}`) and run it again with `-m {memory}`.")
+    if state["Running"]:
+        return Check(False, f"{container_name} is still running: it has not used up its {memory} yet.",
+                     "Give it a command that keeps allocating memory, such as the shell loop above.")
+    if not state["OOMKilled"]:
+        return Check(False, f"{container_name} ended with exit code {state['ExitCode']} and was not OOM-killed.",
+                     "Its command must use more than the limit; `sleep` or `echo` never will.")
+    return Check(True, f"Right: the kernel killed {container_name} when it reached {memory}: exit code "
+                       f"{state['ExitCode']} (128 + 9, SIGKILL) and OOMKilled true.")
+
+
+__all__ += ["check_host_pid", "check_oom_killed", "check_own_namespaces"]

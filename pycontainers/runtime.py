@@ -143,22 +143,47 @@ def monitor(container: Container, lowers: list[str], stdio: tuple[int, int, int]
     _finish(container)
 
 
-def monitor_runc(container: Container, stdio: tuple[int, int, int], events_fd: int) -> None:
-    """The same monitor duties, with runc doing the container's birth from the exported bundle."""
+def external_command(container: Container) -> tuple[list[str], dict[str, str] | None]:
+    """The argv (and environment) that runs *container* with runc or with proot."""
+    if container.state.get("backend") == "runc":
+        return ["runc", "--root", str(container.store.home / "runc"), "run", "--bundle",
+                str(container.dir / "bundle"), container.id], None
+    spec = container.spec
+    rootfs = str(container.dir / "rootfs")
+    user = resolve_user(spec.user, rootfs)
+    argv = ["proot", "-r", rootfs, "-w", spec.workdir, "-b", "/dev", "-b", "/proc", "-b", "/sys"]
+    argv += ["-0"] if user.uid == 0 else ["-i", f"{user.uid}:{user.gid}"]
+    for name in ("hostname", "hosts", "resolv.conf"):
+        argv += ["-b", f"{container.dir / name}:/etc/{name}"]
+    for m in spec.mounts:
+        argv += ["-b", f"{m.source}:{m.destination}"]
+    return argv + spec.args, _env_dict(default_env(spec.env, user.home, spec.hostname))
+
+
+def monitor_external(container: Container, stdio: tuple[int, int, int], events_fd: int) -> None:
+    """The same monitor duties, with runc (from the exported bundle) or proot doing the container's birth."""
+    try:
+        argv, env = external_command(container)
+    except StartError as exc:
+        container.save(status="exited", exit_code=exc.exit_code, error=str(exc), finished_at=now_iso())
+        _send(events_fd, {"event": "error", "message": str(exc), "exit_code": exc.exit_code})
+        _finish(container)
+        return
     pid = os.fork()
     if pid == 0:
         try:
             attach_stdio(stdio)
             reset_signals()
-            os.execvp("runc", ["runc", "--root", str(container.store.home / "runc"), "run", "--bundle",
-                               str(container.dir / "bundle"), container.id])
+            if env is None:
+                os.execvp(argv[0], argv)
+            os.execvpe(argv[0], argv, env)
         finally:
             os._exit(EXIT_ENGINE)
     for fd in set(stdio):
         os.close(fd)
     container.save(status="running", pid=pid, pid_start=process_start_time(pid), monitor_pid=os.getpid(),
                    monitor_start=process_start_time(os.getpid()), started_at=now_iso())
-    _send(events_fd, {"event": "started", "pid": pid})  # runc's PID: it passes our signals on
+    _send(events_fd, {"event": "started", "pid": pid})  # runc's or proot's PID: both pass signals on
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     exit_code = 128 - code if code < 0 else code

@@ -356,3 +356,139 @@ def layer_explorer(image: Image | api.Image, layer: int | None = None) -> ipywid
     dropdown.observe(show, names="value")
     show()
     return widgets.VBox([summary, dropdown, detail])
+
+
+# ---------------------------------------------------------------------------------------- isolation
+
+
+def namespace_inodes(pid: int | str = "self") -> dict[str, int]:
+    """Each namespace of process *pid* by its inode number: ``readlink /proc/PID/ns/net`` shows ``net:[inode]``.
+
+    Two processes share a namespace exactly when the numbers are equal. ``"self"`` is this process, which
+    stands for the host here (or for whatever encloses this notebook, if it runs in a container itself).
+    """
+    import os
+
+    from .linux import NAMESPACE_FLAGS
+
+    return {ns: os.stat(f"/proc/{pid}/ns/{ns}").st_ino for ns in NAMESPACE_FLAGS}
+
+
+def own_namespaces(pid: int) -> list[str]:
+    """The namespaces process *pid* does not share with this process: its "own" ones."""
+    host, theirs = namespace_inodes(), namespace_inodes(pid)
+    return [ns for ns in theirs if theirs[ns] != host[ns]]
+
+
+_NAMESPACE_MEANING = {
+    "mnt": "mounts: /, /proc, /dev, ...",
+    "uts": "hostname",
+    "ipc": "shared memory, message queues",
+    "pid": "process numbers",
+    "net": "interfaces, addresses, ports",
+    "cgroup": "its view of the cgroup tree",
+    "user": "user and group IDs",
+}
+
+# The files a limit is written to, for each controller (cgroup v1 names, then v2 names).
+_LIMIT_FILES = {"memory": ("memory.limit_in_bytes", "memory.max"), "pids": ("pids.max",),
+                "cpu": ("cpu.cfs_quota_us", "cpu.cfs_period_us", "cpu.max")}
+
+
+def _limit_text(name: str, value: str) -> str:
+    """One limit file as ``name = value``, saying "no limit" for the kernel's ways of writing infinity."""
+    if value == "max" or value.startswith("max ") or value == "-1" or (value.isdigit() and int(value) >= 1 << 62):
+        return f"{name} = {value} (no limit)"
+    if name.startswith("memory.") and value.isdigit() and int(value) >= 1 << 20:
+        return f"{name} = {value} ({int(value) / (1 << 20):g} MiB)"
+    return f"{name} = {value}"
+
+
+def _cgroup_limits(container_id: str) -> tuple[str, list[tuple[str, str, list[str]]]]:
+    """The container's cgroup version, and (controller or "unified", directory, its limit files as text) for
+    each of its cgroup directories."""
+    from .cgroup import Cgroup
+
+    cgroup = Cgroup(container_id)
+    out = []
+    for key, directory in sorted(cgroup.dirs.items()):
+        names = [n for c, files in _LIMIT_FILES.items() if key in (c, "unified") for n in files]
+        lines = []
+        for name in names:
+            try:
+                lines.append(_limit_text(name, (directory / name).read_text().strip()))
+            except OSError:
+                continue  # the other cgroup version's name, or a controller this tree lacks
+        out.append((key, str(directory), lines))
+    return cgroup.version, out
+
+
+def _process_ids(pid: int) -> list[str]:
+    """The ``NSpid`` line of /proc/PID/status: the process's PID in each PID namespace, outermost first."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    return line.split()[1:]
+    except OSError:
+        pass
+    return [str(pid)]
+
+
+def namespace_graph(container: api.Container | api.core_container.Container) -> graphviz.Digraph:
+    """A running container as the kernel sees it: one process, the namespaces it is in, its cgroup.
+
+    Left, the container's PID 1 with its number on the host (``state.json``'s ``pid``) and inside. In the
+    middle, each of its seven namespaces, compared with this process's (``/proc/<pid>/ns/*`` against
+    ``/proc/self/ns/*``): a green "own" namespace is one the runtime created, a grey "host's" one is shared
+    with the host. Right, its cgroup directories and the limits written there. Node names are fixed
+    (``process``, ``ns_mnt``, ``cgroup_memory``), so only the numbers differ from run to run.
+    """
+    from .container import ContainerError
+
+    c = getattr(container, "_c", container)  # the API's Container wraps the engine's one
+    c.reload()
+    if c.status != "running":
+        raise ContainerError(f"container {c.name} is not running: only a running container has namespaces")
+    pid = int(c.state["pid"])
+    host, theirs = namespace_inodes(), namespace_inodes(pid)
+    ids = _process_ids(pid)
+    g = _namespace_digraph_class()(
+        c.name,
+        graph_attr={"rankdir": "LR", "label": f"<<b>{html.escape(c.name)}</b> ({c.short_id}): one process, "
+                                              "isolated by namespaces, limited by a cgroup>",
+                    "labelloc": "t", "fontname": "Helvetica", "nodesep": "0.15", "ranksep": "0.5"},
+        node_attr={"fontname": "Helvetica", "fontsize": "10", "shape": "box", "style": "rounded,filled",
+                   "fillcolor": "#eeeeee", "color": "#888888"},
+        edge_attr={"color": "#888888", "arrowsize": "0.6"},
+    )
+    g.node("process", f"PID {ids[-1]} inside the container\nPID {ids[0]} on the host\n"
+                      f"{truncate(' '.join(c.spec.args), 30)}", fillcolor="#cfe2f3", color="#3d6fa5")
+    with g.subgraph(name="cluster_namespaces") as sub:
+        sub.attr(label="namespaces (green: its own, grey: the host's)", fontsize="10", color="#bbbbbb")
+        for ns, inode in theirs.items():
+            own = inode != host[ns]
+            whose = "own" if own else "host's"
+            sub.node(f"ns_{ns}", f"{ns}: {whose} [{inode}]\n{_NAMESPACE_MEANING[ns]}",
+                     fillcolor="#c7e9c0" if own else "#eeeeee")
+    version, directories = _cgroup_limits(c.id)
+    with g.subgraph(name="cluster_cgroup") as sub:
+        sub.attr(label=f"cgroup ({version}): its limits", fontsize="10", color="#bbbbbb")
+        for key, directory, lines in directories:
+            shown = directory.replace(c.id, c.short_id + "…")
+            sub.node(f"cgroup_{key}", "\n".join([shown, *(lines or ["(no limit files)"])]), fillcolor="#fde9c9")
+    for target in [f"ns_{ns}" for ns in theirs] + [f"cgroup_{key}" for key, _, _ in directories]:
+        g.edge("process", target)
+    return g
+
+
+@functools.cache
+def _namespace_digraph_class() -> type[graphviz.Digraph]:
+    """Like ``_layer_digraph_class``: a text form without a memory address (``<namespace graph: web>``)."""
+    import graphviz
+
+    class NamespaceDigraph(graphviz.Digraph):
+        def __repr__(self) -> str:
+            return f"<namespace graph: {self.name}>"
+
+    return NamespaceDigraph
