@@ -175,7 +175,8 @@ def build_debian_and_python(store: Store, log: Callable[[str], None] = print) ->
         # A private mount namespace: the overlay and /proc vanish with the process, even if it is killed.
         script = (
             f"mount -t overlay overlay -o lowerdir={rootfs},upperdir={upper},workdir={work} {merged} && "
-            f"mount -t proc proc {merged}/proc && cp /etc/resolv.conf {merged}/etc/resolv.conf && "
+            f"mount -t proc proc {merged}/proc && mount --rbind /dev {merged}/dev && "
+            f"cp /etc/resolv.conf {merged}/etc/resolv.conf && "
             f"DEBIAN_FRONTEND=noninteractive chroot {merged} sh -c 'apt-get update -qq && "
             "apt-get install -y -qq --no-install-recommends python3 >/dev/null && apt-get clean'"
         )
