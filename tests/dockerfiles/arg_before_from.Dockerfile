@@ -1,0 +1,5 @@
+ARG TAG=1.36
+ARG BASE=busybox
+FROM ${BASE}:${TAG}
+ARG TAG
+RUN echo $TAG

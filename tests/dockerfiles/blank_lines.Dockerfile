@@ -1,0 +1,9 @@
+
+
+
+FROM busybox
+
+
+
+RUN true
+

@@ -1,0 +1,5 @@
+FROM busybox
+RUN echo one \
+    two \
+    three
+RUN echo after

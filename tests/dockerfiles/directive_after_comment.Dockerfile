@@ -1,0 +1,4 @@
+# a comment first
+# escape=`
+FROM busybox
+RUN echo `

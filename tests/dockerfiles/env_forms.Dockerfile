@@ -1,0 +1,5 @@
+FROM busybox
+ENV a=b c=d
+ENV legacy value with spaces
+ENV e="f g" h=i\ j
+ENV empty=

@@ -1,0 +1,6 @@
+FROM busybox
+COPY <<A <<B
+one
+A
+two
+B

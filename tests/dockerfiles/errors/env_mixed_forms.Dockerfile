@@ -1,0 +1,2 @@
+FROM busybox
+ENV a=b c

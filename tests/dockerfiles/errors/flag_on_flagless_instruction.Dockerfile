@@ -1,0 +1,2 @@
+FROM busybox
+WORKDIR --x=1 /a

@@ -1,0 +1,2 @@
+FROM busybox
+HEALTHCHECK --retries=3 CMD

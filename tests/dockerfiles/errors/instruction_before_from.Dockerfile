@@ -1,0 +1,3 @@
+# comment
+RUN echo too early
+FROM busybox

@@ -1,0 +1,2 @@
+from busybox
+runn echo

@@ -1,0 +1,4 @@
+FROM busybox
+EXPOSE 80/tcp 53/udp
+EXPOSE 8080
+EXPOSE ${PORT}

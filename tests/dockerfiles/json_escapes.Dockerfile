@@ -1,0 +1,2 @@
+FROM busybox
+CMD ["echo", "tab\there", "quote\"d", "back\\slash", "\u00e9", "$HOME"]

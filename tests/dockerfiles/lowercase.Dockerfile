@@ -1,0 +1,4 @@
+from busybox as Base
+run echo hi
+copy a b
+ExPoSe 80

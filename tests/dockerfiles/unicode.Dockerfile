@@ -1,0 +1,3 @@
+FROM busybox
+LABEL description="café ☕" 名前=値
+RUN echo "héllo wörld"

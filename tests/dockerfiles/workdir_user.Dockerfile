@@ -1,0 +1,5 @@
+FROM busybox
+WORKDIR /a b
+WORKDIR relative
+USER app:app
+USER $UID
