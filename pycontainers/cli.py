@@ -81,11 +81,24 @@ def cmd_history(a: argparse.Namespace) -> int:
 
 
 def cmd_inspect(a: argparse.Namespace) -> int:
-    from .api import inspect
+    """``inspect NAME...``: an image's or a container's JSON (containers first for `container inspect`)."""
+    from .api import container_inspect, inspect
+    from .container import ContainerNotFound, get_container
+    from .errors import ImageNotFound
     from .image import get_image
 
     store = _store()
-    docs = [inspect(get_image(store, name)) for name in a.names]
+    docs = []
+    for name in a.names:
+        try:
+            if getattr(a, "subcommand", None) == "inspect" and a.command == "container":
+                raise ImageNotFound(name)
+            docs.append(inspect(get_image(store, name)))
+        except ImageNotFound:
+            try:
+                docs.append(container_inspect(get_container(store, name)))
+            except ContainerNotFound:
+                raise ImageNotFound(f"No such object: {name}") from None
     print(json.dumps(docs, indent=4))
     return 0
 
@@ -740,7 +753,7 @@ def build_parser() -> argparse.ArgumentParser:
     container.required = True
     for name, src in (("ls", "ps"), ("run", "run"), ("logs", "logs"), ("stop", "stop"), ("kill", "kill"),
                       ("rm", "rm"), ("wait", "wait"), ("diff", "diff"), ("commit", "commit"), ("exec", "exec"),
-                      ("top", "top")):
+                      ("top", "top"), ("inspect", "inspect")):
         parent = sub.choices[src]
         p = container.add_parser(name, help=src)
         for action in parent._actions[1:]:

@@ -321,6 +321,7 @@ def wait(container: Container, timeout: float | None = None) -> int:
 
 
 def kill(container: Container, sig: int = signal.SIGKILL) -> None:
+    container.reload()
     if container.status != "running":
         raise ContainerError(f"cannot kill container {container.name}: it is not running")
     with contextlib.suppress(ProcessLookupError):
@@ -329,6 +330,7 @@ def kill(container: Container, sig: int = signal.SIGKILL) -> None:
 
 def stop(container: Container, timeout: float = 10.0) -> None:
     """SIGTERM (or the image's STOPSIGNAL), then SIGKILL after *timeout* seconds, like ``docker stop``."""
+    container.reload()
     if container.status != "running":
         return
     sig = signal.Signals[container.spec.stop_signal] if container.spec.stop_signal.startswith("SIG") \
@@ -345,6 +347,8 @@ def stop(container: Container, timeout: float = 10.0) -> None:
 
 def remove(container: Container, force: bool = False) -> None:
     """Delete the container and its writable layer (``docker rm``); ``force`` kills it first."""
+    with contextlib.suppress(ContainerNotFound):
+        container.reload()
     if container.status == "running":
         if not force:
             raise ContainerError(f"cannot remove container {container.name}: it is running "
@@ -430,7 +434,7 @@ def top(container: Container) -> list[dict[str, str]]:
 
     from .cgroup import Cgroup
 
-    if container.status != "running":
+    if container.reload().status != "running":
         raise ContainerError(f"container {container.name} is not running")
     rows = []
     for pid in Cgroup(container.id).pids():

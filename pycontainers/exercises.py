@@ -334,7 +334,7 @@ def check_own_namespaces(client: Client, container_name: str, answer: object) ->
         return Check(True, f"Right: {container_name} has its own {listed}; it shares the others with the host.")
     if "user" in names - own:
         return Check(False, "the user namespace is the host's: root in this container is root on the host.",
-                     "pycontainers runs as root without a user namespace, like Docker by default; compare "
+                     "It was started without a user namespace (as root, like Docker by default); compare "
                      "`readlink /proc/PID/ns/user` with `readlink /proc/self/ns/user`.")
     if "net" in names ^ own:
         mode = attrs["HostConfig"]["NetworkMode"]

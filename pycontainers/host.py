@@ -142,7 +142,7 @@ def probe_root() -> Capability:
     euid = os.geteuid()
     if euid != 0:
         return _no(ROOT, f"This process runs as an ordinary user (euid {euid}), not as root.",
-                   "Containers run rootless inside a user namespace, or under proot where those are forbidden.")
+                   "Containers run under proot: the image's files with a fake root, but no isolation.")
     match = re.search(r"^CapEff:\s*([0-9a-fA-F]+)", _read("/proc/self/status"), re.MULTILINE)
     missing = [n for bit, n in _CAP_NAMES.items() if match and not int(match.group(1), 16) >> bit & 1]
     if missing:
@@ -646,9 +646,11 @@ def backend_choice(caps: Iterable[Capability] | None = None) -> tuple[str, str]:
         files = "overlayfs" if have.get(OVERLAYFS) else "copied layers"
         return "native", (f"As root, pycontainers isolates each container itself with namespaces, {files} and "
                           f"cgroups{also_runc}.")
-    if have.get(USER_NAMESPACES):
-        return "rootless", ("Without root but with user namespaces, pycontainers runs containers rootless: root "
-                            f"inside a user namespace and an ordinary user outside it{also_runc}.")
+    if have.get("proot"):
+        userns = (" User namespaces work here, so a rootless back end is possible; it is not written yet."
+                  if have.get(USER_NAMESPACES) else "")
+        return "proot", ("Without root, images run under proot, which fakes root and chroot by intercepting "
+                         f"system calls but isolates nothing.{userns}")
     if have.get("proot"):
         return "proot", ("Neither root nor user namespaces are available (as on Binder), so images run under "
                          "proot, which fakes root and chroot by intercepting system calls but isolates nothing.")

@@ -591,7 +591,7 @@ def exec_start(container: Container, args: list[str], stdio: tuple[int, int, int
     from .spec import merge_env
     from .zygote import Zygote
 
-    if container.status != "running":
+    if container.reload().status != "running":
         raise ContainerError(f"container {container.name} is not running", EXIT_ENGINE)
     if not args:
         raise ContainerError("no command given to exec", EXIT_ENGINE)

@@ -404,14 +404,17 @@ def _limit_text(name: str, value: str) -> str:
     return f"{name} = {value}"
 
 
-def _cgroup_limits(container_id: str) -> tuple[str, list[tuple[str, str, list[str]]]]:
-    """The container's cgroup version, and (controller or "unified", directory, its limit files as text) for
-    each of its cgroup directories."""
+def _cgroup_limits(container_id: str) -> tuple[str, list[tuple[str, str, list[str]]], list[str]]:
+    """The container's cgroup version; (controller or "unified", directory, its limit files as text) for each
+    directory it has; and the v1 controllers it has no directory for (no limit was asked for)."""
     from .cgroup import Cgroup
 
     cgroup = Cgroup(container_id)
-    out = []
+    out, unused = [], []
     for key, directory in sorted(cgroup.dirs.items()):
+        if not directory.is_dir():
+            unused.append(key)
+            continue
         names = [n for c, files in _LIMIT_FILES.items() if key in (c, "unified") for n in files]
         lines = []
         for name in names:
@@ -420,7 +423,7 @@ def _cgroup_limits(container_id: str) -> tuple[str, list[tuple[str, str, list[st
             except OSError:
                 continue  # the other cgroup version's name, or a controller this tree lacks
         out.append((key, str(directory), lines))
-    return cgroup.version, out
+    return cgroup.version, out, unused
 
 
 def _process_ids(pid: int) -> list[str]:
@@ -450,6 +453,9 @@ def namespace_graph(container: api.Container | api.core_container.Container) -> 
     c.reload()
     if c.status != "running":
         raise ContainerError(f"container {c.name} is not running: only a running container has namespaces")
+    backend = c.state.get("backend", "native")
+    if backend != "native":  # state.json's pid is then runc's or proot's process, not the container's PID 1
+        raise ContainerError(f"container {c.name} runs under {backend}: namespace_graph draws native containers")
     pid = int(c.state["pid"])
     host, theirs = namespace_inodes(), namespace_inodes(pid)
     ids = _process_ids(pid)
@@ -471,13 +477,16 @@ def namespace_graph(container: api.Container | api.core_container.Container) -> 
             whose = "own" if own else "host's"
             sub.node(f"ns_{ns}", f"{ns}: {whose} [{inode}]\n{_NAMESPACE_MEANING[ns]}",
                      fillcolor="#c7e9c0" if own else "#eeeeee")
-    version, directories = _cgroup_limits(c.id)
+    version, directories, unused = _cgroup_limits(c.id)
     with g.subgraph(name="cluster_cgroup") as sub:
         sub.attr(label=f"cgroup ({version}): its limits", fontsize="10", color="#bbbbbb")
         for key, directory, lines in directories:
             shown = directory.replace(c.id, c.short_id + "…")
             sub.node(f"cgroup_{key}", "\n".join([shown, *(lines or ["(no limit files)"])]), fillcolor="#fde9c9")
-    for target in [f"ns_{ns}" for ns in theirs] + [f"cgroup_{key}" for key, _, _ in directories]:
+        if unused:  # cgroup v1: a hierarchy is joined only to enforce a limit (each join costs milliseconds)
+            sub.node("cgroup_unused", f"{', '.join(unused)}: no cgroup of its own\n(no limit asked for)")
+    targets = [f"ns_{ns}" for ns in theirs] + [f"cgroup_{key}" for key, _, _ in directories]
+    for target in targets + (["cgroup_unused"] if unused else []):
         g.edge("process", target)
     return g
 

@@ -26,10 +26,13 @@ MAX_FDS = 4
 
 def serve(fd: int) -> None:
     """The helper's loop: one request, one ``launch``, one answer, until the client goes away."""
+    import signal
+
     from .container import Container, containers_dir, read_state
     from .runtime import exec_monitor, launch, spawn_detached
     from .store import Store
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C / interrupt in the notebook is not for us
     sock = socket.socket(fileno=fd)
     while True:
         try:
