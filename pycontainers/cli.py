@@ -395,6 +395,30 @@ def cmd_wait(a: argparse.Namespace) -> int:
     return _each_container(a.containers, lambda c: print(wait(c)), echo=False)
 
 
+def cmd_build(a: argparse.Namespace) -> int:
+    from .build import build, transcript_line
+
+    build_args = {}
+    for item in a.build_arg or []:
+        key, eq, value = item.partition("=")
+        if not eq:
+            value = os.environ.get(key, "")
+        build_args[key] = value
+
+    def show(event: dict[str, Any]) -> None:
+        if a.quiet:
+            return
+        line = transcript_line(event)
+        if line is not None:
+            print(line, flush=True)
+
+    result = build(_store(), a.context, dockerfile=a.file or "Dockerfile", tags=a.tag or [], build_args=build_args,
+                   target=a.target, no_cache=a.no_cache, network=a.network, on_event=show)
+    if a.quiet:
+        print(result.image.id)
+    return 0
+
+
 def cmd_exec(a: argparse.Namespace) -> int:
     from .container import get_container
     from .runtime import exec_start
@@ -701,6 +725,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("container")
     p.add_argument("-f", "--follow", action="store_true")
     p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser("build", help="build an image from a Dockerfile")
+    p.add_argument("context")
+    p.add_argument("-t", "--tag", action="append", help="name[:tag] for the result (repeatable)")
+    p.add_argument("-f", "--file", help="the Dockerfile (default: CONTEXT/Dockerfile)")
+    p.add_argument("--build-arg", action="append", help="K=V for an ARG")
+    p.add_argument("--target", help="build up to this stage")
+    p.add_argument("--no-cache", action="store_true", help="do not use the build cache")
+    p.add_argument("--network", default="none", choices=["none", "host"], help="network for RUN steps")
+    p.add_argument("--progress", default="plain", choices=["plain", "auto"], help="accepted; output is plain")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the image ID")
+    p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("exec", help="run a command in a running container")
     p.add_argument("container")

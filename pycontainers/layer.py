@@ -120,7 +120,7 @@ def opaque_info(directory: str, epoch: int | None = None) -> tarfile.TarInfo:
     return new_info(path, tarfile.REGTYPE, mode=0o644, epoch=epoch)
 
 
-def _info_from_stat(rel: str, full: str, st: os.stat_result, owner: tuple[int, int] | None,
+def info_from_stat(rel: str, full: str, st: os.stat_result, owner: tuple[int, int] | None,
                     epoch: int) -> tarfile.TarInfo:
     uid, gid = owner if owner is not None else (st.st_uid, st.st_gid)
     mode = stat.S_IMODE(st.st_mode)
@@ -184,7 +184,7 @@ def tree_entries(root: str, *, owner: tuple[int, int] | None = None, overlay_upp
             if overlay_upper and _is_overlay_whiteout(full, st):
                 entries.append(Entry(whiteout_info(rel, epoch)))
                 continue
-            info = _info_from_stat(rel, full, st, owner, epoch)
+            info = info_from_stat(rel, full, st, owner, epoch)
             if info.type == tarfile.REGTYPE and st.st_nlink > 1:
                 key = (st.st_dev, st.st_ino)
                 if key in first_link:

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from . import rootfs
 from .cgroup import Cgroup
 from .container import Container, now_iso, process_start_time
+from .image import Image
 from .linux import (
     CLONE_NEWCGROUP,
     CLONE_NEWIPC,
@@ -420,13 +421,15 @@ class Events:
         self.file.close()
 
 
-def start(container: Container, stdio: tuple[int, int, int]) -> Events:
-    """Unpack the image's layers (if needed) and launch the container; fork only when it is safe."""
+def start(container: Container, stdio: tuple[int, int, int], image: Image | None = None) -> Events:
+    """Unpack the image's layers (if needed) and launch the container; fork only when it is safe.
+
+    *image* is given by the builder, whose intermediate images are not in index.json."""
     from .image import get_image
     from .zygote import Zygote
 
     store = container.store
-    lowers = rootfs.lower_dirs(store, get_image(store, container.spec.image_id))
+    lowers = rootfs.lower_dirs(store, image or get_image(store, container.spec.image_id))
     return _forked(lambda events_fd: launch(container, lowers, stdio, events_fd),
                    lambda events_fd: Zygote.get().launch(str(store.home), container.id, lowers, stdio, events_fd))
 

@@ -38,6 +38,7 @@ from . import oci
 from .errors import StoreError
 
 HOME_ENV = "PYCONTAINERS_HOME"
+BUILD_CACHE_FILE = "buildcache.json"  # written by build.py; its "manifests" are gc roots
 
 
 def default_home() -> Path:
@@ -385,7 +386,16 @@ class Store:
         seen: set[str] = set()
         for entry in self.entries():
             self._mark(entry.manifest.digest, seen)
+        for digest in self.extra_roots():
+            self._mark(digest, seen)
         return seen
+
+    def extra_roots(self) -> list[str]:
+        """Manifests kept alive outside index.json: the build cache's intermediate images."""
+        try:
+            return list(json.loads((self.home / BUILD_CACHE_FILE).read_bytes()).get("manifests", []))
+        except (OSError, ValueError):
+            return []
 
     def _mark(self, digest: str, seen: set[str]) -> None:
         if digest in seen:

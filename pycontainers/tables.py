@@ -98,11 +98,15 @@ def truncate(text: str, width: int = 45) -> str:
 
 def history_table(image: Image, *, no_trunc: bool = False, human: bool = True) -> Table:
     """``docker image history``: one row per build step, newest first."""
+    from .build import step_images
+
+    ids = step_images(image.store, image.id)
     rows = []
-    for step in image.history():
+    for n, step in enumerate(image.history()):
         ident = "<missing>"
-        if step.image_id:
-            ident = step.image_id if no_trunc else step.image_id.split(":", 1)[1][:12]
+        known = step.image_id or (ids[n] if n < len(ids) else None)
+        if known:
+            ident = known if no_trunc else known.split(":", 1)[1][:12]
         rows.append({
             "ID": ident,
             "CreatedSince": since(step.created),
