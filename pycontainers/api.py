@@ -162,6 +162,26 @@ class ImageCollection:
             if f is not data:
                 f.close()
 
+    def build(self, path: str | os.PathLike[str], tag: str | list[str] | None = None, dockerfile: str = "Dockerfile",
+              buildargs: dict[str, str] | None = None, nocache: bool = False, target: str | None = None,
+              network_mode: str = "none", echo: bool = False) -> tuple[Image, list[dict[str, Any]]]:
+        """Like docker-py: build the Dockerfile in *path*; return (image, the build's structured events).
+
+        ``echo=True`` prints the classic transcript as the build goes (into the notebook cell). A failed
+        build raises ``pycontainers.build.BuildError`` naming ``Dockerfile:LINE``; nothing is tagged.
+        """
+        from .build import build, transcript_line
+
+        def show(event: dict[str, Any]) -> None:
+            line = transcript_line(event)
+            if line is not None:
+                print(line, flush=True)
+
+        tags = [tag] if isinstance(tag, str) else list(tag or [])
+        result = build(self._store, path, dockerfile=dockerfile, tags=tags, build_args=buildargs,
+                       target=target, no_cache=nocache, network=network_mode, on_event=show if echo else None)
+        return Image(self.client, result.image), result.events
+
     def builder(self, base: str = "scratch") -> ImageBuilder:
         """Build an image by hand, layer by layer (see ``ImageBuilder``)."""
         return ImageBuilder(self._store, base)
