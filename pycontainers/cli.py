@@ -250,9 +250,12 @@ def _attached(starter: Callable[[tuple[int, int, int]], Any], interactive: bool,
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
 
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, forward)
-    last = events.next()
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        last = events.next()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     events.close()
     return int(last.get("exit_code", 125))
 
@@ -347,7 +350,11 @@ def cmd_logs(a: argparse.Namespace) -> int:
                 out.write(chunk)
                 out.flush()
                 continue
-            if not a.follow or container.status != "running":
+            if not a.follow:
+                return 0
+            if container.reload().status != "running":
+                out.write(f.read())  # what was written while we looked
+                out.flush()
                 return 0
             time.sleep(0.05)
 
@@ -378,8 +385,13 @@ def cmd_stop(a: argparse.Namespace) -> int:
 def cmd_kill(a: argparse.Namespace) -> int:
     from .container import kill
 
-    sig = signal.Signals[a.signal if a.signal.startswith("SIG") else "SIG" + a.signal] \
-        if not a.signal.isdigit() else signal.Signals(int(a.signal))
+    name = a.signal.upper()
+    try:
+        sig = signal.Signals(int(name)) if name.isdigit() else signal.Signals[name if name.startswith("SIG")
+                                                                                else "SIG" + name]
+    except (KeyError, ValueError):
+        print(f"Error: invalid signal: {a.signal}", file=sys.stderr)
+        return 1
     return _each_container(a.containers, lambda c: kill(c, sig))
 
 

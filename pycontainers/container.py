@@ -287,7 +287,7 @@ def create(store: Store, spec: ContainerSpec, container_id: str, name: str | Non
             resolv = Path("/etc/resolv.conf").read_text()
     (cdir / "resolv.conf").write_text(resolv)
     for m in spec.mounts:
-        if m.volume:
+        if m.volume or not os.path.exists(m.source):
             os.makedirs(m.source, exist_ok=True)
     container = Container(store, container_id, {
         "id": container_id, "name": name or random_name({c.name for c in existing}), "status": "created",

@@ -140,7 +140,7 @@ class _CapData(ctypes.Structure):
 
 
 def drop_capabilities(keep: tuple[str, ...] = DEFAULT_CAPABILITIES) -> None:
-    """Shrink the bounding set to *keep*, then set effective = permitted = inheritable = *keep*.
+    """Shrink the bounding set to *keep*, then set effective = permitted = *keep*, inheritable = none.
 
     After ``execve`` a root process keeps exactly these: ``mount``, ``insmod`` or writing
     ``/proc/sysrq-trigger`` need capabilities (SYS_ADMIN, SYS_MODULE) that are not in Docker's list.
@@ -155,5 +155,6 @@ def drop_capabilities(keep: tuple[str, ...] = DEFAULT_CAPABILITIES) -> None:
     data = (_CapData * 2)()
     for i in range(2):
         word = (mask >> (32 * i)) & 0xFFFFFFFF
-        data[i].effective = data[i].permitted = data[i].inheritable = word
+        data[i].effective = data[i].permitted = word
+        data[i].inheritable = 0  # empty, as Docker since CVE-2022-24769
     _check(_libc.capset(ctypes.byref(header), data), "capset()")

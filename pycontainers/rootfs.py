@@ -129,11 +129,14 @@ def make_mounts_private() -> None:
     mount(None, "/", None, MS_REC | MS_PRIVATE)
 
 
-def mount_overlay(lowers: list[str], upper: str, work: str, target: str, read_only: bool) -> None:
-    if read_only:  # no upperdir: overlayfs is then read-only by construction
-        mount("overlay", target, "overlay", MS_RDONLY, f"lowerdir={':'.join(lowers)}")
-    else:
-        mount("overlay", target, "overlay", 0, f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}")
+def mount_overlay(lowers: list[str], upper: str, work: str, target: str) -> None:
+    # nodev: a device node made inside (mknod needs only CAP_MKNOD) cannot be opened
+    mount("overlay", target, "overlay", MS_NODEV, f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}")
+
+
+def make_root_read_only() -> None:
+    """--read-only: after every mount point exists and is mounted, turn / itself read-only (as runc)."""
+    mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NODEV)
 
 
 def mount_proc(root: str) -> None:
@@ -147,7 +150,9 @@ def mount_sys(root: str) -> None:
 def mount_dev(root: str) -> None:
     """A fresh tmpfs /dev with the few devices a program expects, its own devpts, and /dev/shm."""
     dev = f"{root}/dev"
-    mount("tmpfs", dev, "tmpfs", MS_NOSUID, "mode=755,size=65536k")
+    # nodev too: the devices below are bind mounts of the host's (which keep their own flags); anything
+    # else created here with mknod stays unusable. That is what Docker's device cgroup achieves.
+    mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=65536k")
     for name in DEVICES:
         path = f"{dev}/{name}"
         with open(path, "w"):

@@ -127,8 +127,8 @@ def monitor(container: Container, lowers: list[str], stdio: tuple[int, int, int]
         cgroup.remove()
         container.save(status="exited", exit_code=report["exit_code"], error=report["message"],
                        finished_at=now_iso())
-        _send(events_fd, {"event": "error", **report})
         _finish(container)
+        _send(events_fd, {"event": "error", **report})
         return
     container.save(status="running", pid=pid, pid_start=process_start_time(pid), monitor_pid=os.getpid(),
                    monitor_start=process_start_time(os.getpid()), started_at=now_iso())
@@ -139,9 +139,9 @@ def monitor(container: Container, lowers: list[str], stdio: tuple[int, int, int]
     oom = cgroup.oom_killed()
     cgroup.remove()
     container.save(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=now_iso())
+    _finish(container)  # before telling the caller: `run --rm` returns when the container is gone
     _send(events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": oom})
     os.close(events_fd)
-    _finish(container)
 
 
 def external_command(container: Container) -> tuple[list[str], dict[str, str] | None]:
@@ -167,8 +167,8 @@ def monitor_external(container: Container, stdio: tuple[int, int, int], events_f
         argv, env = external_command(container)
     except StartError as exc:
         container.save(status="exited", exit_code=exc.exit_code, error=str(exc), finished_at=now_iso())
-        _send(events_fd, {"event": "error", "message": str(exc), "exit_code": exc.exit_code})
         _finish(container)
+        _send(events_fd, {"event": "error", "message": str(exc), "exit_code": exc.exit_code})
         return
     pid = os.fork()
     if pid == 0:
@@ -189,8 +189,8 @@ def monitor_external(container: Container, stdio: tuple[int, int, int], events_f
     code = os.waitstatus_to_exitcode(status)
     exit_code = 128 - code if code < 0 else code
     container.save(status="exited", exit_code=exit_code, finished_at=now_iso())
-    _send(events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": False})
     _finish(container)
+    _send(events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": False})
 
 
 def keep_only_fds(stdio: tuple[int, int, int], events_fd: int) -> tuple[tuple[int, int, int], int]:
@@ -239,8 +239,7 @@ def container_init(container: Container, lowers: list[str], stdio: tuple[int, in
         enter_namespaces(spec.network)
         root = str(container.dir / "rootfs")
         rootfs.make_mounts_private()
-        rootfs.mount_overlay(lowers, str(container.dir / "upper"), str(container.dir / "work"), root,
-                             spec.read_only)
+        rootfs.mount_overlay(lowers, str(container.dir / "upper"), str(container.dir / "work"), root)
         rootfs.mount_proc(root)
         rootfs.mount_dev(root)
         rootfs.mount_sys(root)
@@ -250,6 +249,8 @@ def container_init(container: Container, lowers: list[str], stdio: tuple[int, in
             rootfs.bind_file(m.source, root, m.destination, m.readonly)
         rootfs.enter_rootfs(root)
         rootfs.mask_paths()
+        if spec.read_only:
+            rootfs.make_root_read_only()
         sethostname(spec.hostname)
         if spec.network == "none":
             bring_up_loopback()
@@ -322,7 +323,7 @@ def resolve_user(spec_user: str, root: str = "/") -> User:
     if entry is not None:
         uid, gid, home = int(entry[2]), int(entry[3]), entry[5] or "/"
     elif name.isdigit():
-        uid, gid, home = int(name), 0 if name == "0" else int(name), "/"
+        uid, gid, home = int(name), 0, "/"  # a uid the image does not know: group root, as Docker
     else:
         raise StartError(f"unable to find user {name}: no matching entries in passwd file")
     groups_db = _read_db(os.path.join(root, "etc/group"))

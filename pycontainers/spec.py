@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import socket
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -130,9 +131,7 @@ def parse_volume(text: str, volumes_dir: str) -> Mount:
         raise InvalidArgument(f"invalid volume specification: {text!r}: the container path must be absolute")
     if source.startswith("/") or source.startswith("."):
         path = os.path.abspath(source)
-        if not os.path.exists(path):
-            raise InvalidArgument(f"invalid volume specification: {text!r}: {path} does not exist on the host")
-        return Mount(path, os.path.normpath(dest), mode == "ro")
+        return Mount(path, os.path.normpath(dest), mode == "ro")  # created at create time, as docker run -v
     if not _VOLUME_NAME.match(source):
         raise InvalidArgument(f"invalid volume name {source!r}: use letters, digits, '_', '.', '-'")
     return Mount(os.path.join(volumes_dir, source, "_data"), os.path.normpath(dest), mode == "ro", source)
@@ -158,13 +157,13 @@ def make_spec(image: Image, image_name: str, command: list[str] | None = None, *
         raise InvalidArgument("minimum memory limit allowed is 6MB")
     if cpus is not None and not 0 < cpus <= (os.cpu_count() or 1):
         raise InvalidArgument(f"--cpus must be between 0.01 and {os.cpu_count()} (this machine's CPUs)")
-    if pids_limit is not None and pids_limit < 1:
-        raise InvalidArgument("--pids-limit must be a positive number")
+    if pids_limit is not None and pids_limit <= 0:
+        pids_limit = None  # Docker: 0 or -1 means unlimited
     return ContainerSpec(
         image_id=image.id, image_name=image_name, args=args,
         env=merge_env(cfg.get("Env") or [], parse_env(list(environment), list(env_files))),
         workdir=wd, user=user if user is not None else (cfg.get("User") or ""),
-        hostname=hostname or container_id[:12],
+        hostname=hostname or (socket.gethostname() if network == "host" else container_id[:12]),
         mounts=[parse_volume(v, volumes_dir) for v in volumes],
         read_only=read_only, memory=mem, pids_limit=pids_limit, cpus=cpus, network=network, tty=tty,
         interactive=interactive, stop_signal=cfg.get("StopSignal") or "SIGTERM",

@@ -28,6 +28,7 @@ class Table:
     columns: list[str]
     rows: list[dict[str, str]] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
+    extra_fields: tuple[str, ...] = ()  # fields --format may use that are not shown as columns
 
     def header(self, column: str) -> str:
         return self.headers.get(column) or HEADERS.get(column, column.upper())
@@ -47,7 +48,7 @@ class Table:
         template = template.removeprefix("table").lstrip() if is_table else template
         fields = re.findall(r"{{\s*\.(\w+)\s*}}", template)
         for f in fields:
-            if f not in self.columns and not any(f in row for row in self.rows):
+            if f not in self.columns and f not in self.extra_fields and not any(f in row for row in self.rows):
                 raise ValueError(f"template: can't evaluate field {f}")
         if template.strip() == "{{json .}}":
             return "\n".join(json.dumps(row) for row in self.rows)
@@ -139,7 +140,8 @@ def containers_table(containers: list, *, no_trunc: bool = False) -> Table:  # l
             "Names": c.name,
             "State": c.status,
         })
-    table = Table(["ID", "Image", "Command", "CreatedSince", "Status", "Ports", "Names"], rows)
+    table = Table(["ID", "Image", "Command", "CreatedSince", "Status", "Ports", "Names"], rows,
+                  extra_fields=("State",))
     table.headers.update({"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "Status": "STATUS",
                           "Ports": "PORTS", "Names": "NAMES"})
     return table

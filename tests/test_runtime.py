@@ -1,0 +1,1014 @@
+"""The native runtime, end to end: real containers (namespaces, overlayfs, pivot_root, cgroups) from busybox.
+
+Every test works on a store of its own (``busybox_store``); the CLI runs in-process (``main``, output through
+``capfd``) or, where real file descriptors and exit statuses matter, as the console script in a subprocess.
+An autouse fixture force-removes whatever a test leaves, and a module fixture checks at the end that no
+container directory, cgroup, mount or process of these tests remains on the machine.
+
+Tests marked ``xfail(strict=True)`` assert Docker's behaviour where the engine differs today: each one is an
+engine bug, explained in its ``reason``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import re
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pycontainers import spec as spec_module
+from pycontainers.api import Client, ContainerError
+from pycontainers.cgroup import Cgroup
+from pycontainers.cli import main
+from pycontainers.container import (
+    containers_dir,
+    get_container,
+    list_containers,
+    pid_alive,
+    process_start_time,
+    remove,
+)
+from pycontainers.errors import PyContainersError
+from pycontainers.image import ImageBuilder
+from pycontainers.spec import DEFAULT_PATH
+from pycontainers.store import Store
+from pycontainers.zygote import Zygote
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0,
+                       reason="the native runtime needs root (namespaces, mounts, pivot_root, cgroups)"),
+    pytest.mark.timeout(120),
+]
+
+PYC = str(Path(sys.executable).with_name("pycontainers"))
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+DOCKER_CAPS = "00000000a80425fb"  # Docker's default capability set (moby oci/caps/defaults.go)
+Run = Callable[..., tuple[int, str, str]]
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
+    """Poll until *predicate* is truthy; a guard against hangs, not a timing assertion."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def cgroup_dirs_of(cid: str) -> list[str]:
+    """Every cgroup directory a container may own, whichever the layout (v1, v2, hybrid)."""
+    return glob.glob(f"/sys/fs/cgroup/*/pycontainers/{cid}") + glob.glob(f"/sys/fs/cgroup/pycontainers/{cid}")
+
+
+def cgroup_parents() -> list[Path]:
+    return sorted({d.parent for d in Cgroup("probe").dirs.values()})
+
+
+def cgroup_entries() -> set[str]:
+    """``<tree>/<id>`` for every container cgroup under the pycontainers parents (of every user)."""
+    out = set()
+    for parent in cgroup_parents():
+        with contextlib.suppress(FileNotFoundError):
+            out |= {f"{parent.parent.name}/{d.name}" for d in parent.iterdir() if d.is_dir()}
+    return out
+
+
+def mountinfo() -> list[str]:
+    return Path("/proc/self/mountinfo").read_text().splitlines()
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def processes() -> Iterator[int]:
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            yield int(name)
+
+
+def stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name: [state, ppid, pgrp, session, ...]."""
+    return _read(f"/proc/{pid}/stat").decode(errors="replace").rpartition(")")[2].split()
+
+
+def children_of(pid: int) -> set[tuple[int, int | None]]:
+    """(pid, start time) of this process's children, read from /proc/*/stat (no psutil)."""
+    out = set()
+    for p in processes():
+        fields = stat_fields(p)
+        if len(fields) > 1 and int(fields[1]) == pid:
+            out.add((p, process_start_time(p)))
+    return out
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Processes whose command line or environment contains *text*."""
+    found = []
+    needle = text.encode()
+    for p in processes():
+        if p == os.getpid():
+            continue
+        cmdline = _read(f"/proc/{p}/cmdline")
+        if needle in cmdline or needle in _read(f"/proc/{p}/environ"):
+            shown = cmdline.replace(b"\0", b" ").decode(errors="replace")[:200]
+            found.append(f"{p}: {shown}")
+    return found
+
+
+class Tracker:
+    """What this module created, for the final check: stores, container IDs, forks of this process."""
+
+    def __init__(self) -> None:
+        self.homes: list[Path] = []
+        self.ids: set[str] = set()
+
+    def note(self, cid: str) -> str:
+        self.ids.add(cid)
+        return cid
+
+
+TRACK = Tracker()
+
+
+def leftovers(children_before: set[tuple[int, int | None]], own_cmdline: bytes,
+              forks_before: set[int]) -> list[str]:
+    problems = []
+    for home in TRACK.homes:
+        cdir = home / "containers"
+        if cdir.exists():
+            problems += [f"container dir left: {d}" for d in cdir.iterdir()]
+        problems += [f"process refers to {home}: {p}" for p in processes_mentioning(str(home))]
+    for cid in TRACK.ids:
+        problems += [f"cgroup dir left: {d}" for d in cgroup_dirs_of(cid)]
+    markers = [str(h) for h in TRACK.homes] + sorted(TRACK.ids)
+    problems += [f"mount left on the host: {line}" for line in mountinfo() if any(m in line for m in markers)]
+    for p in processes():
+        cg = _read(f"/proc/{p}/cgroup").decode(errors="replace")
+        if any(f"pycontainers/{cid}" in cg for cid in TRACK.ids):
+            problems.append(f"process {p} is still in a container's cgroup")
+        fields = stat_fields(p)
+        # A monitor forked from this process (setsid'd, same command line) that is still around.
+        if p != os.getpid() and p not in forks_before and len(fields) > 3 and int(fields[3]) == p \
+                and _read(f"/proc/{p}/cmdline") == own_cmdline:
+            problems.append(f"a fork of this test process is still running: {p}")
+    problems += [f"child process left: {pid}" for pid, _ in children_of(os.getpid()) - children_before]
+    return problems
+
+
+@pytest.fixture(scope="module", autouse=True)
+def nothing_left_behind() -> Iterator[Tracker]:
+    """At the end of the module: no container dir, cgroup dir, mount or process of these tests may remain."""
+    own_cmdline = _read(f"/proc/{os.getpid()}/cmdline")
+    forks_before = {p for p in processes() if _read(f"/proc/{p}/cmdline") == own_cmdline}
+    children_before = children_of(os.getpid())
+    real_new_id = spec_module.new_container_id
+    with pytest.MonkeyPatch.context() as mp:  # record the ID of every container created in this process
+        mp.setattr(spec_module, "new_container_id", lambda: TRACK.note(real_new_id()))
+        yield TRACK
+    problems: list[str] = []
+
+    def clean() -> bool:
+        problems[:] = leftovers(children_before, own_cmdline, forks_before)
+        return not problems
+
+    with contextlib.suppress(AssertionError):
+        wait_for(clean, "the last monitors to finish", timeout=15)
+    assert not problems, "left behind by tests/test_runtime.py:\n" + "\n".join(problems)
+
+
+@pytest.fixture(autouse=True)
+def home(busybox_store: Store, monkeypatch: pytest.MonkeyPatch, nothing_left_behind: Tracker) -> Iterator[Store]:
+    """The test's own store (busybox inside) as PYCONTAINERS_HOME; afterwards ``rm -f`` whatever is left."""
+    monkeypatch.setenv("PYCONTAINERS_HOME", str(busybox_store.home))
+    TRACK.homes.append(busybox_store.home)
+    yield busybox_store
+    for c in list_containers(busybox_store):
+        TRACK.note(c.id)
+        with contextlib.suppress(PyContainersError):
+            remove(c, force=True)
+
+
+@pytest.fixture
+def cli(home: Store, capfd: pytest.CaptureFixture[str]) -> Run:
+    """``pycontainers ARGS`` in-process: (exit code, stdout, stderr), the container's output included."""
+    capfd.readouterr()
+
+    def run(*args: str) -> tuple[int, str, str]:
+        saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        try:
+            code = main(list(args))
+        finally:  # `run` forwards these signals to its container; give pytest its handlers back
+            for s, handler in saved.items():
+                signal.signal(s, handler)
+        out, err = capfd.readouterr()
+        return code, out, err
+
+    return run
+
+
+def pyc(store: Store, *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """The console script in a subprocess: real file descriptors, real exit status."""
+    env = {**os.environ, "PYCONTAINERS_HOME": str(store.home)}
+    proc = subprocess.run([PYC, *args], env=env, capture_output=True, text=True, input=input,
+                          stdin=None if input is not None else subprocess.DEVNULL, timeout=timeout)
+    if args[:1] == ("run",) and "-d" in args and HEX64.match(proc.stdout.strip()):
+        TRACK.note(proc.stdout.strip())
+    return proc
+
+
+def state(store: Store, name: str) -> dict[str, Any]:
+    return get_container(store, name).state
+
+
+def status(store: Store, name: str) -> str:
+    return get_container(store, name).status
+
+
+def cdir(store: Store, cid: str) -> Path:
+    return containers_dir(store) / cid
+
+
+def ps_rows(cli: Run, *flags: str) -> dict[str, str]:
+    """``ps`` as {NAMES: STATUS}."""
+    code, out, err = cli("ps", *flags, "--format", "{{.Names}}|{{.Status}}")
+    assert (code, err) == (0, "")
+    return dict(line.split("|") for line in out.splitlines() if line)
+
+
+def ready(store: Store, name: str, marker: str = "ready") -> Callable[[], bool]:
+    """A detached container has printed *marker* (so its traps are installed)."""
+    def check() -> bool:
+        try:
+            return marker in get_container(store, name).log_path().read_text()
+        except FileNotFoundError:
+            return False
+    return check
+
+
+def gone(store: Store, cid: str, pid: int | None = None, pid_start: int | None = None) -> None:
+    """The container is entirely removed: directory, cgroups and its PID 1."""
+    assert not cdir(store, cid).exists()
+    assert cgroup_dirs_of(cid) == []
+    if pid:
+        assert not pid_alive(pid, pid_start)
+
+
+# ------------------------------------------------------------------------------- run: output and exit codes
+
+
+def test_run_prints_the_commands_output(cli: Run) -> None:
+    assert cli("run", "--rm", "busybox", "echo", "hello", "world") == (0, "hello world\n", "")
+
+
+def test_run_exits_with_the_commands_exit_code(cli: Run) -> None:
+    code, _, _ = cli("run", "--rm", "busybox", "sh", "-c", "exit 3")
+    assert code == 3
+
+
+def test_unknown_command_is_127_with_dockers_message(cli: Run) -> None:
+    code, out, err = cli("run", "--rm", "busybox", "no-such-command")
+    assert code == 127
+    assert out == ""
+    assert 'exec: "no-such-command": executable file not found in $PATH' in err
+
+
+def test_file_that_is_not_executable_is_126(cli: Run) -> None:
+    code, _, err = cli("run", "--rm", "busybox", "/etc/passwd")
+    assert code == 126
+    assert "permission denied" in err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["no-such-image:latest", "true"], "no-such-image"),
+    (["--no-such-flag", "busybox", "true"], "--no-such-flag"),
+    (["-v", "only-one-part", "busybox", "true"], "invalid volume specification"),
+    (["-m", "1k", "busybox", "true"], "memory"),
+], ids=["unknown-image", "bad-flag", "bad-volume-spec", "tiny-memory"])
+def test_engine_errors_are_125(cli: Run, home: Store, args: list[str], message: str) -> None:
+    code, out, err = cli("run", "--rm", *args)
+    assert code == 125
+    assert out == ""
+    assert message in err
+    assert "Traceback" not in err
+    assert list_containers(home) == []
+
+
+@pytest.mark.parametrize(("args", "code"), [
+    (["busybox", "sh", "-c", "exit 3"], 3), (["busybox", "no-such-command"], 127), (["busybox", "/etc/passwd"], 126),
+    (["--bogus", "busybox", "true"], 125), (["no-such-image", "true"], 125),
+], ids=["own", "not-found", "not-executable", "bad-flag", "no-image"])
+def test_console_script_exits_with_dockers_status(home: Store, args: list[str], code: int) -> None:
+    assert pyc(home, "run", "--rm", *args).returncode == code
+
+
+def test_unknown_user_is_refused(cli: Run) -> None:
+    code, _, err = cli("run", "--rm", "-u", "nosuchuser", "busybox", "true")
+    assert code != 0
+    assert "unable to find user nosuchuser" in err
+
+
+def test_container_killed_by_sigkill_exits_137(home: Store) -> None:
+    env = {**os.environ, "PYCONTAINERS_HOME": str(home.home)}
+    proc = subprocess.Popen([PYC, "run", "--name", "victim", "busybox", "sleep", "60"], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: (home.home / "containers").exists() and list_containers(home)
+                 and status(home, "victim") == "running", "the container to start")
+        st = state(home, "victim")
+        TRACK.note(st["id"])
+        os.kill(st["pid"], signal.SIGKILL)
+        assert proc.wait(timeout=30) == 137
+        assert state(home, "victim")["exit_code"] == 137
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    remove(get_container(home, "victim"))
+
+
+# ---------------------------------------------------------------------------------- ENTRYPOINT and CMD
+
+
+@pytest.fixture
+def hello_image(home: Store) -> str:
+    b = ImageBuilder(home, "busybox")
+    b.set(Entrypoint=["/bin/echo", "Hello"], Cmd=["world"])
+    b.commit("hello:test")
+    return "hello:test"
+
+
+def test_entrypoint_plus_cmd(cli: Run, hello_image: str) -> None:
+    assert cli("run", "--rm", hello_image) == (0, "Hello world\n", "")
+
+
+def test_arguments_replace_cmd_only(cli: Run, hello_image: str) -> None:
+    assert cli("run", "--rm", hello_image, "Pavlos") == (0, "Hello Pavlos\n", "")
+
+
+def test_entrypoint_flag_replaces_entrypoint_and_drops_cmd(cli: Run, hello_image: str) -> None:
+    assert cli("run", "--rm", "--entrypoint", "/bin/echo", hello_image) == (0, "\n", "")
+    assert cli("run", "--rm", "--entrypoint", "/bin/echo", hello_image, "bye") == (0, "bye\n", "")
+
+
+# ----------------------------------------------------------------------------- environment, user, hostname
+
+
+def env_of(out: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def test_environment_flags(cli: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FROM_CALLER", "caller's value")
+    monkeypatch.setenv("FILE_FROM_CALLER", "via the file")
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    env_file = tmp_path / "env.list"
+    env_file.write_text("# a comment\nFILE_VAR=from file\n\nFILE_FROM_CALLER\nOVERRIDDEN=file\n")
+    code, out, err = cli("run", "--rm", "-e", "K=V=W", "-e", "FROM_CALLER", "-e", "NOT_SET_ANYWHERE",
+                         "--env-file", str(env_file), "-e", "OVERRIDDEN=flag", "busybox", "env")
+    assert (code, err) == (0, "")
+    env = env_of(out)
+    assert env["K"] == "V=W"
+    assert env["FROM_CALLER"] == "caller's value"
+    assert "NOT_SET_ANYWHERE" not in env
+    assert env["FILE_VAR"] == "from file"
+    assert env["FILE_FROM_CALLER"] == "via the file"
+    assert env["OVERRIDDEN"] == "flag"
+    assert "# a comment" not in out
+
+
+def test_default_environment_and_hostname(cli: Run, home: Store) -> None:
+    code, out, err = cli("run", "--name", "defaults", "busybox", "sh", "-c",
+                         "env; echo hostname=$(hostname); echo etc_hostname=$(cat /etc/hostname); "
+                         "echo pwd=$(pwd); cat /etc/hosts")
+    assert (code, err) == (0, "")
+    cid = state(home, "defaults")["id"]
+    env = env_of(out)
+    assert env["HOSTNAME"] == cid[:12]
+    assert env["hostname"] == cid[:12]
+    assert env["etc_hostname"] == cid[:12]
+    assert env["HOME"] == "/root"
+    assert env["PATH"] == DEFAULT_PATH
+    assert env["pwd"] == "/"
+    assert re.search(r"^127\.0\.0\.1\s+localhost$", out, re.M)
+    assert re.search(rf"^\S+\s+{cid[:12]}$", out, re.M)
+    assert cli("rm", "defaults")[0] == 0
+    gone(home, cid)
+
+
+def test_hostname_flag(cli: Run) -> None:
+    code, out, _ = cli("run", "--rm", "--hostname", "teacher", "busybox", "sh", "-c",
+                       "hostname; cat /etc/hostname; echo $HOSTNAME; grep -c teacher /etc/hosts")
+    assert code == 0
+    assert out.split() == ["teacher", "teacher", "teacher", "1"]
+
+
+def test_user_nobody_and_created_workdir(cli: Run) -> None:
+    code, out, err = cli("run", "--rm", "-u", "nobody", "-w", "/made/by/run", "busybox", "sh", "-c",
+                         "id -u; id -g; pwd; echo $HOME; touch /made/by/run/ok && echo writable")
+    assert (code, err) == (0, "")
+    assert out.split() == ["65534", "65534", "/made/by/run", "/home", "writable"]
+
+
+def test_workdir_of_root_is_created(cli: Run) -> None:
+    assert cli("run", "--rm", "-w", "/new/dir", "busybox", "pwd") == (0, "/new/dir\n", "")
+
+
+def test_numeric_user_without_passwd_entry_gets_gid_0(cli: Run) -> None:
+    code, out, _ = cli("run", "--rm", "-u", "4321", "busybox", "sh", "-c", "id -u; id -g; echo $HOME")
+    assert code == 0
+    assert out.split() == ["4321", "0", "/"]
+
+
+# ------------------------------------------------------------------------------------------- isolation
+
+
+def test_command_is_pid_1_and_sees_only_its_processes(cli: Run) -> None:
+    code, out, _ = cli("run", "--rm", "busybox", "sh", "-c", "echo $$; sleep 30 & ps -o pid,comm; true")
+    assert code == 0
+    first, *ps = out.splitlines()
+    assert first == "1"
+    rows = [line.split() for line in ps[1:]]
+    assert rows[0] == ["1", "sh"]
+    assert len(rows) == 3  # sh, the background sleep (maybe still "exe" before its execve) and ps
+    assert rows[-1][1] == "ps"
+    assert all(int(r[0]) < 10 for r in rows)
+
+
+def test_host_processes_are_invisible(cli: Run) -> None:
+    marker = f"pycontainers-marker-{uuid.uuid4().hex}"
+    host = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", marker], stdin=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: marker.encode() in _read(f"/proc/{host.pid}/cmdline"), "the host process")
+        code, out, _ = cli("run", "--rm", "busybox", "sh", "-c",
+                           "cat /proc/[0-9]*/cmdline | tr '\\0' ' '; echo; ls -d /proc/[0-9]* | wc -l")
+        assert code == 0
+        assert marker not in out
+        assert int(out.split()[-1]) <= 5
+    finally:
+        host.kill()
+        host.wait()
+
+
+def test_same_kernel_as_the_host(cli: Run) -> None:
+    assert cli("run", "--rm", "busybox", "uname", "-r") == (0, os.uname().release + "\n", "")
+
+
+def interfaces(proc_net_dev: str) -> set[str]:
+    return {line.split(":")[0].strip() for line in proc_net_dev.splitlines()[2:] if ":" in line}
+
+
+def test_network_none_has_only_loopback(cli: Run) -> None:
+    code, out, _ = cli("run", "--rm", "--network", "none", "busybox", "cat", "/proc/net/dev")
+    assert code == 0
+    assert interfaces(out) == {"lo"}
+
+
+def test_network_host_sees_the_hosts_interfaces(cli: Run) -> None:
+    code, out, _ = cli("run", "--rm", "--network", "host", "busybox", "cat", "/proc/net/dev")
+    assert code == 0
+    assert interfaces(out) == interfaces(Path("/proc/net/dev").read_text())
+
+
+def test_own_cgroup_namespace(cli: Run) -> None:
+    code, out, _ = cli("run", "--rm", "busybox", "cat", "/proc/self/cgroup")
+    assert code == 0
+    assert out and all(line.endswith(":/") for line in out.splitlines())
+
+
+def test_container_mounts_are_not_seen_by_the_host(cli: Run, home: Store) -> None:
+    before = mountinfo()
+    code, out, _ = cli("run", "-d", "--name", "mounts", "busybox", "sh", "-c",
+                       "mount -t tmpfs x /mnt 2>/dev/null; echo ready; sleep 60")
+    assert code == 0
+    cid = out.strip()
+    wait_for(ready(home, "mounts"), "the container")
+    during = mountinfo()
+    assert len(during) == len(before)
+    assert not [line for line in during if cid in line or str(home.home) in line]
+    assert cli("rm", "-f", "mounts")[0] == 0
+    gone(home, cid)
+
+
+def test_only_stdio_is_inherited(cli: Run, home: Store) -> None:
+    """The command holds its stdin, stdout and stderr, and nothing else of the engine's or the caller's."""
+    code, out, _ = cli("run", "-d", "--name", "fds", "busybox", "sleep", "60")
+    assert code == 0
+    st = state(home, "fds")
+    fds = {int(fd): os.readlink(f"/proc/{st['pid']}/fd/{fd}") for fd in os.listdir(f"/proc/{st['pid']}/fd")}
+    assert sorted(fds) == [0, 1, 2]
+    assert fds[0] == "/dev/null"
+    assert fds[1] == fds[2] == str(get_container(home, "fds").log_path())
+    assert cli("rm", "-f", "fds")[0] == 0
+
+
+def test_stdin_is_passed_only_with_interactive(home: Store) -> None:
+    assert pyc(home, "run", "--rm", "-i", "busybox", "cat", input="piped in\n").stdout == "piped in\n"
+    proc = pyc(home, "run", "--rm", "busybox", "cat", input="piped in\n")
+    assert (proc.returncode, proc.stdout) == (0, "")
+
+
+# ------------------------------------------------------------------------------------------ copy-on-write
+
+
+def test_writes_stay_in_the_container(cli: Run, home: Store) -> None:
+    code, out, _ = cli("run", "--name", "writer", "busybox", "sh", "-c",
+                       "echo new > /created.txt; echo extra >> /etc/passwd; rm /bin/true; echo done")
+    assert (code, out) == (0, "done\n")
+    cid = state(home, "writer")["id"]
+    upper = cdir(home, cid) / "upper"
+    assert (upper / "created.txt").read_text() == "new\n"
+    assert (upper / "etc" / "passwd").read_text().endswith("extra\n")  # copied up, then changed
+    code, out, _ = cli("run", "--rm", "busybox", "sh", "-c",
+                       "cat /created.txt 2>/dev/null || echo absent; grep -c extra /etc/passwd; ls /bin/true")
+    assert (code, out) == (0, "absent\n0\n/bin/true\n")
+    assert list((home.home / "layers").rglob("created.txt")) == []  # the image's layers are untouched
+    assert cli("rm", "writer")[0] == 0
+    gone(home, cid)
+
+
+def test_bind_mount_keeps_files_on_the_host(cli: Run, tmp_path: Path) -> None:
+    host_dir = tmp_path / "shared"
+    host_dir.mkdir()
+    (host_dir / "from-host").write_text("hi\n")
+    code, out, _ = cli("run", "--rm", "-v", f"{host_dir}:/data", "busybox", "sh", "-c",
+                       "cat /data/from-host; echo kept > /data/from-container")
+    assert (code, out) == (0, "hi\n")
+    assert (host_dir / "from-container").read_text() == "kept\n"
+
+
+def test_named_volume_persists_across_containers(cli: Run, home: Store) -> None:
+    assert cli("run", "--rm", "-v", "notes:/data", "busybox", "sh", "-c", "echo persisted > /data/n")[0] == 0
+    data = home.home / "volumes" / "notes" / "_data"
+    assert (data / "n").read_text() == "persisted\n"
+    assert cli("run", "--rm", "-v", "notes:/elsewhere", "busybox", "cat", "/elsewhere/n") == (0, "persisted\n", "")
+
+
+def test_read_only_volume_refuses_writes(cli: Run, home: Store) -> None:
+    code, _, err = cli("run", "--rm", "-v", "ro-vol:/data:ro", "busybox", "touch", "/data/x")
+    assert code != 0
+    assert "Read-only file system" in err
+    assert list((home.home / "volumes" / "ro-vol" / "_data").iterdir()) == []
+
+
+def test_read_only_root_allows_dev_shm_only(cli: Run) -> None:
+    code, out, err = cli("run", "--rm", "--read-only", "busybox", "sh", "-c",
+                         "touch /x 2>/dev/null && echo root-writable; echo shm > /dev/shm/f && cat /dev/shm/f")
+    assert (code, out) == (0, "shm\n")
+
+
+def test_bind_mount_source_is_created_when_missing(cli: Run, tmp_path: Path) -> None:
+    missing = tmp_path / "not" / "yet"
+    code, _, err = cli("run", "--rm", "-v", f"{missing}:/data", "busybox", "touch", "/data/x")
+    assert (code, err) == (0, "")
+    assert (missing / "x").exists()
+
+
+def test_read_only_root_with_a_volume_at_a_new_path(cli: Run) -> None:
+    code, out, err = cli("run", "--rm", "--read-only", "-v", "ro-root-data:/data", "busybox", "sh", "-c",
+                         "echo ok > /data/f && cat /data/f")
+    assert (code, out, err) == (0, "ok\n", "")
+
+
+# ---------------------------------------------------------------------------------------------- limits
+
+
+def test_memory_limit_kills_a_hog_with_137_and_oomkilled(cli: Run, home: Store) -> None:
+    code, _, _ = cli("run", "--name", "hog", "-m", "16m", "busybox", "sh", "-c", "x=a; while true; do x=$x$x; done")
+    assert code == 137
+    st = state(home, "hog")
+    assert (st["status"], st["exit_code"], st["oom_killed"]) == ("exited", 137, True)
+    attrs = Client(home.home).containers.get("hog").attrs
+    assert attrs["State"]["OOMKilled"] is True
+    assert attrs["State"]["ExitCode"] == 137
+    assert attrs["HostConfig"]["Memory"] == 16 << 20
+    assert cgroup_dirs_of(st["id"]) == []
+    assert cli("rm", "hog")[0] == 0
+
+
+def test_pids_limit_stops_forks_and_the_container_still_dies_cleanly(cli: Run, home: Store) -> None:
+    code, out, _ = cli("run", "-d", "--name", "forky", "--pids-limit", "5", "busybox", "sh", "-c",
+                       "sh -c 'for i in $(seq 20); do sleep 30 & done' 2>&1; echo ready; sleep 60")
+    assert code == 0
+    cid = out.strip()
+    wait_for(ready(home, "forky"), "the fork loop to give up")
+    assert "can't fork" in get_container(home, "forky").log_path().read_text()
+    pids = Cgroup(cid).pids()
+    assert 1 < len(pids) <= 5
+    assert cli("kill", "forky") == (0, "forky\n", "")
+    assert cli("wait", "forky") == (0, "137\n", "")
+    assert all(not pid_alive(p, None) for p in pids)
+    assert cgroup_dirs_of(cid) == []
+    assert cli("rm", "forky")[0] == 0
+    gone(home, cid)
+
+
+def test_cpu_memory_and_pids_limits_are_written_to_the_cgroup(cli: Run, home: Store) -> None:
+    code, out, _ = cli("run", "-d", "--name", "limited", "--cpus", "0.5", "-m", "32m", "--pids-limit", "50",
+                       "busybox", "sleep", "60")
+    assert code == 0
+    cid = out.strip()
+    cg = Cgroup(cid)
+    st = state(home, "limited")
+    if cg.version == "v2":
+        d = cg.dirs["unified"]
+        assert (d / "cpu.max").read_text().split() == ["50000", "100000"]
+        assert int((d / "memory.max").read_text()) == 32 << 20
+        assert (d / "pids.max").read_text().strip() == "50"
+    else:
+        assert int((cg.dirs["cpu"] / "cpu.cfs_quota_us").read_text()) == 50000
+        assert int((cg.dirs["cpu"] / "cpu.cfs_period_us").read_text()) == 100000
+        assert int((cg.dirs["memory"] / "memory.limit_in_bytes").read_text()) == 32 << 20
+        assert (cg.dirs["pids"] / "pids.max").read_text().strip() == "50"
+    assert st["pid"] in cg.pids()
+    assert cli("rm", "-f", "limited") == (0, "limited\n", "")
+    gone(home, cid, st["pid"], st["pid_start"])
+
+
+# ------------------------------------------------------------------------------------ privileges, escapes
+
+
+ESCAPES = {
+    "mount": "mount -t tmpfs x /tmp",
+    "proc-sys": "echo evil > /proc/sys/kernel/hostname",
+    "sysrq": "echo h > /proc/sysrq-trigger",
+    "kcore": "test -n \"$(head -c 16 /proc/kcore)\"",
+    "keys": "test -n \"$(cat /proc/keys)\"",
+    "timer-list": "test -n \"$(cat /proc/timer_list)\"",
+    "sys-write": "cat /sys/kernel/mm/ksm/run > /sys/kernel/mm/ksm/run",  # writes back the same value
+    "cgroup-mkdir": "mkdir /sys/fs/cgroup/x",
+    "sethostname": "hostname evil",
+    "unshare": "unshare -m true",
+}
+
+
+def test_escape_attempts_are_denied(cli: Run) -> None:
+    script = "; ".join(f"if ({cmd}) 2>/dev/null; then echo {name}=ALLOWED; else echo {name}=denied; fi"
+                       for name, cmd in ESCAPES.items())
+    host_name = socket.gethostname()
+    code, out, _ = cli("run", "--rm", "busybox", "sh", "-c", script)
+    assert code == 0
+    assert dict(line.split("=") for line in out.split()) == dict.fromkeys(ESCAPES, "denied")
+    assert socket.gethostname() == host_name
+
+
+def test_capabilities_are_dockers_default_and_no_new_privs(cli: Run) -> None:
+    code, out, _ = cli("run", "--rm", "busybox", "grep", "-E", "^(Cap|NoNewPrivs)", "/proc/self/status")
+    assert code == 0
+    proc_status = dict(line.split(":\t") for line in out.splitlines())
+    assert proc_status["CapEff"] == DOCKER_CAPS
+    assert proc_status["CapPrm"] == DOCKER_CAPS
+    assert proc_status["CapBnd"] == DOCKER_CAPS
+    assert proc_status["CapAmb"] == "0000000000000000"
+    assert proc_status["NoNewPrivs"] == "1"
+
+
+def test_non_root_user_has_no_effective_capabilities(cli: Run) -> None:
+    code, out, _ = cli("run", "--rm", "-u", "nobody", "busybox", "grep", "-E", "^Cap(Eff|Prm)", "/proc/self/status")
+    assert code == 0
+    assert [line.split()[1] for line in out.splitlines()] == ["0000000000000000"] * 2
+
+
+def test_inheritable_capabilities_are_empty(cli: Run) -> None:
+    code, out, _ = cli("run", "--rm", "busybox", "grep", "CapInh", "/proc/self/status")
+    assert (code, out.split()) == (0, ["CapInh:", "0000000000000000"])
+
+
+def _host_device() -> tuple[str, int, int]:
+    """A device the host's root may open but Docker's default device rules forbid to a container."""
+    for path in ("/dev/loop0", "/dev/fuse", "/dev/loop-control"):
+        with contextlib.suppress(OSError):
+            st = os.stat(path)
+            os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+            return ("b" if stat.S_ISBLK(st.st_mode) else "c"), os.major(st.st_rdev), os.minor(st.st_rdev)
+    pytest.skip("no host device to try (loop0, fuse, loop-control)")
+
+
+def test_host_devices_cannot_be_opened_through_mknod(cli: Run) -> None:
+    kind, major, minor = _host_device()
+    code, out, _ = cli("run", "--rm", "busybox", "sh", "-c",
+                       f"mknod /dev/host-dev {kind} {major} {minor} && mknod /tmp/host-dev {kind} {major} {minor} "
+                       "&& echo made; for d in /dev/host-dev /tmp/host-dev; do "
+                       "if (exec 3< $d) 2>/dev/null; then echo opened; else echo denied; fi; done")
+    assert code == 0
+    assert out.split() == ["made", "denied", "denied"]
+
+
+# ---------------------------------------------------------------------------------- detached life cycle
+
+
+def test_run_detached_returns_at_once_and_the_container_outlives_the_cli(home: Store, cli: Run) -> None:
+    script = f'id=$("{PYC}" run -d --name bg busybox sh -c "echo started; sleep 60"); echo "$id"'
+    proc = subprocess.run(["bash", "-c", script], env={**os.environ, "PYCONTAINERS_HOME": str(home.home)},
+                          capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    cid = TRACK.note(proc.stdout.strip())
+    assert HEX64.match(cid)
+    # The CLI has exited: the container still runs, and neither it nor its monitor is the CLI's child.
+    st = state(home, "bg")
+    assert pid_alive(st["pid"], st["pid_start"])
+    assert pid_alive(st["monitor_pid"], st["monitor_start"])
+    assert stat_fields(st["pid"])[1] == str(st["monitor_pid"])
+    assert ps_rows(cli)["bg"].startswith("Up")
+    assert status(home, "bg") == "running"
+    wait_for(ready(home, "bg", "started"), "the container's output")
+    assert cli("logs", "bg") == (0, "started\n", "")
+    assert cli("rm", "-f", "bg") == (0, "bg\n", "")
+    gone(home, cid, st["pid"], st["pid_start"])
+    assert "bg" not in ps_rows(cli, "-a")
+
+
+def test_logs_follow_until_the_container_exits(home: Store, cli: Run) -> None:
+    code, out, _ = cli("run", "-d", "--name", "chatty", "busybox", "sh", "-c",
+                       "for i in 1 2 3 4 5; do echo line $i; sleep 0.2; done")
+    assert code == 0
+    proc = pyc(home, "logs", "-f", "chatty", timeout=30)
+    assert proc.returncode == 0
+    assert proc.stdout == "".join(f"line {i}\n" for i in range(1, 6))
+    assert status(home, "chatty") == "exited"
+    assert cli("wait", "chatty") == (0, "0\n", "")
+    assert cli("logs", "chatty")[1] == proc.stdout
+    assert re.match(r"Exited \(0\) ", ps_rows(cli, "-a")["chatty"])
+    assert "chatty" not in ps_rows(cli)
+    assert cli("rm", "chatty")[0] == 0
+
+
+def test_stop_honours_a_term_trap(cli: Run, home: Store) -> None:
+    assert cli("run", "-d", "--name", "polite", "busybox", "sh", "-c",
+               "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 0.1; done")[0] == 0
+    wait_for(ready(home, "polite"), "the trap to be set")
+    assert cli("stop", "-t", "30", "polite") == (0, "polite\n", "")
+    assert state(home, "polite")["exit_code"] == 0
+    assert cli("logs", "polite")[1] == "ready\nbye\n"
+    assert cli("rm", "polite")[0] == 0
+
+
+def test_stop_kills_after_the_timeout_when_term_is_ignored(cli: Run, home: Store) -> None:
+    assert cli("run", "-d", "--name", "stubborn", "busybox", "sh", "-c",
+               "trap '' TERM; echo ready; while true; do sleep 0.1; done")[0] == 0
+    wait_for(ready(home, "stubborn"), "the trap to be set")
+    assert cli("stop", "-t", "1", "stubborn") == (0, "stubborn\n", "")
+    assert cli("wait", "stubborn") == (0, "137\n", "")
+    assert cli("rm", "stubborn")[0] == 0
+
+
+@pytest.mark.parametrize("sig", ["SIGUSR1", "USR1", "10"])
+def test_kill_sends_the_chosen_signal(cli: Run, home: Store, sig: str) -> None:
+    assert cli("run", "-d", "--name", "signalled", "busybox", "sh", "-c",
+               "trap 'exit 5' USR1; echo ready; while true; do sleep 0.1; done")[0] == 0
+    wait_for(ready(home, "signalled"), "the trap to be set")
+    assert cli("kill", "-s", sig, "signalled") == (0, "signalled\n", "")
+    assert cli("wait", "signalled") == (0, "5\n", "")
+    assert cli("rm", "signalled")[0] == 0
+
+
+def test_kill_accepts_lowercase_signal_names(cli: Run, home: Store) -> None:
+    assert cli("run", "-d", "--name", "lower", "busybox", "sh", "-c",
+               "trap 'exit 5' USR1; echo ready; while true; do sleep 0.1; done")[0] == 0
+    wait_for(ready(home, "lower"), "the trap to be set")
+    try:
+        assert cli("kill", "-s", "usr1", "lower") == (0, "lower\n", "")
+        assert cli("wait", "lower") == (0, "5\n", "")
+    finally:
+        cli("rm", "-f", "lower")
+
+
+def test_kill_then_wait_gives_137(cli: Run, home: Store) -> None:
+    assert cli("run", "-d", "--name", "killed", "busybox", "sleep", "60")[0] == 0
+    assert cli("kill", "killed") == (0, "killed\n", "")
+    assert cli("wait", "killed") == (0, "137\n", "")
+    code, _, err = cli("kill", "killed")
+    assert code != 0 and "not running" in err
+    assert cli("rm", "killed")[0] == 0
+
+
+def test_rm_refuses_a_running_container_unless_forced(cli: Run, home: Store) -> None:
+    assert cli("run", "-d", "--name", "busy", "busybox", "sleep", "60")[0] == 0
+    st = state(home, "busy")
+    code, out, err = cli("rm", "busy")
+    assert code != 0
+    assert out == ""
+    assert "running" in err
+    assert status(home, "busy") == "running"
+    assert cli("rm", "-f", "busy") == (0, "busy\n", "")
+    gone(home, st["id"], st["pid"], st["pid_start"])
+
+
+def test_name_conflicts_are_rejected(cli: Run, home: Store) -> None:
+    assert cli("run", "-d", "--name", "unique", "busybox", "sleep", "60")[0] == 0
+    code, out, err = cli("run", "--rm", "--name", "unique", "busybox", "true")
+    assert code == 125
+    assert out == ""
+    assert 'The container name "/unique" is already in use by container' in err
+    assert len(list_containers(home)) == 1
+    assert cli("rm", "-f", "unique")[0] == 0
+
+
+def test_container_prune_removes_only_stopped_containers(home: Store) -> None:
+    client = Client(home.home)
+    done = client.containers.run("busybox", ["true"], detach=True, name="finished")
+    running = client.containers.run("busybox", ["sleep", "60"], detach=True, name="still-running")
+    try:
+        assert done.wait()["StatusCode"] == 0
+        result = client.containers.prune()
+        assert result["ContainersDeleted"] == [done.id]
+        assert not cdir(home, done.id).exists()
+        assert [c.name for c in client.containers.list()] == ["still-running"]
+    finally:
+        running.remove(force=True)  # a handle that never reloaded: remove() must read the state itself
+    assert client.containers.list(all=True) == []
+
+
+def test_ps_format_with_no_containers(cli: Run) -> None:
+    assert cli("ps", "-a", "--format", "{{.Names}} {{.State}}") == (0, "", "")
+
+
+# ------------------------------------------------------------------------------------------ daemonless
+
+
+@pytest.fixture
+def multithreaded(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Make this process multithreaded (so the API must use the zygote); close the zygote afterwards."""
+    monkeypatch.setattr(Zygote, "_instance", None)
+    release = threading.Event()
+    thread = threading.Thread(target=release.wait, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        release.set()
+        thread.join()
+        zygote = Zygote._instance
+        if zygote is not None:
+            zygote.sock.close()  # the helper exits when its client goes away
+            zygote.process.wait(timeout=30)
+
+
+def test_container_outlives_the_zygote(home: Store, multithreaded: None) -> None:
+    client = Client(home.home)
+    c = client.containers.run("busybox", ["sh", "-c", "echo ready; sleep 60"], detach=True, name="orphan")
+    zygote = Zygote._instance
+    assert zygote is not None and zygote.process.poll() is None
+    st = state(home, "orphan")
+    assert stat_fields(st["monitor_pid"])[1] != str(zygote.process.pid)  # double fork: not the zygote's child
+    zygote.process.send_signal(signal.SIGKILL)
+    zygote.process.wait()
+    wait_for(ready(home, "orphan"), "the container's output")
+    assert c.status == "running"
+    assert pid_alive(st["pid"], st["pid_start"])
+    # The next container gets a new helper.
+    assert client.containers.run("busybox", ["echo", "again"], remove=True) == b"again\n"
+    assert Zygote._instance is not None and Zygote._instance.process.pid != zygote.process.pid
+    assert c.status == "running"
+    c.remove(force=True)
+    gone(home, c.id, st["pid"], st["pid_start"])
+
+
+def test_killed_monitor_leaves_a_truthful_status_and_rm_f_cleans_up(cli: Run, home: Store) -> None:
+    code, out, _ = cli("run", "-d", "--name", "unmonitored", "busybox", "sleep", "60")
+    assert code == 0
+    cid = out.strip()
+    st = state(home, "unmonitored")
+    os.kill(st["monitor_pid"], signal.SIGKILL)
+    wait_for(lambda: not pid_alive(st["monitor_pid"], st["monitor_start"]), "the monitor to die")
+    assert pid_alive(st["pid"], st["pid_start"])
+    assert status(home, "unmonitored") == "running"
+    assert ps_rows(cli)["unmonitored"].startswith("Up")
+    os.kill(st["pid"], signal.SIGKILL)  # nobody is left to record the exit
+    wait_for(lambda: status(home, "unmonitored") == "dead", "the container to be seen dead")
+    assert ps_rows(cli, "-a")["unmonitored"].startswith("Dead")
+    assert "unmonitored" not in ps_rows(cli)
+    assert cgroup_dirs_of(cid) != []  # nobody removed them yet...
+    assert cli("rm", "-f", "unmonitored") == (0, "unmonitored\n", "")
+    gone(home, cid, st["pid"], st["pid_start"])  # ...rm -f did
+
+
+# ------------------------------------------------------------------------------------------------- API
+
+
+def test_api_run_returns_stdout(home: Store) -> None:
+    client = Client(home.home)
+    out = client.containers.run("busybox", ["sh", "-c", "echo out; echo err >&2"], remove=True)
+    assert out == b"out\n"
+
+
+def test_api_run_with_stderr(home: Store) -> None:
+    client = Client(home.home)
+    out = client.containers.run("busybox", "sh -c 'echo out; echo err >&2'", remove=True, stderr=True)
+    assert b"out\n" in out and b"err\n" in out
+
+
+def test_api_run_raises_container_error(home: Store) -> None:
+    client = Client(home.home)
+    with pytest.raises(ContainerError) as info:
+        client.containers.run("busybox", ["sh", "-c", "echo oops >&2; exit 3"], remove=True)
+    assert info.value.exit_status == 3
+    assert info.value.stderr == b"oops\n"
+    assert "oops" in str(info.value)
+    with pytest.raises(ContainerError) as info:
+        client.containers.run("busybox", ["no-such-command"], remove=True)
+    assert info.value.exit_status == 127
+    assert b"executable file not found in $PATH" in info.value.stderr
+
+
+def test_api_run_detached(home: Store) -> None:
+    client = Client(home.home)
+    c = client.containers.run("busybox", ["sh", "-c", "trap 'echo bye; exit 0' TERM; echo ready; "
+                                          "while true; do sleep 0.1; done"], detach=True, name="api-detached")
+    assert HEX64.match(c.id)
+    assert c.name == "api-detached"
+    assert c.status == "running"
+    assert client.containers.get("api-detached").id == c.id
+    assert [x.id for x in client.containers.list()] == [c.id]
+    wait_for(lambda: b"ready" in c.logs(), "the trap to be set")
+    c.stop(timeout=30)
+    assert c.wait() == {"StatusCode": 0, "Error": None}
+    assert c.status == "exited"
+    assert c.logs() == b"ready\nbye\n"
+    assert c.attrs["State"]["ExitCode"] == 0
+    c.remove()
+    assert not cdir(home, c.id).exists()
+
+
+def test_api_run_echo_streams_to_sys_stdout(home: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    client = Client(home.home)
+    out = client.containers.run("busybox", ["echo", "shown"], remove=True, echo=True)
+    assert out == b"shown\n"
+    assert capsys.readouterr().out == "shown\n"
+
+
+def test_api_kill_on_a_fresh_detached_handle(home: Store) -> None:
+    """The handle from run(detach=True) was made before the container ran: kill() must read the state itself."""
+    c = Client(home.home).containers.run("busybox", ["sleep", "60"], detach=True, name="fresh-kill")
+    c.kill()
+    assert c.wait()["StatusCode"] == 137
+
+
+def test_api_stop_on_a_fresh_detached_handle(home: Store) -> None:
+    c = Client(home.home).containers.run("busybox", ["sh", "-c", "trap 'exit 0' TERM; echo ready; "
+                                                     "while true; do sleep 0.1; done"], detach=True, name="fresh-stop")
+    wait_for(lambda: b"ready" in c.logs(), "the trap to be set")
+    c.stop(timeout=30)
+    assert status(home, "fresh-stop") == "exited"
+    c.remove()
+    assert not cdir(home, c.id).exists()
+
+
+def test_api_run_remove_true_has_removed_the_container_on_return(home: Store) -> None:
+    client = Client(home.home)
+    for _ in range(10):
+        client.containers.run("busybox", ["true"], remove=True)
+        assert list(containers_dir(home).iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------------------- leaks
+
+
+def snapshot(store: Store) -> dict[str, Any]:
+    return {
+        "mount lines": len(mountinfo()),
+        "cgroups": cgroup_entries(),
+        "children": children_of(os.getpid()),
+        "container dirs": set(os.listdir(containers_dir(store))),
+    }
+
+
+def test_no_leaks_over_200_runs(home: Store) -> None:
+    client = Client(home.home)
+    assert client.containers.run("busybox", ["true"], remove=True) == b""  # layers unpacked, helper (if any) up
+    cdirs = containers_dir(home)
+    wait_for(lambda: not list(cdirs.iterdir()), "the warm-up container to be removed")
+    before = snapshot(home)
+    for _ in range(200):
+        assert client.containers.run("busybox", ["true"], remove=True) == b""
+    assert not list(cdirs.iterdir())  # run(remove=True) returns only once the container is gone
+    after = snapshot(home)
+    # Other users' containers may come and go under the shared cgroup parents: compare only ours.
+    ours = {e for e in before["cgroups"] ^ after["cgroups"] if e.rpartition("/")[2] in TRACK.ids}
+    assert ours == set()
+    del before["cgroups"], after["cgroups"]
+    assert after == before
+    assert processes_mentioning(str(home.home)) == []
