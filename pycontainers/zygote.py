@@ -74,8 +74,10 @@ class Zygote:
         code = (f"import sys; sys.path.insert(0, {package_parent!r}); "
                 f"from pycontainers.zygote import serve; serve({child.fileno()})")
         # -S skips site-packages (fast start); the engine needs nothing beyond the standard library.
+        # Requests name their store; the helper needs no environment of the client's (nor keeps one alive).
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYCONTAINERS")}
         self.process = subprocess.Popen([sys.executable, "-S", "-c", code], pass_fds=(child.fileno(),),
-                                        stdin=subprocess.DEVNULL, close_fds=True)
+                                        stdin=subprocess.DEVNULL, close_fds=True, env=env)
         child.close()
         self.sock = parent
         self.request_lock = threading.Lock()
