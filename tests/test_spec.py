@@ -154,14 +154,10 @@ def test_container_ids_are_64_hex_and_unique() -> None:
     assert all(len(i) == 64 and int(i, 16) >= 0 for i in ids)
 
 
-@pytest.mark.xfail(strict=True, reason="spec.make_spec rejects --pids-limit -1; Docker takes -1 (and 0) as "
-                                       "'unlimited'")
 @pytest.mark.parametrize("value", [-1, 0])
 def test_pids_limit_minus_one_means_unlimited(value: int) -> None:
     assert spec(pids_limit=value).pids_limit is None
 
 
-@pytest.mark.xfail(strict=True, reason="spec.make_spec names a --network host container after its ID; Docker uses "
-                                       "the host's hostname")
 def test_host_network_uses_the_hosts_hostname() -> None:
     assert spec(network="host").hostname == socket.gethostname()
