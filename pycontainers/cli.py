@@ -482,6 +482,30 @@ def cmd_commit(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_volume(a: argparse.Namespace) -> int:
+    from . import container as c
+
+    store = _store()
+    if a.action == "create":
+        print(c.volume_create(store, a.name))
+    elif a.action == "ls":
+        names = c.volume_list(store)
+        if a.quiet:
+            print("\n".join(names)) if names else None
+        else:
+            from .tables import Table
+
+            _print_table(Table(["Driver", "Name"], [{"Driver": "local", "Name": n} for n in names],
+                               headers={"Driver": "DRIVER", "Name": "VOLUME NAME"}), None)
+    elif a.action == "rm":
+        for name in a.names:
+            c.volume_remove(store, name, force=a.force)
+            print(name)
+    elif a.action == "inspect":
+        print(json.dumps([c.volume_inspect(store, n) for n in a.names], indent=4))
+    return 0
+
+
 def _confirm(what: str, force: bool) -> bool:
     if force or not sys.stdin.isatty():
         return True
@@ -810,6 +834,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = container.add_parser("prune", help="remove all stopped containers")
     p.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
     p.set_defaults(func=cmd_container_prune)
+
+    volume = sub.add_parser("volume", help="manage volumes").add_subparsers(dest="subcommand", metavar="COMMAND",
+                                                                         parser_class=_Parser)
+    volume.required = True
+    p = volume.add_parser("create", help="create a volume")
+    p.add_argument("name", nargs="?")
+    p.set_defaults(func=cmd_volume, action="create")
+    p = volume.add_parser("ls", aliases=["list"], help="list volumes")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_volume, action="ls")
+    p = volume.add_parser("rm", aliases=["remove"], help="remove volumes")
+    p.add_argument("names", nargs="+")
+    p.add_argument("-f", "--force", action="store_true")
+    p.set_defaults(func=cmd_volume, action="rm")
+    p = volume.add_parser("inspect", help="show a volume's details")
+    p.add_argument("names", nargs="+")
+    p.set_defaults(func=cmd_volume, action="inspect")
 
     p = sub.add_parser("version", help="show the version")
     p.set_defaults(func=cmd_version)

@@ -451,3 +451,49 @@ def top(container: Container) -> list[dict[str, str]]:
             user = str(uid)
         rows.append({"UID": user, "PID": str(pid), "PPID": fields[1] if fields else "?", "CMD": cmd})
     return rows
+
+
+# ------------------------------------------------------------------------------------------- volumes
+
+
+def volumes_dir(store: Store) -> Path:
+    return store.home / "volumes"
+
+
+def volume_create(store: Store, name: str | None = None) -> str:
+    """``docker volume create``: a directory ``volumes/NAME/_data`` that containers mount with -v NAME:/path."""
+    from .spec import _VOLUME_NAME
+
+    name = name or os.urandom(32).hex()
+    if not _VOLUME_NAME.match(name):
+        raise InvalidArgument(f"invalid volume name {name!r}: use letters, digits, '_', '.', '-'")
+    (volumes_dir(store) / name / "_data").mkdir(parents=True, exist_ok=True)
+    return name
+
+
+def volume_list(store: Store) -> list[str]:
+    base = volumes_dir(store)
+    return sorted(d.name for d in base.iterdir() if (d / "_data").is_dir()) if base.exists() else []
+
+
+def volume_users(store: Store, name: str) -> list[Container]:
+    return [c for c in list_containers(store) if any(m.volume == name for m in c.spec.mounts)]
+
+
+def volume_remove(store: Store, name: str, force: bool = False) -> None:
+    """``docker volume rm``: refuses a volume that a container (running or not) uses, unless forced."""
+    path = volumes_dir(store) / name
+    if not (path / "_data").is_dir():
+        raise ContainerNotFound(f"no such volume: {name}")
+    users = volume_users(store, name)
+    if users and not force:
+        raise ContainerError(f"remove {name}: volume is in use - [{', '.join(c.id for c in users)}]", 1)
+    shutil.rmtree(path)
+
+
+def volume_inspect(store: Store, name: str) -> dict[str, Any]:
+    path = volumes_dir(store) / name
+    if not (path / "_data").is_dir():
+        raise ContainerNotFound(f"no such volume: {name}")
+    return {"Name": name, "Driver": "local", "Mountpoint": str(path / "_data"), "Scope": "local",
+            "UsedBy": [c.name for c in volume_users(store, name)]}
