@@ -17,6 +17,7 @@ SYSTEM_PACKAGES=(
     debootstrap
     cpio
     runc
+    buildah
     proot
     python3-venv
     ca-certificates

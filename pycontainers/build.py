@@ -26,11 +26,12 @@ import fnmatch
 import hashlib
 import json
 import os
+import posixpath
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from . import dockerfile as df
@@ -189,6 +190,7 @@ class Builder:
         self.context_files = set(ignore.walk(context, dockerfile=dockerfile.filename))
         self.total = 0
         self.number = 0
+        self.last_reason = ""
 
     def emit(self, kind: str, **data: Any) -> None:
         event = {"type": kind, **data}
@@ -272,7 +274,9 @@ class Builder:
         if isinstance(ins, df.CopyInstruction | df.AddInstruction):
             return self._copy(ins, state, scope, stage)
         shown = self._metadata(ins, settings, scope, shell, state)
-        created_by = f"/bin/sh -c #(nop) {shown}"
+        if isinstance(ins, df.WorkdirInstruction):
+            return self._workdir(ins, state, cfg, f"{' '.join(shell)} #(nop) {shown}", stage)
+        created_by = f"{' '.join(shell)} #(nop) {shown}"
         return self._step(state, cfg, None, created_by, created_by, {}, stage, ins)
 
     def _metadata(self, ins: df.Instruction, settings: dict[str, Any], scope: df.StageScope,
@@ -307,7 +311,7 @@ class Builder:
             return " LABEL " + " ".join(f"{k}={v}" for k, v in pairs)
         if isinstance(ins, df.WorkdirInstruction):
             path = scope.expand(ins.path)
-            settings["WorkingDir"] = str(PurePosixPath(settings.get("WorkingDir") or "/", path))
+            settings["WorkingDir"] = posixpath.normpath(posixpath.join(settings.get("WorkingDir") or "/", path))
             return f"WORKDIR {settings['WorkingDir']}"
         if isinstance(ins, df.UserInstruction):
             settings["User"] = scope.expand(ins.user)
@@ -315,9 +319,9 @@ class Builder:
         if isinstance(ins, df.ExposeInstruction):
             ports = [w for p in ins.ports for w in scope.expand_words(p)]
             exposed = settings.get("ExposedPorts") or {}
-            exposed.update({p if "/" in p else f"{p}/tcp": {} for p in ports})
+            exposed.update({p: {} for p in _expand_ports(ins, ports)})
             settings["ExposedPorts"] = exposed
-            return " EXPOSE " + " ".join(sorted(exposed))
+            return " EXPOSE " + " ".join(ports)
         if isinstance(ins, df.VolumeInstruction):
             volumes = settings.get("Volumes") or {}
             volumes.update({scope.expand(p): {} for p in ins.paths})
@@ -343,6 +347,24 @@ class Builder:
         if isinstance(ins, df.MaintainerInstruction):
             return f" MAINTAINER {ins.maintainer}"
         raise ins.error(f"{ins.keyword} is not supported by this builder")
+
+    def _workdir(self, ins: df.Instruction, state: State, cfg: dict[str, Any], created_by: str, stage: int) -> State:
+        """WORKDIR creates its directory, as Docker's classic builder: a small layer when it is missing."""
+        path = cfg["config"]["WorkingDir"].strip("/")
+        image_fs = Image(self.store, state.manifest).filesystem() if state.manifest else {}
+        if not path or path in image_fs:
+            return self._step(state, cfg, None, created_by, created_by, {}, stage, ins)
+        hit = self._cached(state, created_by, ins, {}, stage)
+        if hit is not None:
+            return hit
+        entries = []
+        for p in [*_parents(path), path]:
+            rec = image_fs.get(p)
+            mode, uid, gid = (rec.mode, rec.uid, rec.gid) if rec is not None else (0o755, 0, 0)
+            entries.append(layers.Entry(layers.new_info(p, tarfile.DIRTYPE, mode=mode, uid=uid, gid=gid)))
+        with self.store.writing():
+            layer = write_layer(self.store, entries)
+        return self._commit_step(state, cfg, layer, created_by, created_by, {}, stage, ins)
 
     # ---------------------------------------------------------------------------------------- RUN
 
@@ -408,10 +430,9 @@ class Builder:
         keyword = ins.keyword.upper()
         settings = state.config.get("config") or {}
         dest = scope.expand(ins.dest)
-        # "dir/", ".", "dir/." all name a directory (Docker's rule); PurePosixPath would drop the hint
+        # "dir/", ".", "dir/." all name a directory (Docker's rule); normpath would drop the hint
         as_dir = dest.endswith("/") or dest in (".", "..") or dest.endswith("/.")
-        if not dest.startswith("/"):
-            dest = str(PurePosixPath(settings.get("WorkingDir") or "/", dest))
+        dest = posixpath.normpath(posixpath.join(settings.get("WorkingDir") or "/", dest))
         dest = dest.rstrip("/") + "/" if as_dir else dest
         sources = [scope.expand(s) for s in ins.sources]
         from_ref = scope.expand(ins.from_ref) if isinstance(ins, df.CopyInstruction) and ins.from_ref else None
@@ -422,8 +443,10 @@ class Builder:
             entries, digests = self._copy_entries(ins, state, matched, root, dest, chown)
             content = hashlib.sha256(json.dumps(sorted(digests.items())).encode()).hexdigest()
             kind = "file" if len(matched) == 1 and (root / matched[0]).is_file() else "dir"
-            shown = f"{keyword} {kind}:{content} in {dest} "
-            created_by = f"/bin/sh -c #(nop) {shown}"
+            flags = "".join(f"--{k}={v} " for k, v in (("chown", chown), ("chmod", getattr(ins, "chmod", None))) if v)
+            shown = f"{keyword} {flags}{kind}:{content} in {dest} "
+            shell = (state.config.get("config") or {}).get("Shell") or DEFAULT_SHELL
+            created_by = f"{' '.join(shell)} #(nop) {shown}"
             key_text = created_by + (f" from {from_ref}" if from_ref else "")
             hit = self._cached(state, key_text, ins, digests, stage)
             if hit is not None:
@@ -482,6 +505,9 @@ class Builder:
         chmod = int(ins.chmod, 8) if getattr(ins, "chmod", None) else None
         image_fs = Image(self.store, state.manifest).filesystem() if state.manifest else {}
         dest_rel = dest.strip("/")
+        if len(matched) > 1 and not dest.endswith("/"):
+            raise ins.error(f"When using {ins.keyword.upper()} with more than one source file, the destination "
+                            "must be a directory and end with a /")
         dest_is_dir = (dest.endswith("/") or len(matched) > 1 or (root / matched[0]).is_dir()
                        or (dest_rel in image_fs and image_fs[dest_rel].kind == "directory"))
         planned: dict[str, Path | None] = {}  # path in the image -> host source (None: a directory)
@@ -505,13 +531,17 @@ class Builder:
         entries: list[layers.Entry] = []
         digests: dict[str, str] = {}
         for parent in sorted({p for path in planned for p in _parents(path)} - set(planned)):
-            rec = image_fs.get(parent)
-            mode = rec.mode if rec is not None else 0o755
-            entries.append(layers.Entry(layers.new_info(parent, tarfile.DIRTYPE, mode=mode)))
+            rec = image_fs.get(parent)  # an existing directory keeps its mode and owner; a new one is --chown's
+            mode, owner = (rec.mode, (rec.uid, rec.gid)) if rec is not None else (0o755, (uid, gid))
+            entries.append(layers.Entry(layers.new_info(parent, tarfile.DIRTYPE, mode=mode, uid=owner[0],
+                                                        gid=owner[1])))
         for path, host in sorted(planned.items()):
             if isinstance(host, layers.Entry):  # from an ADDed archive
                 entries.append(host)
-                digests[path] = f"tar:{host.info.size}:{host.info.mode:o}"
+                info = host.info
+                data = host.source if isinstance(host.source, bytes) else b""
+                digests[path] = (f"{info.mode:o}:{info.uid}:{info.gid}:{info.linkname}:"
+                                 f"{hashlib.sha256(data).hexdigest()}")
                 continue
             st = host.lstat()  # type: ignore[union-attr]
             info = layers.info_from_stat(path, str(host), st, (uid, gid), layers.source_date_epoch())
@@ -519,10 +549,10 @@ class Builder:
                 info.mode = chmod
             if info.isreg():
                 entries.append(layers.Entry(info, str(host)))
-                digests[path] = f"{info.mode:o}:{_file_sha(host)}"  # type: ignore[arg-type]
+                digests[path] = f"{info.mode:o}:{info.uid}:{info.gid}:{_file_sha(host)}"  # type: ignore[arg-type]
             else:
                 entries.append(layers.Entry(info))
-                digests[path] = f"{info.mode:o}:{info.type.decode()}:{info.linkname}"
+                digests[path] = f"{info.mode:o}:{info.uid}:{info.gid}:{info.type.decode()}:{info.linkname}"
         return entries, digests
 
     def _owner(self, ins: df.Instruction, state: State, chown: str | None) -> tuple[int, int]:
@@ -556,7 +586,8 @@ class Builder:
                 self._record_step(ins, stage, True, "", image)
                 return State(copy.deepcopy(image.config), list(image.layers), image.id, image.manifest_digest,
                              state.cmd_set)
-        self.emit("cache", hit=False, reason=self._miss_reason(state, key_text, ins, files))
+        self.last_reason = self._miss_reason(state, key_text, ins, files)
+        self.emit("cache", hit=False, reason=self.last_reason)
         return None
 
     def _miss_reason(self, state: State, key_text: str, ins: df.Instruction, files: dict[str, str]) -> str:
@@ -568,15 +599,14 @@ class Builder:
         if before is None:
             if any(s.get("instruction") == ins.original.strip() for s in self.cache.seen.values()):
                 return "the base image changed"
+            earlier = [s["instruction"] for k, s in self.cache.seen.items() if s.get("parent") == state.image_id]
+            if earlier:
+                return f"the instruction changed (was: {earlier[-1]})"
             return "first build"
         changed = [p for p in sorted(set(files) | set(before.get("files", {})))
                    if files.get(p) != before.get("files", {}).get(p)]
         if changed:
-            shown = []
-            for path in changed[:3]:
-                old = before.get("files", {}).get(path, "").rpartition(":")[2][:4] or "none"
-                new = files.get(path, "").rpartition(":")[2][:4] or "deleted"
-                shown.append(f"{path} changed (sha256 {old}… → {new}…)")
+            shown = [_file_change(path, before.get("files", {}).get(path), files.get(path)) for path in changed[:3]]
             more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
             return "; ".join(shown) + more
         if before.get("resolved") != key_text:
@@ -602,9 +632,10 @@ class Builder:
         new = self._commit(state, cfg, layer, key_text, created_by, stage, ins)
         image = Image(self.store, new.manifest)  # type: ignore[arg-type]
         self.cache.record(_key(state.image_id, key_text), _key(state.image_id, ins.original.strip()),
-                          {"instruction": ins.original.strip(), "resolved": key_text, "files": files},
+                          {"instruction": ins.original.strip(), "resolved": key_text, "files": files,
+                           "parent": state.image_id},
                           image, state.image_id)
-        self._record_step(ins, stage, False, self.events[-1].get("reason", ""), image, layer)
+        self._record_step(ins, stage, False, self.last_reason, image, layer)
         return new
 
     def _commit(self, state: State, cfg: dict[str, Any], layer: oci.Descriptor | None, key_text: str,
@@ -644,6 +675,34 @@ def _build_args_of(text: str) -> dict[str, str]:
     head, _, rest = text.partition(" ")
     count = int(head[1:] or 0)
     return dict(item.partition("=")[::2] for item in rest.split(" ")[:count])
+
+
+def _file_change(path: str, old: str | None, new: str | None) -> str:
+    """One changed file, as a miss reason: its content (short digests) or its mode or owner."""
+    if old is None:
+        return f"{path} is new"
+    if new is None:
+        return f"{path} was removed"
+    old_mode, old_rest = old.split(":", 1)
+    new_mode, new_rest = new.split(":", 1)
+    if old_rest.rpartition(":")[2] != new_rest.rpartition(":")[2]:
+        return f"{path} changed (sha256 {old_rest.rpartition(':')[2][:4]}… → {new_rest.rpartition(':')[2][:4]}…)"
+    if old_mode != new_mode:
+        return f"{path}: mode {old_mode} → {new_mode}"
+    return f"{path}: owner changed"
+
+
+def _expand_ports(ins: df.Instruction, ports: list[str]) -> list[str]:
+    """``8000-8002/tcp`` -> three ports, each ``N/proto``, as Docker stores ExposedPorts."""
+    out = []
+    for port in ports:
+        number, _, proto = port.partition("/")
+        first, _, last = number.partition("-")
+        if not first.isdigit() or (last and not last.isdigit()):
+            raise ins.error(f"invalid containerPort: {port}")
+        for n in range(int(first), int(last or first) + 1):
+            out.append(f"{n}/{proto or 'tcp'}")
+    return out
 
 
 def _glob_match(pattern: str, path: str) -> bool:

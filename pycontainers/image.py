@@ -77,6 +77,8 @@ class FileRecord:
     layer: int  # index into the image's layers, base first
     mode: int
     linkname: str = ""
+    uid: int = 0
+    gid: int = 0
 
 
 @dataclass
@@ -222,7 +224,7 @@ class Image:
                 elif old is None:
                     report.added.append(path)
                 fs[path] = FileRecord(path, layers.describe(m), m.size if m.isreg() else 0, i, m.mode,
-                                      m.linkname)
+                                      m.linkname, m.uid, m.gid)
             reports.append(report)
         return fs, reports
 

@@ -11,6 +11,8 @@ import json
 import re
 from dataclasses import dataclass, replace
 
+from .errors import PyContainersError
+
 __all__ = [
     "DEFAULT_DOMAIN",
     "DEFAULT_TAG",
@@ -44,7 +46,7 @@ _TAG_RULE = "must match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 _PATH_RULE = 'lowercase letters and digits, separated by ".", "_", "__" or "-"'
 
 
-class InvalidReference(ValueError):
+class InvalidReference(PyContainersError, ValueError):
     """A string that is not a valid image reference; the message names the input and the rule broken."""
 
 
