@@ -158,6 +158,7 @@ class StepResult:
     layer_size: int = 0
     line: int = 0
     stage: int = 0
+    manifest: str = ""  # the step image's manifest (intermediate images are not in index.json)
 
 
 @dataclass
@@ -243,6 +244,7 @@ class Builder:
             for trigger in df.parse_triggers(triggers):
                 state = self._instruction(trigger, state, scope, stage.index, count=False)
             state.config.setdefault("config", {})["OnBuild"] = None
+        self.missed_at = None  # each stage starts from its base; its cache keys already name that base
         for instruction in stage.instructions:
             self._step_header(instruction)
             state = self._instruction(instruction, state, scope, stage.index)
@@ -583,7 +585,9 @@ class Builder:
             image = self.cache.lookup(key)
             if image is not None:
                 self.emit("cache", hit=True, image=image.id)
-                self._record_step(ins, stage, True, "", image)
+                history = image.config.get("history") or []
+                made_layer = bool(history) and not history[-1].get("empty_layer") and image.layers
+                self._record_step(ins, stage, True, "", image, image.layers[-1] if made_layer else None)
                 return State(copy.deepcopy(image.config), list(image.layers), image.id, image.manifest_digest,
                              state.cmd_set)
         self.last_reason = self._miss_reason(state, key_text, ins, files)
@@ -599,7 +603,8 @@ class Builder:
         if before is None:
             if any(s.get("instruction") == ins.original.strip() for s in self.cache.seen.values()):
                 return "the base image changed"
-            earlier = [s["instruction"] for k, s in self.cache.seen.items() if s.get("parent") == state.image_id]
+            earlier = [s["instruction"] for s in self.cache.seen.values()
+                       if s.get("parent") == state.image_id and s.get("where") == self._where(ins)]
             if earlier:
                 return f"the instruction changed (was: {earlier[-1]})"
             return "first build"
@@ -633,7 +638,7 @@ class Builder:
         image = Image(self.store, new.manifest)  # type: ignore[arg-type]
         self.cache.record(_key(state.image_id, key_text), _key(state.image_id, ins.original.strip()),
                           {"instruction": ins.original.strip(), "resolved": key_text, "files": files,
-                           "parent": state.image_id},
+                           "parent": state.image_id, "where": self._where(ins)},
                           image, state.image_id)
         self._record_step(ins, stage, False, self.last_reason, image, layer)
         return new
@@ -656,11 +661,15 @@ class Builder:
             manifest = self.store.put_json(oci.manifest_json(config_desc, layer_list), oci.MEDIA_MANIFEST)
         return State(cfg, layer_list, config_desc.digest, manifest.digest, state.cmd_set)
 
+    def _where(self, ins: df.Instruction) -> str:
+        """Which Dockerfile line an instruction is: a changed line is "the instruction changed"."""
+        return f"{self.context}/{ins.filename}:{ins.start_line}"
+
     def _record_step(self, ins: df.Instruction, stage: int, cached: bool, reason: str, image: Image,
                      layer: oci.Descriptor | None = None) -> None:
         self.steps.append(StepResult(self.number, ins.original.strip(), cached, reason, image.id,
                                      layer.digest if layer else None, layer.size if layer else 0,
-                                     ins.start_line, stage))
+                                     ins.start_line, stage, image.manifest_digest))
         self.emit("done", image=image.id, layer_size=layer.size if layer else None)
 
 
@@ -793,7 +802,9 @@ def transcript_line(event: Event) -> str | None:
 
     kind = event["type"]
     if kind == "context":
-        return f"Sending build context to pycontainers  {human_size(event['size'])} ({event['files']} files)"
+        files = event["files"]
+        return (f"Sending build context to pycontainers  {human_size(event['size'])} "
+                f"({files} file{'' if files == 1 else 's'})")
     if kind == "step":
         return f"Step {event['number']}/{event['total']} : {event['instruction']}"
     if kind == "cache":

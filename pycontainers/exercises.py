@@ -378,3 +378,161 @@ def check_oom_killed(client: Client, container_name: str, memory: str) -> Check:
 
 
 __all__ += ["check_host_pid", "check_oom_killed", "check_own_namespaces"]
+
+
+# ----------------------------------------------------------------------------------------- notebook 02
+
+
+def _echo_output(argv: list[str]) -> str | None:
+    """What an exec-form ``echo`` command prints (None: the command is not a plain echo)."""
+    if argv and argv[0].rpartition("/")[2] == "echo":
+        return " ".join(argv[1:])
+    return None
+
+
+def check_default_greeting(client: Client, image_name: str, greeting: str, name: str = "Pavlos") -> Check:
+    """Build *image_name* so that ``run IMAGE`` prints *greeting* and ``run IMAGE NAME`` still prints "Hello NAME".
+
+    Reads the image's ENTRYPOINT and CMD from the store and combines them with the engine's own rule
+    (``spec.combine_command``: arguments given to ``run`` replace CMD and are appended to ENTRYPOINT), so the
+    check works without running a container.
+    """
+    from .spec import combine_command
+
+    image = _find(client, image_name)
+    if image is None:
+        return not_answered(f"build {image_name!r} with a %%dockerfile cell; this check reads its ENTRYPOINT and CMD.")
+    settings = image.settings
+    entrypoint, cmd = settings.get("Entrypoint"), settings.get("Cmd")
+    if not entrypoint and not cmd:
+        return Check(False, f"{image_name} has neither ENTRYPOINT nor CMD, so `run` would not know what to start.",
+                     'Keep ENTRYPOINT ["/bin/echo", "Hello"] from Dockerfile_cmd and change one line.')
+    default = combine_command(entrypoint, cmd, None, None)
+    given = combine_command(entrypoint, cmd, [name], None)
+    if default[:2] == ["/bin/sh", "-c"] and entrypoint and entrypoint[:2] == ["/bin/sh", "-c"]:
+        return Check(False, f"{image_name}'s ENTRYPOINT is in shell form: it runs {default!r}, which ignores CMD "
+                            "and the arguments of `run`.",
+                     'Write it in exec form, a JSON list: ENTRYPOINT ["/bin/echo", "Hello"].')
+    said, said_to_name = _echo_output(default), _echo_output(given)
+    if said is None:
+        return Check(False, f"a container of {image_name} runs {default!r}, which is not an echo.",
+                     'Start from Dockerfile_cmd: ENTRYPOINT ["/bin/echo", "Hello"] and a CMD.')
+    hello = f"Hello {name}"
+    if said == greeting and said_to_name == hello:
+        return Check(True, f"Right: `run {image_name}` runs {default!r} and prints {greeting!r}; `run {image_name} "
+                           f"{name}` replaces CMD and prints {hello!r}. ENTRYPOINT is the part that always runs, "
+                           "CMD the default arguments.")
+    if said != greeting:
+        return Check(False, f"`run {image_name}` would print {said!r}, not {greeting!r}.",
+                     "The words after Hello come from CMD: change CMD, keep ENTRYPOINT.")
+    if said_to_name == f"{greeting} {name}":
+        return Check(False, f"`run {image_name} {name}` would print {said_to_name!r}: the new words are in ENTRYPOINT, "
+                            "which always runs.",
+                     "Arguments given to `run` replace CMD only. Keep ENTRYPOINT [\"/bin/echo\", \"Hello\"] and put "
+                     "the rest of the greeting in CMD.")
+    return Check(False, f"`run {image_name} {name}` would print {said_to_name!r}, not {hello!r}.",
+                 "Arguments given to `run` replace all of CMD: \"Hello\" has to stay in ENTRYPOINT.")
+
+
+def _step_numbers(answer: object) -> tuple[set[int] | None, str]:
+    """A set of step numbers from ``{3, 4}``, ``[3, 4]``, ``"3 4"`` or ``"3,4"``; or why not."""
+    if isinstance(answer, int) and not isinstance(answer, bool):
+        return {answer}, ""
+    items = re.split(r"[\s,]+", answer.strip()) if isinstance(answer, str) else answer
+    if not isinstance(items, list | tuple | set | frozenset):
+        return None, f"{answer!r} is not a set of step numbers."
+    numbers = set()
+    for item in items:
+        if isinstance(item, str) and item.strip().isdigit():
+            item = int(item)
+        if not isinstance(item, int) or isinstance(item, bool):
+            if item == "":
+                continue
+            return None, f"{item!r} is not a step number."
+        numbers.add(item)
+    return numbers, ""
+
+
+def _spans(numbers: Iterable[int]) -> str:
+    return ", ".join(str(n) for n in sorted(numbers)) or "none"
+
+
+def _steps_word(numbers: set[int]) -> str:
+    return "step" if len(numbers) == 1 else "steps"
+
+
+def check_cache_misses(result: object, answer: object) -> Check:
+    """Predict which steps of a rebuild miss the cache. *result* is the rebuild's ``BuildResult`` (``_build``
+    after a ``%%dockerfile`` cell); the truth is its steps' ``cached`` flags, with the engine's reasons."""
+    from .buildviews import build_stages, step_reasons
+
+    if is_unanswered(answer):
+        return not_answered("set `answer` to the step numbers you expect to miss the cache, e.g. {2, 5}.")
+    steps = getattr(result, "steps", None)
+    if steps is None:
+        return Check(False, "there is no build result to compare with.",
+                     "Run the %%dockerfile cell of this exercise first: it leaves its result in `_build`.")
+    predicted, why = _step_numbers(answer)
+    if predicted is None:
+        return Check(False, why, "Give the numbers of the transcript's steps (Step 3/6 is step 3), e.g. {3, 4}.")
+    missed = {s.number for s in steps if not s.cached}
+    if predicted == missed:
+        if not missed:
+            return Check(True, "Right: nothing missed, every step came from the cache.")
+        first = min((i for i, s in enumerate(steps) if not s.cached), key=lambda i: steps[i].number)
+        reason = step_reasons(result)[first]  # type: ignore[arg-type]
+        after = "; each one after it because its parent image was new" if len(missed) > 1 else ""
+        return Check(True, f"Right: {_steps_word(missed)} {_spans(missed)} missed. Step {steps[first].number} "
+                           f"because {reason}{after}.")
+    if not missed:
+        return Check(False, "this build missed nothing: every step came from the cache, because exactly this "
+                            "content was built before (did the build cell run twice?).",
+                     "Change greeting.txt to a text you have not built yet, run the build cell again, then check.")
+    froms = {stage.number for stage in build_stages(result)}  # type: ignore[arg-type]
+    if predicted & froms:
+        return Check(False, f"step {_spans(predicted & froms)} is a FROM, which only picks the base image: it is "
+                            "never a cache miss.",
+                     "Leave FROM out and look at the steps after it.")
+    first_miss = min(missed)
+    if predicted and min(predicted) < first_miss:
+        early = {n for n in predicted if n < first_miss}
+        return Check(False, f"{_steps_word(early)} {_spans(early)} came from the cache.",
+                     "A step above the change has the same parent image and the same instruction as last time, "
+                     "so its cached result is reused.")
+    if predicted < missed:
+        return Check(False, f"{_steps_word(missed - predicted)} {_spans(missed - predicted)} missed too.",
+                     "Once one step misses, every later step misses as well: its parent is a new image, and the "
+                     "parent's ID is part of each step's cache key.")
+    return Check(False, f"{_spans(predicted)} is not the set of steps that missed.",
+                 "Find the first step that depends on what changed (a COPY compares the files' content); it and "
+                 "every step after it miss.")
+
+
+def check_history_and_layers(client: Client, image_name: str, answer: object) -> Check:
+    """How many lines does ``history IMAGE`` print (without the header), and how many layers has the image?"""
+    if is_unanswered(answer):
+        return not_answered(f"set `answer` to (history lines, layers) of {image_name}, e.g. (4, 2).")
+    image = _find(client, image_name)
+    if image is None:
+        return Check(False, f"there is no image {image_name!r} in the store.", "Run the cells above that build it.")
+    if (not isinstance(answer, tuple | list) or len(answer) != 2
+            or not all(isinstance(n, int) and not isinstance(n, bool) for n in answer)):
+        return Check(False, f"{answer!r} is not a pair of numbers.", "Write two whole numbers: (lines, layers).")
+    lines, layer_count = len(image.history()), len(image.layers)
+    empty = sum(row.empty_layer for row in image.history())
+    if tuple(answer) == (lines, layer_count):
+        return Check(True, f"Right: {lines} history lines, {layer_count} layers. The other {empty} lines are "
+                           "#(nop) steps that changed only the config (0B, no layer).")
+    if answer[0] == answer[1]:
+        return Check(False, "an image has fewer layers than history lines.",
+                     "Only steps that change files (RUN, COPY, ADD) make a layer; steps that change settings "
+                     "(ENV, LABEL, ENTRYPOINT, CMD, ...) are 0B #(nop) lines.")
+    if answer[0] != lines:
+        return Check(False, f"{answer[0]} is not the number of history lines of {image_name}.",
+                     "Count the base image's lines too (the ones at the bottom, marked <missing> or with the "
+                     "base's ID): history lists every step since the very first one.")
+    return Check(False, f"{answer[1]} is not the number of layers of {image_name}.",
+                 "Count the base image's layer and one per step that changed files (RUN, COPY, ADD).")
+
+
+__all__ += ["check_cache_misses", "check_default_greeting", "check_history_and_layers"]
