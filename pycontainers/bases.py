@@ -30,7 +30,8 @@ from .image import Image, add_layer, add_metadata_step, commit_image, empty_conf
 from .store import Store
 
 LABEL_MADE_BY = "io.pycontainers.base.made-by"
-RECIPE_VERSION = 2
+LABEL_RECIPE = "io.pycontainers.base.recipe"
+RECIPE_VERSION = 3
 DEBIAN_SUITE = "bookworm"
 PYTHON_TAG = "python:3.11-slim"
 DEBIAN_TAG = "debian:bookworm-slim"
@@ -40,10 +41,18 @@ class BaseUnavailable(PyContainersError):
     """This machine lacks what a base image is made from (a package, root, or a mirror)."""
 
 
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")) / "pycontainers"
+
+
+def wheelhouse() -> Path:
+    """Python wheels downloaded at set-up (Flask and friends), so builds can ``pip install`` offline."""
+    return cache_dir() / "wheelhouse"
+
+
 def cache_store() -> Store:
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     # bump the version when a recipe changes, so every machine remakes its bases
-    return Store(Path(cache) / "pycontainers" / f"bases-v{RECIPE_VERSION}")
+    return Store(cache_dir() / f"bases-v{RECIPE_VERSION}")
 
 
 def _run(cmd: list[str], what: str, **kw: object) -> str:
@@ -112,7 +121,8 @@ def build_busybox(store: Store) -> Image:
         config = add_layer(empty_config(), desc, f"pycontainers bases: /bin/busybox ({source}) "
                                                  f"and its {links} applet links")
         config = add_metadata_step(config, '/bin/sh -c #(nop)  CMD ["sh"]', Cmd=["sh"],
-                                   Labels={LABEL_MADE_BY: f"BusyBox {version} from {source}, "
+                                   Labels={LABEL_RECIPE: str(RECIPE_VERSION),
+                                           LABEL_MADE_BY: f"BusyBox {version} from {source}, "
                                                           "statically linked, one symlink per applet"})
         return commit_image(store, config, [desc], ["busybox:latest", f"busybox:{version}"])
 
@@ -178,7 +188,9 @@ def build_debian_and_python(store: Store, log: Callable[[str], None] = print) ->
             f"mount -t proc proc {merged}/proc && mount --rbind /dev {merged}/dev && "
             f"cp /etc/resolv.conf {merged}/etc/resolv.conf && "
             f"DEBIAN_FRONTEND=noninteractive chroot {merged} sh -c 'apt-get update -qq && "
-            "apt-get install -y -qq --no-install-recommends python3 >/dev/null && apt-get clean'"
+            "apt-get install -y -qq --no-install-recommends python3 python3-pip >/dev/null && apt-get clean && "
+            # like Docker Hub's python images: pip may install into the image's Python (PEP 668 marker off)
+            "rm -f /usr/lib/python3*/EXTERNALLY-MANAGED'"
         )
         _run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script], "apt-get install python3")
         _slim(upper)
@@ -190,16 +202,19 @@ def build_debian_and_python(store: Store, log: Callable[[str], None] = print) ->
                                    "docs and package lists removed", epoch=epoch)
             deb_config = add_metadata_step(
                 deb_config, '/bin/sh -c #(nop)  CMD ["bash"]', Cmd=["bash"],
-                Labels={LABEL_MADE_BY: f"debootstrap --variant=minbase {DEBIAN_SUITE} from {mirror}, "
+                Labels={LABEL_RECIPE: str(RECIPE_VERSION),
+                        LABEL_MADE_BY: f"debootstrap --variant=minbase {DEBIAN_SUITE} from {mirror}, "
                                        "trimmed like Docker's slim images"})
             debian = commit_image(store, deb_config, [base_desc], [DEBIAN_TAG, "debian:12-slim"])
             py_desc = write_layer(store, layers.tree_entries(str(upper), overlay_upper=True))
             py_config = add_layer(debian.config, py_desc,
                                   "/bin/sh -c apt-get update && apt-get install -y --no-install-recommends "
-                                  "python3 && apt-get clean", epoch=epoch)
+                                  "python3 python3-pip && apt-get clean && rm /usr/lib/python3*/EXTERNALLY-MANAGED",
+                                  epoch=epoch)
             py_config = add_metadata_step(
                 py_config, '/bin/sh -c #(nop)  CMD ["python3"]', Cmd=["python3"],
-                Labels={LABEL_MADE_BY: f"{DEBIAN_TAG} plus Debian's python3 package, installed with apt"})
+                Labels={LABEL_RECIPE: str(RECIPE_VERSION),
+                        LABEL_MADE_BY: f"{DEBIAN_TAG} plus Debian's python3 and python3-pip, installed with apt"})
             python = commit_image(store, py_config, [base_desc, py_desc], [PYTHON_TAG, "python:3.11"])
     return debian, python
 
@@ -224,6 +239,12 @@ def copy_image(src: Store, image: Image, dst: Store) -> Image:
 BASES = ("busybox", DEBIAN_TAG, PYTHON_TAG)
 
 
+def _outdated(image: Image) -> bool:
+    """A base this module made with an older recipe (a user's own image of that name is left alone)."""
+    labels = image.labels
+    return LABEL_MADE_BY in labels and labels.get(LABEL_RECIPE) != str(RECIPE_VERSION)
+
+
 def ensure_bases(store: Store, names: tuple[str, ...] = BASES,
                  log: Callable[[str], None] = print) -> dict[str, str]:
     """Make sure *store* has each base; return ``{name: outcome}`` (one sentence each)."""
@@ -231,13 +252,18 @@ def ensure_bases(store: Store, names: tuple[str, ...] = BASES,
     outcome: dict[str, str] = {}
     for name in names:
         try:
-            outcome[name] = f"{get_image(store, name).short_id} (already in the store)"
-            continue
+            present = get_image(store, name)
+            if not _outdated(present):
+                outcome[name] = f"{present.short_id} (already in the store)"
+                continue
+            log(f"{name}: made by an older recipe, remaking it")
         except PyContainersError:
             pass
         try:
             try:
                 cached = get_image(cache, name)
+                if _outdated(cached):
+                    raise BaseUnavailable("outdated")
             except PyContainersError:
                 if name == "busybox":
                     build_busybox(cache)
