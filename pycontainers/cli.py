@@ -376,6 +376,21 @@ def _each_container(names: list[str], action: Callable[[Any], None], echo: bool 
     return status
 
 
+def cmd_start(a: argparse.Namespace) -> int:
+    """``docker start``: run a created or exited container again, on the same writable layer."""
+    from .container import ContainerError
+    from .runtime import start_detached
+
+    def start_one(container: Any) -> None:
+        if container.reload().status == "running":
+            return
+        first = start_detached(container)
+        if first["event"] == "error":
+            raise ContainerError(str(first["message"]), int(first["exit_code"]))
+
+    return _each_container(a.containers, start_one)
+
+
 def cmd_stop(a: argparse.Namespace) -> int:
     from .container import stop
 
@@ -806,7 +821,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-a", "--author")
     p.set_defaults(func=cmd_commit)
 
-    for verb, func, helptext in (("stop", cmd_stop, "stop running containers"),
+    for verb, func, helptext in (("start", cmd_start, "start stopped containers (in the background)"),
+                                 ("stop", cmd_stop, "stop running containers"),
                                  ("kill", cmd_kill, "kill running containers"),
                                  ("rm", cmd_rm, "remove containers"),
                                  ("wait", cmd_wait, "block until containers stop, print exit codes")):
@@ -823,7 +839,8 @@ def build_parser() -> argparse.ArgumentParser:
     container = sub.add_parser("container", help="manage containers").add_subparsers(
         dest="subcommand", metavar="COMMAND", parser_class=_Parser)
     container.required = True
-    for name, src in (("ls", "ps"), ("run", "run"), ("logs", "logs"), ("stop", "stop"), ("kill", "kill"),
+    for name, src in (("ls", "ps"), ("run", "run"), ("logs", "logs"), ("start", "start"), ("stop", "stop"),
+                      ("kill", "kill"),
                       ("rm", "rm"), ("wait", "wait"), ("diff", "diff"), ("commit", "commit"), ("exec", "exec"),
                       ("top", "top"), ("inspect", "inspect")):
         parent = sub.choices[src]
