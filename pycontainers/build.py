@@ -440,8 +440,19 @@ class Builder:
         from_ref = scope.expand(ins.from_ref) if isinstance(ins, df.CopyInstruction) and ins.from_ref else None
         chown = scope.expand(ins.chown) if ins.chown else None
         with tempfile.TemporaryDirectory(prefix="copy-", dir=self.store.tmp_dir) as tmp:
-            root, files = self._copy_source_root(ins, from_ref, Path(tmp))
-            matched = self._match_sources(ins, keyword, sources, root, files)
+            if ins.inline_files:  # COPY <<EOF /dest: here-documents become files of their own
+                if sources or from_ref:
+                    raise ins.error(f"{keyword}: mixing here-documents with other sources is not supported")
+                root = Path(tmp) / "inline"
+                root.mkdir()
+                for doc in ins.inline_files:
+                    text = scope.expand(doc.body) if doc.expand else doc.body
+                    (root / doc.name).write_text(text)
+                    (root / doc.name).chmod(0o644)
+                matched = [doc.name for doc in ins.inline_files]
+            else:
+                root, files = self._copy_source_root(ins, from_ref, Path(tmp))
+                matched = self._match_sources(ins, keyword, sources, root, files)
             entries, digests = self._copy_entries(ins, state, matched, root, dest, chown)
             content = hashlib.sha256(json.dumps(sorted(digests.items())).encode()).hexdigest()
             kind = "file" if len(matched) == 1 and (root / matched[0]).is_file() else "dir"

@@ -986,3 +986,16 @@ def compare_with_buildah(buildah: Buildah, store: Store, tmp_path: Path, case: s
     differ = {p: (ours[p], theirs[p]) for p in ours if ours[p] != theirs[p]}
     assert differ == {}, "same paths, different kind, mode, owner, target or content"
     assert config_fields(ours_image.settings) == config_fields(their_config)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="RUN needs the native runtime (root)")
+def test_heredocs_in_copy_and_run(busybox_store: Store, tmp_path: Path) -> None:
+    dockerfile = ("FROM busybox\nENV WHO=class\nCOPY <<EOF /greeting.txt\nhello $WHO\nEOF\n"
+                  "RUN <<EOT\ncat /greeting.txt > /copy.txt\nEOT\n")
+    context = tmp_path / "hd"
+    context.mkdir()
+    (context / "Dockerfile").write_text(dockerfile)
+    result = build(busybox_store, context, tags=["hd:1"])
+    out = Client(busybox_store.home).containers.run("hd:1", ["cat", "/greeting.txt", "/copy.txt"], remove=True)
+    assert out == b"hello class\nhello class\n"
+    assert [s.cached for s in result.steps] == [False, False, False]
