@@ -32,7 +32,7 @@ from .image import Image, LayerReport
 from .oci import MEDIA_LAYER, Descriptor
 from .tables import Table, truncate
 from .units import human_size
-from .views import layer_changes_table, short_digest, table_html
+from .views import layer_changes_table, named_digraph, short_digest, table_html
 
 if TYPE_CHECKING:
     import graphviz
@@ -214,8 +214,8 @@ def build_graph(result: BuildResult, *, title: str | None = None) -> graphviz.Di
                "green: Using cache · orange: cache miss · grey: no layer (config only)")
     label = f"<b>{_esc(title)}</b><br/>" if title else ""
     label += f'<font point-size="10">{caption}</font>'
-    g = _build_digraph_class()(
-        f"{tags}, {len(result.steps)} steps",
+    g = named_digraph(
+        "build graph", f"{tags}, {len(result.steps)} steps",
         graph_attr={"rankdir": "TB", "label": f"<{label}>", "labelloc": "t", "fontname": "Helvetica",
                     "nodesep": "0.3", "ranksep": "0.3"},
         node_attr={"fontname": "Helvetica", "fontsize": "10", "shape": "box", "style": "rounded,filled",
@@ -296,16 +296,6 @@ def _step_style(step: StepResult, layer: Descriptor | None) -> dict[str, str]:
     return {"fillcolor": CONFIG_COLOUR, "color": border, "penwidth": "2"}
 
 
-@functools.cache
-def _build_digraph_class() -> type[graphviz.Digraph]:
-    """``graphviz.Digraph`` whose text form names the build, not a memory address (as in ``views``)."""
-    import graphviz
-
-    class BuildDigraph(graphviz.Digraph):
-        def __repr__(self) -> str:
-            return f"<build graph: {self.name}>"
-
-    return BuildDigraph
 
 
 # ----------------------------------------------------------------------------------------------- stepper

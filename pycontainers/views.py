@@ -15,7 +15,7 @@ import html
 import tarfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import oci
 from .image import FileRecord, Image, LayerReport
@@ -272,8 +272,8 @@ def layer_graph(images: Iterable[Image | api.Image], *, title: str | None = None
     sharing = layer_sharing(images)
     label = f"<b>{html.escape(title)}</b><br/>" if title else ""
     label += f'<font point-size="10">{html.escape(sharing.caption)}</font>'
-    g = _layer_digraph_class()(
-        f"{len(sharing.layers)} layers of {len(sharing.images)} images",
+    g = named_digraph(
+        "layer graph", f"{len(sharing.layers)} layers of {len(sharing.images)} images",
         graph_attr={"rankdir": "BT", "label": f"<{label}>", "labelloc": "t", "fontname": "Helvetica",
                     "nodesep": "0.25", "ranksep": "0.3"},
         node_attr={"fontname": "Helvetica", "fontsize": "10", "shape": "box", "style": "rounded,filled",
@@ -302,20 +302,24 @@ def layer_graph(images: Iterable[Image | api.Image], *, title: str | None = None
     return g
 
 
-@functools.cache
-def _layer_digraph_class() -> type[graphviz.Digraph]:
-    """``graphviz.Digraph`` whose text form names the graph instead of a memory address.
+def named_digraph(kind: str, name: str, **attrs: Any) -> graphviz.Digraph:
+    """A ``graphviz.Digraph`` whose text form names the graph instead of a memory address.
 
     Jupyter stores an object's repr next to its picture; ``<Digraph at 0x7f...>`` would differ on every run
     (and leak into committed notebooks), ``<layer graph: 9 layers of 7 images>`` does not.
     """
+    return _named_digraph_class()(name, comment=kind, **attrs)
+
+
+@functools.cache
+def _named_digraph_class() -> type[graphviz.Digraph]:
     import graphviz
 
-    class LayerDigraph(graphviz.Digraph):
+    class NamedDigraph(graphviz.Digraph):
         def __repr__(self) -> str:
-            return f"<layer graph: {self.name}>"
+            return f"<{self.comment}: {self.name}>"
 
-    return LayerDigraph
+    return NamedDigraph
 
 
 # ---------------------------------------------------------------------------------------- explorer
@@ -459,8 +463,8 @@ def namespace_graph(container: api.Container | api.core_container.Container) -> 
     pid = int(c.state["pid"])
     host, theirs = namespace_inodes(), namespace_inodes(pid)
     ids = _process_ids(pid)
-    g = _namespace_digraph_class()(
-        c.name,
+    g = named_digraph(
+        "namespace graph", c.name,
         graph_attr={"rankdir": "LR", "label": f"<<b>{html.escape(c.name)}</b> ({c.short_id}): one process, "
                                               "isolated by namespaces, limited by a cgroup>",
                     "labelloc": "t", "fontname": "Helvetica", "nodesep": "0.15", "ranksep": "0.5"},
@@ -491,13 +495,3 @@ def namespace_graph(container: api.Container | api.core_container.Container) -> 
     return g
 
 
-@functools.cache
-def _namespace_digraph_class() -> type[graphviz.Digraph]:
-    """Like ``_layer_digraph_class``: a text form without a memory address (``<namespace graph: web>``)."""
-    import graphviz
-
-    class NamespaceDigraph(graphviz.Digraph):
-        def __repr__(self) -> str:
-            return f"<namespace graph: {self.name}>"
-
-    return NamespaceDigraph
