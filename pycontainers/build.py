@@ -596,6 +596,10 @@ class Builder:
             image = self.cache.lookup(key)
             if image is not None:
                 self.emit("cache", hit=True, image=image.id)
+                # the next miss of this line is explained against what this build used, not an older one
+                self.cache.seen[_key(state.image_id, ins.original.strip())] = {
+                    "instruction": ins.original.strip(), "resolved": key_text, "files": files,
+                    "parent": state.image_id, "where": self._where(ins)}
                 history = image.config.get("history") or []
                 made_layer = bool(history) and not history[-1].get("empty_layer") and image.layers
                 self._record_step(ins, stage, True, "", image, image.layers[-1] if made_layer else None)

@@ -536,3 +536,74 @@ def check_history_and_layers(client: Client, image_name: str, answer: object) ->
 
 
 __all__ += ["check_cache_misses", "check_default_greeting", "check_history_and_layers"]
+
+
+# ----------------------------------------------------------------------------------------- notebook 04
+
+
+def check_install_stays_cached(client: Client, context: object, dockerfile: object, edit: str = "app.py",
+                               tag: str = "pycontainers-check:install-cached") -> Check:
+    """Order a Dockerfile so that editing *edit* leaves its ``RUN pip install`` step in the cache.
+
+    Builds *dockerfile* (the text of a Dockerfile) in a copy of the build context *context*, appends a unique
+    comment to *edit* there, builds again, and reads the second build's steps: the install step must come from
+    the cache, and a later step must miss because *edit* changed (so the edited file still reaches the image).
+    The builds are tagged *tag*, which is removed afterwards; the build cache keeps their steps.
+    """
+    import contextlib
+    import shutil
+    import tempfile
+    import uuid
+    from pathlib import Path
+
+    from .build import build
+    from .buildviews import step_reasons
+
+    if is_unanswered(dockerfile):
+        return not_answered("set `dockerfile` to your reordered Dockerfile (a string), then run this cell.")
+    if not isinstance(dockerfile, str) or not re.search(r"^\s*FROM\s", dockerfile, re.IGNORECASE | re.MULTILINE):
+        return Check(False, "`dockerfile` is not the text of a Dockerfile.",
+                     'Write the whole Dockerfile in a string, starting with """FROM python:3.11-slim.')
+    source = Path(str(context))
+    if not (source / edit).is_file():
+        return Check(False, f"there is no {edit} in {source}.", "Run the cell above that makes the build context.")
+    try:
+        with tempfile.TemporaryDirectory(prefix="pycontainers-check-") as tmp:
+            work = Path(tmp) / "context"
+            shutil.copytree(source, work, symlinks=True)
+            (work / "Dockerfile").write_text(dockerfile if dockerfile.endswith("\n") else dockerfile + "\n")
+            build(client.store, work, tags=[tag])
+            with (work / edit).open("a") as f:
+                f.write(f"# edited by the check: {uuid.uuid4().hex}\n")
+            second = build(client.store, work, tags=[tag])
+    except PyContainersError as exc:
+        return Check(False, f"your Dockerfile does not build: {str(exc).splitlines()[0]}",
+                     "Each COPY source must exist in the build context (app.py, requirements.txt, wheels/), and "
+                     "pip needs requirements.txt and the wheels inside the image before it runs.")
+    finally:
+        with contextlib.suppress(PyContainersError, ValueError):
+            client.images.remove(tag)
+    installs = [s for s in second.steps if s.instruction.upper().startswith("RUN") and "pip install" in s.instruction]
+    if not installs:
+        return Check(False, "your Dockerfile has no `RUN pip install ...` step.",
+                     "Keep the install step of the original: RUN pip install --no-cache-dir --no-index "
+                     "--find-links /app/wheels -r requirements.txt")
+    reasons = step_reasons(second)
+    missed = [(s, r) for s, r in zip(second.steps, reasons, strict=True) if not s.cached]
+    install = installs[0]
+    if not install.cached:
+        first, why = missed[0]
+        return Check(False, f"after editing {edit}, step {install.number} ({install.instruction[:24]}…) ran again: "
+                            f"the cache stopped at step {first.number} because {why}.",
+                     f"Copy only what the install needs (requirements.txt and wheels/) before the install step, and "
+                     f"{edit} with the rest of the code (COPY . .) after it.")
+    if not any(re.match(rf"(.*/)?{re.escape(edit)} changed", why) for _, why in missed):
+        return Check(False, f"editing {edit} changed nothing in the image: no step missed because of it.",
+                     f"The image still needs the app: keep a COPY that copies {edit} (e.g. COPY . .) after the "
+                     "install step.")
+    first, why = missed[0]
+    return Check(True, f"Right: after editing {edit}, the install step (step {install.number}) came from the cache; "
+                       f"the cache held until step {first.number}, which missed because {edit} changed.")
+
+
+__all__ += ["check_install_stays_cached"]
