@@ -12,15 +12,15 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _timing import median_seconds  # noqa: E402
 
 from pycontainers import archive  # noqa: E402
 from pycontainers.bases import ensure_bases  # noqa: E402
@@ -34,16 +34,6 @@ COPY requirements.txt .
 RUN cat requirements.txt > /app/installed && mkdir -p /app/data
 COPY . .
 """
-
-
-def timed(fn: Callable[[], object], runs: int, before: Callable[[], object] = lambda: None) -> float:
-    samples = []
-    for _ in range(runs):
-        before()
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
 
 
 def main() -> int:
@@ -69,8 +59,8 @@ def main() -> int:
         def ours_cached() -> None:
             build(store, context, tags=["bench:latest"])
 
-        results = {"pycontainers cold": timed(ours_cold, args.runs, lambda: prune_cache(store)),
-                   "pycontainers cached": timed(ours_cached, args.runs)}
+        results = {"pycontainers cold": median_seconds(ours_cold, args.runs, lambda: prune_cache(store)),
+                   "pycontainers cached": median_seconds(ours_cached, args.runs)}
         if shutil.which("buildah"):
             root, runroot = tmp / "buildah-root", tmp / "buildah-runroot"
             common = ["buildah", "--root", str(root), "--runroot", str(runroot), "--storage-driver", "vfs"]
@@ -81,9 +71,11 @@ def main() -> int:
             subprocess.run([*common, "tag", subprocess.run([*common, "images", "-q"], check=True, capture_output=True,
                                                            text=True).stdout.split()[0], "busybox"], check=True)
             bud = [*common, "bud", "--isolation", "chroot", "-q", "-t", "bench", str(context)]
-            results["buildah cold"] = timed(lambda: subprocess.run([*bud[:-1], "--no-cache", str(context)],
-                                                                   check=True, capture_output=True), args.runs)
-            results["buildah cached"] = timed(lambda: subprocess.run(bud, check=True, capture_output=True), args.runs)
+            cold = [*bud[:-1], "--no-cache", str(context)]
+            results["buildah cold"] = median_seconds(lambda: subprocess.run(cold, check=True, capture_output=True),
+                                                     args.runs)
+            results["buildah cached"] = median_seconds(lambda: subprocess.run(bud, check=True, capture_output=True),
+                                                       args.runs)
         print(f"a 5-step Dockerfile, median of {args.runs} builds (seconds)")
         for name, secs in results.items():
             print(f"  {name:<22} {secs:6.3f}")

@@ -14,14 +14,15 @@ import argparse
 import hashlib
 import os
 import shutil
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _timing import median_seconds  # noqa: E402
 
 from pycontainers import layer as layers  # noqa: E402
 from pycontainers.image import write_layer  # noqa: E402
@@ -52,15 +53,6 @@ def read_all(paths: list[Path], sink: Callable[[memoryview], object]) -> None:
         with open(p, "rb", buffering=0) as f:
             while n := f.readinto(buf):
                 sink(buf[:n])
-
-
-def timed(fn: Callable[[], object], repeat: int) -> float:
-    samples = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
 
 
 def main() -> int:
@@ -96,10 +88,10 @@ def main() -> int:
 
         read_all(paths, lambda b: None)  # warm the page cache for everyone alike
         results = {
-            "read": timed(read_only, args.repeat),
-            "sha256 (read + hash)": timed(sha256_only, args.repeat),
-            "buffered copy (write + fsync)": timed(copy_only, args.repeat),
-            "layer commit (pycontainers)": timed(commit_layer, args.repeat),
+            "read": median_seconds(read_only, args.repeat),
+            "sha256 (read + hash)": median_seconds(sha256_only, args.repeat),
+            "buffered copy (write + fsync)": median_seconds(copy_only, args.repeat),
+            "layer commit (pycontainers)": median_seconds(commit_layer, args.repeat),
         }
         shutil.rmtree(src)
 

@@ -400,6 +400,7 @@ class ImageBuilder:
     """
 
     def __init__(self, store: Store, base: str | Image = "scratch") -> None:
+        self._writing = None  # set below; __del__ may run even if finding the base fails
         self.store = store
         if isinstance(base, Image):
             self.base: Image | None = base
