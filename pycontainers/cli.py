@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -224,16 +225,18 @@ def cmd_run(a: argparse.Namespace) -> int:
             return int(first["exit_code"])  # type: ignore[call-overload]
         print(container.id)
         return 0
-    return _attached(lambda stdio: start(container, stdio), a.interactive, a.tty)
+    return _attached(lambda stdio: start(container, stdio), a.interactive, a.tty,
+                     console_socket=container.state.get("backend") == "native")
 
 
-def _attached(starter: Callable[[tuple[int, int, int]], Any], interactive: bool, tty: bool = False) -> int:
+def _attached(starter: Callable[[tuple[int, int, int]], Any], interactive: bool, tty: bool = False,
+              console_socket: bool = True) -> int:
     """Run a process on this terminal's stdout/stderr (stdin too with -i) and return its exit code.
 
     Like Docker's --sig-proxy, Ctrl-C and other termination signals are passed on to the process.
     """
     if tty:
-        return _attached_tty(starter, interactive)
+        return _attached_tty(starter, interactive, console_socket)
     stdin = 0 if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
     try:
         events = starter((stdin, 1, 2))
@@ -260,7 +263,7 @@ def _attached(starter: Callable[[tuple[int, int, int]], Any], interactive: bool,
     return int(last.get("exit_code", 125))
 
 
-def _attached_tty(starter: Callable[[tuple[int, int, int]], Any], interactive: bool) -> int:
+def _attached_tty(starter: Callable[[tuple[int, int, int]], Any], interactive: bool, console_socket: bool) -> int:
     """``-t``: the process gets a pseudo-terminal; we relay between it and ours, in raw mode.
 
     Raw mode hands every key (Ctrl-C, Ctrl-Z, arrows) to the terminal inside, whose line discipline
@@ -271,25 +274,37 @@ def _attached_tty(starter: Callable[[tuple[int, int, int]], Any], interactive: b
     import termios
     import tty
 
-    master, slave = os.openpty()
-    os.set_inheritable(master, False)
-    os.set_inheritable(slave, False)
+    if console_socket:  # the native runtime makes the terminal inside the container and sends us its master
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        master, slave = -1, theirs.detach()
+    else:  # runc and proot get a terminal of ours
+        master, slave = os.openpty()
+        os.set_inheritable(master, False)
+        os.set_inheritable(slave, False)
 
     def copy_window_size(*_: object) -> None:
         with contextlib.suppress(OSError):
             size = fcntl.ioctl(sys.stdout.fileno(), termios.TIOCGWINSZ, b"\0" * 8)
             fcntl.ioctl(master, termios.TIOCSWINSZ, size)
 
-    copy_window_size()
+    if master >= 0:
+        copy_window_size()
     try:
         events = starter((slave, slave, slave))
     finally:
         os.close(slave)
     first = events.next()
-    if first["event"] == "error":
-        os.close(master)
-        print(f"pycontainers: {first['message']}", file=sys.stderr)
-        return int(first["exit_code"])
+    if console_socket:
+        if first["event"] != "error":
+            _msg, fds, _flags, _addr = socket.recv_fds(ours, 64, 1)
+            master = fds[0] if fds else -1
+        ours.close()
+    if first["event"] == "error" or master < 0:
+        if master >= 0:
+            os.close(master)
+        print(f"pycontainers: {first.get('message', 'no terminal came back from the container')}", file=sys.stderr)
+        return int(first.get("exit_code", 125))
+    copy_window_size()
     signal.signal(signal.SIGWINCH, copy_window_size)
     saved = None
     if interactive and os.isatty(0):

@@ -27,6 +27,7 @@ import selectors
 import shutil
 import signal
 import socket
+import stat
 import struct
 import termios
 from collections.abc import Callable
@@ -377,7 +378,29 @@ def find_executable(arg0: str, env: list[str]) -> str:
     raise StartError(f'exec: "{arg0}": executable file not found in $PATH', EXIT_NOT_FOUND)
 
 
+def open_console(console_socket: int) -> int:
+    """runc's console socket: make the terminal in the container's own devpts, send its master out.
+
+    A terminal made outside would work, but inside it has no name (``tty`` says "not a tty"), since its
+    /dev/pts belongs to the host. Returns the slave end, which becomes stdin, stdout and stderr.
+    """
+    tiocsptlck, tiocgptn = 0x40045431, 0x80045430  # <asm-generic/ioctls.h>: unlock pty, get pty number
+    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, tiocsptlck, struct.pack("i", 0))
+    number = struct.unpack("i", fcntl.ioctl(master, tiocgptn, b"\0" * 4))[0]
+    slave = os.open(f"/dev/pts/{number}", os.O_RDWR | os.O_NOCTTY)
+    with socket.socket(fileno=os.dup(console_socket)) as sock:
+        socket.send_fds(sock, [b"console"], [master])
+    os.close(master)
+    return slave
+
+
 def attach_stdio(stdio: tuple[int, int, int], tty: bool = False) -> None:
+    """Make the given fds 0, 1 and 2. With *tty* and a Unix socket in place of stdin, the terminal is
+    created inside the container (``open_console``) and its master sent back over that socket."""
+    if tty and stat.S_ISSOCK(os.fstat(stdio[0]).st_mode):
+        slave = open_console(stdio[0])
+        stdio = (slave, slave, slave)
     for target, fd in enumerate(stdio):
         if fd != target:
             os.dup2(fd, target)  # dup2 clears close-on-exec: the command inherits 0, 1, 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -24,4 +25,48 @@ def test_start_reruns_on_the_same_writable_layer(busybox_store: Store, monkeypat
     assert c.wait(again, timeout=10) == 0
     assert again.log_path().read_text().strip() == "2"  # the file written by the first run is still there
     assert main(["rm", "again"]) == 0
+    assert c.list_containers(busybox_store) == []
+
+
+def _drive_tty(argv: list[str], keys: list[tuple[bytes, float]], env: dict[str, str]) -> tuple[bytes, int]:
+    """Run *argv* on a pseudo-terminal of ours, type *keys* (bytes, then seconds to read), return output."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child only execs: nothing of pytest runs in it
+        os.execve(argv[0], argv, env)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+    out = b""
+    for data, seconds in keys:
+        if data:
+            os.write(fd, data)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            ready, _, _ = select.select([fd], [], [], 0.05)
+            if ready:
+                try:
+                    out += os.read(fd, 4096)
+                except OSError:
+                    break
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return out, os.waitstatus_to_exitcode(status)
+
+
+def test_run_it_gives_a_real_terminal_inside(busybox_store: Store) -> None:
+    cli = os.path.join(os.path.dirname(sys.executable), "pycontainers")
+    env = {**os.environ, "PYCONTAINERS_HOME": str(busybox_store.home)}
+    out, code = _drive_tty([cli, "run", "-it", "--rm", "busybox", "sh"],
+                           [(b"", 1.0), (b"tty; stty size; sleep 30\r", 1.0), (b"\x03", 0.5),
+                            (b"echo still here; exit 7\r", 1.5)], env)
+    text = out.decode(errors="replace")
+    assert "/dev/pts/0" in text  # the terminal lives in the container's own devpts
+    assert "33 101" in text  # our window size reached it
+    assert "still here" in text  # Ctrl-C stopped sleep, not the shell
+    assert code == 7
     assert c.list_containers(busybox_store) == []
