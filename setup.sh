@@ -22,6 +22,7 @@ SYSTEM_PACKAGES=(
     python3-venv
     ca-certificates
     debian-archive-keyring
+    qemu-system-x86
 )
 # Interpreters to try, best first; the first one that is >= 3.11 wins.
 PYTHON_CANDIDATES=(python3.13 python3.12 python3.11 python3)
@@ -153,6 +154,35 @@ wheelhouse() {
     fi
 }
 
+# e. Guest kernel --------------------------------------------------------------------------------
+# The VM-versus-container notebook boots a real Linux kernel in QEMU. Debian's cloud kernel is small and
+# boots fast on a serial console; it is unpacked (dpkg -x), never installed, so no root is needed.
+vm_kernel() {
+    local cache="${XDG_CACHE_HOME:-$HOME/.cache}/pycontainers/kernel"
+    [[ -s $cache/vmlinuz ]] && return 0
+    step "guest kernel for the VM notebook (Debian linux-image-cloud-amd64)"
+    if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg >/dev/null 2>&1; then
+        warn "no apt-get/dpkg: cannot fetch a guest kernel; set PYCONTAINERS_KERNEL to a bzImage (VM parts skip)"
+        return 0
+    fi
+    local tmp pkg image
+    tmp="$(mktemp -d)"
+    # The metapackage only depends on the versioned package that holds the kernel: download that one.
+    pkg="$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
+        sed -n 's/^ *Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -n 1 || true)"
+    if [[ -n $pkg ]] &&
+        (cd "$tmp" && apt-get download -qq "$pkg" >/dev/null 2>&1) &&
+        dpkg -x "$tmp"/"$pkg"_*.deb "$tmp/root" &&
+        image="$(compgen -G "$tmp/root/boot/vmlinuz-*" | head -n 1)" && [[ -n $image ]]; then
+        mkdir -p "$cache"
+        cp "$image" "$cache/vmlinuz.part" && mv "$cache/vmlinuz.part" "$cache/vmlinuz"
+        printf '%s\n' "$(basename "$image")" >"$cache/release"
+    else
+        warn "could not fetch a guest kernel (${pkg:-linux-image-*-cloud-amd64} via apt-get download); the VM parts will be skipped"
+    fi
+    rm -rf "$tmp"
+}
+
 setup() {
     step "system packages"
     system_packages
@@ -160,6 +190,7 @@ setup() {
     python_env
     base_images
     wheelhouse
+    vm_kernel
     step "ready"
 }
 
