@@ -495,6 +495,19 @@ def cmd_bundle(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_vm_run(a: argparse.Namespace) -> int:
+    """``vm run IMAGE CMD...``: the same image booted as a virtual machine with its own kernel."""
+    from . import vm
+
+    result = vm.run(_store(), a.image, a.command or ["true"], timeout=a.timeout, accel=a.accel)
+    sys.stdout.write(result.output)
+    if a.timings:
+        phases = "  ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
+        print(f"[{result.accel}] kernel {result.kernel_release}, guest uptime {result.guest_uptime:.2f}s; "
+              f"{phases}", file=sys.stderr)
+    return result.exit_code
+
+
 def cmd_diff(a: argparse.Namespace) -> int:
     from .container import diff, get_container
 
@@ -866,6 +879,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = container.add_parser("prune", help="remove all stopped containers")
     p.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
     p.set_defaults(func=cmd_container_prune)
+
+    vmp = sub.add_parser("vm", help="boot an image as a small virtual machine (QEMU)").add_subparsers(
+        dest="subcommand", metavar="COMMAND", parser_class=_Parser)
+    vmp.required = True
+    p = vmp.add_parser("run", help="boot IMAGE in a microVM, run CMD, power off")
+    p.add_argument("image")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds before the VM is killed")
+    p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
+    p.add_argument("--timings", action="store_true", help="print the boot phases on stderr")
+    p.set_defaults(func=cmd_vm_run)
 
     volume = sub.add_parser("volume", help="manage volumes").add_subparsers(dest="subcommand", metavar="COMMAND",
                                                                          parser_class=_Parser)

@@ -55,10 +55,15 @@ def test_echo_hello(busybox_store: Store) -> None:
     assert result.guest_uptime > 0
 
 
-def test_exit_code(busybox_store: Store) -> None:
-    result = vm.run(busybox_store, "busybox", ["sh", "-c", "exit 3"], timeout=30)
-    assert result.exit_code == 3
-    assert result.output == ""
+def test_exit_code_through_the_cli(busybox_store: Store, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from pycontainers.cli import main
+
+    monkeypatch.setenv("PYCONTAINERS_HOME", str(busybox_store.home))
+    assert main(["vm", "run", "--timings", "busybox", "sh", "-c", "echo out; exit 3"]) == 3
+    captured = capsys.readouterr()
+    assert captured.out == "out\n"
+    assert "guest uptime" in captured.err and "vm_exited" in captured.err
 
 
 def test_guest_has_its_own_kernel(busybox_store: Store) -> None:
