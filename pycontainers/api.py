@@ -13,7 +13,6 @@ import contextlib
 import io
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
@@ -487,11 +486,6 @@ class Client:
 
     def check(self) -> list[str]:
         return self.store.check()
-
-
-def iter_chunks(data: bytes, size: int = 1 << 20) -> Iterator[bytes]:
-    for i in range(0, len(data), size):
-        yield data[i:i + size]
 
 
 __all__ = ["Client", "Image", "ImageCollection", "ImageNotFound", "inspect"]

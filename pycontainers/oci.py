@@ -28,17 +28,13 @@ MEDIA_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 
 # Docker's own (schema 2) names for the same things, met in `docker save` archives and registries.
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
 DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
-LAYER_MEDIA_TYPES = {MEDIA_LAYER, MEDIA_LAYER_GZIP, MEDIA_LAYER_ZSTD, DOCKER_LAYER, DOCKER_LAYER_GZIP}
-MANIFEST_MEDIA_TYPES = {MEDIA_MANIFEST, DOCKER_MANIFEST}
 
 # Annotation keys of the image-spec (annotations.md).
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
-ANNOTATION_CREATED = "org.opencontainers.image.created"
 # containerd and Docker 25+ also record the full image name on index entries.
 ANNOTATION_IMAGE_NAME = "io.containerd.image.name"
 

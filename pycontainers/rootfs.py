@@ -17,7 +17,6 @@ import contextlib
 import fcntl
 import os
 import shutil
-import stat
 import tempfile
 from pathlib import Path
 
@@ -216,8 +215,3 @@ def mask_paths() -> None:
             if os.path.exists(path):
                 mount(path, path, None, MS_BIND | MS_REC)
                 mount(None, path, None, MS_BIND | MS_REC | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
-
-
-def is_whiteout(path: str) -> bool:
-    st = os.lstat(path)
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
