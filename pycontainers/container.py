@@ -128,9 +128,15 @@ class Container:
         """created / running / exited, checked against the kernel, not just the file."""
         st = self.state.get("status", "created")
         if st == "running" and not pid_alive(self.state.get("pid"), self.state.get("pid_start")):
-            monitor_alive = pid_alive(self.state.get("monitor_pid"), self.state.get("monitor_start"))
-            if monitor_alive:
+            if pid_alive(self.state.get("monitor_pid"), self.state.get("monitor_start")):
                 return "running"  # the monitor is about to record the exit
+            # The monitor may have recorded the exit and gone since we read the file: read it again.
+            try:
+                self.state = read_state(self.dir)
+            except ContainerNotFound:  # auto-removed meanwhile: it exited
+                return "exited"
+            if self.state.get("status") != "running":
+                return self.state.get("status", "exited")
             return "dead"  # neither the container nor its monitor exists, and nobody recorded why
         return st
 
