@@ -79,7 +79,8 @@ class Image:
 
     def tag(self, repository: str, tag: str | None = None) -> bool:
         self.client.images._store.set_tag(core.normalize_tag(f"{repository}:{tag}" if tag else repository),
-                                          self._manifest_descriptor())
+                                          self.client.images._store.manifest_descriptor(
+                                              self._image.manifest_digest))
         self.reload()
         return True
 
@@ -91,12 +92,6 @@ class Image:
     def reload(self) -> None:
         self._image = core.get_image(self.client.images._store, self._image.manifest_digest)
 
-    def _manifest_descriptor(self) -> Any:
-        from . import oci
-
-        store = self.client.images._store
-        return oci.Descriptor(oci.MEDIA_MANIFEST, self._image.manifest_digest,
-                              store.blob_path(self._image.manifest_digest).stat().st_size)
 
 
 def inspect(image: core.Image) -> dict[str, Any]:

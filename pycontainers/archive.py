@@ -69,8 +69,7 @@ def save(store: Store, names: list[str], out: BinaryIO, *, fmt: str = "docker") 
         for digest in (image.manifest_digest, image.id, *[d.digest for d in image.layers]):
             blobs[digest] = None
         tags = [ref] if ref else list(image.tags)
-        desc = oci.Descriptor(oci.MEDIA_MANIFEST, image.manifest_digest,
-                              store.blob_path(image.manifest_digest).stat().st_size)
+        desc = store.manifest_descriptor(image.manifest_digest)
         for tag in tags or [None]:
             ann = {}
             if tag:

@@ -105,14 +105,11 @@ def cmd_inspect(a: argparse.Namespace) -> int:
 
 
 def cmd_tag(a: argparse.Namespace) -> int:
-    from . import oci
     from .image import get_image, normalize_tag
 
     store = _store()
     image = get_image(store, a.source)
-    desc = oci.Descriptor(oci.MEDIA_MANIFEST, image.manifest_digest,
-                          store.blob_path(image.manifest_digest).stat().st_size)
-    store.set_tag(normalize_tag(a.target), desc)
+    store.set_tag(normalize_tag(a.target), store.manifest_descriptor(image.manifest_digest))
     return 0
 
 

@@ -357,7 +357,7 @@ class Store:
             entries = [e for e in entries if e.ref != ref and not (e.ref is None and e.manifest == manifest)]
             entries.append(IndexEntry(ref, manifest))
             if old and old != manifest.digest and not any(e.manifest.digest == old for e in entries):
-                previous = self._descriptor_of(old)
+                previous = self.manifest_descriptor(old)
                 entries.append(IndexEntry(None, previous))
             entries.sort(key=lambda e: (e.ref is None, e.ref or "", e.manifest.digest))
             self._write_index(entries)
@@ -376,7 +376,8 @@ class Store:
             entries = [e for e in self.entries() if e.ref not in refs and e.manifest.digest not in manifests]
             self._write_index(entries)
 
-    def _descriptor_of(self, digest: str) -> oci.Descriptor:
+    def manifest_descriptor(self, digest: str) -> oci.Descriptor:
+        """The descriptor index.json needs for a stored manifest (its size read from the blob)."""
         return oci.Descriptor(oci.MEDIA_MANIFEST, digest, self.blob_path(digest).stat().st_size)
 
     # ---------------------------------------------------------------------------------- reachability
