@@ -407,7 +407,11 @@ class Builder:
             env=merge_env(settings.get("Env") or [], [f"{k}={v}" for k, v in args_env.items()]),
             workdir=settings.get("WorkingDir") or "/", user=settings.get("User") or "",
             hostname=cid[:12], network=self.network)
-        container = containers.create(self.store, spec, cid, name=f"build-{cid[:12]}")
+        backend = containers.default_backend(self.store)
+        if backend not in ("native", "rootless"):
+            raise ins.error("RUN needs root or user namespaces to run its command, and this machine has neither "
+                            f"(only {backend}, which cannot make layers)")
+        container = containers.create(self.store, spec, cid, name=f"build-{cid[:12]}", backend=backend)
         self.emit("running", container=cid)
         try:
             code, _out, err = runtime.capture(
@@ -418,8 +422,9 @@ class Builder:
                 raise ins.error(f"RUN {ins.command[0] if not ins.exec_form else docker_list(list(ins.command))}"
                                 f": returned a non-zero code: {code}" + (f" ({why[0]})" if why else ""))
             with self.store.writing():
-                layer = write_layer(self.store, layers.tree_entries(str(container.dir / "upper"),
-                                                                    overlay_upper=True))
+                maps = containers.id_maps(container)
+                layer = write_layer(self.store, layers.tree_entries(
+                    str(container.dir / "upper"), overlay_upper=True, id_map=maps.host_to_container if maps else None))
         finally:
             containers.remove(containers.get_container(self.store, cid), force=True)
             self.emit("removed", container=cid)

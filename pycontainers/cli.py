@@ -100,6 +100,15 @@ def cmd_inspect(a: argparse.Namespace) -> int:
                 docs.append(container_inspect(get_container(store, name)))
             except ContainerNotFound:
                 raise ImageNotFound(f"No such object: {name}") from None
+    if getattr(a, "format", None):
+        from .errors import InvalidArgument
+        from .tables import format_document
+
+        try:
+            print("\n".join(format_document(doc, a.format) for doc in docs))
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
+        return 0
     print(json.dumps(docs, indent=4))
     return 0
 
@@ -706,6 +715,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("inspect", help="low-level information on images")
     p.add_argument("names", nargs="+")
+    p.add_argument("-f", "--format", help="a Go template such as '{{.State.Status}}' or '{{json .Config}}'")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("tag", help="create a tag TARGET that refers to SOURCE")
@@ -786,8 +796,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pids-limit", type=int)
     p.add_argument("--cpus", type=float)
     p.add_argument("--network", "--net", default="none", help="none (own, empty network) or host")
-    p.add_argument("--runtime", choices=["native", "runc", "proot"],
-                   help="native (default as root), runc (from an OCI bundle) or proot (default without root)")
+    p.add_argument("--runtime", choices=["native", "rootless", "runc", "proot"],
+                   help="native (default as root), rootless (user namespaces; default without root), "
+                        "runc (from an OCI bundle) or proot (where user namespaces are forbidden)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("ps", help="list containers")

@@ -15,10 +15,13 @@ Daemonless, like runc or podman: no service runs in the background. Each contain
      "pid": <host pid of the container's PID 1>, "pid_start": <its start time, clock ticks>,
      "monitor_pid": <pid of the process that waits for it>, "created": "<RFC 3339>",
      "started_at": "...", "finished_at": "...", "exit_code": <int|null>, "oom_killed": <bool>,
-     "error": "<why it could not start>", "auto_remove": <bool>, "spec": {<ContainerSpec>}}
+     "error": "<why it could not start>", "auto_remove": <bool>,
+     "backend": "native|rootless|runc|proot", "spec": {<ContainerSpec>},
+     "id_maps": {"uid": [[inside, host, count], ...], "gid": [...]}}   (rootless only)
 
 A *monitor* process (a fork of a clean, single-threaded process: the CLI itself, or the zygote for
-a notebook) owns each running container: it creates the cgroup, forks the container's PID 1, waits
+a notebook) owns each running container: it creates the cgroup (rootless: enters a new user
+namespace instead), forks the container's PID 1, waits
 for it, records how it ended, and cleans up. It runs in its own session, so the container outlives
 the CLI, the notebook kernel and every other helper; ``ps`` checks that the recorded PID is still the
 same process (its start time) so a container whose monitor was killed is shown truthfully.
@@ -31,6 +34,8 @@ import json
 import os
 import shutil
 import signal
+import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -209,27 +214,44 @@ def get_container(store: Store, ref: str) -> Container:
     raise ContainerNotFound(f"No such container: {ref}")
 
 
-BACKENDS = ("native", "runc", "proot")
-PROOT_SENTENCE = ("pycontainers: there is no root here, so containers run under proot: the image's real files "
-                  "and a fake root user, but no namespaces, hence no PID, network or resource isolation "
-                  "(a rootless back end on user namespaces is not written yet).")
+BACKENDS = ("native", "rootless", "runc", "proot")
+ROOTLESS_SENTENCE = ("pycontainers: there is no root here, so containers run rootless: you are root only inside "
+                     "a user namespace, with the same namespaces and overlayfs as root gets, but no cgroup "
+                     "limits (this machine does not delegate cgroups to ordinary users).")
+PROOT_SENTENCE = ("pycontainers: there is neither root nor user namespaces here, so containers run under "
+                  "proot: the image's real files and a fake root user, but no namespaces, hence no PID, "
+                  "network or resource isolation.")
 
 
 def default_backend(store: Store) -> str:
-    """native as root, else proot (said once per store, in one sentence on stderr)."""
-    import shutil as sh
-    import sys
+    """native as root; rootless where user namespaces and overlayfs in them work; else proot.
 
+    Probed once per store and kernel (a few milliseconds of ``unshare``), said once in one sentence.
+    """
     if os.geteuid() == 0:
         return "native"
+    marker = store.home / "backend.json"
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        saved = json.loads(marker.read_text())
+        if saved["kernel"] == os.uname().release:
+            return str(saved["backend"])
+    backend, sentence = _probe_backend()
+    print(sentence, file=sys.stderr)
+    atomic_write(marker, json.dumps({"backend": backend, "kernel": os.uname().release}).encode())
+    return backend
+
+
+def _probe_backend() -> tuple[str, str]:
+    import shutil as sh
+
+    from .host import probe_rootless_overlayfs
+
+    if probe_rootless_overlayfs(str(Path(tempfile.gettempdir()))).available:
+        return "rootless", ROOTLESS_SENTENCE
     if sh.which("proot") is None:
-        raise ContainerError("containers need root here, or proot where there is none "
-                             "(apt-get install proot); images can still be built by hand, stored and inspected")
-    marker = store.home / ".proot-announced"
-    if not marker.exists():
-        print(PROOT_SENTENCE, file=sys.stderr)
-        marker.touch()
-    return "proot"
+        raise ContainerError("containers need root, user namespaces or proot here (apt-get install proot); "
+                             "images can still be built, stored and inspected")
+    return "proot", PROOT_SENTENCE
 
 
 def create_from_image(store: Store, image_name: str, command: list[str] | None = None, *,
@@ -249,6 +271,12 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
         raise InvalidArgument(f"unknown runtime {backend!r}: use one of {', '.join(BACKENDS)}")
     if backend == "runc" and sh.which("runc") is None:
         raise InvalidArgument("the runc runtime is not installed (apt-get install runc)")
+    if backend == "rootless":
+        limits = [flag for flag, key in (("--memory", "memory"), ("--cpus", "cpus"),
+                                         ("--pids-limit", "pids_limit")) if options.get(key) is not None]
+        if limits:
+            raise InvalidArgument(f"{limits[0]} needs a cgroup, and rootless containers have none here "
+                                  "(cgroups are not delegated to ordinary users on this machine)")
     image = get_image(store, image_name)
     cid = new_container_id()
     spec = make_spec(image, image_name, command, volumes_dir=str(store.home / "volumes"), container_id=cid,
@@ -301,6 +329,10 @@ def create(store: Store, spec: ContainerSpec, container_id: str, name: str | Non
         "started_at": None, "finished_at": None, "exit_code": None, "oom_killed": False, "error": "",
         "auto_remove": auto_remove, "backend": backend, "spec": spec.to_json(),
     })
+    if backend == "rootless":
+        from .userns import default_maps
+
+        container.state["id_maps"] = default_maps().to_json()
     container.save()
     return container
 
@@ -330,8 +362,24 @@ def kill(container: Container, sig: int = signal.SIGKILL) -> None:
     container.reload()
     if container.status != "running":
         raise ContainerError(f"cannot kill container {container.name}: it is not running")
+    send_signal(container, sig)
+
+
+def send_signal(container: Container, sig: int) -> None:
+    """Signal the container's PID 1. runc passes catchable signals on, but SIGKILL would kill runc and
+    orphan the container, so runc is asked to deliver that one itself."""
+    if container.state.get("backend") == "runc" and sig == signal.SIGKILL:
+        runc(container, "kill", container.id, "KILL")
     with contextlib.suppress(ProcessLookupError):
         os.kill(container.state["pid"], sig)
+
+
+def runc(container: Container, *args: str) -> None:
+    """Run a runc command on this store's runc state directory; failures (already gone) are ignored."""
+    import subprocess
+
+    subprocess.run(["runc", "--root", str(container.store.home / "runc"), *args], capture_output=True,
+                   check=False, timeout=30)
 
 
 def stop(container: Container, timeout: float = 10.0) -> None:
@@ -341,13 +389,11 @@ def stop(container: Container, timeout: float = 10.0) -> None:
         return
     sig = signal.Signals[container.spec.stop_signal] if container.spec.stop_signal.startswith("SIG") \
         else signal.Signals(int(container.spec.stop_signal))
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(container.state["pid"], sig)
+    send_signal(container, sig)
     try:
         wait(container, timeout)
     except ContainerError:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(container.state["pid"], signal.SIGKILL)
+        send_signal(container, signal.SIGKILL)
         wait(container, 10)
 
 
@@ -363,10 +409,40 @@ def remove(container: Container, force: bool = False) -> None:
         with contextlib.suppress(ContainerError):
             wait(container, 10)
     from .cgroup import Cgroup
+    from .userns import remove_tree
 
     with contextlib.suppress(PyContainersError, OSError):
         Cgroup(container.id).remove()  # normally the monitor did this; a killed monitor could not
-    shutil.rmtree(container.dir, ignore_errors=True)
+    if container.state.get("backend") == "runc":
+        runc(container, "delete", "--force", container.id)  # `runc run` normally does this when it ends
+    remove_tree(str(container.dir), id_maps(container))
+
+
+def id_maps(container: Container) -> Any:
+    """A rootless container's user-namespace id maps (``userns.IdMaps``), or None."""
+    from .userns import IdMaps
+
+    saved = container.state.get("id_maps")
+    return IdMaps.from_json(saved) if saved else None
+
+
+def processes(container: Container) -> list[int]:
+    """Host PIDs of the container's processes: its cgroup's, or (rootless, no cgroup) its PID namespace's."""
+    from .cgroup import Cgroup
+
+    if container.state.get("backend") != "rootless":
+        return Cgroup(container.id).pids()
+    try:
+        ns = os.readlink(f"/proc/{container.state['pid']}/ns/pid")
+    except (OSError, KeyError, TypeError):
+        return []
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{name}/ns/pid") == ns:
+                    found.append(int(name))
+    return sorted(found)
 
 
 # ---------------------------------------------------------------------------------- diff and commit
@@ -427,7 +503,9 @@ def commit(container: Container, repository: str | None = None, *, message: str 
     store = container.store
     image = get_image(store, container.spec.image_id)
     with store.writing():
-        desc = write_layer(store, layers.tree_entries(str(container.dir / "upper"), overlay_upper=True))
+        maps = id_maps(container)
+        desc = write_layer(store, layers.tree_entries(str(container.dir / "upper"), overlay_upper=True,
+                                                      id_map=maps.host_to_container if maps else None))
         config = add_layer(image.config, desc, " ".join(container.spec.args), comment=message)
         if author:
             config["author"] = author
@@ -438,12 +516,10 @@ def top(container: Container) -> list[dict[str, str]]:
     """``docker top``: the container's processes as the host sees them (host PIDs), from its cgroup."""
     import pwd
 
-    from .cgroup import Cgroup
-
     if container.reload().status != "running":
         raise ContainerError(f"container {container.name} is not running")
     rows = []
-    for pid in Cgroup(container.id).pids():
+    for pid in processes(container):
         fields = _proc_stat(pid)
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:

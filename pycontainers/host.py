@@ -646,11 +646,9 @@ def backend_choice(caps: Iterable[Capability] | None = None) -> tuple[str, str]:
         files = "overlayfs" if have.get(OVERLAYFS) else "copied layers"
         return "native", (f"As root, pycontainers isolates each container itself with namespaces, {files} and "
                           f"cgroups{also_runc}.")
-    if have.get("proot"):
-        userns = (" User namespaces work here, so a rootless back end is possible; it is not written yet."
-                  if have.get(USER_NAMESPACES) else "")
-        return "proot", ("Without root, images run under proot, which fakes root and chroot by intercepting "
-                         f"system calls but isolates nothing.{userns}")
+    if have.get(USER_NAMESPACES) and have.get(ROOTLESS_OVERLAYFS):
+        return "rootless", ("Without root, each container gets a user namespace in which you are root, and nowhere "
+                            "else: the same namespaces and overlayfs as with root, but no cgroup limits.")
     if have.get("proot"):
         return "proot", ("Neither root nor user namespaces are available (as on Binder), so images run under "
                          "proot, which fakes root and chroot by intercepting system calls but isolates nothing.")

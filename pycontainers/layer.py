@@ -25,7 +25,7 @@ import os
 import shutil
 import stat
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -159,13 +159,16 @@ def _is_overlay_whiteout(full: str, st: os.stat_result) -> bool:
 
 
 def tree_entries(root: str, *, owner: tuple[int, int] | None = None, overlay_upper: bool = False,
-                 epoch: int | None = None) -> list[Entry]:
+                 epoch: int | None = None, id_map: Callable[[int, int], tuple[int, int]] | None = None,
+                 ) -> list[Entry]:
     """Everything below *root* as layer entries (sorted, hard links kept as links).
 
     *owner* forces every entry to one uid/gid (files copied from a student's home belong to root in the
     image, as with ``COPY``); ``None`` keeps the owners on disk (a container's root file system).
     With *overlay_upper*, *root* is an overlayfs upper directory and its whiteout devices and opaque
     markers become OCI whiteouts: this is how a container's writable layer becomes an image layer.
+    *id_map* turns a host owner into the container's (a rootless container's files belong to the
+    student and to subordinate ids on the host, to root and its users in the image).
     """
     epoch = source_date_epoch() if epoch is None else epoch
     entries: list[Entry] = []
@@ -184,7 +187,7 @@ def tree_entries(root: str, *, owner: tuple[int, int] | None = None, overlay_upp
             if overlay_upper and _is_overlay_whiteout(full, st):
                 entries.append(Entry(whiteout_info(rel, epoch)))
                 continue
-            info = info_from_stat(rel, full, st, owner, epoch)
+            info = info_from_stat(rel, full, st, owner or (id_map(st.st_uid, st.st_gid) if id_map else None), epoch)
             if info.type == tarfile.REGTYPE and st.st_nlink > 1:
                 key = (st.st_dev, st.st_ino)
                 if key in first_link:
@@ -534,8 +537,12 @@ def _remove_at(parent_fd: int, name: str) -> int | None:
 
 
 def _set_opaque(dir_fd: int) -> None:
-    # overlayfs shows none of the lower directories' entries under a directory marked so.
-    os.setxattr(dir_fd, "trusted.overlay.opaque", b"y")
+    # overlayfs shows none of the lower directories' entries under a directory marked so. It reads
+    # trusted.* as root, user.* in a user namespace (userxattr); root writes both, so a layer directory
+    # serves native and rootless containers alike.
+    os.setxattr(dir_fd, "user.overlay.opaque", b"y")
+    if _is_root():
+        os.setxattr(dir_fd, "trusted.overlay.opaque", b"y")
 
 
 class _Extractor:

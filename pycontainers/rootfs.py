@@ -14,6 +14,7 @@ order ``prepare_rootfs`` calls them.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import shutil
@@ -33,6 +34,7 @@ from .linux import (
     MS_RDONLY,
     MS_REC,
     MS_REMOUNT,
+    KernelError,
     mount,
     pivot_root,
     umount2,
@@ -46,6 +48,8 @@ DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 MASKED_PATHS = ("/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
                 "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
                 "/sys/firmware", "/sys/devices/virtual/powercap")
+# statvfs(3) ST_* flag -> mount(2) MS_* flag, for the flags a remount must keep.
+_STATVFS_TO_MOUNT = ((2, MS_NOSUID), (4, MS_NODEV), (8, MS_NOEXEC), (1024, 1024), (2048, 2048), (4096, 1 << 21))
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
 
@@ -128,14 +132,28 @@ def make_mounts_private() -> None:
     mount(None, "/", None, MS_REC | MS_PRIVATE)
 
 
-def mount_overlay(lowers: list[str], upper: str, work: str, target: str) -> None:
+def mount_overlay(lowers: list[str], upper: str, work: str, target: str, userxattr: bool = False) -> None:
+    """Stack the layers. *userxattr*: inside a user namespace overlayfs may not use ``trusted.*``
+    attributes, so its opaque markers are read from (and written as) ``user.overlay.*`` ones."""
+    options = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}" + (",userxattr" if userxattr else "")
     # nodev: a device node made inside (mknod needs only CAP_MKNOD) cannot be opened
-    mount("overlay", target, "overlay", MS_NODEV, f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}")
+    mount("overlay", target, "overlay", MS_NODEV, options)
+
+
+def remount_read_only(path: str, recursive: bool = False) -> None:
+    """Make a mount (or bind mount) read-only, keeping its other flags.
+
+    In a user namespace the flags of a mount inherited from the host (nosuid, nodev, noexec, atime) are
+    *locked*: a remount that drops one fails with EPERM. So they are read back (statvfs) and kept, as runc.
+    """
+    flags = os.statvfs(path).f_flag
+    keep = sum(ms for st, ms in _STATVFS_TO_MOUNT if flags & st)
+    mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | keep | (MS_REC if recursive else 0))
 
 
 def make_root_read_only() -> None:
     """--read-only: after every mount point exists and is mounted, turn / itself read-only (as runc)."""
-    mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NODEV)
+    remount_read_only("/")
 
 
 def mount_proc(root: str) -> None:
@@ -143,7 +161,15 @@ def mount_proc(root: str) -> None:
 
 
 def mount_sys(root: str) -> None:
-    mount("sysfs", f"{root}/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
+    """A read-only sysfs. Only the owner of the network namespace may mount one (a rootless container
+    sharing the host's network does not own it): then the host's /sys is bind-mounted read-only."""
+    try:
+        mount("sysfs", f"{root}/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
+    except KernelError as exc:
+        if exc.errno != errno.EPERM:
+            raise
+        mount("/sys", f"{root}/sys", None, MS_BIND | MS_REC)
+        remount_read_only(f"{root}/sys", recursive=True)
 
 
 def mount_dev(root: str) -> None:
@@ -159,8 +185,12 @@ def mount_dev(root: str) -> None:
         mount(f"/dev/{name}", path, None, MS_BIND)
     for d in ("pts", "shm", "mqueue"):
         os.mkdir(f"{dev}/{d}")
-    mount("devpts", f"{dev}/pts", "devpts", MS_NOSUID | MS_NOEXEC,
-          "newinstance,ptmxmode=0666,mode=0620,gid=5")
+    try:
+        mount("devpts", f"{dev}/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5")
+    except KernelError as exc:  # EINVAL: group 5 (tty) is not mapped in a one-line rootless map
+        if exc.errno != errno.EINVAL:
+            raise
+        mount("devpts", f"{dev}/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")
     os.symlink("pts/ptmx", f"{dev}/ptmx")
     mount("shm", f"{dev}/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k")
     mount("mqueue", f"{dev}/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)
@@ -182,7 +212,7 @@ def bind_file(source: str, root: str, dest: str, readonly: bool = False) -> None
                 pass
     mount(source, target, None, MS_BIND | MS_REC)
     if readonly:
-        mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC)
+        remount_read_only(target, recursive=True)
 
 
 def _resolve_inside(root: str, dest: str) -> str:
@@ -214,4 +244,4 @@ def mask_paths() -> None:
         with contextlib.suppress(OSError):
             if os.path.exists(path):
                 mount(path, path, None, MS_BIND | MS_REC)
-                mount(None, path, None, MS_BIND | MS_REC | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+                remount_read_only(path, recursive=True)

@@ -20,6 +20,7 @@ The monitor reports to the caller through a pipe, one JSON line per event: ``sta
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -33,7 +34,7 @@ import termios
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import rootfs
+from . import rootfs, userns
 from .cgroup import Cgroup
 from .container import Container, now_iso, process_start_time
 from .image import Image
@@ -68,7 +69,15 @@ class StartError(Exception):
 
 def launch(container: Container, lowers: list[str], stdio: tuple[int, int, int], events_fd: int) -> None:
     """Start *container*'s monitor, detached from the caller (double fork), and return at once."""
-    spawn_detached(monitor, events_fd, container, lowers, stdio, events_fd)
+    if is_external(container):
+        spawn_detached(monitor_external, events_fd, container, stdio, events_fd)
+    else:
+        spawn_detached(monitor, events_fd, container, lowers, stdio, events_fd)
+
+
+def is_external(container: Container) -> bool:
+    """runc and proot do the container's birth themselves; the monitor only starts and waits for them."""
+    return container.state.get("backend") in ("runc", "proot")
 
 
 def spawn_detached(target: Callable[..., None], events_fd: int, *args: object) -> None:
@@ -98,14 +107,29 @@ def _send(fd: int, event: dict[str, object]) -> None:
 # ----------------------------------------------------------------------------------------- monitor
 
 
-def monitor(container: Container, lowers: list[str], stdio: tuple[int, int, int], events_fd: int) -> None:
-    os.setsid()  # leave the caller's session: no SIGHUP or Ctrl-C meant for the terminal reaches us
+def become_monitor(stdio: tuple[int, int, int], events_fd: int) -> tuple[tuple[int, int, int], int]:
+    """Leave the caller's session (no SIGHUP or Ctrl-C meant for its terminal reaches us) and its files."""
+    os.setsid()
     stdio, events_fd = keep_only_fds(stdio, events_fd)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
-    spec = container.spec
-    cgroup = Cgroup(container.id)
-    cgroup.create(memory=spec.memory, pids=spec.pids_limit, cpus=spec.cpus)
+    return stdio, events_fd
+
+
+def monitor(container: Container, lowers: list[str], stdio: tuple[int, int, int], events_fd: int) -> None:
+    stdio, events_fd = become_monitor(stdio, events_fd)
+    try:
+        supervise(container, lowers, stdio, events_fd)
+    except BaseException as exc:  # noqa: BLE001 (the caller hears why; nobody sees a traceback)
+        with contextlib.suppress(Exception):
+            container.save(status="exited", exit_code=EXIT_ENGINE, error=str(exc), finished_at=now_iso())
+            _finish(container)
+        _send(events_fd, {"event": "error", "message": str(exc) or type(exc).__name__, "exit_code": EXIT_ENGINE})
+
+
+def supervise(container: Container, lowers: list[str], stdio: tuple[int, int, int], events_fd: int) -> None:
+    """The monitor's work: set up, fork the container's PID 1, wait for it, record how it ended."""
+    cgroup = enter_user_namespace_or_cgroup(container)
     unshare(CLONE_NEWPID)  # our next child is PID 1 of a new PID namespace
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
@@ -118,14 +142,16 @@ def monitor(container: Container, lowers: list[str], stdio: tuple[int, int, int]
     os.close(go_r)
     for fd in set(stdio):
         os.close(fd)  # the container holds them now; the caller sees EOF when it exits
-    cgroup.add(pid)
+    if cgroup:
+        cgroup.add(pid)
     os.write(go_w, b"1")
     os.close(go_w)
     failure = _read_all(err_r)
     if failure:
         _, status = os.waitpid(pid, 0)
         report = json.loads(failure)
-        cgroup.remove()
+        if cgroup:
+            cgroup.remove()
         container.save(status="exited", exit_code=report["exit_code"], error=report["message"],
                        finished_at=now_iso())
         _finish(container)
@@ -137,12 +163,33 @@ def monitor(container: Container, lowers: list[str], stdio: tuple[int, int, int]
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     exit_code = 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell reports it
-    oom = cgroup.oom_killed()
-    cgroup.remove()
+    oom = bool(cgroup and cgroup.oom_killed())
+    if cgroup:
+        cgroup.remove()
     container.save(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=now_iso())
     _finish(container)  # before telling the caller: `run --rm` returns when the container is gone
     _send(events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": oom})
     os.close(events_fd)
+
+
+def enter_user_namespace_or_cgroup(container: Container) -> Cgroup | None:
+    """native: make the container's cgroup. rootless: become root of a new user namespace instead.
+
+    A rootless container has no cgroup: this machine does not delegate one to an ordinary user (cgroup v1
+    never can), so ``create`` refuses resource limits for it. Everything the monitor creates from here on
+    (the PID namespace, and through its child the other namespaces) belongs to the user namespace.
+    """
+    if is_rootless(container):
+        userns.enter_user_namespace(userns.IdMaps.from_json(container.state["id_maps"]))
+        return None
+    spec = container.spec
+    cgroup = Cgroup(container.id)
+    cgroup.create(memory=spec.memory, pids=spec.pids_limit, cpus=spec.cpus)
+    return cgroup
+
+
+def is_rootless(container: Container) -> bool:
+    return container.state.get("backend") == "rootless"
 
 
 def external_command(container: Container) -> tuple[list[str], dict[str, str] | None]:
@@ -164,6 +211,7 @@ def external_command(container: Container) -> tuple[list[str], dict[str, str] | 
 
 def monitor_external(container: Container, stdio: tuple[int, int, int], events_fd: int) -> None:
     """The same monitor duties, with runc (from the exported bundle) or proot doing the container's birth."""
+    stdio, events_fd = become_monitor(stdio, events_fd)
     try:
         argv, env = external_command(container)
     except StartError as exc:
@@ -174,7 +222,7 @@ def monitor_external(container: Container, stdio: tuple[int, int, int], events_f
     pid = os.fork()
     if pid == 0:
         try:
-            attach_stdio(stdio)
+            attach_stdio(stdio, container.spec.tty)
             reset_signals()
             if env is None:
                 os.execvp(argv[0], argv)
@@ -240,7 +288,8 @@ def container_init(container: Container, lowers: list[str], stdio: tuple[int, in
         enter_namespaces(spec.network)
         root = str(container.dir / "rootfs")
         rootfs.make_mounts_private()
-        rootfs.mount_overlay(lowers, str(container.dir / "upper"), str(container.dir / "work"), root)
+        rootfs.mount_overlay(lowers, str(container.dir / "upper"), str(container.dir / "work"), root,
+                             userxattr=is_rootless(container))
         rootfs.mount_proc(root)
         rootfs.mount_dev(root)
         rootfs.mount_sys(root)
@@ -358,7 +407,11 @@ def _env_dict(env: list[str]) -> dict[str, str]:
 def enter_workdir(workdir: str, user: User) -> None:
     if not os.path.isdir(workdir):
         os.makedirs(workdir, 0o755, exist_ok=True)  # docker run -w creates it, owned by the user
-        os.chown(workdir, user.uid, user.gid)
+        try:
+            os.chown(workdir, user.uid, user.gid)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:  # EINVAL: a user outside a rootless map; switch_user says so
+                raise
     os.chdir(workdir)
 
 
@@ -421,9 +474,29 @@ def reset_signals() -> None:
 
 
 def switch_user(user: User) -> None:
-    os.setgroups(list(user.groups))
-    os.setgid(user.gid)
-    os.setuid(user.uid)
+    try:
+        os.setgroups(list(user.groups))
+    except PermissionError:
+        if not setgroups_denied():
+            raise
+        # A one-line rootless map gave up setgroups(2): keep the (single) group we have.
+    try:
+        os.setgid(user.gid)
+        os.setuid(user.uid)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        raise StartError(f"user {user.uid}:{user.gid} does not exist in this rootless container's user namespace "
+                         "(only root does: give this user ranges in /etc/subuid and /etc/subgid, with newuidmap "
+                         "installed)") from None
+
+
+def setgroups_denied() -> bool:
+    try:
+        with open("/proc/self/setgroups") as f:
+            return f.read().strip() == "deny"
+    except OSError:
+        return False
 
 
 # --------------------------------------------------------------------------------- starting, waiting
@@ -453,7 +526,8 @@ def start(container: Container, stdio: tuple[int, int, int], image: Image | None
     from .zygote import Zygote
 
     store = container.store
-    lowers = rootfs.lower_dirs(store, image or get_image(store, container.spec.image_id))
+    image = image or get_image(store, container.spec.image_id)
+    lowers = [] if is_external(container) else rootfs.lower_dirs(store, image)
     return _forked(lambda events_fd: launch(container, lowers, stdio, events_fd),
                    lambda events_fd: Zygote.get().launch(str(store.home), container.id, lowers, stdio, events_fd))
 
@@ -567,12 +641,12 @@ def exec_monitor(container: Container, args: list[str], env: list[str], workdir:
     """``docker exec``: join a running container's cgroup and namespaces, fork, execve there, report."""
     os.setsid()
     stdio, events_fd = keep_only_fds(stdio, events_fd)
-    pid = container.state["pid"]
-    Cgroup(container.id).add(os.getpid())
-    ns_fds = [os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC) for ns in NAMESPACE_ORDER]
-    for fd in ns_fds:
-        setns(fd)
-        os.close(fd)
+    try:
+        join_container(container)
+    except BaseException as exc:  # noqa: BLE001
+        _send(events_fd, {"event": "error", "message": f"cannot enter the container: {exc}",
+                          "exit_code": EXIT_ENGINE})
+        return
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     child = os.fork()  # only a child is inside the PID namespace we joined
     if child == 0:
@@ -608,6 +682,20 @@ def exec_monitor(container: Container, args: list[str], env: list[str], workdir:
     _, status = os.waitpid(child, 0)
     code = os.waitstatus_to_exitcode(status)
     _send(events_fd, {"event": "exited", "exit_code": 128 - code if code < 0 else code})
+
+
+def join_container(container: Container) -> None:
+    """Join the container's cgroup (rootless: none) and namespaces; only our children enter its PID one."""
+    pid = container.state["pid"]
+    order = NAMESPACE_ORDER
+    if is_rootless(container):
+        order = ("user", *NAMESPACE_ORDER)  # first: it owns the others, and gives us the right to join them
+    else:
+        Cgroup(container.id).add(os.getpid())
+    ns_fds = [os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC) for ns in order]
+    for fd in ns_fds:
+        setns(fd)
+        os.close(fd)
 
 
 def exec_start(container: Container, args: list[str], stdio: tuple[int, int, int], *,

@@ -11,6 +11,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC
+from typing import Any
 
 from .image import Image
 from .units import human_size, since
@@ -66,6 +67,35 @@ class Table:
                                  for r in grid)
             lines = [header, *lines]
         return "\n".join(lines)
+
+
+def format_document(doc: Any, template: str) -> str:
+    """``inspect --format``: ``{{.State.Status}}`` walks the JSON document, ``{{json .Config}}`` prints a part."""
+
+    def value(match: re.Match[str]) -> str:
+        as_json, path = match.group(1), match.group(2)
+        node = doc
+        for key in filter(None, path.split(".")):
+            if not isinstance(node, dict) or key not in node:
+                raise ValueError(f"template: can't evaluate field {key}")
+            node = node[key]
+        return json.dumps(node) if as_json else go_text(node)
+
+    template = template.replace("\\t", "\t").replace("\\n", "\n")
+    return re.sub(r"{{\s*(json\s+)?\.([\w.]*)\s*}}", value, template)
+
+
+def go_text(node: Any) -> str:
+    """A value printed the way Go's text/template prints it: ``[a b]``, ``map[k:v]``, ``true``, ``<no value>``."""
+    if node is None:
+        return "<no value>"
+    if isinstance(node, bool):
+        return str(node).lower()
+    if isinstance(node, list):
+        return "[" + " ".join(go_text(v) for v in node) + "]"
+    if isinstance(node, dict):
+        return "map[" + " ".join(f"{k}:{go_text(v)}" for k, v in sorted(node.items())) + "]"
+    return str(node)
 
 
 def images_table(images: list[Image], *, no_trunc: bool = False, digests: bool = False,

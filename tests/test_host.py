@@ -252,10 +252,15 @@ def test_backend_native_as_root() -> None:
     assert backend == "native" and "root" in why
 
 
-def test_backend_without_root_is_proot_until_rootless_exists() -> None:
-    # The rootless back end is not written yet: the engine uses proot, and the sentence must say so.
+def test_backend_without_root_is_rootless_where_user_namespaces_work() -> None:
+    caps = caps_for(kernel=True, user_namespaces=True, namespaces=True, proot=True, **{"overlayfs_(rootless)": True})
+    backend, why = host.backend_choice(caps)
+    assert backend == "rootless" and "user namespace" in why and "no cgroup" in why
+
+
+def test_backend_without_root_is_proot_when_overlay_fails_in_a_user_namespace() -> None:
     backend, why = host.backend_choice(caps_for(kernel=True, user_namespaces=True, namespaces=True, proot=True))
-    assert backend == "proot" and "not written yet" in why
+    assert backend == "proot" and "proot" in why
 
 
 def test_backend_proot_without_root_or_user_namespaces() -> None:

@@ -1,0 +1,231 @@
+"""User namespaces: how an ordinary user becomes root inside a container, and nowhere else (rootless).
+
+A new user namespace starts with no user ids at all; its *id maps* say which host ids appear inside,
+and as which. Each map line is ``container-id host-id count`` (user_namespaces(7)):
+
+    0     1001    1        the student (host uid 1001) is root (uid 0) inside
+    1     100000  65536    uids 1..65536 inside are the student's subordinate ids from /etc/subuid
+
+A process may write a one-line map of its own uid by itself. Anything more (a container user other
+than root, say) needs the set-user-ID helpers ``newuidmap``/``newgidmap``, which check /etc/subuid and
+/etc/subgid, and they must run *outside* the namespace. Root needs neither: it may write any map.
+
+Files unpacked by the student belong to the student, so inside they all belong to root: like podman's
+``ignore_chown_errors``, image layers keep their modes but not their owners in a rootless store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from .errors import PyContainersError
+from .linux import CLONE_NEWUSER, unshare
+
+OVERFLOW_ID = 65534  # how an unmapped id shows up (/proc/sys/kernel/overflowuid)
+ROOT_RANGE = 65536  # ids root maps (identity) when it runs a rootless container itself, as tests do
+
+
+class UserNamespaceError(PyContainersError):
+    """A user namespace could not be created or its id maps not written."""
+
+
+@dataclass(frozen=True)
+class IdMap:
+    """One line of /proc/PID/uid_map or gid_map."""
+
+    container_id: int
+    host_id: int
+    size: int
+
+    def line(self) -> str:
+        return f"{self.container_id} {self.host_id} {self.size}"
+
+
+@dataclass(frozen=True)
+class IdMaps:
+    uids: tuple[IdMap, ...]
+    gids: tuple[IdMap, ...]
+
+    def to_json(self) -> dict[str, list[list[int]]]:
+        return {kind: [[m.container_id, m.host_id, m.size] for m in maps]
+                for kind, maps in (("uid", self.uids), ("gid", self.gids))}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, list[list[int]]]) -> IdMaps:
+        return cls(tuple(IdMap(*m) for m in obj["uid"]), tuple(IdMap(*m) for m in obj["gid"]))
+
+    def written_from_outside(self) -> bool:
+        """Whether a process outside the new namespace must write the maps.
+
+        From inside, a process may only map its own id (one line): it has no capability left in the
+        parent namespace. Root writes any map from outside; a user runs newuidmap/newgidmap there.
+        """
+        return os.geteuid() == 0 or len(self.uids) > 1 or len(self.gids) > 1
+
+    def host_to_container(self, uid: int, gid: int) -> tuple[int, int]:
+        """The owner a host file shows inside (used to record a rootless container's files in a layer)."""
+        return _translate(self.uids, uid), _translate(self.gids, gid)
+
+
+def _translate(maps: tuple[IdMap, ...], host_id: int) -> int:
+    for m in maps:
+        if m.host_id <= host_id < m.host_id + m.size:
+            return m.container_id + host_id - m.host_id
+    return OVERFLOW_ID
+
+
+# ------------------------------------------------------------------------------------- choosing maps
+
+
+def subordinate_ranges(path: str, name: str, ident: int) -> list[tuple[int, int]]:
+    """The (start, count) ranges /etc/subuid or /etc/subgid grants *name* (or its numeric id)."""
+    ranges = []
+    with contextlib.suppress(OSError), open(path) as f:
+        for line in f:
+            parts = line.strip().split(":")
+            if len(parts) == 3 and parts[0] in (name, str(ident)) and parts[1].isdigit() and parts[2].isdigit():
+                ranges.append((int(parts[1]), int(parts[2])))
+    return ranges
+
+
+def _maps_for(own: int, ranges: list[tuple[int, int]]) -> tuple[IdMap, ...]:
+    maps = [IdMap(0, own, 1)]
+    inside = 1
+    for start, count in ranges:
+        maps.append(IdMap(inside, start, count))
+        inside += count
+    return tuple(maps)
+
+
+def default_maps() -> IdMaps:
+    """Root inside = this user; the rest of the ids from /etc/subuid and /etc/subgid, if newuidmap exists."""
+    uid, gid = os.geteuid(), os.getegid()
+    if uid == 0:
+        identity = (IdMap(0, 0, ROOT_RANGE),)
+        return IdMaps(identity, identity)
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = str(uid)
+    helpers = shutil.which("newuidmap") and shutil.which("newgidmap")
+    sub_u = subordinate_ranges("/etc/subuid", name, uid) if helpers else []
+    sub_g = subordinate_ranges("/etc/subgid", name, uid) if helpers else []
+    if not (sub_u and sub_g):
+        return IdMaps((IdMap(0, uid, 1),), (IdMap(0, gid, 1),))
+    return IdMaps(_maps_for(uid, sub_u), _maps_for(gid, sub_g))
+
+
+# --------------------------------------------------------------------------------- entering one
+
+
+def write_maps(pid: str, maps: IdMaps) -> None:
+    """Write the maps directly: root may write any, a user one line of its own ids (setgroups denied)."""
+    base = f"/proc/{pid}"
+    if os.geteuid() != 0:
+        # An unprivileged gid_map requires giving up setgroups(2) first: otherwise a user could drop a
+        # group that was denying it access to a file.
+        _write(f"{base}/setgroups", "deny")
+    _write(f"{base}/uid_map", "\n".join(m.line() for m in maps.uids))
+    _write(f"{base}/gid_map", "\n".join(m.line() for m in maps.gids))
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+    except OSError as exc:
+        raise UserNamespaceError(f"write {text!r} to {path}: {exc.strerror}") from None
+
+
+def map_from_outside(pid: int, maps: IdMaps) -> str:
+    """Write *pid*'s maps from the parent namespace: directly as root, else with the helpers."""
+    if os.geteuid() == 0:
+        try:
+            write_maps(str(pid), maps)
+        except UserNamespaceError as exc:
+            return str(exc)
+        return ""
+    return map_with_helpers(pid, maps)
+
+
+def map_with_helpers(pid: int, maps: IdMaps) -> str:
+    """Run newuidmap and newgidmap for *pid* (from outside its namespace); return their error, or ""."""
+    for tool, lines in (("newuidmap", maps.uids), ("newgidmap", maps.gids)):
+        argv = [tool, str(pid)] + [str(v) for m in lines for v in (m.container_id, m.host_id, m.size)]
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            return f"{' '.join(argv)}: {done.stderr.strip() or f'exit status {done.returncode}'}"
+    return ""
+
+
+def enter_user_namespace(maps: IdMaps) -> None:
+    """unshare(CLONE_NEWUSER), then get *maps* written; afterwards we are root inside, with every
+    capability, but only over what the namespace owns (its mounts, its PID and network namespaces)."""
+    if not maps.written_from_outside():
+        unshare(CLONE_NEWUSER)
+        write_maps("self", maps)
+        return
+    # The writer must be in the parent namespace: a child forked *before* unshare does it, when told.
+    me = os.getpid()
+    go_r, go_w = os.pipe2(os.O_CLOEXEC)
+    done_r, done_w = os.pipe2(os.O_CLOEXEC)
+    helper = os.fork()
+    if helper == 0:
+        code = 1
+        try:
+            os.close(go_w)
+            os.close(done_r)
+            if os.read(go_r, 1):
+                os.write(done_w, map_from_outside(me, maps).encode() or b"ok")
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(go_r)
+    os.close(done_w)
+    try:
+        unshare(CLONE_NEWUSER)
+        os.write(go_w, b"1")
+    finally:
+        os.close(go_w)
+        answer = os.read(done_r, 4096).decode(errors="replace")
+        os.close(done_r)
+        os.waitpid(helper, 0)
+    if answer != "ok":
+        raise UserNamespaceError(answer or "the id-map helper process died")
+
+
+def remove_tree(path: str, maps: IdMaps | None) -> None:
+    """rm -rf *path*; what a rootless container's other users made is removed from inside a namespace.
+
+    The student cannot delete a directory that a container user (a subordinate uid) made; root of a
+    namespace with the same maps can, as ``podman unshare rm`` does. That namespace is made by a fresh
+    Python process (exec'ed, never forked from a possibly multithreaded caller such as a notebook kernel).
+    """
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        return
+    except PermissionError:
+        if maps is None or os.geteuid() == 0:
+            raise
+        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        code = ("import sys; sys.path.insert(0, sys.argv[1]); from pycontainers import userns; "
+                "userns.remove_inside(sys.argv[2], sys.argv[3])")
+        done = subprocess.run([sys.executable, "-c", code, package_parent, path, json.dumps(maps.to_json())],
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+            raise UserNamespaceError(f"removing {path} inside a user namespace failed: {why}") from None
+
+
+def remove_inside(path: str, maps_json: str) -> None:
+    """(In the helper process of ``remove_tree``.) Become root of a namespace with these maps; rm -rf."""
+    enter_user_namespace(IdMaps.from_json(json.loads(maps_json)))
+    shutil.rmtree(path)

@@ -1,0 +1,100 @@
+"""The external back ends really run the container: runc from the exported bundle, proot on a copy."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable
+
+import pytest
+
+from pycontainers import container as containers
+from pycontainers import runtime
+from pycontainers.store import Store
+
+needs_runc = pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed")
+needs_proot = pytest.mark.skipif(shutil.which("proot") is None, reason="proot is not installed")
+
+
+def comm(pid: int) -> str:
+    with open(f"/proc/{pid}/comm") as f:
+        return f.read().strip()
+
+
+def eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):  # runc is multithreaded: any thread may have forked
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            found += [int(p) for p in f.read().split()]
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+@needs_runc
+def test_runc_back_end_runs_the_bundle_with_runc(busybox_store: Store) -> None:
+    c = containers.create_from_image(busybox_store, "busybox", ["sleep", "60"], runtime="runc")
+    assert runtime.start_detached(c)["event"] == "started"
+    c.reload()
+    pid = c.state["pid"]
+    assert eventually(lambda: comm(pid) == "runc")  # the monitor's child is runc itself ...
+    state_dir = busybox_store.home / "runc" / c.id
+    assert eventually((state_dir / "state.json").exists)  # ... which keeps its own state for the container
+    assert eventually(lambda: bool(children(pid)) and comm(children(pid)[0]) == "sleep")
+    inside = children(pid)
+    containers.remove(c, force=True)  # SIGKILL is delivered by `runc kill`, so nothing is orphaned
+    assert eventually(lambda: not any(alive(p) for p in inside))
+    assert not state_dir.exists()
+
+
+@needs_runc
+def test_runc_back_end_passes_exit_codes_and_output(busybox_store: Store) -> None:
+    c = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", "echo $$; exit 3"], runtime="runc")
+    code, out, _ = runtime.run_attached(c)
+    assert (code, out) == (3, b"1\n")
+
+
+@needs_runc
+def test_runc_stop_uses_the_stop_signal(busybox_store: Store) -> None:
+    script = "trap 'exit 42' TERM; echo ready; sleep 60 & wait"
+    c = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", script], runtime="runc")
+    runtime.start_detached(c)
+    assert eventually(lambda: b"ready" in c.log_path().read_bytes())  # the trap is set
+    containers.stop(c, timeout=5)
+    assert c.reload().state["exit_code"] == 42
+
+
+@needs_proot
+def test_proot_back_end_fakes_root_without_a_pid_namespace(busybox_store: Store) -> None:
+    c = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", "echo $$; id -u; cat /etc/hostname"],
+                                     runtime="proot", user="1000")
+    code, out, err = runtime.run_attached(c)
+    assert code == 0, err
+    pid, uid, hostname = out.decode().split()
+    assert pid != "1" and uid == "1000" and hostname == c.spec.hostname
+    assert os.path.isdir(c.dir / "rootfs" / "bin")  # proot works on a private copy of the image
+
+
+@needs_proot
+def test_proot_kill(busybox_store: Store) -> None:
+    c = containers.create_from_image(busybox_store, "busybox", ["sleep", "60"], runtime="proot")
+    runtime.start_detached(c)
+    containers.kill(c, signal.SIGKILL)
+    assert containers.wait(c, 10) == 137

@@ -1,0 +1,188 @@
+"""The rootless back end: user namespaces, id maps, overlayfs with userxattr, and no cgroups.
+
+Most tests run as a real unprivileged user (see ``unprivileged.py``), through the CLI a student would
+type; a few run the same back end as root in-process (``--runtime rootless``), which is quicker.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import unprivileged
+
+from pycontainers import container as containers
+from pycontainers import runtime
+from pycontainers.archive import save
+from pycontainers.errors import InvalidArgument
+from pycontainers.image import get_image
+from pycontainers.store import Store
+from pycontainers.userns import IdMap, IdMaps, subordinate_ranges
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory: pytest.TempPathFactory) -> Iterator[unprivileged.Student]:
+    reason = unprivileged.why_not()
+    if reason:
+        pytest.skip(reason)
+    from pycontainers.bases import cache_store
+
+    someone = unprivileged.make_student()
+    try:
+        archive = someone.base / "busybox.tar"
+        with open(archive, "wb") as f:
+            save(cache_store(), ["busybox"], f)
+        archive.chmod(0o644)
+        loaded = someone.run("load", "-i", str(archive))
+        assert loaded.returncode == 0, loaded.stderr
+        yield someone
+    finally:
+        someone.close()
+
+
+def ok(result: object) -> str:
+    assert result.returncode == 0, (result.stdout, result.stderr)  # type: ignore[attr-defined]
+    return result.stdout  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------------------ as an ordinary user
+
+
+def test_an_ordinary_user_gets_the_rootless_back_end_and_is_root_only_inside(student: unprivileged.Student) -> None:
+    first = student.run("run", "--rm", "busybox", "id", "-u")
+    assert ok(first) == "0\n"
+    assert "run rootless" in first.stderr  # said once, in one sentence ...
+    assert student.run("run", "--rm", "busybox", "true").stderr == ""  # ... and not again
+    maps = ok(student.run("run", "--rm", "busybox", "cat", "/proc/self/uid_map")).split()
+    assert maps[:3] == ["0", str(student.uid), "1"]  # root inside is the student outside
+    assert maps[3:6] == ["1", "100000", "65536"]  # the rest comes from /etc/subuid, through newuidmap
+
+
+def test_rootless_containers_have_their_own_pid_uts_and_network_namespaces(student: unprivileged.Student) -> None:
+    out = ok(student.run("run", "--rm", "busybox", "sh", "-c", "echo $$; hostname; ls /sys/class/net; ps | wc -l"))
+    pid, hostname, nets, lines = out.split("\n")[:4]
+    assert pid == "1"
+    assert re.fullmatch(r"[0-9a-f]{12}", hostname)
+    assert nets == "lo"
+    assert int(lines) <= 4  # header, sh, ps, wc: no host process is visible
+
+
+def test_a_rootless_container_can_switch_to_another_user(student: unprivileged.Student) -> None:
+    out = ok(student.run("run", "--rm", "-u", "1000:1000", "busybox", "sh", "-c", "id -u; id -g; touch /tmp/x"))
+    assert out.split() == ["1000", "1000"]
+
+
+def test_rm_removes_files_made_by_other_container_users(student: unprivileged.Student) -> None:
+    # uid 1000 inside is a subordinate uid outside: the student cannot delete its directories directly.
+    ok(student.run("run", "--name", "owned", "-u", "1000", "busybox", "sh", "-c",
+                   "mkdir -p /tmp/a/b && touch /tmp/a/b/c"))
+    cid = ok(student.run("inspect", "--format", "{{.Id}}", "owned")).strip()
+    cdir = student.store_home / "containers" / cid
+    assert (cdir / "upper" / "tmp" / "a" / "b" / "c").exists()
+    ok(student.run("rm", "owned"))
+    assert not cdir.exists()
+
+
+def test_resource_limits_are_refused_in_one_sentence(student: unprivileged.Student) -> None:
+    result = student.run("run", "--rm", "--memory", "64m", "busybox", "true")
+    assert result.returncode == 125
+    assert result.stderr.count("\n") == 1 and "needs a cgroup" in result.stderr
+
+
+def test_detached_rootless_container_lifecycle_leaves_nothing_behind(student: unprivileged.Student) -> None:
+    ok(student.run("run", "-d", "--name", "sleeper", "busybox", "sleep", "60"))
+    assert "Up " in ok(student.run("ps"))
+    assert ok(student.run("exec", "sleeper", "sh", "-c", "echo $$ $(id -u)")).split()[1] == "0"
+    assert "sleep 60" in ok(student.run("top", "sleeper"))
+    ok(student.run("rm", "-f", "sleeper"))
+    assert ok(student.run("ps", "-aq")) == ""
+    assert not any("sleep 60" in p for p in student.processes())
+
+
+def test_escapes_are_denied_in_a_rootless_container(student: unprivileged.Student) -> None:
+    script = ("mount -t tmpfs none /mnt 2>/dev/null && echo mounted; "
+              "echo 1 > /proc/sys/kernel/panic 2>/dev/null && echo wrote-proc; "
+              "hostname h 2>/dev/null; ls /work 2>/dev/null && echo host-files; echo done")
+    assert ok(student.run("run", "--rm", "busybox", "sh", "-c", script)) == "done\n"
+
+
+def test_rootless_build_runs_run_steps_and_records_container_owners(student: unprivileged.Student) -> None:
+    context = student.base / "context"
+    context.mkdir(mode=0o755)
+    (context / "Dockerfile").write_text("FROM busybox\nRUN echo built > /built && mkdir /owned && "
+                                        "chown 1000:1000 /owned\nCMD [\"cat\", \"/built\"]\n")
+    (context / "Dockerfile").chmod(0o644)
+    ok(student.run("build", "-t", "made", str(context)))
+    assert ok(student.run("run", "--rm", "made")) == "built\n"
+    store = Store(student.store_home)
+    image = get_image(store, "made")
+    with store.open_blob(image.layers[-1].digest) as f, tarfile.open(fileobj=f) as tar:
+        owners = {m.name: (m.uid, m.gid) for m in tar}
+    # the student (root inside) and subordinate uid 100999 (1000 inside) are recorded as the container saw them
+    assert owners == {"built": (0, 0), "owned": (1000, 1000)}
+
+
+def test_rootless_commit_makes_a_layer(student: unprivileged.Student) -> None:
+    ok(student.run("run", "--name", "writer", "busybox", "sh", "-c", "echo hi > /hello"))
+    ok(student.run("commit", "writer", "committed:1"))
+    ok(student.run("rm", "writer"))
+    assert ok(student.run("run", "--rm", "committed:1", "cat", "/hello")) == "hi\n"
+
+
+def test_proot_runs_as_an_ordinary_user_too(student: unprivileged.Student) -> None:
+    out = ok(student.run("run", "--rm", "--runtime", "proot", "busybox", "sh", "-c", "id -u; echo $$"))
+    uid, pid = out.split()
+    assert uid == "0"  # proot fakes root ...
+    assert pid != "1"  # ... but makes no PID namespace
+
+
+# ---------------------------------------------------------------------------- as root, in-process
+
+
+def test_rootless_back_end_as_root_has_a_user_namespace_and_no_cgroup(busybox_store: Store) -> None:
+    script = "cat /proc/self/uid_map; readlink /proc/self/ns/user"
+    c = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", script], runtime="rootless")
+    code, out, err = runtime.run_attached(c)
+    assert code == 0, err
+    uid_map, user_ns = out.decode().rsplit("\n", 2)[:2]
+    assert uid_map.split() == ["0", "0", "65536"]
+    assert user_ns != os.readlink("/proc/self/ns/user")
+    assert not list(Path("/sys/fs/cgroup").glob(f"*/pycontainers/{c.id}"))
+
+
+def test_rootless_refuses_limits_before_creating_anything(busybox_store: Store) -> None:
+    with pytest.raises(InvalidArgument, match="--pids-limit needs a cgroup"):
+        containers.create_from_image(busybox_store, "busybox", ["true"], runtime="rootless", pids_limit=10)
+    assert containers.list_containers(busybox_store) == []
+
+
+def test_falls_back_to_proot_when_user_namespaces_do_not_work(store: Store, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from pycontainers import host
+
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(host, "probe_rootless_overlayfs",
+                        lambda where=None: host.Capability(host.ROOTLESS_OVERLAYFS, False, "no", "proot"))
+    assert containers.default_backend(store) == "proot"
+    assert "proot" in capsys.readouterr().err
+    assert containers.default_backend(store) == "proot"  # remembered for this kernel
+    assert capsys.readouterr().err == ""
+
+
+def test_id_maps_translate_host_owners_back_to_container_owners() -> None:
+    maps = IdMaps((IdMap(0, 1001, 1), IdMap(1, 100000, 65536)), (IdMap(0, 1001, 1), IdMap(1, 100000, 65536)))
+    assert maps.host_to_container(1001, 1001) == (0, 0)
+    assert maps.host_to_container(100999, 100999) == (1000, 1000)
+    assert maps.host_to_container(0, 5) == (65534, 65534)  # not mapped: the overflow id
+    assert IdMaps.from_json(maps.to_json()) == maps
+
+
+def test_subordinate_ranges_are_read_by_name_or_uid(tmp_path: Path) -> None:
+    f = tmp_path / "subuid"
+    f.write_text("alice:100000:65536\n1001:300000:10\nbob:x:1\nalice:500000:5\n")
+    assert subordinate_ranges(str(f), "alice", 1001) == [(100000, 65536), (300000, 10), (500000, 5)]
+    assert subordinate_ranges(str(f), "carol", 7) == []

@@ -1,0 +1,130 @@
+"""An ordinary user for tests: a real unprivileged account running the pycontainers CLI.
+
+Tests run as root, and root cannot show what a student without root sees. So a user is created
+(``useradd``, which also grants it subordinate ids in /etc/subuid), and it runs a copy of the package and
+its pure-Python dependencies with Debian's own interpreter: this venv's may live under /root, which
+other users cannot read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pycontainers
+
+NAME = "pycstudent"
+DEPENDENCIES = ("rich", "pygments", "markdown_it", "mdurl", "dockerfile")
+
+
+def system_python() -> str | None:
+    """A python3.11 every user may run (the venv's ABI, so the copied ``dockerfile`` extension loads)."""
+    for candidate in ("/usr/bin/python3.11", "/usr/local/bin/python3.11"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def why_not() -> str | None:
+    """Why an unprivileged user cannot be set up here, or None."""
+    if os.geteuid() != 0:
+        return "creating a test user needs root"
+    if shutil.which("useradd") is None:
+        return "useradd is not installed"
+    if system_python() is None:
+        return "no python3.11 outside /root for the test user to run"
+    return None
+
+
+def copy_package(lib: Path) -> None:
+    shutil.copytree(Path(pycontainers.__file__).parent, lib / "pycontainers",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in DEPENDENCIES:
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and spec.origin is not None, name
+        if spec.submodule_search_locations:
+            shutil.copytree(next(iter(spec.submodule_search_locations)), lib / name,
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(spec.origin, lib)
+
+
+@dataclass
+class Student:
+    """The test user, its private store and a way to run ``pycontainers`` as it."""
+
+    uid: int
+    gid: int
+    base: Path  # readable by everyone: lib/ (the code) and home/ (the user's, holding its store)
+    python: str
+    created: bool
+
+    @property
+    def home(self) -> Path:
+        return self.base / "home"
+
+    @property
+    def store_home(self) -> Path:
+        return self.home / "store"
+
+    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": str(self.home),
+               "PYCONTAINERS_HOME": str(self.store_home), "PYTHONPATH": str(self.base / "lib"),
+               "LANG": "C.UTF-8"}
+        return subprocess.run([self.python, "-m", "pycontainers", *args], user=self.uid, group=self.gid,
+                              extra_groups=[], env=env, cwd=self.home, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+
+    def processes(self) -> list[str]:
+        """Processes left running as the user or as its subordinate ids (leak check)."""
+        out = subprocess.run(["ps", "-eo", "uid=,stat=,args="], capture_output=True, text=True, check=True).stdout
+        mine = []
+        for line in out.splitlines():
+            uid, stat, cmd = line.split(None, 2)
+            if (int(uid) == self.uid or 100000 <= int(uid) < 200000) and not stat.startswith("Z"):
+                mine.append(cmd)
+        return mine
+
+    def close(self) -> None:
+        with contextlib.suppress(subprocess.SubprocessError):
+            ids = self.run("ps", "-aq").stdout.split()
+            if ids:
+                self.run("rm", "-f", *ids)
+        shutil.rmtree(self.base, ignore_errors=True)
+        if self.created:
+            subprocess.run(["userdel", NAME], capture_output=True, check=False)
+
+
+def make_student() -> Student:
+    created = False
+    try:
+        pwd.getpwnam(NAME)
+    except KeyError:
+        subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", NAME],
+                       capture_output=True, text=True, check=True)
+        created = True
+    entry = pwd.getpwnam(NAME)
+    subids = Path("/etc/subuid").read_text() if Path("/etc/subuid").exists() else ""
+    if not any(line.startswith(f"{NAME}:") for line in subids.splitlines()):
+        subprocess.run(["usermod", "--add-subuids", "100000-165535", "--add-subgids", "100000-165535", NAME],
+                       capture_output=True, check=True)
+    python = system_python()
+    assert python is not None
+    base = Path(tempfile.mkdtemp(prefix="pycontainers-student-"))
+    base.chmod(0o755)
+    (base / "lib").mkdir()
+    copy_package(base / "lib")
+    subprocess.run([python, "-m", "compileall", "-q", str(base / "lib")], capture_output=True, check=False)
+    for root, dirs, files in os.walk(base / "lib"):
+        for name in dirs + files:
+            os.chmod(os.path.join(root, name), 0o755 if name in dirs else 0o644)
+    (base / "home").mkdir()
+    os.chown(base / "home", entry.pw_uid, entry.pw_gid)
+    return Student(entry.pw_uid, entry.pw_gid, base, python, created)
