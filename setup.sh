@@ -19,6 +19,8 @@ SYSTEM_PACKAGES=(
     runc
     buildah
     proot
+    uidmap
+    libseccomp2
     python3-venv
     ca-certificates
     debian-archive-keyring

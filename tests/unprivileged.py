@@ -25,10 +25,13 @@ DEPENDENCIES = ("rich", "pygments", "markdown_it", "mdurl", "dockerfile")
 
 
 def system_python() -> str | None:
-    """A python3.11 every user may run (the venv's ABI, so the copied ``dockerfile`` extension loads)."""
-    for candidate in ("/usr/bin/python3.11", "/usr/local/bin/python3.11"):
+    """A Python >= 3.11 every user may run (``dockerfile``'s extension is built for the stable ABI)."""
+    for candidate in ("/usr/bin/python3.11", "/usr/bin/python3", "/usr/local/bin/python3"):
         if os.access(candidate, os.X_OK):
-            return candidate
+            version = subprocess.run([candidate, "-c", "import sys; print(sys.version_info >= (3, 11))"],
+                                     capture_output=True, text=True, check=False).stdout.strip()
+            if version == "True":
+                return candidate
     return None
 
 
@@ -39,7 +42,7 @@ def why_not() -> str | None:
     if shutil.which("useradd") is None:
         return "useradd is not installed"
     if system_python() is None:
-        return "no python3.11 outside /root for the test user to run"
+        return "no Python >= 3.11 outside /root for the test user to run"
     return None
 
 
