@@ -106,6 +106,10 @@ python_env() {
         die "the virtual environment $VENV is broken or older than Python 3.11: remove it and run ./setup.sh again"
     fi
 
+    # Byte-code for the package, compiled now: with PYTHONDONTWRITEBYTECODE set (as in some
+    # environments) every `pycontainers` command would otherwise recompile every module it imports.
+    "$VENV/bin/python" -m compileall -q pycontainers >/dev/null || warn "could not precompile pycontainers"
+
     local want have=""
     want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
     [[ -f $STAMP ]] && have="$(<"$STAMP")"

@@ -126,7 +126,7 @@ class Container:
 
     def save(self, **changes: Any) -> None:
         self.state.update(changes)
-        atomic_write(self.dir / "state.json", json.dumps(self.state, indent=2).encode())
+        atomic_write(self.dir / "state.json", json.dumps(self.state, indent=2).encode(), durable=False)
 
     @property
     def status(self) -> str:

@@ -7,10 +7,11 @@ it forks, and a fork of a multithreaded process (a Jupyter kernel) may deadlock 
                                                               │ creates the cgroup
                                                               │ unshare(CLONE_NEWPID)
                                                               └──fork──> PID 1 of the container:
-                                                                    unshare mnt, uts, ipc, net, cgroup
+                                                                    unshare mnt, uts, ipc, net
                                                                     mount overlay, /proc, /dev, /sys
                                                                     pivot_root, mask /proc paths
                                                                     hostname, user, capabilities
+                                                                    (in the cgroup by now) unshare cgroup
                                                                     execve(the command)
 
 The monitor reports to the caller through a pipe, one JSON line per event: ``started``, then
@@ -35,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import rootfs, userns
-from .cgroup import Cgroup
+from .cgroup import Cgroup, CgroupError
 from .container import Container, now_iso, process_start_time
 from .image import Image
 from .linux import (
@@ -142,11 +143,10 @@ def supervise(container: Container, lowers: list[str], stdio: tuple[int, int, in
     os.close(go_r)
     for fd in set(stdio):
         os.close(fd)  # the container holds them now; the caller sees EOF when it exits
-    if cgroup:
-        cgroup.add(pid)
-    os.write(go_w, b"1")
-    os.close(go_w)
+    attach_error = join_cgroup(cgroup, pid, go_w)
     failure = _read_all(err_r)
+    if attach_error:  # PID 1 saw the pipe close without a go, and gave up
+        failure = json.dumps({"message": attach_error, "exit_code": EXIT_ENGINE}).encode()
     if failure:
         _, status = os.waitpid(pid, 0)
         report = json.loads(failure)
@@ -170,6 +170,25 @@ def supervise(container: Container, lowers: list[str], stdio: tuple[int, int, in
     _finish(container)  # before telling the caller: `run --rm` returns when the container is gone
     _send(events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": oom})
     os.close(events_fd)
+
+
+def join_cgroup(cgroup: Cgroup | None, pid: int, go_w: int) -> str:
+    """Put the container's PID 1 into its cgroup, then let it exec; return an error, or "".
+
+    PID 1 may have failed and exited meanwhile (its own error then comes through the error pipe), so
+    a vanished process or a closed pipe here are not errors of their own.
+    """
+    error = ""
+    try:
+        if cgroup:
+            cgroup.add(pid)
+    except CgroupError as exc:
+        error = str(exc)
+    with contextlib.suppress(BrokenPipeError):
+        if not error:
+            os.write(go_w, b"1")
+    os.close(go_w)
+    return error
 
 
 def enter_user_namespace_or_cgroup(container: Container) -> Cgroup | None:
@@ -282,8 +301,6 @@ def container_init(container: Container, lowers: list[str], stdio: tuple[int, in
     """Runs as PID 1 of the new PID namespace; ends in execve or in os._exit with Docker's exit code."""
     code = EXIT_ENGINE
     try:
-        os.read(go_r, 1)  # wait until the monitor has put us into the cgroup
-        os.close(go_r)
         spec = container.spec
         enter_namespaces(spec.network)
         root = str(container.dir / "rootfs")
@@ -308,6 +325,12 @@ def container_init(container: Container, lowers: list[str], stdio: tuple[int, in
         env = default_env(spec.env, user.home, spec.hostname)
         enter_workdir(spec.workdir, user)
         path = find_executable(spec.args[0], env)
+        # Only the command must run inside the cgroup: moving a process between cgroup v1 hierarchies
+        # waits for an RCU grace period (milliseconds), so the monitor does it while we set up.
+        if not os.read(go_r, 1):
+            raise StartError("the container could not be put into its cgroup")
+        os.close(go_r)
+        unshare(CLONE_NEWCGROUP)  # now that we are in our cgroup, it becomes the root of what we see
         attach_stdio(stdio, spec.tty)
         reset_signals()
         prctl(PR_SET_NO_NEW_PRIVS, 1)  # setuid binaries cannot raise privileges again
@@ -332,7 +355,7 @@ def container_init(container: Container, lowers: list[str], stdio: tuple[int, in
 
 
 def enter_namespaces(network: str) -> None:
-    flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP
+    flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC  # the cgroup namespace comes last, in container_init
     if network == "none":
         flags |= CLONE_NEWNET
     unshare(flags)

@@ -65,21 +65,28 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, tmp_dir: Path | None = None) -> None:
-    """Replace *path* with *data* all at once: temp file, fsync, rename, fsync the directory."""
+def atomic_write(path: Path, data: bytes, tmp_dir: Path | None = None, durable: bool = True) -> None:
+    """Replace *path* with *data* all at once: temp file, fsync, rename, fsync the directory.
+
+    *durable* False skips the fsyncs: readers still never see a half-written file, but a power cut may
+    lose the change. Right for state that describes processes, which a power cut ends anyway (runc's
+    state.json is written the same way).
+    """
     fd, tmp = tempfile.mkstemp(dir=tmp_dir or path.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 class BlobWriter:
