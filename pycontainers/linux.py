@@ -43,6 +43,7 @@ MNT_DETACH = 2
 
 # <sys/prctl.h>
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
@@ -94,6 +95,13 @@ def pivot_root(new_root: str, put_old: str) -> None:
 def sethostname(name: str) -> None:
     raw = name.encode()
     _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))), f"sethostname({name!r})")
+
+
+def set_process_name(name: str) -> None:
+    """The name ``ps -e``, ``top`` and /proc/PID/comm show (at most 15 bytes), like runc's "runc:[2:INIT]"."""
+    raw = ctypes.create_string_buffer(name.encode()[:15])
+    _check(_libc.prctl(ctypes.c_int(PR_SET_NAME), raw, ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)),
+           f"prctl(PR_SET_NAME, {name!r})")
 
 
 def prctl(option: int, arg2: int = 0) -> None:

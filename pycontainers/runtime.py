@@ -49,6 +49,7 @@ from .linux import (
     PR_SET_NO_NEW_PRIVS,
     drop_capabilities,
     prctl,
+    set_process_name,
     sethostname,
     setns,
     unshare,
@@ -111,6 +112,7 @@ def _send(fd: int, event: dict[str, object]) -> None:
 def become_monitor(stdio: tuple[int, int, int], events_fd: int) -> tuple[tuple[int, int, int], int]:
     """Leave the caller's session (no SIGHUP or Ctrl-C meant for its terminal reaches us) and its files."""
     os.setsid()
+    set_process_name("pyc-monitor")  # not the command line of the CLI or kernel we were forked from
     stdio, events_fd = keep_only_fds(stdio, events_fd)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)

@@ -1,4 +1,4 @@
-"""The external back ends really run the container: runc from the exported bundle, proot on a copy."""
+"""The back ends really run the container: runc from the exported bundle, proot on a copy; the monitor."""
 
 from __future__ import annotations
 
@@ -98,3 +98,12 @@ def test_proot_kill(busybox_store: Store) -> None:
     runtime.start_detached(c)
     containers.kill(c, signal.SIGKILL)
     assert containers.wait(c, 10) == 137
+
+
+def test_the_monitor_names_itself(busybox_store: Store) -> None:
+    c = containers.create_from_image(busybox_store, "busybox", ["sleep", "60"])
+    runtime.start_detached(c)
+    try:
+        assert comm(c.reload().state["monitor_pid"]) == "pyc-monitor"  # in `ps -e` and `top`
+    finally:
+        containers.remove(c, force=True)
