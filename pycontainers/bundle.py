@@ -18,6 +18,7 @@ from .errors import InvalidArgument
 from .image import Image
 from .linux import DEFAULT_CAPABILITIES
 from .rootfs import MASKED_PATHS, READONLY_PATHS
+from .seccomp import SeccompUnavailable, runtime_spec_seccomp
 from .spec import ContainerSpec
 from .store import Store
 
@@ -80,6 +81,7 @@ def oci_config(spec: ContainerSpec, uid: int, gid: int, groups: list[int], env: 
             "resources": resources,
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
+            **seccomp_config(caps),
         },
     }
 
@@ -105,3 +107,11 @@ def export_bundle(store: Store, image: Image, spec: ContainerSpec, dest: Path) -
         shutil.rmtree(dest, ignore_errors=True)
         raise
     return dest
+
+
+def seccomp_config(caps: list[str]) -> dict[str, Any]:
+    """Docker's default seccomp profile, for runc to compile; none on hosts the profile does not describe."""
+    try:
+        return {"seccomp": runtime_spec_seccomp(caps)}
+    except SeccompUnavailable:
+        return {}

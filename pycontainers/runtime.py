@@ -35,7 +35,7 @@ import termios
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import rootfs, userns
+from . import rootfs, seccomp, userns
 from .cgroup import Cgroup, CgroupError
 from .container import Container, now_iso, process_start_time
 from .image import Image
@@ -46,6 +46,7 @@ from .linux import (
     CLONE_NEWNS,
     CLONE_NEWPID,
     CLONE_NEWUTS,
+    DEFAULT_CAPABILITIES,
     PR_SET_NO_NEW_PRIVS,
     drop_capabilities,
     prctl,
@@ -132,6 +133,7 @@ def monitor(container: Container, lowers: list[str], stdio: tuple[int, int, int]
 
 def supervise(container: Container, lowers: list[str], stdio: tuple[int, int, int], events_fd: int) -> None:
     """The monitor's work: set up, fork the container's PID 1, wait for it, record how it ended."""
+    program = seccomp_program(container)  # compiled (or read from its cache) here: PID 1 only loads it
     cgroup = enter_user_namespace_or_cgroup(container)
     unshare(CLONE_NEWPID)  # our next child is PID 1 of a new PID namespace
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -140,7 +142,7 @@ def supervise(container: Container, lowers: list[str], stdio: tuple[int, int, in
     if pid == 0:
         os.close(err_r)
         os.close(go_w)
-        container_init(container, lowers, stdio, err_w, go_r)  # never returns
+        container_init(container, lowers, stdio, err_w, go_r, program)  # never returns
     os.close(err_w)
     os.close(go_r)
     for fd in set(stdio):
@@ -172,6 +174,17 @@ def supervise(container: Container, lowers: list[str], stdio: tuple[int, int, in
     _finish(container)  # before telling the caller: `run --rm` returns when the container is gone
     _send(events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": oom})
     os.close(events_fd)
+
+
+def seccomp_program(container: Container) -> bytes | None:
+    """Docker's default seccomp filter for Docker's default capabilities, cached in the store once built.
+
+    None where this host cannot have one (no libseccomp, not x86_64): the container then runs without,
+    as under a Docker engine built without seccomp."""
+    try:
+        return seccomp.compile_filter(DEFAULT_CAPABILITIES, cache_dir=container.store.home / "seccomp")
+    except seccomp.SeccompUnavailable:
+        return None
 
 
 def join_cgroup(cgroup: Cgroup | None, pid: int, go_w: int) -> str:
@@ -299,7 +312,7 @@ def _finish(container: Container) -> None:
 
 
 def container_init(container: Container, lowers: list[str], stdio: tuple[int, int, int], err_w: int,
-                   go_r: int) -> None:
+                   go_r: int, seccomp_filter: bytes | None = None) -> None:
     """Runs as PID 1 of the new PID namespace; ends in execve or in os._exit with Docker's exit code."""
     code = EXIT_ENGINE
     try:
@@ -338,6 +351,8 @@ def container_init(container: Container, lowers: list[str], stdio: tuple[int, in
         prctl(PR_SET_NO_NEW_PRIVS, 1)  # setuid binaries cannot raise privileges again
         drop_capabilities()
         switch_user(user)
+        if seccomp_filter is not None:
+            seccomp.load_filter(seccomp_filter)  # last: from here on, only the profile's system calls
         try:
             os.execve(path, spec.args, _env_dict(env))
         except PermissionError:
@@ -666,6 +681,7 @@ def exec_monitor(container: Container, args: list[str], env: list[str], workdir:
     """``docker exec``: join a running container's cgroup and namespaces, fork, execve there, report."""
     os.setsid()
     stdio, events_fd = keep_only_fds(stdio, events_fd)
+    program = seccomp_program(container)  # before joining: the store is not among the container's mounts
     try:
         join_container(container)
     except BaseException as exc:  # noqa: BLE001
@@ -687,6 +703,8 @@ def exec_monitor(container: Container, args: list[str], env: list[str], workdir:
             prctl(PR_SET_NO_NEW_PRIVS, 1)
             drop_capabilities()
             switch_user(account)
+            if program is not None:
+                seccomp.load_filter(program)
             os.execve(path, args, _env_dict(full_env))
         except StartError as exc:
             code = exc.exit_code
