@@ -508,3 +508,28 @@ def test_runc_loads_the_profile_from_config_json(busybox_store: Store, tmp_path:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["Seccomp:", "2", "unshare=1", "hello"]
     assert "unshare(0x10000000): Operation not permitted" in proc.stderr
+
+
+# ------------------------------------------------------------------------- in pycontainers' own containers
+
+
+def test_run_and_exec_are_filtered(busybox_store: Store) -> None:
+    from pycontainers import container as containers
+    from pycontainers import runtime
+
+    script = "grep Seccomp: /proc/self/status; unshare -U true 2>&1 || echo denied"
+    c = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", script], auto_remove=True)
+    code, out, _ = runtime.run_attached(c)
+    assert code == 0
+    lines = out.decode().splitlines()
+    assert lines[0].split() == ["Seccomp:", "2"]  # mode 2: a filter is attached
+    assert "Operation not permitted" in lines[1] and lines[-1] == "denied"
+
+    c = containers.create_from_image(busybox_store, "busybox", ["sleep", "60"])
+    runtime.start_detached(c)
+    try:
+        code, out, _ = runtime.capture(lambda stdio: runtime.exec_start(c, ["grep", "Seccomp:", "/proc/self/status"],
+                                                                         stdio))
+        assert (code, out.split()) == (0, [b"Seccomp:", b"2"])
+    finally:
+        containers.remove(c, force=True)
