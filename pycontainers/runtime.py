@@ -136,22 +136,26 @@ def supervise(container: Container, lowers: list[str], stdio: tuple[int, int, in
     program = seccomp_program(container)  # compiled (or read from its cache) here: PID 1 only loads it
     cgroup = enter_user_namespace_or_cgroup(container)
     unshare(CLONE_NEWPID)  # our next child is PID 1 of a new PID namespace
+    tee = OutputTee(container, stdio) if keeps_log(container, stdio) else None
+    child_stdio = tee.container_stdio if tee else stdio
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
         os.close(err_r)
         os.close(go_w)
-        container_init(container, lowers, stdio, err_w, go_r, program)  # never returns
+        container_init(container, lowers, child_stdio, err_w, go_r, program)  # never returns
     os.close(err_w)
     os.close(go_r)
-    for fd in set(stdio):
+    for fd in set(child_stdio):
         os.close(fd)  # the container holds them now; the caller sees EOF when it exits
     attach_error = join_cgroup(cgroup, pid, go_w)
     failure = _read_all(err_r)
     if attach_error:  # PID 1 saw the pipe close without a go, and gave up
         failure = json.dumps({"message": attach_error, "exit_code": EXIT_ENGINE}).encode()
     if failure:
+        if tee:
+            tee.close()
         _, status = os.waitpid(pid, 0)
         report = json.loads(failure)
         if cgroup:
@@ -164,6 +168,8 @@ def supervise(container: Container, lowers: list[str], stdio: tuple[int, int, in
     container.save(status="running", pid=pid, pid_start=process_start_time(pid), monitor_pid=os.getpid(),
                    monitor_start=process_start_time(os.getpid()), started_at=now_iso())
     _send(events_fd, {"event": "started", "pid": pid})
+    if tee:
+        tee.copy_until_eof()
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     exit_code = 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell reports it
@@ -174,6 +180,70 @@ def supervise(container: Container, lowers: list[str], stdio: tuple[int, int, in
     _finish(container)  # before telling the caller: `run --rm` returns when the container is gone
     _send(events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": oom})
     os.close(events_fd)
+
+
+def keeps_log(container: Container, stdio: tuple[int, int, int]) -> bool:
+    """Does an attached container need its output copied into its log (``docker logs`` after ``run``)?
+
+    Not a detached one (it writes to the log itself), not with ``--rm`` (the log goes with the container
+    at once), and not with ``-t``: the caller relays a terminal session itself, the monitor never sees it
+    (Docker, whose shim holds the terminal, does log it).
+    """
+    if container.spec.tty or container.state.get("auto_remove"):
+        return False
+    try:
+        log = os.stat(container.log_path())
+    except FileNotFoundError:
+        return True
+    out = os.fstat(stdio[1])
+    return (out.st_dev, out.st_ino) != (log.st_dev, log.st_ino)
+
+
+class OutputTee:
+    """An attached container's stdout and stderr, copied to the caller and appended to its log, as the
+    monitor of every Docker container (containerd-shim, conmon) does."""
+
+    def __init__(self, container: Container, stdio: tuple[int, int, int]) -> None:
+        self.log = os.open(container.log_path(), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        self.routes: dict[int, int | None] = {out_r: stdio[1], err_r: stdio[2]}  # pipe -> the caller's fd
+        self.callers = {stdio[1], stdio[2]}
+        self.container_stdio = (stdio[0], out_w, err_w)
+
+    def copy_until_eof(self) -> None:
+        with selectors.DefaultSelector() as sel:
+            for fd in self.routes:
+                sel.register(fd, selectors.EVENT_READ)
+            while sel.get_map():
+                for key, _ in sel.select():
+                    data = os.read(key.fd, 65536)
+                    if not data:
+                        sel.unregister(key.fd)
+                        continue
+                    self._forward(key.fd, data)
+                    _write_all(self.log, data)
+        self.close()
+
+    def _forward(self, pipe: int, data: bytes) -> None:
+        target = self.routes[pipe]
+        if target is None:
+            return
+        try:
+            _write_all(target, data)
+        except OSError:  # the caller went away (Ctrl-C on `run`): the log still gets everything
+            self.routes[pipe] = None
+
+    def close(self) -> None:
+        for fd in {*self.routes, *self.callers, self.log}:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def seccomp_program(container: Container) -> bytes | None:

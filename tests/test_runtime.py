@@ -759,6 +759,13 @@ def test_logs_follow_until_the_container_exits(home: Store, cli: Run) -> None:
     assert cli("rm", "chatty")[0] == 0
 
 
+def test_an_attached_run_is_logged_too(home: Store, cli: Run) -> None:
+    code, out, err = cli("run", "--name", "talker", "busybox", "sh", "-c", "echo to-out; echo to-err >&2; exit 4")
+    assert (code, out, err) == (4, "to-out\n", "to-err\n")  # the caller still gets both streams apart
+    assert sorted(cli("logs", "talker")[1].splitlines()) == ["to-err", "to-out"]  # and the log keeps them
+    assert cli("rm", "talker")[0] == 0
+
+
 def test_stop_honours_a_term_trap(cli: Run, home: Store) -> None:
     assert cli("run", "-d", "--name", "polite", "busybox", "sh", "-c",
                "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 0.1; done")[0] == 0
