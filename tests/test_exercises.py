@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from demo_images import BIG, build_app, build_demo
 
 from pycontainers.api import Client
 from pycontainers.exercises import (
@@ -16,33 +17,12 @@ from pycontainers.image import Image, ImageBuilder, get_image
 from pycontainers.store import Store
 from pycontainers.units import human_size
 
-BIG = 400_000
-
-
-def build_demo(store: Store, tag: str = "demo") -> Image:
-    b = ImageBuilder(store, "busybox")
-    with b.layer("COPY greeting.txt big.bin /app/") as ch:
-        ch.add_file("/app/greeting.txt", "hello\n")
-        ch.add_file("/app/big.bin", b"x" * BIG)
-    with b.layer("RUN echo 'hello, layers' > /app/greeting.txt") as ch:
-        ch.add_file("/app/greeting.txt", "hello, layers\n")
-    with b.layer("RUN rm /app/big.bin") as ch:
-        ch.remove("/app/big.bin")
-    return b.commit(tag)
-
 
 def build_fixed(store: Store, tag: str, text: str = "hello, layers\n") -> Image:
     b = ImageBuilder(store, "busybox")
     with b.layer("COPY greeting.txt /app/") as ch:
         ch.add_file("/app/greeting.txt", text)
     return b.commit(tag)
-
-
-def build_app(store: Store, name: str) -> Image:
-    b = ImageBuilder(store, "busybox")
-    with b.layer("COPY main.py /app/") as ch:
-        ch.add_file("/app/main.py", f"print({name!r})\n")
-    return b.commit(name)
 
 
 @pytest.fixture
@@ -153,7 +133,7 @@ def test_no_waste_accepts_a_clean_rebuild(client: Client, busybox_store: Store) 
 
 def test_no_waste_rejects_the_same_image_retagged(client: Client, busybox_store: Store) -> None:
     build_demo(busybox_store)
-    build_demo(busybox_store, "demo:fixed")
+    build_demo(busybox_store, tag="demo:fixed")
     check = check_no_wasted_bytes(client, "demo:fixed", like="demo")
     assert_wrong(check, "inside one layer")
     assert f"{BIG + 6:,} bytes" in check.message
