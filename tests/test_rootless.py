@@ -186,3 +186,16 @@ def test_subordinate_ranges_are_read_by_name_or_uid(tmp_path: Path) -> None:
     f.write_text("alice:100000:65536\n1001:300000:10\nbob:x:1\nalice:500000:5\n")
     assert subordinate_ranges(str(f), "alice", 1001) == [(100000, 65536), (300000, 10), (500000, 5)]
     assert subordinate_ranges(str(f), "carol", 7) == []
+
+
+def test_rootless_host_network_read_only_root_and_volumes(student: unprivileged.Student) -> None:
+    shared = student.base / "shared"
+    shared.mkdir(mode=0o755)
+    (shared / "note").write_text("from the host\n")
+    (shared / "note").chmod(0o644)
+    script = ("ls /sys/class/net | grep -qx lo && echo sys; cat /data/note; touch /data/x 2>/dev/null || echo vol-ro; "
+              "touch /x 2>/dev/null || echo root-ro")
+    out = ok(student.run("run", "--rm", "--network", "host", "--read-only", "-v", f"{shared}:/data:ro",
+                         "busybox", "sh", "-c", script))
+    # sysfs cannot be mounted without owning the network namespace: the host's is bind-mounted read-only
+    assert out == "sys\nfrom the host\nvol-ro\nroot-ro\n"
