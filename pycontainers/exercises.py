@@ -29,6 +29,8 @@ from .views import Waste, layer_sharing, waste
 
 if TYPE_CHECKING:
     from .api import Client
+    from .compare import Comparison, DensityReport, RaceReport
+    from .store import Store
 
 _DECIMAL = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
 
@@ -607,3 +609,145 @@ def check_install_stays_cached(client: Client, context: object, dockerfile: obje
 
 
 __all__ += ["check_install_stays_cached"]
+
+
+# ------------------------------------------------- venv, VM and container, measured (notebooks 01 and 06)
+
+
+def _names(answer: object) -> set[str] | None:
+    """A set of kinds from {"vm"}, ["VM", "container"], "vm, container"; None when it is not one."""
+    items = re.split(r"[\s,]+", answer.strip()) if isinstance(answer, str) else answer
+    if not isinstance(items, list | tuple | set | frozenset):
+        return None
+    names = {str(item).strip().lower() for item in items if str(item).strip()}
+    from .compare import KINDS
+
+    return names if names <= set(KINDS) else None
+
+
+def check_own_kernel(comparison: Comparison, answer: object) -> Check:
+    """Which of venv, container and VM ran its own kernel? The truth is the boot IDs measured in *comparison*."""
+    from .compare import KINDS, LABELS
+
+    if is_unanswered(answer):
+        return not_answered('set `answer` to the set of those with a kernel of their own, e.g. {"venv"}.')
+    chosen = _names(answer)
+    if chosen is None:
+        return Check(False, f"{answer!r} is not a set of names.", 'Use names from "venv", "container", "vm".')
+    unmeasured = [comparison[k] for k in KINDS if not comparison[k].measured]
+    if unmeasured:
+        return Check(False, "this machine could not measure all three, so the check cannot tell. "
+                            + " ".join(env.unavailable or "" for env in unmeasured))
+    truth = comparison.having("own kernel")
+    if chosen == truth:
+        return Check(True, f"Right: only {', '.join(sorted(LABELS[k] for k in truth))} booted a kernel of its own "
+                           "(another boot ID); the others asked this machine's kernel.")
+    if "container" in chosen:
+        return Check(False, "the container saw the host's boot ID: it is a process of this machine's kernel.",
+                     "An image holds a user space only (files, libraries, programs), never a running kernel.")
+    return Check(False, f"{', '.join(sorted(chosen)) or 'nothing'} is not what was measured.",
+                 "Compare each column's boot ID (or uname -r) with the host's in the table above.")
+
+
+def image_python_version(store: Store, image: str) -> str:
+    """The Python version *image* carries, asked from a container of it (measured now)."""
+    from .compare import CompareError, run_container
+
+    run = run_container(store, image, ["python3", "-c", "import platform; print(platform.python_version())"])
+    if run.exit_code != 0:
+        raise CompareError(f"python3 did not run in {image} (exit code {run.exit_code})")
+    return run.output.strip()
+
+
+def check_image_python(client: Client, image: str, answer: object) -> Check:
+    """Which Python version does *image* carry? Asked from a container of it while checking."""
+    if is_unanswered(answer):
+        return not_answered(f"set `answer` to the Python version inside {image}, as a string like \"3.9.2\".")
+    try:
+        truth = image_python_version(client.store, image)
+    except PyContainersError as exc:
+        return Check(False, f"could not ask {image}: {str(exc).rstrip('.')}.",
+                     "This check needs an image with python3 in it, such as python:3.11-slim.")
+    given = str(answer).strip().removeprefix("Python").strip()
+    if given == truth:
+        return Check(True, f"Right: {image} carries Python {truth}, whatever Python the host has.")
+    import platform
+
+    if given == platform.python_version():
+        return Check(False, f"{given} is this notebook's Python, the one the host (and its venvs) use.",
+                     f"Ask the image itself: run python3 --version in a container of {image}.")
+    return Check(False, f"{given!r} is not the Python inside {image}.",
+                 f"Run `python3 --version` in a container of {image} (pycontainers run --rm {image} ...).")
+
+
+def check_slowest_vm_phase(report: RaceReport, answer: object) -> Check:
+    """Which phase of the VM's start took longest (median over the races)? Within 10% of the longest counts."""
+    from .compare import PHASE_MEANING, VM_PHASES
+
+    if is_unanswered(answer):
+        return not_answered(f"set `answer` to one of {', '.join(repr(p) for p in VM_PHASES)}.")
+    if not report.measured:
+        return Check(False, f"there was no race to look at: {report.unavailable}", "")
+    name = str(answer).strip().lower()
+    if name not in VM_PHASES:
+        return Check(False, f"{answer!r} is not a VM phase.", f"Use one of {', '.join(VM_PHASES)}.")
+    medians = {p: report.median_phase("vm", p) or 0.0 for p in VM_PHASES}
+    longest = max(medians, key=lambda p: medians[p])
+    if medians[name] >= 0.9 * medians[longest]:
+        return Check(True, f"Right: {name} took {medians[name]:.2f} s of the VM's {report.median('vm'):.2f} s "
+                           f"({PHASE_MEANING[name]}). A container has no such phase: its kernel is already running.")
+    return Check(False, f"{name} took {medians[name]:.2f} s, less than {longest} ({medians[longest]:.2f} s).",
+                 "Read the VM's bar in the race above: each colour is one phase.")
+
+
+def check_containers_per_vm(density: DensityReport, answer: object) -> Check:
+    """How many of the measured containers use the memory of one measured VM? Within 25% is right."""
+    if is_unanswered(answer):
+        return not_answered("set `answer` to how many containers use as much memory as one VM (a number).")
+    ratio = density.containers_per_vm
+    if ratio is None:
+        return Check(False, "this machine could not measure both containers and VMs: "
+                            f"{' '.join(density.unavailable.values())}", "")
+    if not isinstance(answer, int | float) or isinstance(answer, bool):
+        return Check(False, f"{answer!r} is not a number.", "Write a number, e.g. 42.")
+    c, v = density.container.per_instance.cost, density.vm.per_instance.cost  # type: ignore[union-attr]
+    if abs(answer - ratio) <= 0.25 * ratio:
+        return Check(True, f"Right: one VM used {human_size(v)}, one container {human_size(c)}: about "
+                           f"{ratio:.0f} containers per VM.")
+    return Check(False, f"{answer:g} is not close to what was measured.",
+                 "Divide one VM's memory by one container's (monitor included), both from the table above.")
+
+
+def cpu_counts(store: Store, image: str = "busybox") -> tuple[int, int]:
+    """(CPUs a container of *image* sees, CPUs a VM booted from it sees), by running ``nproc`` in both."""
+    from .compare import run_container, run_vm
+
+    container_run = run_container(store, image, ["nproc"])
+    vm_run = run_vm(store, image, ["nproc"])
+    return int(container_run.output.strip()), int(vm_run.output.strip())
+
+
+def check_cpu_counts(store: Store, answer: object, image: str = "busybox") -> Check:
+    """How many CPUs does a container see, and how many a VM? Measured with ``nproc`` while checking."""
+    from .compare import container_unavailable, vm_unavailable
+
+    if is_unanswered(answer):
+        return not_answered("set `answer` to (CPUs a container sees, CPUs a VM sees), e.g. (8, 8).")
+    if (not isinstance(answer, tuple | list) or len(answer) != 2
+            or not all(isinstance(n, int) and not isinstance(n, bool) for n in answer)):
+        return Check(False, f"{answer!r} is not a pair of whole numbers.", "Write (container CPUs, VM CPUs).")
+    why = container_unavailable() or vm_unavailable()
+    if why:
+        return Check(False, f"the check cannot measure it here. {why}", "")
+    try:
+        truth = cpu_counts(store, image)
+    except PyContainersError as exc:
+        return Check(False, f"nproc could not be run in both: {str(exc).rstrip('.')}.", "")
+    if tuple(answer) == truth:
+        return Check(True, f"Right: the container sees this machine's {truth[0]} CPUs, the VM the {truth[1]} its QEMU "
+                           "emulates. A container uses the real hardware; a VM gets the hardware it is given.")
+    if answer[0] != truth[0]:
+        return Check(False, f"{answer[0]} is not what a container sees.",
+                     "A container's processes run on the host's CPUs: compare with os.cpu_count() here.")
+    return Check(False, f"{answer[1]} is not what the VM sees.",
+                 "Look at QEMU's command line in pycontainers.vm.qemu_command: -smp says how many CPUs it emulates.")

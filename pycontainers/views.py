@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 # Columns whose cells are numbers or sizes: right-aligned, so digits line up as in a terminal.
 NUMERIC_COLUMNS = frozenset({"Layer", "Size", "Added", "Modified", "Deleted", "Wasted", "TotalCount", "Active"})
 
-_TABLE_STYLE = "border-collapse:collapse;font-family:var(--jp-code-font-family,monospace);font-size:12px"
-_CELL_STYLE = "padding:2px 10px;border-bottom:1px solid #ddd;white-space:nowrap"
+TABLE_STYLE = "border-collapse:collapse;font-family:var(--jp-code-font-family,monospace);font-size:12px"
+CELL_STYLE = "padding:2px 10px;border-bottom:1px solid #ddd;white-space:nowrap"
 
 
 def _core(image: Image | api.Image) -> Image:
@@ -65,9 +65,9 @@ def table_html(table: Table, *, columns: Sequence[str] | None = None, caption: s
 
     def cell(tag: str, column: str, text: str) -> str:
         align = "right" if column in NUMERIC_COLUMNS else "left"
-        return f'<{tag} style="{_CELL_STYLE};text-align:{align}">{html.escape(text)}</{tag}>'
+        return f'<{tag} style="{CELL_STYLE};text-align:{align}">{html.escape(text)}</{tag}>'
 
-    out = [f'<table class="pycontainers-table" style="{_TABLE_STYLE}">']
+    out = [f'<table class="pycontainers-table" style="{TABLE_STYLE}">']
     if caption:
         out.append(f'<caption style="text-align:left;font-weight:bold">{html.escape(caption)}</caption>')
     out.append("<thead><tr>" + "".join(cell("th", c, table.header(c)) for c in cols) + "</tr></thead>")
@@ -75,7 +75,7 @@ def table_html(table: Table, *, columns: Sequence[str] | None = None, caption: s
     out += ["<tr>" + "".join(cell("td", c, row.get(c, "")) for c in cols) + "</tr>" for row in rows]
     left_out = len(table.rows) - len(rows)
     if left_out:
-        out.append(f'<tr><td colspan="{len(cols)}" style="{_CELL_STYLE};font-style:italic">'
+        out.append(f'<tr><td colspan="{len(cols)}" style="{CELL_STYLE};font-style:italic">'
                    f"… {left_out:,} more rows</td></tr>")
     out.append("</tbody></table>")
     return "\n".join(out)

@@ -16,6 +16,7 @@ Only ``subprocess.Popen`` (fork+exec in C) starts processes: a notebook kernel m
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import os
 import selectors
@@ -114,6 +115,7 @@ def require_qemu_and_kernel() -> tuple[str, Path]:
     return qemu, kernel
 
 
+@functools.cache
 def microvm_available(qemu: str) -> bool:
     """Whether this QEMU has the ``microvm`` machine (no PCI, no firmware: the fastest boot)."""
     try:
@@ -372,7 +374,8 @@ def boot(cmd: list[str], timeout: float, stop_at: str | None = None) -> tuple[Co
     proc = start_qemu(cmd)
     try:
         log, finished = read_console(proc, started, started + timeout, stop_at)
-        if finished and stop_at is None:
+        stopped_early = stop_at is not None and log.first(stop_at) is not None
+        if finished and not stopped_early:  # QEMU closed its output: collect its exit status
             rc: int | None = proc.wait(timeout=max(0.1, started + timeout - time.monotonic()))
         else:
             rc = proc.poll()
