@@ -43,6 +43,7 @@ COMMAND_FILE = ".pycontainers-command"
 # Fixed mtime of every archive entry: the same image and command must give the same bytes.
 EPOCH = 0
 KVM_PROBE_TIMEOUT = 8.0
+MIN_MEMORY_MIB = 256  # enough for busybox; bigger images get more (memory_for)
 
 # The guest's PID 1. Builtins only (read, echo) until the command runs, so the ready marker measures
 # the kernel's boot, not forks. ``poweroff -f`` ends the VM; if it is missing, PID 1 exiting makes the
@@ -255,8 +256,8 @@ def build_initramfs(store: Store, image_name: str, out_path: Path | str,
 
 
 def qemu_command(qemu: str, kernel: Path, initrd: Path | None, *, accel: str, microvm: bool,
-                 append: str = "") -> list[str]:
-    """The QEMU command line: one CPU, 256 MiB, serial console on stdout, no devices we do not use."""
+                 append: str = "", memory_mib: int = MIN_MEMORY_MIB) -> list[str]:
+    """The QEMU command line: one CPU, *memory_mib* of RAM, serial console on stdout, no devices we do not use."""
     cmd = [qemu]
     if microvm:
         cmd += ["-M", "microvm"]
@@ -267,13 +268,23 @@ def qemu_command(qemu: str, kernel: Path, initrd: Path | None, *, accel: str, mi
     else:
         cmd += ["-accel", "tcg"]
     cmd += ["-nodefaults", "-no-user-config", "-nographic", "-serial", "stdio", "-no-reboot",
-            "-m", "256", "-smp", "1", "-kernel", str(kernel)]
+            "-m", str(memory_mib), "-smp", "1", "-kernel", str(kernel)]
     if initrd is not None:
         cmd += ["-initrd", str(initrd)]
     if accel == "tcg":
         append = f"{tsc_hint()} {append}"
     cmd += ["-append", f"console=ttyS0 quiet panic=-1 {append}".strip()]
     return cmd
+
+
+def memory_for(image_bytes: int) -> int:
+    """RAM for a guest whose whole file system is an initramfs of *image_bytes*.
+
+    The kernel unpacks the archive into a tmpfs, which may fill only half of the RAM, while the compressed
+    archive is still in memory too; and the kernel and the command need room of their own. So: 2.5 times
+    the image, plus 192 MiB; at least ``MIN_MEMORY_MIB``, rounded up to 64 MiB."""
+    needed = 192 + (5 * image_bytes) // (2 << 20)
+    return max(MIN_MEMORY_MIB, -(-needed // 64) * 64)
 
 
 def tsc_hint() -> str:
@@ -424,6 +435,18 @@ def probe_kvm(timeout: float) -> tuple[bool, str]:
     return False, f"KVM is not usable: QEMU with -enable-kvm exited with code {rc}{colon(problem)}."
 
 
+def unfinished(log: ConsoleLog, rc: int | None, accel: str, timeout: float) -> str:
+    """Why a VM gave no exit marker: it panicked, QEMU quit, or it ran out of time (and was killed)."""
+    panic = next((line for _, line in log.lines if "Kernel panic" in line), None)
+    if panic is not None:
+        return f"the VM's kernel panicked before the command ran: {panic.split('] ', 1)[-1]}"
+    seen = log.lines[-1][1] if log.lines else last_line(log.stderr.decode("utf-8", "replace"))
+    what = 'last console line: ' + seen if seen else 'no console output'
+    if rc is not None:
+        return f"QEMU ({accel}) exited with code {rc} before the command finished{colon(what)}"
+    return f"the VM ({accel}) did not finish within {timeout:g} s and was killed{colon(what)}"
+
+
 def last_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else ""
@@ -482,17 +505,18 @@ def run(store: Store, image_name: str, command: str | Sequence[str], *, timeout:
     Raises ``VMError`` when QEMU or the kernel is missing, or when the guest does not print its exit
     marker within *timeout* seconds (QEMU is then killed; nothing is left running).
     """
+    from .image import get_image
+
     qemu, kernel = require_qemu_and_kernel()
     accel = choose_accel(accel)
+    memory = memory_for(sum(layer.size for layer in get_image(store, image_name).layers))
     with tempfile.TemporaryDirectory(prefix="pycontainers-vm-") as tmp:
         initrd = build_initramfs(store, image_name, Path(tmp) / "initramfs.cpio.gz", command)
-        cmd = qemu_command(qemu, kernel, initrd, accel=accel, microvm=microvm_available(qemu))
-        log, _rc, exited = boot(cmd, timeout)
+        cmd = qemu_command(qemu, kernel, initrd, accel=accel, microvm=microvm_available(qemu), memory_mib=memory)
+        log, rc, exited = boot(cmd, timeout)
     code = marker_value(log, EXIT_MARKER)
     if code is None or not code.lstrip("-").isdigit():
-        seen = log.lines[-1][1] if log.lines else last_line(log.stderr.decode("utf-8", "replace"))
-        raise VMError(f"the VM ({accel}) did not finish within {timeout:g} s and was killed"
-                      f"{colon('last console line: ' + seen if seen else 'no console output')}")
+        raise VMError(unfinished(log, rc, accel, timeout))
     uptime = marker_value(log, READY_MARKER) or "0"
     return VMResult(output=command_output(log), exit_code=int(code), kernel_release=marker_value(log, KERNEL_MARKER),
                     timings=phase_timings(log, exited), guest_uptime=float(uptime.split()[0]), accel=accel)

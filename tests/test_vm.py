@@ -115,3 +115,23 @@ def test_missing_qemu_is_one_clear_line(monkeypatch: pytest.MonkeyPatch, busybox
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(vm.VMError, match=r"qemu-system-x86_64 is not installed \(apt-get install qemu-system-x86\)"):
         vm.run(busybox_store, "busybox", ["true"])
+
+
+def test_bigger_images_get_more_guest_memory() -> None:
+    mib = 1 << 20
+    assert vm.memory_for(2 * mib) == vm.MIN_MEMORY_MIB  # busybox: the smallest machine
+    python_like = vm.memory_for(148 * mib)
+    assert python_like % 64 == 0 and python_like >= 2.5 * 148  # the unpacked tmpfs may fill only half of RAM
+
+
+def test_a_guest_that_panics_is_reported_as_a_panic_not_a_timeout() -> None:
+    log = vm.ConsoleLog()
+    log.lines += [(0.5, "[    5.50] Initramfs unpacking failed: write error"),
+                  (0.6, "[    6.26] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)")]
+    message = vm.unfinished(log, 0, "tcg", 20)
+    assert message == ("the VM's kernel panicked before the command ran: Kernel panic - not syncing: VFS: Unable to "
+                       "mount root fs on unknown-block(0,0)")
+    quit_early = vm.ConsoleLog()
+    quit_early.lines.append((0.1, "something"))
+    assert vm.unfinished(quit_early, 1, "kvm", 20).startswith("QEMU (kvm) exited with code 1 before")
+    assert "did not finish within 20 s and was killed" in vm.unfinished(quit_early, None, "tcg", 20)
