@@ -29,13 +29,15 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from . import oci
 from .errors import StoreError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 HOME_ENV = "PYCONTAINERS_HOME"
 BUILD_CACHE_FILE = "buildcache.json"  # written by build.py; its "manifests" are gc roots
@@ -125,6 +127,8 @@ class BlobWriter:
         if direct >= 0:
             os.close(self.fd)
             self.fd, self._direct = direct, True
+        from concurrent.futures import ThreadPoolExecutor  # only for large blobs: the CLI starts faster
+
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-writer")
 
     def _write_all(self, view: memoryview | mmap.mmap, length: int) -> None:
