@@ -13,9 +13,9 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from processes import qemu_children
 
 from pycontainers import compare, exercises, host, raceviews, vm
 from pycontainers.bases import cache_store, copy_image
@@ -27,22 +27,6 @@ HAVE_VM = vm.find_qemu() is not None and vm.find_kernel() is not None
 IS_ROOT = os.geteuid() == 0
 needs_both = pytest.mark.skipif(not (HAVE_VM and IS_ROOT), reason="needs QEMU, a guest kernel and root")
 MISSING_QEMU = "No VM was measured: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)."
-
-
-def qemu_children() -> list[int]:
-    """qemu-system processes (zombies too) whose parent is this test process."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        if comm.startswith("qemu-system") and int(stat[stat.rindex(")") + 2:].split()[1]) == os.getpid():
-            found.append(int(entry.name))
-    return found
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from processes import qemu_children
 
 from pycontainers import vm
 from pycontainers.store import Store
@@ -20,23 +21,6 @@ if vm.find_qemu() is None:
     pytest.skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)", allow_module_level=True)
 if vm.find_kernel() is None:
     pytest.skip("no guest kernel (run ./setup.sh, or set PYCONTAINERS_KERNEL)", allow_module_level=True)
-
-
-def qemu_children() -> list[int]:
-    """PIDs of qemu-system processes (zombies included) whose parent is this test process."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        if comm.startswith("qemu-system") and ppid == os.getpid():
-            found.append(int(entry.name))
-    return found
 
 
 @pytest.fixture(scope="module", autouse=True)
