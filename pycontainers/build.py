@@ -12,7 +12,9 @@ Beyond Docker, every miss says why: "first build", "--no-cache", "parent changed
 
 RUN steps run in a container (network ``none`` unless asked), and the step's layer is that container's
 overlayfs upper directory. The mount points a container needs live in a shared init layer below it, so
-no ``/dev``, ``/proc`` or ``/etc/hostname`` stubs ever land in an image.
+no ``/dev``, ``/proc`` or ``/etc/hostname`` stubs ever land in an image. Under proot (no root, no user
+namespaces: Binder) there is no overlayfs: the step runs on a flattened copy of the image, and its layer
+is the difference between snapshots taken before and after it (``snapshot.py``, as kaniko does).
 
 Intermediate images are kept out of index.json (so ``images`` lists only results, like Docker); the
 cache file ``$PYCONTAINERS_HOME/buildcache.json`` keeps them, and the store's garbage collection treats
@@ -32,17 +34,20 @@ import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import dockerfile as df
 from . import layer as layers
-from . import oci
+from . import oci, snapshot
 from .dockerignore import DockerIgnore
-from .errors import PyContainersError
+from .errors import LayerError, PyContainersError
 from .image import Image, docker_list, empty_config, get_image, iso_time, write_layer
 from .store import BUILD_CACHE_FILE as CACHE_FILE
 from .store import Store, atomic_write
 from .units import human_size
+
+if TYPE_CHECKING:
+    from .container import Container
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 Event = dict[str, Any]
@@ -393,8 +398,13 @@ class Builder:
 
     def _run_container(self, ins: df.RunInstruction, state: State, argv: list[str],
                        args_env: dict[str, str]) -> tuple[oci.Descriptor, int]:
+        """Run the step in a container and make its layer.
+
+        With overlayfs (native, rootless) the layer is the container's upper directory. proot has none, so
+        the step runs on a private flattened copy of the image, snapshotted before and compared after
+        (``snapshot``). Either way the container goes at the end, whatever happened.
+        """
         from . import container as containers
-        from . import runtime
         from .spec import ContainerSpec, merge_env, new_container_id
 
         if state.manifest is None:
@@ -408,27 +418,66 @@ class Builder:
             workdir=settings.get("WorkingDir") or "/", user=settings.get("User") or "",
             hostname=cid[:12], network=self.network)
         backend = containers.default_backend(self.store)
-        if backend not in ("native", "rootless"):
-            raise ins.error("RUN needs root or user namespaces to run its command, and this machine has neither "
-                            f"(only {backend}, which cannot make layers)")
+        if backend not in ("native", "rootless", "proot"):
+            raise ins.error(f"RUN cannot run its command with the {backend} back end: it needs native, rootless "
+                            "or proot (check PYCONTAINERS_BACKEND)")
         container = containers.create(self.store, spec, cid, name=f"build-{cid[:12]}", backend=backend)
         self.emit("running", container=cid)
         try:
-            code, _out, err = runtime.capture(
-                lambda stdio: runtime.start(container, stdio, image=image),
-                on_output=lambda fd, chunk: self.emit("output", stream=fd, text=chunk.decode(errors="replace")))
-            if code != 0:
-                why = err.decode(errors="replace").strip().splitlines()[-1:] if code in (125, 126, 127) else []
-                raise ins.error(f"RUN {ins.command[0] if not ins.exec_form else docker_list(list(ins.command))}"
-                                f": returned a non-zero code: {code}" + (f" ({why[0]})" if why else ""))
-            with self.store.writing():
-                maps = containers.id_maps(container)
-                layer = write_layer(self.store, layers.tree_entries(
-                    str(container.dir / "upper"), overlay_upper=True, id_map=maps.host_to_container if maps else None))
+            baseline = self._proot_baseline(container, image) if backend == "proot" else None
+            self._run_step(ins, container, image)
+            try:
+                entries = self._step_entries(container, image, baseline)
+                with self.store.writing():
+                    layer = write_layer(self.store, entries)
+            except LayerError as exc:
+                raise ins.error(f"RUN: what the command left cannot become a layer: {exc}") from None
+            except OSError as exc:  # a file that cannot be read, a full disk: one line, not a traceback
+                raise ins.error(f"RUN: what the command left cannot become a layer: "
+                                f"{_container_path(exc.filename, container.dir / 'rootfs')}: {exc.strerror}") from None
         finally:
             containers.remove(containers.get_container(self.store, cid), force=True)
             self.emit("removed", container=cid)
         return layer, 0
+
+    def _run_step(self, ins: df.RunInstruction, container: Container, image: Image) -> None:
+        """Run the container to its end, its output streamed as events; a non-zero exit fails the step."""
+        from . import runtime
+
+        code, _out, err = runtime.capture(
+            lambda stdio: runtime.start(container, stdio, image=image),
+            on_output=lambda fd, chunk: self.emit("output", stream=fd, text=chunk.decode(errors="replace")))
+        if code != 0:
+            why = err.decode(errors="replace").strip().splitlines()[-1:] if code in (125, 126, 127) else []
+            raise ins.error(f"RUN {ins.command[0] if not ins.exec_form else docker_list(list(ins.command))}"
+                            f": returned a non-zero code: {code}" + (f" ({why[0]})" if why else ""))
+
+    def _proot_baseline(self, container: Container, image: Image) -> tuple[snapshot.Snapshot, tuple[int, int]]:
+        """proot has no overlayfs: flatten the image into the container's rootfs (as ``create_from_image``
+        does for ``run``) and snapshot it; also who owns what the step creates (its USER, root by default),
+        resolved before the command can change /etc/passwd."""
+        from .bundle import flatten
+        from .runtime import StartError, resolve_user
+
+        rootfs = container.dir / "rootfs"
+        flatten(self.store, image, rootfs)
+        try:
+            user = resolve_user(container.spec.user, str(rootfs))
+            new_owner = (user.uid, user.gid)
+        except StartError:
+            new_owner = (0, 0)  # the run fails on the same unknown user, with the runtime's message
+        return snapshot.take(rootfs), new_owner
+
+    def _step_entries(self, container: Container, image: Image,
+                      baseline: tuple[snapshot.Snapshot, tuple[int, int]] | None) -> list[layers.Entry]:
+        """The step's layer entries: the overlayfs upper directory, or the snapshot's differences."""
+        from . import container as containers
+
+        if baseline is None:
+            return containers.upper_entries(container)
+        before, new_owner = baseline
+        owners = {path: (rec.uid, rec.gid) for path, rec in image.filesystem().items()}
+        return snapshot.changes(before, owners=owners, new_owner=new_owner)
 
     # ------------------------------------------------------------------------------------- COPY/ADD
 
@@ -748,6 +797,13 @@ def _join(base: str, rel: str) -> str:
 def _parents(path: str) -> list[str]:
     parts = path.split("/")[:-1]
     return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def _container_path(host_path: Any, rootfs: Path) -> str:
+    """A host path inside a container's flattened root file system as the container sees it."""
+    text = os.fsdecode(host_path) if host_path is not None else "?"
+    rel = os.path.relpath(text, rootfs)
+    return text if rel.startswith("..") else "/" + rel.removeprefix(".").lstrip("/")
 
 
 def _file_sha(path: Path) -> str:

@@ -34,6 +34,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 import time
@@ -227,7 +228,14 @@ def default_backend(store: Store) -> str:
     """native as root; rootless where user namespaces and overlayfs in them work; else proot.
 
     Probed once per store and kernel (a few milliseconds of ``unshare``), said once in one sentence.
+    ``PYCONTAINERS_BACKEND=native|rootless|proot|runc`` overrides the choice, unprobed and unsaid: an
+    instructor can show as root what a Binder student gets (proot), and tests can force a back end.
     """
+    forced = os.environ.get("PYCONTAINERS_BACKEND", "")
+    if forced:
+        if forced not in BACKENDS:
+            raise InvalidArgument(f"PYCONTAINERS_BACKEND={forced!r}: use one of {', '.join(BACKENDS)}")
+        return forced
     if os.geteuid() == 0:
         return "native"
     marker = store.home / "backend.json"
@@ -409,13 +417,41 @@ def remove(container: Container, force: bool = False) -> None:
         with contextlib.suppress(ContainerError):
             wait(container, 10)
     from .cgroup import Cgroup
-    from .userns import remove_tree
 
     with contextlib.suppress(PyContainersError, OSError):
         Cgroup(container.id).remove()  # normally the monitor did this; a killed monitor could not
     if container.state.get("backend") == "runc":
         runc(container, "delete", "--force", container.id)  # `runc run` normally does this when it ends
+    delete_directory(container)
+
+
+def delete_directory(container: Container) -> None:
+    """rm -rf the container's directory, whatever its command left in it.
+
+    A rootless container's other users' files are removed from inside a user namespace (``userns``).
+    Without root, a proot container (or build step) may have left a non-empty directory without write
+    permission (``chmod 555 /d``): the owner's rights come back first, or its copy of the image stays.
+    """
+    from .userns import remove_tree
+
+    if container.state.get("backend") == "proot":
+        make_removable(container.dir / "rootfs")
     remove_tree(str(container.dir), id_maps(container))
+
+
+def make_removable(root: Path) -> None:
+    """Give the owner write and search permission on every directory below *root* (not needed as root)."""
+    if os.geteuid() == 0 or not root.is_dir():
+        return
+    with contextlib.suppress(OSError):
+        os.chmod(root, stat.S_IMODE(root.lstat().st_mode) | 0o700)
+    for dirpath, dirnames, _files in os.walk(root):
+        for name in dirnames:
+            path = os.path.join(dirpath, name)
+            with contextlib.suppress(OSError):
+                info = os.lstat(path)
+                if stat.S_ISDIR(info.st_mode) and info.st_mode & 0o700 != 0o700:
+                    os.chmod(path, stat.S_IMODE(info.st_mode) | 0o700)
 
 
 def id_maps(container: Container) -> Any:
@@ -458,7 +494,7 @@ def diff(container: Container) -> list[tuple[str, str]]:
     import stat as st
 
     from .image import get_image
-    from .layer import OVERLAY_XATTR_PREFIXES
+    from .layer import overlay_xattr_prefixes
 
     image_paths = get_image(container.store, container.spec.image_id).filesystem()
     upper = container.dir / "upper"
@@ -471,7 +507,7 @@ def diff(container: Container) -> list[tuple[str, str]]:
             if st.S_ISCHR(info.st_mode) and info.st_rdev == 0:
                 changes.append(("D", "/" + rel))
                 continue
-            if any(_has_xattr(full, p + "whiteout") for p in OVERLAY_XATTR_PREFIXES):
+            if any(_has_xattr(full, p + "whiteout") for p in overlay_xattr_prefixes(is_rootless(container))):
                 changes.append(("D", "/" + rel))
                 continue
             changes.append(("C" if rel in image_paths else "A", "/" + rel))
@@ -497,19 +533,31 @@ def _is_whiteout_dev(path: str) -> bool:
 def commit(container: Container, repository: str | None = None, *, message: str = "",
            author: str = "") -> Any:
     """``docker commit``: the container's writable layer becomes a new image layer on top of its image."""
-    from . import layer as layers
     from .image import add_layer, commit_image, get_image, write_layer
 
     store = container.store
     image = get_image(store, container.spec.image_id)
     with store.writing():
-        maps = id_maps(container)
-        desc = write_layer(store, layers.tree_entries(str(container.dir / "upper"), overlay_upper=True,
-                                                      id_map=maps.host_to_container if maps else None))
+        desc = write_layer(store, upper_entries(container))
         config = add_layer(image.config, desc, " ".join(container.spec.args), comment=message)
         if author:
             config["author"] = author
         return commit_image(store, config, [*image.layers, desc], [repository] if repository else [])
+
+
+def is_rootless(container: Container) -> bool:
+    return container.state.get("backend") == "rootless"
+
+
+def upper_entries(container: Container) -> list[Any]:
+    """The container's writable layer (overlayfs's upper directory) as layer entries: ``commit`` and
+    ``build``'s RUN steps. A rootless container's overlay keeps its markers in ``user.*`` attributes,
+    and its files' host owners are turned back into the container's."""
+    from . import layer as layers
+
+    maps = id_maps(container)
+    return layers.tree_entries(str(container.dir / "upper"), overlay_upper=True, userxattr=is_rootless(container),
+                               id_map=maps.host_to_container if maps else None)
 
 
 def top(container: Container) -> list[dict[str, str]]:

@@ -141,8 +141,26 @@ def info_from_stat(rel: str, full: str, st: os.stat_result, owner: tuple[int, in
     raise LayerError(f"{full}: a socket or other special file cannot go into a layer")
 
 
-def _overlay_xattr(path: str, name: str) -> bytes | None:
-    for prefix in OVERLAY_XATTR_PREFIXES:
+def stat_entry(rel: str, full: str, st: os.stat_result, owner: tuple[int, int] | None, epoch: int,
+               first_link: dict[tuple[int, int], str]) -> Entry:
+    """*full* (``lstat`` result *st*) as the layer entry *rel*, keeping hard links as links.
+
+    *first_link* maps (device, inode) to the path that first went into the layer for a multiply-linked file;
+    a later path of the same inode becomes a hard link to it, so the data is stored once and the link
+    survives extraction. Callers pass the same dict for every path of one layer, in sorted order.
+    """
+    info = info_from_stat(rel, full, st, owner, epoch)
+    if info.type == tarfile.REGTYPE and st.st_nlink > 1:
+        key = (st.st_dev, st.st_ino)
+        if key in first_link:
+            info.type, info.linkname, info.size = tarfile.LNKTYPE, first_link[key], 0
+            return Entry(info)
+        first_link[key] = rel
+    return Entry(info, full if info.type == tarfile.REGTYPE else None)
+
+
+def _overlay_xattr(path: str, name: str, prefixes: tuple[str, ...] = OVERLAY_XATTR_PREFIXES) -> bytes | None:
+    for prefix in prefixes:
         try:
             return os.getxattr(path, prefix + name, follow_symlinks=False)
         except OSError:
@@ -150,27 +168,36 @@ def _overlay_xattr(path: str, name: str) -> bytes | None:
     return None
 
 
-def _is_overlay_whiteout(full: str, st: os.stat_result) -> bool:
+def overlay_xattr_prefixes(userxattr: bool) -> tuple[str, ...]:
+    """The attributes an overlay mount reads and writes: ``trusted.overlay.*``, or with ``userxattr`` (in a
+    user namespace) ``user.overlay.*``. The other kind is an ordinary attribute to it, copied up like any
+    other, and must not be taken for a marker."""
+    return ("user.overlay.",) if userxattr else ("trusted.overlay.",)
+
+
+def _is_overlay_whiteout(full: str, st: os.stat_result, prefixes: tuple[str, ...] = OVERLAY_XATTR_PREFIXES) -> bool:
     # A 0/0 character device, or (overlayfs "xwhiteout", used without privileges) an empty file marked
     # with an xattr.
     if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
         return True
-    return stat.S_ISREG(st.st_mode) and st.st_size == 0 and _overlay_xattr(full, "whiteout") is not None
+    return stat.S_ISREG(st.st_mode) and st.st_size == 0 and _overlay_xattr(full, "whiteout", prefixes) is not None
 
 
 def tree_entries(root: str, *, owner: tuple[int, int] | None = None, overlay_upper: bool = False,
-                 epoch: int | None = None, id_map: Callable[[int, int], tuple[int, int]] | None = None,
-                 ) -> list[Entry]:
+                 userxattr: bool = False, epoch: int | None = None,
+                 id_map: Callable[[int, int], tuple[int, int]] | None = None) -> list[Entry]:
     """Everything below *root* as layer entries (sorted, hard links kept as links).
 
     *owner* forces every entry to one uid/gid (files copied from a student's home belong to root in the
     image, as with ``COPY``); ``None`` keeps the owners on disk (a container's root file system).
     With *overlay_upper*, *root* is an overlayfs upper directory and its whiteout devices and opaque
-    markers become OCI whiteouts: this is how a container's writable layer becomes an image layer.
+    markers become OCI whiteouts: this is how a container's writable layer becomes an image layer
+    (*userxattr*: the markers of an overlay mounted with that option, in a user namespace).
     *id_map* turns a host owner into the container's (a rootless container's files belong to the
     student and to subordinate ids on the host, to root and its users in the image).
     """
     epoch = source_date_epoch() if epoch is None else epoch
+    prefixes = overlay_xattr_prefixes(userxattr)
     entries: list[Entry] = []
     first_link: dict[tuple[int, int], str] = {}
 
@@ -184,20 +211,15 @@ def tree_entries(root: str, *, owner: tuple[int, int] | None = None, overlay_upp
             rel = f"{rel_dir}/{name}" if rel_dir else name
             full = os.path.join(full_dir, name)
             st = os.lstat(full)
-            if overlay_upper and _is_overlay_whiteout(full, st):
+            if overlay_upper and _is_overlay_whiteout(full, st, prefixes):
                 entries.append(Entry(whiteout_info(rel, epoch)))
                 continue
-            info = info_from_stat(rel, full, st, owner or (id_map(st.st_uid, st.st_gid) if id_map else None), epoch)
-            if info.type == tarfile.REGTYPE and st.st_nlink > 1:
-                key = (st.st_dev, st.st_ino)
-                if key in first_link:
-                    info.type, info.linkname, info.size = tarfile.LNKTYPE, first_link[key], 0
-                    entries.append(Entry(info))
-                    continue
-                first_link[key] = rel
-            entries.append(Entry(info, full if info.type == tarfile.REGTYPE else None))
+            entry = stat_entry(rel, full, st, owner or (id_map(st.st_uid, st.st_gid) if id_map else None), epoch,
+                               first_link)
+            entries.append(entry)
+            info = entry.info
             if info.type == tarfile.DIRTYPE:
-                if overlay_upper and _overlay_xattr(full, "opaque") == b"y":
+                if overlay_upper and _overlay_xattr(full, "opaque", prefixes) == b"y":
                     entries.append(Entry(opaque_info(rel, epoch)))
                 walk(rel)
 

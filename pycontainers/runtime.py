@@ -26,7 +26,6 @@ import fcntl
 import json
 import os
 import selectors
-import shutil
 import signal
 import socket
 import stat
@@ -37,7 +36,8 @@ from dataclasses import dataclass
 
 from . import rootfs, seccomp, userns
 from .cgroup import Cgroup, CgroupError
-from .container import Container, now_iso, process_start_time
+from .container import Container, is_rootless, now_iso, process_start_time
+from .errors import PyContainersError
 from .image import Image
 from .linux import (
     CLONE_NEWCGROUP,
@@ -292,10 +292,6 @@ def enter_user_namespace_or_cgroup(container: Container) -> Cgroup | None:
     return cgroup
 
 
-def is_rootless(container: Container) -> bool:
-    return container.state.get("backend") == "rootless"
-
-
 def external_command(container: Container) -> tuple[list[str], dict[str, str] | None]:
     """The argv (and environment) that runs *container* with runc or with proot."""
     if container.state.get("backend") == "runc":
@@ -374,8 +370,11 @@ def _read_all(fd: int) -> bytes:
 
 
 def _finish(container: Container) -> None:
+    from .container import delete_directory
+
     if container.state.get("auto_remove"):
-        shutil.rmtree(container.dir, ignore_errors=True)
+        with contextlib.suppress(OSError, PyContainersError):  # `ps -a` would still list what is left
+            delete_directory(container)
 
 
 # ---------------------------------------------------------------------------- the container's PID 1

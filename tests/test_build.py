@@ -999,3 +999,25 @@ def test_heredocs_in_copy_and_run(busybox_store: Store, tmp_path: Path) -> None:
     out = Client(busybox_store.home).containers.run("hd:1", ["cat", "/greeting.txt", "/copy.txt"], remove=True)
     assert out == b"hello class\nhello class\n"
     assert [s.cached for s in result.steps] == [False, False, False]
+
+
+@pytest.mark.parametrize("runtime", ["native", "rootless"])
+def test_run_into_an_opaque_directory_keeps_the_lower_files(busybox_store: Store, tmp_path: Path,
+                                                             runtime: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The base's top layer replaced /d (an opaque directory). Its unpacked copy carries both overlay
+    # markers (trusted.* for native, user.* for rootless); the one the mount does not use is copied up
+    # like any attribute when RUN writes into /d, and must not become an opaque marker of the new layer.
+    from pycontainers import container as containers
+
+    b = ImageBuilder(busybox_store, "busybox")
+    with b.layer("ADD d/a") as ch:
+        ch.add_file("/d/a", "a\n")
+    with b.layer("replace d") as ch:
+        ch.clear_directory("/d")
+        ch.add_file("/d/b", "b\n")
+    b.commit("opaque-base")
+    monkeypatch.setattr(containers, "default_backend", lambda store: runtime)
+    context = write_context(tmp_path / "ctx", {"Dockerfile": "FROM opaque-base\nRUN touch /d/c\n"})
+    do_build(busybox_store, context, tags=["opaque-child"])
+    assert "d/.wh..wh..opq" not in layer_names(get_image(busybox_store, "opaque-child"))
+    assert run(busybox_store, "opaque-child", "ls", "/d").split() == ["b", "c"]

@@ -17,7 +17,6 @@ import unprivileged
 
 from pycontainers import container as containers
 from pycontainers import runtime
-from pycontainers.archive import save
 from pycontainers.errors import InvalidArgument
 from pycontainers.image import get_image
 from pycontainers.store import Store
@@ -25,23 +24,9 @@ from pycontainers.userns import IdMap, IdMaps, subordinate_ranges
 
 
 @pytest.fixture(scope="module")
-def student(tmp_path_factory: pytest.TempPathFactory) -> Iterator[unprivileged.Student]:
-    reason = unprivileged.why_not()
-    if reason:
-        pytest.skip(reason)
-    from pycontainers.bases import cache_store
-
-    someone = unprivileged.make_student()
-    try:
-        archive = someone.base / "busybox.tar"
-        with open(archive, "wb") as f:
-            save(cache_store(), ["busybox"], f)
-        archive.chmod(0o644)
-        loaded = someone.run("load", "-i", str(archive))
-        assert loaded.returncode == 0, loaded.stderr
+def student() -> Iterator[unprivileged.Student]:
+    with unprivileged.student_with_busybox() as someone:
         yield someone
-    finally:
-        someone.close()
 
 
 def ok(result: object) -> str:
@@ -199,3 +184,14 @@ def test_rootless_host_network_read_only_root_and_volumes(student: unprivileged.
                          "busybox", "sh", "-c", script))
     # sysfs cannot be mounted without owning the network namespace: the host's is bind-mounted read-only
     assert out == "sys\nfrom the host\nvol-ro\nroot-ro\n"
+
+
+def test_proot_rm_removes_a_directory_the_command_locked(student: unprivileged.Student) -> None:
+    forced = {"PYCONTAINERS_BACKEND": "proot"}
+    script = "mkdir -p /locked/in && touch /locked/in/f && chmod 555 /locked /locked/in && echo done"
+    result = student.run("run", "--rm", "busybox", "sh", "-c", script, env=forced)
+    assert (result.returncode, result.stdout) == (0, "done\n"), result.stderr
+    assert not any((student.store_home / "containers").iterdir())  # its copy of the image is gone too
+    ok(student.run("run", "--name", "locker", "busybox", "sh", "-c", script, env=forced))
+    ok(student.run("rm", "locker"))
+    assert not any((student.store_home / "containers").iterdir())

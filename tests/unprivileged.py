@@ -15,6 +15,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,10 +78,12 @@ class Student:
     def store_home(self) -> Path:
         return self.home / "store"
 
-    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None,
+            ) -> subprocess.CompletedProcess[str]:
+        """``pycontainers ARGS`` as the user, in a clean environment (plus *env*)."""
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": str(self.home),
                "PYCONTAINERS_HOME": str(self.store_home), "PYTHONPATH": str(self.base / "lib"),
-               "LANG": "C.UTF-8"}
+               "LANG": "C.UTF-8", **(env or {})}
         return subprocess.run([self.python, "-m", "pycontainers", *args], user=self.uid, group=self.gid,
                               extra_groups=[], env=env, cwd=self.home, capture_output=True, text=True,
                               timeout=timeout, check=False)
@@ -131,3 +134,27 @@ def make_student() -> Student:
     (base / "home").mkdir()
     os.chown(base / "home", entry.pw_uid, entry.pw_gid)
     return Student(entry.pw_uid, entry.pw_gid, base, python, created)
+
+
+@contextlib.contextmanager
+def student_with_busybox() -> Iterator[Student]:
+    """The test user, with busybox loaded into its store (``pytest.skip`` where it cannot exist)."""
+    import pytest
+
+    from pycontainers.archive import save
+    from pycontainers.bases import cache_store
+
+    reason = why_not()
+    if reason:
+        pytest.skip(reason)
+    someone = make_student()
+    try:
+        archive = someone.base / "busybox.tar"
+        with open(archive, "wb") as f:
+            save(cache_store(), ["busybox"], f)
+        archive.chmod(0o644)
+        loaded = someone.run("load", "-i", str(archive))
+        assert loaded.returncode == 0, loaded.stderr
+        yield someone
+    finally:
+        someone.close()
