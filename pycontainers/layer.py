@@ -405,6 +405,9 @@ class LayerChecker:
         self.symlinks = set(lower_symlinks)
         self.own_symlinks: set[str] = set()  # the symlinks this layer wrote
         self.dirs: set[str] = set()  # directories this layer has (entries, or parents of entries)
+        # Every directory that has (or had) a symlink somewhere below it: only replacing one of these can
+        # drop symlinks, so other entries skip the scan of all symlinks (thousands in a distribution).
+        self.above_symlinks: set[str] = {p for s in self.symlinks for p in _parents(s)}
 
     def fail(self, name: str, problem: str) -> LayerError:
         return LayerError(f"{self.where}: entry {name!r} {problem}; {self.outcome}")
@@ -442,6 +445,7 @@ class LayerChecker:
             if member.type == tarfile.SYMTYPE:
                 self.symlinks.add(path)
                 self.own_symlinks.add(path)
+                self.above_symlinks.update(_parents(path))
             elif member.type == tarfile.DIRTYPE:
                 self.dirs.add(path)
         self.dirs.update(_parents(path))
@@ -464,8 +468,9 @@ class LayerChecker:
         self.own_symlinks.discard(path)
         if is_dir:
             return
-        self.symlinks = {s for s in self.symlinks if not s.startswith(path + "/")}
-        self.own_symlinks = {s for s in self.own_symlinks if not s.startswith(path + "/")}
+        if path in self.above_symlinks:
+            self.symlinks = {s for s in self.symlinks if not s.startswith(path + "/")}
+            self.own_symlinks = {s for s in self.own_symlinks if not s.startswith(path + "/")}
         if path in self.dirs:
             self.dirs = {d for d in self.dirs if d != path and not d.startswith(path + "/")}
 
@@ -584,8 +589,25 @@ class _Extractor:
         # Directories get owner, mode and time at the end (a 0555 directory must not block its children);
         # an entry goes as soon as its directory is replaced or removed.
         self.dir_modes: dict[str, tarfile.TarInfo] = {}
+        # The parent directory of the last entry, still open: a layer lists a directory's entries one after
+        # the other, and walking down to it component by component for each would cost most of the time.
+        # Reusing it is safe: an entry only ever changes its own name in that directory, never the directory.
+        self._parent: tuple[str, int] | None = None
+
+    def _parent_fd(self, path: str, name: str) -> int:
+        parent = path.rpartition("/")[0]
+        if self._parent is None or self._parent[0] != parent:
+            self._forget_parent()
+            self._parent = (parent, _walk_to_parent(self.root_fd, path, self.checker, name))
+        return self._parent[1]
+
+    def _forget_parent(self) -> None:
+        if self._parent is not None:
+            os.close(self._parent[1])
+            self._parent = None
 
     def close(self) -> None:
+        self._forget_parent()
         os.close(self.root_fd)
 
     def extract(self, tar: tarfile.TarFile) -> None:
@@ -594,11 +616,8 @@ class _Extractor:
             path = self.checker.check(member)
             if not path:
                 continue  # the "./" entry: the root directory is the target itself
-            parent_fd = _walk_to_parent(self.root_fd, path, self.checker, member.name)
-            try:
-                self._one(tar, member, path, parent_fd, buf)
-            finally:
-                os.close(parent_fd)
+            self._one(tar, member, path, self._parent_fd(path, member.name), buf)
+        self._forget_parent()
         for path in sorted(self.dir_modes, key=lambda p: p.count("/"), reverse=True):  # deepest first
             self._set_dir_metadata(path, self.dir_modes[path])
 
