@@ -211,6 +211,8 @@ def tree_entries(root: str, *, owner: tuple[int, int] | None = None, overlay_upp
             rel = f"{rel_dir}/{name}" if rel_dir else name
             full = os.path.join(full_dir, name)
             st = os.lstat(full)
+            if stat.S_ISSOCK(st.st_mode):
+                continue  # a socket means nothing without the process that listens on it: Docker skips them too
             if overlay_upper and _is_overlay_whiteout(full, st, prefixes):
                 entries.append(Entry(whiteout_info(rel, epoch)))
                 continue

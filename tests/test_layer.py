@@ -799,3 +799,14 @@ def test_error_message_does_not_claim_nothing_was_extracted(box: Path) -> None:
     assert "'../evil'" in str(err.value) and "not extracted" in str(err.value)
     with pytest.raises(LayerError, match="nothing was extracted"):  # check_layer writes nothing: it may say so
         L.check_layer(io.BytesIO(data), "test layer")
+
+
+def test_tree_entries_leave_sockets_out(tmp_path: Path) -> None:
+    import socket
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "kept").write_text("x")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "run" / "app.sock"))
+        names = [e.info.name for e in L.tree_entries(str(tmp_path))]
+    assert names == ["run", "run/kept"]  # as Docker's commit: a socket is nothing without its process
