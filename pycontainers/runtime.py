@@ -4,15 +4,19 @@
 it forks, and a fork of a multithreaded process (a Jupyter kernel) may deadlock in the child.
 
     caller ──fork──> (intermediate, exits at once) ──fork──> monitor       own session, outlives callers
-                                                              │ creates the cgroup
+                                                              │ creates the cgroup (rootless: instead
+                                                              │   becomes root of a user namespace)
                                                               │ unshare(CLONE_NEWPID)
                                                               └──fork──> PID 1 of the container:
                                                                     unshare mnt, uts, ipc, net
                                                                     mount overlay, /proc, /dev, /sys
                                                                     pivot_root, mask /proc paths
-                                                                    hostname, user, capabilities
+                                                                    hostname, user, working directory
                                                                     (in the cgroup by now) unshare cgroup
+                                                                    capabilities, no_new_privs, seccomp
                                                                     execve(the command)
+
+runc and proot containers get the same monitor, which runs ``runc run`` or ``proot`` in PID 1's place.
 
 The monitor reports to the caller through a pipe, one JSON line per event: ``started``, then
 ``exited`` with the exit code (or ``error`` if the command could not be started).
