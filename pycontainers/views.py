@@ -458,8 +458,9 @@ def namespace_graph(container: api.Container | api.core_container.Container) -> 
     if c.status != "running":
         raise ContainerError(f"container {c.name} is not running: only a running container has namespaces")
     backend = c.state.get("backend", "native")
-    if backend != "native":  # state.json's pid is then runc's or proot's process, not the container's PID 1
-        raise ContainerError(f"container {c.name} runs under {backend}: namespace_graph draws native containers")
+    if backend not in ("native", "rootless"):  # state.json's pid is runc's or proot's, not the container's PID 1
+        raise ContainerError(f"container {c.name} runs under {backend}: namespace_graph draws native and "
+                             "rootless containers")
     pid = int(c.state["pid"])
     host, theirs = namespace_inodes(), namespace_inodes(pid)
     ids = _process_ids(pid)
@@ -481,6 +482,14 @@ def namespace_graph(container: api.Container | api.core_container.Container) -> 
             whose = "own" if own else "host's"
             sub.node(f"ns_{ns}", f"{ns}: {whose} [{inode}]\n{_NAMESPACE_MEANING[ns]}",
                      fillcolor="#c7e9c0" if own else "#eeeeee")
+    if backend == "rootless":
+        with g.subgraph(name="cluster_cgroup") as sub:
+            sub.attr(label="cgroup", fontsize="10", color="#bbbbbb")
+            sub.node("cgroup_none", "no cgroup of its own: a rootless container,\nand this machine does not "
+                                    "delegate cgroups\nto ordinary users (so no limits)")
+        for target in [*(f"ns_{ns}" for ns in theirs), "cgroup_none"]:
+            g.edge("process", target)
+        return g
     version, directories, unused = _cgroup_limits(c.id)
     with g.subgraph(name="cluster_cgroup") as sub:
         sub.attr(label=f"cgroup ({version}): its limits", fontsize="10", color="#bbbbbb")

@@ -263,6 +263,12 @@ def test_backend_without_root_is_proot_when_overlay_fails_in_a_user_namespace() 
     assert backend == "proot" and "proot" in why
 
 
+def test_backend_choice_follows_the_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYCONTAINERS_BACKEND", "proot")  # what an instructor sets to show Binder's view
+    backend, why = host.backend_choice()
+    assert backend == "proot" and why.startswith("PYCONTAINERS_BACKEND is set")
+
+
 def test_backend_proot_without_root_or_user_namespaces() -> None:
     backend, why = host.backend_choice(caps_for(kernel=True, proot=True))
     assert backend == "proot" and "proot" in why

@@ -78,6 +78,21 @@ def test_namespace_graph_of_a_running_container(client: Client) -> None:
     assert inodes["user"] == host["user"]
 
 
+def test_namespace_graph_of_a_rootless_container(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYCONTAINERS_BACKEND", "rootless")
+    source = namespace_graph(start(client, "quiet")).source
+    for ns in {*OWN, "user"}:  # a user namespace of its own too, and it owns the others
+        assert node_label(source, f"ns_{ns}").startswith(f"{ns}: own ["), ns
+    assert "no cgroup of its own" in node_label(source, "cgroup_none") and "process -> cgroup_none" in source
+
+
+def test_namespace_graph_refuses_a_proot_container_in_one_sentence(client: Client,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYCONTAINERS_BACKEND", "proot")
+    with pytest.raises(EngineContainerError, match="runs under proot: namespace_graph draws native and rootless"):
+        namespace_graph(start(client, "faked"))
+
+
 def test_namespace_graph_is_deterministic_and_has_no_address(client: Client) -> None:
     web = start(client, "web")
     first, second = namespace_graph(web), namespace_graph(client.containers.get("web")._c)  # API or engine object
