@@ -8,7 +8,7 @@ of the content and mode of every copied file (never their mtimes). A hit reuses 
 ("Using cache"); a miss runs it, and every later step misses too, because its parent is new.
 
 Beyond Docker, every miss says why: "first build", "--no-cache", "parent changed because step 3 missed",
-"app.py changed (sha256 a1b2… → c3d4…)", "ARG VERSION changed (1.0 → 2.0)", "the instruction changed".
+"/app/app.py changed (sha256 a1b2… → c3d4…)", "ARG VERSION changed (1.0 → 2.0)", "the instruction changed".
 
 RUN steps run in a container (network ``none`` unless asked), and the step's layer is that container's
 overlayfs upper directory. The mount points a container needs live in a shared init layer below it, so
@@ -757,6 +757,7 @@ def _build_args_of(text: str) -> dict[str, str]:
 
 def _file_change(path: str, old: str | None, new: str | None) -> str:
     """One changed file, as a miss reason: its content (short digests) or its mode or owner."""
+    path = "/" + path.lstrip("/")  # where it lands in the image, as the container will see it
     if old is None:
         return f"{path} is new"
     if new is None:

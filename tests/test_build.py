@@ -289,12 +289,12 @@ def test_editing_a_copied_file_misses_that_step_and_the_later_ones(cached: tuple
     old, new = sha("beta\n")[:4], sha("beta, edited\n")[:4]
     assert outcomes(result) == {
         2: "cache",
-        3: f"b.txt changed (sha256 {old}… → {new}…)",
+        3: f"/b.txt changed (sha256 {old}… → {new}…)",
         4: "parent changed because step 3 missed",
         5: "parent changed because step 3 missed",
     }
     assert " ---> Using cache" in transcript(result)
-    assert any(line.startswith(" ---> Cache miss: b.txt changed (sha256 ") for line in transcript(result))
+    assert any(line.startswith(" ---> Cache miss: /b.txt changed (sha256 ") for line in transcript(result))
     assert result.image.id != first.image.id
 
 
@@ -420,14 +420,14 @@ def test_dependency_manifest_pattern(busybox_store: Store, tmp_path: Path) -> No
     (context / "app.py").write_text('print("edited")\n')
     edited = do_build(store, context, tags=["pyapp"])
     old, new = sha((BUILDS / "pyapp" / "app.py").read_bytes())[:4], sha('print("edited")\n')[:4]
-    assert outcomes(edited) == {2: "cache", 3: "cache", 4: "cache", 5: f"app/app.py changed (sha256 {old}… → {new}…)",
+    assert outcomes(edited) == {2: "cache", 3: "cache", 4: "cache", 5: f"/app/app.py changed (sha256 {old}… → {new}…)",
                                 6: "parent changed because step 5 missed"}
     assert not [e for e in edited.events if e["type"] == "running"]  # the dependency step did not run
 
     (context / "requirements.txt").write_text("flask==3.0\nrequests==2.32\n")
     deps = do_build(store, context, tags=["pyapp"])
     assert outcomes(deps)[2] == "cache"
-    assert outcomes(deps)[3].startswith("app/requirements.txt changed (sha256 ")
+    assert outcomes(deps)[3].startswith("/app/requirements.txt changed (sha256 ")
     assert outcomes(deps)[4] == outcomes(deps)[5] == "parent changed because step 3 missed"
     assert len([e for e in deps.events if e["type"] == "running"]) == 1
     assert run(store, deps.image.id, "cat", "/installed-count").strip() == "2"

@@ -92,7 +92,7 @@ def test_graph_colours_reasons_and_layers_of_a_first_build_and_a_rebuild(busybox
 
     g = build_graph(edited)
     assert "Using cache" in node_line(g.source, "stage0_step0")
-    assert "app/greeting.txt changed (sha256" in node_line(g.source, "stage0_step1")
+    assert "/app/greeting.txt changed (sha256" in node_line(g.source, "stage0_step1")
     assert "parent changed because step 3 missed" in node_line(g.source, "stage0_step2")
 
 
@@ -159,7 +159,7 @@ def test_steps_table_lists_verdicts_and_layer_sizes(busybox_store: Store, tmp_pa
     assert [(r["Step"], r["Line"], r["Cache"], r["Layer"]) for r in steps_table(again).rows] == [
         ("2", "2", "Using cache", "no layer"), ("3", "3", "Using cache", "2.56kB"),
         ("4", "4", "Using cache", "no layer"), ("5", "5", "Using cache", "no layer")]
-    assert steps_table(edited).rows[1]["Cache"].startswith("cache miss: app/greeting.txt changed")
+    assert steps_table(edited).rows[1]["Cache"].startswith("cache miss: /app/greeting.txt changed")
     assert steps_table(edited).plain().splitlines()[0].split() == ["STEP", "LINE", "INSTRUCTION", "CACHE", "LAYER"]
 
 
@@ -201,7 +201,7 @@ def test_transcript_html_highlights_hits_and_misses_and_escapes(busybox_store: S
     html = transcript_html(edited.events)
     assert html.startswith('<pre class="pycontainers-transcript"')
     assert '<span style="color:#1a7f37;font-weight:bold"> ---&gt; Using cache</span>' in html  # LABEL: a hit
-    assert '<span style="color:#a84300;font-weight:bold"> ---&gt; Cache miss: app/greeting.txt changed' in html
+    assert '<span style="color:#a84300;font-weight:bold"> ---&gt; Cache miss: /app/greeting.txt changed' in html
     assert "<b>Step 3/5 : COPY greeting.txt /app/</b>" in html and "<b>Successfully tagged greeter:v2</b>" in html
     assert transcript_html(again.events).count("Using cache") == 4
 
