@@ -374,12 +374,35 @@ def kill(container: Container, sig: int = signal.SIGKILL) -> None:
 
 
 def send_signal(container: Container, sig: int) -> None:
-    """Signal the container's PID 1. runc passes catchable signals on, but SIGKILL would kill runc and
-    orphan the container, so runc is asked to deliver that one itself."""
-    if container.state.get("backend") == "runc" and sig == signal.SIGKILL:
+    """Signal the container's PID 1.
+
+    runc passes catchable signals on, but SIGKILL would kill runc and orphan the container, so runc is
+    asked to deliver that one itself. proot passes nothing on, and its traced processes outlive it,
+    untraced, on the host's files: a signal goes to the command it started, and SIGKILL to its whole
+    process group (proot runs in one of its own, which its processes inherit).
+    """
+    pid = container.state["pid"]
+    backend = container.state.get("backend")
+    if backend == "runc" and sig == signal.SIGKILL:
         runc(container, "kill", container.id, "KILL")
+    if backend == "proot":
+        if sig == signal.SIGKILL:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, sig)
+            return
+        pid = next(iter(child_pids(pid)), pid)
     with contextlib.suppress(ProcessLookupError):
-        os.kill(container.state["pid"], sig)
+        os.kill(pid, sig)
+
+
+def child_pids(pid: int) -> list[int]:
+    """The children of *pid* (of any of its threads), oldest first."""
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in sorted(os.listdir(f"/proc/{pid}/task")):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(p) for p in f.read().split()]
+    return sorted(found)
 
 
 def runc(container: Container, *args: str) -> None:
@@ -463,22 +486,42 @@ def id_maps(container: Container) -> Any:
 
 
 def processes(container: Container) -> list[int]:
-    """Host PIDs of the container's processes: its cgroup's, or (rootless, no cgroup) its PID namespace's."""
+    """Host PIDs of the container's processes: its cgroup's; without a cgroup, its PID namespace's
+    (rootless) or proot's process group (proot and the processes it traces)."""
     from .cgroup import Cgroup
 
-    if container.state.get("backend") != "rootless":
+    backend = container.state.get("backend")
+    if backend not in ("rootless", "proot"):
         return Cgroup(container.id).pids()
+    pid = container.state.get("pid")
+    if not pid:
+        return []
+    if backend == "proot":
+        return processes_in_group(pid)
     try:
-        ns = os.readlink(f"/proc/{container.state['pid']}/ns/pid")
-    except (OSError, KeyError, TypeError):
+        ns = os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
         return []
     found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            with contextlib.suppress(OSError):
-                if os.readlink(f"/proc/{name}/ns/pid") == ns:
-                    found.append(int(name))
+    for p in _all_pids():
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{p}/ns/pid") == ns:
+                found.append(p)
     return sorted(found)
+
+
+def processes_in_group(pgid: int) -> list[int]:
+    return sorted(p for p in _all_pids() if _stat_field(p, 2) == str(pgid))
+
+
+def _all_pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _stat_field(pid: int, index: int) -> str | None:
+    """Field *index* after the command name in /proc/PID/stat (0: state, 1: ppid, 2: pgrp)."""
+    fields = _proc_stat(pid)
+    return fields[index] if fields and len(fields) > index else None
 
 
 # ---------------------------------------------------------------------------------- diff and commit

@@ -35,6 +35,7 @@ import socket
 import stat
 import struct
 import termios
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -326,6 +327,8 @@ def monitor_external(container: Container, stdio: tuple[int, int, int], events_f
     pid = os.fork()
     if pid == 0:
         try:
+            if container.state.get("backend") == "proot":
+                os.setpgid(0, 0)  # a process group of its own, which `rm -f` kills whole (see send_signal)
             attach_stdio(stdio, container.spec.tty)
             reset_signals()
             if env is None:
@@ -337,13 +340,48 @@ def monitor_external(container: Container, stdio: tuple[int, int, int], events_f
         os.close(fd)
     container.save(status="running", pid=pid, pid_start=process_start_time(pid), monitor_pid=os.getpid(),
                    monitor_start=process_start_time(os.getpid()), started_at=now_iso())
-    _send(events_fd, {"event": "started", "pid": pid})  # runc's or proot's PID: both pass signals on
+    _send(events_fd, {"event": "started", "pid": pid})  # runc's or proot's PID (see container.send_signal)
+    if container.state.get("backend") == "proot":
+        end_with_the_first_tracee(pid)
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     exit_code = 128 - code if code < 0 else code
     container.save(status="exited", exit_code=exit_code, finished_at=now_iso())
     _finish(container)
     _send(events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": False})
+
+
+def end_with_the_first_tracee(proot_pid: int, timeout: float = 5.0) -> None:
+    """A container ends when its PID 1 does; proot, without a PID namespace, waits for every process.
+
+    So the monitor watches the command proot started, and proot itself (a pidfd becomes readable when its
+    process exits). When the command ends, whatever it left running in proot's process group is killed,
+    but not proot, which then exits with the command's own exit code: without that, ``sh -c "sleep 100 &
+    echo hi"`` would take 100 s. When proot ends first (killed from outside), its processes, no longer
+    traced, would run on the host's files: they are killed too.
+    """
+    from .container import child_pids, processes_in_group
+
+    deadline = time.monotonic() + timeout
+    while not (children := child_pids(proot_pid)):
+        if time.monotonic() > deadline or not os.path.exists(f"/proc/{proot_pid}/task"):
+            break
+        time.sleep(0.001)
+    fds = []
+    for pid in [proot_pid, *children[:1]]:
+        with contextlib.suppress(OSError):  # already gone
+            fds.append(os.pidfd_open(pid))
+    with selectors.DefaultSelector() as sel:
+        for fd in fds:
+            sel.register(fd, selectors.EVENT_READ)
+        if len(fds) == 1 + len(children[:1]):
+            sel.select()
+    for fd in fds:
+        os.close(fd)
+    for pid in processes_in_group(proot_pid):
+        if pid != proot_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def keep_only_fds(stdio: tuple[int, int, int], events_fd: int) -> tuple[tuple[int, int, int], int]:

@@ -93,11 +93,28 @@ def test_proot_back_end_fakes_root_without_a_pid_namespace(busybox_store: Store)
 
 
 @needs_proot
-def test_proot_kill(busybox_store: Store) -> None:
-    c = containers.create_from_image(busybox_store, "busybox", ["sleep", "60"], runtime="proot")
+def test_proot_kill_leaves_no_traced_process_behind(busybox_store: Store) -> None:
+    # Killing only proot would leave the processes it traces running, untraced, on the host's files.
+    c = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", "sleep 60 & sleep 60"], runtime="proot")
     runtime.start_detached(c)
+    assert eventually(lambda: len(containers.processes(c.reload())) >= 3)  # proot, sh and two sleeps
+    inside = containers.processes(c)
+    assert any(comm(p) == "sleep" for p in inside)
     containers.kill(c, signal.SIGKILL)
     assert containers.wait(c, 10) == 137
+    assert eventually(lambda: not any(alive(p) for p in inside))
+    containers.remove(c)
+
+
+@needs_proot
+def test_proot_stop_signals_the_command_not_proot(busybox_store: Store) -> None:
+    script = "trap 'echo got-term; exit 42' TERM; echo ready; sleep 60 & wait"
+    c = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", script], runtime="proot")
+    runtime.start_detached(c)
+    assert eventually(lambda: b"ready" in c.log_path().read_bytes())
+    containers.stop(c, timeout=5)
+    assert c.reload().state["exit_code"] == 42 and b"got-term" in c.log_path().read_bytes()
+    containers.remove(c)
 
 
 def test_the_monitor_names_itself(busybox_store: Store) -> None:
@@ -107,3 +124,37 @@ def test_the_monitor_names_itself(busybox_store: Store) -> None:
         assert comm(c.reload().state["monitor_pid"]) == "pyc-monitor"  # in `ps -e` and `top`
     finally:
         containers.remove(c, force=True)
+
+
+@needs_proot
+def test_a_proot_container_ends_with_its_first_process(busybox_store: Store) -> None:
+    # Docker's rule (PID 1 exits, its PID namespace goes): proot has no PID namespace, so the monitor
+    # kills what the command left behind, and the exit code is still the command's.
+    c = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", "sleep 100 & echo hi; exit 3"],
+                                     runtime="proot")
+    started = time.monotonic()
+    assert runtime.run_attached(c)[:2] == (3, b"hi\n")
+    assert time.monotonic() - started < 20
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(int(p)) == b"sleep\0100\0"]
+    containers.remove(c)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+@needs_proot
+def test_proot_killed_from_outside_takes_its_processes_along(busybox_store: Store) -> None:
+    c = containers.create_from_image(busybox_store, "busybox", ["sleep", "60"], runtime="proot")
+    runtime.start_detached(c)
+    proot = c.reload().state["pid"]
+    assert eventually(lambda: bool(containers.child_pids(proot)))
+    inside = containers.child_pids(proot)
+    os.kill(proot, signal.SIGKILL)  # not through pycontainers: untraced, `sleep` would run on the host's files
+    assert containers.wait(c, 10) == 137
+    assert eventually(lambda: not any(alive(p) for p in inside))
+    containers.remove(c)
