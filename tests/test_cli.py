@@ -279,3 +279,19 @@ def test_console_script(busybox_store: Store) -> None:
     proc = subprocess.run([str(script), "history", "nosuch"], capture_output=True, text=True, env=env,
                           timeout=60)
     assert proc.returncode == 1 and proc.stderr == "Error: No such image: nosuch\n"
+
+
+def test_inspect_format_walks_the_document_like_go_templates(cli: Run) -> None:
+    code, out, _ = cli("inspect", "--format", "{{.Config.Cmd}} {{json .Config.Cmd}} {{.RootFS.Type}}", "busybox")
+    assert (code, out) == (0, '[sh] ["sh"] layers\n')  # Go's text form of a list, and JSON on request
+    code, out, _ = cli("inspect", "-f", "{{.Id}}", "busybox", "busybox:1.35.0")
+    assert code == 0 and len(set(out.split())) == 1 and out.startswith("sha256:")  # one line per object
+    code, out, err = cli("inspect", "-f", "{{.Config.Nope}}", "busybox")
+    assert code == 1 and out == "" and err.count("\n") == 1 and "can't evaluate field Nope" in err  # as docker
+
+
+def test_inspect_format_on_a_container(cli: Run) -> None:
+    assert cli("run", "--name", "done", "busybox", "sh", "-c", "exit 3")[0] == 3
+    assert cli("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.State.OOMKilled}}", "done") == (
+        0, "exited 3 false\n", "")
+    assert cli("rm", "done")[0] == 0
