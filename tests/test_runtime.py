@@ -1022,3 +1022,21 @@ def test_no_leaks_over_200_runs(home: Store) -> None:
     del before["cgroups"], after["cgroups"]
     assert after == before
     assert processes_mentioning(str(home.home)) == []
+
+
+def test_a_cgroup_that_cannot_be_joined_stops_the_start_in_one_line(home: Store,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from pycontainers import cgroup as cgroup_module
+    from pycontainers import container as containers
+    from pycontainers import runtime
+
+    def refuse(self: Cgroup, pid: int) -> None:
+        raise cgroup_module.CgroupError(f"write {pid!r} to cgroup.procs: No space left on device")
+
+    monkeypatch.setattr(Cgroup, "add", refuse)  # the monitor is forked from this process: it inherits this
+    c = containers.create_from_image(home, "busybox", ["echo", "never"])
+    code, out, err = runtime.run_attached(c)
+    assert (code, out) == (125, b"")  # PID 1 never got its go, so the command never ran
+    assert err.decode().count("\n") == 1 and "No space left on device" in err.decode()
+    assert c.reload().state["status"] == "exited" and "cgroup.procs" in c.state["error"]
+    containers.remove(c)
