@@ -1034,6 +1034,7 @@ def test_a_cgroup_that_cannot_be_joined_stops_the_start_in_one_line(home: Store,
         raise cgroup_module.CgroupError(f"write {pid!r} to cgroup.procs: No space left on device")
 
     monkeypatch.setattr(Cgroup, "add", refuse)  # the monitor is forked from this process: it inherits this
+    monkeypatch.setattr("pycontainers.zygote.is_single_threaded", lambda: True)  # fork here, not in the zygote
     c = containers.create_from_image(home, "busybox", ["echo", "never"])
     code, out, err = runtime.run_attached(c)
     assert (code, out) == (125, b"")  # PID 1 never got its go, so the command never ran
