@@ -195,3 +195,15 @@ def test_proot_rm_removes_a_directory_the_command_locked(student: unprivileged.S
     ok(student.run("run", "--name", "locker", "busybox", "sh", "-c", script, env=forced))
     ok(student.run("rm", "locker"))
     assert not any((student.store_home / "containers").iterdir())
+
+
+def test_a_user_outside_a_one_line_map_is_refused_in_one_sentence(busybox_store: Store) -> None:
+    # Without /etc/subuid ranges (or newuidmap), only root exists inside: USER 1000 cannot be honoured.
+    c = containers.create_from_image(busybox_store, "busybox", ["id"], runtime="rootless", user="1000")
+    only_root = IdMaps((IdMap(0, 0, 1),), (IdMap(0, 0, 1),))
+    c.save(id_maps=only_root.to_json())
+    code, out, err = runtime.run_attached(c)
+    message = err.decode()
+    assert (code, out) == (125, b"")
+    assert message.count("\n") == 1 and "does not exist in this rootless container's user namespace" in message
+    containers.remove(c)
