@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import rootfs, seccomp, userns
-from .cgroup import Cgroup, CgroupError
+from .cgroup import Cgroup, CgroupError, machine_layout
 from .container import Container, is_rootless, now_iso, process_start_time
 from .errors import PyContainersError
 from .image import Image
@@ -76,7 +76,14 @@ class StartError(Exception):
 
 
 def launch(container: Container, lowers: list[str], stdio: tuple[int, int, int], events_fd: int) -> None:
-    """Start *container*'s monitor, detached from the caller (double fork), and return at once."""
+    """Start *container*'s monitor, detached from the caller (double fork), and return at once.
+
+    What every monitor needs and never changes (the seccomp program, where the cgroup controllers are)
+    is worked out here first, once per process: the monitor inherits it instead of redoing it each time.
+    """
+    if not is_external(container):
+        seccomp_program(container)
+        machine_layout()
     if is_external(container):
         spawn_detached(monitor_external, events_fd, container, stdio, events_fd)
     else:
