@@ -25,8 +25,10 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
+
+from .cgroup import CgroupLayout, _own_cgroup2_path, cgroup_layout, parse_cgroup_mountinfo  # noqa: F401 (re-exported)
 
 PROBE_TIMEOUT = 3.0
 """Seconds any one probe subprocess may take; a hung ``unshare`` must not hang ``pycontainers info``."""
@@ -46,8 +48,6 @@ SECCOMP = "seccomp"
 KERNEL = "kernel"
 
 _NS_FLAGS = ("--mount", "--pid", "--net", "--uts", "--ipc", "--cgroup")
-_V1_CONTROLLERS = frozenset({"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "net_prio",
-                             "blkio", "perf_event", "hugetlb", "pids", "rdma", "misc"})
 _LIMIT_CONTROLLERS = ("memory", "pids", "cpu")
 # Capabilities a container engine leans on, by bit number (linux/capability.h), to name any that are missing.
 _CAP_NAMES = {0: "CAP_CHOWN", 1: "CAP_DAC_OVERRIDE", 6: "CAP_SETGID", 7: "CAP_SETUID", 12: "CAP_NET_ADMIN",
@@ -292,86 +292,6 @@ def probe_rootless_overlayfs(where: str | None = None) -> Capability:
 
 
 # ------------------------------------------------------------------------------------------ cgroups
-
-
-@dataclass(frozen=True)
-class CgroupLayout:
-    """Where the cgroup controllers live: ``version`` is "v1", "v2", "hybrid" or "none"."""
-
-    version: str
-    v1_mounts: tuple[tuple[str, str], ...] = ()
-    """(controller, mount point) for each cgroup v1 controller, e.g. ("memory", "/sys/fs/cgroup/memory")."""
-    v2_mount: str | None = None
-    v2_controllers: tuple[str, ...] = ()
-
-    def where(self, controller: str) -> str | None:
-        """The directory a controller is used through, or None if it is not mounted."""
-        for name, path in self.v1_mounts:
-            if name == controller:
-                return path
-        if self.v2_mount is not None and controller in self.v2_controllers:
-            return self.v2_mount
-        return None
-
-    def describe(self) -> str:
-        """A short phrase for ``pycontainers info``: the layout and, for v2, its controllers."""
-        if self.version == "none":
-            return "none (no cgroup file system mounted)"
-        if self.v2_mount is None:
-            return f"v1 (controllers under {os.path.dirname(self.v1_mounts[0][1])})"
-        controllers = " ".join(self.v2_controllers) or "no controllers"
-        if self.version == "v2":
-            return f"v2 (cgroup2 at {self.v2_mount}: {controllers})"
-        return f"hybrid (v1 controllers, cgroup2 at {self.v2_mount}: {controllers})"
-
-
-def _unescape_mount_path(path: str) -> str:
-    r"""Mount points in mountinfo escape space, tab, newline and backslash as octal (\040)."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), path)
-
-
-def parse_cgroup_mountinfo(mountinfo: str, v2_controllers: str = "") -> CgroupLayout:
-    """The cgroup layout described by a /proc/self/mountinfo text (a pure function, for tests).
-
-    *v2_controllers* is the text of the cgroup2 tree's ``cgroup.controllers`` (which mountinfo does not
-    say). Pure v1 has only ``cgroup`` mounts, pure v2 one ``cgroup2`` mount, and hybrid (systemd's
-    compromise) both: v1 for the controllers, plus a cgroup2 tree for process tracking.
-    """
-    v1: dict[str, str] = {}
-    v2: str | None = None
-    for line in mountinfo.splitlines():
-        before, sep, after = line.partition(" - ")
-        fields, tail = before.split(), after.split()
-        if not sep or len(fields) < 5 or len(tail) < 2:
-            continue
-        fstype, superoptions, mount_point = tail[0], tail[-1], _unescape_mount_path(fields[4])
-        if fstype == "cgroup2" and v2 is None:
-            v2 = mount_point
-        elif fstype == "cgroup":
-            for option in superoptions.split(","):
-                if option in _V1_CONTROLLERS:
-                    v1.setdefault(option, mount_point)
-    version = ("hybrid" if v1 else "v2") if v2 is not None else ("v1" if v1 else "none")
-    controllers = tuple(v2_controllers.split()) if v2 is not None else ()
-    return CgroupLayout(version, tuple(sorted(v1.items())), v2, controllers)
-
-
-def _own_cgroup2_path(proc_self_cgroup: str) -> str:
-    """This process's cgroup in the cgroup2 tree ("0::/user.slice/..."), "/" if none is listed."""
-    for line in proc_self_cgroup.splitlines():
-        if line.startswith("0::"):
-            return line[3:] or "/"
-    return "/"
-
-
-def cgroup_layout() -> CgroupLayout:
-    """This machine's cgroup layout, with the controllers the cgroup2 tree offers this process."""
-    layout = parse_cgroup_mountinfo(_read("/proc/self/mountinfo"))
-    if layout.v2_mount is None:
-        return layout
-    own = os.path.join(layout.v2_mount, _own_cgroup2_path(_read("/proc/self/cgroup")).lstrip("/"))
-    text = _read(os.path.join(own, "cgroup.controllers")) or _read(os.path.join(layout.v2_mount, "cgroup.controllers"))
-    return replace(layout, v2_controllers=tuple(text.split()))
 
 
 def probe_cgroups() -> Capability:
