@@ -34,8 +34,8 @@ class CgroupError(PyContainersError):
 # ------------------------------------------------------------------------------ where the controllers are
 
 # Every cgroup v1 controller a kernel may mount (the mount options that name one).
-KNOWN_V1_CONTROLLERS = frozenset({"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "net_prio",
-                             "blkio", "perf_event", "hugetlb", "pids", "rdma", "misc"})
+KNOWN_V1_CONTROLLERS = frozenset({"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls",
+                                  "net_prio", "blkio", "perf_event", "hugetlb", "pids", "rdma", "misc"})
 
 
 def _read(path: str) -> str:
