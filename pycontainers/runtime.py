@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import rootfs, seccomp, userns
+from . import rootfs, seccomp
 from .cgroup import Cgroup, CgroupError, machine_layout
 from .container import Container, is_rootless, now_iso, process_start_time
 from .errors import PyContainersError
@@ -296,6 +296,8 @@ def enter_user_namespace_or_cgroup(container: Container) -> Cgroup | None:
     (the PID namespace, and through its child the other namespaces) belongs to the user namespace.
     """
     if is_rootless(container):
+        from . import userns  # rootless only
+
         userns.enter_user_namespace(userns.IdMaps.from_json(container.state["id_maps"]))
         return None
     spec = container.spec
