@@ -423,6 +423,9 @@ class Builder:
                             "or proot (check PYCONTAINERS_BACKEND)")
         container = containers.create(self.store, spec, cid, name=f"build-{cid[:12]}", backend=backend)
         self.emit("running", container=cid)
+        if backend == "proot" and self.network == "none":
+            self.emit("output", stream=2, text="note: under proot this step shares the host's network "
+                                               "(--network none needs namespaces)\n")
         try:
             baseline = self._proot_baseline(container, image) if backend == "proot" else None
             self._run_step(ins, container, image)

@@ -351,6 +351,7 @@ def test_run_under_proot_makes_layers_that_run_natively(busybox_store: Store, tm
     assert_clean(busybox_store)
     streamed = "".join(e["text"] for e in result.events if e["type"] == "output")
     assert "to stdout\n" in streamed and "to stderr\n" in streamed
+    assert streamed.count("under proot this step shares the host's network") == 2  # said for each RUN
     image = result.image
 
     added = members(image, -2)
