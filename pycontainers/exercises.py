@@ -385,54 +385,62 @@ __all__ += ["check_host_pid", "check_oom_killed", "check_own_namespaces"]
 # ----------------------------------------------------------------------------------------- notebook 02
 
 
-def _echo_output(argv: list[str]) -> str | None:
-    """What an exec-form ``echo`` command prints (None: the command is not a plain echo)."""
-    if argv and argv[0].rpartition("/")[2] == "echo":
-        return " ".join(argv[1:])
-    return None
+def _printed(client: Client, image_name: str, command: list[str] | None) -> str | None:
+    """What ``run IMAGE [COMMAND]`` really prints (stripped), or None when no container can run here."""
+    from .api import ContainerError
+
+    try:
+        out = client.containers.run(image_name, command, remove=True)
+    except ContainerError as exc:
+        return exc.stderr.decode(errors="replace").strip()  # what a failing command said instead
+    except PyContainersError:
+        return None
+    return out.decode(errors="replace").strip() if isinstance(out, bytes) else ""
 
 
 def check_default_greeting(client: Client, image_name: str, greeting: str, name: str = "Pavlos") -> Check:
     """Build *image_name* so that ``run IMAGE`` prints *greeting* and ``run IMAGE NAME`` still prints "Hello NAME".
 
-    Reads the image's ENTRYPOINT and CMD from the store and combines them with the engine's own rule
-    (``spec.combine_command``: arguments given to ``run`` replace CMD and are appended to ENTRYPOINT), so the
-    check works without running a container.
+    Both commands are run, and their real output compared. The image's ENTRYPOINT and CMD, combined by the
+    engine's own rule (``spec.combine_command``: arguments given to ``run`` replace CMD and are appended to
+    ENTRYPOINT), explain a wrong answer.
     """
     from .spec import combine_command
 
     image = _find(client, image_name)
     if image is None:
-        return not_answered(f"build {image_name!r} with a %%dockerfile cell; this check reads its ENTRYPOINT and CMD.")
+        return not_answered(f"build {image_name!r} with a %%dockerfile cell; this check runs it.")
     settings = image.settings
     entrypoint, cmd = settings.get("Entrypoint"), settings.get("Cmd")
     if not entrypoint and not cmd:
-        return Check(False, f"{image_name} has neither ENTRYPOINT nor CMD, so `run` would not know what to start.",
+        return Check(False, f"{image_name} has neither ENTRYPOINT nor CMD, so `run` does not know what to start.",
                      'Keep ENTRYPOINT ["/bin/echo", "Hello"] from Dockerfile_cmd and change one line.')
     default = combine_command(entrypoint, cmd, None, None)
-    given = combine_command(entrypoint, cmd, [name], None)
-    if default[:2] == ["/bin/sh", "-c"] and entrypoint and entrypoint[:2] == ["/bin/sh", "-c"]:
+    if entrypoint and entrypoint[:2] == ["/bin/sh", "-c"]:
         return Check(False, f"{image_name}'s ENTRYPOINT is in shell form: it runs {default!r}, which ignores CMD "
                             "and the arguments of `run`.",
                      'Write it in exec form, a JSON list: ENTRYPOINT ["/bin/echo", "Hello"].')
-    said, said_to_name = _echo_output(default), _echo_output(given)
-    if said is None:
+    if default[0].rpartition("/")[2] != "echo":
         return Check(False, f"a container of {image_name} runs {default!r}, which is not an echo.",
                      'Start from Dockerfile_cmd: ENTRYPOINT ["/bin/echo", "Hello"] and a CMD.')
+    said, said_to_name = _printed(client, image_name, None), _printed(client, image_name, [name])
+    if said is None or said_to_name is None:
+        return Check(False, "no container can run on this machine, so the check cannot see what the image prints.",
+                     "Run this notebook where containers work (see notebook 00).")
     hello = f"Hello {name}"
     if said == greeting and said_to_name == hello:
-        return Check(True, f"Right: `run {image_name}` runs {default!r} and prints {greeting!r}; `run {image_name} "
-                           f"{name}` replaces CMD and prints {hello!r}. ENTRYPOINT is the part that always runs, "
+        return Check(True, f"Right: `run {image_name}` ran {default!r} and printed {greeting!r}; `run {image_name} "
+                           f"{name}` replaced CMD and printed {hello!r}. ENTRYPOINT is the part that always runs, "
                            "CMD the default arguments.")
     if said != greeting:
-        return Check(False, f"`run {image_name}` would print {said!r}, not {greeting!r}.",
+        return Check(False, f"`run {image_name}` printed {said!r}, not {greeting!r}.",
                      "The words after Hello come from CMD: change CMD, keep ENTRYPOINT.")
     if said_to_name == f"{greeting} {name}":
-        return Check(False, f"`run {image_name} {name}` would print {said_to_name!r}: the new words are in ENTRYPOINT, "
+        return Check(False, f"`run {image_name} {name}` printed {said_to_name!r}: the new words are in ENTRYPOINT, "
                             "which always runs.",
                      "Arguments given to `run` replace CMD only. Keep ENTRYPOINT [\"/bin/echo\", \"Hello\"] and put "
                      "the rest of the greeting in CMD.")
-    return Check(False, f"`run {image_name} {name}` would print {said_to_name!r}, not {hello!r}.",
+    return Check(False, f"`run {image_name} {name}` printed {said_to_name!r}, not {hello!r}.",
                  "Arguments given to `run` replace all of CMD: \"Hello\" has to stay in ENTRYPOINT.")
 
 
