@@ -245,6 +245,7 @@ def collect_garbage(store: Store) -> int:
 def prune_containers(store: Store) -> dict[str, Any]:
     """``docker container prune``: remove every container that is not running."""
     removed = []
+    core_container.remove_leftovers(store)
     for c in core_container.list_containers(store):
         if c.status != "running":
             core_container.remove(c, force=True)
@@ -438,7 +439,7 @@ class ContainerCollection:
 
         c = self._create(image, command, remove=remove and not detach, **kwargs)
         if detach:
-            first = runtime.start_detached(c)
+            first = runtime.start_detached(c, helper=True)
             if first["event"] == "error":
                 raise ContainerError(None, int(first["exit_code"]), c.spec.args, image,  # type: ignore[call-overload]
                                      str(first["message"]).encode())
@@ -449,7 +450,8 @@ class ContainerCollection:
             stream.write(chunk.decode(errors="replace"))
             stream.flush()
 
-        code, out, err = runtime.run_attached(c, on_output=show if echo else None)
+        # The zygote, even from a single thread: its warm monitors make the next start faster.
+        code, out, err = runtime.run_attached(c, on_output=show if echo else None, helper=True)
         handle = None if remove else Container(self.client, c)
         if code != 0:
             raise ContainerError(handle, code, c.spec.args, image, err)

@@ -176,9 +176,7 @@ class Cgroup:
         if memory is not None:
             self._limit_memory(memory)
         if pids is not None:
-            d = self._dir("pids")
-            if d is not None:
-                _write(d / "pids.max", str(pids))
+            self.limit_pids(pids)
         if cpus is not None:
             quota = int(cpus * CFS_PERIOD_US)
             d = self._dir("cpu")
@@ -187,6 +185,24 @@ class Cgroup:
             elif d is not None:
                 _write(d / "cpu.cfs_period_us", str(CFS_PERIOD_US))
                 _write(d / "cpu.cfs_quota_us", str(quota))
+
+    def limit_pids(self, pids: int) -> None:
+        d = self._dir("pids")
+        if d is not None:
+            _write(d / "pids.max", str(pids))
+
+    def rename(self, name: str) -> None:
+        """rename(2) the cgroup's directories, processes and limits staying: cgroup v1 only (v2 says EPERM)."""
+        renamed = {}
+        for controller, d in self.dirs.items():
+            if d.exists():
+                target = d.with_name(name)
+                try:
+                    os.rename(d, target)
+                except OSError as exc:
+                    raise CgroupError(f"rename {d} to {target}: {exc.strerror}") from None
+                renamed[controller] = target
+        self.name, self.dirs = name, renamed
 
     def _enable_v2_controllers(self) -> None:
         # A child gets only the controllers its parent lists in cgroup.subtree_control.

@@ -9,6 +9,9 @@ Daemonless, like runc or podman: no service runs in the background. Each contain
     hostname hosts resolv.conf   bind-mounted over /etc/... inside
     container.log  stdout and stderr of a detached container
 
+A removed container's directory is first renamed ``.<id>.removing`` (one atomic step: it is gone from
+``ps -a`` at once), then deleted; ``container prune`` finishes any that a killed process left behind.
+
 ``state.json`` (cf. runc's state.json / the OCI runtime-spec ``state``)::
 
     {"id": "<64 hex>", "name": "...", "status": "created|running|exited",
@@ -37,6 +40,7 @@ import signal
 import stat
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -126,8 +130,16 @@ class Container:
         return self
 
     def save(self, **changes: Any) -> None:
+        """Update state.json all at once (write a temporary file, rename it), without fsync: the state
+        describes processes, which a power cut ends anyway (runc writes its state.json the same way)."""
         self.state.update(changes)
-        atomic_write(self.dir / "state.json", json.dumps(self.state, indent=2).encode(), durable=False)
+        tmp = self.dir / f".state.json.{os.getpid()}.{threading.get_ident()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, json.dumps(self.state, indent=2).encode())
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.dir / "state.json")
 
     @property
     def status(self) -> str:
@@ -195,6 +207,8 @@ def list_containers(store: Store, all: bool = True) -> list[Container]:  # noqa:
     out = []
     if base.exists():
         for d in base.iterdir():
+            if d.name.startswith("."):  # being removed (see discard_directory)
+                continue
             with contextlib.suppress(ContainerNotFound, PyContainersError):
                 out.append(Container(store, d.name, read_state(d)))
     out.sort(key=lambda c: c.state.get("created", ""), reverse=True)
@@ -449,17 +463,50 @@ def remove(container: Container, force: bool = False) -> None:
 
 
 def delete_directory(container: Container) -> None:
-    """rm -rf the container's directory, whatever its command left in it.
+    """Remove the container's directory: first from sight (a rename), then from the disk."""
+    remove_discarded(container, discard_directory(container))
+
+
+def discard_directory(container: Container) -> Path:
+    """Rename the container's directory ``.<id>.removing``: no longer a container, not yet deleted.
+
+    One rename, so ``run --rm`` can return as soon as the container is gone from ``ps -a``; deleting its
+    files (milliseconds: the writable layer, overlayfs's work directory) comes after.
+    """
+    trash = containers_dir(container.store) / f".{container.id}.removing"
+    os.rename(container.dir, trash)
+    return trash
+
+
+def remove_discarded(container: Container, trash: Path) -> None:
+    """rm -rf a discarded container directory, whatever its command left in it.
 
     A rootless container's other users' files are removed from inside a user namespace (``userns``).
     Without root, a proot container (or build step) may have left a non-empty directory without write
     permission (``chmod 555 /d``): the owner's rights come back first, or its copy of the image stays.
     """
-    from .userns import remove_tree
-
     if container.state.get("backend") == "proot":
-        make_removable(container.dir / "rootfs")
-    remove_tree(str(container.dir), id_maps(container))
+        make_removable(trash / "rootfs")
+    if "id_maps" not in container.state:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(trash)
+        return
+    from .userns import remove_tree  # rootless only
+
+    remove_tree(str(trash), id_maps(container))
+
+
+def remove_leftovers(store: Store) -> None:
+    """Finish removals that a killed process left half done (``.<id>.removing`` directories)."""
+    base = containers_dir(store)
+    if not base.exists():
+        return
+    for d in base.glob(".*.removing"):
+        state: dict[str, Any] = {}
+        with contextlib.suppress(PyContainersError, OSError):
+            state = read_state(d)
+        with contextlib.suppress(PyContainersError, OSError):
+            remove_discarded(Container(store, d.name[1:-len(".removing")], state), d)
 
 
 def make_removable(root: Path) -> None:
@@ -479,10 +526,12 @@ def make_removable(root: Path) -> None:
 
 def id_maps(container: Container) -> Any:
     """A rootless container's user-namespace id maps (``userns.IdMaps``), or None."""
+    saved = container.state.get("id_maps")
+    if not saved:
+        return None
     from .userns import IdMaps
 
-    saved = container.state.get("id_maps")
-    return IdMaps.from_json(saved) if saved else None
+    return IdMaps.from_json(saved)
 
 
 def processes(container: Container) -> list[int]:

@@ -147,18 +147,37 @@ class _CapData(ctypes.Structure):
                 ("inheritable", ctypes.c_uint32)]
 
 
+def capability_mask(names: tuple[str, ...]) -> int:
+    mask = 0
+    for name in names:
+        mask |= 1 << CAPABILITY_NUMBERS[name]
+    return mask
+
+
 def drop_capabilities(keep: tuple[str, ...] = DEFAULT_CAPABILITIES) -> None:
     """Shrink the bounding set to *keep*, then set effective = permitted = *keep*, inheritable = none.
 
     After ``execve`` a root process keeps exactly these: ``mount``, ``insmod`` or writing
     ``/proc/sysrq-trigger`` need capabilities (SYS_ADMIN, SYS_MODULE) that are not in Docker's list.
     """
-    mask = 0
-    for name in keep:
-        mask |= 1 << CAPABILITY_NUMBERS[name]
+    shrink_bounding_set(keep)
+    set_capabilities(keep)
+
+
+def shrink_bounding_set(keep: tuple[str, ...] = DEFAULT_CAPABILITIES) -> None:
+    """prctl(PR_CAPBSET_DROP) every capability not in *keep*: no later ``execve`` can gain them back.
+
+    The capabilities this process has now stay usable (mounting, for one) until ``set_capabilities``.
+    """
+    mask = capability_mask(keep)
     for cap in range(last_capability() + 1):
         if not mask & (1 << cap):
             prctl(PR_CAPBSET_DROP, cap)
+
+
+def set_capabilities(keep: tuple[str, ...] = DEFAULT_CAPABILITIES) -> None:
+    """capset(2): effective = permitted = *keep*, inheritable = none."""
+    mask = capability_mask(keep)
     header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3: two 32-bit words
     data = (_CapData * 2)()
     for i in range(2):

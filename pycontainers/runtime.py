@@ -55,9 +55,11 @@ from .linux import (
     PR_SET_NO_NEW_PRIVS,
     drop_capabilities,
     prctl,
+    set_capabilities,
     set_process_name,
     sethostname,
     setns,
+    shrink_bounding_set,
     unshare,
 )
 
@@ -137,10 +139,15 @@ def monitor(container: Container, lowers: list[str], stdio: tuple[int, int, int]
     try:
         supervise(container, lowers, stdio, events_fd)
     except BaseException as exc:  # noqa: BLE001 (the caller hears why; nobody sees a traceback)
-        with contextlib.suppress(Exception):
-            container.save(status="exited", exit_code=EXIT_ENGINE, error=str(exc), finished_at=now_iso())
-            _finish(container)
-        _send(events_fd, {"event": "error", "message": str(exc) or type(exc).__name__, "exit_code": EXIT_ENGINE})
+        report_failure(container, events_fd, exc)
+
+
+def report_failure(container: Container, events_fd: int, exc: BaseException) -> None:
+    """The monitor itself failed: record it in the container's state and tell the caller, in one line."""
+    with contextlib.suppress(Exception):
+        container.save(status="exited", exit_code=EXIT_ENGINE, error=str(exc), finished_at=now_iso())
+    _finish(container, events_fd, {"event": "error", "message": str(exc) or type(exc).__name__,
+                                   "exit_code": EXIT_ENGINE})
 
 
 def supervise(container: Container, lowers: list[str], stdio: tuple[int, int, int], events_fd: int) -> None:
@@ -162,6 +169,15 @@ def supervise(container: Container, lowers: list[str], stdio: tuple[int, int, in
     for fd in set(child_stdio):
         os.close(fd)  # the container holds them now; the caller sees EOF when it exits
     attach_error = join_cgroup(cgroup, pid, go_w)
+    follow(container, cgroup, pid, err_r, tee, events_fd, attach_error)
+
+
+def follow(container: Container, cgroup: Cgroup | None, pid: int, err_r: int, tee: OutputTee | None,
+           events_fd: int, attach_error: str = "") -> None:
+    """From PID 1's fork to the end: did it reach execve? Record it running, wait, record how it ended.
+
+    PID 1 reports a failure on the *err_r* pipe; the pipe closes without a word when execve succeeds.
+    """
     failure = _read_all(err_r)
     if attach_error:  # PID 1 saw the pipe close without a go, and gave up
         failure = json.dumps({"message": attach_error, "exit_code": EXIT_ENGINE}).encode()
@@ -170,12 +186,9 @@ def supervise(container: Container, lowers: list[str], stdio: tuple[int, int, in
             tee.close()
         _, status = os.waitpid(pid, 0)
         report = json.loads(failure)
-        if cgroup:
-            cgroup.remove()
         container.save(status="exited", exit_code=report["exit_code"], error=report["message"],
                        finished_at=now_iso())
-        _finish(container)
-        _send(events_fd, {"event": "error", **report})
+        _finish(container, events_fd, {"event": "error", **report}, cgroup)
         return
     container.save(status="running", pid=pid, pid_start=process_start_time(pid), monitor_pid=os.getpid(),
                    monitor_start=process_start_time(os.getpid()), started_at=now_iso())
@@ -186,11 +199,8 @@ def supervise(container: Container, lowers: list[str], stdio: tuple[int, int, in
     code = os.waitstatus_to_exitcode(status)
     exit_code = 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell reports it
     oom = bool(cgroup and cgroup.oom_killed())
-    if cgroup:
-        cgroup.remove()
     container.save(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=now_iso())
-    _finish(container)  # before telling the caller: `run --rm` returns when the container is gone
-    _send(events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": oom})
+    _finish(container, events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": oom}, cgroup)
     os.close(events_fd)
 
 
@@ -330,8 +340,7 @@ def monitor_external(container: Container, stdio: tuple[int, int, int], events_f
         argv, env = external_command(container)
     except StartError as exc:
         container.save(status="exited", exit_code=exc.exit_code, error=str(exc), finished_at=now_iso())
-        _finish(container)
-        _send(events_fd, {"event": "error", "message": str(exc), "exit_code": exc.exit_code})
+        _finish(container, events_fd, {"event": "error", "message": str(exc), "exit_code": exc.exit_code})
         return
     pid = os.fork()
     if pid == 0:
@@ -356,8 +365,7 @@ def monitor_external(container: Container, stdio: tuple[int, int, int], events_f
     code = os.waitstatus_to_exitcode(status)
     exit_code = 128 - code if code < 0 else code
     container.save(status="exited", exit_code=exit_code, finished_at=now_iso())
-    _finish(container)
-    _send(events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": False})
+    _finish(container, events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": False})
 
 
 def end_with_the_first_tracee(proot_pid: int, timeout: float = 5.0) -> None:
@@ -420,12 +428,26 @@ def _read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def _finish(container: Container) -> None:
-    from .container import delete_directory
+def _finish(container: Container, events_fd: int, event: dict[str, object], cgroup: Cgroup | None = None) -> None:
+    """Tell the caller how the container ended; an auto-removed (``--rm``) one is gone before that.
 
+    Gone means renamed out of sight (``discard_directory``), so ``run --rm`` returns without waiting for
+    its files to be deleted, which happens after the event, as does removing the cgroup: an rmdir in a
+    cgroup tree waits while any other process is being moved in that tree (an RCU grace period on v1).
+    """
+    from .container import discard_directory, remove_discarded
+
+    trash = None
     if container.state.get("auto_remove"):
-        with contextlib.suppress(OSError, PyContainersError):  # `ps -a` would still list what is left
-            delete_directory(container)
+        with contextlib.suppress(OSError):
+            trash = discard_directory(container)
+    _send(events_fd, event)
+    if cgroup is not None:
+        with contextlib.suppress(PyContainersError):  # `rm` and `container prune` try again
+            cgroup.remove()
+    if trash is not None:
+        with contextlib.suppress(OSError, PyContainersError):  # `container prune` finishes the job
+            remove_discarded(container, trash)
 
 
 # ---------------------------------------------------------------------------- the container's PID 1
@@ -434,54 +456,28 @@ def _finish(container: Container) -> None:
 def container_init(container: Container, lowers: list[str], stdio: tuple[int, int, int], err_w: int,
                    go_r: int, seccomp_filter: bytes | None = None) -> None:
     """Runs as PID 1 of the new PID namespace; ends in execve or in os._exit with Docker's exit code."""
-    code = EXIT_ENGINE
-    try:
-        spec = container.spec
-        enter_namespaces(spec.network)
-        root = str(container.dir / "rootfs")
+
+    def steps() -> None:
+        enter_namespaces(container.spec.network)
         rootfs.make_mounts_private()
-        rootfs.mount_overlay(lowers, str(container.dir / "upper"), str(container.dir / "work"), root,
-                             userxattr=is_rootless(container))
-        rootfs.mount_proc(root)
-        rootfs.mount_dev(root)
-        rootfs.mount_sys(root)
-        for name in ("hostname", "hosts", "resolv.conf"):
-            rootfs.bind_file(str(container.dir / name), root, f"/etc/{name}")
-        for m in spec.mounts:
-            rootfs.bind_file(m.source, root, m.destination, m.readonly)
-        rootfs.enter_rootfs(root)
-        rootfs.mask_paths()
-        if spec.read_only:
-            rootfs.make_root_read_only()
-        sethostname(spec.hostname)
-        if spec.network == "none":
-            bring_up_loopback()
-        user = resolve_user(spec.user)
-        env = default_env(spec.env, user.home, spec.hostname)
-        enter_workdir(spec.workdir, user)
-        path = find_executable(spec.args[0], env)
+        prepare_to_exec()
+        command = build_root(container, lowers)
         # Only the command must run inside the cgroup: moving a process between cgroup v1 hierarchies
         # waits for an RCU grace period (milliseconds), so the monitor does it while we set up.
         if not os.read(go_r, 1):
             raise StartError("the container could not be put into its cgroup")
         os.close(go_r)
         unshare(CLONE_NEWCGROUP)  # now that we are in our cgroup, it becomes the root of what we see
-        attach_stdio(stdio, spec.tty)
-        reset_signals()
-        prctl(PR_SET_NO_NEW_PRIVS, 1)  # setuid binaries cannot raise privileges again
-        drop_capabilities()
-        switch_user(user)
-        if seccomp_filter is not None:
-            seccomp.load_filter(seccomp_filter)  # last: from here on, only the profile's system calls
-        try:
-            os.execve(path, spec.args, _env_dict(env))
-        except PermissionError:
-            raise StartError(f'exec: "{spec.args[0]}": permission denied', EXIT_NOT_EXECUTABLE) from None
-        except FileNotFoundError:
-            raise StartError(f'exec: "{spec.args[0]}": no such file or directory (or its interpreter is '
-                             "missing)", EXIT_NOT_FOUND) from None
-        except OSError as exc:
-            raise StartError(f'exec: "{spec.args[0]}": {exc.strerror}', EXIT_NOT_EXECUTABLE) from None
+        exec_command(command, stdio, seccomp_filter)
+
+    run_as_init(steps, err_w)
+
+
+def run_as_init(steps: Callable[[], None], err_w: int) -> None:
+    """Run PID 1's *steps* (which end in execve); a failure goes to *err_w* with Docker's exit code."""
+    code = EXIT_ENGINE
+    try:
+        steps()
     except StartError as exc:
         code = exc.exit_code
         os.write(err_w, json.dumps({"message": str(exc), "exit_code": code}).encode())
@@ -491,11 +487,75 @@ def container_init(container: Container, lowers: list[str], stdio: tuple[int, in
         os._exit(code)
 
 
+def prepare_to_exec() -> None:
+    """What the command's process needs whatever the container: default signal handling, and a
+    bounding set that no later execve can gain a dropped capability from."""
+    reset_signals()
+    shrink_bounding_set()
+
+
+@dataclass(frozen=True)
+class Command:
+    """What PID 1 will execve, resolved inside the container's root."""
+
+    path: str
+    args: list[str]
+    env: list[str]
+    user: User
+    tty: bool
+
+
+def build_root(container: Container, lowers: list[str]) -> Command:
+    """Mount the container's file system, make it the root, and find the command in it."""
+    spec = container.spec
+    root = str(container.dir / "rootfs")
+    rootfs.mount_overlay(lowers, str(container.dir / "upper"), str(container.dir / "work"), root,
+                         userxattr=is_rootless(container))
+    rootfs.mount_proc(root)
+    rootfs.mount_dev(root)
+    rootfs.mount_sys(root)
+    for name in ("hostname", "hosts", "resolv.conf"):
+        rootfs.bind_file(str(container.dir / name), root, f"/etc/{name}")
+    for m in spec.mounts:
+        rootfs.bind_file(m.source, root, m.destination, m.readonly)
+    rootfs.enter_rootfs(root)
+    rootfs.mask_paths()
+    if spec.read_only:
+        rootfs.make_root_read_only()
+    sethostname(spec.hostname)
+    user = resolve_user(spec.user)
+    env = default_env(spec.env, user.home, spec.hostname)
+    enter_workdir(spec.workdir, user)
+    return Command(find_executable(spec.args[0], env), spec.args, env, user, spec.tty)
+
+
+def exec_command(command: Command, stdio: tuple[int, int, int], seccomp_filter: bytes | None) -> None:
+    """The last steps, in this order: stdio, no_new_privs, capabilities, user, seccomp, execve."""
+    attach_stdio(stdio, command.tty)
+    prctl(PR_SET_NO_NEW_PRIVS, 1)  # setuid binaries cannot raise privileges again
+    set_capabilities()
+    switch_user(command.user)
+    if seccomp_filter is not None:
+        seccomp.load_filter(seccomp_filter)  # last: from here on, only the profile's system calls
+    arg0 = command.args[0]
+    try:
+        os.execve(command.path, command.args, _env_dict(command.env))
+    except PermissionError:
+        raise StartError(f'exec: "{arg0}": permission denied', EXIT_NOT_EXECUTABLE) from None
+    except FileNotFoundError:
+        raise StartError(f'exec: "{arg0}": no such file or directory (or its interpreter is missing)',
+                         EXIT_NOT_FOUND) from None
+    except OSError as exc:
+        raise StartError(f'exec: "{arg0}": {exc.strerror}', EXIT_NOT_EXECUTABLE) from None
+
+
 def enter_namespaces(network: str) -> None:
     flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC  # the cgroup namespace comes last, in container_init
     if network == "none":
         flags |= CLONE_NEWNET
     unshare(flags)
+    if network == "none":
+        bring_up_loopback()
 
 
 def bring_up_loopback() -> None:
@@ -627,7 +687,8 @@ def reset_signals() -> None:
     """An ignored signal stays ignored across execve, and Python ignores SIGPIPE (the monitor, more):
     give the command the default dispositions a shell expects (a `trap ... TERM` must work)."""
     for sig in signal.valid_signals():
-        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+        # getsignal is Python's own record (read from the kernel at start-up): no system call.
+        if sig not in (signal.SIGKILL, signal.SIGSTOP) and signal.getsignal(sig) != signal.SIG_DFL:
             with contextlib.suppress(OSError, ValueError):
                 signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
@@ -678,10 +739,13 @@ class Events:
         self.file.close()
 
 
-def start(container: Container, stdio: tuple[int, int, int], image: Image | None = None) -> Events:
+def start(container: Container, stdio: tuple[int, int, int], image: Image | None = None,
+          helper: bool = False) -> Events:
     """Unpack the image's layers (if needed) and launch the container; fork only when it is safe.
 
-    *image* is given by the builder, whose intermediate images are not in index.json."""
+    *image* is given by the builder, whose intermediate images are not in index.json. *helper* asks
+    for the zygote even in a single-threaded process: a long-lived client (the Python API) gets its
+    warm monitors, which make every start after the first faster (see ``warm``)."""
     from .image import get_image
     from .zygote import Zygote
 
@@ -689,15 +753,17 @@ def start(container: Container, stdio: tuple[int, int, int], image: Image | None
     image = image or get_image(store, container.spec.image_id)
     lowers = [] if is_external(container) else rootfs.lower_dirs(store, image)
     return _forked(lambda events_fd: launch(container, lowers, stdio, events_fd),
-                   lambda events_fd: Zygote.get().launch(str(store.home), container.id, lowers, stdio, events_fd))
+                   lambda events_fd: Zygote.get().launch(str(store.home), container.id, container.state, lowers,
+                                                            stdio, events_fd),
+                   helper)
 
 
-def start_detached(container: Container) -> dict[str, object]:
+def start_detached(container: Container, helper: bool = False) -> dict[str, object]:
     """Start *container* in the background, its output going to its log; return the first event."""
     log = os.open(container.log_path(), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        events = start(container, (null, log, log))
+        events = start(container, (null, log, log), helper=helper)
     finally:
         os.close(log)
         os.close(null)
@@ -706,13 +772,14 @@ def start_detached(container: Container) -> dict[str, object]:
     return first
 
 
-def _forked(direct: Callable[[int], None], via_zygote: Callable[[int], None]) -> Events:
-    """Fork here if this process is single-threaded, else ask the zygote; return the report pipe."""
+def _forked(direct: Callable[[int], None], via_zygote: Callable[[int], None], helper: bool = False) -> Events:
+    """Fork here if this process is single-threaded (and no *helper* is asked for), else ask the zygote;
+    return the report pipe."""
     from .zygote import is_single_threaded
 
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     try:
-        (direct if is_single_threaded() else via_zygote)(write_fd)
+        (direct if not helper and is_single_threaded() else via_zygote)(write_fd)
     except BaseException:
         os.close(read_fd)
         raise
@@ -722,9 +789,10 @@ def _forked(direct: Callable[[int], None], via_zygote: Callable[[int], None]) ->
 
 
 def run_attached(container: Container, stdin: bytes | None = None,
-                 on_output: Callable[[int, bytes], None] | None = None) -> tuple[int, bytes, bytes]:
+                 on_output: Callable[[int, bytes], None] | None = None,
+                 helper: bool = False) -> tuple[int, bytes, bytes]:
     """Run *container* with its stdout and stderr captured through pipes (the API's ``run``)."""
-    return capture(lambda stdio: start(container, stdio), stdin, on_output)
+    return capture(lambda stdio: start(container, stdio, helper=helper), stdin, on_output)
 
 
 def capture(starter: Callable[[tuple[int, int, int]], Events], stdin: bytes | None = None,

@@ -5,7 +5,8 @@ malloc, in the import system, in logging) stays locked forever in the child, whi
 So the kernel never forks. On its first container it starts this helper with ``fork + exec`` (safe
 in any process), a fresh single-threaded interpreter that waits on a socket; each request carries the
 container's ID and, as ``SCM_RIGHTS`` file descriptors, its stdin, stdout, stderr and the pipe its
-monitor reports on. The zygote calls ``runtime.launch`` and answers ``ok`` or the error.
+monitor reports on. The zygote calls ``runtime.launch`` and answers ``ok`` or the error. A container
+that fits starts from a warm monitor prepared ahead of time (``warm``), and the zygote prepares the next.
 
 It is not a daemon: it exits when its client closes the socket (the kernel exits or restarts), and the
 containers it launched do not depend on it.
@@ -13,6 +14,7 @@ containers it launched do not depend on it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -28,13 +30,17 @@ def serve(fd: int) -> None:
     """The helper's loop: one request, one ``launch``, one answer, until the client goes away."""
     import signal
 
+    from . import warm
     from .container import Container, containers_dir, read_state
-    from .runtime import exec_monitor, launch, spawn_detached
+    from .runtime import exec_monitor, launch, seccomp_program, spawn_detached
     from .store import Store
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C / interrupt in the notebook is not for us
     sock = socket.socket(fileno=fd)
+    pool: warm.WarmPool | None = None
+    stores: dict[str, Store] = {}
     while True:
+        refill: Container | None = None
         try:
             msg, fds, _flags, _addr = socket.recv_fds(sock, 65536, MAX_FDS)
         except OSError:
@@ -43,14 +49,19 @@ def serve(fd: int) -> None:
             return
         try:
             req = json.loads(msg)
-            store = Store(req["home"])
-            cdir = containers_dir(store) / req["id"]
-            container = Container(store, req["id"], read_state(cdir))
+            store = stores.get(req["home"]) or stores.setdefault(req["home"], Store(req["home"]))
+            state = req.get("state") or read_state(containers_dir(store) / req["id"])
+            container = Container(store, req["id"], state)
             stdin, stdout, stderr, events = fds
             if req.get("exec"):
                 args, env, workdir, user, tty = req["exec"]
                 spawn_detached(exec_monitor, events, container, args, env, workdir, user, tty,
                                (stdin, stdout, stderr), events)
+            elif warm.fits(container):
+                pool = pool or warm.WarmPool()
+                if not pool.launch(container, req["lowers"], (stdin, stdout, stderr), events):
+                    launch(container, req["lowers"], (stdin, stdout, stderr), events)
+                refill = container
             else:
                 launch(container, req["lowers"], (stdin, stdout, stderr), events)
             reply = b"ok"
@@ -60,6 +71,9 @@ def serve(fd: int) -> None:
             for f in fds:
                 os.close(f)
         sock.send(reply)
+        if pool is not None and refill is not None:  # the next container that fits will find it ready
+            with contextlib.suppress(Exception):
+                pool.fill(seccomp_program(refill))
 
 
 class Zygote:
@@ -89,9 +103,9 @@ class Zygote:
                 cls._instance = Zygote()
             return cls._instance
 
-    def launch(self, home: str, container_id: str, lowers: list[str], stdio: tuple[int, int, int],
-               events_fd: int) -> None:
-        self._request({"home": home, "id": container_id, "lowers": lowers}, stdio, events_fd)
+    def launch(self, home: str, container_id: str, state: dict[str, object], lowers: list[str],
+               stdio: tuple[int, int, int], events_fd: int) -> None:
+        self._request({"home": home, "id": container_id, "state": state, "lowers": lowers}, stdio, events_fd)
 
     def exec(self, home: str, container: object, exec_args: tuple[object, ...], stdio: tuple[int, int, int],
              events_fd: int) -> None:

@@ -991,7 +991,10 @@ def test_api_run_remove_true_has_removed_the_container_on_return(home: Store) ->
     client = Client(home.home)
     for _ in range(10):
         client.containers.run("busybox", ["true"], remove=True)
-        assert list(containers_dir(home).iterdir()) == []
+        # Gone from `ps -a` on return: its directory renamed out of sight, its files deleted right after.
+        assert list_containers(home) == []
+        assert [d.name for d in containers_dir(home).iterdir() if not d.name.endswith(".removing")] == []
+    wait_for(lambda: not list(containers_dir(home).iterdir()), "the last container's files to be deleted")
 
 
 # ------------------------------------------------------------------------------------------------- leaks
@@ -1014,7 +1017,10 @@ def test_no_leaks_over_200_runs(home: Store) -> None:
     before = snapshot(home)
     for _ in range(200):
         assert client.containers.run("busybox", ["true"], remove=True) == b""
-    assert not list(cdirs.iterdir())  # run(remove=True) returns only once the container is gone
+    assert list_containers(home) == []  # run(remove=True) returns only once the container is gone
+    # Its files and cgroup go right after the exit is reported (see runtime._finish).
+    wait_for(lambda: not list(cdirs.iterdir()), "the last container's files to be deleted")
+    wait_for(lambda: not any(cgroup_dirs_of(cid) for cid in TRACK.ids), "the last container's cgroup to go")
     after = snapshot(home)
     # Other users' containers may come and go under the shared cgroup parents: compare only ours.
     ours = {e for e in before["cgroups"] ^ after["cgroups"] if e.rpartition("/")[2] in TRACK.ids}
