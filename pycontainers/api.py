@@ -331,6 +331,15 @@ class Container:
         except FileNotFoundError:
             return b""
 
+    def start(self) -> None:
+        """Start a created container in the background (docker-py raises if it cannot start; so do we)."""
+        from . import runtime
+
+        first = runtime.start_detached(self._c, helper=True)
+        if first["event"] == "error":
+            raise ContainerError(self, int(first["exit_code"]), self._c.spec.args,  # type: ignore[call-overload]
+                                 self._c.spec.image_name, str(first["message"]).encode())
+
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
         code = core_container.wait(self._c, timeout)
         return {"StatusCode": code, "Error": None}

@@ -7,9 +7,11 @@ path or flag it was given, the way crun reports errors: ``mount("proc", "/x/proc
 
 from __future__ import annotations
 
+import array
 import ctypes
 import ctypes.util
 import os
+import socket
 
 from .errors import PyContainersError
 
@@ -185,3 +187,18 @@ def set_capabilities(keep: tuple[str, ...] = DEFAULT_CAPABILITIES) -> None:
         data[i].effective = data[i].permitted = word
         data[i].inheritable = 0  # empty, as Docker since CVE-2022-24769
     _check(_libc.capset(ctypes.byref(header), data), "capset()")
+
+
+def receive_fds(sock: socket.socket, bufsize: int, maxfds: int) -> tuple[bytes, list[int]]:
+    """recvmsg(2) a message and the file descriptors sent with it (SCM_RIGHTS), close-on-exec.
+
+    ``socket.recv_fds`` would do, but before Python 3.13 it drops its *flags* argument, so the
+    descriptors it returns would be inherited by whatever the receiver execs (a container's command).
+    """
+    fds = array.array("i")
+    msg, ancdata, _flags, _addr = sock.recvmsg(bufsize, socket.CMSG_LEN(maxfds * fds.itemsize),
+                                               socket.MSG_CMSG_CLOEXEC)
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
+    return msg, list(fds)

@@ -34,7 +34,7 @@ import socket
 from . import rootfs
 from .cgroup import Cgroup, machine_layout
 from .container import Container
-from .linux import CLONE_NEWCGROUP, CLONE_NEWPID, set_process_name, unshare
+from .linux import CLONE_NEWCGROUP, CLONE_NEWPID, receive_fds, set_process_name, unshare
 from .runtime import (
     OutputTee,
     build_root,
@@ -173,7 +173,7 @@ def warm_monitor(fd: int, seccomp_filter: bytes | None) -> None:
     try:
         cgroup.add(pid)
         sock.send(b"ready")
-        request, fds, _flags, _addr = socket.recv_fds(sock, 1 << 20, 4)
+        request, fds = receive_fds(sock, 1 << 20, 4)
     except OSError:
         request, fds = b"", []
     sock.close()
@@ -231,7 +231,7 @@ def warm_init(sock: socket.socket, err_w: int, seccomp_filter: bytes | None) -> 
         enter_namespaces("none")
         rootfs.make_mounts_private()
         prepare_to_exec()
-        request, fds, _flags, _addr = socket.recv_fds(sock, 1 << 20, 3)
+        request, fds = receive_fds(sock, 1 << 20, 3)
         if not request:  # no container after all (the warm monitor is cleaning up)
             os._exit(0)
         req = json.loads(request)

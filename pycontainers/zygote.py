@@ -32,6 +32,7 @@ def serve(fd: int) -> None:
 
     from . import warm
     from .container import Container, containers_dir, read_state
+    from .linux import receive_fds
     from .runtime import exec_monitor, launch, seccomp_program, spawn_detached
     from .store import Store
 
@@ -42,7 +43,7 @@ def serve(fd: int) -> None:
     while True:
         refill: Container | None = None
         try:
-            msg, fds, _flags, _addr = socket.recv_fds(sock, 65536, MAX_FDS)
+            msg, fds = receive_fds(sock, 65536, MAX_FDS)
         except OSError:
             return
         if not msg:

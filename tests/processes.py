@@ -1,8 +1,9 @@
-"""Process checks the VM tests share: nothing QEMU may outlive a test."""
+"""Checks the tests share: nothing QEMU may outlive a test; no container may outlive its removal."""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 
@@ -21,3 +22,18 @@ def qemu_children() -> list[int]:
         if comm.startswith("qemu-system") and ppid == os.getpid():
             found.append(int(entry.name))
     return found
+
+
+def containers_left(home: Path, timeout: float = 15.0) -> list[str]:
+    """The entries of a store's containers/ directory once in-flight removals are done.
+
+    A ``--rm`` container is renamed ``.<id>.removing`` when it exits and its files are deleted right
+    after the exit is reported (runtime._finish): give that a moment, then list what is really left.
+    """
+    base = home / "containers"
+    deadline = time.monotonic() + timeout
+    while True:
+        left = sorted(os.listdir(base)) if base.exists() else []
+        if not any(name.endswith(".removing") for name in left) or time.monotonic() > deadline:
+            return left
+        time.sleep(0.02)

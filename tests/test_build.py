@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import containers_left
 
 from pycontainers import archive
 from pycontainers.api import Client, prune_images
@@ -74,8 +75,7 @@ def copy_context(name: str, dest: Path) -> Path:
 
 
 def assert_no_containers(store: Store) -> None:
-    containers = store.home / "containers"
-    left = sorted(p.name for p in containers.iterdir()) if containers.exists() else []
+    left = containers_left(store.home)
     assert left == [], f"build left containers behind: {left}"
 
 

@@ -522,7 +522,7 @@ def test_only_stdio_is_inherited(cli: Run, home: Store) -> None:
     assert code == 0
     st = state(home, "fds")
     fds = {int(fd): os.readlink(f"/proc/{st['pid']}/fd/{fd}") for fd in os.listdir(f"/proc/{st['pid']}/fd")}
-    assert sorted(fds) == [0, 1, 2]
+    assert sorted(fds) == [0, 1, 2], fds
     assert fds[0] == "/dev/null"
     assert fds[1] == fds[2] == str(get_container(home, "fds").log_path())
     assert cli("rm", "-f", "fds")[0] == 0
@@ -608,7 +608,7 @@ def test_memory_limit_kills_a_hog_with_137_and_oomkilled(cli: Run, home: Store) 
     assert attrs["State"]["OOMKilled"] is True
     assert attrs["State"]["ExitCode"] == 137
     assert attrs["HostConfig"]["Memory"] == 16 << 20
-    assert cgroup_dirs_of(st["id"]) == []
+    wait_for(lambda: cgroup_dirs_of(st["id"]) == [], "the cgroup to be removed after the exit was reported")
     assert cli("rm", "hog")[0] == 0
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 import unprivileged
+from processes import containers_left
 
 from pycontainers import container as containers
 from pycontainers import layer as layers
@@ -318,7 +319,7 @@ def build_with_proot(store: Store, context: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def assert_clean(store: Store) -> None:
-    left = sorted(os.listdir(store.home / "containers")) if (store.home / "containers").exists() else []
+    left = containers_left(store.home)
     assert left == [], f"containers left behind: {left}"
     assert sorted(os.listdir(store.tmp_dir)) == []
     assert store.check() == []
@@ -466,7 +467,7 @@ def test_an_ordinary_user_builds_run_steps_under_proot_like_root_does(
     (context / "Dockerfile").chmod(0o644)
     out = as_student(student, "build", "-t", "made-by-proot", str(context))
     assert "\n0\n" in out  # proot's fake root
-    assert os.listdir(student.store_home / "containers") == []  # the 555 directory did not stop the removal
+    assert containers_left(student.store_home) == []  # the 555 directory did not stop the removal
     assert lingering(student) == []
     assert as_student(student, "run", "--rm", "made-by-proot", backend=None) == "hi\n"  # overlayfs, rootless
 

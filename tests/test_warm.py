@@ -1,0 +1,190 @@
+"""Warm monitors (pycontainers/warm.py): containers started ahead of time by the API's zygote.
+
+A container that starts warm must be exactly as isolated as one that starts cold, and the warm monitors
+must never outlive their zygote or leave a cgroup behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pycontainers import Client, warm
+from pycontainers.api import ContainerError
+from pycontainers.cgroup import Cgroup, CgroupLayout
+from pycontainers.container import get_container, list_containers, remove
+from pycontainers.store import Store
+from pycontainers.zygote import Zygote
+
+pytestmark = pytest.mark.skipif(not warm.available(), reason="warm monitors need root and a cgroup v1 layout")
+
+
+def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+    return value
+
+
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rpartition(")")[2].split()[1])
+
+
+def comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if parent_of(int(name)) == pid:
+                    out.append(int(name))
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
+def warm_cgroups() -> set[str]:
+    parents = {d.parent for d in Cgroup("any").dirs.values()}
+    return {str(d) for p in parents if p.exists() for d in p.glob(f"{warm.PREFIX}*")}
+
+
+@pytest.fixture
+def client(busybox_store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
+    """An API client with a zygote of its own; afterwards the zygote is closed and its warm monitors
+    must be gone, with their cgroups."""
+    monkeypatch.setenv("PYCONTAINERS_HOME", str(busybox_store.home))
+    monkeypatch.setattr(Zygote, "_instance", None)
+    yield Client(busybox_store.home)
+    for c in list_containers(busybox_store):
+        remove(c, force=True)
+    zygote = Zygote._instance
+    if zygote is None:
+        return
+    monitors = [p for p in children(zygote.process.pid) if comm(p) == "pyc-warm"]
+    zygote.sock.close()  # the zygote exits when its client goes away, and closes its warm monitors' sockets
+    zygote.process.wait(timeout=30)
+    wait_for(lambda: not any(os.path.exists(f"/proc/{p}") and comm(p) == "pyc-warm" for p in monitors),
+             "the warm monitors to exit")
+    wait_for(lambda: not any(f"{warm.PREFIX}{p}" in " ".join(warm_cgroups()) for p in monitors),
+             "the warm monitors' cgroups to be removed")
+
+
+def warm_monitors(client: Client) -> list[int]:
+    """The zygote's warm monitors that are still waiting for a container."""
+    client.containers.run("busybox", ["true"], remove=True)  # the zygote exists and has made its batch
+    zygote = Zygote._instance
+    assert zygote is not None
+    return wait_for(lambda: [p for p in children(zygote.process.pid) if comm(p) == "pyc-warm"],
+                    "the zygote's warm monitors")
+
+
+def test_the_zygote_keeps_a_batch_of_warm_monitors_each_with_a_waiting_pid_1(client: Client) -> None:
+    monitors = warm_monitors(client)
+    assert len(monitors) == warm.SIZE
+    for monitor in monitors:
+        init = wait_for(lambda m=monitor: children(m), "the warm monitor's PID 1")
+        assert [comm(p) for p in init] == ["pyc-warm-init"]
+        ns = {n: os.readlink(f"/proc/{init[0]}/ns/{n}") for n in ("mnt", "uts", "ipc", "net", "pid")}
+        assert all(ns[n] != os.readlink(f"/proc/self/ns/{n}") for n in ns)  # its namespaces, made ahead
+        cgroup = f"/pycontainers/{warm.PREFIX}{monitor}"
+        wait_for(lambda i=init[0], cg=cgroup: cg in Path(f"/proc/{i}/cgroup").read_text(), "PID 1 in the warm cgroup")
+
+
+def test_a_warm_start_is_as_isolated_as_a_cold_one(client: Client) -> None:
+    warm_monitors(client)
+    c = client.containers.run("busybox", ["sh", "-c", "sleep 30"], detach=True, name="warmed")
+    st = get_container(client.store, "warmed").state
+    assert comm(st["monitor_pid"]) == "pyc-monitor"
+    assert parent_of(st["monitor_pid"]) == Zygote._instance.process.pid  # a warm monitor (cold ones are orphans)
+    # The cgroup was renamed after the container: the host sees it under the container's ID.
+    assert f"/pycontainers/{c.id}" in Path(f"/proc/{st['pid']}/cgroup").read_text()
+    code, out = c.exec_run(["sh", "-c", "hostname; echo $$; cat /proc/self/cgroup | grep pids; "
+                                        "ls /sys/class/net; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status"])
+    assert code == 0
+    lines = out.decode().split("\n")
+    assert lines[0] == c.id[:12]
+    assert lines[2].endswith(":/")  # its cgroup namespace: its own cgroup is the root it sees
+    assert lines[3] == "lo"
+    assert lines[4:7] == ["CapEff:\t00000000a80425fb", "NoNewPrivs:\t1", "Seccomp:\t2"]
+    fds = sorted(int(fd) for fd in os.listdir(f"/proc/{st['pid']}/fd"))
+    assert fds == [0, 1, 2]  # nothing of the zygote's, the warm monitor's or the request's
+    top = client.containers.run("busybox", ["sh", "-c", "echo $$; ps -o pid,comm | tail -n +2"], remove=True)
+    assert top.decode().split()[:3] == ["1", "1", "sh"]  # PID 1 of its own PID namespace, alone there
+    c.remove(force=True)
+
+
+def test_warm_starts_report_docker_exit_codes_and_clean_up(client: Client) -> None:
+    warm_monitors(client)
+    store = client.store
+    outcomes = {}
+    for name, cmd in {"ok": ["true"], "fails": ["sh", "-c", "exit 3"], "missing": ["/nope"],
+                      "not-exec": ["/etc/passwd"]}.items():
+        c = client.containers.create("busybox", cmd, name=name)
+        try:
+            c.start()
+            outcomes[name] = c.wait()["StatusCode"]
+        except ContainerError as exc:  # could not start: docker-py raises too
+            outcomes[name] = exc.exit_status
+            assert get_container(store, name).state["exit_code"] == exc.exit_status
+        assert get_container(store, name).state["status"] == "exited"
+        wait_for(lambda cid=c.id: not any(d.exists() for d in Cgroup(cid).dirs.values()), f"{name}'s cgroup to go")
+    assert outcomes == {"ok": 0, "fails": 3, "missing": 127, "not-exec": 126}
+
+
+def test_a_pids_limit_is_written_into_the_warm_cgroup(client: Client) -> None:
+    warm_monitors(client)
+    c = client.containers.run("busybox", ["sleep", "30"], detach=True, pids_limit=7)
+    pids_dir = Cgroup(c.id).dirs.get("pids")
+    if pids_dir is None:
+        pytest.skip("no pids controller here")
+    assert (pids_dir / "pids.max").read_text().strip() == "7"
+    assert parent_of(get_container(client.store, c.id).state["monitor_pid"]) == Zygote._instance.process.pid
+    c.remove(force=True)
+
+
+@pytest.mark.parametrize("options", [{"network": "host"}, {"mem_limit": "64m"}])
+def test_containers_that_do_not_fit_start_cold(client: Client, options: dict[str, Any]) -> None:
+    before = set(warm_monitors(client))
+    c = client.containers.run("busybox", ["sleep", "30"], detach=True, **options)
+    monitor = get_container(client.store, c.id).state["monitor_pid"]
+    assert parent_of(monitor) != Zygote._instance.process.pid  # double-forked: a cold start
+    assert before <= set(children(Zygote._instance.process.pid))  # every warm monitor still waits
+    c.remove(force=True)
+
+
+def test_a_killed_warm_monitor_costs_nothing_but_a_cold_start(client: Client) -> None:
+    monitors = warm_monitors(client)
+    for m in monitors:
+        os.kill(m, signal.SIGKILL)
+    # Its PID 1 sees the socket close and exits; the launch falls back to a cold start.
+    assert client.containers.run("busybox", ["echo", "still works"], remove=True) == b"still works\n"
+    wait_for(lambda: not any(os.path.exists(f"/proc/{m}") and comm(m) for m in monitors), "the killed monitors")
+    leftovers = {c for c in warm_cgroups() if any(c.endswith(f"{warm.PREFIX}{m}") for m in monitors)}
+    assert leftovers  # killed outright, they could not remove their cgroups ...
+    warm.remove_abandoned()
+    assert not {c for c in leftovers if os.path.exists(c)}  # ... which the next zygote or `prune` does
+
+
+def test_cgroup_v2_has_no_warm_monitors(monkeypatch: pytest.MonkeyPatch) -> None:
+    # cgroup v2 refuses to rename a cgroup, so containers there always start cold.
+    monkeypatch.setattr(warm, "machine_layout", lambda: CgroupLayout("v2", (), "/sys/fs/cgroup", ("pids",)))
+    assert not warm.available()
+    pool = warm.WarmPool()
+    pool.fill(None)
+    assert pool.socks == [] and pool.children == set()
