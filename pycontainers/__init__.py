@@ -11,11 +11,12 @@ Submodules import lazily, so ``import pycontainers`` stays fast for the CLI.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 __version__ = "0.1.0"
 
+TYPE_CHECKING = False  # typing's, without importing typing (~4 ms at start-up)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .api import Client
 
 

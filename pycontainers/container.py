@@ -43,13 +43,16 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from .errors import InvalidArgument, PyContainersError
 from .spec import ContainerSpec
 from .store import Store, atomic_write
+
+TYPE_CHECKING = False  # typing's, without importing typing (~4 ms at start-up)
+if TYPE_CHECKING:
+    from datetime import datetime
+    from typing import Any
 
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 _ADJECTIVES = ("brave", "calm", "eager", "gentle", "happy", "jolly", "keen", "lucid", "merry", "quiet",
@@ -71,7 +74,9 @@ class ContainerError(PyContainersError):
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Now, in UTC, as RFC 3339 with microseconds. With ``time``: ``run`` needs no ``datetime`` (~2 ms)."""
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns // 1000 % 10**6:06d}Z"
 
 
 def containers_dir(store: Store) -> Path:
@@ -160,6 +165,8 @@ class Container:
 
     def status_text(self) -> str:
         """Docker's STATUS column: ``Up 3 seconds``, ``Exited (0) 5 seconds ago``, ``Created``."""
+        from datetime import UTC, datetime
+
         from .units import human_duration, since
 
         st = self.status
@@ -178,6 +185,8 @@ class Container:
 
 
 def _parse(text: str | None) -> datetime:
+    from datetime import UTC, datetime
+
     if not text:
         return datetime.now(UTC)
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)

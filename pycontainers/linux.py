@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import array
 import ctypes
-import ctypes.util
 import os
 import socket
 
 from .errors import PyContainersError
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+try:  # glibc's name: find_library would run ``ldconfig -p`` (a few ms at every start) to tell us so
+    _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+except OSError:  # another C library (musl...)
+    import ctypes.util
+
+    _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 # <sched.h>: namespace flags for unshare(2), setns(2) and clone(2).
 CLONE_NEWNS = 0x00020000

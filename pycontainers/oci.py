@@ -15,7 +15,10 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+
+TYPE_CHECKING = False  # typing's, without importing typing (~4 ms at start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 OCI_LAYOUT_VERSION = "1.0.0"
 

@@ -3,7 +3,9 @@ lecture slides: ``96.7MB``, ``811B``, ``3 weeks ago``."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+TYPE_CHECKING = False  # typing's, without importing typing (~4 ms at start-up)
+if TYPE_CHECKING:
+    from datetime import datetime
 
 _DECIMAL_UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
 
@@ -47,6 +49,8 @@ def human_duration(seconds: float) -> str:
 
 def since(when: datetime, now: datetime | None = None) -> str:
     """``3 weeks ago``, as in the CREATED column."""
+    from datetime import UTC, datetime
+
     now = now or datetime.now(UTC)
     return human_duration((now - when).total_seconds()) + " ago"
 

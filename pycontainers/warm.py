@@ -37,6 +37,7 @@ from .container import Container
 from .linux import CLONE_NEWCGROUP, CLONE_NEWPID, receive_fds, set_process_name, unshare
 from .runtime import (
     OutputTee,
+    StartError,
     build_root,
     enter_namespaces,
     exec_command,
@@ -162,14 +163,17 @@ def warm_monitor(fd: int, seccomp_filter: bytes | None) -> None:
     unshare(CLONE_NEWPID)  # our next child is PID 1 of a new PID namespace
     init_sock, init_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    go_r, go_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
         sock.close()
         init_sock.close()
         os.close(err_r)
-        warm_init(init_end, err_w, seccomp_filter)  # never returns
+        os.close(go_w)
+        warm_init(init_end, err_w, go_r, seccomp_filter)  # never returns
     init_end.close()
     os.close(err_w)
+    os.close(go_r)
     try:
         cgroup.add(pid)
         sock.send(b"ready")
@@ -190,15 +194,19 @@ def warm_monitor(fd: int, seccomp_filter: bytes | None) -> None:
     container = Container(Store(req["home"]), req["id"], req["state"])
     stdio, events_fd = (fds[0], fds[1], fds[2]), fds[3]
     try:
-        cgroup.rename(container.id)
-        if container.spec.pids_limit is not None:
-            cgroup.limit_pids(container.spec.pids_limit)
         tee = OutputTee(container, stdio) if keeps_log(container, stdio) else None
         child_stdio = tee.container_stdio if tee else stdio
-        socket.send_fds(init_sock, [request], list(child_stdio))
+        socket.send_fds(init_sock, [request], list(child_stdio))  # PID 1 starts on the root at once
         init_sock.close()
         for fd in set(child_stdio):
             os.close(fd)  # PID 1 holds them now
+        # Meanwhile the cgroup takes the container's name and limits; PID 1 waits for them before execve.
+        cgroup.rename(container.id)
+        if container.spec.pids_limit is not None:
+            cgroup.limit_pids(container.spec.pids_limit)
+        with contextlib.suppress(BrokenPipeError):  # PID 1 failed already: its error is on err_r
+            os.write(go_w, b"1")
+        os.close(go_w)
     except BaseException as exc:  # noqa: BLE001 (told to the caller in one line)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -223,7 +231,7 @@ def become_warm(fd: int) -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
-def warm_init(sock: socket.socket, err_w: int, seccomp_filter: bytes | None) -> None:
+def warm_init(sock: socket.socket, err_w: int, go_r: int, seccomp_filter: bytes | None) -> None:
     """PID 1 of a warm monitor: namespaces now; the image, the root and the command once a request comes."""
 
     def steps() -> None:
@@ -238,6 +246,8 @@ def warm_init(sock: socket.socket, err_w: int, seccomp_filter: bytes | None) -> 
         container = Container(Store(req["home"]), req["id"], req["state"])
         unshare(CLONE_NEWCGROUP)  # the monitor moved us into our cgroup before it passed the request on
         command = build_root(container, req["lowers"])
+        if not os.read(go_r, 1):
+            raise StartError("the container's cgroup could not be given its name and limits")
         exec_command(command, (fds[0], fds[1], fds[2]), seccomp_filter)
 
     run_as_init(steps, err_w)
