@@ -20,6 +20,7 @@ A removed container's directory is first renamed ``.<id>.removing`` (one atomic 
      "started_at": "...", "finished_at": "...", "exit_code": <int|null>, "oom_killed": <bool>,
      "error": "<why it could not start>", "auto_remove": <bool>,
      "backend": "native|rootless|runc|proot", "spec": {<ContainerSpec>},
+     "cgroup": "warm-<PID>"   (only when it started warm: its cgroup's name, else its ID)
      "id_maps": {"uid": [[inside, host, count], ...], "gid": [...]}}   (rootless only)
 
 A *monitor* process (a fork of a clean, single-threaded process: the CLI itself, or the zygote for
@@ -42,7 +43,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InvalidArgument, PyContainersError
@@ -53,6 +54,9 @@ TYPE_CHECKING = False  # typing's, without importing typing (~4 ms at start-up)
 if TYPE_CHECKING:
     from datetime import datetime
     from typing import Any
+
+    from .cgroup import Cgroup
+    from .image import Image
 
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 _ADJECTIVES = ("brave", "calm", "eager", "gentle", "happy", "jolly", "keen", "lucid", "merry", "quiet",
@@ -113,6 +117,8 @@ class Container:
     store: Store
     id: str
     state: dict[str, Any]
+    image: Image | None = field(default=None, repr=False, compare=False)
+    """The image, when this process has just read it (``create_from_image``): starting need not read it again."""
 
     @property
     def dir(self) -> Path:
@@ -313,6 +319,7 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
     spec = make_spec(image, image_name, command, volumes_dir=str(store.home / "volumes"), container_id=cid,
                      **options)
     container = create(store, spec, cid, name, auto_remove, backend)
+    container.image = image
     try:
         if backend == "runc":
             from .bundle import export_bundle
@@ -462,10 +469,8 @@ def remove(container: Container, force: bool = False) -> None:
         kill(container)
         with contextlib.suppress(ContainerError):
             wait(container, 10)
-    from .cgroup import Cgroup
-
     with contextlib.suppress(PyContainersError, OSError):
-        Cgroup(container.id).remove()  # normally the monitor did this; a killed monitor could not
+        cgroup_of(container).remove()  # normally the monitor did this; a killed monitor could not
     if container.state.get("backend") == "runc":
         runc(container, "delete", "--force", container.id)  # `runc run` normally does this when it ends
     delete_directory(container)
@@ -543,14 +548,20 @@ def id_maps(container: Container) -> Any:
     return IdMaps.from_json(saved)
 
 
+def cgroup_of(container: Container) -> Cgroup:
+    """The container's cgroup, ``pycontainers/<name>`` in each hierarchy: named after the container, or
+    ``warm-<PID>`` when it started from a warm monitor (``warm.py``), as state.json's ``cgroup`` says."""
+    from .cgroup import Cgroup
+
+    return Cgroup(container.state.get("cgroup") or container.id)
+
+
 def processes(container: Container) -> list[int]:
     """Host PIDs of the container's processes: its cgroup's; without a cgroup, its PID namespace's
     (rootless) or proot's process group (proot and the processes it traces)."""
-    from .cgroup import Cgroup
-
     backend = container.state.get("backend")
     if backend not in ("rootless", "proot"):
-        return Cgroup(container.id).pids()
+        return cgroup_of(container).pids()
     pid = container.state.get("pid")
     if not pid:
         return []

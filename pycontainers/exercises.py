@@ -291,9 +291,9 @@ def check_host_pid(client: Client, container_name: str, answer: object) -> Check
         return Check(False, "1 is its PID inside the container, in its own PID namespace.",
                      f"The host numbers the same process differently: `pycontainers top {container_name}` lists the "
                      "host's PIDs.")
-    from .cgroup import Cgroup
+    from .container import cgroup_of
 
-    if value in Cgroup(attrs["Id"]).pids():
+    if value in cgroup_of(client.containers.get(container_name)._c).pids():
         return Check(False, f"{value} is a process of {container_name}, but not its PID 1.",
                      "PID 1 is the one started with the container's command; the others are its children "
                      "(their PPID is PID 1's host PID).")

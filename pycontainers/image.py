@@ -10,21 +10,24 @@ from __future__ import annotations
 import copy
 import io
 import json
-import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from . import layer as layers
 from . import oci
 from .errors import ImageNotFound, InvalidArgument
 from .reference import InvalidReference, parse
 from .store import IndexEntry, Store
 
+# ``layer`` (and with it tarfile) is imported by the functions that read or write layers: starting a
+# container needs neither.
 TYPE_CHECKING = False  # typing's, without importing typing (~4 ms at start-up)
 if TYPE_CHECKING:
+    import tarfile
     from datetime import datetime
     from typing import Any
+
+    from . import layer as layers
 
 ARCHITECTURE = "amd64"
 
@@ -51,6 +54,8 @@ def parse_time(text: str | None) -> datetime:
 
 def empty_config(epoch: int | None = None) -> dict[str, Any]:
     """The config of ``scratch``: no layers, no command (config.md's required fields)."""
+    from . import layer as layers
+
     return {
         "created": iso_time(layers.source_date_epoch() if epoch is None else epoch),
         "architecture": ARCHITECTURE,
@@ -196,6 +201,8 @@ class Image:
         return self.store.open_blob(self.layers[index].digest)  # type: ignore[return-value]
 
     def layer_members(self, index: int) -> list[tarfile.TarInfo]:
+        from . import layer as layers
+
         desc = self.layers[index]
         with self.store.open_blob(desc.digest) as f:
             return list(layers.read_members(f, f"layer {desc.digest}"))
@@ -206,6 +213,8 @@ class Image:
 
     def inspect_layers(self) -> tuple[dict[str, FileRecord], list[LayerReport]]:
         """Apply the layers' headers in order; report per layer what it added, changed, deleted, wasted."""
+        from . import layer as layers
+
         fs: dict[str, FileRecord] = {}
         reports: list[LayerReport] = []
         for i, desc in enumerate(self.layers):
@@ -338,6 +347,8 @@ def commit_manifest(store: Store, config_desc: oci.Descriptor, layer_descs: list
 
 def write_layer(store: Store, entries: Iterable[layers.Entry]) -> oci.Descriptor:
     """Write a reproducible layer straight into a blob (hashing as it goes). Hold ``store.writing()``."""
+    from . import layer as layers
+
     writer = store.blob_writer(oci.MEDIA_LAYER)
     try:
         layers.write_tar(entries, writer)  # type: ignore[arg-type]
@@ -350,6 +361,8 @@ def write_layer(store: Store, entries: Iterable[layers.Entry]) -> oci.Descriptor
 def add_layer(config: dict[str, Any], desc: oci.Descriptor, created_by: str, *, comment: str = "",
               epoch: int | None = None) -> dict[str, Any]:
     """A new config: *config* plus one layer and the history line that explains it."""
+    from . import layer as layers
+
     new = copy.deepcopy(config)
     new["rootfs"]["diff_ids"].append(desc.digest)
     step: dict[str, Any] = {"created": iso_time(layers.source_date_epoch() if epoch is None else epoch),
@@ -364,6 +377,8 @@ def add_layer(config: dict[str, Any], desc: oci.Descriptor, created_by: str, *, 
 def add_metadata_step(config: dict[str, Any], created_by: str, *, epoch: int | None = None,
                       **settings: Any) -> dict[str, Any]:
     """A new config with changed settings (CMD, ENV, ...) and an ``empty_layer`` history line."""
+    from . import layer as layers
+
     new = copy.deepcopy(config)
     new.setdefault("config", {}).update(settings)
     step = {"created": iso_time(layers.source_date_epoch() if epoch is None else epoch),
@@ -433,6 +448,8 @@ class ImageBuilder:
         return _LayerContext(self, created_by)
 
     def add_layer(self, changes: layers.Changes | Iterable[layers.Entry], created_by: str) -> oci.Descriptor:
+        from . import layer as layers
+
         entries = changes.entries() if isinstance(changes, layers.Changes) else list(changes)
         desc = write_layer(self.store, entries)
         self.layer_descs.append(desc)
@@ -453,6 +470,8 @@ class ImageBuilder:
 
 class _LayerContext:
     def __init__(self, builder: ImageBuilder, created_by: str) -> None:
+        from . import layer as layers
+
         self.builder = builder
         self.created_by = created_by
         self.changes = layers.Changes()

@@ -21,7 +21,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import layer as layers
 from .errors import LayerError
 from .image import Image
 from .linux import (
@@ -71,6 +70,8 @@ def unpack_layer(store: Store, digest: str) -> Path:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)  # two containers starting at once unpack a layer once
         if target.exists():
             return target
+        from . import layer as layers  # tarfile and all: only when a layer is unpacked
+
         tmp = Path(tempfile.mkdtemp(prefix="unpack-", dir=store.tmp_dir))
         try:
             with store.open_blob(digest) as f:

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 from . import rootfs, seccomp
 from .cgroup import Cgroup, CgroupError, machine_layout
-from .container import Container, is_rootless, now_iso, process_start_time
+from .container import Container, cgroup_of, is_rootless, now_iso, process_start_time
 from .errors import PyContainersError
 from .image import Image
 from .linux import (
@@ -750,7 +750,7 @@ def start(container: Container, stdio: tuple[int, int, int], image: Image | None
     from .zygote import Zygote
 
     store = container.store
-    image = image or get_image(store, container.spec.image_id)
+    image = image or container.image or get_image(store, container.spec.image_id)
     lowers = [] if is_external(container) else rootfs.lower_dirs(store, image)
     return _forked(lambda events_fd: launch(container, lowers, stdio, events_fd),
                    lambda events_fd: Zygote.get().launch(str(store.home), container.id, container.state, lowers,
@@ -922,7 +922,7 @@ def join_container(container: Container) -> None:
     if is_rootless(container):
         order = ("user", *NAMESPACE_ORDER)  # first: it owns the others, and gives us the right to join them
     else:
-        Cgroup(container.id).add(os.getpid())
+        cgroup_of(container).add(os.getpid())
     ns_fds = [os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC) for ns in order]
     for fd in ns_fds:
         setns(fd)

@@ -224,12 +224,15 @@ class IndexEntry:
 class Store:
     """A content-addressed OCI image layout plus the locks that keep it consistent."""
 
-    def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, home: str | os.PathLike[str] | None = None, create: bool = True) -> None:
+        """*create*: make the layout where it is missing. A container's monitor and PID 1 pass False:
+        the store they were started from exists, and checking costs them a few system calls each."""
         self.home = Path(home).expanduser() if home is not None else default_home()
         self.layout = self.home / "oci"
         self.blobs = self.layout / "blobs" / "sha256"
         self.tmp_dir = self.home / "tmp"
-        self._ensure()
+        if create:
+            self._ensure()
 
     def __repr__(self) -> str:
         return f"Store({str(self.home)!r})"

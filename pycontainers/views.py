@@ -408,12 +408,12 @@ def _limit_text(name: str, value: str) -> str:
     return f"{name} = {value}"
 
 
-def _cgroup_limits(container_id: str) -> tuple[str, list[tuple[str, str, list[str]]], list[str]]:
+def _cgroup_limits(container: api.core_container.Container) -> tuple[str, list[tuple[str, str, list[str]]], list[str]]:
     """The container's cgroup version; (controller or "unified", directory, its limit files as text) for each
     directory it has; and the v1 controllers it has no directory for (no limit was asked for)."""
-    from .cgroup import Cgroup
+    from .container import cgroup_of
 
-    cgroup = Cgroup(container_id)
+    cgroup = cgroup_of(container)
     out, unused = [], []
     for key, directory in sorted(cgroup.dirs.items()):
         if not directory.is_dir():
@@ -490,7 +490,7 @@ def namespace_graph(container: api.Container | api.core_container.Container) -> 
         for target in [*(f"ns_{ns}" for ns in theirs), "cgroup_none"]:
             g.edge("process", target)
         return g
-    version, directories, unused = _cgroup_limits(c.id)
+    version, directories, unused = _cgroup_limits(c)
     with g.subgraph(name="cluster_cgroup") as sub:
         sub.attr(label=f"cgroup ({version}): its limits", fontsize="10", color="#bbbbbb")
         for key, directory, lines in directories:

@@ -8,14 +8,16 @@ monitors with all of this done, and a launch only has to tell one which containe
     zygote ──fork (ahead of time)──> warm monitor "pyc-warm"         cgroup pycontainers/warm-<its PID>
                                            └── PID 1 "pyc-warm-init"  new mnt, uts, ipc, net, pid namespaces;
                                                                       in the cgroup; waits on a socket
-    launch: the zygote passes the request and the container's stdio to the warm monitor, which renames
-            the cgroup after the container and passes them on to PID 1. PID 1 mounts the image,
-            pivot_roots and execs (``runtime.build_root``, ``runtime.exec_command``); the monitor goes
-            on like any other (``runtime.follow``). When few are left, the zygote makes more.
+    launch: the zygote passes the request and the container's stdio to the warm monitor, which passes
+            them on to PID 1. PID 1 mounts the image, pivot_roots and execs (``runtime.build_root``,
+            ``runtime.exec_command``); the monitor goes on like any other (``runtime.follow``). The
+            zygote then makes a new warm monitor.
 
-Only a container that fits takes it: native back end, network ``none`` (the default), no memory or CPU
-limit (each would join another cgroup v1 hierarchy), and a cgroup v1 or hybrid machine (cgroup v2
-refuses to rename a cgroup). Every other container starts cold, as the CLI starts all of them.
+The cgroup keeps its name (state.json's ``cgroup`` records it): renaming it would wait for the kernel's
+cgroup lock, which another warm monitor moving its PID 1 may hold for a grace period. Only a container
+that fits takes a warm monitor: native back end, network ``none`` (the default) and no memory or CPU
+limit (on cgroup v1 each would join another hierarchy). Every other container starts cold, as the CLI
+starts all of them.
 
 Not a daemon: a warm monitor belongs to one zygote, which lives as long as its client (a notebook
 kernel, a script). When the zygote's socket closes, the warm monitor kills its PID 1, removes its
@@ -50,13 +52,13 @@ from .runtime import (
 from .store import Store
 
 PREFIX = "warm-"
-SIZE = 4  # warm monitors per zygote, made together (see WarmPool)
+SIZE = 3  # warm monitors per zygote (see WarmPool)
 READY_TIMEOUT = 2.0  # seconds a launch waits for the warm monitor to be ready before starting cold
 
 
 def available() -> bool:
-    """Can this machine have warm monitors at all (root, and cgroups that can be renamed)?"""
-    return os.geteuid() == 0 and machine_layout().version in ("v1", "hybrid")
+    """Can this machine have warm monitors at all (root, and cgroups)?"""
+    return os.geteuid() == 0 and machine_layout().version != "none"
 
 
 def fits(container: Container) -> bool:
@@ -70,11 +72,11 @@ def fits(container: Container) -> bool:
 
 
 class WarmPool:
-    """The zygote's warm monitors, oldest first, made in batches of ``SIZE``.
+    """The zygote's warm monitors, oldest first: ``SIZE`` of them, one new for each one used.
 
-    In batches because moving a process into a cgroup (v1) waits for an RCU grace period only when no
-    other move happened within the last grace period: the moves of a batch's monitors share one wait
-    (measured here: the first move 7-12 ms, the next ones 0.1-0.2 ms).
+    One at a time rather than in batches: making one costs a few milliseconds of CPU (forks, the mount
+    namespace's copy) and holds the cgroup lock for an RCU grace period, and a batch of them running
+    beside a container's start slowed that start by as much again.
     """
 
     def __init__(self) -> None:
@@ -83,10 +85,10 @@ class WarmPool:
         remove_abandoned()
 
     def fill(self, seccomp_filter: bytes | None) -> None:
-        """With one warm monitor or none left, make a batch (the one left serves while they get ready)."""
+        """Top the pool up: all of it the first time, then one for the one just used."""
         self.reap()
-        if len(self.socks) <= 1 and available():
-            for _ in range(SIZE - len(self.socks)):
+        if available():
+            while len(self.socks) < SIZE:
                 pid, sock = start_warm_monitor(seccomp_filter)
                 self.children.add(pid)
                 self.socks.append(sock)
@@ -191,7 +193,7 @@ def warm_monitor(fd: int, seccomp_filter: bytes | None) -> None:
         return
     set_process_name("pyc-monitor")
     req = json.loads(request)
-    container = Container(Store(req["home"]), req["id"], req["state"])
+    container = Container(Store(req["home"], create=False), req["id"], req["state"])
     stdio, events_fd = (fds[0], fds[1], fds[2]), fds[3]
     try:
         tee = OutputTee(container, stdio) if keeps_log(container, stdio) else None
@@ -200,8 +202,9 @@ def warm_monitor(fd: int, seccomp_filter: bytes | None) -> None:
         init_sock.close()
         for fd in set(child_stdio):
             os.close(fd)  # PID 1 holds them now
-        # Meanwhile the cgroup takes the container's name and limits; PID 1 waits for them before execve.
-        cgroup.rename(container.id)
+        # Meanwhile the cgroup gets the container's limit; PID 1 waits for it before execve. (Its name stays:
+        # a rename waits for the cgroup lock, which a warm monitor joining its cgroup holds for milliseconds.)
+        container.state["cgroup"] = cgroup.name  # saved with the container's "running" state
         if container.spec.pids_limit is not None:
             cgroup.limit_pids(container.spec.pids_limit)
         with contextlib.suppress(BrokenPipeError):  # PID 1 failed already: its error is on err_r
@@ -243,11 +246,11 @@ def warm_init(sock: socket.socket, err_w: int, go_r: int, seccomp_filter: bytes 
         if not request:  # no container after all (the warm monitor is cleaning up)
             os._exit(0)
         req = json.loads(request)
-        container = Container(Store(req["home"]), req["id"], req["state"])
+        container = Container(Store(req["home"], create=False), req["id"], req["state"])
         unshare(CLONE_NEWCGROUP)  # the monitor moved us into our cgroup before it passed the request on
         command = build_root(container, req["lowers"])
         if not os.read(go_r, 1):
-            raise StartError("the container's cgroup could not be given its name and limits")
+            raise StartError("the container's cgroup could not be given its limits")
         exec_command(command, (fds[0], fds[1], fds[2]), seccomp_filter)
 
     run_as_init(steps, err_w)

@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import socket
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -84,6 +83,8 @@ class Zygote:
     _instance: Zygote | None = None
 
     def __init__(self) -> None:
+        import subprocess
+
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         package_parent = str(Path(__file__).resolve().parent.parent)
         code = (f"import sys; sys.path.insert(0, {package_parent!r}); "

@@ -34,6 +34,7 @@ from pycontainers.api import Client, ContainerError
 from pycontainers.cgroup import Cgroup
 from pycontainers.cli import main
 from pycontainers.container import (
+    cgroup_of,
     containers_dir,
     get_container,
     list_containers,
@@ -74,9 +75,27 @@ def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 15.0) -> 
         time.sleep(0.02)
 
 
+CGROUP_NAMES: dict[str, str] = {}
+"""Container ID -> its cgroup's name, for containers that started warm (state.json's ``cgroup``), as seen."""
+
+
 def cgroup_dirs_of(cid: str) -> list[str]:
-    """Every cgroup directory a container may own, whichever the layout (v1, v2, hybrid)."""
-    return glob.glob(f"/sys/fs/cgroup/*/pycontainers/{cid}") + glob.glob(f"/sys/fs/cgroup/pycontainers/{cid}")
+    """Every cgroup directory a container may own, whichever the layout (v1, v2, hybrid): named after its ID,
+    or after the warm monitor it started from (pycontainers/warm.py)."""
+    found = []
+    for name in {cid, CGROUP_NAMES.get(cid, cid)}:
+        found += glob.glob(f"/sys/fs/cgroup/*/pycontainers/{name}") + glob.glob(f"/sys/fs/cgroup/pycontainers/{name}")
+    return found
+
+
+def used_warm_cgroups() -> list[str]:
+    """``warm-<PID>`` cgroups whose monitor no longer waits for a container: one that took a container must
+    go with it (a waiting one belongs to a live zygote)."""
+    left = []
+    for d in glob.glob("/sys/fs/cgroup/*/pycontainers/warm-*") + glob.glob("/sys/fs/cgroup/pycontainers/warm-*"):
+        if _read(f"/proc/{d.rpartition('-')[2]}/comm").strip() != b"pyc-warm":
+            left.append(d)
+    return left
 
 
 def cgroup_parents() -> list[Path]:
@@ -164,6 +183,7 @@ def leftovers(children_before: set[tuple[int, int | None]], own_cmdline: bytes,
         problems += [f"process refers to {home}: {p}" for p in processes_mentioning(str(home))]
     for cid in TRACK.ids:
         problems += [f"cgroup dir left: {d}" for d in cgroup_dirs_of(cid)]
+    problems += [f"cgroup dir of a used warm monitor left: {d}" for d in used_warm_cgroups()]
     markers = [str(h) for h in TRACK.homes] + sorted(TRACK.ids)
     problems += [f"mount left on the host: {line}" for line in mountinfo() if any(m in line for m in markers)]
     for p in processes():
@@ -244,7 +264,10 @@ def pyc(store: Store, *args: str, input: str | None = None, timeout: float = 60)
 
 
 def state(store: Store, name: str) -> dict[str, Any]:
-    return get_container(store, name).state
+    st = get_container(store, name).state
+    if "cgroup" in st:
+        CGROUP_NAMES[st["id"]] = st["cgroup"]
+    return st
 
 
 def status(store: Store, name: str) -> str:
@@ -619,8 +642,9 @@ def test_pids_limit_stops_forks_and_the_container_still_dies_cleanly(cli: Run, h
     cid = out.strip()
     wait_for(ready(home, "forky"), "the fork loop to give up")
     assert "can't fork" in get_container(home, "forky").log_path().read_text()
-    pids = Cgroup(cid).pids()
+    pids = cgroup_of(get_container(home, "forky")).pids()
     assert 1 < len(pids) <= 5
+    state(home, "forky")  # notes its cgroup's name
     assert cli("kill", "forky") == (0, "forky\n", "")
     assert cli("wait", "forky") == (0, "137\n", "")
     assert all(not pid_alive(p, None) for p in pids)
@@ -634,7 +658,7 @@ def test_cpu_memory_and_pids_limits_are_written_to_the_cgroup(cli: Run, home: St
                        "busybox", "sleep", "60")
     assert code == 0
     cid = out.strip()
-    cg = Cgroup(cid)
+    cg = cgroup_of(get_container(home, "limited"))
     st = state(home, "limited")
     if cg.version == "v2":
         d = cg.dirs["unified"]

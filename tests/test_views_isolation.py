@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from pycontainers.api import Client, Container, ContainerError
-from pycontainers.cgroup import Cgroup
 from pycontainers.container import ContainerError as EngineContainerError
+from pycontainers.container import cgroup_of
 from pycontainers.exercises import Check, check_host_pid, check_oom_killed, check_own_namespaces
 from pycontainers.store import Store
 from pycontainers.views import _limit_text, namespace_graph, namespace_inodes, own_namespaces
@@ -157,7 +157,7 @@ def test_check_host_pid(client: Client) -> None:
 
 def _cgroup_pids(container: Container) -> list[int]:
     for _ in range(200):  # the shell forks sleep right after it starts
-        pids = Cgroup(container.id).pids()
+        pids = cgroup_of(container._c).pids()
         if len(pids) >= 2:
             return pids
         time.sleep(0.01)

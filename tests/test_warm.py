@@ -18,11 +18,11 @@ import pytest
 from pycontainers import Client, warm
 from pycontainers.api import ContainerError
 from pycontainers.cgroup import Cgroup, CgroupLayout
-from pycontainers.container import get_container, list_containers, remove
+from pycontainers.container import cgroup_of, get_container, list_containers, remove
 from pycontainers.store import Store
 from pycontainers.zygote import Zygote
 
-pytestmark = pytest.mark.skipif(not warm.available(), reason="warm monitors need root and a cgroup v1 layout")
+pytestmark = pytest.mark.skipif(not warm.available(), reason="warm monitors need root and cgroups")
 
 
 def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
@@ -112,8 +112,10 @@ def test_a_warm_start_is_as_isolated_as_a_cold_one(client: Client) -> None:
     st = get_container(client.store, "warmed").state
     assert comm(st["monitor_pid"]) == "pyc-monitor"
     assert parent_of(st["monitor_pid"]) == Zygote._instance.process.pid  # a warm monitor (cold ones are orphans)
-    # The cgroup was renamed after the container: the host sees it under the container's ID.
-    assert f"/pycontainers/{c.id}" in Path(f"/proc/{st['pid']}/cgroup").read_text()
+    # Its cgroup is the warm monitor's, as state.json records; the engine finds its processes there.
+    assert st["cgroup"] == f"{warm.PREFIX}{st['monitor_pid']}"
+    assert f"/pycontainers/{st['cgroup']}" in Path(f"/proc/{st['pid']}/cgroup").read_text()
+    assert cgroup_of(get_container(client.store, "warmed")).pids() == [st["pid"]]
     code, out = c.exec_run(["sh", "-c", "hostname; echo $$; cat /proc/self/cgroup | grep pids; "
                                         "ls /sys/class/net; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status"])
     assert code == 0
@@ -143,14 +145,15 @@ def test_warm_starts_report_docker_exit_codes_and_clean_up(client: Client) -> No
             outcomes[name] = exc.exit_status
             assert get_container(store, name).state["exit_code"] == exc.exit_status
         assert get_container(store, name).state["status"] == "exited"
-        wait_for(lambda cid=c.id: not any(d.exists() for d in Cgroup(cid).dirs.values()), f"{name}'s cgroup to go")
+        cgroup = cgroup_of(get_container(store, name))
+        wait_for(lambda cg=cgroup: not any(d.exists() for d in cg.dirs.values()), f"{name}'s cgroup to go")
     assert outcomes == {"ok": 0, "fails": 3, "missing": 127, "not-exec": 126}
 
 
 def test_a_pids_limit_is_written_into_the_warm_cgroup(client: Client) -> None:
     warm_monitors(client)
     c = client.containers.run("busybox", ["sleep", "30"], detach=True, pids_limit=7)
-    pids_dir = Cgroup(c.id).dirs.get("pids")
+    pids_dir = cgroup_of(get_container(client.store, c.id)).dirs.get("pids")
     if pids_dir is None:
         pytest.skip("no pids controller here")
     assert (pids_dir / "pids.max").read_text().strip() == "7"
@@ -181,9 +184,8 @@ def test_a_killed_warm_monitor_costs_nothing_but_a_cold_start(client: Client) ->
     assert not {c for c in leftovers if os.path.exists(c)}  # ... which the next zygote or `prune` does
 
 
-def test_cgroup_v2_has_no_warm_monitors(monkeypatch: pytest.MonkeyPatch) -> None:
-    # cgroup v2 refuses to rename a cgroup, so containers there always start cold.
-    monkeypatch.setattr(warm, "machine_layout", lambda: CgroupLayout("v2", (), "/sys/fs/cgroup", ("pids",)))
+def test_no_cgroups_no_warm_monitors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(warm, "machine_layout", lambda: CgroupLayout("none"))
     assert not warm.available()
     pool = warm.WarmPool()
     pool.fill(None)
