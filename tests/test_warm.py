@@ -161,6 +161,24 @@ def test_a_pids_limit_is_written_into_the_warm_cgroup(client: Client) -> None:
     c.remove(force=True)
 
 
+def test_an_attached_warm_run_is_logged_and_a_detached_one_stops_like_any_other(client: Client) -> None:
+    warm_monitors(client)
+    out = client.containers.run("busybox", ["sh", "-c", "echo out; echo err >&2"], name="talker", stderr=True)
+    assert out == b"out\nerr\n"
+    talker = client.containers.get("talker")
+    assert sorted(talker.logs().split()) == [b"err", b"out"]  # the monitor copied both into the log
+    sleeper = client.containers.run("busybox", ["sh", "-c", "trap 'exit 42' TERM; while true; do sleep 1; done"],
+                                    detach=True, name="sleeper")
+    st = get_container(client.store, "sleeper").state
+    assert parent_of(st["monitor_pid"]) == Zygote._instance.process.pid
+    wait_for(lambda: len(cgroup_of(get_container(client.store, "sleeper")).pids()) == 2, "the shell's sleep")
+    sleeper.stop(timeout=10)  # SIGTERM reaches the shell, whose trap exits 42
+    assert sleeper.wait()["StatusCode"] == 42
+    sleeper.remove()
+    wait_for(lambda: not any(os.path.exists(d) for d in warm_cgroups() if d.endswith(st["cgroup"])),
+             "its cgroup to go")
+
+
 @pytest.mark.parametrize("options", [{"network": "host"}, {"mem_limit": "64m"}])
 def test_containers_that_do_not_fit_start_cold(client: Client, options: dict[str, Any]) -> None:
     before = set(warm_monitors(client))
