@@ -244,8 +244,11 @@ def collect_garbage(store: Store) -> int:
 
 def prune_containers(store: Store) -> dict[str, Any]:
     """``docker container prune``: remove every container that is not running."""
+    from .warm import remove_abandoned
+
     removed = []
-    core_container.remove_leftovers(store)
+    core_container.remove_leftovers(store)  # directories a killed process left half removed
+    remove_abandoned()  # cgroups of warm monitors killed outright
     for c in core_container.list_containers(store):
         if c.status != "running":
             core_container.remove(c, force=True)

@@ -1021,6 +1021,19 @@ def test_api_run_remove_true_has_removed_the_container_on_return(home: Store) ->
     wait_for(lambda: not list(containers_dir(home).iterdir()), "the last container's files to be deleted")
 
 
+def test_container_prune_finishes_a_removal_that_a_killed_monitor_left_half_done(home: Store) -> None:
+    from pycontainers.api import prune_containers
+    from pycontainers.container import create_from_image, discard_directory
+
+    c = create_from_image(home, "busybox", ["true"])
+    (c.dir / "upper" / "left-over").write_text("x")
+    trash = discard_directory(c)  # the monitor of a --rm container renames it, then is killed
+    assert trash.name == f".{c.id}.removing" and trash.exists()
+    assert list_containers(home) == []  # out of sight at once
+    assert prune_containers(home)["ContainersDeleted"] == []
+    assert not trash.exists()
+
+
 # ------------------------------------------------------------------------------------------------- leaks
 
 
