@@ -191,19 +191,6 @@ class Cgroup:
         if d is not None:
             _write(d / "pids.max", str(pids))
 
-    def rename(self, name: str) -> None:
-        """rename(2) the cgroup's directories, processes and limits staying: cgroup v1 only (v2 says EPERM)."""
-        renamed = {}
-        for controller, d in self.dirs.items():
-            if d.exists():
-                target = d.with_name(name)
-                try:
-                    os.rename(d, target)
-                except OSError as exc:
-                    raise CgroupError(f"rename {d} to {target}: {exc.strerror}") from None
-                renamed[controller] = target
-        self.name, self.dirs = name, renamed
-
     def _enable_v2_controllers(self) -> None:
         # A child gets only the controllers its parent lists in cgroup.subtree_control.
         (self.root / PARENT).mkdir(exist_ok=True)
