@@ -189,6 +189,7 @@ def follow(container: Container, cgroup: Cgroup | None, pid: int, err_r: int, te
         container.save(status="exited", exit_code=report["exit_code"], error=report["message"],
                        finished_at=now_iso())
         _finish(container, events_fd, {"event": "error", **report}, cgroup)
+        os.close(events_fd)
         return
     container.save(status="running", pid=pid, pid_start=process_start_time(pid), monitor_pid=os.getpid(),
                    monitor_start=process_start_time(os.getpid()), started_at=now_iso())

@@ -5,13 +5,13 @@ mount, UTS, IPC, network and PID namespaces, a cgroup, and moving PID 1 into it 
 waits for an RCU grace period, 5-25 ms here). So a long-lived client's zygote keeps a few *warm*
 monitors with all of this done, and a launch only has to tell one which container to become::
 
-    zygote ──fork (ahead of time)──> warm monitor "pyc-warm"         cgroup pycontainers/warm-<its PID>
+    zygote ──fork (ahead of time)──> warm monitor "pyc-warm"         cgroup pycontainers/warm-<its PID>.<N>
                                            └── PID 1 "pyc-warm-init"  new mnt, uts, ipc, net, pid namespaces;
                                                                       in the cgroup; waits on a socket
     launch: the zygote passes the request and the container's stdio to the warm monitor, which passes
             them on to PID 1. PID 1 mounts the image, pivot_roots and execs (``runtime.build_root``,
-            ``runtime.exec_command``); the monitor goes on like any other (``runtime.follow``). The
-            zygote then makes a new warm monitor.
+            ``runtime.exec_command``); the monitor goes on like any other (``runtime.follow``), and
+            when the container has ended it gets ready for the next one.
 
 The cgroup keeps its name (state.json's ``cgroup`` records it): renaming it would wait for the kernel's
 cgroup lock, which another warm monitor moving its PID 1 may hold for a grace period. Only a container
@@ -21,22 +21,24 @@ starts all of them.
 
 Not a daemon: a warm monitor belongs to one zygote, which lives as long as its client (a notebook
 kernel, a script). When the zygote's socket closes, the warm monitor kills its PID 1, removes its
-cgroup and exits. One killed outright leaves an empty ``warm-<PID>`` cgroup, which the next zygote and
-``container prune`` remove.
+cgroup and exits. One killed outright leaves an empty ``warm-<PID>.<N>`` cgroup, which the next zygote
+and ``container prune`` remove.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
+import select
 import signal
 import socket
 
 from . import rootfs
 from .cgroup import Cgroup, machine_layout
 from .container import Container
-from .linux import CLONE_NEWCGROUP, CLONE_NEWPID, receive_fds, set_process_name, unshare
+from .linux import CLONE_NEWCGROUP, CLONE_NEWPID, receive_fds, set_process_name, setns, unshare
 from .runtime import (
     OutputTee,
     StartError,
@@ -72,29 +74,50 @@ def fits(container: Container) -> bool:
 
 
 class WarmPool:
-    """The zygote's warm monitors, oldest first: ``SIZE`` of them, one new for each one used.
+    """The zygote's warm monitors: each is warming, ready, or busy with a container.
 
-    One at a time rather than in batches: making one costs a few milliseconds of CPU (forks, the mount
-    namespace's copy) and holds the cgroup lock for an RCU grace period, and a batch of them running
-    beside a container's start slowed that start by as much again.
+    A busy monitor comes back when its container has ended: it gets ready for another one and says
+    "ready" again, so a steady stream of containers needs no new process but their PID 1s (making a
+    monitor costs a fork of the zygote and, at its end, an exit: about 3 ms of CPU each here). New
+    monitors are made only when none is idle: ``SIZE`` of them at once, whose cgroup moves share one
+    RCU grace period. A monitor that comes back while ``SIZE`` others are idle is let go.
     """
 
     def __init__(self) -> None:
-        self.socks: list[socket.socket] = []
+        self.state: dict[socket.socket, str] = {}  # "warming", "ready" or "busy", in the order made
         self.children: set[int] = set()
         remove_abandoned()
 
+    def idle(self) -> list[socket.socket]:
+        return [s for s, st in self.state.items() if st != "busy"]
+
     def fill(self, seccomp_filter: bytes | None) -> None:
-        """Top the pool up: all of it the first time, then one for the one just used."""
+        """With no monitor idle (warming or ready), make ``SIZE`` new ones."""
         self.reap()
-        if available():
-            while len(self.socks) < SIZE:
+        if available() and not self.idle():
+            for _ in range(SIZE):
                 pid, sock = start_warm_monitor(seccomp_filter)
                 self.children.add(pid)
-                self.socks.append(sock)
+                self.state[sock] = "warming"
+
+    def collect(self, timeout: float = 0) -> None:
+        """Read what the monitors said: "ready", or nothing (gone). Keep at most ``SIZE`` idle."""
+        if not self.state:
+            return
+        readable, _, _ = select.select(list(self.state), [], [], timeout)
+        for sock in readable:
+            try:
+                said = sock.recv(16)
+            except OSError:
+                said = b""
+            if said == b"ready" and (self.state[sock] != "busy" or len(self.idle()) < SIZE):
+                self.state[sock] = "ready"
+            else:  # gone, or one idle monitor too many: closing our end lets it go
+                del self.state[sock]
+                sock.close()
 
     def reap(self) -> None:
-        """Collect the exit status of warm monitors that have ended (ours to reap: forked once, not twice)."""
+        """Collect the exit status of monitors that have ended (ours to reap: forked once, not twice)."""
         for pid in list(self.children):
             with contextlib.suppress(ChildProcessError):
                 if os.waitpid(pid, os.WNOHANG)[0] == 0:
@@ -102,35 +125,38 @@ class WarmPool:
             self.children.discard(pid)
 
     def launch(self, container: Container, lowers: list[str], stdio: tuple[int, int, int], events_fd: int) -> bool:
-        """Give *container* to the oldest warm monitor; False if none is ready (then start it cold)."""
-        if not self.socks:
+        """Give *container* to a ready monitor (the oldest), waiting for a warming one if need be;
+        False if there is none (then it starts cold)."""
+        self.collect()
+        if not any(st == "ready" for st in self.state.values()) and "warming" in self.state.values():
+            self.collect(READY_TIMEOUT)
+        sock = next((s for s, st in self.state.items() if st == "ready"), None)
+        if sock is None:
             return False
-        sock = self.socks.pop(0)
         request = json.dumps({"home": str(container.store.home), "id": container.id, "state": container.state,
                               "lowers": lowers}).encode()
         try:
-            sock.settimeout(READY_TIMEOUT)
-            if sock.recv(16) != b"ready":  # "" if it failed while getting ready
-                return False
             socket.send_fds(sock, [request], [*stdio, events_fd])
-            return True
-        except OSError:  # not ready in time, or gone: closing our end makes it clean up
-            return False
-        finally:
+        except OSError:  # gone meanwhile
+            del self.state[sock]
             sock.close()
+            return False
+        del self.state[sock]
+        self.state[sock] = "busy"  # now last in the order: it comes back after the ones idle now
+        return True
 
     def close(self) -> None:
-        for sock in self.socks:
+        for sock in self.state:
             sock.close()
-        self.socks.clear()
+        self.state.clear()
 
 
 def start_warm_monitor(seccomp_filter: bytes | None) -> tuple[int, socket.socket]:
     """Fork a warm monitor; return its PID and the socket to it.
 
     One fork, not the double fork of a cold start (``runtime.spawn_detached``): the zygote is a
-    process of ours that reaps it (``WarmPool.reap``), and a fork less leaves more of the CPU to the
-    container starting meanwhile. Should the zygote die first, the monitor is adopted like any orphan.
+    process of ours that reaps it (``WarmPool.reap``). Should the zygote die first, the monitor is
+    adopted like any orphan.
     """
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
@@ -143,11 +169,11 @@ def start_warm_monitor(seccomp_filter: bytes | None) -> tuple[int, socket.socket
 
 
 def remove_abandoned() -> None:
-    """rmdir each ``warm-<PID>`` cgroup whose monitor is gone (the kernel refuses one with a process)."""
+    """rmdir each ``warm-<PID>.<N>`` cgroup whose monitor is gone (the kernel refuses one with a process)."""
     for parent in {d.parent for d in Cgroup("any").dirs.values()}:
         with contextlib.suppress(OSError):
             for d in parent.glob(f"{PREFIX}*"):
-                pid = d.name[len(PREFIX):]
+                pid = d.name[len(PREFIX):].partition(".")[0]
                 if not (pid.isdigit() and os.path.exists(f"/proc/{pid}")):
                     with contextlib.suppress(OSError):
                         d.rmdir()
@@ -157,10 +183,26 @@ def remove_abandoned() -> None:
 
 
 def warm_monitor(fd: int, seccomp_filter: bytes | None) -> None:
-    """Get ready (cgroup, PID namespace, PID 1 in both), say so, then become the monitor of a container."""
+    """Get ready, say so, monitor the container that comes; again, until the zygote lets us go."""
     become_warm(fd)
     sock = socket.socket(fileno=fd)
-    cgroup = Cgroup(f"{PREFIX}{os.getpid()}")
+    own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    for generation in itertools.count():
+        if generation:
+            # Our last PID namespace died with its PID 1; make the next one a child of ours again.
+            setns(own_pid_namespace, CLONE_NEWPID)
+            set_process_name("pyc-warm")
+            keep_only(fd, own_pid_namespace)  # nothing of the last container's stays open
+        if not monitor_one(sock, f"{PREFIX}{os.getpid()}.{generation}", seccomp_filter):
+            return
+
+
+def monitor_one(sock: socket.socket, cgroup_name: str, seccomp_filter: bytes | None) -> bool:
+    """One container's life: get ready, say "ready", take the request, follow the container to its end.
+
+    False when no container came (the zygote is gone, or let us go): then nothing is left of it.
+    """
+    cgroup = Cgroup(cgroup_name)
     cgroup.create()
     unshare(CLONE_NEWPID)  # our next child is PID 1 of a new PID namespace
     init_sock, init_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -182,15 +224,17 @@ def warm_monitor(fd: int, seccomp_filter: bytes | None) -> None:
         request, fds = receive_fds(sock, 1 << 20, 4)
     except OSError:
         request, fds = b"", []
-    sock.close()
-    if not request or len(fds) != 4:  # the zygote is gone, or started the container cold after all
+    if not request or len(fds) != 4:  # the zygote is gone, or let us go
         for fd in fds:
             os.close(fd)
+        for fd in (err_r, go_w):
+            os.close(fd)
+        init_sock.close()
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         cgroup.remove()
-        return
+        return False
     set_process_name("pyc-monitor")
     req = json.loads(request)
     container = Container(Store(req["home"], create=False), req["id"], req["state"])
@@ -217,8 +261,9 @@ def warm_monitor(fd: int, seccomp_filter: bytes | None) -> None:
         with contextlib.suppress(Exception):
             cgroup.remove()
         report_failure(container, events_fd, exc)
-        return
+        return False
     follow(container, cgroup, pid, err_r, tee, events_fd)
+    return True
 
 
 def become_warm(fd: int) -> None:
@@ -228,10 +273,18 @@ def become_warm(fd: int) -> None:
     null = os.open(os.devnull, os.O_RDWR)
     for target in (0, 1, 2):
         os.dup2(null, target)
-    os.closerange(3, fd)  # the zygote's other sockets, among them an older warm monitor's
-    os.closerange(fd + 1, os.sysconf("SC_OPEN_MAX"))
+    keep_only(fd)  # the zygote's other sockets (other warm monitors') among them
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
+
+
+def keep_only(*fds: int) -> None:
+    """Close every file descriptor above 2 but *fds*."""
+    low = 3
+    for fd in sorted(fds):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
 
 
 def warm_init(sock: socket.socket, err_w: int, go_r: int, seccomp_filter: bytes | None) -> None:

@@ -93,7 +93,8 @@ def used_warm_cgroups() -> list[str]:
     go with it (a waiting one belongs to a live zygote)."""
     left = []
     for d in glob.glob("/sys/fs/cgroup/*/pycontainers/warm-*") + glob.glob("/sys/fs/cgroup/pycontainers/warm-*"):
-        if _read(f"/proc/{d.rpartition('-')[2]}/comm").strip() != b"pyc-warm":
+        pid = d.rpartition("/warm-")[2].partition(".")[0]
+        if _read(f"/proc/{pid}/comm").strip() != b"pyc-warm":
             left.append(d)
     return left
 

@@ -81,7 +81,7 @@ def client(busybox_store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cl
     zygote.process.wait(timeout=30)
     wait_for(lambda: not any(os.path.exists(f"/proc/{p}") and comm(p) == "pyc-warm" for p in monitors),
              "the warm monitors to exit")
-    wait_for(lambda: not any(f"{warm.PREFIX}{p}" in " ".join(warm_cgroups()) for p in monitors),
+    wait_for(lambda: not any(f"/{warm.PREFIX}{p}." in " ".join(warm_cgroups()) for p in monitors),
              "the warm monitors' cgroups to be removed")
 
 
@@ -102,7 +102,7 @@ def test_the_zygote_keeps_a_batch_of_warm_monitors_each_with_a_waiting_pid_1(cli
         assert [comm(p) for p in init] == ["pyc-warm-init"]
         ns = {n: os.readlink(f"/proc/{init[0]}/ns/{n}") for n in ("mnt", "uts", "ipc", "net", "pid")}
         assert all(ns[n] != os.readlink(f"/proc/self/ns/{n}") for n in ns)  # its namespaces, made ahead
-        cgroup = f"/pycontainers/{warm.PREFIX}{monitor}"
+        cgroup = f"/pycontainers/{warm.PREFIX}{monitor}.0"
         wait_for(lambda i=init[0], cg=cgroup: cg in Path(f"/proc/{i}/cgroup").read_text(), "PID 1 in the warm cgroup")
 
 
@@ -113,7 +113,7 @@ def test_a_warm_start_is_as_isolated_as_a_cold_one(client: Client) -> None:
     assert comm(st["monitor_pid"]) == "pyc-monitor"
     assert parent_of(st["monitor_pid"]) == Zygote._instance.process.pid  # a warm monitor (cold ones are orphans)
     # Its cgroup is the warm monitor's, as state.json records; the engine finds its processes there.
-    assert st["cgroup"] == f"{warm.PREFIX}{st['monitor_pid']}"
+    assert st["cgroup"].startswith(f"{warm.PREFIX}{st['monitor_pid']}.")  # the monitor's cgroup, for this container
     assert f"/pycontainers/{st['cgroup']}" in Path(f"/proc/{st['pid']}/cgroup").read_text()
     assert cgroup_of(get_container(client.store, "warmed")).pids() == [st["pid"]]
     code, out = c.exec_run(["sh", "-c", "hostname; echo $$; cat /proc/self/cgroup | grep pids; "
@@ -196,7 +196,7 @@ def test_a_killed_warm_monitor_costs_nothing_but_a_cold_start(client: Client) ->
     # Its PID 1 sees the socket close and exits; the launch falls back to a cold start.
     assert client.containers.run("busybox", ["echo", "still works"], remove=True) == b"still works\n"
     wait_for(lambda: not any(os.path.exists(f"/proc/{m}") and comm(m) for m in monitors), "the killed monitors")
-    leftovers = {c for c in warm_cgroups() if any(c.endswith(f"{warm.PREFIX}{m}") for m in monitors)}
+    leftovers = {c for c in warm_cgroups() if any(f"/{warm.PREFIX}{m}." in c for m in monitors)}
     assert leftovers  # killed outright, they could not remove their cgroups ...
     warm.remove_abandoned()
     assert not {c for c in leftovers if os.path.exists(c)}  # ... which the next zygote or `prune` does
@@ -207,4 +207,4 @@ def test_no_cgroups_no_warm_monitors(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not warm.available()
     pool = warm.WarmPool()
     pool.fill(None)
-    assert pool.socks == [] and pool.children == set()
+    assert pool.state == {} and pool.children == set()
