@@ -200,7 +200,9 @@ def follow(container: Container, cgroup: Cgroup | None, pid: int, err_r: int, te
     code = os.waitstatus_to_exitcode(status)
     exit_code = 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell reports it
     oom = bool(cgroup and cgroup.oom_killed())
-    container.save(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=now_iso())
+    container.state.update(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=now_iso())
+    if not container.state.get("auto_remove"):  # an auto-removed one's state is about to go with it
+        container.save()
     _finish(container, events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": oom}, cgroup)
     os.close(events_fd)
 

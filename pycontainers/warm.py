@@ -124,17 +124,16 @@ class WarmPool:
                     continue
             self.children.discard(pid)
 
-    def launch(self, container: Container, lowers: list[str], stdio: tuple[int, int, int], events_fd: int) -> bool:
-        """Give *container* to a ready monitor (the oldest), waiting for a warming one if need be;
-        False if there is none (then it starts cold)."""
+    def launch(self, request: bytes, stdio: tuple[int, int, int], events_fd: int) -> bool:
+        """Give a container to a ready monitor (the oldest), waiting for a warming one if need be;
+        False if there is none (then it starts cold). *request* is the client's, as it came: the
+        store's home, the container's ID and state, and its image's layers."""
         self.collect()
         if not any(st == "ready" for st in self.state.values()) and "warming" in self.state.values():
             self.collect(READY_TIMEOUT)
         sock = next((s for s, st in self.state.items() if st == "ready"), None)
         if sock is None:
             return False
-        request = json.dumps({"home": str(container.store.home), "id": container.id, "state": container.state,
-                              "lowers": lowers}).encode()
         try:
             socket.send_fds(sock, [request], [*stdio, events_fd])
         except OSError:  # gone meanwhile

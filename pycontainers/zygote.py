@@ -59,7 +59,7 @@ def serve(fd: int) -> None:
                                (stdin, stdout, stderr), events)
             elif warm.fits(container):
                 pool = pool or warm.WarmPool()
-                if not pool.launch(container, req["lowers"], (stdin, stdout, stderr), events):
+                if not pool.launch(msg, (stdin, stdout, stderr), events):
                     launch(container, req["lowers"], (stdin, stdout, stderr), events)
                 refill = container
             else:
