@@ -191,6 +191,7 @@ def follow(container: Container, cgroup: Cgroup | None, pid: int, err_r: int, te
         _finish(container, events_fd, {"event": "error", **report}, cgroup)
         os.close(events_fd)
         return
+    mount_namespace = hold_mount_namespace(pid)
     container.save(status="running", pid=pid, pid_start=process_start_time(pid), monitor_pid=os.getpid(),
                    monitor_start=process_start_time(os.getpid()), started_at=now_iso())
     _send(events_fd, {"event": "started", "pid": pid})
@@ -203,8 +204,23 @@ def follow(container: Container, cgroup: Cgroup | None, pid: int, err_r: int, te
     container.state.update(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=now_iso())
     if not container.state.get("auto_remove"):  # an auto-removed one's state is about to go with it
         container.save()
-    _finish(container, events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": oom}, cgroup)
+    _finish(container, events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": oom}, cgroup,
+            mount_namespace)
     os.close(events_fd)
+
+
+def hold_mount_namespace(pid: int) -> int | None:
+    """Keep the container's mount namespace alive after its last process, until its exit is reported.
+
+    Otherwise PID 1's exit unmounts every mount of the container (overlay, /proc, /dev, the masks) and
+    waits for an RCU grace period on the way, and the caller waits with it. With this reference the
+    unmounting happens when the monitor closes it, after the caller has its answer. None if PID 1 is
+    gone already.
+    """
+    try:
+        return os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
 
 
 def keeps_log(container: Container, stdio: tuple[int, int, int]) -> bool:
@@ -431,12 +447,14 @@ def _read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def _finish(container: Container, events_fd: int, event: dict[str, object], cgroup: Cgroup | None = None) -> None:
+def _finish(container: Container, events_fd: int, event: dict[str, object], cgroup: Cgroup | None = None,
+            mount_namespace: int | None = None) -> None:
     """Tell the caller how the container ended; an auto-removed (``--rm``) one is gone before that.
 
     Gone means renamed out of sight (``discard_directory``), so ``run --rm`` returns without waiting for
-    its files to be deleted, which happens after the event, as does removing the cgroup: an rmdir in a
-    cgroup tree waits while any other process is being moved in that tree (an RCU grace period on v1).
+    its files to be deleted, which happens after the event, as does removing the cgroup (an rmdir in a
+    cgroup tree waits while any other process is being moved in that tree: an RCU grace period on v1)
+    and unmounting its file systems (see ``hold_mount_namespace``).
     """
     from .container import discard_directory, remove_discarded
 
@@ -445,6 +463,8 @@ def _finish(container: Container, events_fd: int, event: dict[str, object], cgro
         with contextlib.suppress(OSError):
             trash = discard_directory(container)
     _send(events_fd, event)
+    if mount_namespace is not None:
+        os.close(mount_namespace)  # the last reference: the kernel unmounts the container's file systems now
     if cgroup is not None:
         with contextlib.suppress(PyContainersError):  # `rm` and `container prune` try again
             cgroup.remove()

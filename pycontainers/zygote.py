@@ -119,10 +119,14 @@ class Zygote:
 
         req = json.dumps(request).encode()
         with self.request_lock:
-            socket.send_fds(self.sock, [req], [*stdio, events_fd])
-            reply = self.sock.recv(65536)
+            try:
+                socket.send_fds(self.sock, [req], [*stdio, events_fd])
+                reply = self.sock.recv(65536)
+            except OSError:  # it died (killed?): the next request starts a new one
+                reply = b""
         if reply != b"ok":
-            raise ContainerError(reply.decode() or "zygote: the helper process exited")
+            raise ContainerError(reply.decode() or "zygote: the helper process that starts containers exited; "
+                                 "run the command again to start a new one")
 
 
 def is_single_threaded() -> bool:

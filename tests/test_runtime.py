@@ -649,7 +649,7 @@ def test_pids_limit_stops_forks_and_the_container_still_dies_cleanly(cli: Run, h
     assert cli("kill", "forky") == (0, "forky\n", "")
     assert cli("wait", "forky") == (0, "137\n", "")
     assert all(not pid_alive(p, None) for p in pids)
-    assert cgroup_dirs_of(cid) == []
+    wait_for(lambda: cgroup_dirs_of(cid) == [], "the cgroup to be removed after the exit was reported")
     assert cli("rm", "forky")[0] == 0
     gone(home, cid)
 
