@@ -207,14 +207,65 @@ def read_state(cdir: Path) -> dict[str, Any]:
         raise PyContainersError(f"{cdir / 'state.json'} is not valid JSON: {exc}") from None
 
 
-def random_name(taken: set[str]) -> str:
+# ------------------------------------------------------------------------------------------- names
+# A name belongs to one container at a time, as with Docker. ``containers/.names/<name>`` is a symlink to
+# the container's ID: making it claims the name in one step (of two ``run --name x`` at once, one wins),
+# and removing the container deletes it. A link whose container is gone is stale and may be claimed.
+
+
+def names_dir(store: Store) -> Path:
+    return containers_dir(store) / ".names"
+
+
+def claim_name(store: Store, name: str, container_id: str) -> bool:
+    """Make *name* the container's; False if another container has it."""
+    base = names_dir(store)
+    if not base.is_dir():
+        _index_names(store)
+    link = base / name
+    for _ in range(3):
+        try:
+            os.symlink(container_id, link)
+            return True
+        except FileExistsError:
+            try:
+                owner = os.readlink(link)
+            except FileNotFoundError:  # released meanwhile: try again
+                continue
+            if (containers_dir(store) / owner / "state.json").exists():
+                return False
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(link)  # stale: its container is gone
+    return False
+
+
+def release_name(store: Store, name: str, container_id: str) -> None:
+    link = names_dir(store) / name
+    with contextlib.suppress(OSError):
+        if os.readlink(link) == container_id:
+            os.unlink(link)
+
+
+def _index_names(store: Store) -> None:
+    """Link the names of containers made before names were links (a store from an older version)."""
+    base = names_dir(store)
+    base.mkdir(parents=True, exist_ok=True)
+    for c in list_containers(store):
+        with contextlib.suppress(FileExistsError):
+            os.symlink(c.id, base / c.name)
+
+
+def claim_random_name(store: Store, container_id: str) -> str:
+    """Docker's kind of name (``adjective_scientist``), one no other container has."""
     import random
 
     for _ in range(100):
         name = f"{random.choice(_ADJECTIVES)}_{random.choice(_SCIENTISTS)}"
-        if name not in taken:
+        if claim_name(store, name, container_id):
             return name
-    return f"container_{os.urandom(4).hex()}"
+    name = f"container_{container_id[:12]}"
+    claim_name(store, name, container_id)
+    return name
 
 
 def list_containers(store: Store, all: bool = True) -> list[Container]:  # noqa: A002 (docker's name)
@@ -231,7 +282,11 @@ def list_containers(store: Store, all: bool = True) -> list[Container]:  # noqa:
 
 
 def get_container(store: Store, ref: str) -> Container:
-    """By name, full ID or unique ID prefix, as Docker."""
+    """By full ID, name or unique ID prefix, as Docker."""
+    for cid in (ref, _named(store, ref)):  # the quick ways first: no need to read every container
+        if cid and "/" not in cid and not cid.startswith("."):
+            with contextlib.suppress(PyContainersError):
+                return Container(store, cid, read_state(containers_dir(store) / cid))
     containers = list_containers(store)
     for c in containers:
         if c.name == ref or c.id == ref:
@@ -331,22 +386,40 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
             flatten(store, image, container.dir / "rootfs")  # no overlayfs without root: a private copy
     except BaseException:
         sh.rmtree(container.dir, ignore_errors=True)
+        release_name(store, container.name, container.id)
         raise
     return container
+
+
+def _named(store: Store, name: str) -> str | None:
+    try:
+        return os.readlink(names_dir(store) / name) if name else None
+    except OSError:
+        return None
 
 
 def create(store: Store, spec: ContainerSpec, container_id: str, name: str | None = None,
            auto_remove: bool = False, backend: str = "native") -> Container:
     """Make the container's directory and its state (status ``created``); nothing runs yet."""
-    existing = list_containers(store)
     if name is not None:
         if not name or not set(name) <= NAME_CHARS or not name[0].isalnum():
             raise InvalidArgument(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
-        for c in existing:
-            if c.name == name:
-                raise InvalidArgument(f'Conflict. The container name "/{name}" is already in use by container '
-                                      f'"{c.id}". You have to remove (or rename) that container to be able to '
-                                      "reuse that name.")
+        if not claim_name(store, name, container_id):
+            raise InvalidArgument(f'Conflict. The container name "/{name}" is already in use by container '
+                                  f'"{_named(store, name)}". You have to remove (or rename) that container to be '
+                                  "able to reuse that name.")
+    else:
+        name = claim_random_name(store, container_id)
+    try:
+        return _make_directory(store, spec, container_id, name, auto_remove, backend)
+    except BaseException:
+        release_name(store, name, container_id)
+        shutil.rmtree(containers_dir(store) / container_id, ignore_errors=True)
+        raise
+
+
+def _make_directory(store: Store, spec: ContainerSpec, container_id: str, name: str, auto_remove: bool,
+                    backend: str) -> Container:
     cdir = containers_dir(store) / container_id
     for d in ("upper", "work", "rootfs"):
         (cdir / d).mkdir(parents=True)
@@ -362,7 +435,7 @@ def create(store: Store, spec: ContainerSpec, container_id: str, name: str | Non
         if m.volume or not os.path.exists(m.source):
             os.makedirs(m.source, exist_ok=True)
     container = Container(store, container_id, {
-        "id": container_id, "name": name or random_name({c.name for c in existing}), "status": "created",
+        "id": container_id, "name": name, "status": "created",
         "pid": None, "pid_start": None, "monitor_pid": None, "monitor_start": None, "created": now_iso(),
         "started_at": None, "finished_at": None, "exit_code": None, "oom_killed": False, "error": "",
         "auto_remove": auto_remove, "backend": backend, "spec": spec.to_json(),
@@ -489,6 +562,7 @@ def discard_directory(container: Container) -> Path:
     """
     trash = containers_dir(container.store) / f".{container.id}.removing"
     os.rename(container.dir, trash)
+    release_name(container.store, container.name, container.id)
     return trash
 
 

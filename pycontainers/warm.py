@@ -136,7 +136,12 @@ class WarmPool:
             return False
         try:
             socket.send_fds(sock, [request], [*stdio, events_fd])
-        except OSError:  # gone meanwhile
+            sock.settimeout(READY_TIMEOUT)
+            taken = sock.recv(16) == b"taken"  # a monitor killed an instant ago took the message to its grave
+            sock.settimeout(None)
+        except OSError:
+            taken = False
+        if not taken:
             del self.state[sock]
             sock.close()
             return False
@@ -221,6 +226,8 @@ def monitor_one(sock: socket.socket, cgroup_name: str, seccomp_filter: bytes | N
         cgroup.add(pid)
         sock.send(b"ready")
         request, fds = receive_fds(sock, 1 << 20, 4)
+        if request:
+            sock.send(b"taken")
     except OSError:
         request, fds = b"", []
     if not request or len(fds) != 4:  # the zygote is gone, or let us go

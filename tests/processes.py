@@ -30,10 +30,20 @@ def containers_left(home: Path, timeout: float = 15.0) -> list[str]:
     A ``--rm`` container is renamed ``.<id>.removing`` when it exits and its files are deleted right
     after the exit is reported (runtime._finish): give that a moment, then list what is really left.
     """
-    base = home / "containers"
     deadline = time.monotonic() + timeout
     while True:
-        left = sorted(os.listdir(base)) if base.exists() else []
+        left = container_entries(home)
         if not any(name.endswith(".removing") for name in left) or time.monotonic() > deadline:
             return left
         time.sleep(0.02)
+
+
+def container_entries(home: Path) -> list[str]:
+    """What a store's containers/ directory holds: container directories, removals in flight, and each
+    name link of containers/.names/ as ``.names/<name>`` (a removed container must take its name along)."""
+    base = home / "containers"
+    entries = sorted(os.listdir(base)) if base.exists() else []
+    if ".names" in entries:
+        entries.remove(".names")
+        entries += [f".names/{name}" for name in sorted(os.listdir(base / ".names"))]
+    return entries

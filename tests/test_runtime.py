@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import container_entries
 
 from pycontainers import spec as spec_module
 from pycontainers.api import Client, ContainerError
@@ -180,7 +181,7 @@ def leftovers(children_before: set[tuple[int, int | None]], own_cmdline: bytes,
     for home in TRACK.homes:
         cdir = home / "containers"
         if cdir.exists():
-            problems += [f"container dir left: {d}" for d in cdir.iterdir()]
+            problems += [f"container dir left: {cdir / d}" for d in container_entries(home)]
         problems += [f"process refers to {home}: {p}" for p in processes_mentioning(str(home))]
     for cid in TRACK.ids:
         problems += [f"cgroup dir left: {d}" for d in cgroup_dirs_of(cid)]
@@ -1018,8 +1019,34 @@ def test_api_run_remove_true_has_removed_the_container_on_return(home: Store) ->
         client.containers.run("busybox", ["true"], remove=True)
         # Gone from `ps -a` on return: its directory renamed out of sight, its files deleted right after.
         assert list_containers(home) == []
-        assert [d.name for d in containers_dir(home).iterdir() if not d.name.endswith(".removing")] == []
-    wait_for(lambda: not list(containers_dir(home).iterdir()), "the last container's files to be deleted")
+        assert [d for d in container_entries(home.home) if not d.endswith(".removing")] == []
+    wait_for(lambda: not container_entries(home.home), "the last container's files to be deleted")
+
+
+def test_a_name_belongs_to_one_container_until_it_is_removed(home: Store) -> None:
+    from pycontainers.container import claim_name, create_from_image, names_dir
+
+    first = create_from_image(home, "busybox", ["true"], name="unique")
+    with pytest.raises(PyContainersError, match=f'name "/unique" is already in use by container "{first.id}"'):
+        create_from_image(home, "busybox", ["true"], name="unique")
+    assert not claim_name(home, "unique", "f" * 64)  # what two `run --name unique` at once come down to
+    assert get_container(home, "unique").id == first.id
+    assert [c.id for c in list_containers(home)] == [first.id]  # the refused one left nothing behind
+    remove(first)
+    assert not (names_dir(home) / "unique").is_symlink()  # the name went with it
+    assert create_from_image(home, "busybox", ["true"], name="unique").id != first.id
+
+
+def test_names_of_a_store_from_before_name_links_are_still_taken(home: Store) -> None:
+    import shutil
+
+    from pycontainers.container import create_from_image, names_dir
+
+    old = create_from_image(home, "busybox", ["true"], name="veteran")
+    shutil.rmtree(names_dir(home))  # as an older version left the store
+    with pytest.raises(PyContainersError, match="already in use"):
+        create_from_image(home, "busybox", ["true"], name="veteran")
+    assert os.readlink(names_dir(home) / "veteran") == old.id
 
 
 def test_container_prune_finishes_a_removal_that_a_killed_monitor_left_half_done(home: Store) -> None:
@@ -1043,21 +1070,20 @@ def snapshot(store: Store) -> dict[str, Any]:
         "mount lines": len(mountinfo()),
         "cgroups": cgroup_entries(),
         "children": children_of(os.getpid()),
-        "container dirs": set(os.listdir(containers_dir(store))),
+        "container dirs": set(container_entries(store.home)),
     }
 
 
 def test_no_leaks_over_200_runs(home: Store) -> None:
     client = Client(home.home)
     assert client.containers.run("busybox", ["true"], remove=True) == b""  # layers unpacked, helper (if any) up
-    cdirs = containers_dir(home)
-    wait_for(lambda: not list(cdirs.iterdir()), "the warm-up container to be removed")
+    wait_for(lambda: not container_entries(home.home), "the warm-up container to be removed")
     before = snapshot(home)
     for _ in range(200):
         assert client.containers.run("busybox", ["true"], remove=True) == b""
     assert list_containers(home) == []  # run(remove=True) returns only once the container is gone
     # Its files and cgroup go right after the exit is reported (see runtime._finish).
-    wait_for(lambda: not list(cdirs.iterdir()), "the last container's files to be deleted")
+    wait_for(lambda: not container_entries(home.home), "the last container's files to be deleted")
     wait_for(lambda: not any(cgroup_dirs_of(cid) for cid in TRACK.ids), "the last container's cgroup to go")
     after = snapshot(home)
     # Other users' containers may come and go under the shared cgroup parents: compare only ours.
