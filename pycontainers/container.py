@@ -11,6 +11,7 @@ Daemonless, like runc or podman: no service runs in the background. Each contain
 
 A removed container's directory is first renamed ``.<id>.removing`` (one atomic step: it is gone from
 ``ps -a`` at once), then deleted; ``container prune`` finishes any that a killed process left behind.
+``containers/.names/<name>`` is a symlink to the ID of the container that has that name.
 
 ``state.json`` (cf. runc's state.json / the OCI runtime-spec ``state``)::
 
@@ -20,13 +21,13 @@ A removed container's directory is first renamed ``.<id>.removing`` (one atomic 
      "started_at": "...", "finished_at": "...", "exit_code": <int|null>, "oom_killed": <bool>,
      "error": "<why it could not start>", "auto_remove": <bool>,
      "backend": "native|rootless|runc|proot", "spec": {<ContainerSpec>},
-     "cgroup": "warm-<PID>"   (only when it started warm: its cgroup's name, else its ID)
+     "cgroup": "warm-<PID>.<N>"   (only when it started warm: its cgroup's name, else its ID)
      "id_maps": {"uid": [[inside, host, count], ...], "gid": [...]}}   (rootless only)
 
 A *monitor* process (a fork of a clean, single-threaded process: the CLI itself, or the zygote for
-a notebook) owns each running container: it creates the cgroup (rootless: enters a new user
-namespace instead), forks the container's PID 1, waits
-for it, records how it ended, and cleans up. It runs in its own session, so the container outlives
+the Python API and notebooks, whose monitors are made ahead of time: see ``warm.py``) owns each running
+container: it creates the cgroup (rootless: enters a new user namespace instead), forks the container's
+PID 1, waits for it, records how it ended, and cleans up. It runs in its own session, so the container outlives
 the CLI, the notebook kernel and every other helper; ``ps`` checks that the recorded PID is still the
 same process (its start time) so a container whose monitor was killed is shown truthfully.
 """
