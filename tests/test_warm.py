@@ -47,6 +47,15 @@ def comm(pid: int) -> str:
         return ""
 
 
+def exited(pid: int) -> bool:
+    """Gone, or a zombie its new parent has not reaped yet."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 def children(pid: int) -> list[int]:
     out = []
     for name in os.listdir("/proc"):
@@ -200,6 +209,22 @@ def test_a_killed_warm_monitor_costs_nothing_but_a_cold_start(client: Client) ->
     assert leftovers  # killed outright, they could not remove their cgroups ...
     warm.remove_abandoned()
     assert not {c for c in leftovers if os.path.exists(c)}  # ... which the next zygote or `prune` does
+
+
+def test_a_warm_started_container_outlives_the_zygote_and_its_monitor_then_goes(client: Client) -> None:
+    warm_monitors(client)
+    c = client.containers.run("busybox", ["sh", "-c", "sleep 1; exit 7"], detach=True, name="survivor")
+    st = get_container(client.store, "survivor").state
+    zygote = Zygote._instance
+    assert parent_of(st["monitor_pid"]) == zygote.process.pid  # it started warm
+    zygote.process.send_signal(signal.SIGKILL)
+    zygote.process.wait()
+    assert c.wait()["StatusCode"] == 7  # its monitor saw it to the end and recorded how it ended
+    # With no zygote to go back to, the monitor removes the container's cgroup and its own, and exits.
+    wait_for(lambda: exited(st["monitor_pid"]), "the monitor to exit")
+    assert not any(f"/{warm.PREFIX}{st['monitor_pid']}." in d for d in warm_cgroups())
+    c.remove()
+    Zygote._instance = None  # the fixture closes what is left: the next client gets a new zygote
 
 
 def test_no_cgroups_no_warm_monitors(monkeypatch: pytest.MonkeyPatch) -> None:
