@@ -30,6 +30,8 @@ import pycontainers  # noqa: E402
 from pycontainers.bases import ensure_bases  # noqa: E402
 from pycontainers.store import Store  # noqa: E402
 
+ROUNDS = 5
+
 
 def sample(fn: Callable[[], object], runs: int) -> list[float]:
     fn()  # warm-up: layers unpacked, caches filled
@@ -82,24 +84,32 @@ def main() -> int:
         subprocess.run([cli, "bundle", "busybox", str(bundle), "true"], check=True, capture_output=True)
         runc_root = home / "runc-state"
 
-        jiffies = busy_jiffies()
-        results = {
-            "(a) API run": sample(lambda: client.containers.run("busybox", ["true"], remove=True), args.runs),
+        counter = iter(range(10**9))
+        subjects: dict[str, Callable[[], object]] = {
+            "(a) API run": lambda: client.containers.run("busybox", ["true"], remove=True),
+            "(b) CLI run --rm": lambda: subprocess.run([cli, "run", "--rm", "busybox", "true"], check=True),
+            # Not a goal, for comparison: the same run in a user namespace (no cgroup to join, a map to write).
+            "(d) API run, rootless": lambda: client.containers.run("busybox", ["true"], remove=True,
+                                                                  runtime="rootless"),
         }
-        time.sleep(0.5)  # let the last monitor finish its clean-up, which counts too
-        cpu_per_run = (busy_jiffies() - jiffies) * 1000 / os.sysconf("SC_CLK_TCK") / (args.runs + 1)
-        results |= {
-            "(b) CLI run --rm": sample(lambda: subprocess.run([cli, "run", "--rm", "busybox", "true"],
-                                                              check=True), args.runs),
-        }
-        # Not a goal, for comparison: the same run in a user namespace (no cgroup to join, a map to write).
-        results["(d) API run, rootless"] = sample(
-            lambda: client.containers.run("busybox", ["true"], remove=True, runtime="rootless"), args.runs)
         if shutil.which("runc"):
-            counter = iter(range(10**9))
-            results["(c) runc run"] = sample(
-                lambda: subprocess.run(["runc", "--root", str(runc_root), "run", "--bundle", str(bundle),
-                                        f"bench{next(counter)}"], check=True), args.runs)
+            subjects["(c) runc run"] = lambda: subprocess.run(
+                ["runc", "--root", str(runc_root), "run", "--bundle", str(bundle), f"bench{next(counter)}"],
+                check=True)
+        # In rounds (a block of each, then again), so that a slow minute of this shared machine falls on
+        # every subject alike and the ratios stay fair. Each block is back-to-back runs of one subject.
+        results: dict[str, list[float]] = {name: [] for name in subjects}
+        api_cpu = 0.0
+        block = max(1, args.runs // ROUNDS)
+        for _ in range(ROUNDS):
+            for name, fn in subjects.items():
+                jiffies = busy_jiffies()
+                results[name] += sample(fn, block)
+                if name == "(a) API run":
+                    time.sleep(0.2)  # the last monitor's clean-up counts too
+                    api_cpu += (busy_jiffies() - jiffies) * 1000 / os.sysconf("SC_CLK_TCK")
+        cpu_per_run = api_cpu / (ROUNDS * (block + 1))
+        args.runs = block * ROUNDS
         print(f"running `true` in busybox, {args.runs} runs each (milliseconds)")
         for name, values in results.items():
             print(f"  {name:<22} median {statistics.median(values):7.1f}   p90 {p90(values):7.1f}")
