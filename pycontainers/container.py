@@ -456,8 +456,10 @@ def wait(container: Container, timeout: float | None = None) -> int:
     while True:
         try:
             container.reload()
-        except ContainerNotFound:  # removed (--rm) after it exited: the last state we read is final
-            code = container.state.get("exit_code")
+        except ContainerNotFound:  # removed (--rm) after it exited: its monitor leaves the exit code behind
+            code = _exit_left_behind(container)
+            if code is None:
+                code = container.state.get("exit_code")
             return int(code) if code is not None else 0
         status = container.status
         if status == "exited":
@@ -468,6 +470,43 @@ def wait(container: Container, timeout: float | None = None) -> int:
             raise ContainerError(f"timed out after {timeout} s waiting for {container.name}")
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
+
+
+# An auto-removed (``--rm``) container takes its state.json along, and with it its exit code, which
+# ``docker wait`` still gives to those waiting for it: its monitor leaves the code behind for a minute or
+# two, as a symlink ``containers/.exits/<minute>/<id> -> <code>`` (an inode, no data block to write).
+# Each record goes into the current minute's directory, and directories older than two minutes go.
+
+
+def _exit_left_behind(container: Container, patience: float = 2.0) -> int | None:
+    """The code the monitor of a just-removed container records; it reports its exit first, then writes."""
+    deadline = time.monotonic() + patience
+    while (code := read_exit(container)) is None and time.monotonic() < deadline:
+        if not pid_alive(container.state.get("monitor_pid"), container.state.get("monitor_start")):
+            return read_exit(container)
+        time.sleep(0.002)
+    return code
+
+
+def record_exit(container: Container, exit_code: int) -> None:
+    base = containers_dir(container.store) / ".exits"
+    minute = int(time.time() // 60)
+    bucket = base / str(minute)
+    bucket.mkdir(parents=True, exist_ok=True)
+    os.symlink(str(exit_code), bucket / container.id)
+    for old in os.listdir(base):
+        if old.isdigit() and int(old) < minute - 2:
+            shutil.rmtree(base / old, ignore_errors=True)
+
+
+def read_exit(container: Container) -> int | None:
+    """The exit code an auto-removed container's monitor left behind, if it is still there."""
+    base = containers_dir(container.store) / ".exits"
+    with contextlib.suppress(OSError):
+        for bucket in os.listdir(base):
+            with contextlib.suppress(OSError, ValueError):
+                return int(os.readlink(base / bucket / container.id))
+    return None
 
 
 def kill(container: Container, sig: int = signal.SIGKILL) -> None:

@@ -456,13 +456,16 @@ def _finish(container: Container, events_fd: int, event: dict[str, object], cgro
     cgroup tree waits while any other process is being moved in that tree: an RCU grace period on v1)
     and unmounting its file systems (see ``hold_mount_namespace``).
     """
-    from .container import discard_directory, remove_discarded
+    from .container import discard_directory, record_exit, remove_discarded
 
     trash = None
     if container.state.get("auto_remove"):
         with contextlib.suppress(OSError):
             trash = discard_directory(container)
     _send(events_fd, event)
+    if trash is not None:
+        with contextlib.suppress(OSError):
+            record_exit(container, int(event["exit_code"]))  # type: ignore[call-overload]
     if mount_namespace is not None:
         os.close(mount_namespace)  # the last reference: the kernel unmounts the container's file systems now
     if cgroup is not None:

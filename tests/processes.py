@@ -43,6 +43,8 @@ def container_entries(home: Path) -> list[str]:
     name link of containers/.names/ as ``.names/<name>`` (a removed container must take its name along)."""
     base = home / "containers"
     entries = sorted(os.listdir(base)) if base.exists() else []
+    if ".exits" in entries:  # exit codes of --rm containers, for `wait`: kept for two minutes by design
+        entries.remove(".exits")
     if ".names" in entries:
         entries.remove(".names")
         entries += [f".names/{name}" for name in sorted(os.listdir(base / ".names"))]

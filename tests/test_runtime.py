@@ -1023,6 +1023,16 @@ def test_api_run_remove_true_has_removed_the_container_on_return(home: Store) ->
     wait_for(lambda: not container_entries(home.home), "the last container's files to be deleted")
 
 
+def test_wait_gives_the_exit_code_of_a_container_that_removed_itself(cli: Run, home: Store) -> None:
+    code, out, _ = cli("run", "-d", "--rm", "--name", "brief", "busybox", "sh", "-c", "sleep 0.3; exit 3")
+    assert code == 0
+    assert cli("wait", "brief") == (0, "3\n", "")  # as Docker: the code, though the container is gone
+    assert "brief" not in ps_rows(cli, "-a")
+    client = Client(home.home)
+    c = client.containers.run("busybox", ["sh", "-c", "sleep 0.3; exit 4"], detach=True, remove=True)
+    assert c.wait()["StatusCode"] == 4
+
+
 def test_a_name_belongs_to_one_container_until_it_is_removed(home: Store) -> None:
     from pycontainers.container import claim_name, create_from_image, names_dir
 
