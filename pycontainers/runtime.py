@@ -17,6 +17,9 @@ it forks, and a fork of a multithreaded process (a Jupyter kernel) may deadlock 
                                                                     execve(the command)
 
 runc and proot containers get the same monitor, which runs ``runc run`` or ``proot`` in PID 1's place.
+The API's zygote starts most containers from a *warm* monitor instead (``warm.py``), which has done
+everything down to the cgroup ahead of time; both ways share the steps below (``build_root``,
+``exec_command``, ``follow``).
 
 The monitor reports to the caller through a pipe, one JSON line per event: ``started``, then
 ``exited`` with the exit code (or ``error`` if the command could not be started).
