@@ -5,8 +5,8 @@ malloc, in the import system, in logging) stays locked forever in the child, whi
 So the kernel never forks. On its first container it starts this helper with ``fork + exec`` (safe
 in any process), a fresh single-threaded interpreter that waits on a socket; each request carries the
 container's ID and, as ``SCM_RIGHTS`` file descriptors, its stdin, stdout, stderr and the pipe its
-monitor reports on. The zygote calls ``runtime.launch`` and answers ``ok`` or the error. A container
-that fits starts from a warm monitor prepared ahead of time (``warm``), and the zygote prepares the next.
+monitor reports on. The zygote calls ``runtime.launch`` and answers ``ok`` or the error; a container
+that fits starts instead from one of the warm monitors the zygote keeps ready (``warm``).
 
 It is not a daemon: it exits when its client closes the socket (the kernel exits or restarts), and the
 containers it launched do not depend on it.
@@ -71,7 +71,7 @@ def serve(fd: int) -> None:
             for f in fds:
                 os.close(f)
         sock.send(reply)
-        if pool is not None and refill is not None:  # the next container that fits will find it ready
+        if pool is not None and refill is not None:  # after answering: more warm monitors if none is idle
             with contextlib.suppress(Exception):
                 pool.fill(seccomp_program(refill))
 
