@@ -226,6 +226,34 @@ def _resolve_inside(root: str, dest: str) -> str:
     return path
 
 
+def host_path(root: str, path: str, binds: dict[str, str] | None = None) -> str:
+    """Where *path*, as a container rooted at *root* sees it, is on the host: symlinks are followed
+    inside *root* (an absolute target starts again from *root*, as in a chroot), and a path under a bind
+    mount's destination leads to its source. For checks made from outside, before proot enters *root*.
+    """
+    binds = binds or {}
+    parts, inside, hops = [p for p in path.split("/") if p], [], 40
+    while parts:
+        part = parts.pop(0)
+        if part in (".", ".."):
+            if part == ".." and inside:
+                inside.pop()
+            continue
+        here = "/" + "/".join([*inside, part])
+        if here in binds:
+            return os.path.join(binds[here], *parts)
+        candidate = root + here
+        if os.path.islink(candidate) and hops > 0:
+            hops -= 1
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                inside = []
+            parts = [p for p in target.split("/") if p] + parts
+            continue
+        inside.append(part)
+    return root + "/" + "/".join(inside)
+
+
 def enter_rootfs(root: str) -> None:
     """pivot_root, not chroot: the old root is detached entirely, so there is no way back to the host."""
     os.chdir(root)

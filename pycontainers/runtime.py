@@ -344,15 +344,19 @@ def external_command(container: Container) -> tuple[list[str], dict[str, str] | 
         return ["runc", "--root", str(container.store.home / "runc"), "run", "--bundle",
                 str(container.dir / "bundle"), container.id], None
     spec = container.spec
-    rootfs = str(container.dir / "rootfs")
-    user = resolve_user(spec.user, rootfs)
-    argv = ["proot", "-r", rootfs, "-w", spec.workdir, "-b", "/dev", "-b", "/proc", "-b", "/sys"]
+    root = str(container.dir / "rootfs")
+    user = resolve_user(spec.user, root)
+    env = default_env(spec.env, user.home, spec.hostname)
+    binds = {"/dev": "/dev", "/proc": "/proc", "/sys": "/sys"}
+    binds |= {f"/etc/{name}": str(container.dir / name) for name in ("hostname", "hosts", "resolv.conf")}
+    binds |= {m.destination: m.source for m in spec.mounts}
+    # A missing command gets Docker's message and 127 (or 126), not proot's error and 1.
+    find_executable(spec.args[0], env, lambda p: rootfs.host_path(root, os.path.join(spec.workdir, p), binds))
+    argv = ["proot", "-r", root, "-w", spec.workdir]
+    for destination, source in binds.items():
+        argv += ["-b", source if source == destination else f"{source}:{destination}"]
     argv += ["-0"] if user.uid == 0 else ["-i", f"{user.uid}:{user.gid}"]
-    for name in ("hostname", "hosts", "resolv.conf"):
-        argv += ["-b", f"{container.dir / name}:/etc/{name}"]
-    for m in spec.mounts:
-        argv += ["-b", f"{m.source}:{m.destination}"]
-    return argv + spec.args, _env_dict(default_env(spec.env, user.home, spec.hostname))
+    return argv + spec.args, _env_dict(env)
 
 
 def monitor_external(container: Container, stdio: tuple[int, int, int], events_fd: int) -> None:
@@ -664,18 +668,23 @@ def enter_workdir(workdir: str, user: User) -> None:
     os.chdir(workdir)
 
 
-def find_executable(arg0: str, env: list[str]) -> str:
-    """Look the command up in the container's PATH, with Docker's messages and exit codes."""
+def find_executable(arg0: str, env: list[str], outside: Callable[[str], str] | None = None) -> str:
+    """Look the command up in the container's PATH, with Docker's messages and exit codes.
+
+    Called inside the container's root; *outside* maps a path as the container sees it to the host's,
+    for proot, which is checked before proot enters the root (proot's own messages name host paths).
+    """
+    host = outside or (lambda p: p)
     if "/" in arg0:
-        if not os.path.exists(arg0):
+        if not os.path.exists(host(arg0)):
             raise StartError(f'exec: "{arg0}": stat {arg0}: no such file or directory', EXIT_NOT_FOUND)
-        if os.path.isdir(arg0) or not os.access(arg0, os.X_OK):
+        if os.path.isdir(host(arg0)) or not os.access(host(arg0), os.X_OK):
             raise StartError(f'exec: "{arg0}": permission denied', EXIT_NOT_EXECUTABLE)
         return arg0
     path = _env_dict(env).get("PATH", "")
     for d in path.split(":"):
         candidate = os.path.join(d or ".", arg0)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+        if os.path.isfile(host(candidate)) and os.access(host(candidate), os.X_OK):
             return candidate
     raise StartError(f'exec: "{arg0}": executable file not found in $PATH', EXIT_NOT_FOUND)
 
