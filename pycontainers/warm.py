@@ -15,9 +15,10 @@ monitors with all of this done, and a launch only has to tell one which containe
 
 The cgroup keeps its name (state.json's ``cgroup`` records it): renaming it would wait for the kernel's
 cgroup lock, which another warm monitor moving its PID 1 may hold for a grace period. Only a container
-that fits takes a warm monitor: native back end, network ``none`` (the default) and no memory or CPU
-limit (on cgroup v1 each would join another hierarchy). Every other container starts cold, as the CLI
-starts all of them.
+that fits takes a warm monitor: native or rootless back end, network ``none`` (the default) and no memory
+or CPU limit (on cgroup v1 each would join another hierarchy). Every other container starts cold, as the
+CLI starts all of them. A rootless monitor is root of a user namespace with the container's id maps, and
+has no cgroup.
 
 Not a daemon: a warm monitor belongs to one zygote, which lives as long as its client (a notebook
 kernel, a script). When the zygote's socket closes, the warm monitor kills its PID 1, removes its
@@ -59,15 +60,22 @@ READY_TIMEOUT = 2.0  # seconds a launch waits for the warm monitor to be ready b
 
 
 def available() -> bool:
-    """Can this machine have warm monitors at all (root, and cgroups)?"""
+    """Can this machine have native warm monitors at all (root, and cgroups)?"""
     return os.geteuid() == 0 and machine_layout().version != "none"
 
 
 def fits(container: Container) -> bool:
     """Can *container* start from a warm monitor (see the module's docstring)?"""
     spec = container.spec
-    return (container.state.get("backend") == "native" and spec.network == "none" and spec.memory is None
-            and spec.cpus is None)
+    return (container.state.get("backend") in ("native", "rootless") and spec.network == "none"
+            and spec.memory is None and spec.cpus is None)
+
+
+def pool_key(container: Container) -> str:
+    """Which warm monitors suit *container*: native ones, or rootless ones in a user namespace with its maps."""
+    if container.state.get("backend") == "rootless":
+        return "rootless " + json.dumps(container.state.get("id_maps"), sort_keys=True)
+    return "native"
 
 
 # ----------------------------------------------------------------------------------------- the zygote
@@ -80,13 +88,17 @@ class WarmPool:
     "ready" again, so a steady stream of containers needs no new process but their PID 1s (making a
     monitor costs a fork of the zygote and, at its end, an exit: about 3 ms of CPU each here). New
     monitors are made only when none is idle: ``SIZE`` of them at once, whose cgroup moves share one
-    RCU grace period. A monitor that comes back while ``SIZE`` others are idle is let go.
+    RCU grace period. A monitor that comes back while ``SIZE`` others are idle is let go. A rootless
+    pool's monitors serve one container each (see ``warm_monitor``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, id_maps: dict[str, object] | None = None) -> None:
+        """*id_maps*: rootless monitors, each in a user namespace of its own with these maps."""
         self.state: dict[socket.socket, str] = {}  # "warming", "ready" or "busy", in the order made
         self.children: set[int] = set()
-        remove_abandoned()
+        self.id_maps = id_maps
+        if id_maps is None:
+            remove_abandoned()
 
     def idle(self) -> list[socket.socket]:
         return [s for s, st in self.state.items() if st != "busy"]
@@ -94,9 +106,9 @@ class WarmPool:
     def fill(self, seccomp_filter: bytes | None) -> None:
         """With no monitor idle (warming or ready), make ``SIZE`` new ones."""
         self.reap()
-        if available() and not self.idle():
+        if (self.id_maps is not None or available()) and not self.idle():
             for _ in range(SIZE):
-                pid, sock = start_warm_monitor(seccomp_filter)
+                pid, sock = start_warm_monitor(seccomp_filter, self.id_maps)
                 self.children.add(pid)
                 self.state[sock] = "warming"
 
@@ -155,7 +167,8 @@ class WarmPool:
         self.state.clear()
 
 
-def start_warm_monitor(seccomp_filter: bytes | None) -> tuple[int, socket.socket]:
+def start_warm_monitor(seccomp_filter: bytes | None,
+                       id_maps: dict[str, object] | None = None) -> tuple[int, socket.socket]:
     """Fork a warm monitor; return its PID and the socket to it.
 
     One fork, not the double fork of a cold start (``runtime.spawn_detached``): the zygote is a
@@ -166,7 +179,7 @@ def start_warm_monitor(seccomp_filter: bytes | None) -> tuple[int, socket.socket
     pid = os.fork()
     if pid == 0:
         with contextlib.suppress(BaseException):
-            warm_monitor(theirs.detach(), seccomp_filter)
+            warm_monitor(theirs.detach(), seccomp_filter, id_maps)
         os._exit(0)
     theirs.close()
     return pid, ours
@@ -186,10 +199,21 @@ def remove_abandoned() -> None:
 # ------------------------------------------------------------------------------------ the warm monitor
 
 
-def warm_monitor(fd: int, seccomp_filter: bytes | None) -> None:
-    """Get ready, say so, monitor the container that comes; again, until the zygote lets us go."""
+def warm_monitor(fd: int, seccomp_filter: bytes | None, id_maps: dict[str, object] | None = None) -> None:
+    """Get ready, say so, monitor the container that comes; again, until the zygote lets us go.
+
+    A rootless monitor first becomes root of a user namespace with *id_maps*, and has no cgroup. It serves
+    one container only: going back to its own PID namespace (``setns``) would need a capability over the
+    host's user namespace, which it does not have.
+    """
     become_warm(fd)
     sock = socket.socket(fileno=fd)
+    if id_maps is not None:
+        from .userns import IdMaps, enter_user_namespace
+
+        enter_user_namespace(IdMaps.from_json(id_maps))
+        monitor_one(sock, None, seccomp_filter)
+        return
     own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     for generation in itertools.count():
         if generation:
@@ -201,13 +225,15 @@ def warm_monitor(fd: int, seccomp_filter: bytes | None) -> None:
             return
 
 
-def monitor_one(sock: socket.socket, cgroup_name: str, seccomp_filter: bytes | None) -> bool:
+def monitor_one(sock: socket.socket, cgroup_name: str | None, seccomp_filter: bytes | None) -> bool:
     """One container's life: get ready, say "ready", take the request, follow the container to its end.
 
     False when no container came (the zygote is gone, or let us go): then nothing is left of it.
+    *cgroup_name* None: no cgroup (rootless).
     """
-    cgroup = Cgroup(cgroup_name)
-    cgroup.create()
+    cgroup = Cgroup(cgroup_name) if cgroup_name else None
+    if cgroup:
+        cgroup.create()
     unshare(CLONE_NEWPID)  # our next child is PID 1 of a new PID namespace
     init_sock, init_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -223,7 +249,8 @@ def monitor_one(sock: socket.socket, cgroup_name: str, seccomp_filter: bytes | N
     os.close(err_w)
     os.close(go_r)
     try:
-        cgroup.add(pid)
+        if cgroup:
+            cgroup.add(pid)
         sock.send(b"ready")
         request, fds = receive_fds(sock, 1 << 20, 4)
         if request:
@@ -239,7 +266,8 @@ def monitor_one(sock: socket.socket, cgroup_name: str, seccomp_filter: bytes | N
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
-        cgroup.remove()
+        if cgroup:
+            cgroup.remove()
         return False
     set_process_name("pyc-monitor")
     req = json.loads(request)
@@ -254,9 +282,10 @@ def monitor_one(sock: socket.socket, cgroup_name: str, seccomp_filter: bytes | N
             os.close(fd)  # PID 1 holds them now
         # Meanwhile the cgroup gets the container's limit; PID 1 waits for it before execve. (Its name stays:
         # a rename waits for the cgroup lock, which a warm monitor joining its cgroup holds for milliseconds.)
-        container.state["cgroup"] = cgroup.name  # saved with the container's "running" state
-        if container.spec.pids_limit is not None:
-            cgroup.limit_pids(container.spec.pids_limit)
+        if cgroup:
+            container.state["cgroup"] = cgroup.name  # saved with the container's "running" state
+            if container.spec.pids_limit is not None:
+                cgroup.limit_pids(container.spec.pids_limit)
         with contextlib.suppress(BrokenPipeError):  # PID 1 failed already: its error is on err_r
             os.write(go_w, b"1")
         os.close(go_w)
@@ -265,7 +294,8 @@ def monitor_one(sock: socket.socket, cgroup_name: str, seccomp_filter: bytes | N
             os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         with contextlib.suppress(Exception):
-            cgroup.remove()
+            if cgroup:
+                cgroup.remove()
         report_failure(container, events_fd, exc)
         return False
     follow(container, cgroup, pid, err_r, tee, events_fd)
@@ -306,7 +336,7 @@ def warm_init(sock: socket.socket, err_w: int, go_r: int, seccomp_filter: bytes 
             os._exit(0)
         req = json.loads(request)
         container = Container(Store(req["home"], create=False), req["id"], req["state"])
-        unshare(CLONE_NEWCGROUP)  # the monitor moved us into our cgroup before it passed the request on
+        unshare(CLONE_NEWCGROUP)  # the monitor moved us into our cgroup (if any) before it passed the request on
         command = build_root(container, req["lowers"])
         if not os.read(go_r, 1):
             raise StartError("the container's cgroup could not be given its limits")

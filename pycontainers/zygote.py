@@ -37,10 +37,10 @@ def serve(fd: int) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C / interrupt in the notebook is not for us
     sock = socket.socket(fileno=fd)
-    pool: warm.WarmPool | None = None
+    pools: dict[str, warm.WarmPool] = {}  # native, or rootless with given id maps (warm.pool_key)
     stores: dict[str, Store] = {}
     while True:
-        refill: Container | None = None
+        pool: warm.WarmPool | None = None
         try:
             msg, fds = receive_fds(sock, 65536, MAX_FDS)
         except OSError:
@@ -58,10 +58,12 @@ def serve(fd: int) -> None:
                 spawn_detached(exec_monitor, events, container, args, env, workdir, user, tty,
                                (stdin, stdout, stderr), events)
             elif warm.fits(container):
-                pool = pool or warm.WarmPool()
+                key = warm.pool_key(container)
+                if key not in pools:
+                    pools[key] = warm.WarmPool(container.state.get("id_maps") if key != "native" else None)
+                pool = pools[key]
                 if not pool.launch(msg, (stdin, stdout, stderr), events):
                     launch(container, req["lowers"], (stdin, stdout, stderr), events)
-                refill = container
             else:
                 launch(container, req["lowers"], (stdin, stdout, stderr), events)
             reply = b"ok"
@@ -71,9 +73,9 @@ def serve(fd: int) -> None:
             for f in fds:
                 os.close(f)
         sock.send(reply)
-        if pool is not None and refill is not None:  # after answering: more warm monitors if none is idle
+        if pool is not None:  # after answering: more warm monitors if none is idle
             with contextlib.suppress(Exception):
-                pool.fill(seccomp_program(refill))
+                pool.fill(seccomp_program(container))
 
 
 class Zygote:

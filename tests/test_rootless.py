@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -117,6 +118,41 @@ def test_rootless_commit_makes_a_layer(student: unprivileged.Student) -> None:
     ok(student.run("commit", "writer", "committed:1"))
     ok(student.run("rm", "writer"))
     assert ok(student.run("run", "--rm", "committed:1", "cat", "/hello")) == "hi\n"
+
+
+STUDENT_API = """
+import os, pycontainers
+from pycontainers.zygote import Zygote
+client = pycontainers.from_env()
+first = client.containers.run("busybox", ["true"], remove=True)  # cold; the zygote then warms monitors
+c = client.containers.run("busybox", ["sh", "-c", "id -u; readlink /proc/self/ns/user; sleep 30"], detach=True)
+st = c._c.reload().state
+with open(f"/proc/{st['monitor_pid']}/stat") as f:
+    parent = int(f.read().rpartition(")")[2].split()[1])
+print("warm" if parent == Zygote._instance.process.pid else "cold", st["backend"], "cgroup" in st)
+code, out = c.exec_run(["sh", "-c", "id -u; readlink /proc/self/ns/user"])
+print(code, *out.decode().split(), os.readlink("/proc/self/ns/user"))
+c.remove(force=True)
+try:
+    client.containers.run("busybox", ["/nope"], remove=True)
+except pycontainers.api.ContainerError as exc:
+    print(exc.exit_status)
+"""
+
+
+def test_a_students_api_containers_start_from_warm_rootless_monitors(student: unprivileged.Student) -> None:
+    result = student.script(STUDENT_API)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "warm rootless False"  # a warm monitor of the zygote's, in no cgroup
+    code, uid, inside_ns, host_ns = lines[1].split()
+    assert code == "0" and uid == "0" and inside_ns != host_ns  # root, but of its own user namespace
+    assert lines[2] == "127"
+    # The script's end takes its zygote along, and the zygote's end its warm monitors.
+    deadline = time.monotonic() + 10
+    while student.processes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert student.processes() == []
 
 
 def test_proot_runs_as_an_ordinary_user_too(student: unprivileged.Student) -> None:

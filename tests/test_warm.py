@@ -227,6 +227,27 @@ def test_a_warm_started_container_outlives_the_zygote_and_its_monitor_then_goes(
     Zygote._instance = None  # the fixture closes what is left: the next client gets a new zygote
 
 
+def test_rootless_containers_start_from_monitors_in_a_user_namespace(client: Client) -> None:
+    client.containers.run("busybox", ["true"], remove=True, runtime="rootless")  # cold; rootless ones warm
+    zygote = Zygote._instance
+    c = client.containers.run("busybox", ["sleep", "30"], detach=True, runtime="rootless", name="unprivileged")
+    st = get_container(client.store, "unprivileged").state
+    assert parent_of(st["monitor_pid"]) == zygote.process.pid and "cgroup" not in st
+    own = os.readlink(f"/proc/{st['pid']}/ns/user")
+    assert own != os.readlink("/proc/self/ns/user") == os.readlink(f"/proc/{zygote.process.pid}/ns/user")
+    assert own == os.readlink(f"/proc/{st['monitor_pid']}/ns/user")  # the monitor became root of it first
+    assert c.exec_run(["id", "-u"]) == (0, b"0\n")
+    c.remove(force=True)
+    with pytest.raises(ContainerError) as failed:
+        client.containers.run("busybox", ["/nope"], remove=True, runtime="rootless")
+    assert failed.value.exit_status == 127
+    # Native and rootless containers take monitors from pools of their own: each gets its own kind.
+    native = client.containers.run("busybox", ["cat", "/proc/self/uid_map"], remove=True)
+    rootless = client.containers.run("busybox", ["cat", "/proc/self/uid_map"], remove=True, runtime="rootless")
+    assert native.split() == [b"0", b"0", b"4294967295"]  # the host's own user namespace
+    assert rootless.split() == [b"0", b"0", b"65536"]  # root's identity map of a rootless container
+
+
 def test_no_cgroups_no_warm_monitors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(warm, "machine_layout", lambda: CgroupLayout("none"))
     assert not warm.available()

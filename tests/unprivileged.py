@@ -81,12 +81,19 @@ class Student:
     def run(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None,
             ) -> subprocess.CompletedProcess[str]:
         """``pycontainers ARGS`` as the user, in a clean environment (plus *env*)."""
+        return self.python_run(["-m", "pycontainers", *args], timeout, env)
+
+    def script(self, code: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Python *code* as the user (the API, as a student's notebook or script uses it)."""
+        return self.python_run(["-c", code], timeout)
+
+    def python_run(self, args: list[str], timeout: float = 120, env: dict[str, str] | None = None,
+                   ) -> subprocess.CompletedProcess[str]:
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": str(self.home),
                "PYCONTAINERS_HOME": str(self.store_home), "PYTHONPATH": str(self.base / "lib"),
                "LANG": "C.UTF-8", **(env or {})}
-        return subprocess.run([self.python, "-m", "pycontainers", *args], user=self.uid, group=self.gid,
-                              extra_groups=[], env=env, cwd=self.home, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        return subprocess.run([self.python, *args], user=self.uid, group=self.gid, extra_groups=[], env=env,
+                              cwd=self.home, capture_output=True, text=True, timeout=timeout, check=False)
 
     def processes(self) -> list[str]:
         """Processes left running as the user or as its subordinate ids (leak check)."""
