@@ -230,13 +230,15 @@ def claim_name(store: Store, name: str, container_id: str) -> bool:
             return True
         except FileExistsError:
             try:
-                owner = os.readlink(link)
+                owner, claimed = os.readlink(link), os.lstat(link).st_mtime
             except FileNotFoundError:  # released meanwhile: try again
                 continue
-            if (containers_dir(store) / owner / "state.json").exists():
+            # Taken, unless its container is gone: not being made right now (claimed a minute ago or more)
+            # and without a state.json.
+            if claimed > time.time() - 60 or (containers_dir(store) / owner / "state.json").exists():
                 return False
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(link)  # stale: its container is gone
+                os.unlink(link)  # stale
     return False
 
 

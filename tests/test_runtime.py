@@ -1040,6 +1040,12 @@ def test_a_name_belongs_to_one_container_until_it_is_removed(home: Store) -> Non
     with pytest.raises(PyContainersError, match=f'name "/unique" is already in use by container "{first.id}"'):
         create_from_image(home, "busybox", ["true"], name="unique")
     assert not claim_name(home, "unique", "f" * 64)  # what two `run --name unique` at once come down to
+    assert claim_name(home, "in-the-making", "a" * 64)  # claimed, its directory not made yet...
+    assert not claim_name(home, "in-the-making", "b" * 64)  # ...so it is not stale
+    link = names_dir(home) / "in-the-making"
+    os.utime(link, (0, 0), follow_symlinks=False)  # a claim from long ago whose container never came
+    assert claim_name(home, "in-the-making", "b" * 64) and os.readlink(link) == "b" * 64
+    os.unlink(link)
     assert get_container(home, "unique").id == first.id
     assert [c.id for c in list_containers(home)] == [first.id]  # the refused one left nothing behind
     remove(first)
