@@ -249,6 +249,14 @@ def release_name(store: Store, name: str, container_id: str) -> None:
             os.unlink(link)
 
 
+def _named(store: Store, name: str) -> str | None:
+    """The ID of the container that has *name*, if a link says so."""
+    try:
+        return os.readlink(names_dir(store) / name) if name else None
+    except OSError:
+        return None
+
+
 def _index_names(store: Store) -> None:
     """Link the names of containers made before names were links (a store from an older version)."""
     base = names_dir(store)
@@ -392,13 +400,6 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
         release_name(store, container.name, container.id)
         raise
     return container
-
-
-def _named(store: Store, name: str) -> str | None:
-    try:
-        return os.readlink(names_dir(store) / name) if name else None
-    except OSError:
-        return None
 
 
 def create(store: Store, spec: ContainerSpec, container_id: str, name: str | None = None,

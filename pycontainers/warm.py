@@ -161,11 +161,6 @@ class WarmPool:
         self.state[sock] = "busy"  # now last in the order: it comes back after the ones idle now
         return True
 
-    def close(self) -> None:
-        for sock in self.state:
-            sock.close()
-        self.state.clear()
-
 
 def start_warm_monitor(seccomp_filter: bytes | None,
                        id_maps: dict[str, object] | None = None) -> tuple[int, socket.socket]:
