@@ -14,6 +14,9 @@ import tempfile
 
 _HOME = tempfile.mkdtemp(prefix="pycontainers-test-")
 os.environ["PYCONTAINERS_HOME"] = _HOME
+# Every command runs in its own process, as with PYCONTAINERS_SERVER=0: tests/test_server.py tests the CLI's
+# command server, with servers of its own (a server per test store would outlive the test by minutes).
+os.environ.setdefault("PYCONTAINERS_SERVER", "0")
 # Notebooks call `!pycontainers ...`: make the console script of this environment the one found.
 _BIN = os.path.dirname(sys.executable)
 if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
@@ -28,4 +31,7 @@ def pytest_sessionstart(session: object) -> None:
 
 
 def pytest_sessionfinish(session: object, exitstatus: int) -> None:
+    from pycontainers import server
+
+    server.stop()  # the CLI's command server the notebooks' `!pycontainers` started (pycontainers/server.py)
     shutil.rmtree(_HOME, ignore_errors=True)

@@ -2,7 +2,9 @@
 
 (a) ``client.containers.run("busybox", ["true"], remove=True)``, full isolation, from this process (through
     the API's helper process, whose warm monitors have the namespaces and cgroup ready: pycontainers/warm.py);
-(b) ``pycontainers run --rm busybox true`` as a command (a fresh Python process each time);
+(b) ``pycontainers run --rm busybox true`` as a command (a fresh Python process each time), which hands
+    the command to the CLI's command server (pycontainers/server.py: the engine already imported, and
+    warm monitors); (b0) the same with ``PYCONTAINERS_SERVER=0``, the command doing everything itself;
 (c) ``runc run`` of the same image exported as an OCI bundle (``pycontainers bundle``);
 (d) for comparison, (a) with the rootless back end.
 Medians and 90th percentiles, then the ratios. Then 100 detached ``sleep`` containers: time to start
@@ -27,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pycontainers  # noqa: E402
+from pycontainers import server  # noqa: E402
 from pycontainers.bases import ensure_bases  # noqa: E402
 from pycontainers.store import Store  # noqa: E402
 
@@ -84,10 +87,20 @@ def main() -> int:
         subprocess.run([cli, "bundle", "busybox", str(bundle), "true"], check=True, capture_output=True)
         runc_root = home / "runc-state"
 
+        # The first command starts the command server (and runs by itself meanwhile).
+        os.environ["PYCONTAINERS_SERVER"] = "1"
+        subprocess.run([cli, "version"], check=True, capture_output=True)
+        while server.running() is None:
+            time.sleep(0.05)
+        subprocess.run([cli, "run", "--rm", "busybox", "true"], check=True)  # it loads the engine
+        alone = {**os.environ, "PYCONTAINERS_SERVER": "0"}
+
         counter = iter(range(10**9))
         subjects: dict[str, Callable[[], object]] = {
             "(a) API run": lambda: client.containers.run("busybox", ["true"], remove=True),
             "(b) CLI run --rm": lambda: subprocess.run([cli, "run", "--rm", "busybox", "true"], check=True),
+            "(b0) CLI, no server": lambda: subprocess.run([cli, "run", "--rm", "busybox", "true"], check=True,
+                                                          env=alone),
             # Not a goal, for comparison: the same run in a user namespace (no cgroup to join, a map to write).
             "(d) API run, rootless": lambda: client.containers.run("busybox", ["true"], remove=True,
                                                                   runtime="rootless"),
@@ -134,6 +147,7 @@ def main() -> int:
         print(f"{args.detached} detached `sleep` containers: started in {t_start:.2f} s, removed in {t_rm:.2f} s, "
               f"{memory / args.detached / 1024:.1f} MiB PSS each (monitor + container)")
     finally:
+        server.stop()
         for c in pycontainers.from_env().containers.list(all=True):
             c.remove(force=True)
         shutil.rmtree(home, ignore_errors=True)

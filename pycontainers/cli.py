@@ -246,24 +246,31 @@ def _attached(starter: Callable[[tuple[int, int, int]], Any], interactive: bool,
     """
     if tty:
         return _attached_tty(starter, interactive, console_socket)
-    stdin = 0 if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        events = starter((stdin, 1, 2))
-    finally:
-        if stdin != 0:
-            os.close(stdin)
-    first = events.next()
-    if first["event"] == "error":
-        print(f"pycontainers: {first['message']}", file=sys.stderr)
-        return int(first["exit_code"])
-    pid = int(first["pid"])
+    target: list[int] = []  # the process's PID once it has started
+    early: list[int] = []  # signals that came before: passed on as soon as it has
 
     def forward(signum: int, _frame: object) -> None:
+        if not target:
+            early.append(signum)
+            return
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signum)
+            os.kill(target[0], signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    stdin = 0 if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
     try:
+        try:
+            events = starter((stdin, 1, 2))
+        finally:
+            if stdin != 0:
+                os.close(stdin)
+        first = events.next()
+        if first["event"] == "error":
+            print(f"pycontainers: {first['message']}", file=sys.stderr)
+            return int(first["exit_code"])
+        target.append(int(first["pid"]))
+        for signum in early:
+            forward(signum, None)
         last = events.next()
     finally:
         for sig, handler in previous.items():

@@ -594,7 +594,11 @@ def remove(container: Container, force: bool = False) -> None:
 
 def delete_directory(container: Container) -> None:
     """Remove the container's directory: first from sight (a rename), then from the disk."""
-    remove_discarded(container, discard_directory(container))
+    try:
+        trash = discard_directory(container)
+    except FileNotFoundError:  # a --rm container's monitor got there first (rm -f): it deletes the rest
+        return
+    remove_discarded(container, trash)
 
 
 def discard_directory(container: Container) -> Path:

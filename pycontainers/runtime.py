@@ -812,12 +812,13 @@ def start_detached(container: Container, helper: bool = False) -> dict[str, obje
 
 def _forked(direct: Callable[[int], None], via_zygote: Callable[[int], None], helper: bool = False) -> Events:
     """Fork here if this process is single-threaded (and no *helper* is asked for), else ask the zygote;
-    return the report pipe."""
-    from .zygote import is_single_threaded
+    return the report pipe. A command server's worker always asks its server (``Zygote.adopted``)."""
+    from .zygote import Zygote, is_single_threaded
 
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     try:
-        (direct if not helper and is_single_threaded() else via_zygote)(write_fd)
+        fork_here = not helper and not Zygote.adopted() and is_single_threaded()
+        (direct if fork_here else via_zygote)(write_fd)
     except BaseException:
         os.close(read_fd)
         raise

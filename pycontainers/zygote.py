@@ -29,27 +29,45 @@ def serve(fd: int) -> None:
     """The helper's loop: one request, one ``launch``, one answer, until the client goes away."""
     import signal
 
-    from . import warm
-    from .container import Container, containers_dir, read_state
-    from .linux import receive_fds
-    from .runtime import exec_monitor, launch, seccomp_program, spawn_detached
-    from .store import Store
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C / interrupt in the notebook is not for us
     sock = socket.socket(fileno=fd)
-    pools: dict[str, warm.WarmPool] = {}  # native, or rootless with given id maps (warm.pool_key)
-    stores: dict[str, Store] = {}
-    while True:
+    launcher = Launcher()
+    while launcher.handle(sock):
+        pass
+
+
+class Launcher:
+    """The zygote's side of a request: start the container (warm if it fits), answer, refill the pool.
+
+    Shared by the notebook's zygote (``serve``) and the CLI's command server (``server``), which
+    reads requests from each of its workers' sockets in turn.
+    """
+
+    def __init__(self) -> None:
+        from . import warm
+        from .store import Store
+
+        self.pools: dict[str, warm.WarmPool] = {}  # native, or rootless with given id maps (warm.pool_key)
+        self.stores: dict[str, Store] = {}
+
+    def handle(self, sock: socket.socket) -> bool:
+        """Serve one request from *sock*; False when its client has gone."""
+        from . import warm
+        from .container import Container, containers_dir, read_state
+        from .linux import receive_fds
+        from .runtime import exec_monitor, launch, seccomp_program, spawn_detached
+        from .store import Store
+
         pool: warm.WarmPool | None = None
         try:
             msg, fds = receive_fds(sock, 65536, MAX_FDS)
         except OSError:
-            return
+            return False
         if not msg:
-            return
+            return False
         try:
             req = json.loads(msg)
-            store = stores.get(req["home"]) or stores.setdefault(req["home"], Store(req["home"]))
+            store = self.stores.get(req["home"]) or self.stores.setdefault(req["home"], Store(req["home"]))
             state = req.get("state") or read_state(containers_dir(store) / req["id"])
             container = Container(store, req["id"], state)
             stdin, stdout, stderr, events = fds
@@ -59,9 +77,10 @@ def serve(fd: int) -> None:
                                (stdin, stdout, stderr), events)
             elif warm.fits(container):
                 key = warm.pool_key(container)
-                if key not in pools:
-                    pools[key] = warm.WarmPool(container.state.get("id_maps") if key != "native" else None)
-                pool = pools[key]
+                if key not in self.pools:
+                    maps = container.state.get("id_maps") if key != "native" else None
+                    self.pools[key] = warm.WarmPool(maps)  # type: ignore[arg-type]
+                pool = self.pools[key]
                 if not pool.launch(msg, (stdin, stdout, stderr), events):
                     launch(container, req["lowers"], (stdin, stdout, stderr), events)
             else:
@@ -72,10 +91,12 @@ def serve(fd: int) -> None:
         finally:
             for f in fds:
                 os.close(f)
-        sock.send(reply)
+        with contextlib.suppress(OSError):  # a client gone meanwhile hears nothing
+            sock.send(reply)
         if pool is not None:  # after answering: more warm monitors if none is idle
             with contextlib.suppress(Exception):
                 pool.fill(seccomp_program(container))
+        return True
 
 
 class Zygote:
@@ -94,8 +115,9 @@ class Zygote:
         # -S skips site-packages (fast start); the engine needs nothing beyond the standard library.
         # Requests name their store; the helper needs no environment of the client's (nor keeps one alive).
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYCONTAINERS")}
-        self.process = subprocess.Popen([sys.executable, "-S", "-c", code], pass_fds=(child.fileno(),),
-                                        stdin=subprocess.DEVNULL, close_fds=True, env=env)
+        self.process: subprocess.Popen[bytes] | None = subprocess.Popen(
+            [sys.executable, "-S", "-c", code], pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, close_fds=True,
+            env=env)
         child.close()
         self.sock = parent
         self.request_lock = threading.Lock()
@@ -103,9 +125,27 @@ class Zygote:
     @classmethod
     def get(cls) -> Zygote:
         with cls._lock:
-            if cls._instance is None or cls._instance.process.poll() is not None:
+            zygote = cls._instance
+            if zygote is None or (zygote.process is not None and zygote.process.poll() is not None):
                 cls._instance = Zygote()
-            return cls._instance
+            return cls._instance  # type: ignore[return-value]
+
+    @classmethod
+    def adopt(cls, sock: socket.socket) -> None:
+        """Use *sock*, a connection to a zygote already running, for every launch of this process.
+
+        A worker of the CLI's command server (``server``) starts its containers this way, from the
+        server's warm monitors."""
+        zygote = cls.__new__(cls)
+        zygote.process = None
+        zygote.sock = sock
+        zygote.request_lock = threading.Lock()
+        cls._instance = zygote
+
+    @classmethod
+    def adopted(cls) -> bool:
+        """Was a running zygote handed to this process (``adopt``)? Then every launch goes to it."""
+        return cls._instance is not None and cls._instance.process is None
 
     def launch(self, home: str, container_id: str, state: dict[str, object], lowers: list[str],
                stdio: tuple[int, int, int], events_fd: int) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from processes import container_entries
+from processes import container_entries, containers_left
 
 from pycontainers import spec as spec_module
 from pycontainers.api import Client, ContainerError
@@ -850,6 +850,14 @@ def test_rm_refuses_a_running_container_unless_forced(cli: Run, home: Store) -> 
     assert "running" in err
     assert status(home, "busy") == "running"
     assert cli("rm", "-f", "busy") == (0, "busy\n", "")
+    gone(home, st["id"], st["pid"], st["pid_start"])
+
+
+def test_rm_f_takes_a_running_rm_container_whose_monitor_removes_it_too(cli: Run, home: Store) -> None:
+    assert cli("run", "-d", "--rm", "--name", "ephemeral", "busybox", "sleep", "60")[0] == 0
+    st = state(home, "ephemeral")
+    assert cli("rm", "-f", "ephemeral") == (0, "ephemeral\n", "")  # the monitor renamed it first: fine
+    assert containers_left(home.home) == []  # the monitor deletes the files, a moment later
     gone(home, st["id"], st["pid"], st["pid_start"])
 
 

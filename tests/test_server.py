@@ -1,0 +1,253 @@
+"""The CLI's command server (pycontainers/server.py): the same commands, run by a warm engine.
+
+Every test runs the real console script as a separate process, as a user types it, against a store of
+its own; the server each test starts is stopped at its end, and nothing of it may be left.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import unprivileged
+
+from pycontainers import server, warm
+from pycontainers.container import get_container, list_containers, remove
+from pycontainers.store import Store
+
+pytestmark = pytest.mark.skipif(not warm.available(), reason="these tests start containers as root")
+
+PYCONTAINERS = str(Path(sys.executable).with_name("pycontainers"))  # the console script: server.main
+
+
+def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+    return value
+
+
+def stat_fields(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rpartition(")")[2].split()
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie its new parent has not reaped yet counts as gone)."""
+    try:
+        return stat_fields(pid)[0] != "Z"
+    except OSError:
+        return False
+
+
+def children(pid: int, name: str | None = None) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if int(stat_fields(int(entry))[1]) == pid and alive(int(entry)) and (
+                        name is None or Path(f"/proc/{entry}/comm").read_text().strip() == name):
+                    out.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
+class Shell:
+    """Runs ``pycontainers`` commands with an environment that selects one store and allows a server."""
+
+    def __init__(self, home: Path, **extra: str) -> None:
+        self.env = {**os.environ, "PYCONTAINERS_HOME": str(home), "PYCONTAINERS_SERVER": "1",
+                    "PYCONTAINERS_SERVER_IDLE": "120", **extra}
+
+    def __call__(self, *args: str, input: str | None = None, cwd: Path | None = None,
+                 ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([PYCONTAINERS, *args], env=self.env, input=input, cwd=cwd, capture_output=True,
+                              text=True, timeout=60, check=False)
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([PYCONTAINERS, *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL, text=True)
+
+    def server(self) -> int | None:
+        return server.running(self.env)
+
+    def started_server(self) -> int:
+        """The first command finds no server: it runs by itself and starts one."""
+        assert self.server() is None
+        assert self("version").returncode == 0
+        return wait_for(self.server, "the command server to start")
+
+
+@pytest.fixture
+def shell(busybox_store: Store) -> Iterator[Shell]:
+    sh = Shell(busybox_store.home)
+    yield sh
+    pid = server.stop(sh.env)
+    for c in list_containers(busybox_store):
+        remove(c, force=True)
+    if pid is not None:
+        wait_for(lambda: not alive(pid), "the server to exit")
+        wait_for(lambda: not any(f"/{warm.PREFIX}" in d for d in _warm_cgroups_of(pid)), "its warm cgroups to go")
+
+
+def _warm_cgroups_of(server_pid: int) -> list[str]:
+    """The warm cgroups whose monitor is a child of *server_pid* (or whose monitor is gone)."""
+    from pycontainers.cgroup import Cgroup
+
+    found = []
+    for parent in {d.parent for d in Cgroup("any").dirs.values()}:
+        for d in parent.glob(f"{warm.PREFIX}*") if parent.exists() else []:
+            pid = int(d.name[len(warm.PREFIX):].partition(".")[0])
+            try:
+                if int(stat_fields(pid)[1]) == server_pid:
+                    found.append(str(d))
+            except OSError:
+                continue
+    return found
+
+
+def test_commands_run_in_the_server_and_answer_as_the_cli_does(shell: Shell) -> None:
+    pid = shell.started_server()
+    r = shell("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (r.returncode, r.stdout, r.stderr) == (3, "out\n", "err\n")
+    r = shell("run", "--rm", "busybox", "nosuch")
+    assert r.returncode == 127 and '"nosuch": executable file not found' in r.stderr
+    r = shell("run", "--no-such-flag", "busybox")
+    assert r.returncode == 125 and "unrecognized arguments: --no-such-flag" in r.stderr
+    r = shell("--help")
+    assert r.returncode == 0 and r.stdout.startswith("usage: pycontainers")
+    assert shell("run", "-i", "--rm", "busybox", "cat", input="typed in\n").stdout == "typed in\n"
+    assert shell.server() == pid  # one server answered all of them
+
+
+def test_a_servers_containers_start_from_its_warm_monitors(shell: Shell, busybox_store: Store) -> None:
+    pid = shell.started_server()
+    shell("run", "--rm", "busybox", "true")  # the server makes its warm monitors
+    r = shell("run", "-d", "--name", "bg", "busybox", "sleep", "30")
+    assert r.returncode == 0, r.stderr
+    state = get_container(busybox_store, "bg").state
+    assert int(stat_fields(int(state["monitor_pid"]))[1]) == pid  # a warm monitor: a child of the server
+    assert state["cgroup"].startswith(warm.PREFIX)
+    assert shell("rm", "-f", "bg").returncode == 0
+
+
+def test_the_command_gets_the_callers_directory_environment_and_umask(shell: Shell, tmp_path: Path) -> None:
+    shell.started_server()
+    (tmp_path / "vars.list").write_text("FROM_FILE=file\n")
+    shell.env["FROM_CALLER"] = "caller"
+    r = shell("run", "--rm", "--env-file", "vars.list", "-e", "FROM_CALLER", "busybox", "sh", "-c",
+              "echo $FROM_FILE $FROM_CALLER", cwd=tmp_path)
+    assert (r.returncode, r.stdout) == (0, "file caller\n"), r.stderr
+    r = subprocess.run(["sh", "-c", f"umask 077 && {PYCONTAINERS} volume create private && "
+                                    f"stat -c %a $PYCONTAINERS_HOME/volumes/private"],
+                       env=shell.env, capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    plain = subprocess.run(["sh", "-c", "umask 077 && mkdir d && stat -c %a d"], cwd=tmp_path,
+                           capture_output=True, text=True, check=True)
+    assert r.stdout.split()[-1] == plain.stdout.strip()
+
+
+def test_signals_go_to_the_command_and_on_to_the_container(shell: Shell, busybox_store: Store) -> None:
+    shell.started_server()
+    proc = shell.popen("run", "--rm", "--name", "trapper", "busybox", "sh", "-c",
+                       "trap 'echo got TERM; exit 7' TERM; echo ready; sleep 30 & wait")
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGTERM)  # the client passes it to its worker, which passes it to PID 1
+    out, _ = proc.communicate(timeout=20)
+    assert (proc.returncode, out) == (7, "got TERM\n")
+
+
+def test_a_killed_client_takes_its_command_with_it(shell: Shell) -> None:
+    pid = shell.started_server()
+    proc = shell.popen("run", "--rm", "--name", "orphan", "busybox", "sh", "-c", "echo ready; sleep 30")
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    assert len(children(pid, "pyc-cli")) == 1
+    proc.kill()
+    proc.wait()
+    wait_for(lambda: not children(pid, "pyc-cli"), "the worker to be killed")
+    # As when an in-process CLI is killed: the container itself runs on, until `rm -f`.
+    assert shell("rm", "-f", "orphan").returncode == 0
+
+
+def test_the_server_may_die_while_a_command_runs(shell: Shell) -> None:
+    pid = shell.started_server()
+    proc = shell.popen("run", "--rm", "busybox", "sh", "-c", "echo ready; sleep 1; exit 4")
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    assert server.stop(shell.env) == pid
+    assert proc.wait(timeout=20) == 4  # the worker reports its exit code itself
+    wait_for(lambda: not alive(pid), "the server to exit")
+    assert shell("version").returncode == 0  # runs by itself, and starts a new server
+    assert wait_for(shell.server, "a new server") != pid
+
+
+def test_a_server_with_older_code_steps_down(shell: Shell) -> None:
+    pid = shell.started_server()
+    source = Path(server.__file__).with_name("errors.py")
+    before = source.stat()
+    try:
+        os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))  # "an upgrade"
+        r = shell("run", "--rm", "busybox", "echo", "still runs")
+        assert (r.returncode, r.stdout) == (0, "still runs\n")
+        wait_for(lambda: not alive(pid), "the old server to exit")
+    finally:
+        os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def test_an_idle_server_exits_and_takes_its_warm_monitors_along(busybox_store: Store) -> None:
+    shell = Shell(busybox_store.home, PYCONTAINERS_SERVER_IDLE="1")
+    pid = shell.started_server()
+    assert shell("run", "--rm", "busybox", "true").returncode == 0
+    monitors = wait_for(lambda: children(pid, "pyc-warm"), "the warm monitors")
+    wait_for(lambda: not alive(pid), "the idle server to exit")
+    wait_for(lambda: not any(alive(m) for m in monitors), "its warm monitors to exit")
+    wait_for(lambda: not _warm_cgroups_of(pid), "their cgroups to be removed")
+
+
+def test_without_a_server(busybox_store: Store) -> None:
+    shell = Shell(busybox_store.home, PYCONTAINERS_SERVER="0")
+    assert shell("run", "--rm", "busybox", "echo", "alone").stdout == "alone\n"
+    time.sleep(0.5)
+    assert shell.server() is None
+
+
+def test_a_closed_stdin_is_no_reason_to_fail(shell: Shell) -> None:
+    shell.started_server()
+    r = subprocess.run(["sh", "-c", f"exec 0<&-; {PYCONTAINERS} run --rm busybox echo fine"], env=shell.env,
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert (r.returncode, r.stdout) == (0, "fine\n"), r.stderr
+
+
+@pytest.mark.skipif(unprivileged.why_not() is not None, reason=str(unprivileged.why_not()))
+def test_another_user_cannot_use_the_server(shell: Shell) -> None:
+    shell.started_server()
+    address = server.server_address(server.server_key(shell.env))  # root's server
+    code = f"""
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.connect({address!r})
+s.settimeout(10)
+socket.send_fds(s, [b"anything"], [0, 1, 2])
+try:
+    print(s.recv(64) or "closed")
+except ConnectionResetError:
+    print("closed")
+"""
+    student = unprivileged.make_student()
+    try:
+        r = student.script(code)
+    finally:
+        student.close()
+    assert r.stdout.strip() == "closed", r.stderr  # without a word: no worker was started
