@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import time
 
 import pytest
 
 from pycontainers import container as c
+from pycontainers import server
 from pycontainers.cli import main
 from pycontainers.store import Store
 
@@ -29,8 +32,10 @@ def test_start_reruns_on_the_same_writable_layer(busybox_store: Store, monkeypat
     assert c.list_containers(busybox_store) == []
 
 
-def _drive_tty(argv: list[str], keys: list[tuple[bytes, float]], env: dict[str, str]) -> tuple[bytes, int]:
-    """Run *argv* on a pseudo-terminal of ours, type *keys* (bytes, then seconds to read), return output."""
+def _drive_tty(argv: list[str], keys: list[tuple[bytes | tuple[int, int], float]],
+               env: dict[str, str]) -> tuple[bytes, int]:
+    """Run *argv* on a pseudo-terminal of ours, type *keys* (bytes, or a new window size, then seconds to
+    read), return output."""
     import fcntl
     import pty
     import select
@@ -44,7 +49,9 @@ def _drive_tty(argv: list[str], keys: list[tuple[bytes, float]], env: dict[str, 
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
     out = b""
     for data, seconds in keys:
-        if data:
+        if isinstance(data, tuple):  # the kernel sends SIGWINCH to the terminal's foreground process
+            fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", *data, 0, 0))
+        elif data:
             os.write(fd, data)
         end = time.monotonic() + seconds
         while time.monotonic() < end:
@@ -59,15 +66,24 @@ def _drive_tty(argv: list[str], keys: list[tuple[bytes, float]], env: dict[str, 
     return out, os.waitstatus_to_exitcode(status)
 
 
-def test_run_it_gives_a_real_terminal_inside(busybox_store: Store) -> None:
+@pytest.mark.parametrize("through_server", [False, True], ids=["by-itself", "command-server"])
+def test_run_it_gives_a_real_terminal_inside(busybox_store: Store, through_server: bool) -> None:
     cli = os.path.join(os.path.dirname(sys.executable), "pycontainers")
-    env = {**os.environ, "PYCONTAINERS_HOME": str(busybox_store.home)}
-    out, code = _drive_tty([cli, "run", "-it", "--rm", "busybox", "sh"],
-                           [(b"", 1.0), (b"tty; stty size; sleep 30\r", 1.0), (b"\x03", 0.5),
-                            (b"echo still here; exit 7\r", 1.5)], env)
+    env = {**os.environ, "PYCONTAINERS_HOME": str(busybox_store.home), "PYCONTAINERS_SERVER": str(int(through_server))}
+    if through_server:  # the first command starts it (pycontainers/server.py)
+        subprocess.run([cli, "version"], env=env, check=True, capture_output=True)
+        while server.running(env) is None:
+            time.sleep(0.05)
+    try:
+        out, code = _drive_tty([cli, "run", "-it", "--rm", "busybox", "sh"],
+                               [(b"", 1.0), (b"tty; stty size; sleep 30\r", 1.0), (b"\x03", 0.5),
+                                ((40, 120), 0.3), (b"stty size; echo still here; exit 7\r", 1.5)], env)
+    finally:
+        server.stop(env)
     text = out.decode(errors="replace")
     assert "/dev/pts/0" in text  # the terminal lives in the container's own devpts
     assert "33 101" in text  # our window size reached it
+    assert "40 120" in text  # and so did its change
     assert "still here" in text  # Ctrl-C stopped sleep, not the shell
     assert code == 7
     assert c.list_containers(busybox_store) == []

@@ -251,3 +251,27 @@ except ConnectionResetError:
     finally:
         student.close()
     assert r.stdout.strip() == "closed", r.stderr  # without a word: no worker was started
+
+
+@pytest.mark.skipif(unprivileged.why_not() is not None, reason=str(unprivileged.why_not()))
+def test_a_students_commands_go_through_a_server_of_their_own() -> None:
+    """Without root (rootless back end): the server is the student's, its containers start warm in a user
+    namespace, and stopping it leaves nothing of the student's running."""
+    command = ("import sys; from pycontainers.server import main; "
+               "sys.argv = ['pycontainers', *sys.argv[1:]]; sys.exit(main())")
+    with unprivileged.student_with_busybox() as student:
+        env = {"PYCONTAINERS_SERVER": "1"}
+        first = student.python_run(["-c", command, "version"], env=env)
+        assert first.returncode == 0, first.stderr
+        ask = "from pycontainers import server; print(server.running())"
+        server_pid = wait_for(lambda: student.script(ask).stdout.strip() != "None" and student.script(ask).stdout,
+                              "the student's server")
+        for _ in range(3):
+            r = student.python_run(["-c", command, "run", "--rm", "busybox", "sh", "-c", "id -u; exit 5"], env=env)
+            assert (r.returncode, r.stdout) == (5, "0\n"), r.stderr
+        assert student.script(ask).stdout == server_pid  # the same server answered
+        pid = int(server_pid)
+        assert os.stat(f"/proc/{pid}").st_uid == student.uid  # the student's own process, not root's
+        assert student.script("from pycontainers import server; print(server.stop())").stdout.strip() == str(pid)
+        wait_for(lambda: not alive(pid), "the student's server to exit")
+        wait_for(lambda: not student.processes(), "the student's processes to exit")
