@@ -22,8 +22,13 @@ Not a daemon in Docker's sense: the server owns nothing. Every container has its
 state is in the store, so the server may die at any time and nothing is lost: the command that finds
 no server runs in its own process as before and starts a new one. It exits after
 ``$PYCONTAINERS_SERVER_IDLE`` seconds without a command (default 300) and as soon as its code changes.
-``PYCONTAINERS_SERVER=0`` turns it off. Only the caller's own user may use it (``SO_PEERCRED``): the
-socket is in Linux's abstract namespace (no file to leave behind), where anyone could connect.
+``PYCONTAINERS_SERVER=0`` turns it off.
+
+Who may use it: the socket is in Linux's abstract namespace (no file to leave behind), which every process
+of the network namespace can reach, a container run with ``--network host`` included. containerd's shim
+once served root's API there and any such container could take over the host (CVE-2020-15257). So the
+server serves only a process of its own user (``SO_PEERCRED``) in its own mount and PID namespaces: never
+one inside a container.
 """
 
 from __future__ import annotations
@@ -325,6 +330,15 @@ class Worker:
         self.zygote = zygote
 
 
+def _shares_our_namespaces(pid: int) -> bool:
+    """Is process *pid* in our mount, PID and user namespaces (not in a container)?"""
+    try:
+        return all(os.readlink(f"/proc/{pid}/ns/{ns}") == os.readlink(f"/proc/self/ns/{ns}")
+                   for ns in ("mnt", "pid", "user"))
+    except OSError:  # gone already, or not ours to look at
+        return False
+
+
 def _load_engine() -> None:
     """Import what commands use, once, so that workers are forked with all of it loaded."""
     import contextlib
@@ -343,42 +357,59 @@ def _load_engine() -> None:
 
 def _start_worker(conn: socket.socket, key: str, stamp: int) -> Worker | str | None:
     """Read a command, fork its worker and answer "started <PID>"; "stale" if our code is out of date."""
-    import marshal
+    import contextlib
     import socket
 
     from .linux import receive_fds
 
     conn.settimeout(ANSWER_TIMEOUT)
     try:
-        if _peer(conn)[1] != os.getuid():
-            return None
+        pid, uid = _peer(conn)
+        if uid != os.getuid() or not _shares_our_namespaces(pid):
+            return None  # before reading: nothing of theirs is ever received
         message, fds = receive_fds(conn, 1 << 20, 3)
-        request = marshal.loads(message)
-        if request["key"] != key:
-            conn.send(b"another store")
-            return None
-        if request["stamp"] != stamp or code_stamp() != stamp:
-            conn.send(b"stale")
-            return "stale"
-        if len(fds) != 3:
-            conn.send(b"no stdio")
-            return None
-    except (OSError, EOFError, ValueError, TypeError, KeyError):
+    except OSError:
         return None
-    conn.settimeout(None)
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:
-        ours.close()
-        run_worker(request, fds, theirs, conn)
-    theirs.close()
-    for fd in fds:
-        os.close(fd)
+    try:  # the caller's stdio is the worker's alone: ours is closed whatever happens
+        verdict, request = _check_command(message, fds, key, stamp)
+        if verdict != "ok":
+            with contextlib.suppress(OSError):
+                conn.send(verdict.encode())
+            return "stale" if verdict == "stale" else None
+        conn.settimeout(None)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
+            ours.close()
+            run_worker(request, fds, theirs, conn)
+        theirs.close()
+    finally:
+        for fd in fds:
+            os.close(fd)
     try:
         conn.send(b"started %d" % pid)
     except OSError:  # the client is gone already: so is its command
         os.kill(pid, 9)
     return Worker(pid, conn, ours)
+
+
+def _check_command(message: bytes, fds: list[int], key: str, stamp: int) -> tuple[str, dict[str, object]]:
+    """"ok" and the request if we can run it; else why not: "bad request", "another store", "stale", "no stdio"."""
+    import marshal
+
+    try:
+        request = marshal.loads(message)
+        if not isinstance(request, dict) or not {"argv", "cwd", "env", "umask", "key", "stamp"} <= request.keys():
+            return "bad request", {}
+    except (EOFError, ValueError, TypeError):
+        return "bad request", {}
+    if request["key"] != key:
+        return "another store", {}
+    if request["stamp"] != stamp or code_stamp() != stamp:
+        return "stale", {}
+    if len(fds) != 3:
+        return "no stdio", {}
+    return "ok", request
 
 
 def run_worker(request: dict[str, object], stdio: list[int], zygote: socket.socket,

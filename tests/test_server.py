@@ -275,3 +275,50 @@ def test_a_students_commands_go_through_a_server_of_their_own() -> None:
         assert student.script("from pycontainers import server; print(server.stop())").stdout.strip() == str(pid)
         wait_for(lambda: not alive(pid), "the student's server to exit")
         wait_for(lambda: not student.processes(), "the student's processes to exit")
+
+
+def test_a_container_on_the_hosts_network_cannot_use_the_server(shell: Shell, busybox_store: Store) -> None:
+    """CVE-2020-15257's lesson: an abstract socket is reachable from `--network host` containers."""
+    from pycontainers.bases import PYTHON_TAG, cache_store, copy_image
+    from pycontainers.image import get_image
+
+    cache = cache_store()
+    copy_image(cache, get_image(cache, PYTHON_TAG), busybox_store)
+    shell.started_server()
+    address = server.server_address(server.server_key(shell.env))
+    code = f"""
+import socket
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.connect({address!r})  # reachable: the host's network namespace
+s.settimeout(10)
+socket.send_fds(s, [b"anything"], [0, 1, 2])
+try:
+    print(s.recv(64) or "closed")
+except ConnectionResetError:
+    print("closed")
+"""
+    r = shell("run", "--rm", "--network", "host", PYTHON_TAG, "python3", "-c", code)
+    assert (r.returncode, r.stdout) == (0, "closed\n"), r.stderr  # root in the container, but not served
+
+
+@pytest.mark.parametrize("message", [b"not marshal", b"\xe9", "marshal of the wrong shape"],
+                         ids=["garbage", "truncated", "wrong-shape"])
+def test_a_bad_request_is_refused_and_its_descriptors_closed(shell: Shell, message: bytes | str) -> None:
+    import marshal
+    import select
+    import socket
+
+    shell.started_server()
+    if isinstance(message, str):
+        message = marshal.dumps({"argv": ["pycontainers"], "key": "another store's"})
+    read_end, write_end = os.pipe()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+        s.connect(server.server_address(server.server_key(shell.env)))
+        s.settimeout(10)
+        socket.send_fds(s, [message], [write_end] * 3)
+        os.close(write_end)
+        assert s.recv(64) in (b"bad request", b"")  # refused, and no worker
+    # The server kept no copy of the pipe's write end: the pipe reads as closed.
+    assert select.select([read_end], [], [], 10)[0] and os.read(read_end, 1) == b""
+    os.close(read_end)
+    assert shell("run", "--rm", "busybox", "echo", "still serving").stdout == "still serving\n"
