@@ -21,14 +21,13 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from processes import container_entries, containers_left
+from processes import container_entries, containers_left, wait_for
 
 from pycontainers import spec as spec_module
 from pycontainers.api import Client, ContainerError
@@ -64,16 +63,6 @@ Run = Callable[..., tuple[int, str, str]]
 # ------------------------------------------------------------------------------------------ helpers
 
 
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
-    """Poll until *predicate* is truthy; a guard against hangs, not a timing assertion."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 CGROUP_NAMES: dict[str, str] = {}

@@ -11,12 +11,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import unprivileged
+from processes import wait_for
 
 from pycontainers import server, warm
 from pycontainers.container import get_container, list_containers, remove
@@ -27,13 +27,6 @@ pytestmark = pytest.mark.skipif(not warm.available(), reason="these tests start 
 PYCONTAINERS = str(Path(sys.executable).with_name("pycontainers"))  # the console script: server.main
 
 
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {timeout} s waiting for {what}")
-        time.sleep(0.02)
-    return value
 
 
 def stat_fields(pid: int) -> list[str]:
@@ -60,6 +53,22 @@ def children(pid: int, name: str | None = None) -> list[int]:
             except (OSError, ValueError, IndexError):
                 pass
     return out
+
+
+def intruder(address: bytes) -> str:
+    """Python code that connects to *address*, sends a request with its stdio, and prints the answer
+    ("closed" when the server hangs up without one)."""
+    return f"""
+import socket
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.connect({address!r})
+s.settimeout(10)
+socket.send_fds(s, [b"anything"], [0, 1, 2])
+try:
+    print(s.recv(64).decode() or "closed")
+except ConnectionResetError:
+    print("closed")
+"""
 
 
 class Shell:
@@ -234,20 +243,9 @@ def test_a_closed_stdin_is_no_reason_to_fail(shell: Shell) -> None:
 def test_another_user_cannot_use_the_server(shell: Shell) -> None:
     shell.started_server()
     address = server.server_address(server.server_key(shell.env))  # root's server
-    code = f"""
-import os, socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-s.connect({address!r})
-s.settimeout(10)
-socket.send_fds(s, [b"anything"], [0, 1, 2])
-try:
-    print(s.recv(64) or "closed")
-except ConnectionResetError:
-    print("closed")
-"""
     student = unprivileged.make_student()
     try:
-        r = student.script(code)
+        r = student.script(intruder(address))
     finally:
         student.close()
     assert r.stdout.strip() == "closed", r.stderr  # without a word: no worker was started
@@ -286,18 +284,7 @@ def test_a_container_on_the_hosts_network_cannot_use_the_server(shell: Shell, bu
     copy_image(cache, get_image(cache, PYTHON_TAG), busybox_store)
     shell.started_server()
     address = server.server_address(server.server_key(shell.env))
-    code = f"""
-import socket
-s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-s.connect({address!r})  # reachable: the host's network namespace
-s.settimeout(10)
-socket.send_fds(s, [b"anything"], [0, 1, 2])
-try:
-    print(s.recv(64) or "closed")
-except ConnectionResetError:
-    print("closed")
-"""
-    r = shell("run", "--rm", "--network", "host", PYTHON_TAG, "python3", "-c", code)
+    r = shell("run", "--rm", "--network", "host", PYTHON_TAG, "python3", "-c", intruder(address))
     assert (r.returncode, r.stdout) == (0, "closed\n"), r.stderr  # root in the container, but not served
 
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import wait_for
 
 from pycontainers import Client, warm
 from pycontainers.api import ContainerError
@@ -25,13 +25,6 @@ from pycontainers.zygote import Zygote
 pytestmark = pytest.mark.skipif(not warm.available(), reason="warm monitors need root and cgroups")
 
 
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {timeout} s waiting for {what}")
-        time.sleep(0.02)
-    return value
 
 
 def parent_of(pid: int) -> int:
