@@ -790,10 +790,18 @@ def start(container: Container, stdio: tuple[int, int, int], image: Image | None
     store = container.store
     image = image or container.image or get_image(store, container.spec.image_id)
     lowers = [] if is_external(container) else rootfs.lower_dirs(store, image)
-    return _forked(lambda events_fd: launch(container, lowers, stdio, events_fd),
-                   lambda events_fd: Zygote.get().launch(str(store.home), container.id, container.state, lowers,
-                                                            stdio, events_fd),
-                   helper)
+    try:
+        return _forked(lambda events_fd: launch(container, lowers, stdio, events_fd),
+                       lambda events_fd: Zygote.get().launch(str(store.home), container.id, container.state,
+                                                                lowers, stdio, events_fd),
+                       helper)
+    except BaseException:
+        if container.state.get("auto_remove"):  # no monitor came to remove it: a --rm container goes now
+            from .container import delete_directory
+
+            with contextlib.suppress(Exception):
+                delete_directory(container)
+        raise
 
 
 def start_detached(container: Container, helper: bool = False) -> dict[str, object]:

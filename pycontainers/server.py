@@ -13,22 +13,29 @@ server's warm monitors (``warm``), like the Python API's::
           │ connect to "@pycontainers-cli-<uid>-<key>", send argv, cwd, environment + fds 0, 1, 2
           ▼
     pyc-server        the engine imported; a zygote with warm monitors (zygote.Launcher)
-          └─ fork ──> worker: cli.main(argv) on the caller's fds ── launch ──> server ──> warm monitor
-    client <── "started <worker PID>" ... "code <exit code>" from the worker as it ends (or, if it
-               was killed, "exit <wait status>" from the server); the client passes its signals
-               (Ctrl-C, a window resize, ...) on to the worker
+          └─ fork ──> worker "pyc-cli": cli.main(argv) on the caller's fds ── launch ──> server
+    client <── "started <PID>"  the worker, its signal handlers set
+    client ──> "go"             only now does the worker run the command: a client that gave up
+                                (and runs the command itself) never sees it run twice
+    client <── "code <N>"       from the worker as it ends ("exit <wait status>" from the server if
+                                it was killed); meanwhile the client passes its signals (Ctrl-C, a
+                                window resize, ...) on to the worker, and a worker whose client dies
+                                dies with it, as a command killed in its own process would
 
 Not a daemon in Docker's sense: the server owns nothing. Every container has its own monitor and its
-state is in the store, so the server may die at any time and nothing is lost: the command that finds
-no server runs in its own process as before and starts a new one. It exits after
-``$PYCONTAINERS_SERVER_IDLE`` seconds without a command (default 300) and as soon as its code changes.
-``PYCONTAINERS_SERVER=0`` turns it off.
+state is in the store, and a command's worker reports its end itself, so nothing is lost when the server
+goes: the command that finds no server runs in its own process as before and starts a new one. It
+exits after ``$PYCONTAINERS_SERVER_IDLE`` seconds without a command (default 300), when its code
+changes, or when asked to (``stop``), each time once the commands it runs have ended. Killed outright,
+a command it runs that still has a container to start fails with one line. ``PYCONTAINERS_SERVER=0``
+turns it off. As with Docker's daemon, the containers it starts get the server's resource limits,
+not those of the shell that typed the command.
 
 Who may use it: the socket is in Linux's abstract namespace (no file to leave behind), which every process
 of the network namespace can reach, a container run with ``--network host`` included. containerd's shim
-once served root's API there and any such container could take over the host (CVE-2020-15257). So the
-server serves only a process of its own user (``SO_PEERCRED``) in its own mount and PID namespaces: never
-one inside a container.
+once served root's API there and any such container could take over the host (CVE-2020-15257). So each
+side checks the other (``same_standing``): same user, same mount, PID and user namespaces, same
+capabilities, ``no_new_privs`` and seccomp mode. A container cannot use the server, nor pose as one.
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ IDLE_ENV = "PYCONTAINERS_SERVER_IDLE"  # seconds without a command before the se
 IDLE_SECONDS = 300.0
 ANSWER_TIMEOUT = 5.0  # seconds a client waits for "started" before it gives up on the server
 FORWARDED_SIGNALS = (1, 2, 3, 15, 10, 12, 28)  # SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH
+SIGINT = 2
+MAX_REQUEST = 1 << 20
 _SOL_SOCKET, _SCM_RIGHTS, _SO_PEERCRED = 1, 1, 17
 
 
@@ -89,6 +98,22 @@ def code_stamp() -> int:
     return stamp
 
 
+def same_standing(pid: int) -> bool:
+    """Is process *pid* where we are and as privileged as we are (not in a container, not more confined)?"""
+    try:
+        if any(os.readlink(f"/proc/{pid}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}")
+               for ns in ("mnt", "pid", "user")):
+            return False
+        return _confinement(f"/proc/{pid}/status") == _confinement("/proc/self/status")
+    except OSError:  # gone already, or not ours to look at
+        return False
+
+
+def _confinement(status_path: str) -> list[str]:
+    with open(status_path) as f:
+        return [line for line in f if line.startswith(("CapEff:", "CapBnd:", "NoNewPrivs:", "Seccomp:"))]
+
+
 def run_through_server(argv: list[str]) -> int | None:
     """Have the server run *argv*; its exit code, or None if this process must run it (no server).
 
@@ -96,6 +121,8 @@ def run_through_server(argv: list[str]) -> int | None:
     """
     import _socket
 
+    if not _stdio_open():
+        return None
     key = server_key(os.environ)
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
     try:
@@ -105,19 +132,28 @@ def run_through_server(argv: list[str]) -> int | None:
         sock.close()
         start_server()
         return None
-    if server_uid != os.getuid():  # someone else's process holds our name: do without it
+    if server_uid != os.getuid() or not same_standing(server_pid):  # not our server: do without one
         sock.close()
         return None
-    early = _catch_signals()
-    worker = _hand_over(sock, server_pid, argv, key)
+    ignored, early = _catch_signals()
+    worker = _hand_over(sock, server_pid, argv, key, ignored)
     if worker is None:
         sock.close()
-        _release_signals(early)
-        return None
-    return _follow_worker(sock, worker, early)
+        return _give_up(early)
+    return _follow_worker(sock, worker, ignored, early)
 
 
-def _hand_over(sock: socket.socket, server_pid: int, argv: list[str], key: str) -> int | None:
+def _stdio_open() -> bool:
+    """Are fds 0, 1 and 2 open? (Else our socket could take one's number and be passed as stdio.)"""
+    try:
+        for fd in (0, 1, 2):
+            os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def _hand_over(sock: socket.socket, server_pid: int, argv: list[str], key: str, ignored: list[int]) -> int | None:
     """Send the command, our directory, environment, umask and stdio; the worker's PID, or None."""
     import marshal
 
@@ -125,7 +161,7 @@ def _hand_over(sock: socket.socket, server_pid: int, argv: list[str], key: str) 
     os.umask(umask)
     try:
         request = marshal.dumps({"argv": list(argv), "cwd": os.getcwd(), "env": dict(os.environ), "umask": umask,
-                                 "key": key, "stamp": code_stamp()})
+                                 "ignored": ignored, "key": key, "stamp": code_stamp()})
         stdio = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
         sock.settimeout(ANSWER_TIMEOUT)
         sock.sendmsg([request], [(_SOL_SOCKET, _SCM_RIGHTS, stdio)])
@@ -135,49 +171,61 @@ def _hand_over(sock: socket.socket, server_pid: int, argv: list[str], key: str) 
               "stopping it", file=sys.stderr)
         _kill(server_pid, 9)
         return None
-    except OSError:  # no stdin or stdout to pass on (closed), no working directory, a server gone meanwhile
+    except OSError:  # no working directory, a request too large, a server gone meanwhile
         return None
-    if not answer.startswith(b"started "):  # "stale" (older code: it is going), or another store's
+    if not answer.startswith(b"started "):  # "stale" (older code: it is going), another store's, ...
         return None
     return int(answer.split()[1])
 
 
-def _catch_signals() -> list[int]:
-    """Hold on to the signals that come before the worker exists (Ctrl-C at once): they are for it."""
+def _catch_signals() -> tuple[list[int], list[int]]:
+    """The forwarded signals our caller has us ignore (the worker will too), and a list that collects the
+    others until the worker exists (Ctrl-C at once is for it)."""
     import _signal
 
+    ignored = [s for s in FORWARDED_SIGNALS if _signal.getsignal(s) == _signal.SIG_IGN]
     early: list[int] = []
     for signum in FORWARDED_SIGNALS:
-        _signal.signal(signum, lambda signum, _frame: early.append(signum))
-    return early
+        if signum not in ignored:
+            _signal.signal(signum, lambda signum, _frame: early.append(signum))
+    return ignored, early
 
 
-def _release_signals(early: list[int]) -> None:
-    """Python's own signal handling again (the command runs here after all), and the signals held, to us."""
+def _give_up(early: list[int]) -> int | None:
+    """No worker after all: Python's signal handling again, and the command runs here (None), unless a
+    Ctrl-C came meanwhile (130, as it would have been); any other signal held is delivered to us."""
     import _signal
 
     for signum in FORWARDED_SIGNALS:
-        _signal.signal(signum, _signal.default_int_handler if signum == _signal.SIGINT else _signal.SIG_DFL)
+        if _signal.getsignal(signum) != _signal.SIG_IGN:
+            _signal.signal(signum, _signal.default_int_handler if signum == SIGINT else _signal.SIG_DFL)
+    if SIGINT in early:
+        return 130
     for signum in early:
         _kill(os.getpid(), signum)
+    return None
 
 
-def _follow_worker(sock: socket.socket, worker: int, early: list[int]) -> int:
-    """Wait for the worker's end, passing our signals on to it; its exit code (128 + N for signal N)."""
+def _follow_worker(sock: socket.socket, worker: int, ignored: list[int], early: list[int]) -> int:
+    """Let the worker run, pass our signals on to it, and return its exit code (128 + N for signal N)."""
     import _signal
 
     def forward(signum: int, _frame: object) -> None:
         _kill(worker, signum)
 
-    for signum in FORWARDED_SIGNALS:
+    forwarded = [s for s in FORWARDED_SIGNALS if s not in ignored]
+    for signum in forwarded:
         _signal.signal(signum, forward)
     for signum in early:
         forward(signum, None)
     sock.settimeout(None)
     try:
+        sock.send(b"go")
         answer = sock.recv(64)
     except OSError:
         answer = b""
+    for signum in forwarded:  # its PID may soon be another process's
+        _signal.signal(signum, _signal.SIG_DFL)
     sock.close()
     if answer.startswith(b"code "):
         return int(answer.split()[1])
@@ -203,20 +251,24 @@ def _kill(pid: int, signum: int) -> None:
 
 
 def start_server() -> None:
-    """Start a server in the background, in a session of its own, holding none of our descriptors."""
+    """Start a server in the background: a session of its own, none of our descriptors, default signals."""
+    import _signal
+
     if os.environ.get(IDLE_ENV) == "0":
         return
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     code = f"import sys; sys.path[0] = {package_parent!r}; from pycontainers.server import serve; serve()"
     null = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
+    defaults = [s for s in _signal.valid_signals() if s not in (9, 19)]  # what our caller ignores is not for it
     try:  # noqa: SIM105 (no server, then: every command runs in its own process)
-        os.posix_spawn(sys.executable, [sys.executable, "-c", code], os.environ, setsid=True, file_actions=null)
+        os.posix_spawn(sys.executable, [sys.executable, "-c", code], os.environ, setsid=True, file_actions=null,
+                       setsigdef=defaults, setsigmask=())
     except OSError:
         pass
 
 
 def running(environ: dict[str, str] | os._Environ[str] | None = None) -> int | None:
-    """The PID of the server for *environ*'s store (default: ours), if one is running."""
+    """The PID of our server for *environ*'s store (default: ours), if one is running."""
     import _socket
 
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
@@ -227,17 +279,31 @@ def running(environ: dict[str, str] | os._Environ[str] | None = None) -> int | N
         return None
     finally:
         sock.close()
-    return pid if uid == os.getuid() else None
+    return pid if uid == os.getuid() and same_standing(pid) else None
 
 
 def stop(environ: dict[str, str] | os._Environ[str] | None = None) -> int | None:
-    """Stop the server for *environ*'s store (default: ours), if one is running; its PID.
+    """Ask the server for *environ*'s store (default: ours) to stop; its PID, None if there is none.
 
-    Safe at any time (see the module's docstring): commands running finish and report by themselves."""
-    pid = running(environ)
-    if pid is not None:
-        _kill(pid, 15)
-    return pid
+    It stops taking commands at once and exits when the commands it runs have ended."""
+    import _socket
+    import marshal
+
+    environ = os.environ if environ is None else environ
+    key = server_key(environ)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
+    try:
+        sock.connect(server_address(key))
+        pid, uid = _peer(sock)
+        if uid != os.getuid() or not same_standing(pid):
+            return None
+        sock.settimeout(ANSWER_TIMEOUT)
+        sock.send(marshal.dumps({"stop": True, "key": key}))
+        return pid if sock.recv(64) == b"stopping" else None
+    except OSError:
+        return None
+    finally:
+        sock.close()
 
 
 # ------------------------------------------------------------------------------------------ the server
@@ -251,8 +317,8 @@ def serve() -> None:
     import socket
     import time
 
-    # Whatever the first client held open (a pipe its caller waits on) is not ours to keep.
-    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    os.chdir("/")  # not the first caller's directory, which someone may want to unmount
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # what the first client held open is not ours to keep
     key = server_key(os.environ)
     stamp = code_stamp()  # before the first client can reach us
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
@@ -261,62 +327,79 @@ def serve() -> None:
     except OSError:  # another server started first
         return
     listener.listen(64)  # from here clients wait in the backlog while the engine loads
+    listener.setblocking(False)
     for sig in (signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     _load_engine()
     from .linux import set_process_name
-    from .zygote import Launcher
+    from .zygote import Launcher, is_single_threaded
 
+    if not is_single_threaded():  # a library started a thread: forking workers would not be safe
+        return
     set_process_name("pyc-server")
-    idle = float(os.environ.get(IDLE_ENV) or IDLE_SECONDS)
+    try:
+        idle = float(os.environ.get(IDLE_ENV) or IDLE_SECONDS)
+    except ValueError:
+        idle = IDLE_SECONDS
     launcher = Launcher()
     selector = selectors.DefaultSelector()
-    selector.register(listener, selectors.EVENT_READ, ("command", None))
+    selector.register(listener, selectors.EVENT_READ, ("connection", None))
     workers: dict[int, Worker] = {}  # by PID
+    pending: dict[socket.socket, float] = {}  # connections whose request has not come yet, and until when
+    listening = True
     last_activity = time.monotonic()
     while True:
-        events = selector.select(timeout=max(0.0, last_activity + idle - time.monotonic()) if not workers else None)
-        if not events and not workers and time.monotonic() >= last_activity + idle:
-            return
-        last_activity = time.monotonic()
+        deadlines = list(pending.values()) + ([last_activity + idle] if not workers else [])
+        events = selector.select(max(0.0, min(deadlines) - time.monotonic()) if deadlines else None)
+        now = time.monotonic()
+        if events:
+            last_activity = now
         for selected, _ in events:
             kind, worker = selected.data
             if worker is not None and worker.pid not in workers:  # its exit came first in this batch
                 continue
-            if kind == "command":
-                conn, _addr = listener.accept()
-                started = _start_worker(conn, key, stamp)
-                if started is None:
-                    conn.close()
-                elif started == "stale":  # newer code is installed: let the next client start a server for it
-                    selector.unregister(listener)
-                    listener.close()
-                    conn.close()
-                    idle = 0.0
-                else:
+            if kind == "connection":
+                with contextlib.suppress(BlockingIOError):
+                    conn, _addr = listener.accept()
+                    conn.setblocking(False)  # a client that connects and says nothing must not stall us
+                    pending[conn] = now + ANSWER_TIMEOUT
+                    selector.register(conn, selectors.EVENT_READ, ("request", None))
+            elif kind == "request":
+                conn = selected.fileobj
+                selector.unregister(conn)
+                del pending[conn]  # type: ignore[arg-type]
+                started = _start_worker(conn, key, stamp, listening)  # type: ignore[arg-type]
+                if isinstance(started, Worker):
                     workers[started.pid] = started
                     selector.register(started.pidfd, selectors.EVENT_READ, ("exit", started))
-                    selector.register(started.conn, selectors.EVENT_READ, ("client gone", started))
                     selector.register(started.zygote, selectors.EVENT_READ, ("launch", started))
+                    continue
+                conn.close()  # type: ignore[union-attr]
+                if started in ("stale", "stop") and listening:  # the next client starts a new server
+                    selector.unregister(listener)
+                    listener.close()
+                    listening = False
             elif kind == "launch":
                 if not launcher.handle(worker.zygote):
                     selector.unregister(worker.zygote)
-            elif kind == "client gone":  # killed, most likely: so is its command, as if it ran in-process
-                selector.unregister(worker.conn)
-                with contextlib.suppress(OSError):
-                    os.kill(worker.pid, signal.SIGKILL)
             elif kind == "exit":
                 _, status = os.waitpid(worker.pid, 0)
-                with contextlib.suppress(OSError):
+                _no_more_sigio(worker.conn)  # the worker asked for it, and is gone: its PID may be reused
+                with contextlib.suppress(OSError):  # unless the worker said its code itself
                     worker.conn.send(b"exit %d" % status)
-                for f in (worker.pidfd, worker.conn, worker.zygote):
+                for f in (worker.pidfd, worker.zygote):
                     with contextlib.suppress(KeyError, ValueError):
                         selector.unregister(f)
                 os.close(worker.pidfd)
                 worker.conn.close()
                 worker.zygote.close()
                 del workers[worker.pid]
-        if idle == 0.0 and not workers:
+        for conn, deadline in list(pending.items()):
+            if deadline <= now:
+                selector.unregister(conn)
+                conn.close()
+                del pending[conn]
+        if not workers and not pending and (not listening or now >= last_activity + idle):
             return
 
 
@@ -330,21 +413,15 @@ class Worker:
         self.zygote = zygote
 
 
-def _shares_our_namespaces(pid: int) -> bool:
-    """Is process *pid* in our mount, PID and user namespaces (not in a container)?"""
-    try:
-        return all(os.readlink(f"/proc/{pid}/ns/{ns}") == os.readlink(f"/proc/self/ns/{ns}")
-                   for ns in ("mnt", "pid", "user"))
-    except OSError:  # gone already, or not ours to look at
-        return False
-
-
 def _load_engine() -> None:
-    """Import what commands use, once, so that workers are forked with all of it loaded."""
+    """Import what commands use, once, so that workers are forked with all of it loaded.
+
+    Not ``build``: it loads Docker's Dockerfile parser, a Go library whose runtime starts threads, and a
+    process with threads must not fork (see ``zygote``). A ``build`` command's worker imports it itself."""
     import contextlib
     import importlib
 
-    for name in ("cli", "api", "container", "runtime", "warm", "image", "store", "tables", "layer", "build"):
+    for name in ("cli", "api", "container", "runtime", "warm", "image", "store", "tables", "layer"):
         importlib.import_module(f"pycontainers.{name}")
     from .cli import build_parser
 
@@ -355,28 +432,27 @@ def _load_engine() -> None:
         import rich.table  # noqa: F401
 
 
-def _start_worker(conn: socket.socket, key: str, stamp: int) -> Worker | str | None:
-    """Read a command, fork its worker and answer "started <PID>"; "stale" if our code is out of date."""
+def _start_worker(conn: socket.socket, key: str, stamp: int, listening: bool) -> Worker | str | None:
+    """Read a request from a client of ours; fork the worker of a command (a Worker), or say why not
+    ("stale": our code is out of date; "stop": asked to stop; None: a request refused)."""
     import contextlib
     import socket
 
     from .linux import receive_fds
 
-    conn.settimeout(ANSWER_TIMEOUT)
     try:
         pid, uid = _peer(conn)
-        if uid != os.getuid() or not _shares_our_namespaces(pid):
+        if uid != os.getuid() or not same_standing(pid):
             return None  # before reading: nothing of theirs is ever received
-        message, fds = receive_fds(conn, 1 << 20, 3)
+        message, fds = receive_fds(conn, MAX_REQUEST, 3)
     except OSError:
         return None
     try:  # the caller's stdio is the worker's alone: ours is closed whatever happens
-        verdict, request = _check_command(message, fds, key, stamp)
+        verdict, request = _check_request(message, fds, key, stamp, listening)
         if verdict != "ok":
             with contextlib.suppress(OSError):
                 conn.send(verdict.encode())
-            return "stale" if verdict == "stale" else None
-        conn.settimeout(None)
+            return {"stale": "stale", "stopping": "stop"}.get(verdict)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         pid = os.fork()
         if pid == 0:
@@ -386,26 +462,26 @@ def _start_worker(conn: socket.socket, key: str, stamp: int) -> Worker | str | N
     finally:
         for fd in fds:
             os.close(fd)
-    try:
-        conn.send(b"started %d" % pid)
-    except OSError:  # the client is gone already: so is its command
-        os.kill(pid, 9)
     return Worker(pid, conn, ours)
 
 
-def _check_command(message: bytes, fds: list[int], key: str, stamp: int) -> tuple[str, dict[str, object]]:
-    """"ok" and the request if we can run it; else why not: "bad request", "another store", "stale", "no stdio"."""
+def _check_request(message: bytes, fds: list[int], key: str, stamp: int,
+                   listening: bool) -> tuple[str, dict[str, object]]:
+    """"ok" and the request if we run it; else what to answer: "bad request", "another store", "stale",
+    "no stdio", or "stopping" to a request to stop ("stop" to our caller)."""
     import marshal
 
     try:
         request = marshal.loads(message)
-        if not isinstance(request, dict) or not {"argv", "cwd", "env", "umask", "key", "stamp"} <= request.keys():
+        if not isinstance(request, dict) or request.get("key") != key:
+            return "another store" if isinstance(request, dict) else "bad request", {}
+        if request.get("stop"):
+            return "stopping" if not fds else "bad request", {}
+        if not {"argv", "cwd", "env", "umask", "ignored", "stamp"} <= request.keys():
             return "bad request", {}
-    except (EOFError, ValueError, TypeError):
+    except Exception:  # noqa: BLE001 (EOFError, ValueError, a MemoryError for a huge length: all refused)
         return "bad request", {}
-    if request["key"] != key:
-        return "another store", {}
-    if request["stamp"] != stamp or code_stamp() != stamp:
+    if request["stamp"] != stamp or code_stamp() != stamp or not listening:
         return "stale", {}
     if len(fds) != 3:
         return "no stdio", {}
@@ -416,7 +492,8 @@ def run_worker(request: dict[str, object], stdio: list[int], zygote: socket.sock
                client: socket.socket) -> NoReturn:
     """In the forked worker: become the client's command (its fds, directory, environment) and run it.
 
-    The worker tells the client its exit code itself, so a command outlives a server killed meanwhile."""
+    The worker says "started" once its signal handlers are set (so no signal the client passes on is
+    lost), runs the command only on the client's "go", and tells the client its exit code itself."""
     import contextlib
     import signal
 
@@ -427,13 +504,19 @@ def run_worker(request: dict[str, object], stdio: list[int], zygote: socket.sock
 
     code = 125
     try:
+        ignored = set(request["ignored"])  # type: ignore[call-overload]
+        for sig in FORWARDED_SIGNALS:
+            handler = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+            signal.signal(sig, signal.SIG_IGN if sig in ignored else handler)
         for target, fd in enumerate(stdio):
             os.dup2(fd, target)
         keep_only(zygote.fileno(), client.fileno())
         set_process_name("pyc-cli")  # in `ps -e`, beside pyc-server and the monitors
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        for sig in (signal.SIGHUP, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_DFL)
+        client.setblocking(True)
+        client.send(b"started %d" % os.getpid())
+        if client.recv(16) != b"go":  # the client gave up on us (and runs the command itself), or died
+            os._exit(0)
+        _die_with(client)
         os.chdir(str(request["cwd"]))
         os.umask(int(request["umask"]))  # type: ignore[call-overload]
         os.environ.clear()
@@ -458,5 +541,31 @@ def run_worker(request: dict[str, object], stdio: list[int], zygote: socket.sock
             with contextlib.suppress(BaseException):  # a reader gone: nothing more to say
                 stream.flush()
         with contextlib.suppress(BaseException):
+            _no_more_sigio(client)
             client.send(b"code %d" % (code & 0xFF))
     os._exit(code & 0xFF)
+
+
+def _die_with(client: socket.socket) -> None:
+    """Be killed when the client is (its end of the connection closes): SIGIO, as O_ASYNC asks for."""
+    import fcntl
+    import select
+    import signal
+
+    def check(_signum: int, _frame: object) -> None:
+        if select.select([client], [], [], 0)[0]:  # the client sends nothing after "go": this is its end
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    signal.signal(signal.SIGIO, check)
+    fcntl.fcntl(client.fileno(), fcntl.F_SETOWN, os.getpid())
+    fcntl.fcntl(client.fileno(), fcntl.F_SETFL, fcntl.fcntl(client.fileno(), fcntl.F_GETFL) | os.O_ASYNC)
+    check(signal.SIGIO, None)  # it may have gone already
+
+
+def _no_more_sigio(conn: socket.socket) -> None:
+    """Clear O_ASYNC (``_die_with``) on the connection, shared by the worker and the server."""
+    import contextlib
+    import fcntl
+
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(conn.fileno(), fcntl.F_SETFL, fcntl.fcntl(conn.fileno(), fcntl.F_GETFL) & ~os.O_ASYNC)

@@ -23,6 +23,7 @@ import threading
 from pathlib import Path
 
 MAX_FDS = 4
+MAX_REQUEST = 1 << 20  # a container's state, with its environment
 
 
 def serve(fd: int) -> None:
@@ -60,7 +61,7 @@ class Launcher:
 
         pool: warm.WarmPool | None = None
         try:
-            msg, fds = receive_fds(sock, 65536, MAX_FDS)
+            msg, fds = receive_fds(sock, MAX_REQUEST, MAX_FDS)
         except OSError:
             return False
         if not msg:

@@ -850,6 +850,22 @@ def test_rm_f_takes_a_running_rm_container_whose_monitor_removes_it_too(cli: Run
     gone(home, st["id"], st["pid"], st["pid_start"])
 
 
+def test_a_rm_container_whose_launch_fails_is_removed_at_once(home: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No monitor ever existed to remove it (its helper died, say): `run --rm` leaves nothing behind."""
+    from pycontainers import runtime
+    from pycontainers.container import ContainerError as CoreContainerError
+    from pycontainers.container import create_from_image
+
+    def helper_gone() -> Zygote:
+        raise CoreContainerError("zygote: the helper process that starts containers exited")
+
+    container = create_from_image(home, "busybox", ["true"], name="never-started", auto_remove=True)
+    monkeypatch.setattr(Zygote, "get", staticmethod(helper_gone))
+    with pytest.raises(CoreContainerError, match="helper process"):
+        runtime.start(container, (0, 1, 2), helper=True)
+    assert container_entries(home.home) == []  # its directory and its name
+
+
 def test_name_conflicts_are_rejected(cli: Run, home: Store) -> None:
     assert cli("run", "-d", "--name", "unique", "busybox", "sleep", "60")[0] == 0
     code, out, err = cli("run", "--rm", "--name", "unique", "busybox", "true")

@@ -195,7 +195,7 @@ def test_the_server_may_die_while_a_command_runs(shell: Shell) -> None:
     proc = shell.popen("run", "--rm", "busybox", "sh", "-c", "echo ready; sleep 1; exit 4")
     assert proc.stdout is not None
     assert proc.stdout.readline() == "ready\n"
-    assert server.stop(shell.env) == pid
+    os.kill(pid, signal.SIGKILL)
     assert proc.wait(timeout=20) == 4  # the worker reports its exit code itself
     wait_for(lambda: not alive(pid), "the server to exit")
     assert shell("version").returncode == 0  # runs by itself, and starts a new server
@@ -297,7 +297,7 @@ def test_a_bad_request_is_refused_and_its_descriptors_closed(shell: Shell, messa
 
     shell.started_server()
     if isinstance(message, str):
-        message = marshal.dumps({"argv": ["pycontainers"], "key": "another store's"})
+        message = marshal.dumps({"argv": ["pycontainers"], "key": server.server_key(shell.env)})  # no cwd...
     read_end, write_end = os.pipe()
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
         s.connect(server.server_address(server.server_key(shell.env)))
@@ -309,3 +309,101 @@ def test_a_bad_request_is_refused_and_its_descriptors_closed(shell: Shell, messa
     assert select.select([read_end], [], [], 10)[0] and os.read(read_end, 1) == b""
     os.close(read_end)
     assert shell("run", "--rm", "busybox", "echo", "still serving").stdout == "still serving\n"
+
+
+def test_a_client_that_gives_up_never_sees_its_command_run(shell: Shell) -> None:
+    """The worker waits for the client's "go": a client that timed out runs the command itself, once."""
+    import marshal
+    import socket
+
+    shell.started_server()
+    request = marshal.dumps({"argv": [PYCONTAINERS, "volume", "create", "ghost"], "cwd": "/", "env": shell.env,
+                             "umask": 0o022, "ignored": [], "key": server.server_key(shell.env),
+                             "stamp": server.code_stamp()})
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s, open(os.devnull, "r+b") as null:
+        s.connect(server.server_address(server.server_key(shell.env)))
+        s.settimeout(10)
+        socket.send_fds(s, [request], [null.fileno()] * 3)
+        answer = s.recv(64).decode()
+        assert answer.startswith("started ")
+        worker = int(answer.split()[1])
+    wait_for(lambda: not alive(worker), "the worker to give up")
+    assert "ghost" not in shell("volume", "ls", "-q").stdout.split()
+
+
+def test_a_client_trusts_no_server_inside_a_container(shell: Shell, busybox_store: Store, tmp_path: Path) -> None:
+    """A container on the host's network can bind the name of a server that is not running: the command
+    must see it is not ours and send it nothing (neither its environment nor its terminal)."""
+    from pycontainers.bases import PYTHON_TAG, cache_store, copy_image
+    from pycontainers.image import get_image
+
+    cache = cache_store()
+    copy_image(cache, get_image(cache, PYTHON_TAG), busybox_store)
+    other = {**shell.env, "PYCONTAINERS_HOME": str(tmp_path / "other-store")}
+    fake = f"""
+import socket
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.bind({server.server_address(server.server_key(other))!r})
+s.listen()
+print("listening", flush=True)
+c, _ = s.accept()
+c.settimeout(5)
+try:
+    print("received", repr(c.recv(65536)), flush=True)
+except TimeoutError:
+    print("received nothing in 5 s", flush=True)
+"""
+    assert shell("run", "-d", "--name", "impostor", "--network", "host", PYTHON_TAG, "python3", "-c",
+                 fake).returncode == 0
+    wait_for(lambda: "listening" in shell("logs", "impostor").stdout, "the impostor to listen")
+    r = subprocess.run([PYCONTAINERS, "version"], env=other, capture_output=True, text=True, timeout=60,
+                       check=False)
+    assert (r.returncode, r.stdout) == (0, "pycontainers version 0.1.0\n")  # ran by itself
+    assert wait_for(lambda: "received" in (log := shell("logs", "impostor").stdout) and log,
+                    "the impostor's verdict").splitlines()[-1] == "received b''"
+
+
+def test_signals_the_caller_ignores_stay_ignored(shell: Shell) -> None:
+    shell.started_server()
+    proc = subprocess.Popen(["sh", "-c", f"trap '' INT; exec {PYCONTAINERS} run --rm busybox sh -c "
+                                         "'echo ready; sleep 1; echo done'"],
+                            env=shell.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGINT)  # like Ctrl-C to a background job of a script: not for it
+    out, err = proc.communicate(timeout=20)
+    assert (proc.returncode, out) == (0, "done\n"), err
+
+
+def test_a_closed_stdout_is_no_reason_to_fail(shell: Shell) -> None:
+    shell.started_server()
+    r = subprocess.run(["sh", "-c", f"exec 1>&-; {PYCONTAINERS} version; echo $? >&2"], env=shell.env,
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.stderr == "0\n"
+
+
+def test_a_large_environment_reaches_the_container(shell: Shell) -> None:
+    shell.started_server()
+    r = shell("run", "--rm", "-e", "BIG=" + "x" * 70000, "busybox", "sh", "-c", "echo ${#BIG}")
+    assert (r.returncode, r.stdout) == (0, "70000\n"), r.stderr
+
+
+def test_a_confined_caller_is_not_served(shell: Shell) -> None:
+    """Without capabilities (or under no_new_privs) a command must not get the server's."""
+    shell.started_server()
+    r = subprocess.run(["setpriv", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", PYCONTAINERS,
+                        "run", "--rm", "-v", "/etc:/hostetc", "busybox", "head", "-1", "/hostetc/shadow"],
+                       env=shell.env, capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode != 0 and "root:" not in r.stdout
+
+
+def test_the_server_stays_single_threaded_in_the_root_directory(shell: Shell, tmp_path: Path) -> None:
+    """Workers and monitors are forked from it, so it must have one thread, even after a build (whose
+    Dockerfile parser is a Go library with threads of its own); and it holds no caller's directory."""
+    pid = shell.started_server()
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo built > /f\n")
+    r = shell("build", "-q", "-t", "threads-test", str(tmp_path), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert shell("run", "--rm", "threads-test", "cat", "/f").stdout == "built\n"
+    assert len(os.listdir(f"/proc/{pid}/task")) == 1
+    assert os.readlink(f"/proc/{pid}/cwd") == "/"
