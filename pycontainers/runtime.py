@@ -32,6 +32,7 @@ import errno
 import fcntl
 import json
 import os
+import select
 import selectors
 import signal
 import socket
@@ -790,18 +791,18 @@ def start(container: Container, stdio: tuple[int, int, int], image: Image | None
     store = container.store
     image = image or container.image or get_image(store, container.spec.image_id)
     lowers = [] if is_external(container) else rootfs.lower_dirs(store, image)
-    try:
-        return _forked(lambda events_fd: launch(container, lowers, stdio, events_fd),
-                       lambda events_fd: Zygote.get().launch(str(store.home), container.id, container.state,
-                                                                lowers, stdio, events_fd),
-                       helper)
-    except BaseException:
-        if container.state.get("auto_remove"):  # no monitor came to remove it: a --rm container goes now
+
+    def no_monitor_came() -> None:  # a --rm container has nobody to remove it: it goes now
+        if container.state.get("auto_remove"):
             from .container import delete_directory
 
             with contextlib.suppress(Exception):
                 delete_directory(container)
-        raise
+
+    return _forked(lambda events_fd: launch(container, lowers, stdio, events_fd),
+                   lambda events_fd: Zygote.get().launch(str(store.home), container.id, container.state, lowers,
+                                                            stdio, events_fd),
+                   helper, no_monitor_came)
 
 
 def start_detached(container: Container, helper: bool = False) -> dict[str, object]:
@@ -818,9 +819,13 @@ def start_detached(container: Container, helper: bool = False) -> dict[str, obje
     return first
 
 
-def _forked(direct: Callable[[int], None], via_zygote: Callable[[int], None], helper: bool = False) -> Events:
+def _forked(direct: Callable[[int], None], via_zygote: Callable[[int], None], helper: bool = False,
+            no_monitor_came: Callable[[], None] | None = None) -> Events:
     """Fork here if this process is single-threaded (and no *helper* is asked for), else ask the zygote;
-    return the report pipe. A command server's worker always asks its server (``Zygote.adopted``)."""
+    return the report pipe. A command server's worker always asks its server (``Zygote.adopted``).
+
+    If starting fails, *no_monitor_came* is called when no monitor holds the report pipe's other end
+    (an error, or a helper that died, before any fork): not on an interrupt that came after one."""
     from .zygote import Zygote, is_single_threaded
 
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
@@ -828,11 +833,24 @@ def _forked(direct: Callable[[int], None], via_zygote: Callable[[int], None], he
         fork_here = not helper and not Zygote.adopted() and is_single_threaded()
         (direct if fork_here else via_zygote)(write_fd)
     except BaseException:
-        os.close(read_fd)
-        raise
-    finally:
         os.close(write_fd)
+        nobody = _pipe_has_no_writer(read_fd)
+        os.close(read_fd)
+        if nobody and no_monitor_came is not None:
+            no_monitor_came()
+        raise
+    os.close(write_fd)
     return Events(read_fd)
+
+
+def _pipe_has_no_writer(read_fd: int) -> bool:
+    """Is the pipe at its end of file (every write end closed) right now?"""
+    if not select.select([read_fd], [], [], 0)[0]:
+        return False
+    try:
+        return os.read(read_fd, 1) == b""
+    except OSError:
+        return False
 
 
 def run_attached(container: Container, stdin: bytes | None = None,

@@ -45,6 +45,7 @@ import sys
 
 TYPE_CHECKING = False  # typing's, without importing typing (the client must start fast)
 if TYPE_CHECKING:
+    import selectors
     import socket
     from typing import NoReturn
 
@@ -55,6 +56,8 @@ ANSWER_TIMEOUT = 5.0  # seconds a client waits for "started" before it gives up 
 FORWARDED_SIGNALS = (1, 2, 3, 15, 10, 12, 28)  # SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH
 SIGINT = 2
 MAX_REQUEST = 1 << 20
+MAX_PENDING = 64  # connections waiting for their request
+F_SETOWN_EX, F_OWNER_TID = 15, 0  # fcntl(2), not in Python's fcntl module
 _SOL_SOCKET, _SCM_RIGHTS, _SO_PEERCRED = 1, 1, 17
 
 
@@ -73,8 +76,10 @@ def main() -> int:
 
 
 def server_key(environ: dict[str, str] | os._Environ[str]) -> str:
-    """What a server serves: this interpreter, and the variables that choose the store (``store.default_home``)."""
-    return "\0".join([sys.executable, *(environ.get(v, "") for v in ("PYCONTAINERS_HOME", "XDG_DATA_HOME", "HOME"))])
+    """What a server serves: this interpreter, the variables that choose the store (``store.default_home``),
+    and callers of our standing (a terminal and a JupyterLab run as a confined service each get their own)."""
+    store = (environ.get(v, "") for v in ("PYCONTAINERS_HOME", "XDG_DATA_HOME", "HOME"))
+    return "\0".join([sys.executable, *store, *_standing("self")])
 
 
 def server_address(key: str) -> bytes:
@@ -101,17 +106,23 @@ def code_stamp() -> int:
 def same_standing(pid: int) -> bool:
     """Is process *pid* where we are and as privileged as we are (not in a container, not more confined)?"""
     try:
-        if any(os.readlink(f"/proc/{pid}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}")
-               for ns in ("mnt", "pid", "user")):
-            return False
-        return _confinement(f"/proc/{pid}/status") == _confinement("/proc/self/status")
+        return _standing(str(pid)) == _standing("self")
     except OSError:  # gone already, or not ours to look at
         return False
 
 
-def _confinement(status_path: str) -> list[str]:
-    with open(status_path) as f:
-        return [line for line in f if line.startswith(("CapEff:", "CapBnd:", "NoNewPrivs:", "Seccomp:"))]
+def _standing(pid: str) -> list[str]:
+    """Where a process is (its mount, PID and user namespaces) and how confined (capabilities, no_new_privs,
+    seccomp, its LSM label)."""
+    standing = [os.readlink(f"/proc/{pid}/ns/{ns}") for ns in ("mnt", "pid", "user")]
+    with open(f"/proc/{pid}/status") as f:
+        standing += [line for line in f if line.startswith(("CapEff:", "CapBnd:", "NoNewPrivs:", "Seccomp:"))]
+    try:
+        with open(f"/proc/{pid}/attr/current") as f:
+            standing.append(f.read())
+    except OSError:  # no LSM that labels processes
+        pass
+    return standing
 
 
 def run_through_server(argv: list[str]) -> int | None:
@@ -166,10 +177,9 @@ def _hand_over(sock: socket.socket, server_pid: int, argv: list[str], key: str, 
         sock.settimeout(ANSWER_TIMEOUT)
         sock.sendmsg([request], [(_SOL_SOCKET, _SCM_RIGHTS, stdio)])
         answer = sock.recv(64)
-    except TimeoutError:  # a server that does not answer is stopped; the next command starts a new one
+    except TimeoutError:  # busy (or stuck): this command runs by itself; closing tells a worker not to run
         print(f"pycontainers: the command server (PID {server_pid}) did not answer in {ANSWER_TIMEOUT:g} s; "
-              "stopping it", file=sys.stderr)
-        _kill(server_pid, 9)
+              "running the command by itself", file=sys.stderr)
         return None
     except OSError:  # no working directory, a request too large, a server gone meanwhile
         return None
@@ -210,8 +220,16 @@ def _follow_worker(sock: socket.socket, worker: int, ignored: list[int], early: 
     """Let the worker run, pass our signals on to it, and return its exit code (128 + N for signal N)."""
     import _signal
 
+    try:
+        pidfd = os.pidfd_open(worker)  # signals through it never reach another process that got its PID
+    except OSError:  # gone already: the answer tells how it ended
+        pidfd = -1
+
     def forward(signum: int, _frame: object) -> None:
-        _kill(worker, signum)
+        try:  # noqa: SIM105
+            _signal.pidfd_send_signal(pidfd, signum)
+        except OSError:
+            pass
 
     forwarded = [s for s in FORWARDED_SIGNALS if s not in ignored]
     for signum in forwarded:
@@ -224,8 +242,10 @@ def _follow_worker(sock: socket.socket, worker: int, ignored: list[int], early: 
         answer = sock.recv(64)
     except OSError:
         answer = b""
-    for signum in forwarded:  # its PID may soon be another process's
+    for signum in forwarded:
         _signal.signal(signum, _signal.SIG_DFL)
+    if pidfd >= 0:
+        os.close(pidfd)
     sock.close()
     if answer.startswith(b"code "):
         return int(answer.split()[1])
@@ -356,19 +376,19 @@ def serve() -> None:
             last_activity = now
         for selected, _ in events:
             kind, worker = selected.data
-            if worker is not None and worker.pid not in workers:  # its exit came first in this batch
+            if worker is not None and workers.get(worker.pid) is not worker:  # its exit came first in this batch
                 continue
             if kind == "connection":
-                with contextlib.suppress(BlockingIOError):
-                    conn, _addr = listener.accept()
-                    conn.setblocking(False)  # a client that connects and says nothing must not stall us
-                    pending[conn] = now + ANSWER_TIMEOUT
-                    selector.register(conn, selectors.EVENT_READ, ("request", None))
+                if listening:
+                    _accept(listener, selector, pending, now)
             elif kind == "request":
                 conn = selected.fileobj
                 selector.unregister(conn)
                 del pending[conn]  # type: ignore[arg-type]
-                started = _start_worker(conn, key, stamp, listening)  # type: ignore[arg-type]
+                try:
+                    started = _start_worker(conn, key, stamp, listening)  # type: ignore[arg-type]
+                except OSError:  # no descriptor, process or memory left for it: the client runs it itself
+                    started = None
                 if isinstance(started, Worker):
                     workers[started.pid] = started
                     selector.register(started.pidfd, selectors.EVENT_READ, ("exit", started))
@@ -401,6 +421,29 @@ def serve() -> None:
                 del pending[conn]
         if not workers and not pending and (not listening or now >= last_activity + idle):
             return
+
+
+def _accept(listener: socket.socket, selector: selectors.BaseSelector, pending: dict[socket.socket, float],
+            now: float) -> None:
+    """Take a connection if it is ours to serve (anyone in our network namespace can connect), and wait for
+    its request without blocking: a client that connects and says nothing must not stall the others."""
+    import selectors
+
+    try:
+        conn, _addr = listener.accept()
+    except OSError:  # gone from the backlog, or no descriptor left: that client runs its command itself
+        return
+    try:
+        pid, uid = _peer(conn)
+        ours = uid == os.getuid() and same_standing(pid) and len(pending) < MAX_PENDING
+    except OSError:
+        ours = False
+    if not ours:
+        conn.close()
+        return
+    conn.setblocking(False)
+    pending[conn] = now + ANSWER_TIMEOUT
+    selector.register(conn, selectors.EVENT_READ, ("request", None))
 
 
 class Worker:
@@ -454,7 +497,12 @@ def _start_worker(conn: socket.socket, key: str, stamp: int, listening: bool) ->
                 conn.send(verdict.encode())
             return {"stale": "stale", "stopping": "stop"}.get(verdict)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            ours.close()
+            theirs.close()
+            raise
         if pid == 0:
             ours.close()
             run_worker(request, fds, theirs, conn)
@@ -462,7 +510,13 @@ def _start_worker(conn: socket.socket, key: str, stamp: int, listening: bool) ->
     finally:
         for fd in fds:
             os.close(fd)
-    return Worker(pid, conn, ours)
+    try:
+        return Worker(pid, conn, ours)
+    except OSError:  # no pidfd to follow it by: it must not run (it is waiting for "go")
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        ours.close()
+        raise
 
 
 def _check_request(message: bytes, fds: list[int], key: str, stamp: int,
@@ -551,13 +605,19 @@ def _die_with(client: socket.socket) -> None:
     import fcntl
     import select
     import signal
+    import struct
+    import threading
+
+    poller = select.poll()  # (select.select cannot take a descriptor above 1023)
+    poller.register(client, select.POLLIN)
 
     def check(_signum: int, _frame: object) -> None:
-        if select.select([client], [], [], 0)[0]:  # the client sends nothing after "go": this is its end
+        if poller.poll(0):  # the client sends nothing after "go": this is its end
             os.kill(os.getpid(), signal.SIGKILL)
 
     signal.signal(signal.SIGIO, check)
-    fcntl.fcntl(client.fileno(), fcntl.F_SETOWN, os.getpid())
+    # To this (main) thread, the one that runs Python's handlers, even if a library has started others.
+    fcntl.fcntl(client.fileno(), F_SETOWN_EX, struct.pack("ii", F_OWNER_TID, threading.get_native_id()))
     fcntl.fcntl(client.fileno(), fcntl.F_SETFL, fcntl.fcntl(client.fileno(), fcntl.F_GETFL) | os.O_ASYNC)
     check(signal.SIGIO, None)  # it may have gone already
 

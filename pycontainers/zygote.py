@@ -24,6 +24,7 @@ from pathlib import Path
 
 MAX_FDS = 4
 MAX_REQUEST = 1 << 20  # a container's state, with its environment
+LARGE_STATE = 64 << 10  # larger states are not sent: the zygote reads them from the store
 
 
 def serve(fd: int) -> None:
@@ -76,7 +77,7 @@ class Launcher:
                 args, env, workdir, user, tty = req["exec"]
                 spawn_detached(exec_monitor, events, container, args, env, workdir, user, tty,
                                (stdin, stdout, stderr), events)
-            elif warm.fits(container):
+            elif warm.fits(container) and "state" in req:  # (a state too large to send starts cold)
                 key = warm.pool_key(container)
                 if key not in self.pools:
                     maps = container.state.get("id_maps") if key != "native" else None
@@ -150,7 +151,10 @@ class Zygote:
 
     def launch(self, home: str, container_id: str, state: dict[str, object], lowers: list[str],
                stdio: tuple[int, int, int], events_fd: int) -> None:
-        self._request({"home": home, "id": container_id, "state": state, "lowers": lowers}, stdio, events_fd)
+        request = {"home": home, "id": container_id, "state": state, "lowers": lowers}
+        if len(json.dumps(state)) > LARGE_STATE:  # a socket message has to fit its buffer (~208 KiB)
+            del request["state"]  # the zygote reads state.json, saved by create
+        self._request(request, stdio, events_fd)
 
     def exec(self, home: str, container: object, exec_args: tuple[object, ...], stdio: tuple[int, int, int],
              events_fd: int) -> None:

@@ -866,6 +866,32 @@ def test_a_rm_container_whose_launch_fails_is_removed_at_once(home: Store, monke
     assert container_entries(home.home) == []  # its directory and its name
 
 
+def test_an_interrupted_launch_leaves_a_rm_container_to_its_monitor() -> None:
+    """Only when no monitor holds the report pipe may a failed start remove a --rm container itself."""
+    from pycontainers.runtime import _forked
+
+    removed: list[str] = []
+    holder: list[subprocess.Popen[bytes]] = []
+
+    def monitor_forked_then_interrupted(write_fd: int) -> None:
+        holder.append(subprocess.Popen(["sleep", "5"], pass_fds=(write_fd,)))  # "the monitor" holds it
+        raise KeyboardInterrupt
+
+    def refused(_write_fd: int) -> None:
+        raise PyContainersError("zygote: no such image")
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _forked(monitor_forked_then_interrupted, refused, False, lambda: removed.append("interrupted"))
+        with pytest.raises(PyContainersError):
+            _forked(refused, refused, False, lambda: removed.append("refused"))
+    finally:
+        for p in holder:
+            p.kill()
+            p.wait()
+    assert removed == ["refused"]
+
+
 def test_name_conflicts_are_rejected(cli: Run, home: Store) -> None:
     assert cli("run", "-d", "--name", "unique", "busybox", "sleep", "60")[0] == 0
     code, out, err = cli("run", "--rm", "--name", "unique", "busybox", "true")
