@@ -882,7 +882,8 @@ def test_an_interrupted_launch_leaves_a_rm_container_to_its_monitor() -> None:
 
     try:
         with pytest.raises(KeyboardInterrupt):
-            _forked(monitor_forked_then_interrupted, refused, False, lambda: removed.append("interrupted"))
+            _forked(monitor_forked_then_interrupted, monitor_forked_then_interrupted, False,
+                    lambda: removed.append("interrupted"))
         with pytest.raises(PyContainersError):
             _forked(refused, refused, False, lambda: removed.append("refused"))
     finally:
