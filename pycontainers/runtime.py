@@ -845,7 +845,9 @@ def _forked(direct: Callable[[int], None], via_zygote: Callable[[int], None], he
 
 def _pipe_has_no_writer(read_fd: int) -> bool:
     """Is the pipe at its end of file (every write end closed) right now?"""
-    if not select.select([read_fd], [], [], 0)[0]:
+    poller = select.poll()  # (select.select cannot take a descriptor above 1023)
+    poller.register(read_fd, select.POLLIN)
+    if not poller.poll(0):
         return False
     try:
         return os.read(read_fd, 1) == b""

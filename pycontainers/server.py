@@ -79,7 +79,7 @@ def server_key(environ: dict[str, str] | os._Environ[str]) -> str:
     """What a server serves: this interpreter, the variables that choose the store (``store.default_home``),
     and callers of our standing (a terminal and a JupyterLab run as a confined service each get their own)."""
     store = (environ.get(v, "") for v in ("PYCONTAINERS_HOME", "XDG_DATA_HOME", "HOME"))
-    return "\0".join([sys.executable, *store, *_standing("self")])
+    return "\0".join([sys.executable, *store, *_standing("self", label=False)])
 
 
 def server_address(key: str) -> bytes:
@@ -111,12 +111,14 @@ def same_standing(pid: int) -> bool:
         return False
 
 
-def _standing(pid: str) -> list[str]:
+def _standing(pid: str, label: bool = True) -> list[str]:
     """Where a process is (its mount, PID and user namespaces) and how confined (capabilities, no_new_privs,
-    seccomp, its LSM label)."""
+    seccomp, and its LSM label unless *label* is False: an exec may change that one)."""
     standing = [os.readlink(f"/proc/{pid}/ns/{ns}") for ns in ("mnt", "pid", "user")]
     with open(f"/proc/{pid}/status") as f:
         standing += [line for line in f if line.startswith(("CapEff:", "CapBnd:", "NoNewPrivs:", "Seccomp:"))]
+    if not label:
+        return standing
     try:
         with open(f"/proc/{pid}/attr/current") as f:
             standing.append(f.read())
@@ -134,14 +136,17 @@ def run_through_server(argv: list[str]) -> int | None:
 
     if not _stdio_open():
         return None
-    key = server_key(os.environ)
+    try:
+        key = server_key(os.environ)
+    except OSError:  # no /proc (a bare chroot): no way to tell a server of ours, so none
+        return None
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
     try:
         sock.connect(server_address(key))
         server_pid, server_uid = _peer(sock)
     except OSError:
         sock.close()
-        start_server()
+        start_server(key)
         return None
     if server_uid != os.getuid() or not same_standing(server_pid):  # not our server: do without one
         sock.close()
@@ -270,14 +275,16 @@ def _kill(pid: int, signum: int) -> None:
         pass
 
 
-def start_server() -> None:
-    """Start a server in the background: a session of its own, none of our descriptors, default signals."""
+def start_server(key: str) -> None:
+    """Start a server for *key* in the background: a session of its own, none of our descriptors, default
+    signals. (It takes our key rather than working its own out: an exec can change a process's LSM label.)"""
     import _signal
 
     if os.environ.get(IDLE_ENV) == "0":
         return
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    code = f"import sys; sys.path[0] = {package_parent!r}; from pycontainers.server import serve; serve()"
+    code = (f"import sys; sys.path[0] = {package_parent!r}; from pycontainers.server import serve; "
+            f"serve({key!r})")
     null = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
     defaults = [s for s in _signal.valid_signals() if s not in (9, 19)]  # what our caller ignores is not for it
     try:  # noqa: SIM105 (no server, then: every command runs in its own process)
@@ -295,7 +302,7 @@ def running(environ: dict[str, str] | os._Environ[str] | None = None) -> int | N
     try:
         sock.connect(server_address(server_key(os.environ if environ is None else environ)))
         pid, uid = _peer(sock)
-    except OSError:
+    except OSError:  # none, or no /proc to work out its name
         return None
     finally:
         sock.close()
@@ -309,10 +316,9 @@ def stop(environ: dict[str, str] | os._Environ[str] | None = None) -> int | None
     import _socket
     import marshal
 
-    environ = os.environ if environ is None else environ
-    key = server_key(environ)
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
     try:
+        key = server_key(os.environ if environ is None else environ)
         sock.connect(server_address(key))
         pid, uid = _peer(sock)
         if uid != os.getuid() or not same_standing(pid):
@@ -329,8 +335,9 @@ def stop(environ: dict[str, str] | os._Environ[str] | None = None) -> int | None
 # ------------------------------------------------------------------------------------------ the server
 
 
-def serve() -> None:
-    """The server's loop: commands in, workers forked, launches served, exits reported; until idle."""
+def serve(key: str) -> None:
+    """The server's loop for clients of *key*: commands in, workers forked, launches served, exits reported;
+    until idle."""
     import contextlib
     import selectors
     import signal
@@ -339,7 +346,6 @@ def serve() -> None:
 
     os.chdir("/")  # not the first caller's directory, which someone may want to unmount
     os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # what the first client held open is not ours to keep
-    key = server_key(os.environ)
     stamp = code_stamp()  # before the first client can reach us
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
     try:
@@ -367,20 +373,32 @@ def serve() -> None:
     workers: dict[int, Worker] = {}  # by PID
     pending: dict[socket.socket, float] = {}  # connections whose request has not come yet, and until when
     listening = True
+    paused_until: float | None = None  # not accepting for a moment (out of descriptors)
     last_activity = time.monotonic()
     while True:
         deadlines = list(pending.values()) + ([last_activity + idle] if not workers else [])
+        if paused_until is not None:
+            deadlines.append(paused_until)
         events = selector.select(max(0.0, min(deadlines) - time.monotonic()) if deadlines else None)
         now = time.monotonic()
-        if events:
-            last_activity = now
+        if paused_until is not None and now >= paused_until and listening:  # try again for descriptors
+            selector.register(listener, selectors.EVENT_READ, ("connection", None))
+            paused_until = None
         for selected, _ in events:
             kind, worker = selected.data
             if worker is not None and workers.get(worker.pid) is not worker:  # its exit came first in this batch
                 continue
+            if kind != "connection":
+                last_activity = now
             if kind == "connection":
-                if listening:
-                    _accept(listener, selector, pending, now)
+                if not listening:
+                    continue
+                accepted = _accept(listener, selector, pending, now)
+                if accepted:  # (not a refused connection: it must not keep us alive)
+                    last_activity = now
+                elif accepted is None:  # out of descriptors: the connection stays queued, do not spin on it
+                    selector.unregister(listener)
+                    paused_until = now + 0.2
             elif kind == "request":
                 conn = selected.fileobj
                 selector.unregister(conn)
@@ -396,7 +414,8 @@ def serve() -> None:
                     continue
                 conn.close()  # type: ignore[union-attr]
                 if started in ("stale", "stop") and listening:  # the next client starts a new server
-                    selector.unregister(listener)
+                    if paused_until is None:
+                        selector.unregister(listener)
                     listener.close()
                     listening = False
             elif kind == "launch":
@@ -424,15 +443,21 @@ def serve() -> None:
 
 
 def _accept(listener: socket.socket, selector: selectors.BaseSelector, pending: dict[socket.socket, float],
-            now: float) -> None:
+            now: float) -> bool | None:
     """Take a connection if it is ours to serve (anyone in our network namespace can connect), and wait for
-    its request without blocking: a client that connects and says nothing must not stall the others."""
+    its request without blocking: a client that connects and says nothing must not stall the others.
+    True if taken, False if refused, None if we are out of descriptors (it stays in the backlog)."""
+    import errno
     import selectors
 
     try:
         conn, _addr = listener.accept()
-    except OSError:  # gone from the backlog, or no descriptor left: that client runs its command itself
-        return
+    except BlockingIOError:  # gone from the backlog meanwhile
+        return False
+    except OSError as exc:
+        if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+            return None
+        return False
     try:
         pid, uid = _peer(conn)
         ours = uid == os.getuid() and same_standing(pid) and len(pending) < MAX_PENDING
@@ -440,10 +465,11 @@ def _accept(listener: socket.socket, selector: selectors.BaseSelector, pending: 
         ours = False
     if not ours:
         conn.close()
-        return
+        return False
     conn.setblocking(False)
     pending[conn] = now + ANSWER_TIMEOUT
     selector.register(conn, selectors.EVENT_READ, ("request", None))
+    return True
 
 
 class Worker:
@@ -562,14 +588,18 @@ def run_worker(request: dict[str, object], stdio: list[int], zygote: socket.sock
         for sig in FORWARDED_SIGNALS:
             handler = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
             signal.signal(sig, signal.SIG_IGN if sig in ignored else handler)
+        client.setblocking(True)
+        try:  # before touching the caller's stdio: a client that gave up (and runs the command itself) or
+            client.send(b"started %d" % os.getpid())  # died must not hear a word from us
+            go = client.recv(16) == b"go"
+        except OSError:
+            go = False
+        if not go:
+            os._exit(0)
         for target, fd in enumerate(stdio):
             os.dup2(fd, target)
         keep_only(zygote.fileno(), client.fileno())
         set_process_name("pyc-cli")  # in `ps -e`, beside pyc-server and the monitors
-        client.setblocking(True)
-        client.send(b"started %d" % os.getpid())
-        if client.recv(16) != b"go":  # the client gave up on us (and runs the command itself), or died
-            os._exit(0)
         _die_with(client)
         os.chdir(str(request["cwd"]))
         os.umask(int(request["umask"]))  # type: ignore[call-overload]

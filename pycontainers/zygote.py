@@ -123,12 +123,13 @@ class Zygote:
         child.close()
         self.sock = parent
         self.request_lock = threading.Lock()
+        self.broken = False
 
     @classmethod
     def get(cls) -> Zygote:
         with cls._lock:
             zygote = cls._instance
-            if zygote is None or (zygote.process is not None and zygote.process.poll() is not None):
+            if zygote is None or zygote.broken or (zygote.process is not None and zygote.process.poll() is not None):
                 cls._instance = Zygote()
             return cls._instance  # type: ignore[return-value]
 
@@ -142,6 +143,7 @@ class Zygote:
         zygote.process = None
         zygote.sock = sock
         zygote.request_lock = threading.Lock()
+        zygote.broken = False
         cls._instance = zygote
 
     @classmethod
@@ -171,6 +173,10 @@ class Zygote:
                 reply = self.sock.recv(65536)
             except OSError:  # it died (killed?): the next request starts a new one
                 reply = b""
+            except BaseException:  # interrupted (Ctrl-C in a notebook) before the answer: that answer would
+                self.broken = True  # be taken for the next request's, so this helper is left; a new one starts
+                self.sock.close()
+                raise
         if reply != b"ok":
             raise ContainerError(reply.decode() or "zygote: the helper process that starts containers exited; "
                                  "run the command again to start a new one")

@@ -391,9 +391,10 @@ def test_a_large_environment_reaches_the_container(shell: Shell) -> None:
 def test_a_confined_caller_is_not_served(shell: Shell) -> None:
     """Without capabilities (or under no_new_privs) a command must not get the server's."""
     shell.started_server()
+    confined_env = {**shell.env, "PYCONTAINERS_SERVER_IDLE": "0"}  # (nor may it leave a confined server behind)
     r = subprocess.run(["setpriv", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", PYCONTAINERS,
                         "run", "--rm", "-v", "/etc:/hostetc", "busybox", "head", "-1", "/hostetc/shadow"],
-                       env=shell.env, capture_output=True, text=True, timeout=60, check=False)
+                       env=confined_env, capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode != 0 and "root:" not in r.stdout
 
 
@@ -432,4 +433,18 @@ def test_connections_that_say_nothing_do_not_stop_commands(shell: Shell) -> None
         for s in idle:
             s.close()
     assert alive(pid)
-    assert shell("run", "--rm", "busybox", "echo", "and served").stdout == "and served\n"
+    time.sleep(0.5)  # the server reads the closed ones' ends and frees their places
+    assert shell("run", "--rm", "busybox", "true").returncode == 0  # (the server makes warm monitors)
+    r = shell("run", "-d", "--name", "served", "busybox", "sleep", "30")
+    assert r.returncode == 0, r.stderr
+    monitor = get_container(Store(Path(shell.env["PYCONTAINERS_HOME"])), "served").state["monitor_pid"]
+    assert int(stat_fields(int(monitor))[1]) == pid  # started by the server (a warm monitor of its own)
+
+
+def test_without_proc_the_command_runs_by_itself(shell: Shell) -> None:
+    """No /proc (a bare chroot, a sandbox): no way to tell a server is ours, so the command runs alone."""
+    shell.started_server()
+    r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                        f"umount -l /proc && {PYCONTAINERS} version"],
+                       env=shell.env, capture_output=True, text=True, timeout=60, check=False)
+    assert (r.returncode, r.stdout) == (0, "pycontainers version 0.1.0\n"), r.stderr

@@ -247,3 +247,29 @@ def test_no_cgroups_no_warm_monitors(monkeypatch: pytest.MonkeyPatch) -> None:
     pool = warm.WarmPool()
     pool.fill(None)
     assert pool.state == {} and pool.children == set()
+
+
+def test_an_interrupted_request_leaves_its_helper(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C between a request and its answer: the answer would be taken for the next request's, so the
+    helper is dropped and the next request gets a new one."""
+    import socket
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # a helper that never answers
+    monkeypatch.setattr(Zygote, "_instance", None)
+    Zygote.adopt(ours)
+    zygote = Zygote._instance
+    assert zygote is not None
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.2)
+    try:
+        with open(os.devnull, "rb") as null, pytest.raises(KeyboardInterrupt):
+            zygote.launch("/nowhere", "c0ffee", {}, [], (null.fileno(),) * 3, null.fileno())
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        theirs.close()
+    assert zygote.broken and ours.fileno() == -1  # closed: a helper would see its client gone
