@@ -502,17 +502,14 @@ def _load_engine() -> None:
 
 
 def _start_worker(conn: socket.socket, key: str, stamp: int, listening: bool) -> Worker | str | None:
-    """Read a request from a client of ours; fork the worker of a command (a Worker), or say why not
-    ("stale": our code is out of date; "stop": asked to stop; None: a request refused)."""
+    """Read a request from a client of ours (``_accept`` checked it); fork the worker of a command (a
+    Worker), or say why not ("stale": our code is out of date; "stop": asked to stop; None: refused)."""
     import contextlib
     import socket
 
     from .linux import receive_fds
 
     try:
-        pid, uid = _peer(conn)
-        if uid != os.getuid() or not same_standing(pid):
-            return None  # before reading: nothing of theirs is ever received
         message, fds = receive_fds(conn, MAX_REQUEST, 3)
     except OSError:
         return None
