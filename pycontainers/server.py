@@ -374,18 +374,30 @@ def serve(key: str) -> None:
     pending: dict[socket.socket, float] = {}  # connections whose request has not come yet, and until when
     listening = True
     paused_until: float | None = None  # not accepting for a moment (out of descriptors)
+    spare: Worker | None = None  # the next command's worker, forked while nothing else is to be done
     last_activity = time.monotonic()
     while True:
         deadlines = list(pending.values()) + ([last_activity + idle] if not workers else [])
         if paused_until is not None:
             deadlines.append(paused_until)
-        events = selector.select(max(0.0, min(deadlines) - time.monotonic()) if deadlines else None)
+        events = selector.select(0)
+        if not events and spare is None and listening and (spare := _fork_spare()) is not None:
+            selector.register(spare.pidfd, selectors.EVENT_READ, ("spare gone", spare))
+        if not events:
+            events = selector.select(max(0.0, min(deadlines) - time.monotonic()) if deadlines else None)
         now = time.monotonic()
         if paused_until is not None and now >= paused_until and listening:  # try again for descriptors
             selector.register(listener, selectors.EVENT_READ, ("connection", None))
             paused_until = None
         for selected, _ in events:
             kind, worker = selected.data
+            if kind == "spare gone":  # let go (we are leaving), or killed
+                if worker is spare:
+                    os.waitpid(worker.pid, 0)
+                    selector.unregister(worker.pidfd)
+                    worker.close()
+                    spare = None
+                continue
             if worker is not None and workers.get(worker.pid) is not worker:  # its exit came first in this batch
                 continue
             if kind != "connection":
@@ -404,10 +416,13 @@ def serve(key: str) -> None:
                 selector.unregister(conn)
                 del pending[conn]  # type: ignore[arg-type]
                 try:
-                    started = _start_worker(conn, key, stamp, listening)  # type: ignore[arg-type]
+                    started = _start_worker(conn, key, stamp, listening, spare)  # type: ignore[arg-type]
                 except OSError:  # no descriptor, process or memory left for it: the client runs it itself
                     started = None
                 if isinstance(started, Worker):
+                    if started is spare:
+                        selector.unregister(spare.pidfd)
+                        spare = None
                     workers[started.pid] = started
                     selector.register(started.pidfd, selectors.EVENT_READ, ("exit", started))
                     selector.register(started.zygote, selectors.EVENT_READ, ("launch", started))
@@ -418,6 +433,9 @@ def serve(key: str) -> None:
                         selector.unregister(listener)
                     listener.close()
                     listening = False
+                    if spare is not None and spare.control is not None:
+                        spare.control.close()  # it exits: "spare gone"
+                        spare.control = None
             elif kind == "launch":
                 if not launcher.handle(worker.zygote):
                     selector.unregister(worker.zygote)
@@ -429,9 +447,7 @@ def serve(key: str) -> None:
                 for f in (worker.pidfd, worker.zygote):
                     with contextlib.suppress(KeyError, ValueError):
                         selector.unregister(f)
-                os.close(worker.pidfd)
-                worker.conn.close()
-                worker.zygote.close()
+                worker.close()
                 del workers[worker.pid]
         for conn, deadline in list(pending.items()):
             if deadline <= now:
@@ -439,7 +455,7 @@ def serve(key: str) -> None:
                 conn.close()
                 del pending[conn]
         if not workers and not pending and (not listening or now >= last_activity + idle):
-            return
+            return  # (a spare sees its control socket close, and exits)
 
 
 def _accept(listener: socket.socket, selector: selectors.BaseSelector, pending: dict[socket.socket, float],
@@ -473,13 +489,61 @@ def _accept(listener: socket.socket, selector: selectors.BaseSelector, pending: 
 
 
 class Worker:
-    """A command being run: the worker's PID and pidfd, the client's connection, the worker's zygote socket."""
+    """A command being run: the worker's PID and pidfd, the client's connection, the worker's zygote socket.
 
-    def __init__(self, pid: int, conn: socket.socket, zygote: socket.socket) -> None:
+    A spare (forked ahead of time, waiting for a command on *control*) has no connection yet."""
+
+    def __init__(self, pid: int, conn: socket.socket | None, zygote: socket.socket,
+                 control: socket.socket | None = None) -> None:
         self.pid = pid
         self.pidfd = os.pidfd_open(pid)
         self.conn = conn
         self.zygote = zygote
+        self.control = control
+
+    def close(self) -> None:
+        os.close(self.pidfd)
+        for sock in (self.conn, self.zygote, self.control):
+            if sock is not None:
+                sock.close()
+
+
+def _fork_spare() -> Worker | None:
+    """Fork the next command's worker ahead of time (the fork is then off the command's path)."""
+    import socket
+
+    from .linux import receive_fds
+
+    try:
+        control, control_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        zygote, zygote_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        pid = os.fork()
+    except OSError:
+        return None
+    if pid == 0:
+        from .linux import set_process_name
+        from .warm import keep_only
+
+        keep_only(control_theirs.fileno(), zygote_theirs.fileno())
+        set_process_name("pyc-cli")  # (not "pyc-server": `pkill pyc-server` must not take it for the server)
+        try:
+            message, fds = receive_fds(control_theirs, MAX_REQUEST, 4)  # stdin, stdout, stderr, the client
+        except BaseException:  # noqa: BLE001
+            os._exit(0)
+        if len(fds) != 4:  # the server let us go (it is leaving), or is gone
+            os._exit(0)
+        control_theirs.close()
+        import marshal
+
+        run_worker(marshal.loads(message), fds[:3], zygote_theirs, socket.socket(fileno=fds[3]))
+    control_theirs.close()
+    zygote_theirs.close()
+    try:
+        return Worker(pid, None, zygote, control)
+    except OSError:
+        control.close()  # it exits on its own
+        zygote.close()
+        return None
 
 
 def _load_engine() -> None:
@@ -501,7 +565,8 @@ def _load_engine() -> None:
         import rich.table  # noqa: F401
 
 
-def _start_worker(conn: socket.socket, key: str, stamp: int, listening: bool) -> Worker | str | None:
+def _start_worker(conn: socket.socket, key: str, stamp: int, listening: bool,
+                  spare: Worker | None = None) -> Worker | str | None:
     """Read a request from a client of ours (``_accept`` checked it); fork the worker of a command (a
     Worker), or say why not ("stale": our code is out of date; "stop": asked to stop; None: refused)."""
     import contextlib
@@ -519,6 +584,16 @@ def _start_worker(conn: socket.socket, key: str, stamp: int, listening: bool) ->
             with contextlib.suppress(OSError):
                 conn.send(verdict.encode())
             return {"stale": "stale", "stopping": "stop"}.get(verdict)
+        if spare is not None and spare.control is not None:
+            try:
+                socket.send_fds(spare.control, [message], [*fds, conn.fileno()])
+            except OSError:  # it died meanwhile: fork one now
+                pass
+            else:
+                spare.control.close()
+                spare.control = None
+                spare.conn = conn
+                return spare
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         try:
             pid = os.fork()

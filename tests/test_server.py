@@ -71,6 +71,14 @@ except (BrokenPipeError, ConnectionResetError):  # hung up on at once
 """
 
 
+def worker_writing_to(server_pid: int, pipe_fd: int) -> int:
+    """The server's worker whose stdout is the pipe we read through *pipe_fd* (not its spare)."""
+    pipe = f"pipe:[{os.fstat(pipe_fd).st_ino}]"
+    found = [w for w in children(server_pid, "pyc-cli") if os.readlink(f"/proc/{w}/fd/1") == pipe]
+    assert len(found) == 1, found
+    return found[0]
+
+
 class Shell:
     """Runs ``pycontainers`` commands with an environment that selects one store and allows a server."""
 
@@ -182,10 +190,10 @@ def test_a_killed_client_takes_its_command_with_it(shell: Shell) -> None:
     proc = shell.popen("run", "--rm", "--name", "orphan", "busybox", "sh", "-c", "echo ready; sleep 30")
     assert proc.stdout is not None
     assert proc.stdout.readline() == "ready\n"
-    assert len(children(pid, "pyc-cli")) == 1
+    worker = worker_writing_to(pid, proc.stdout.fileno())
     proc.kill()
     proc.wait()
-    wait_for(lambda: not children(pid, "pyc-cli"), "the worker to be killed")
+    wait_for(lambda: not alive(worker), "the worker to be killed")
     # As when an in-process CLI is killed: the container itself runs on, until `rm -f`.
     assert shell("rm", "-f", "orphan").returncode == 0
 
@@ -220,8 +228,10 @@ def test_an_idle_server_exits_and_takes_its_warm_monitors_along(busybox_store: S
     pid = shell.started_server()
     assert shell("run", "--rm", "busybox", "true").returncode == 0
     monitors = wait_for(lambda: children(pid, "pyc-warm"), "the warm monitors")
+    spares = wait_for(lambda: children(pid, "pyc-cli"), "the next command's worker, forked ahead")
     wait_for(lambda: not alive(pid), "the idle server to exit")
     wait_for(lambda: not any(alive(m) for m in monitors), "its warm monitors to exit")
+    wait_for(lambda: not any(alive(w) for w in spares), "its spare worker to exit")
     wait_for(lambda: not _warm_cgroups_of(pid), "their cgroups to be removed")
 
 
