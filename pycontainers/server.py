@@ -336,13 +336,9 @@ def stop(environ: dict[str, str] | os._Environ[str] | None = None) -> int | None
 
 
 def serve(key: str) -> None:
-    """The server's loop for clients of *key*: commands in, workers forked, launches served, exits reported;
-    until idle."""
-    import contextlib
-    import selectors
+    """The server's process, for clients of *key*: claim the name, load the engine, serve until idle."""
     import signal
     import socket
-    import time
 
     os.chdir("/")  # not the first caller's directory, which someone may want to unmount
     os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # what the first client held open is not ours to keep
@@ -358,7 +354,7 @@ def serve(key: str) -> None:
         signal.signal(sig, signal.SIG_IGN)
     _load_engine()
     from .linux import set_process_name
-    from .zygote import Launcher, is_single_threaded
+    from .zygote import is_single_threaded
 
     if not is_single_threaded():  # a library started a thread: forking workers would not be safe
         return
@@ -367,95 +363,146 @@ def serve(key: str) -> None:
         idle = float(os.environ.get(IDLE_ENV) or IDLE_SECONDS)
     except ValueError:
         idle = IDLE_SECONDS
-    launcher = Launcher()
-    selector = selectors.DefaultSelector()
-    selector.register(listener, selectors.EVENT_READ, ("connection", None))
-    workers: dict[int, Worker] = {}  # by PID
-    pending: dict[socket.socket, float] = {}  # connections whose request has not come yet, and until when
-    listening = True
-    paused_until: float | None = None  # not accepting for a moment (out of descriptors)
-    spare: Worker | None = None  # the next command's worker, forked while nothing else is to be done
-    last_activity = time.monotonic()
-    while True:
-        deadlines = list(pending.values()) + ([last_activity + idle] if not workers else [])
-        if paused_until is not None:
-            deadlines.append(paused_until)
-        events = selector.select(0)
-        if not events and spare is None and listening and (spare := _fork_spare()) is not None:
-            selector.register(spare.pidfd, selectors.EVENT_READ, ("spare gone", spare))
+    Server(key, stamp, listener, idle).run()
+
+
+class Server:
+    """The loop: connections accepted, requests read, workers dispatched, launches served, exits reported.
+
+    Each event the selector reports carries its kind: "connection" (the listener), "request" (a client's
+    first message), "launch" (a worker asks for a container), "exit" (a worker ended), "spare gone".
+    """
+
+    def __init__(self, key: str, stamp: int, listener: socket.socket, idle: float) -> None:
+        import selectors
+        import time
+
+        from .zygote import Launcher
+
+        self.key, self.stamp, self.listener, self.idle = key, stamp, listener, idle
+        self.launcher = Launcher()
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(listener, selectors.EVENT_READ, ("connection", None))
+        self.workers: dict[int, Worker] = {}  # by PID
+        self.pending: dict[socket.socket, float] = {}  # connections whose request has not come, and until when
+        self.listening = True
+        self.paused_until: float | None = None  # not accepting for a moment (out of descriptors)
+        self.spare: Worker | None = None  # the next command's worker, forked while nothing else is to be done
+        self.last_activity = self.now = time.monotonic()
+
+    def run(self) -> None:
+        handlers = {"connection": self.on_connection, "request": self.on_request, "launch": self.on_launch,
+                    "exit": self.on_exit}
+        while True:
+            for selected, _ in self.wait():
+                kind, worker = selected.data
+                if kind == "spare gone":
+                    self.on_spare_gone(worker)
+                elif worker is None or self.workers.get(worker.pid) is worker:  # (not one ended in this batch)
+                    handlers[kind](selected.fileobj, worker)
+            self.drop_silent_connections()
+            if not self.workers and not self.pending and (not self.listening or
+                                                          self.now >= self.last_activity + self.idle):
+                return  # (a spare sees its control socket close, and exits)
+
+    def wait(self) -> list[tuple[selectors.SelectorKey, int]]:
+        """The next events; with nothing to do, first fork a spare worker."""
+        import selectors
+        import time
+
+        deadlines = list(self.pending.values()) + ([self.last_activity + self.idle] if not self.workers else [])
+        if self.paused_until is not None:
+            deadlines.append(self.paused_until)
+        events = self.selector.select(0)
+        if not events and self.spare is None and self.listening and (spare := _fork_spare()) is not None:
+            self.spare = spare
+            self.selector.register(spare.pidfd, selectors.EVENT_READ, ("spare gone", spare))
         if not events:
-            events = selector.select(max(0.0, min(deadlines) - time.monotonic()) if deadlines else None)
-        now = time.monotonic()
-        if paused_until is not None and now >= paused_until and listening:  # try again for descriptors
-            selector.register(listener, selectors.EVENT_READ, ("connection", None))
-            paused_until = None
-        for selected, _ in events:
-            kind, worker = selected.data
-            if kind == "spare gone":  # let go (we are leaving), or killed
-                if worker is spare:
-                    os.waitpid(worker.pid, 0)
-                    selector.unregister(worker.pidfd)
-                    worker.close()
-                    spare = None
-                continue
-            if worker is not None and workers.get(worker.pid) is not worker:  # its exit came first in this batch
-                continue
-            if kind != "connection":
-                last_activity = now
-            if kind == "connection":
-                if not listening:
-                    continue
-                accepted = _accept(listener, selector, pending, now)
-                if accepted:  # (not a refused connection: it must not keep us alive)
-                    last_activity = now
-                elif accepted is None:  # out of descriptors: the connection stays queued, do not spin on it
-                    selector.unregister(listener)
-                    paused_until = now + 0.2
-            elif kind == "request":
-                conn = selected.fileobj
-                selector.unregister(conn)
-                del pending[conn]  # type: ignore[arg-type]
-                try:
-                    started = _start_worker(conn, key, stamp, listening, spare)  # type: ignore[arg-type]
-                except OSError:  # no descriptor, process or memory left for it: the client runs it itself
-                    started = None
-                if isinstance(started, Worker):
-                    if started is spare:
-                        selector.unregister(spare.pidfd)
-                        spare = None
-                    workers[started.pid] = started
-                    selector.register(started.pidfd, selectors.EVENT_READ, ("exit", started))
-                    selector.register(started.zygote, selectors.EVENT_READ, ("launch", started))
-                    continue
-                conn.close()  # type: ignore[union-attr]
-                if started in ("stale", "stop") and listening:  # the next client starts a new server
-                    if paused_until is None:
-                        selector.unregister(listener)
-                    listener.close()
-                    listening = False
-                    if spare is not None and spare.control is not None:
-                        spare.control.close()  # it exits: "spare gone"
-                        spare.control = None
-            elif kind == "launch":
-                if not launcher.handle(worker.zygote):
-                    selector.unregister(worker.zygote)
-            elif kind == "exit":
-                _, status = os.waitpid(worker.pid, 0)
-                _no_more_sigio(worker.conn)  # the worker asked for it, and is gone: its PID may be reused
-                with contextlib.suppress(OSError):  # unless the worker said its code itself
-                    worker.conn.send(b"exit %d" % status)
-                for f in (worker.pidfd, worker.zygote):
-                    with contextlib.suppress(KeyError, ValueError):
-                        selector.unregister(f)
-                worker.close()
-                del workers[worker.pid]
-        for conn, deadline in list(pending.items()):
-            if deadline <= now:
-                selector.unregister(conn)
+            events = self.selector.select(max(0.0, min(deadlines) - time.monotonic()) if deadlines else None)
+        self.now = time.monotonic()
+        if self.paused_until is not None and self.now >= self.paused_until and self.listening:
+            self.selector.register(self.listener, selectors.EVENT_READ, ("connection", None))  # try again
+            self.paused_until = None
+        return events
+
+    def on_connection(self, _listener: object, _worker: None) -> None:
+        if not self.listening:
+            return
+        accepted = _accept(self.listener, self.selector, self.pending, self.now)
+        if accepted:  # (a refused connection must not keep us alive)
+            self.last_activity = self.now
+        elif accepted is None:  # out of descriptors: the connection stays queued; do not spin on it
+            self.selector.unregister(self.listener)
+            self.paused_until = self.now + 0.2
+
+    def on_request(self, conn: socket.socket, _worker: None) -> None:
+        import selectors
+
+        self.last_activity = self.now
+        self.selector.unregister(conn)
+        del self.pending[conn]
+        try:
+            started = _start_worker(conn, self.key, self.stamp, self.listening, self.spare)
+        except OSError:  # no descriptor, process or memory left for it: the client runs it itself
+            started = None
+        if isinstance(started, Worker):
+            if started is self.spare:
+                self.selector.unregister(started.pidfd)
+                self.spare = None
+            self.workers[started.pid] = started
+            self.selector.register(started.pidfd, selectors.EVENT_READ, ("exit", started))
+            self.selector.register(started.zygote, selectors.EVENT_READ, ("launch", started))
+            return
+        conn.close()
+        if started in ("stale", "stop"):
+            self.stop_listening()
+
+    def stop_listening(self) -> None:
+        """Take no more commands (the next client starts a new server); leave once those running end."""
+        if not self.listening:
+            return
+        if self.paused_until is None:
+            self.selector.unregister(self.listener)
+        self.listener.close()
+        self.listening = False
+        if self.spare is not None and self.spare.control is not None:
+            self.spare.control.close()  # it exits: "spare gone"
+            self.spare.control = None
+
+    def on_launch(self, _zygote: object, worker: Worker) -> None:
+        self.last_activity = self.now
+        if not self.launcher.handle(worker.zygote):
+            self.selector.unregister(worker.zygote)
+
+    def on_exit(self, _pidfd: object, worker: Worker) -> None:
+        import contextlib
+
+        self.last_activity = self.now
+        _, status = os.waitpid(worker.pid, 0)
+        assert worker.conn is not None
+        _no_more_sigio(worker.conn)  # the worker asked for it, and is gone: its PID may be reused
+        with contextlib.suppress(OSError):  # unless the worker said its code itself
+            worker.conn.send(b"exit %d" % status)
+        for f in (worker.pidfd, worker.zygote):
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(f)
+        worker.close()
+        del self.workers[worker.pid]
+
+    def on_spare_gone(self, worker: Worker) -> None:
+        """The spare exited before a command came: let go (we are leaving), or killed."""
+        if worker is self.spare:
+            os.waitpid(worker.pid, 0)
+            self.selector.unregister(worker.pidfd)
+            worker.close()
+            self.spare = None
+
+    def drop_silent_connections(self) -> None:
+        for conn, deadline in list(self.pending.items()):
+            if deadline <= self.now:
+                self.selector.unregister(conn)
                 conn.close()
-                del pending[conn]
-        if not workers and not pending and (not listening or now >= last_activity + idle):
-            return  # (a spare sees its control socket close, and exits)
+                del self.pending[conn]
 
 
 def _accept(listener: socket.socket, selector: selectors.BaseSelector, pending: dict[socket.socket, float],
