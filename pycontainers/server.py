@@ -35,7 +35,7 @@ Who may use it: the socket is in Linux's abstract namespace (no file to leave be
 of the network namespace can reach, a container run with ``--network host`` included. containerd's shim
 once served root's API there and any such container could take over the host (CVE-2020-15257). So each
 side checks the other (``same_standing``): same user, same mount, PID and user namespaces, same
-capabilities, ``no_new_privs`` and seccomp mode. A container cannot use the server, nor pose as one.
+capabilities, ``no_new_privs``, seccomp mode and LSM label. A container cannot use the server, nor pose as one.
 """
 
 from __future__ import annotations
