@@ -12,6 +12,7 @@ set -euo pipefail
 SYSTEM_PACKAGES=(
     graphviz
     busybox-static
+    tini
     skopeo
     umoci
     debootstrap

@@ -403,7 +403,7 @@ def container_inspect(c: core_container.Container) -> dict[str, Any]:
                    "User": spec.user, "Hostname": spec.hostname, "Tty": spec.tty, "OpenStdin": spec.interactive},
         "HostConfig": {"Memory": spec.memory or 0, "PidsLimit": spec.pids_limit, "NanoCpus":
                        int((spec.cpus or 0) * 1e9), "NetworkMode": spec.network, "ReadonlyRootfs": spec.read_only,
-                       "AutoRemove": bool(st.get("auto_remove")),
+                       "AutoRemove": bool(st.get("auto_remove")), "Init": spec.init,
                        "Binds": [f"{m.volume or m.source}:{m.destination}{':ro' if m.readonly else ''}"
                                  for m in spec.mounts]},
         "Mounts": [{"Type": "volume" if m.volume else "bind", "Name": m.volume or "", "Source": m.source,

@@ -210,7 +210,7 @@ def _run_options(a: argparse.Namespace) -> dict[str, Any]:
     return {
         "entrypoint": a.entrypoint, "environment": a.env or [], "env_files": a.env_file or [],
         "workdir": a.workdir, "user": a.user, "volumes": a.volume or [], "hostname": a.hostname,
-        "read_only": a.read_only, "memory": a.memory, "pids_limit": a.pids_limit, "cpus": a.cpus,
+        "read_only": a.read_only, "init": a.init, "memory": a.memory, "pids_limit": a.pids_limit, "cpus": a.cpus,
         "network": a.network, "tty": a.tty, "interactive": a.interactive, "runtime": a.runtime,
     }
 
@@ -817,6 +817,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hostname")
     p.add_argument("--entrypoint", help="overwrite the image's ENTRYPOINT")
     p.add_argument("--read-only", action="store_true", help="mount the root file system read-only")
+    p.add_argument("--init", action="store_true",
+                   help="run an init (tini) as PID 1 that passes signals on (Ctrl-C) and reaps zombies")
     p.add_argument("-m", "--memory", help="memory limit (e.g. 64m)")
     p.add_argument("--pids-limit", type=int)
     p.add_argument("--cpus", type=float)

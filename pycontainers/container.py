@@ -374,6 +374,9 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
         raise InvalidArgument(f"unknown runtime {backend!r}: use one of {', '.join(BACKENDS)}")
     if backend == "runc" and sh.which("runc") is None:
         raise InvalidArgument("the runc runtime is not installed (apt-get install runc)")
+    if backend == "proot" and options.get("init"):
+        raise InvalidArgument("--init is not supported by the proot back end: it has no PID namespace, so the "
+                              "command is not PID 1 anyway")
     if backend == "rootless":
         limits = [flag for flag, key in (("--memory", "memory"), ("--cpus", "cpus"),
                                          ("--pids-limit", "pids_limit")) if options.get(key) is not None]

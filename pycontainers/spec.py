@@ -58,6 +58,7 @@ class ContainerSpec:
     tty: bool = False
     interactive: bool = False
     stop_signal: str = "SIGTERM"
+    init: bool = False  # --init: Docker's tini is PID 1 (``args`` start with INIT_PATH, "--")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -145,10 +146,14 @@ def make_spec(image: Image, image_name: str, command: list[str] | None = None, *
               user: str | None = None, volumes: list[str] = (),  # type: ignore[assignment]
               volumes_dir: str = "", hostname: str | None = None, read_only: bool = False,
               memory: str | int | None = None, pids_limit: int | None = None, cpus: float | None = None,
-              network: str = "none", tty: bool = False, interactive: bool = False,
+              network: str = "none", tty: bool = False, interactive: bool = False, init: bool = False,
               container_id: str = "") -> ContainerSpec:
     cfg = image.settings
     args = combine_command(cfg.get("Entrypoint"), cfg.get("Cmd"), command, entrypoint)
+    mounts = [parse_volume(v, volumes_dir) for v in volumes]
+    if init:  # as Docker does: the host's static tini, bound read-only into the container, runs the command
+        args = [INIT_PATH, "--", *args]
+        mounts.append(Mount(find_tini(), INIT_PATH, readonly=True))
     if network not in NETWORK_MODES:
         raise InvalidArgument(f"network {network!r} is not supported: use one of {', '.join(NETWORK_MODES)}")
     wd = workdir if workdir is not None else (cfg.get("WorkingDir") or "/")
@@ -166,10 +171,22 @@ def make_spec(image: Image, image_name: str, command: list[str] | None = None, *
         env=merge_env(cfg.get("Env") or [], parse_env(list(environment), list(env_files))),
         workdir=wd, user=user if user is not None else (cfg.get("User") or ""),
         hostname=hostname or (socket.gethostname() if network == "host" else container_id[:12]),
-        mounts=[parse_volume(v, volumes_dir) for v in volumes],
-        read_only=read_only, memory=mem, pids_limit=pids_limit, cpus=cpus, network=network, tty=tty,
-        interactive=interactive, stop_signal=cfg.get("StopSignal") or "SIGTERM",
+        mounts=mounts, read_only=read_only, memory=mem, pids_limit=pids_limit, cpus=cpus, network=network,
+        tty=tty, interactive=interactive, stop_signal=cfg.get("StopSignal") or "SIGTERM", init=init,
     )
+
+
+INIT_PATH = "/sbin/docker-init"  # where Docker puts it
+TINI_PATHS = ("/usr/bin/tini-static", "/usr/local/bin/tini-static")  # static: it runs in any image
+
+
+def find_tini() -> str:
+    """The host's static tini, for ``--init``: a PID 1 that passes signals on and reaps zombies (a command
+    run as PID 1 ignores every signal it has no handler for, Ctrl-C included)."""
+    for path in TINI_PATHS:
+        if os.access(path, os.X_OK):
+            return path
+    raise InvalidArgument("--init needs tini-static on this machine (apt-get install tini; ./setup.sh does)")
 
 
 def new_container_id() -> str:

@@ -301,6 +301,30 @@ def test_run_prints_the_commands_output(cli: Run) -> None:
     assert cli("run", "--rm", "busybox", "echo", "hello", "world") == (0, "hello world\n", "")
 
 
+def test_init_is_pid_1_and_passes_ctrl_c_on(cli: Run, home: Store) -> None:
+    """--init (Docker's tini): a command that is PID 1 ignores Ctrl-C (no handler, the kernel shields a
+    namespace's init); under tini it is PID 2, gets the signal, and the run ends with 130."""
+    pid_and_init = cli("run", "--init", "--rm", "busybox", "sh", "-c", "echo $$; cat /proc/1/comm")
+    assert pid_and_init == (0, "2\ndocker-init\n", "")
+    proc = subprocess.Popen([PYC, "run", "--init", "--rm", "busybox", "sh", "-c", "echo ready; sleep 30"],
+                            env={**os.environ, "PYCONTAINERS_HOME": str(home.home)}, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=15) == 130
+
+
+def test_init_is_recorded_and_refused_where_there_is_no_pid_namespace(cli: Run, home: Store) -> None:
+    client = Client(home.home)
+    c = client.containers.run("busybox", ["sleep", "30"], init=True, detach=True)
+    assert c.attrs["HostConfig"]["Init"] is True
+    assert c.attrs["Config"]["Cmd"][:2] == ["/sbin/docker-init", "--"]
+    c.remove(force=True)
+    code, out, err = cli("run", "--init", "--runtime", "proot", "--rm", "busybox", "true")
+    assert (code, out) == (125, "") and "--init is not supported by the proot back end" in err
+
+
 def test_run_exits_with_the_commands_exit_code(cli: Run) -> None:
     code, _, _ = cli("run", "--rm", "busybox", "sh", "-c", "exit 3")
     assert code == 3
