@@ -153,20 +153,19 @@ class Zygote:
 
     def launch(self, home: str, container_id: str, state: dict[str, object], lowers: list[str],
                stdio: tuple[int, int, int], events_fd: int) -> None:
-        request = {"home": home, "id": container_id, "state": state, "lowers": lowers}
-        if len(json.dumps(state)) > LARGE_STATE:  # a socket message has to fit its buffer (~208 KiB)
-            del request["state"]  # the zygote reads state.json, saved by create
+        request = json.dumps({"home": home, "id": container_id, "state": state, "lowers": lowers}).encode()
+        if len(request) > LARGE_STATE:  # a socket message has to fit its buffer (~208 KiB): without the state,
+            request = json.dumps({"home": home, "id": container_id, "lowers": lowers}).encode()  # read from disk
         self._request(request, stdio, events_fd)
 
     def exec(self, home: str, container: object, exec_args: tuple[object, ...], stdio: tuple[int, int, int],
              events_fd: int) -> None:
-        self._request({"home": home, "id": container.id, "exec": list(exec_args)},  # type: ignore[attr-defined]
-                      stdio, events_fd)
+        request = {"home": home, "id": container.id, "exec": list(exec_args)}  # type: ignore[attr-defined]
+        self._request(json.dumps(request).encode(), stdio, events_fd)
 
-    def _request(self, request: dict[str, object], stdio: tuple[int, int, int], events_fd: int) -> None:
+    def _request(self, req: bytes, stdio: tuple[int, int, int], events_fd: int) -> None:
         from .container import ContainerError
 
-        req = json.dumps(request).encode()
         with self.request_lock:
             try:
                 socket.send_fds(self.sock, [req], [*stdio, events_fd])
