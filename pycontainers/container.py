@@ -60,10 +60,19 @@ if TYPE_CHECKING:
     from .image import Image
 
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
-_ADJECTIVES = ("brave", "calm", "eager", "gentle", "happy", "jolly", "keen", "lucid", "merry", "quiet",
-               "swift", "tender", "vivid", "witty", "zen")
-_SCIENTISTS = ("curie", "darwin", "euler", "gauss", "hopper", "lovelace", "noether", "pasteur",
-               "ritchie", "shannon", "thompson", "turing", "wozniak")
+# Docker's kind of random name (``adjective_scientist``): 48 x 48 of them, so that a class's hundreds of
+# containers rarely draw a name that is taken (each draw that is costs a failed symlink(2)).
+_ADJECTIVES = ("admiring", "agile", "amazing", "bold", "brave", "bright", "calm", "clever", "cool", "curious",
+               "daring", "dazzling", "eager", "elated", "epic", "fervent", "festive", "focused", "gentle",
+               "gifted", "happy", "hopeful", "jolly", "keen", "kind", "lucid", "lucky", "merry", "modest",
+               "nifty", "noble", "patient", "peaceful", "quiet", "relaxed", "serene", "sharp", "silly", "stoic",
+               "sunny", "swift", "tender", "trusting", "upbeat", "vibrant", "vivid", "witty", "zen")
+_SCIENTISTS = ("agnesi", "babbage", "bell", "bohr", "boole", "carson", "curie", "darwin", "dijkstra",
+               "einstein", "euclid", "euler", "faraday", "fermat", "fermi", "feynman", "franklin", "galileo",
+               "gauss", "goodall", "hamilton", "hawking", "hopper", "hypatia", "johnson", "kepler", "knuth",
+               "lamarr", "leakey", "lovelace", "maxwell", "meitner", "mendel", "newton", "noether", "pascal",
+               "pasteur", "raman", "ritchie", "shannon", "somerville", "tesla", "thompson", "torvalds",
+               "turing", "wilson", "wozniak", "yonath")
 
 
 class ContainerNotFound(PyContainersError):

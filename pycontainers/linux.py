@@ -42,10 +42,17 @@ MS_NODEV = 4
 MS_NOEXEC = 8
 MS_REMOUNT = 32
 MS_BIND = 4096
+MS_MOVE = 8192
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MS_SLAVE = 1 << 19
 MNT_DETACH = 2
+# The new mount API (Linux 5.2): one number on every architecture, as for every system call since 5.1.
+SYS_OPEN_TREE, SYS_MOVE_MOUNT = 428, 429
+OPEN_TREE_CLONE = 1
+AT_RECURSIVE = 0x8000
+AT_FDCWD = -100
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
 
 # <sys/prctl.h>
 PR_SET_PDEATHSIG = 1
@@ -89,6 +96,20 @@ def mount(source: str | None, target: str, fstype: str | None = None, flags: int
 
 def umount2(target: str, flags: int = 0) -> None:
     _check(_libc.umount2(_b(target), ctypes.c_int(flags)), f"umount2({target!r})")
+
+
+def open_tree(path: str) -> int:
+    """A detached copy of the mount at *path* and of everything mounted under it (``mount --rbind`` to
+    nowhere): it stays mounted, reachable only through the returned descriptor, until ``move_mount``."""
+    flags = OPEN_TREE_CLONE | AT_RECURSIVE | os.O_CLOEXEC
+    return _check(_libc.syscall(ctypes.c_long(SYS_OPEN_TREE), ctypes.c_int(AT_FDCWD), _b(path), ctypes.c_uint(flags)),
+                  f"open_tree({path!r})")
+
+
+def move_mount(tree: int, target: str) -> None:
+    """Attach a detached mount tree (from ``open_tree``) at *target*."""
+    _check(_libc.syscall(ctypes.c_long(SYS_MOVE_MOUNT), ctypes.c_int(tree), b"", ctypes.c_int(AT_FDCWD),
+                         _b(target), ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)), f"move_mount({target!r})")
 
 
 def pivot_root(new_root: str, put_old: str) -> None:

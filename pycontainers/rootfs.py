@@ -8,7 +8,10 @@ image and the writable layer holds the mount points (``/proc``, ``/dev``, ``/etc
 never show up in ``diff`` or in a committed layer.
 
 The functions below ``# inside the container`` run in the container's new mount namespace, in the
-order ``prepare_rootfs`` calls them.
+order ``runtime.build_root`` calls them. The kernel's own file systems (/proc, /dev, /sys, with Docker's
+masks) do not depend on the image, so they are made first (``make_kernel_file_systems``), kept aside as
+detached mount trees, and attached in the image's root once it is mounted: a warm container
+(``warm.py``) has them ready before it knows its image.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from .image import Image
 from .linux import (
     MNT_DETACH,
     MS_BIND,
+    MS_MOVE,
     MS_NODEV,
     MS_NOEXEC,
     MS_NOSUID,
@@ -36,6 +40,8 @@ from .linux import (
     MS_REMOUNT,
     KernelError,
     mount,
+    move_mount,
+    open_tree,
     pivot_root,
     umount2,
 )
@@ -158,32 +164,86 @@ def make_root_read_only() -> None:
     remount_read_only("/")
 
 
-def mount_proc(root: str) -> None:
-    mount("proc", f"{root}/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+KERNEL_FILE_SYSTEMS = ("/proc", "/dev", "/sys")
 
 
-def mount_sys(root: str) -> None:
-    """A read-only sysfs. Only the owner of the network namespace may mount one (a rootless container
-    sharing the host's network does not own it): then the host's /sys is bind-mounted read-only."""
+def make_kernel_file_systems() -> list[int] | None:
+    """The container's /proc, /dev and /sys, with Docker's masks on them, before its image is known.
+
+    They are mounted over this mount namespace's own /proc, /dev and /sys (a private copy of the host's:
+    the host sees nothing), so the masks' paths are the real ones; then each tree is copied aside
+    (``open_tree``) and the originals unmounted, which uncovers the host's again. Returns the detached
+    trees, for ``attach_kernel_file_systems``; None on a kernel older than 5.2 (no ``open_tree``): then
+    they stay where they are, covering the host's, and are moved into the root (MS_MOVE) instead.
+    Must run in the container's PID namespace: a proc mount shows the PID namespace of whoever mounted it.
+    """
+    # The host's devices, held by descriptor: the new /dev covers the host's before they are bound into it.
+    devices = {name: os.open(f"/dev/{name}", os.O_PATH | os.O_CLOEXEC) for name in DEVICES}
     try:
-        mount("sysfs", f"{root}/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
+        mount_dev({name: f"/proc/self/fd/{fd}" for name, fd in devices.items()})
+    finally:
+        for fd in devices.values():
+            os.close(fd)
+    mount_proc()
+    mount_sys()
+    mask_paths()
+    trees: list[int] = []
+    try:
+        for path in KERNEL_FILE_SYSTEMS:
+            trees.append(open_tree(path))
     except KernelError as exc:
-        if exc.errno != errno.EPERM:
+        for fd in trees:
+            os.close(fd)
+        if exc.errno not in (errno.ENOSYS, errno.EPERM):  # EPERM: a seccomp profile that does not know it
             raise
-        mount("/sys", f"{root}/sys", None, MS_BIND | MS_REC)
-        remount_read_only(f"{root}/sys", recursive=True)
+        return None
+    for path in KERNEL_FILE_SYSTEMS:
+        umount2(path, MNT_DETACH)
+    return trees
 
 
-def mount_dev(root: str) -> None:
-    """A fresh tmpfs /dev with the few devices a program expects, its own devpts, and /dev/shm."""
-    dev = f"{root}/dev"
+def attach_kernel_file_systems(trees: list[int] | None, root: str) -> None:
+    """Put /proc, /dev and /sys, each with what is mounted on it, in their places in *root*."""
+    for i, path in enumerate(KERNEL_FILE_SYSTEMS):
+        if trees is None:
+            mount(path, f"{root}{path}", None, MS_MOVE)
+        else:
+            move_mount(trees[i], f"{root}{path}")
+            os.close(trees[i])
+
+
+def mount_proc() -> None:
+    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def mount_sys() -> None:
+    """A read-only sysfs: the network namespace's view of the devices. Two cases need the host's instead:
+    in the host's network namespace its sysfs *is* the host's, which the kernel will not mount a second
+    time where it is mounted already (EBUSY): it is bound alone, without what the host mounted inside it
+    (the cgroup trees); and only the owner of the network namespace may mount one (EPERM: a rootless
+    container sharing the host's network): the host's /sys is bound, submounts and all, as the kernel
+    requires there."""
+    try:
+        mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
+    except KernelError as exc:
+        if exc.errno not in (errno.EPERM, errno.EBUSY):
+            raise
+        recursive = exc.errno == errno.EPERM
+        mount("/sys", "/sys", None, MS_BIND | (MS_REC if recursive else 0))
+        remount_read_only("/sys", recursive=recursive)
+
+
+def mount_dev(devices: dict[str, str]) -> None:
+    """A fresh tmpfs /dev with the few devices a program expects (bound from *devices*: name -> path
+    of the host's), its own devpts, and /dev/shm."""
+    dev = "/dev"
     # nodev too: the devices below are bind mounts of the host's (which keep their own flags); anything
     # else created here with mknod stays unusable. That is what Docker's device cgroup achieves.
     mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=65536k")
-    for name in DEVICES:
+    for name, source in devices.items():
         path = f"{dev}/{name}"
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))  # the mount point
-        mount(f"/dev/{name}", path, None, MS_BIND)
+        mount(source, path, None, MS_BIND)
     for d in ("pts", "shm", "mqueue"):
         os.mkdir(f"{dev}/{d}")
     try:

@@ -178,10 +178,14 @@ def supervise(container: Container, lowers: list[str], stdio: tuple[int, int, in
 
 def follow(container: Container, cgroup: Cgroup | None, pid: int, err_r: int, tee: OutputTee | None,
            events_fd: int, attach_error: str = "") -> None:
-    """From PID 1's fork to the end: did it reach execve? Record it running, wait, record how it ended.
+    """From PID 1's fork to the end: record it running, see it reach execve, wait, record how it ended.
 
     PID 1 reports a failure on the *err_r* pipe; the pipe closes without a word when execve succeeds.
+    The "running" state is saved first, while PID 1 is still mounting the image on another CPU: saving
+    is a millisecond that no one waits for then. Should PID 1 fail, its error replaces it at once.
     """
+    container.save(status="running", pid=pid, pid_start=process_start_time(pid), monitor_pid=os.getpid(),
+                   monitor_start=process_start_time(os.getpid()), started_at=now_iso())
     failure = _read_all(err_r)
     if attach_error:  # PID 1 saw the pipe close without a go, and gave up
         failure = json.dumps({"message": attach_error, "exit_code": EXIT_ENGINE}).encode()
@@ -196,8 +200,6 @@ def follow(container: Container, cgroup: Cgroup | None, pid: int, err_r: int, te
         os.close(events_fd)
         return
     mount_namespace = hold_mount_namespace(pid)
-    container.save(status="running", pid=pid, pid_start=process_start_time(pid), monitor_pid=os.getpid(),
-                   monitor_start=process_start_time(os.getpid()), started_at=now_iso())
     _send(events_fd, {"event": "started", "pid": pid})
     if tee:
         tee.copy_until_eof()
@@ -495,7 +497,8 @@ def container_init(container: Container, lowers: list[str], stdio: tuple[int, in
         enter_namespaces(container.spec.network)
         rootfs.make_mounts_private()
         prepare_to_exec()
-        command = build_root(container, lowers)
+        kernel_trees = rootfs.make_kernel_file_systems()
+        command = build_root(container, lowers, kernel_trees)
         # Only the command must run inside the cgroup: moving a process between cgroup v1 hierarchies
         # waits for an RCU grace period (milliseconds), so the monitor does it while we set up.
         if not os.read(go_r, 1):
@@ -539,21 +542,20 @@ class Command:
     tty: bool
 
 
-def build_root(container: Container, lowers: list[str]) -> Command:
-    """Mount the container's file system, make it the root, and find the command in it."""
+def build_root(container: Container, lowers: list[str], kernel_trees: list[int] | None) -> Command:
+    """Mount the container's file system, make it the root, and find the command in it.
+
+    *kernel_trees*: /proc, /dev and /sys, made already (``rootfs.make_kernel_file_systems``)."""
     spec = container.spec
     root = str(container.dir / "rootfs")
     rootfs.mount_overlay(lowers, str(container.dir / "upper"), str(container.dir / "work"), root,
                          userxattr=is_rootless(container))
-    rootfs.mount_proc(root)
-    rootfs.mount_dev(root)
-    rootfs.mount_sys(root)
+    rootfs.attach_kernel_file_systems(kernel_trees, root)
     for name in ("hostname", "hosts", "resolv.conf"):
         rootfs.bind_file(str(container.dir / name), root, f"/etc/{name}")
     for m in spec.mounts:
         rootfs.bind_file(m.source, root, m.destination, m.readonly)
     rootfs.enter_rootfs(root)
-    rootfs.mask_paths()
     if spec.read_only:
         rootfs.make_root_read_only()
     sethostname(spec.hostname)

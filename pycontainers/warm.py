@@ -326,13 +326,14 @@ def warm_init(sock: socket.socket, err_w: int, go_r: int, seccomp_filter: bytes 
         enter_namespaces("none")
         rootfs.make_mounts_private()
         prepare_to_exec()
+        kernel_trees = rootfs.make_kernel_file_systems()
         request, fds = receive_fds(sock, 1 << 20, 3)
         if not request:  # no container after all (the warm monitor is cleaning up)
             os._exit(0)
         req = json.loads(request)
         container = Container(Store(req["home"], create=False), req["id"], req["state"])
         unshare(CLONE_NEWCGROUP)  # the monitor moved us into our cgroup (if any) before it passed the request on
-        command = build_root(container, req["lowers"])
+        command = build_root(container, req["lowers"], kernel_trees)
         if not os.read(go_r, 1):
             raise StartError("the container's cgroup could not be given its limits")
         exec_command(command, (fds[0], fds[1], fds[2]), seccomp_filter)

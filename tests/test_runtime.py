@@ -601,6 +601,19 @@ def test_bind_mount_keeps_files_on_the_host(cli: Run, tmp_path: Path) -> None:
     assert (host_dir / "from-container").read_text() == "kept\n"
 
 
+def test_bind_mount_from_the_hosts_dev(cli: Run) -> None:
+    """The container's own /dev is made over the host's in its mount namespace, then set aside: a source
+    under the host's /dev (here /dev/shm) is the host's, not the container's."""
+    shared = Path("/dev/shm") / f"pyc-test-{uuid.uuid4().hex[:8]}"
+    shared.mkdir()
+    try:
+        (shared / "note").write_text("host\n")
+        assert cli("run", "--rm", "-v", f"{shared}:/data", "busybox", "cat", "/data/note") == (0, "host\n", "")
+    finally:
+        (shared / "note").unlink()
+        shared.rmdir()
+
+
 def test_named_volume_persists_across_containers(cli: Run, home: Store) -> None:
     assert cli("run", "--rm", "-v", "notes:/data", "busybox", "sh", "-c", "echo persisted > /data/n")[0] == 0
     data = home.home / "volumes" / "notes" / "_data"

@@ -133,6 +133,45 @@ def test_a_warm_start_is_as_isolated_as_a_cold_one(client: Client) -> None:
     c.remove(force=True)
 
 
+def mount_table(client: Client, **options: Any) -> list[tuple[str, str, str]]:
+    """(mount point, type, rw/ro) of every mount a container sees, as ``mount`` prints them."""
+    out = client.containers.run("busybox", ["mount"], remove=True, **options).decode()
+    return sorted((line.split()[2], line.split()[4], line.split("(")[1].split(",")[0]) for line in out.splitlines())
+
+
+def test_a_warm_container_sees_the_same_mounts_as_a_cold_one(client: Client) -> None:
+    monitors = warm_monitors(client)
+    # A waiting PID 1 holds /proc, /dev and /sys aside (made before it knows its image): its own mount
+    # namespace still shows the host's there, so a store or a bind mount's source under /dev stays reachable.
+    init = wait_for(lambda: children(monitors[0]), "a waiting PID 1")[0]
+
+    def fs_type(mountinfo: str, point: str) -> str:
+        return [line.partition(" - ")[2].split()[0] for line in mountinfo.splitlines() if line.split()[4] == point][-1]
+
+    waiting, host = Path(f"/proc/{init}/mountinfo").read_text(), Path("/proc/self/mountinfo").read_text()
+    for point in ("/proc", "/dev", "/sys"):
+        assert fs_type(waiting, point) == fs_type(host, point)
+    warm_table = mount_table(client)
+    assert warm_table == mount_table(client, mem_limit="256m")  # a memory limit starts it cold
+    assert {("/", "overlay", "rw"), ("/proc", "proc", "rw"), ("/proc/sys", "proc", "ro"), ("/dev", "tmpfs", "rw"),
+            ("/dev/pts", "devpts", "rw"), ("/dev/shm", "tmpfs", "rw"), ("/sys", "sysfs", "ro"),
+            ("/sys/firmware", "tmpfs", "ro")} <= set(warm_table)
+    assert "/etc/hosts" in {point for point, _, _ in warm_table}
+
+
+def test_a_warm_container_binds_a_directory_from_the_hosts_dev(client: Client) -> None:
+    warm_monitors(client)
+    shared = Path("/dev/shm") / f"pyc-test-{os.getpid()}"
+    shared.mkdir()
+    try:
+        (shared / "note").write_text("from the host's /dev/shm\n")
+        out = client.containers.run("busybox", ["cat", "/data/note"], remove=True, volumes=[f"{shared}:/data"])
+        assert out == b"from the host's /dev/shm\n"
+    finally:
+        (shared / "note").unlink()
+        shared.rmdir()
+
+
 def test_warm_starts_report_docker_exit_codes_and_clean_up(client: Client) -> None:
     warm_monitors(client)
     store = client.store
