@@ -1130,6 +1130,21 @@ def test_a_name_belongs_to_one_container_until_it_is_removed(home: Store) -> Non
     assert create_from_image(home, "busybox", ["true"], name="unique").id != first.id
 
 
+def test_a_class_worth_of_containers_gets_random_names_of_dockers_kind(home: Store) -> None:
+    """Hundreds of unnamed containers each draw a free ``adjective_scientist`` name (none falls back to
+    ``container_<ID>``, which a small word list would come to after a couple of hundred)."""
+    from pycontainers.container import create_from_image
+
+    made = [create_from_image(home, "busybox", ["true"]) for _ in range(250)]
+    try:
+        names = [c.name for c in made]
+        assert len(set(names)) == len(names)
+        assert all(re.fullmatch(r"[a-z]+_[a-z]+", n) for n in names), [n for n in names if "_" not in n][:3]
+    finally:
+        for c in made:
+            remove(c)
+
+
 def test_names_of_a_store_from_before_name_links_are_still_taken(home: Store) -> None:
     import shutil
 
