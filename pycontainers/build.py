@@ -460,7 +460,7 @@ class Builder:
         does for ``run``) and snapshot it; also who owns what the step creates (its USER, root by default),
         resolved before the command can change /etc/passwd."""
         from .bundle import flatten
-        from .runtime import StartError, resolve_user
+        from .pid1 import StartError, resolve_user
 
         rootfs = container.dir / "rootfs"
         flatten(self.store, image, rootfs)
@@ -632,7 +632,7 @@ class Builder:
         if user.isdigit() and (not group or group.isdigit()):
             return int(user), int(group or user)
         from .bundle import flatten
-        from .runtime import StartError, resolve_user
+        from .pid1 import StartError, resolve_user
 
         with tempfile.TemporaryDirectory(prefix="chown-", dir=self.store.tmp_dir) as tmp:
             if state.manifest:

@@ -17,7 +17,7 @@ from . import layer as layers
 from .errors import InvalidArgument
 from .image import Image
 from .linux import DEFAULT_CAPABILITIES
-from .rootfs import MASKED_PATHS, READONLY_PATHS
+from .pid1 import MASKED_PATHS, READONLY_PATHS
 from .seccomp import SeccompUnavailable, runtime_spec_seccomp
 from .spec import ContainerSpec
 from .store import Store
@@ -88,7 +88,7 @@ def oci_config(spec: ContainerSpec, uid: int, gid: int, groups: list[int], env: 
 
 def export_bundle(store: Store, image: Image, spec: ContainerSpec, dest: Path) -> Path:
     """Write ``dest/config.json`` and ``dest/rootfs/``; *dest* must not exist or be empty."""
-    from .runtime import StartError, default_env, resolve_user
+    from .pid1 import StartError, default_env, resolve_user
 
     if dest.exists() and any(dest.iterdir()):
         raise InvalidArgument(f"{dest} is not empty: a bundle needs a directory of its own")

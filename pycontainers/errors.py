@@ -31,5 +31,9 @@ class LayerError(PyContainersError):
     """A layer archive is malformed or unsafe (path traversal, symlink escape, absurd size, ...)."""
 
 
+class SeccompError(PyContainersError):
+    """libseccomp refused the profile, or the kernel refused the filter; names the call that failed."""
+
+
 class ArchiveError(PyContainersError):
     """A saved image archive (docker save / OCI layout) is malformed or lies about its content."""

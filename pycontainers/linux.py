@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import array
 import ctypes
+import errno
 import os
 import socket
+import struct
 
-from .errors import PyContainersError
+from .errors import PyContainersError, SeccompError
 
 try:  # glibc's name: find_library would run ``ldconfig -p`` (a few ms at every start) to tell us so
     _libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -227,3 +229,52 @@ def receive_fds(sock: socket.socket, bufsize: int, maxfds: int) -> tuple[bytes, 
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
     return msg, list(fds)
+
+
+# ------------------------------------------------------------------------------------------- seccomp
+
+# <linux/filter.h>, <linux/seccomp.h>, <linux/prctl.h>, and the seccomp(2) system call number per machine
+SOCK_FILTER = struct.Struct("=HBBI")  # struct sock_filter {u16 code; u8 jt; u8 jf; u32 k}, host byte order
+BPF_MAXINSNS = 4096
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_MODE_FILTER = 2
+PR_SET_SECCOMP = 22
+SYS_SECCOMP = {"x86_64": 317}
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def load_seccomp_filter(program: bytes) -> None:
+    """Attach a seccomp BPF *program* (``seccomp.compile_filter``) to this process, and so to what it
+    ``execve``s and forks; irreversible.
+
+    Meant for the container's init, single-threaded, just before ``execve``: only the calling thread
+    is filtered. Sets no_new_privs first (the runtime already has; setting it again is harmless), which
+    lets a process without CAP_SYS_ADMIN install a filter. Takes about half a millisecond for Docker's
+    profile, nearly all of it in the kernel, which checks the ~1250 instructions, JIT-compiles them and
+    works out which system calls it can allow without running the filter at all.
+    """
+    count, rest = divmod(len(program), SOCK_FILTER.size)
+    if rest or not 0 < count <= BPF_MAXINSNS:
+        raise SeccompError(f"seccomp: {len(program)} bytes is not a BPF program of 1 to {BPF_MAXINSNS} "
+                           "instructions")
+    # The kernel copies the program; pointing at the bytes object itself saves a copy and, on the first
+    # call, the creation of a ctypes array type (tens of microseconds).
+    fprog = _SockFprog(count, ctypes.cast(ctypes.c_char_p(program), ctypes.c_void_p))
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+    seccomp_set_mode_filter(fprog)
+
+
+def seccomp_set_mode_filter(fprog: _SockFprog) -> None:
+    """seccomp(SECCOMP_SET_MODE_FILTER, 0, prog); on kernels before 3.17, prctl(PR_SET_SECCOMP)."""
+    nr = SYS_SECCOMP.get(os.uname().machine)
+    if nr is not None:
+        result = _libc.syscall(ctypes.c_long(nr), ctypes.c_uint(SECCOMP_SET_MODE_FILTER), ctypes.c_uint(0),
+                               ctypes.byref(fprog))
+        if result != -1 or ctypes.get_errno() != errno.ENOSYS:
+            _check(result, "seccomp(SECCOMP_SET_MODE_FILTER)")
+            return
+    _check(_libc.prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(fprog),
+                       ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl(PR_SET_SECCOMP)")

@@ -7,19 +7,21 @@ it forks, and a fork of a multithreaded process (a Jupyter kernel) may deadlock 
                                                               │ creates the cgroup (rootless: instead
                                                               │   becomes root of a user namespace)
                                                               │ unshare(CLONE_NEWPID)
-                                                              └──fork──> PID 1 of the container:
+                                                              └──fork──> PID 1 of the container (pid1.py):
                                                                     unshare mnt, uts, ipc, net
-                                                                    mount overlay, /proc, /dev, /sys
-                                                                    pivot_root, mask /proc paths
+                                                                    /proc, /dev, /sys, masks (held aside)
+                                                                    mount overlay, attach them, bind files
+                                                                    pivot_root
                                                                     hostname, user, working directory
                                                                     (in the cgroup by now) unshare cgroup
                                                                     capabilities, no_new_privs, seccomp
                                                                     execve(the command)
 
-runc and proot containers get the same monitor, which runs ``runc run`` or ``proot`` in PID 1's place.
-The API's zygote starts most containers from a *warm* monitor instead (``warm.py``), which has done
-everything down to the cgroup ahead of time; both ways share the steps below (``build_root``,
-``exec_command``, ``follow``).
+The monitor tells PID 1 what to do in a *plan* (``init_plan``), as runc tells ``runc init`` in its
+config.json. runc and proot containers get the same monitor, which runs ``runc run`` or ``proot`` in
+PID 1's place. The API's zygote starts most containers from a *warm* monitor instead (``warm.py``),
+which has done everything down to the cgroup ahead of time; both ways share PID 1's steps (``pid1``)
+and the monitor's (``follow``).
 
 The monitor reports to the caller through a pipe, one JSON line per event: ``started``, then
 ``exited`` with the exit code (or ``error`` if the command could not be started).
@@ -28,20 +30,13 @@ The monitor reports to the caller through a pipe, one JSON line per event: ``sta
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
 import os
 import select
 import selectors
 import signal
-import socket
-import stat
-import struct
-import termios
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from . import rootfs, seccomp
 from .cgroup import Cgroup, CgroupError, machine_layout
@@ -49,34 +44,27 @@ from .container import Container, cgroup_of, is_rootless, now_iso, process_start
 from .errors import PyContainersError
 from .image import Image
 from .linux import (
-    CLONE_NEWCGROUP,
-    CLONE_NEWIPC,
-    CLONE_NEWNET,
-    CLONE_NEWNS,
     CLONE_NEWPID,
-    CLONE_NEWUTS,
     DEFAULT_CAPABILITIES,
     PR_SET_NO_NEW_PRIVS,
     drop_capabilities,
     prctl,
-    set_capabilities,
     set_process_name,
-    sethostname,
     setns,
-    shrink_bounding_set,
     unshare,
 )
-
-EXIT_ENGINE, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND = 125, 126, 127
-
-
-class StartError(Exception):
-    """Raised inside the container's PID 1 before execve; reported to the caller with its exit code."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_ENGINE) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
+from .pid1 import (
+    EXIT_ENGINE,
+    StartError,
+    attach_stdio,
+    default_env,
+    env_dict,
+    find_executable,
+    reset_signals,
+    resolve_user,
+    start_container,
+    switch_user,
+)
 
 # ------------------------------------------------------------------------------------------ caller
 
@@ -161,13 +149,14 @@ def supervise(container: Container, lowers: list[str], stdio: tuple[int, int, in
     unshare(CLONE_NEWPID)  # our next child is PID 1 of a new PID namespace
     tee = OutputTee(container, stdio) if keeps_log(container, stdio) else None
     child_stdio = tee.container_stdio if tee else stdio
+    plan = init_plan(container, lowers)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
         os.close(err_r)
         os.close(go_w)
-        container_init(container, lowers, child_stdio, err_w, go_r, program)  # never returns
+        start_container(plan, child_stdio, err_w, go_r, program)  # never returns
     os.close(err_w)
     os.close(go_r)
     for fd in set(child_stdio):
@@ -359,7 +348,7 @@ def external_command(container: Container) -> tuple[list[str], dict[str, str] | 
     for destination, source in binds.items():
         argv += ["-b", source if source == destination else f"{source}:{destination}"]
     argv += ["-0"] if user.uid == 0 else ["-i", f"{user.uid}:{user.gid}"]
-    return argv + spec.args, _env_dict(env)
+    return argv + spec.args, env_dict(env)
 
 
 def monitor_external(container: Container, stdio: tuple[int, int, int], events_fd: int) -> None:
@@ -489,276 +478,15 @@ def _finish(container: Container, events_fd: int, event: dict[str, object], cgro
 # ---------------------------------------------------------------------------- the container's PID 1
 
 
-def container_init(container: Container, lowers: list[str], stdio: tuple[int, int, int], err_w: int,
-                   go_r: int, seccomp_filter: bytes | None = None) -> None:
-    """Runs as PID 1 of the new PID namespace; ends in execve or in os._exit with Docker's exit code."""
-
-    def steps() -> None:
-        enter_namespaces(container.spec.network)
-        rootfs.make_mounts_private()
-        prepare_to_exec()
-        kernel_trees = rootfs.make_kernel_file_systems()
-        command = build_root(container, lowers, kernel_trees)
-        # Only the command must run inside the cgroup: moving a process between cgroup v1 hierarchies
-        # waits for an RCU grace period (milliseconds), so the monitor does it while we set up.
-        if not os.read(go_r, 1):
-            raise StartError("the container could not be put into its cgroup")
-        os.close(go_r)
-        unshare(CLONE_NEWCGROUP)  # now that we are in our cgroup, it becomes the root of what we see
-        exec_command(command, stdio, seccomp_filter)
-
-    run_as_init(steps, err_w)
-
-
-def run_as_init(steps: Callable[[], None], err_w: int) -> None:
-    """Run PID 1's *steps* (which end in execve); a failure goes to *err_w* with Docker's exit code."""
-    code = EXIT_ENGINE
-    try:
-        steps()
-    except StartError as exc:
-        code = exc.exit_code
-        os.write(err_w, json.dumps({"message": str(exc), "exit_code": code}).encode())
-    except BaseException as exc:  # noqa: BLE001 (reported to the caller, never shown as a traceback)
-        os.write(err_w, json.dumps({"message": str(exc) or type(exc).__name__, "exit_code": code}).encode())
-    finally:
-        os._exit(code)
-
-
-def prepare_to_exec() -> None:
-    """What the command's process needs whatever the container: default signal handling, and a
-    bounding set that no later execve can gain a dropped capability from."""
-    reset_signals()
-    shrink_bounding_set()
-
-
-@dataclass(frozen=True)
-class Command:
-    """What PID 1 will execve, resolved inside the container's root."""
-
-    path: str
-    args: list[str]
-    env: list[str]
-    user: User
-    tty: bool
-
-
-def build_root(container: Container, lowers: list[str], kernel_trees: list[int] | None) -> Command:
-    """Mount the container's file system, make it the root, and find the command in it.
-
-    *kernel_trees*: /proc, /dev and /sys, made already (``rootfs.make_kernel_file_systems``)."""
+def init_plan(container: Container, lowers: list[str]) -> dict[str, object]:
+    """What the container's PID 1 needs to know, and nothing else (the plan ``pid1`` documents)."""
     spec = container.spec
-    root = str(container.dir / "rootfs")
-    rootfs.mount_overlay(lowers, str(container.dir / "upper"), str(container.dir / "work"), root,
-                         userxattr=is_rootless(container))
-    rootfs.attach_kernel_file_systems(kernel_trees, root)
-    for name in ("hostname", "hosts", "resolv.conf"):
-        rootfs.bind_file(str(container.dir / name), root, f"/etc/{name}")
-    for m in spec.mounts:
-        rootfs.bind_file(m.source, root, m.destination, m.readonly)
-    rootfs.enter_rootfs(root)
-    if spec.read_only:
-        rootfs.make_root_read_only()
-    sethostname(spec.hostname)
-    user = resolve_user(spec.user)
-    env = default_env(spec.env, user.home, spec.hostname)
-    enter_workdir(spec.workdir, user)
-    return Command(find_executable(spec.args[0], env), spec.args, env, user, spec.tty)
-
-
-def exec_command(command: Command, stdio: tuple[int, int, int], seccomp_filter: bytes | None) -> None:
-    """The last steps, in this order: stdio, no_new_privs, capabilities, user, seccomp, execve."""
-    attach_stdio(stdio, command.tty)
-    prctl(PR_SET_NO_NEW_PRIVS, 1)  # setuid binaries cannot raise privileges again
-    set_capabilities()
-    switch_user(command.user)
-    if seccomp_filter is not None:
-        seccomp.load_filter(seccomp_filter)  # last: from here on, only the profile's system calls
-    arg0 = command.args[0]
-    try:
-        os.execve(command.path, command.args, _env_dict(command.env))
-    except PermissionError:
-        raise StartError(f'exec: "{arg0}": permission denied', EXIT_NOT_EXECUTABLE) from None
-    except FileNotFoundError:
-        raise StartError(f'exec: "{arg0}": no such file or directory (or its interpreter is missing)',
-                         EXIT_NOT_FOUND) from None
-    except OSError as exc:
-        raise StartError(f'exec: "{arg0}": {exc.strerror}', EXIT_NOT_EXECUTABLE) from None
-
-
-def enter_namespaces(network: str) -> None:
-    flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC  # the cgroup namespace comes last, in container_init
-    if network == "none":
-        flags |= CLONE_NEWNET
-    unshare(flags)
-    if network == "none":
-        bring_up_loopback()
-
-
-def bring_up_loopback() -> None:
-    """A new network namespace has only ``lo``, and it is down: bring it up (SIOCSIFFLAGS)."""
-    siocsifflags, iff_up, iff_loopback, iff_running = 0x8914, 0x1, 0x8, 0x40
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        fcntl.ioctl(s, siocsifflags, struct.pack("16sH14x", b"lo", iff_up | iff_loopback | iff_running))
-
-
-@dataclass(frozen=True)
-class User:
-    uid: int
-    gid: int
-    groups: tuple[int, ...]
-    home: str
-
-
-def _read_db(path: str) -> list[list[str]]:
-    try:
-        with open(path) as f:
-            return [line.rstrip("\n").split(":") for line in f if line.strip() and not line.startswith("#")]
-    except OSError:
-        return []
-
-
-def resolve_user(spec_user: str, root: str = "/") -> User:
-    """``USER``/``-u`` as Docker reads it: name or uid, optionally ``:group``, looked up in the image.
-
-    *root* is the container's root directory (``/`` once inside it, after pivot_root)."""
-    if not spec_user:
-        spec_user = "0"
-    name, _, group = spec_user.partition(":")
-    passwd = _read_db(os.path.join(root, "etc/passwd"))
-    entry = next((e for e in passwd if len(e) >= 7 and (e[0] == name or e[2] == name)), None)
-    if entry is not None:
-        uid, gid, home = int(entry[2]), int(entry[3]), entry[5] or "/"
-    elif name.isdigit():
-        uid, gid, home = int(name), 0, "/"  # a uid the image does not know: group root, as Docker
-    else:
-        raise StartError(f"unable to find user {name}: no matching entries in passwd file")
-    groups_db = _read_db(os.path.join(root, "etc/group"))
-    if group:
-        g = next((e for e in groups_db if len(e) >= 3 and (e[0] == group or e[2] == group)), None)
-        if g is not None:
-            gid = int(g[2])
-        elif group.isdigit():
-            gid = int(group)
-        else:
-            raise StartError(f"unable to find group {group}: no matching entries in group file")
-    user_name = entry[0] if entry else name
-    extra = tuple(int(e[2]) for e in groups_db if len(e) >= 4 and user_name in e[3].split(","))
-    return User(uid, gid, tuple(sorted({gid, *extra})), home)
-
-
-def default_env(env: list[str], home: str, hostname: str) -> list[str]:
-    keys = {item.partition("=")[0] for item in env}
-    out = list(env)
-    if "HOSTNAME" not in keys:
-        out.append(f"HOSTNAME={hostname}")
-    if "HOME" not in keys:
-        out.append(f"HOME={home}")
-    return out
-
-
-def _env_dict(env: list[str]) -> dict[str, str]:
-    return dict(item.partition("=")[::2] for item in env)
-
-
-def enter_workdir(workdir: str, user: User) -> None:
-    if not os.path.isdir(workdir):
-        os.makedirs(workdir, 0o755, exist_ok=True)  # docker run -w creates it, owned by the user
-        try:
-            os.chown(workdir, user.uid, user.gid)
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:  # EINVAL: a user outside a rootless map; switch_user says so
-                raise
-    os.chdir(workdir)
-
-
-def find_executable(arg0: str, env: list[str], outside: Callable[[str], str] | None = None) -> str:
-    """Look the command up in the container's PATH, with Docker's messages and exit codes.
-
-    Called inside the container's root; *outside* maps a path as the container sees it to the host's,
-    for proot, which is checked before proot enters the root (proot's own messages name host paths).
-    """
-    host = outside or (lambda p: p)
-    if "/" in arg0:
-        if not os.path.exists(host(arg0)):
-            raise StartError(f'exec: "{arg0}": stat {arg0}: no such file or directory', EXIT_NOT_FOUND)
-        if os.path.isdir(host(arg0)) or not os.access(host(arg0), os.X_OK):
-            raise StartError(f'exec: "{arg0}": permission denied', EXIT_NOT_EXECUTABLE)
-        return arg0
-    path = _env_dict(env).get("PATH", "")
-    for d in path.split(":"):
-        candidate = os.path.join(d or ".", arg0)
-        if os.path.isfile(host(candidate)) and os.access(host(candidate), os.X_OK):
-            return candidate
-    raise StartError(f'exec: "{arg0}": executable file not found in $PATH', EXIT_NOT_FOUND)
-
-
-def open_console(console_socket: int) -> int:
-    """runc's console socket: make the terminal in the container's own devpts, send its master out.
-
-    A terminal made outside would work, but inside it has no name (``tty`` says "not a tty"), since its
-    /dev/pts belongs to the host. Returns the slave end, which becomes stdin, stdout and stderr.
-    """
-    tiocsptlck, tiocgptn = 0x40045431, 0x80045430  # <asm-generic/ioctls.h>: unlock pty, get pty number
-    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-    fcntl.ioctl(master, tiocsptlck, struct.pack("i", 0))
-    number = struct.unpack("i", fcntl.ioctl(master, tiocgptn, b"\0" * 4))[0]
-    slave = os.open(f"/dev/pts/{number}", os.O_RDWR | os.O_NOCTTY)
-    with socket.socket(fileno=os.dup(console_socket)) as sock:
-        socket.send_fds(sock, [b"console"], [master])
-    os.close(master)
-    return slave
-
-
-def attach_stdio(stdio: tuple[int, int, int], tty: bool = False) -> None:
-    """Make the given fds 0, 1 and 2. With *tty* and a Unix socket in place of stdin, the terminal is
-    created inside the container (``open_console``) and its master sent back over that socket."""
-    if tty and stat.S_ISSOCK(os.fstat(stdio[0]).st_mode):
-        slave = open_console(stdio[0])
-        stdio = (slave, slave, slave)
-    for target, fd in enumerate(stdio):
-        if fd != target:
-            os.dup2(fd, target)  # dup2 clears close-on-exec: the command inherits 0, 1, 2
-    if tty:
-        # A new session whose controlling terminal is the pseudo-terminal: job control, Ctrl-C, window size.
-        os.setsid()
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-
-def reset_signals() -> None:
-    """An ignored signal stays ignored across execve, and Python ignores SIGPIPE (the monitor, more):
-    give the command the default dispositions a shell expects (a `trap ... TERM` must work)."""
-    for sig in signal.valid_signals():
-        # getsignal is Python's own record (read from the kernel at start-up): no system call.
-        if sig not in (signal.SIGKILL, signal.SIGSTOP) and signal.getsignal(sig) != signal.SIG_DFL:
-            with contextlib.suppress(OSError, ValueError):
-                signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
-
-
-def switch_user(user: User) -> None:
-    try:
-        os.setgroups(list(user.groups))
-    except PermissionError:
-        if not setgroups_denied():
-            raise
-        # A one-line rootless map gave up setgroups(2): keep the (single) group we have.
-    try:
-        os.setgid(user.gid)
-        os.setuid(user.uid)
-    except OSError as exc:
-        if exc.errno != errno.EINVAL:
-            raise
-        raise StartError(f"user {user.uid}:{user.gid} does not exist in this rootless container's user namespace "
-                         "(only root does: give this user ranges in /etc/subuid and /etc/subgid, with newuidmap "
-                         "installed)") from None
-
-
-def setgroups_denied() -> bool:
-    try:
-        with open("/proc/self/setgroups") as f:
-            return f.read().strip() == "deny"
-    except OSError:
-        return False
+    binds = [[str(container.dir / name), f"/etc/{name}", False] for name in ("hostname", "hosts", "resolv.conf")]
+    binds += [[m.source, m.destination, m.readonly] for m in spec.mounts]
+    return {"root": str(container.dir / "rootfs"), "lowers": lowers, "upper": str(container.dir / "upper"),
+            "work": str(container.dir / "work"), "userxattr": is_rootless(container), "binds": binds,
+            "read_only": spec.read_only, "hostname": spec.hostname, "user": spec.user, "env": spec.env,
+            "workdir": spec.workdir, "args": spec.args, "tty": spec.tty, "network": spec.network}
 
 
 # --------------------------------------------------------------------------------- starting, waiting
@@ -962,7 +690,7 @@ def exec_monitor(container: Container, args: list[str], env: list[str], workdir:
             switch_user(account)
             if program is not None:
                 seccomp.load_filter(program)
-            os.execve(path, args, _env_dict(full_env))
+            os.execve(path, args, env_dict(full_env))
         except StartError as exc:
             code = exc.exit_code
             os.write(err_w, json.dumps({"message": str(exc), "exit_code": code}).encode())

@@ -51,28 +51,25 @@ import functools
 import hashlib
 import os
 import re
-import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .errors import InvalidArgument, PyContainersError
+from .errors import InvalidArgument, SeccompError
 from .linux import (
+    BPF_MAXINSNS,
     CAPABILITY_NUMBERS,
     DEFAULT_CAPABILITIES,
     NAMESPACE_FLAGS,
-    PR_SET_NO_NEW_PRIVS,
-    _check,
-    _libc,
-    prctl,
+    SOCK_FILTER,
+    load_seccomp_filter,
 )
+
+# Loading a filter is one system call, in linux.py: the container's PID 1 does it without this module.
+load_filter = load_seccomp_filter
 
 TYPE_CHECKING = False  # typing's, without importing typing (~4 ms at start-up)
 if TYPE_CHECKING:
     from typing import Any
-
-
-class SeccompError(PyContainersError):
-    """libseccomp refused the profile, or the kernel refused the filter; names the call that failed."""
 
 
 class SeccompUnavailable(SeccompError):
@@ -426,8 +423,6 @@ def seccomp_export_bpf(lib: ctypes.CDLL, ctx: int) -> bytes:
 BPF_LD_W_ABS, BPF_JEQ_K, BPF_JGT_K, BPF_JSET_K, BPF_RET_K = 0x20, 0x15, 0x25, 0x45, 0x06
 SECCOMP_DATA_NR, SECCOMP_DATA_ARCH = 0, 4
 X32_SYSCALL_BIT = 0x40000000
-SOCK_FILTER = struct.Struct("=HBBI")  # struct sock_filter {u16 code; u8 jt; u8 jf; u32 k}, host byte order
-BPF_MAXINSNS = 4096
 CACHE_FORMAT = 1  # bump when the way the program is built changes (the stub, the attributes...)
 
 Insn = tuple[int, str | None, str | None, int]  # opcode, label if true, label if false, constant
@@ -566,47 +561,3 @@ def cache_key(caps: frozenset[str]) -> str:
     facts = (CACHE_FORMAT, PROFILE, sorted(caps), kernel_version(), os.uname().machine,
              (version.major, version.minor, version.micro))
     return hashlib.sha256(repr(facts).encode()).hexdigest()[:32]
-
-
-# <linux/seccomp.h>, <linux/prctl.h>, and the seccomp(2) system call number per machine
-SECCOMP_SET_MODE_FILTER = 1
-SECCOMP_MODE_FILTER = 2
-PR_SET_SECCOMP = 22
-SYS_SECCOMP = {"x86_64": 317}
-
-
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
-
-def load_filter(program: bytes) -> None:
-    """Attach *program* to this process (and so to what it ``execve``s and forks); irreversible.
-
-    Meant for the container's init, single-threaded, just before ``execve``: only the calling thread
-    is filtered. Sets no_new_privs first (the runtime already has; setting it again is harmless), which
-    lets a process without CAP_SYS_ADMIN install a filter. Takes about half a millisecond for Docker's
-    profile, nearly all of it in the kernel, which checks the ~1250 instructions, JIT-compiles them and
-    works out which system calls it can allow without running the filter at all.
-    """
-    count, rest = divmod(len(program), SOCK_FILTER.size)
-    if rest or not 0 < count <= BPF_MAXINSNS:
-        raise SeccompError(f"seccomp: {len(program)} bytes is not a BPF program of 1 to {BPF_MAXINSNS} "
-                           "instructions")
-    # The kernel copies the program; pointing at the bytes object itself saves a copy and, on the first
-    # call, the creation of a ctypes array type (tens of microseconds).
-    fprog = _SockFprog(count, ctypes.cast(ctypes.c_char_p(program), ctypes.c_void_p))
-    prctl(PR_SET_NO_NEW_PRIVS, 1)
-    seccomp_set_mode_filter(fprog)
-
-
-def seccomp_set_mode_filter(fprog: _SockFprog) -> None:
-    """seccomp(SECCOMP_SET_MODE_FILTER, 0, prog); on kernels before 3.17, prctl(PR_SET_SECCOMP)."""
-    nr = SYS_SECCOMP.get(os.uname().machine)
-    if nr is not None:
-        result = _libc.syscall(ctypes.c_long(nr), ctypes.c_uint(SECCOMP_SET_MODE_FILTER), ctypes.c_uint(0),
-                               ctypes.byref(fprog))
-        if result != -1 or ctypes.get_errno() != errno.ENOSYS:
-            _check(result, "seccomp(SECCOMP_SET_MODE_FILTER)")
-            return
-    _check(_libc.prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(fprog),
-                       ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl(PR_SET_SECCOMP)")

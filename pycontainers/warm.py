@@ -6,12 +6,26 @@ waits for an RCU grace period, 5-25 ms here). So a long-lived client's zygote ke
 monitors with all of this done, and a launch only has to tell one which container to become::
 
     zygote ──fork (ahead of time)──> warm monitor "pyc-warm"         cgroup pycontainers/warm-<its PID>.<N>
-                                           └── PID 1 "pyc-warm-init"  new mnt, uts, ipc, net, pid namespaces;
-                                                                      in the cgroup; waits on a socket
-    launch: the zygote passes the request and the container's stdio to the warm monitor, which passes
-            them on to PID 1. PID 1 mounts the image, pivot_roots and execs (``runtime.build_root``,
-            ``runtime.exec_command``); the monitor goes on like any other (``runtime.follow``), and
-            when the container has ended it gets ready for the next one.
+                                      │ (a subreaper)
+                                      ├── forker "pyc-forker"        a fresh small Python (pid1.forker),
+                                      │     │                        while containers come quickly
+                                      │     └─fork─> (exits) ─fork─> PID 1, handed to the monitor
+                                      └── PID 1 "pyc-warm-init"      new mnt, uts, ipc, net, pid namespaces;
+                                                                     /proc /dev /sys made; in the cgroup;
+                                                                     waits on a socket
+    launch: the zygote passes the request and the container's stdio to the warm monitor, which works out
+            PID 1's plan (``runtime.init_plan``) and passes it on with the stdio. PID 1 mounts the image,
+            pivot_roots and execs (``pid1.start_when_asked``); the monitor goes on like any other
+            (``runtime.follow``), and when the container has ended it gets ready for the next one.
+
+PID 1 is forked through a child that makes its PID namespace and exits at once, so the monitor, a
+subreaper, becomes PID 1's parent and waits for it as for any child (``pid1.fork_warm_pid1``). Forked
+from the monitor, whose memory is the zygote's (the engine imported), PID 1 costs a few ms: the fork, the
+copies of every page the monitor then writes, ``execve`` tearing it all down. So while containers come
+quickly (the last one ran for less than ``pid1.FORKER_LINGER``), a *forker* forks them instead: a fresh
+interpreter with nothing but ``pid1`` imported, half the memory. Starting one costs tens of ms, which only
+a stream of short containers pays back: a new monitor, or one whose container ran long, forks its PID 1
+itself.
 
 The cgroup keeps its name (state.json's ``cgroup`` records it): renaming it would wait for the kernel's
 cgroup lock, which another warm monitor moving its PID 1 may hold for a grace period. Only a container
@@ -35,27 +49,20 @@ import os
 import select
 import signal
 import socket
+import sys
+import time
+from pathlib import Path
 
-from . import rootfs
 from .cgroup import Cgroup, machine_layout
 from .container import Container
-from .linux import CLONE_NEWCGROUP, CLONE_NEWPID, receive_fds, set_process_name, setns, unshare
-from .runtime import (
-    OutputTee,
-    StartError,
-    build_root,
-    enter_namespaces,
-    exec_command,
-    follow,
-    keeps_log,
-    prepare_to_exec,
-    report_failure,
-    run_as_init,
-)
+from .linux import PR_SET_CHILD_SUBREAPER, prctl, receive_fds, set_process_name
+from .pid1 import FORKER_LINGER, fork_warm_pid1
+from .runtime import OutputTee, follow, init_plan, keeps_log, report_failure
 from .store import Store
 
 PREFIX = "warm-"
-SIZE = 3  # warm monitors per zygote (see WarmPool)
+SIZE = 3  # warm monitors made at once (see WarmPool)
+MAX_IDLE = 2 * SIZE  # ... and kept waiting at most
 READY_TIMEOUT = 2.0  # seconds a launch waits for the warm monitor to be ready before starting cold
 
 
@@ -88,8 +95,9 @@ class WarmPool:
     "ready" again, so a steady stream of containers needs no new process but their PID 1s (making a
     monitor costs a fork of the zygote and, at its end, an exit: about 3 ms of CPU each here). New
     monitors are made only when none is idle: ``SIZE`` of them at once, whose cgroup moves share one
-    RCU grace period. A monitor that comes back while ``SIZE`` others are idle is let go. A rootless
-    pool's monitors serve one container each (see ``warm_monitor``).
+    RCU grace period. A monitor that comes back while ``MAX_IDLE`` others are idle is let go: so back-to-
+    back containers, each started before the last one's monitor is ready again, settle on a few more
+    monitors rather than make and end them over and over (each one starts a forker: tens of ms of CPU).
     """
 
     def __init__(self, id_maps: dict[str, object] | None = None) -> None:
@@ -113,7 +121,7 @@ class WarmPool:
                 self.state[sock] = "warming"
 
     def collect(self, timeout: float = 0) -> None:
-        """Read what the monitors said: "ready", or nothing (gone). Keep at most ``SIZE`` idle."""
+        """Read what the monitors said: "ready", or nothing (gone). Keep at most ``MAX_IDLE`` idle."""
         if not self.state:
             return
         readable, _, _ = select.select(list(self.state), [], [], timeout)
@@ -122,7 +130,7 @@ class WarmPool:
                 said = sock.recv(16)
             except OSError:
                 said = b""
-            if said == b"ready" and (self.state[sock] != "busy" or len(self.idle()) < SIZE):
+            if said == b"ready" and (self.state[sock] != "busy" or len(self.idle()) < MAX_IDLE):
                 self.state[sock] = "ready"
             else:  # gone, or one idle monitor too many: closing our end lets it go
                 del self.state[sock]
@@ -197,9 +205,7 @@ def remove_abandoned() -> None:
 def warm_monitor(fd: int, seccomp_filter: bytes | None, id_maps: dict[str, object] | None = None) -> None:
     """Get ready, say so, monitor the container that comes; again, until the zygote lets us go.
 
-    A rootless monitor first becomes root of a user namespace with *id_maps*, and has no cgroup. It serves
-    one container only: going back to its own PID namespace (``setns``) would need a capability over the
-    host's user namespace, which it does not have.
+    A rootless monitor first becomes root of a user namespace with *id_maps*, and has no cgroup.
     """
     become_warm(fd)
     sock = socket.socket(fileno=fd)
@@ -207,63 +213,69 @@ def warm_monitor(fd: int, seccomp_filter: bytes | None, id_maps: dict[str, objec
         from .userns import IdMaps, enter_user_namespace
 
         enter_user_namespace(IdMaps.from_json(id_maps))
-        monitor_one(sock, None, seccomp_filter)
-        return
-    own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-    for generation in itertools.count():
-        if generation:
-            # Our last PID namespace died with its PID 1; make the next one a child of ours again.
-            setns(own_pid_namespace, CLONE_NEWPID)
-            set_process_name("pyc-warm")
-            keep_only(fd, own_pid_namespace)  # nothing of the last container's stays open
-        if not monitor_one(sock, f"{PREFIX}{os.getpid()}.{generation}", seccomp_filter):
-            return
+    prctl(PR_SET_CHILD_SUBREAPER, 1)  # PID 1s are forked by children that exit at once: they become ours
+    forker = Forker(seccomp_filter)
+    took = None  # how long the last container ran, in seconds
+    try:
+        for generation in itertools.count():
+            if generation:
+                set_process_name("pyc-warm")
+                keep_only(fd, *forker.fds())  # nothing of the last container's stays open
+            cgroup_name = f"{PREFIX}{os.getpid()}.{generation}" if id_maps is None else None
+            took = monitor_one(sock, cgroup_name, forker, quick=took is not None and took < FORKER_LINGER)
+            if took is None:
+                return
+    finally:
+        forker.close()
 
 
-def monitor_one(sock: socket.socket, cgroup_name: str | None, seccomp_filter: bytes | None) -> bool:
-    """One container's life: get ready, say "ready", take the request, follow the container to its end.
+def monitor_one(sock: socket.socket, cgroup_name: str | None, forker: Forker, quick: bool) -> float | None:
+    """One container's life: get ready, say "ready", take the request, follow the container to its end;
+    how long it ran (seconds).
 
-    False when no container came (the zygote is gone, or let us go): then nothing is left of it.
-    *cgroup_name* None: no cgroup (rootless).
+    None when no container came (the zygote is gone, or let us go): then nothing is left of it.
+    *cgroup_name* None: no cgroup (rootless). *quick*: containers come quickly (``Forker``).
     """
     cgroup = Cgroup(cgroup_name) if cgroup_name else None
     if cgroup:
         cgroup.create()
-    unshare(CLONE_NEWPID)  # our next child is PID 1 of a new PID namespace
     init_sock, init_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:
-        sock.close()
-        init_sock.close()
-        os.close(err_r)
-        os.close(go_w)
-        warm_init(init_end, err_w, go_r, seccomp_filter)  # never returns
-    init_end.close()
-    os.close(err_w)
-    os.close(go_r)
     try:
-        if cgroup:
-            cgroup.add(pid)
-        sock.send(b"ready")
-        request, fds = receive_fds(sock, 1 << 20, 4)
-        if request:
-            sock.send(b"taken")
+        pid = forker.fork_pid1([init_end.fileno(), err_w, go_r], quick)
     except OSError:
-        request, fds = b"", []
-    if not request or len(fds) != 4:  # the zygote is gone, or let us go
+        pid = None
+    finally:
+        init_end.close()
+        os.close(err_w)
+        os.close(go_r)
+    request, fds = b"", []
+    if pid is not None:
+        try:
+            if cgroup:
+                cgroup.add(pid)
+            sock.send(b"ready")
+            request, fds = receive_fds(sock, 1 << 20, 4)
+            if request:
+                sock.send(b"taken")
+        except OSError:
+            request, fds = b"", []
+    if not request or len(fds) != 4:  # no PID 1 could be made, the zygote is gone, or it let us go
         for fd in fds:
             os.close(fd)
         for fd in (err_r, go_w):
             os.close(fd)
         init_sock.close()
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
         if cgroup:
             cgroup.remove()
-        return False
+        return None
+    began = time.monotonic()
+    forker.busy()
     set_process_name("pyc-monitor")
     req = json.loads(request)
     container = Container(Store(req["home"], create=False), req["id"], req["state"])
@@ -271,7 +283,8 @@ def monitor_one(sock: socket.socket, cgroup_name: str | None, seccomp_filter: by
     try:
         tee = OutputTee(container, stdio) if keeps_log(container, stdio) else None
         child_stdio = tee.container_stdio if tee else stdio
-        socket.send_fds(init_sock, [request], list(child_stdio))  # PID 1 starts on the root at once
+        plan = json.dumps(init_plan(container, req["lowers"])).encode()
+        socket.send_fds(init_sock, [plan], list(child_stdio))  # PID 1 starts on the root at once
         init_sock.close()
         for fd in set(child_stdio):
             os.close(fd)  # PID 1 holds them now
@@ -292,9 +305,67 @@ def monitor_one(sock: socket.socket, cgroup_name: str | None, seccomp_filter: by
             if cgroup:
                 cgroup.remove()
         report_failure(container, events_fd, exc)
-        return False
+        return None
     follow(container, cgroup, pid, err_r, tee, events_fd)
-    return True
+    return time.monotonic() - began
+
+
+class Forker:
+    """The warm monitor's end of its forker (``pid1.forker``): started when containers come quickly (the
+    last one ended within ``pid1.FORKER_LINGER`` seconds), and again whenever the last one has gone."""
+
+    def __init__(self, seccomp_filter: bytes | None) -> None:
+        self.seccomp_filter = seccomp_filter
+        self.sock: socket.socket | None = None
+        self.pid: int | None = None
+
+    def fork_pid1(self, fds: list[int], quick: bool) -> int:
+        """A new warm PID 1 on *fds*, from the forker if containers come *quick*ly, else from here (a
+        new monitor, or one whose last container ran long, is ready sooner that way); its PID."""
+        if quick:
+            with contextlib.suppress(OSError):
+                if self.sock is None:
+                    self.start()
+                assert self.sock is not None
+                socket.send_fds(self.sock, [b"fork"], fds)
+                answer = self.sock.recv(64)
+                if answer.startswith(b"pid "):
+                    return int(answer[len(b"pid "):])
+        self.close()  # gone, failed, or not worth keeping
+        return fork_warm_pid1(fds, self.seccomp_filter)
+
+    def busy(self) -> None:
+        """Our PID 1 has its container: the forker may go if we do not need another one soon."""
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.send(b"busy")
+
+    def fds(self) -> list[int]:
+        return [self.sock.fileno()] if self.sock is not None else []
+
+    def start(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        package_parent = str(Path(__file__).resolve().parents[1])
+        code = (f"import sys; sys.path.insert(0, {package_parent!r}); "
+                f"from pycontainers.pid1 import serve_forker; serve_forker(3)")
+        try:
+            # -I -S: nothing from the environment, the user's site directory or site-packages (pid1 needs none)
+            self.pid = os.posix_spawn(sys.executable, [sys.executable, "-I", "-S", "-c", code], os.environ,
+                                      file_actions=[(os.POSIX_SPAWN_DUP2, theirs.fileno(), 3)])
+        finally:
+            theirs.close()
+        self.sock = ours
+        ours.send(b"seccomp " + (self.seccomp_filter or b""))
+
+    def close(self) -> None:
+        """Let the forker go (it exits when its socket closes) and collect its exit status."""
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        if self.pid is not None:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
+            self.pid = None
 
 
 def become_warm(fd: int) -> None:
@@ -316,27 +387,3 @@ def keep_only(*fds: int) -> None:
         os.closerange(low, fd)
         low = fd + 1
     os.closerange(low, os.sysconf("SC_OPEN_MAX"))
-
-
-def warm_init(sock: socket.socket, err_w: int, go_r: int, seccomp_filter: bytes | None) -> None:
-    """PID 1 of a warm monitor: namespaces now; the image, the root and the command once a request comes."""
-
-    def steps() -> None:
-        set_process_name("pyc-warm-init")
-        enter_namespaces("none")
-        rootfs.make_mounts_private()
-        prepare_to_exec()
-        kernel_trees = rootfs.make_kernel_file_systems()
-        request, fds = receive_fds(sock, 1 << 20, 3)
-        if not request:  # no container after all (the warm monitor is cleaning up)
-            os._exit(0)
-        req = json.loads(request)
-        container = Container(Store(req["home"], create=False), req["id"], req["state"])
-        unshare(CLONE_NEWCGROUP)  # the monitor moved us into our cgroup (if any) before it passed the request on
-        command = build_root(container, req["lowers"], kernel_trees)
-        if not os.read(go_r, 1):
-            raise StartError("the container's cgroup could not be given its limits")
-        exec_command(command, (fds[0], fds[1], fds[2]), seccomp_filter)
-
-    run_as_init(steps, err_w)
-

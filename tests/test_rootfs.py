@@ -1,5 +1,5 @@
 """The container's /proc, /dev and /sys, made before its image is known and attached in its root afterwards
-(``rootfs.make_kernel_file_systems`` / ``attach_kernel_file_systems``), with and without the new mount API.
+(``pid1.make_kernel_file_systems`` / ``attach_kernel_file_systems``), with and without the new mount API.
 
 Each case runs in a child process of its own, in new mount and PID namespaces, as PID 1 does.
 """
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mount namespaces need
 
 CHILD = r"""
 import errno, json, os, sys
-from pycontainers import rootfs
+from pycontainers import pid1
 from pycontainers.linux import CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, KernelError, mount, unshare
 
 def mounts():
@@ -32,18 +32,18 @@ def mounts():
 if sys.argv[1] == "without-open_tree":  # a kernel older than 5.2
     def no_open_tree(path):
         raise KernelError(f"open_tree({path!r})", errno.ENOSYS)
-    rootfs.open_tree = no_open_tree
+    pid1.open_tree = no_open_tree
 root, network = sys.argv[2], sys.argv[3]
 unshare(CLONE_NEWNS | CLONE_NEWPID | (CLONE_NEWNET if network == "none" else 0))
 pid = os.fork()
 if pid == 0:
-    rootfs.make_mounts_private()
-    trees = rootfs.make_kernel_file_systems()
+    pid1.make_mounts_private()
+    trees = pid1.make_kernel_file_systems()
     meanwhile = mounts()
     mount("tmpfs", root, "tmpfs")  # stands for the image's root
     for d in ("proc", "dev", "sys"):
         os.mkdir(f"{root}/{d}")
-    rootfs.attach_kernel_file_systems(trees, root)
+    pid1.attach_kernel_file_systems(trees, root)
     print(json.dumps({"trees": trees, "meanwhile": meanwhile, "after": mounts(),
                       "pid_1": os.listdir(f"{root}/proc/1") != [] and os.readlink(f"{root}/proc/self") == "1"}))
     os._exit(0)

@@ -280,6 +280,88 @@ def test_rootless_containers_start_from_monitors_in_a_user_namespace(client: Cli
     assert rootless.split() == [b"0", b"0", b"65536"]  # root's identity map of a rootless container
 
 
+def rss_anon_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssAnon:"))
+
+
+def monitor_of(client: Client, cmd: list[str], **options: Any) -> int:
+    """The PID of the monitor that ran *cmd* in a container, which is then removed."""
+    c = client.containers.run("busybox", cmd, detach=True, **options)
+    monitor = get_container(client.store, c.id).state["monitor_pid"]
+    c.wait()
+    c.remove()
+    return monitor
+
+
+def test_while_containers_come_quickly_a_small_forker_makes_their_pid_1s(client: Client) -> None:
+    warm_monitors(client)
+    monitor = monitor_of(client, ["true"])  # a first container: PID 1 was forked by the monitor itself
+    assert parent_of(monitor) == Zygote._instance.process.pid
+    # Its container was short, so the monitor started a forker for the next PID 1, which is its child
+    # (handed over by the forker's child that made its PID namespace) and half the monitor's size.
+    kids = wait_for(lambda: {comm(p): p for p in children(monitor)} if len(children(monitor)) == 2 else None,
+                    "the monitor's forker and its next PID 1")
+    assert set(kids) == {"pyc-forker", "pyc-warm-init"}
+    init = kids["pyc-warm-init"]
+    assert os.readlink(f"/proc/{init}/ns/pid") != os.readlink(f"/proc/{kids['pyc-forker']}/ns/pid")
+    assert rss_anon_kib(init) < 0.7 * rss_anon_kib(monitor)
+    # That PID 1 is as good as any: isolated, Docker's exit codes.
+    assert client.containers.run("busybox", ["sh", "-c", "echo $$; hostname"], remove=True).split()[0] == b"1"
+    with pytest.raises(ContainerError) as failed:
+        client.containers.run("busybox", ["/nope"], remove=True)
+    assert failed.value.exit_status == 127
+
+
+def test_a_forker_goes_once_its_monitor_is_busy_and_a_killed_one_costs_nothing(client: Client) -> None:
+    warm_monitors(client)
+    zygote = Zygote._instance.process.pid
+
+    def live_forkers(monitor: int) -> list[int]:
+        return [p for p in children(monitor) if comm(p) == "pyc-forker" and not exited(p)]
+
+    def waiting_forkers() -> list[int]:
+        return [f for m in children(zygote) if comm(m) == "pyc-warm" for f in live_forkers(m)]
+
+    for _ in range(3 * warm.MAX_IDLE):  # monitors that ran a short container start a forker
+        client.containers.run("busybox", ["true"], remove=True)
+    os.kill(wait_for(waiting_forkers, "a waiting monitor's forker")[0], signal.SIGKILL)
+    for _ in range(3 * warm.MAX_IDLE):  # its monitor starts another, or forks its PID 1 itself
+        assert client.containers.run("busybox", ["echo", "ok"], remove=True) == b"ok\n"
+    # A container that runs on: its monitor's forker exits within pid1.FORKER_LINGER (a second); its monitor,
+    # busy, collects its exit status when it next needs a PID 1. (Whichever monitor takes it: one with a forker.)
+    for _ in range(3 * warm.MAX_IDLE):
+        c = client.containers.run("busybox", ["sleep", "30"], detach=True)
+        monitor = get_container(client.store, c.id).state["monitor_pid"]
+        had = live_forkers(monitor)
+        if had:
+            wait_for(lambda m=monitor: not live_forkers(m), "the busy monitor's forker to exit")
+        c.remove(force=True)
+        if had:
+            break
+    else:
+        pytest.fail("no monitor with a forker took a container")
+
+
+def test_rootless_warm_monitors_serve_one_container_after_another(client: Client) -> None:
+    client.containers.run("busybox", ["true"], remove=True, runtime="rootless")  # cold; the pool is made
+    monitors = [monitor_of(client, ["true"], runtime="rootless") for _ in range(warm.MAX_IDLE + 3)]
+    assert len(set(monitors)) < len(monitors)  # some monitor came back for another container
+
+
+def test_pid1_imports_nothing_heavy() -> None:
+    """The forker is a fresh interpreter with pid1 only: it must stay small (no dataclasses, pathlib...)."""
+    import subprocess
+    import sys
+
+    root = str(Path(__file__).resolve().parents[1])
+    code = (f"import sys; sys.path.insert(0, {root!r}); import pycontainers.pid1; "
+            "print(sorted(m for m in sys.modules if m.startswith('pycontainers') or m in "
+            "('dataclasses', 'pathlib', 'typing', 'inspect', 'hashlib')))")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['pycontainers', 'pycontainers.errors', 'pycontainers.linux', 'pycontainers.pid1']"
+
+
 def test_no_cgroups_no_warm_monitors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(warm, "machine_layout", lambda: CgroupLayout("none"))
     assert not warm.available()
