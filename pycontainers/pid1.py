@@ -30,6 +30,7 @@ fresh, small interpreter (``forker``) whose forks are cheap to make and cheap to
 
 from __future__ import annotations
 
+import _signal
 import contextlib
 import errno
 import fcntl
@@ -544,12 +545,13 @@ def attach_stdio(stdio: tuple[int, int, int], tty: bool = False) -> None:
 def reset_signals() -> None:
     """An ignored signal stays ignored across execve, and Python ignores SIGPIPE (the monitor, more):
     give the command the default dispositions a shell expects (a `trap ... TERM` must work)."""
-    for sig in signal.valid_signals():
+    # _signal, not signal: the same functions without turning every number into an enum (0.3 ms).
+    for sig in _signal.valid_signals():
         # getsignal is Python's own record (read from the kernel at start-up): no system call.
-        if sig not in (signal.SIGKILL, signal.SIGSTOP) and signal.getsignal(sig) != signal.SIG_DFL:
+        if sig not in (signal.SIGKILL, signal.SIGSTOP) and _signal.getsignal(sig) != _signal.SIG_DFL:
             with contextlib.suppress(OSError, ValueError):
-                signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+                _signal.signal(sig, _signal.SIG_DFL)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
 
 
 def switch_user(user: User) -> None:

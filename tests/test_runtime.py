@@ -775,6 +775,13 @@ def test_host_devices_cannot_be_opened_through_mknod(cli: Run) -> None:
 # ---------------------------------------------------------------------------------- detached life cycle
 
 
+def test_the_command_starts_with_no_signal_ignored_or_blocked(cli: Run) -> None:
+    """The monitor ignores SIGINT, SIGTERM, SIGHUP and SIGPIPE, and an ignored signal stays ignored across
+    execve: PID 1 gives the command the default dispositions, and an empty signal mask."""
+    code, out, _ = cli("run", "--rm", "busybox", "grep", "-E", "^Sig(Ign|Blk):", "/proc/self/status")
+    assert (code, out) == (0, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n")
+
+
 def test_run_detached_returns_at_once_and_the_container_outlives_the_cli(home: Store, cli: Run) -> None:
     script = f'id=$("{PYC}" run -d --name bg busybox sh -c "echo started; sleep 60"); echo "$id"'
     proc = subprocess.run(["bash", "-c", script], env={**os.environ, "PYCONTAINERS_HOME": str(home.home)},

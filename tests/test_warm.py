@@ -306,8 +306,10 @@ def test_while_containers_come_quickly_a_small_forker_makes_their_pid_1s(client:
     init = kids["pyc-warm-init"]
     assert os.readlink(f"/proc/{init}/ns/pid") != os.readlink(f"/proc/{kids['pyc-forker']}/ns/pid")
     assert rss_anon_kib(init) < 0.7 * rss_anon_kib(monitor)
-    # That PID 1 is as good as any: isolated, Docker's exit codes.
+    # That PID 1 is as good as any: isolated, no signal ignored (the forker ignores some), Docker's exit codes.
     assert client.containers.run("busybox", ["sh", "-c", "echo $$; hostname"], remove=True).split()[0] == b"1"
+    status = client.containers.run("busybox", ["grep", "-E", "^Sig(Ign|Blk):", "/proc/self/status"], remove=True)
+    assert status == b"SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
     with pytest.raises(ContainerError) as failed:
         client.containers.run("busybox", ["/nope"], remove=True)
     assert failed.value.exit_status == 127
