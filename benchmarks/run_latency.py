@@ -7,6 +7,8 @@
     warm monitors); (b0) the same with ``PYCONTAINERS_SERVER=0``, the command doing everything itself;
 (c) ``runc run`` of the same image exported as an OCI bundle (``pycontainers bundle``);
 (d) for comparison, (a) with the rootless back end.
+(a) is also measured one run at a time, 50 ms apart: the latency a notebook sees, without the last run's
+clean-up competing for the two CPUs (the ratio uses the back-to-back runs).
 Medians and 90th percentiles, then the ratios. Then 100 detached ``sleep`` containers: time to start
 and remove them all, and the memory each one costs (the monitor and the container's processes).
 
@@ -121,11 +123,21 @@ def main() -> int:
                 if name == "(a) API run":
                     time.sleep(0.2)  # the last monitor's clean-up counts too
                     api_cpu += (busy_jiffies() - jiffies) * 1000 / os.sysconf("SC_CLK_TCK")
+        # Not back to back: one at a time, as in a notebook, after the last run's clean-up (unmounting, removing
+        # its files and cgroup, a new warm PID 1) has had the CPUs to itself.
+        alone_runs = []
+        for _ in range(args.runs):
+            time.sleep(0.05)
+            t0 = time.perf_counter()
+            client.containers.run("busybox", ["true"], remove=True)
+            alone_runs.append((time.perf_counter() - t0) * 1000)
         cpu_per_run = api_cpu / (ROUNDS * (block + 1))
         args.runs = block * ROUNDS
         print(f"running `true` in busybox, {args.runs} runs each (milliseconds)")
         for name, values in results.items():
             print(f"  {name:<22} median {statistics.median(values):7.1f}   p90 {p90(values):7.1f}")
+        print(f"  (a) one at a time      median {statistics.median(alone_runs):7.1f}   p90 {p90(alone_runs):7.1f}"
+              "   (50 ms apart, not in the ratio)")
         if "(c) runc run" in results:
             runc = statistics.median(results["(c) runc run"])
             api = statistics.median(results["(a) API run"])

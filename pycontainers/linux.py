@@ -121,6 +121,21 @@ def pivot_root(new_root: str, put_old: str) -> None:
            f"pivot_root({new_root!r}, {put_old!r})")
 
 
+class _KernelSigaction(ctypes.Structure):  # the kernel's struct sigaction (x86_64, arm64), not glibc's
+    _fields_ = [("handler", ctypes.c_void_p), ("flags", ctypes.c_ulong), ("restorer", ctypes.c_void_p),
+                ("mask", ctypes.c_ulong)]
+
+
+def default_signal_action(sig: int) -> None:
+    """rt_sigaction(sig, SIG_DFL) straight to the kernel, for the two real-time signals glibc keeps for
+    itself (32, 33): its sigaction() refuses them, yet a program started through posix_spawn(3) inherits
+    them ignored (glibc ignores them in the child before execve), and so would a container's command."""
+    nr = 134 if os.uname().machine == "aarch64" else 13
+    action = _KernelSigaction(None, 0, None, 0)
+    _check(_libc.syscall(ctypes.c_long(nr), ctypes.c_int(sig), ctypes.byref(action), None, ctypes.c_size_t(8)),
+           f"rt_sigaction({sig}, SIG_DFL)")
+
+
 def sethostname(name: str) -> None:
     raw = name.encode()
     _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))), f"sethostname({name!r})")

@@ -62,6 +62,7 @@ from .linux import (
     MS_REMOUNT,
     PR_SET_NO_NEW_PRIVS,
     KernelError,
+    default_signal_action,
     load_seccomp_filter,
     mount,
     move_mount,
@@ -551,6 +552,8 @@ def reset_signals() -> None:
         if sig not in (signal.SIGKILL, signal.SIGSTOP) and _signal.getsignal(sig) != _signal.SIG_DFL:
             with contextlib.suppress(OSError, ValueError):
                 _signal.signal(sig, _signal.SIG_DFL)
+    for sig in set(range(1, _signal.NSIG)) - _signal.valid_signals():  # glibc's own (32, 33): see linux.py
+        default_signal_action(sig)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
 
 

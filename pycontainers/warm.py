@@ -321,17 +321,20 @@ class Forker:
 
     def fork_pid1(self, fds: list[int], quick: bool) -> int:
         """A new warm PID 1 on *fds*, from the forker if containers come *quick*ly, else from here (a
-        new monitor, or one whose last container ran long, is ready sooner that way); its PID."""
-        if quick:
+        new monitor, or one whose last container ran long, is ready sooner that way); its PID.
+
+        A forker is started when containers begin to come quickly, but used from the next PID 1 on:
+        its interpreter takes tens of ms to start, and this monitor should be ready again before that."""
+        if quick and self.sock is not None:
             with contextlib.suppress(OSError):
-                if self.sock is None:
-                    self.start()
-                assert self.sock is not None
                 socket.send_fds(self.sock, [b"fork"], fds)
                 answer = self.sock.recv(64)
                 if answer.startswith(b"pid "):
                     return int(answer[len(b"pid "):])
         self.close()  # gone, failed, or not worth keeping
+        if quick:
+            with contextlib.suppress(OSError):
+                self.start()
         return fork_warm_pid1(fds, self.seccomp_filter)
 
     def busy(self) -> None:

@@ -158,6 +158,16 @@ def test_a_servers_containers_start_from_its_warm_monitors(shell: Shell, busybox
     assert shell("rm", "-f", "bg").returncode == 0
 
 
+def test_containers_of_a_server_start_with_no_signal_ignored(shell: Shell) -> None:
+    """The server is started with posix_spawn, whose child ignores glibc's own signals (32 and 33) before
+    execve; the containers it starts, warm or cold, must not inherit that."""
+    shell.started_server()
+    grep = ["busybox", "grep", "-E", "^Sig(Ign|Blk):", "/proc/self/status"]
+    for options in ([], ["--memory", "64m"], []):  # warm (the monitors are made by the first), cold, warm
+        r = shell("run", "--rm", *options, *grep)
+        assert (r.returncode, r.stdout) == (0, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"), r.stderr
+
+
 def test_the_command_gets_the_callers_directory_environment_and_umask(shell: Shell, tmp_path: Path) -> None:
     shell.started_server()
     (tmp_path / "vars.list").write_text("FROM_FILE=file\n")

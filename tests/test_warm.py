@@ -296,20 +296,35 @@ def monitor_of(client: Client, cmd: list[str], **options: Any) -> int:
 
 def test_while_containers_come_quickly_a_small_forker_makes_their_pid_1s(client: Client) -> None:
     warm_monitors(client)
+    zygote = Zygote._instance.process.pid
     monitor = monitor_of(client, ["true"])  # a first container: PID 1 was forked by the monitor itself
-    assert parent_of(monitor) == Zygote._instance.process.pid
-    # Its container was short, so the monitor started a forker for the next PID 1, which is its child
-    # (handed over by the forker's child that made its PID namespace) and half the monitor's size.
-    kids = wait_for(lambda: {comm(p): p for p in children(monitor)} if len(children(monitor)) == 2 else None,
-                    "the monitor's forker and its next PID 1")
-    assert set(kids) == {"pyc-forker", "pyc-warm-init"}
+    assert parent_of(monitor) == zygote
+
+    def lean_pid_1s() -> list[tuple[int, dict[str, int]]]:
+        """Waiting monitors whose PID 1 came from their forker: its child, in a PID namespace of its own
+        (made by the forker's child, which handed it over) and well under the monitor's size."""
+        found = []
+        for m in [p for p in children(zygote) if comm(p) == "pyc-warm"]:
+            kids = {comm(p): p for p in children(m) if not exited(p)}
+            if set(kids) != {"pyc-forker", "pyc-warm-init"}:
+                continue
+            if rss_anon_kib(kids["pyc-warm-init"]) < 0.7 * rss_anon_kib(m):
+                found.append((m, kids))
+        return found
+
+    # Its container was short: the monitor starts a forker, which makes its PID 1s from the next one on.
+    for _ in range(3 * warm.MAX_IDLE):
+        client.containers.run("busybox", ["true"], remove=True)
+        if lean_pid_1s():
+            break
+    _, kids = wait_for(lean_pid_1s, "a warm PID 1 made by a forker")[0]
     init = kids["pyc-warm-init"]
     assert os.readlink(f"/proc/{init}/ns/pid") != os.readlink(f"/proc/{kids['pyc-forker']}/ns/pid")
-    assert rss_anon_kib(init) < 0.7 * rss_anon_kib(monitor)
-    # That PID 1 is as good as any: isolated, no signal ignored (the forker ignores some), Docker's exit codes.
-    assert client.containers.run("busybox", ["sh", "-c", "echo $$; hostname"], remove=True).split()[0] == b"1"
-    status = client.containers.run("busybox", ["grep", "-E", "^Sig(Ign|Blk):", "/proc/self/status"], remove=True)
-    assert status == b"SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+    # Those PID 1s are as good as any: isolated, no signal ignored (the forker ignores some), Docker's exit codes.
+    for _ in range(warm.MAX_IDLE):
+        assert client.containers.run("busybox", ["sh", "-c", "echo $$"], remove=True) == b"1\n"
+        status = client.containers.run("busybox", ["grep", "-E", "^Sig(Ign|Blk):", "/proc/self/status"], remove=True)
+        assert status == b"SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
     with pytest.raises(ContainerError) as failed:
         client.containers.run("busybox", ["/nope"], remove=True)
     assert failed.value.exit_status == 127
