@@ -606,7 +606,7 @@ def fork_warm_pid1(fds: list[int], seccomp_filter: bytes | None) -> int:
             unshare(CLONE_NEWPID)  # our next child is PID 1 of a new PID namespace
             pid = os.fork()
             if pid == 0:
-                _keep_only(fds)  # nothing of the forker's or the monitor's
+                keep_only(*fds)  # nothing of the forker's or the monitor's
                 init_sock, err_w, go_r = fds
                 start_when_asked(socket.socket(fileno=init_sock), err_w, go_r, seccomp_filter)  # never returns
             os.write(pid_w, str(pid).encode())
@@ -622,7 +622,7 @@ def fork_warm_pid1(fds: list[int], seccomp_filter: bytes | None) -> int:
     return int(answer)
 
 
-def _keep_only(fds: list[int]) -> None:
+def keep_only(*fds: int) -> None:
     """Close every file descriptor above 2 but *fds*."""
     low = 3
     for fd in sorted(fds):

@@ -569,7 +569,7 @@ def _fork_spare() -> Worker | None:
         return None
     if pid == 0:
         from .linux import set_process_name
-        from .warm import keep_only
+        from .pid1 import keep_only
 
         keep_only(control_theirs.fileno(), zygote_theirs.fileno())
         set_process_name("pyc-cli")  # (not "pyc-server": `pkill pyc-server` must not take it for the server)
@@ -698,7 +698,7 @@ def run_worker(request: dict[str, object], stdio: list[int], zygote: socket.sock
 
     from .cli import main as cli_main
     from .linux import set_process_name
-    from .warm import keep_only
+    from .pid1 import keep_only
     from .zygote import Zygote
 
     code = 125

@@ -56,7 +56,7 @@ from pathlib import Path
 from .cgroup import Cgroup, machine_layout
 from .container import Container
 from .linux import PR_SET_CHILD_SUBREAPER, prctl, receive_fds, set_process_name
-from .pid1 import FORKER_LINGER, fork_warm_pid1
+from .pid1 import FORKER_LINGER, fork_warm_pid1, keep_only
 from .runtime import OutputTee, follow, init_plan, keeps_log, report_failure
 from .store import Store
 
@@ -381,12 +381,3 @@ def become_warm(fd: int) -> None:
     keep_only(fd)  # the zygote's other sockets (other warm monitors') among them
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
-
-
-def keep_only(*fds: int) -> None:
-    """Close every file descriptor above 2 but *fds*."""
-    low = 3
-    for fd in sorted(fds):
-        os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
