@@ -44,7 +44,6 @@ MS_NODEV = 4
 MS_NOEXEC = 8
 MS_REMOUNT = 32
 MS_BIND = 4096
-MS_MOVE = 8192
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MS_SLAVE = 1 << 19
@@ -100,10 +99,11 @@ def umount2(target: str, flags: int = 0) -> None:
     _check(_libc.umount2(_b(target), ctypes.c_int(flags)), f"umount2({target!r})")
 
 
-def open_tree(path: str) -> int:
+def open_tree(path: str, clone: bool = True) -> int:
     """A detached copy of the mount at *path* and of everything mounted under it (``mount --rbind`` to
-    nowhere): it stays mounted, reachable only through the returned descriptor, until ``move_mount``."""
-    flags = OPEN_TREE_CLONE | AT_RECURSIVE | os.O_CLOEXEC
+    nowhere): it stays mounted, reachable only through the returned descriptor, until ``move_mount``.
+    *clone* False: no copy, a mere handle on *path* (to learn whether this kernel has ``open_tree``)."""
+    flags = (OPEN_TREE_CLONE | AT_RECURSIVE if clone else 0) | os.O_CLOEXEC
     return _check(_libc.syscall(ctypes.c_long(SYS_OPEN_TREE), ctypes.c_int(AT_FDCWD), _b(path), ctypes.c_uint(flags)),
                   f"open_tree({path!r})")
 

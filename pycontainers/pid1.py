@@ -52,7 +52,6 @@ from .linux import (
     CLONE_NEWUTS,
     MNT_DETACH,
     MS_BIND,
-    MS_MOVE,
     MS_NODEV,
     MS_NOEXEC,
     MS_NOSUID,
@@ -286,51 +285,61 @@ def make_kernel_file_systems() -> list[int] | None:
 
     They are mounted over this mount namespace's own /proc, /dev and /sys (a private copy of the host's:
     the host sees nothing), so the masks' paths are the real ones; then each tree is copied aside
-    (``open_tree``) and the originals unmounted, which uncovers the host's again. Returns the detached
-    trees, for ``attach_kernel_file_systems``; None on a kernel older than 5.2 (no ``open_tree``): then
-    they stay where they are, covering the host's, and are moved into the root (MS_MOVE) instead.
-    Must run in the container's PID namespace: a proc mount shows the PID namespace of whoever mounted it.
+    (``open_tree``) and the originals unmounted, which uncovers the host's again: a store or a bind
+    mount's source under /dev (say /dev/shm) stays reachable. Returns the detached trees, for
+    ``attach_kernel_file_systems``; None without ``open_tree`` (a kernel older than 5.2, or a seccomp
+    profile that refuses it): then nothing is made ahead, and ``attach_kernel_file_systems`` mounts
+    them in the root. Must run in the container's PID namespace: a proc mount shows the PID namespace of
+    whoever mounted it.
     """
+    try:
+        os.close(open_tree("/", clone=False))  # can we? (a plain, unmounted handle on /)
+    except KernelError as exc:
+        if exc.errno not in (errno.ENOSYS, errno.EPERM):
+            raise
+        return None
     # The host's devices, held by descriptor: the new /dev covers the host's before they are bound into it.
     devices = {name: os.open(f"/dev/{name}", os.O_PATH | os.O_CLOEXEC) for name in DEVICES}
     try:
-        mount_dev({name: f"/proc/self/fd/{fd}" for name, fd in devices.items()})
+        mount_dev("", {name: f"/proc/self/fd/{fd}" for name, fd in devices.items()})
     finally:
         for fd in devices.values():
             os.close(fd)
-    mount_proc()
-    mount_sys()
-    mask_paths()
+    mount_proc("")
+    mount_sys("")
+    mask_paths("")
     trees: list[int] = []
     try:
         for path in KERNEL_FILE_SYSTEMS:
             trees.append(open_tree(path))
-    except KernelError as exc:
+    except BaseException:
         for fd in trees:
             os.close(fd)
-        if exc.errno not in (errno.ENOSYS, errno.EPERM):  # EPERM: a seccomp profile that does not know it
-            raise
-        return None
+        raise
     for path in KERNEL_FILE_SYSTEMS:
         umount2(path, MNT_DETACH)
     return trees
 
 
 def attach_kernel_file_systems(trees: list[int] | None, root: str) -> None:
-    """Put /proc, /dev and /sys, each with what is mounted on it, in their places in *root*."""
-    for i, path in enumerate(KERNEL_FILE_SYSTEMS):
-        if trees is None:
-            mount(path, f"{root}{path}", None, MS_MOVE)
-        else:
-            move_mount(trees[i], f"{root}{path}")
-            os.close(trees[i])
+    """Put /proc, /dev and /sys, each with what is mounted on it, in their places in *root*; or, with
+    no *trees* made ahead, mount them there."""
+    if trees is None:
+        mount_dev(root, {name: f"/dev/{name}" for name in DEVICES})
+        mount_proc(root)
+        mount_sys(root)
+        mask_paths(root)
+        return
+    for fd, path in zip(trees, KERNEL_FILE_SYSTEMS, strict=True):
+        move_mount(fd, f"{root}{path}")
+        os.close(fd)
 
 
-def mount_proc() -> None:
-    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+def mount_proc(root: str) -> None:
+    mount("proc", f"{root}/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
-def mount_sys() -> None:
+def mount_sys(root: str) -> None:
     """A read-only sysfs: the network namespace's view of the devices. Two cases need the host's instead:
     in the host's network namespace its sysfs *is* the host's, which the kernel will not mount a second
     time where it is mounted already (EBUSY): it is bound alone, without what the host mounted inside it
@@ -338,19 +347,19 @@ def mount_sys() -> None:
     container sharing the host's network): the host's /sys is bound, submounts and all, as the kernel
     requires there."""
     try:
-        mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
+        mount("sysfs", f"{root}/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
     except KernelError as exc:
         if exc.errno not in (errno.EPERM, errno.EBUSY):
             raise
         recursive = exc.errno == errno.EPERM
-        mount("/sys", "/sys", None, MS_BIND | (MS_REC if recursive else 0))
-        remount_read_only("/sys", recursive=recursive)
+        mount("/sys", f"{root}/sys", None, MS_BIND | (MS_REC if recursive else 0))
+        remount_read_only(f"{root}/sys", recursive=recursive)
 
 
-def mount_dev(devices: dict[str, str]) -> None:
+def mount_dev(root: str, devices: dict[str, str]) -> None:
     """A fresh tmpfs /dev with the few devices a program expects (bound from *devices*: name -> path
     of the host's), its own devpts, and /dev/shm."""
-    dev = "/dev"
+    dev = f"{root}/dev"
     # nodev too: the devices below are bind mounts of the host's (which keep their own flags); anything
     # else created here with mknod stays unusable. That is what Docker's device cgroup achieves.
     mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=65536k")
@@ -375,14 +384,16 @@ def mount_dev(devices: dict[str, str]) -> None:
     os.symlink("/proc/kcore", f"{dev}/core")
 
 
-def mask_paths() -> None:
-    for path in MASKED_PATHS:
+def mask_paths(root: str) -> None:
+    """Docker's masked paths (a read-only tmpfs, or the container's /dev/null, over them) and read-only
+    ones, under *root*'s /proc and /sys."""
+    for path in (f"{root}{p}" for p in MASKED_PATHS):
         with contextlib.suppress(OSError):  # missing on this kernel: nothing to hide
             if stat.S_ISDIR(os.stat(path).st_mode):
                 mount("tmpfs", path, "tmpfs", MS_RDONLY)
             else:
-                mount("/dev/null", path, None, MS_BIND)
-    for path in READONLY_PATHS:
+                mount(f"{root}/dev/null", path, None, MS_BIND)
+    for path in (f"{root}{p}" for p in READONLY_PATHS):
         with contextlib.suppress(OSError):
             if os.path.exists(path):
                 mount(path, path, None, MS_BIND | MS_REC)

@@ -30,6 +30,7 @@ The monitor reports to the caller through a pipe, one JSON line per event: ``sta
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import select
@@ -398,8 +399,16 @@ def end_with_the_first_tracee(proot_pid: int, timeout: float = 5.0) -> None:
     from .container import child_pids, processes_in_group
 
     deadline = time.monotonic() + timeout
-    while not (children := child_pids(proot_pid)):
-        if time.monotonic() > deadline or not os.path.exists(f"/proc/{proot_pid}/task"):
+    ended_unseen = False
+    for polls in itertools.count(1):
+        if (children := child_pids(proot_pid)) or time.monotonic() > deadline:
+            break
+        if not os.path.exists(f"/proc/{proot_pid}/task"):
+            break
+        if polls % 20 == 0 and any(pid != proot_pid for pid in processes_in_group(proot_pid)):
+            # Processes of the container, none of them proot's child: the command ran, left them behind and
+            # ended before we looked (a busy machine). Its exit code is proot's already.
+            ended_unseen = True
             break
         time.sleep(0.001)
     fds = []
@@ -409,7 +418,7 @@ def end_with_the_first_tracee(proot_pid: int, timeout: float = 5.0) -> None:
     with selectors.DefaultSelector() as sel:
         for fd in fds:
             sel.register(fd, selectors.EVENT_READ)
-        if len(fds) == 1 + len(children[:1]):
+        if not ended_unseen and len(fds) == 1 + len(children[:1]):
             sel.select()
     for fd in fds:
         os.close(fd)

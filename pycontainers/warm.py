@@ -64,6 +64,7 @@ PREFIX = "warm-"
 SIZE = 3  # warm monitors made at once (see WarmPool)
 MAX_IDLE = 2 * SIZE  # ... and kept waiting at most
 READY_TIMEOUT = 2.0  # seconds a launch waits for the warm monitor to be ready before starting cold
+FORKER_ANSWER_TIMEOUT = 2.0  # seconds a monitor waits for its forker to make a PID 1
 
 
 def available() -> bool:
@@ -215,6 +216,7 @@ def warm_monitor(fd: int, seccomp_filter: bytes | None, id_maps: dict[str, objec
         enter_user_namespace(IdMaps.from_json(id_maps))
     prctl(PR_SET_CHILD_SUBREAPER, 1)  # PID 1s are forked by children that exit at once: they become ours
     forker = Forker(seccomp_filter)
+    signal.signal(signal.SIGCHLD, lambda *_: forker.collect())  # (PID 1 resets it before execve)
     took = None  # how long the last container ran, in seconds
     try:
         for generation in itertools.count():
@@ -239,17 +241,25 @@ def monitor_one(sock: socket.socket, cgroup_name: str | None, forker: Forker, qu
     cgroup = Cgroup(cgroup_name) if cgroup_name else None
     if cgroup:
         cgroup.create()
-    init_sock, init_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    go_r, go_w = os.pipe2(os.O_CLOEXEC)
-    try:
-        pid = forker.fork_pid1([init_end.fileno(), err_w, go_r], quick)
-    except OSError:
-        pid = None
-    finally:
-        init_end.close()
-        os.close(err_w)
-        os.close(go_r)
+    pid = None
+    for from_forker in (quick, False):  # should the forker fail, once more from here, on new pipes
+        init_sock, init_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        go_r, go_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            pid = forker.fork_pid1([init_end.fileno(), err_w, go_r], from_forker)
+        except OSError:
+            pass
+        finally:
+            init_end.close()
+            os.close(err_w)
+            os.close(go_r)
+        if pid is not None:
+            break
+        # A PID 1 the forker may have made before it failed sees these close, and exits.
+        init_sock.close()
+        os.close(err_r)
+        os.close(go_w)
     request, fds = b"", []
     if pid is not None:
         try:
@@ -264,10 +274,10 @@ def monitor_one(sock: socket.socket, cgroup_name: str | None, forker: Forker, qu
     if not request or len(fds) != 4:  # no PID 1 could be made, the zygote is gone, or it let us go
         for fd in fds:
             os.close(fd)
-        for fd in (err_r, go_w):
-            os.close(fd)
-        init_sock.close()
         if pid is not None:
+            for fd in (err_r, go_w):
+                os.close(fd)
+            init_sock.close()
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
@@ -324,14 +334,24 @@ class Forker:
         new monitor, or one whose last container ran long, is ready sooner that way); its PID.
 
         A forker is started when containers begin to come quickly, but used from the next PID 1 on:
-        its interpreter takes tens of ms to start, and this monitor should be ready again before that."""
+        its interpreter takes tens of ms to start, and this monitor should be ready again before that.
+        OSError if the forker took *fds* and then failed: it may have made a PID 1 on them already, so
+        they must not be used again (``monitor_one`` makes new ones)."""
         if quick and self.sock is not None:
-            with contextlib.suppress(OSError):
+            try:
                 socket.send_fds(self.sock, [b"fork"], fds)
-                answer = self.sock.recv(64)
+            except OSError:
+                self.close()  # gone before it took them: they are still ours alone
+            else:
+                try:
+                    answer = self.sock.recv(64)
+                except OSError:  # (a timeout: stopped, or stuck)
+                    answer = b""
                 if answer.startswith(b"pid "):
                     return int(answer[len(b"pid "):])
-        self.close()  # gone, failed, or not worth keeping
+                self.close(kill=True)
+                raise OSError(f"the forker failed ({answer.decode(errors='replace') or 'no answer'})")
+        self.close()  # not worth keeping
         if quick:
             with contextlib.suppress(OSError):
                 self.start()
@@ -358,17 +378,32 @@ class Forker:
         finally:
             theirs.close()
         self.sock = ours
+        ours.settimeout(FORKER_ANSWER_TIMEOUT)
         ours.send(b"seccomp " + (self.seccomp_filter or b""))
 
-    def close(self) -> None:
-        """Let the forker go (it exits when its socket closes) and collect its exit status."""
+    def collect(self) -> None:
+        """Collect the exit status of a forker that has exited on its own (``pid1.FORKER_LINGER``), at once:
+        our SIGCHLD handler, so that no ``<defunct>`` forker stays in ``ps`` while the monitor is busy."""
+        with contextlib.suppress(ChildProcessError):
+            if self.pid is not None and os.waitpid(self.pid, os.WNOHANG)[0]:
+                self.pid = None
+
+    def close(self, kill: bool = False) -> None:
+        """Let the forker go (it exits when its socket closes), or *kill* it, and collect its exit status."""
         if self.sock is not None:
             self.sock.close()
             self.sock = None
-        if self.pid is not None:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self.pid, 0)
-            self.pid = None
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})  # ``collect`` must not reap it meanwhile
+        try:
+            if self.pid is not None:
+                if kill:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(self.pid, signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(self.pid, 0)
+                self.pid = None
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
 
 
 def become_warm(fd: int) -> None:

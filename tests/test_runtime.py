@@ -614,6 +614,33 @@ def test_bind_mount_from_the_hosts_dev(cli: Run) -> None:
         shared.rmdir()
 
 
+@pytest.mark.parametrize("open_tree", ["available", "refused"])
+def test_a_store_under_the_hosts_dev(cli: Run, monkeypatch: pytest.MonkeyPatch, open_tree: str) -> None:
+    """A store in /dev/shm: its layers stay reachable while PID 1 mounts the image, whether /proc, /dev and
+    /sys were made ahead and held aside (open_tree) or not (a kernel before 5.2, a seccomp profile)."""
+    import errno
+
+    from pycontainers import bases, pid1
+    from pycontainers.linux import KernelError
+
+    if open_tree == "refused":
+        def refused(path: str, clone: bool = True) -> int:
+            raise KernelError(f"open_tree({path!r})", errno.EPERM)
+
+        monkeypatch.setattr(pid1, "open_tree", refused)
+    shm_home = Path("/dev/shm") / f"pyc-test-{uuid.uuid4().hex[:8]}"
+    cache = bases.cache_store()
+    bases.copy_image(cache, bases.get_image(cache, "busybox"), Store(shm_home))
+    monkeypatch.setenv("PYCONTAINERS_HOME", str(shm_home))
+    try:
+        assert cli("run", "--rm", "busybox", "sh", "-c", "echo $$; ls /sys/firmware | wc -l; grep -c ' /proc/sys ' "
+                   "/proc/mounts") == (0, "1\n0\n1\n", "")  # PID 1, with Docker's masked and read-only paths
+    finally:
+        import shutil
+
+        shutil.rmtree(shm_home, ignore_errors=True)
+
+
 def test_named_volume_persists_across_containers(cli: Run, home: Store) -> None:
     assert cli("run", "--rm", "-v", "notes:/data", "busybox", "sh", "-c", "echo persisted > /data/n")[0] == 0
     data = home.home / "volumes" / "notes" / "_data"

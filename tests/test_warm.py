@@ -100,8 +100,9 @@ def test_the_zygote_keeps_a_batch_of_warm_monitors_each_with_a_waiting_pid_1(cli
     monitors = warm_monitors(client)
     assert len(monitors) == warm.SIZE
     for monitor in monitors:
-        init = wait_for(lambda m=monitor: children(m), "the warm monitor's PID 1")
-        assert [comm(p) for p in init] == ["pyc-warm-init"]
+        # (Forked by a child of the monitor that exits at once, PID 1 then names itself.)
+        init = wait_for(lambda m=monitor: [p for p in children(m) if comm(p) == "pyc-warm-init"], "the monitor's PID 1")
+        assert wait_for(lambda m=monitor: [comm(p) for p in children(m)] == ["pyc-warm-init"], "no other child")
         ns = {n: os.readlink(f"/proc/{init[0]}/ns/{n}") for n in ("mnt", "uts", "ipc", "net", "pid")}
         assert all(ns[n] != os.readlink(f"/proc/self/ns/{n}") for n in ns)  # its namespaces, made ahead
         cgroup = f"/pycontainers/{warm.PREFIX}{monitor}.0"
@@ -143,14 +144,16 @@ def test_a_warm_container_sees_the_same_mounts_as_a_cold_one(client: Client) -> 
     monitors = warm_monitors(client)
     # A waiting PID 1 holds /proc, /dev and /sys aside (made before it knows its image): its own mount
     # namespace still shows the host's there, so a store or a bind mount's source under /dev stays reachable.
-    init = wait_for(lambda: children(monitors[0]), "a waiting PID 1")[0]
+    init = wait_for(lambda: [p for p in children(monitors[0]) if comm(p) == "pyc-warm-init"], "a waiting PID 1")[0]
 
     def fs_type(mountinfo: str, point: str) -> str:
         return [line.partition(" - ")[2].split()[0] for line in mountinfo.splitlines() if line.split()[4] == point][-1]
 
-    waiting, host = Path(f"/proc/{init}/mountinfo").read_text(), Path("/proc/self/mountinfo").read_text()
-    for point in ("/proc", "/dev", "/sys"):
-        assert fs_type(waiting, point) == fs_type(host, point)
+    def shows_the_hosts() -> bool:  # (once it has made them and set them aside: a moment after it is forked)
+        waiting, host = Path(f"/proc/{init}/mountinfo").read_text(), Path("/proc/self/mountinfo").read_text()
+        return all(fs_type(waiting, point) == fs_type(host, point) for point in ("/proc", "/dev", "/sys"))
+
+    wait_for(shows_the_hosts, "the waiting PID 1's own /proc, /dev and /sys to be the host's")
     warm_table = mount_table(client)
     assert warm_table == mount_table(client, mem_limit="256m")  # a memory limit starts it cold
     assert {("/", "overlay", "rw"), ("/proc", "proc", "rw"), ("/proc/sys", "proc", "ro"), ("/dev", "tmpfs", "rw"),
@@ -345,19 +348,54 @@ def test_a_forker_goes_once_its_monitor_is_busy_and_a_killed_one_costs_nothing(c
     os.kill(wait_for(waiting_forkers, "a waiting monitor's forker")[0], signal.SIGKILL)
     for _ in range(3 * warm.MAX_IDLE):  # its monitor starts another, or forks its PID 1 itself
         assert client.containers.run("busybox", ["echo", "ok"], remove=True) == b"ok\n"
-    # A container that runs on: its monitor's forker exits within pid1.FORKER_LINGER (a second); its monitor,
-    # busy, collects its exit status when it next needs a PID 1. (Whichever monitor takes it: one with a forker.)
+    # A container that runs on: its monitor's forker exits within pid1.FORKER_LINGER (a second), and the
+    # monitor, busy, collects its exit status at once (no <defunct> left in ps). (Whichever monitor takes it:
+    # one with a forker.)
     for _ in range(3 * warm.MAX_IDLE):
         c = client.containers.run("busybox", ["sleep", "30"], detach=True)
         monitor = get_container(client.store, c.id).state["monitor_pid"]
         had = live_forkers(monitor)
         if had:
-            wait_for(lambda m=monitor: not live_forkers(m), "the busy monitor's forker to exit")
+            wait_for(lambda h=had: not any(os.path.exists(f"/proc/{f}") for f in h), "the busy monitor's forker to go")
         c.remove(force=True)
         if had:
             break
     else:
         pytest.fail("no monitor with a forker took a container")
+
+
+def test_a_forker_that_fails_after_taking_the_pipes_is_not_trusted_with_them_again() -> None:
+    """The forker may have made a PID 1 on the descriptors it took before it failed: using them again
+    for another PID 1 would give one container two (``Forker.fork_pid1`` raises; new ones are made)."""
+    import socket
+    import subprocess
+    import threading
+
+    from pycontainers.linux import receive_fds
+
+    forker = warm.Forker(None)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    stand_in = subprocess.Popen(["sleep", "30"])  # plays the forker's process
+    forker.sock, forker.pid = ours, stand_in.pid
+
+    def take_and_die() -> None:
+        _, fds = receive_fds(theirs, 64, 3)
+        for fd in fds:
+            os.close(fd)
+        theirs.close()  # as if it died before its answer
+
+    taker = threading.Thread(target=take_and_die)
+    taker.start()
+    r, w = os.pipe()
+    try:
+        with pytest.raises(OSError, match="the forker failed"):
+            forker.fork_pid1([r, w, r], quick=True)
+    finally:
+        taker.join()
+        os.close(r)
+        os.close(w)
+    assert forker.sock is None and forker.pid is None
+    assert stand_in.poll() is not None  # killed and collected: a new forker comes next time
 
 
 def test_rootless_warm_monitors_serve_one_container_after_another(client: Client) -> None:
