@@ -36,7 +36,7 @@ from .compare import (
     race,
 )
 from .errors import PyContainersError
-from .store import Store
+from .store import Store, tilde
 from .units import human_size
 from .views import CELL_STYLE, TABLE_STYLE
 
@@ -395,7 +395,7 @@ def _files_cell(c: Comparison, env: Environment) -> str:
         return ""
     if p.own_files():
         return f"<b>its own</b>: the {_esc(c.image)} image's files; a file made on the host was not there"
-    where = f"; its Python is <code>{_esc(p.interpreter)}</code>, outside the venv" if p.interpreter else ""
+    where = f"; its Python is <code>{_esc(tilde(p.interpreter))}</code>, outside the venv" if p.interpreter else ""
     return f"<b>the host's</b>: it saw a file just made on the host{where}"
 
 

@@ -57,7 +57,14 @@ def describe_home(home: Path | None = None) -> str:
     home = home or default_home()
     if os.environ.get(HOME_ENV):
         return f"{home} (from ${HOME_ENV})"
-    return str(home).replace(os.path.expanduser("~"), "~", 1)
+    return tilde(str(home))
+
+
+def tilde(path: str) -> str:
+    """*path* as a shell prompt shows it, the user's home directory as ``~``: the same on every machine where
+    the rest is (a notebook's saved output should not name this machine's /root or /home/jovyan)."""
+    home = os.path.expanduser("~").rstrip("/")
+    return "~" + path[len(home):] if home and (path == home or path.startswith(home + "/")) else path
 
 
 def fsync_dir(path: Path) -> None:

@@ -490,3 +490,13 @@ def test_builder_on_scratch_and_untagged_commit(store: Store) -> None:
     assert image.tags == [] and list_images(store, dangling=True) == [image]
     assert [L.clean_path(m.name) for m in image.layer_members(0)] == ["hello"]
     assert store.check() == []
+
+
+def test_tilde_shows_the_home_directory_as_a_shell_prompt_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pycontainers.store import tilde
+
+    monkeypatch.setenv("HOME", "/home/jovyan")
+    assert tilde("/home/jovyan/.pyenv/bin/python3") == "~/.pyenv/bin/python3"
+    assert tilde("/home/jovyan") == "~"
+    assert tilde("/home/jovyanx/python") == "/home/jovyanx/python"  # another directory that starts alike
+    assert tilde("/usr/bin/python3") == "/usr/bin/python3"
