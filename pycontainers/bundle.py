@@ -49,7 +49,7 @@ def oci_config(spec: ContainerSpec, uid: int, gid: int, groups: list[int], env: 
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
     ]
-    for m in spec.mounts:
+    for m in spec.process_mounts():
         mounts.append({"destination": m.destination, "type": "bind", "source": m.source,
                        "options": ["rbind", "ro" if m.readonly else "rw"]})
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup")]
@@ -67,7 +67,7 @@ def oci_config(spec: ContainerSpec, uid: int, gid: int, groups: list[int], env: 
         "process": {
             "terminal": spec.tty,
             "user": {"uid": uid, "gid": gid, "additionalGids": groups},
-            "args": spec.args,
+            "args": spec.process_args(),
             "env": env,
             "cwd": spec.workdir,
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},

@@ -491,11 +491,11 @@ def init_plan(container: Container, lowers: list[str]) -> dict[str, object]:
     """What the container's PID 1 needs to know, and nothing else (the plan ``pid1`` documents)."""
     spec = container.spec
     binds = [[str(container.dir / name), f"/etc/{name}", False] for name in ("hostname", "hosts", "resolv.conf")]
-    binds += [[m.source, m.destination, m.readonly] for m in spec.mounts]
+    binds += [[m.source, m.destination, m.readonly] for m in spec.process_mounts()]
     return {"root": str(container.dir / "rootfs"), "lowers": lowers, "upper": str(container.dir / "upper"),
             "work": str(container.dir / "work"), "userxattr": is_rootless(container), "binds": binds,
             "read_only": spec.read_only, "hostname": spec.hostname, "user": spec.user, "env": spec.env,
-            "workdir": spec.workdir, "args": spec.args, "tty": spec.tty, "network": spec.network}
+            "workdir": spec.workdir, "args": spec.process_args(), "tty": spec.tty, "network": spec.network}
 
 
 # --------------------------------------------------------------------------------- starting, waiting

@@ -58,7 +58,18 @@ class ContainerSpec:
     tty: bool = False
     interactive: bool = False
     stop_signal: str = "SIGTERM"
-    init: bool = False  # --init: Docker's tini is PID 1 (``args`` start with INIT_PATH, "--")
+    init: bool = False  # --init: Docker's tini is PID 1 and runs ``args`` (see process_args)
+
+    def process_args(self) -> list[str]:
+        """The argv of the container's PID 1: the command, behind Docker's tini with ``--init``.
+
+        Only the runtime sees tini: ``inspect``, ``ps`` and ``commit`` show the command, as Docker's do."""
+        return [INIT_PATH, "--", *self.args] if self.init else list(self.args)
+
+    def process_mounts(self) -> list[Mount]:
+        """The bind mounts made in the container: the volumes, and the host's tini with ``--init`` (which
+        ``inspect`` does not list, as Docker's does not)."""
+        return [*self.mounts, Mount(find_tini(), INIT_PATH, readonly=True)] if self.init else list(self.mounts)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -151,9 +162,8 @@ def make_spec(image: Image, image_name: str, command: list[str] | None = None, *
     cfg = image.settings
     args = combine_command(cfg.get("Entrypoint"), cfg.get("Cmd"), command, entrypoint)
     mounts = [parse_volume(v, volumes_dir) for v in volumes]
-    if init:  # as Docker does: the host's static tini, bound read-only into the container, runs the command
-        args = [INIT_PATH, "--", *args]
-        mounts.append(Mount(find_tini(), INIT_PATH, readonly=True))
+    if init:
+        find_tini()  # missing: say so now, not when the container starts
     if network not in NETWORK_MODES:
         raise InvalidArgument(f"network {network!r} is not supported: use one of {', '.join(NETWORK_MODES)}")
     wd = workdir if workdir is not None else (cfg.get("WorkingDir") or "/")
@@ -176,7 +186,7 @@ def make_spec(image: Image, image_name: str, command: list[str] | None = None, *
     )
 
 
-INIT_PATH = "/sbin/docker-init"  # where Docker puts it
+INIT_PATH = "/sbin/docker-init"  # where Docker binds the host's static tini, read-only, for --init
 TINI_PATHS = ("/usr/bin/tini-static", "/usr/local/bin/tini-static")  # static: it runs in any image
 
 
