@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 TYPE_CHECKING = False  # typing's, without importing typing (~4 ms at start-up)
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 Handler = Callable[[argparse.Namespace], int]
@@ -235,17 +236,19 @@ def cmd_run(a: argparse.Namespace) -> int:
         print(container.id)
         return 0
     return _attached(lambda stdio: start(container, stdio), a.interactive, a.tty,
-                     console_socket=container.state.get("backend") == "native")
+                     console_socket=container.state.get("backend") == "native",
+                     log=None if a.rm else container.log_path())
 
 
 def _attached(starter: Callable[[tuple[int, int, int]], Any], interactive: bool, tty: bool = False,
-              console_socket: bool = True) -> int:
+              console_socket: bool = True, log: Path | None = None) -> int:
     """Run a process on this terminal's stdout/stderr (stdin too with -i) and return its exit code.
 
     Like Docker's --sig-proxy, Ctrl-C and other termination signals are passed on to the process.
+    *log*: with *tty*, where to append the session's output too (without, the monitor logs it).
     """
     if tty:
-        return _attached_tty(starter, interactive, console_socket)
+        return _attached_tty(starter, interactive, console_socket, log)
     target: list[int] = []  # the process's PID once it has started
     early: list[int] = []  # signals that came before: passed on as soon as it has
 
@@ -279,11 +282,14 @@ def _attached(starter: Callable[[tuple[int, int, int]], Any], interactive: bool,
     return int(last.get("exit_code", 125))
 
 
-def _attached_tty(starter: Callable[[tuple[int, int, int]], Any], interactive: bool, console_socket: bool) -> int:
+def _attached_tty(starter: Callable[[tuple[int, int, int]], Any], interactive: bool, console_socket: bool,
+                  log: Path | None = None) -> int:
     """``-t``: the process gets a pseudo-terminal; we relay between it and ours, in raw mode.
 
     Raw mode hands every key (Ctrl-C, Ctrl-Z, arrows) to the terminal inside, whose line discipline
-    turns Ctrl-C into SIGINT for *its* foreground job: job control works as in a local shell.
+    turns Ctrl-C into SIGINT for *its* foreground job: job control works as in a local shell. What the
+    terminal shows is appended to *log* too (``docker logs`` of a ``-t`` container: the session, \r\n and
+    all); the monitor never sees it, as we hold the terminal.
     """
     import fcntl
     import select
@@ -322,6 +328,7 @@ def _attached_tty(starter: Callable[[tuple[int, int, int]], Any], interactive: b
         return int(first.get("exit_code", 125))
     copy_window_size()
     signal.signal(signal.SIGWINCH, copy_window_size)
+    log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600) if log else -1
     saved = None
     if interactive and os.isatty(0):
         saved = termios.tcgetattr(0)
@@ -338,6 +345,8 @@ def _attached_tty(starter: Callable[[tuple[int, int, int]], Any], interactive: b
                 if not data:
                     break
                 os.write(1, data)
+                if log_fd >= 0:
+                    os.write(log_fd, data)
             if 0 in ready:
                 data = os.read(0, 65536)
                 if data:
@@ -348,6 +357,8 @@ def _attached_tty(starter: Callable[[tuple[int, int, int]], Any], interactive: b
         if saved is not None:
             termios.tcsetattr(0, termios.TCSADRAIN, saved)
         os.close(master)
+        if log_fd >= 0:
+            os.close(log_fd)
     last = events.next()
     events.close()
     return int(last.get("exit_code", 125))

@@ -644,7 +644,11 @@ def remove_discarded(container: Container, trash: Path) -> None:
 
 
 def remove_leftovers(store: Store) -> None:
-    """Finish removals that a killed process left half done (``.<id>.removing`` directories)."""
+    """Finish removals that a killed process left half done (``.<id>.removing`` directories), and delete
+    what proot processes killed along with their monitor left in /tmp (``runtime.proot_temp_files``)."""
+    from .runtime import remove_stale_proot_temp_files
+
+    remove_stale_proot_temp_files()
     base = containers_dir(store)
     if not base.exists():
         return

@@ -295,7 +295,8 @@ def get_image(store: Store, name: str) -> Image:
                 if e.ref == str(ref):
                     return _image_for(store, entries, e.manifest.digest)
     hexpart = name.removeprefix("sha256:")
-    if hexpart and all(c in "0123456789abcdef" for c in hexpart):
+    an_id = bool(hexpart) and all(c in "0123456789abcdef" for c in hexpart)
+    if an_id:
         matches = {img.manifest_digest: img for img in list_images(store)
                    if img.id.removeprefix("sha256:").startswith(hexpart)
                    or img.manifest_digest.removeprefix("sha256:").startswith(hexpart)}
@@ -303,7 +304,7 @@ def get_image(store: Store, name: str) -> Image:
             return next(iter(matches.values()))
         if len(matches) > 1:
             raise ImageNotFound(f"image ID prefix {name!r} is ambiguous: {len(matches)} images match")
-    if ref is None:
+    if ref is None and not an_id:  # (a 64-digit ID is no reference, but may be a container's: `inspect`)
         parse(name)  # re-raise the reference error: it explains what is wrong with the name
     raise ImageNotFound(f"No such image: {name}")
 

@@ -33,9 +33,12 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import select
 import selectors
+import shutil
 import signal
+import socket
 import time
 from collections.abc import Callable
 
@@ -148,7 +151,7 @@ def supervise(container: Container, lowers: list[str], stdio: tuple[int, int, in
     program = seccomp_program(container)  # compiled (or read from its cache) here: PID 1 only loads it
     cgroup = enter_user_namespace_or_cgroup(container)
     unshare(CLONE_NEWPID)  # our next child is PID 1 of a new PID namespace
-    tee = OutputTee(container, stdio) if keeps_log(container, stdio) else None
+    tee = output_keeper(container, stdio)
     child_stdio = tee.container_stdio if tee else stdio
     plan = init_plan(container, lowers)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -166,7 +169,7 @@ def supervise(container: Container, lowers: list[str], stdio: tuple[int, int, in
     follow(container, cgroup, pid, err_r, tee, events_fd, attach_error)
 
 
-def follow(container: Container, cgroup: Cgroup | None, pid: int, err_r: int, tee: OutputTee | None,
+def follow(container: Container, cgroup: Cgroup | None, pid: int, err_r: int, tee: OutputTee | TerminalLog | None,
            events_fd: int, attach_error: str = "") -> None:
     """From PID 1's fork to the end: record it running, see it reach execve, wait, record how it ended.
 
@@ -219,21 +222,30 @@ def hold_mount_namespace(pid: int) -> int | None:
         return None
 
 
-def keeps_log(container: Container, stdio: tuple[int, int, int]) -> bool:
-    """Does an attached container need its output copied into its log (``docker logs`` after ``run``)?
+def output_keeper(container: Container, stdio: tuple[int, int, int],
+                  console_socket: bool = True) -> OutputTee | TerminalLog | None:
+    """What the monitor puts between the container and *stdio*, the caller's, to log the output.
 
-    Not a detached one (it writes to the log itself), not with ``--rm`` (the log goes with the container
-    at once), and not with ``-t``: the caller relays a terminal session itself, the monitor never sees it
-    (Docker, whose shim holds the terminal, does log it).
+    A detached container writes to its log itself, unless it has a terminal: then the monitor holds the
+    terminal and logs what it shows (``TerminalLog``). An attached one's output is copied to the caller and
+    the log (``OutputTee``), except with ``--rm`` (the log goes with the container at once) and with
+    ``-t``, whose session the caller relays and logs itself. *console_socket*: see ``TerminalLog``.
     """
-    if container.spec.tty or container.state.get("auto_remove"):
-        return False
+    if container.spec.tty:
+        return TerminalLog(container, console_socket) if is_detached(container, stdio) else None
+    if container.state.get("auto_remove") or is_detached(container, stdio):
+        return None
+    return OutputTee(container, stdio)
+
+
+def is_detached(container: Container, stdio: tuple[int, int, int]) -> bool:
+    """Is the stdout the caller gave the container's log file (``start_detached``)?"""
     try:
         log = os.stat(container.log_path())
     except FileNotFoundError:
-        return True
+        return False
     out = os.fstat(stdio[1])
-    return (out.st_dev, out.st_ino) != (log.st_dev, log.st_ino)
+    return (out.st_dev, out.st_ino) == (log.st_dev, log.st_ino)
 
 
 class OutputTee:
@@ -275,6 +287,49 @@ class OutputTee:
         for fd in {*self.routes, *self.callers, self.log}:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+class TerminalLog:
+    """A detached ``-t`` container's terminal, held by its monitor (as Docker's shim holds it), which
+    appends what the terminal shows to the log. Nobody types into it: there is no ``attach``.
+
+    With *console_socket* (the native runtime) PID 1 makes the terminal in the container's own devpts
+    and sends its master over a socket (``pid1.open_console``); runc and proot get one made here.
+    """
+
+    def __init__(self, container: Container, console_socket: bool) -> None:
+        self.log = os.open(container.log_path(), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self.console: socket.socket | None = None
+        if console_socket:
+            self.console, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.master, end = -1, theirs.detach()
+        else:
+            self.master, end = os.openpty()  # (both close-on-exec: the child's attach_stdio dup2s its end)
+        self.container_stdio = (end, end, end)
+
+    def copy_until_eof(self) -> None:
+        if self.console is not None:  # PID 1 sent the master before its execve
+            with contextlib.suppress(OSError):
+                _msg, fds, _flags, _addr = socket.recv_fds(self.console, 64, 1)
+                self.master = fds[0] if fds else -1
+        while self.master >= 0:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:  # EIO: every process inside has closed the terminal
+                break
+            if not data:
+                break
+            _write_all(self.log, data)
+        self.close()
+
+    def close(self) -> None:
+        for fd in (self.master, self.log):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.master = self.log = -1
+        if self.console is not None:
+            self.console.close()
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -361,26 +416,38 @@ def monitor_external(container: Container, stdio: tuple[int, int, int], events_f
         container.save(status="exited", exit_code=exc.exit_code, error=str(exc), finished_at=now_iso())
         _finish(container, events_fd, {"event": "error", "message": str(exc), "exit_code": exc.exit_code})
         return
+    terminal = TerminalLog(container, console_socket=False) if container.spec.tty and is_detached(container, stdio) \
+        else None
+    child_stdio = terminal.container_stdio if terminal else stdio
     pid = os.fork()
     if pid == 0:
         try:
-            if container.state.get("backend") == "proot":
+            if container.state.get("backend") == "proot" and not container.spec.tty:
                 os.setpgid(0, 0)  # a process group of its own, which `rm -f` kills whole (see send_signal)
-            attach_stdio(stdio, container.spec.tty)
+            attach_stdio(child_stdio, container.spec.tty)  # (with -t, a session of its own: a group too)
             reset_signals()
             if env is None:
                 os.execvp(argv[0], argv)
             os.execvpe(argv[0], argv, env)
         finally:
             os._exit(EXIT_ENGINE)
-    for fd in set(stdio):
+    for fd in {*stdio, *child_stdio}:
         os.close(fd)
     container.save(status="running", pid=pid, pid_start=process_start_time(pid), monitor_pid=os.getpid(),
                    monitor_start=process_start_time(os.getpid()), started_at=now_iso())
     _send(events_fd, {"event": "started", "pid": pid})  # runc's or proot's PID (see container.send_signal)
+    copier = None
+    if terminal:  # a thread: the monitor forks nothing more, and proot's end is watched meanwhile
+        import threading
+
+        copier = threading.Thread(target=terminal.copy_until_eof, daemon=True)
+        copier.start()
     if container.state.get("backend") == "proot":
         end_with_the_first_tracee(pid)
+        remove_temp_files_when_proot_ends(pid)
     _, status = os.waitpid(pid, 0)
+    if copier:
+        copier.join(timeout=5)  # the terminal's last output; EIO once every process inside has let it go
     code = os.waitstatus_to_exitcode(status)
     exit_code = 128 - code if code < 0 else code
     container.save(status="exited", exit_code=exit_code, finished_at=now_iso())
@@ -403,8 +470,8 @@ def end_with_the_first_tracee(proot_pid: int, timeout: float = 5.0) -> None:
     for polls in itertools.count(1):
         if (children := child_pids(proot_pid)) or time.monotonic() > deadline:
             break
-        if not os.path.exists(f"/proc/{proot_pid}/task"):
-            break
+        if os.waitid(os.P_PID, proot_pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            break  # proot has ended already (it failed to start, or was killed): a zombie, still ours to reap
         if polls % 20 == 0 and any(pid != proot_pid for pid in processes_in_group(proot_pid)):
             # Processes of the container, none of them proot's child: the command ran, left them behind and
             # ended before we looked (a busy machine). Its exit code is proot's already.
@@ -426,6 +493,66 @@ def end_with_the_first_tracee(proot_pid: int, timeout: float = 5.0) -> None:
         if pid != proot_pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+
+# proot names its temporary files <P_tmpdir>/<prefix>-<its PID>-XXXXXX: "proot-" for the glue directory
+# that stands in for bind mounts' destinations the image lacks, "prooted-" for the loader it extracts.
+# It deletes them when it exits, but a SIGKILL (``rm -f``, ``kill``) leaves them in /tmp for good. proot 5.1
+# (Debian 12, Ubuntu 22.04) ignores PROOT_TMP_DIR; later versions read it, but proot hands its own
+# environment to the command, so the variable would show in the container's ``env``: instead, the monitor
+# deletes them, and ``container prune`` what monitors that were killed too left behind.
+PROOT_TEMP_DIR = "/tmp"  # P_tmpdir
+PROOT_TEMP_NAME = re.compile(r"proot(?:ed)?-(\d+)-[A-Za-z0-9]{6}")
+
+
+def remove_temp_files_when_proot_ends(proot_pid: int) -> None:
+    """Wait for proot to end, delete its temporary files, and only then let the caller reap it.
+
+    Unreaped, proot's PID stays taken (a zombie), so no other proot can meanwhile have made files under
+    that PID; and the container is only recorded as exited once /tmp is clean (``rm -f`` waits for that).
+    """
+    with contextlib.suppress(ChildProcessError):
+        os.waitid(os.P_PID, proot_pid, os.WEXITED | os.WNOWAIT)
+    for path in proot_temp_files(proot_pid):
+        remove_temp_path(path)
+
+
+def remove_stale_proot_temp_files() -> None:
+    """Delete the temporary files of proot processes that no longer exist: killed along with their monitor,
+    or under older versions of pycontainers. A proot that runs keeps its own, whoever started it."""
+    for path, pid in proot_temp_files().items():
+        if not os.path.exists(f"/proc/{pid}"):
+            remove_temp_path(path)
+
+
+def proot_temp_files(proot_pid: int | None = None) -> dict[str, int]:
+    """proot's temporary files that are ours to delete, with the PID of the proot that made each: named as
+    proot names them (by *proot_pid*, or by any), owned by us, and no symbolic link (/tmp is everybody's)."""
+    found = {}
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(PROOT_TEMP_DIR):
+            match = PROOT_TEMP_NAME.fullmatch(entry.name)
+            if match is None or proot_pid is not None and int(match[1]) != proot_pid:
+                continue
+            with contextlib.suppress(OSError):
+                if not entry.is_symlink() and entry.stat(follow_symlinks=False).st_uid == os.geteuid():
+                    found[entry.path] = int(match[1])
+    return found
+
+
+def remove_temp_path(path: str) -> None:
+    """Delete a file, or a directory with all it holds (made writable first: proot's glue may not be)."""
+    from pathlib import Path
+
+    from .container import make_removable
+
+    with contextlib.suppress(FileNotFoundError):
+        if not os.path.isdir(path) or os.path.islink(path):
+            os.unlink(path)
+            return
+        make_removable(Path(path))
+        shutil.rmtree(path)
 
 
 def keep_only_fds(stdio: tuple[int, int, int], events_fd: int) -> tuple[tuple[int, int, int], int]:

@@ -57,7 +57,7 @@ from .cgroup import Cgroup, machine_layout
 from .container import Container
 from .linux import PR_SET_CHILD_SUBREAPER, prctl, receive_fds, set_process_name
 from .pid1 import FORKER_LINGER, fork_warm_pid1, keep_only
-from .runtime import OutputTee, follow, init_plan, keeps_log, report_failure
+from .runtime import follow, init_plan, output_keeper, report_failure
 from .store import Store
 
 PREFIX = "warm-"
@@ -291,7 +291,7 @@ def monitor_one(sock: socket.socket, cgroup_name: str | None, forker: Forker, qu
     container = Container(Store(req["home"], create=False), req["id"], req["state"])
     stdio, events_fd = (fds[0], fds[1], fds[2]), fds[3]
     try:
-        tee = OutputTee(container, stdio) if keeps_log(container, stdio) else None
+        tee = output_keeper(container, stdio)
         child_stdio = tee.container_stdio if tee else stdio
         plan = json.dumps(init_plan(container, req["lowers"])).encode()
         socket.send_fds(init_sock, [plan], list(child_stdio))  # PID 1 starts on the root at once

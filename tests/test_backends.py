@@ -73,6 +73,16 @@ def test_runc_back_end_passes_exit_codes_and_output(busybox_store: Store) -> Non
 
 
 @needs_runc
+def test_runc_back_end_runs_init_too(busybox_store: Store) -> None:
+    """--init reaches runc through config.json: tini bound at /sbin/docker-init, the command behind it."""
+    c = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", "echo $$; cat /proc/1/comm"],
+                                     runtime="runc", init=True)
+    code, out, _ = runtime.run_attached(c)
+    pid, pid1 = out.split()
+    assert (code, pid1) == (0, b"docker-init") and int(pid) > 1  # (runc init's Go threads took PIDs 2, 3...)
+
+
+@needs_runc
 def test_runc_stop_uses_the_stop_signal(busybox_store: Store) -> None:
     script = "trap 'exit 42' TERM; echo ready; sleep 60 & wait"
     c = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", script], runtime="runc")
@@ -182,6 +192,7 @@ def test_a_proot_command_that_ended_before_the_monitor_looked_still_ends_the_con
         assert left == []  # (killed; a zombie is this sandbox's first process failing to reap it)
     finally:
         proot.kill()
+        runtime.remove_temp_files_when_proot_ends(proot.pid)  # as the monitor does after a SIGKILL
         proot.wait()
         containers.remove(c)
 
@@ -205,3 +216,66 @@ def test_proot_killed_from_outside_takes_its_processes_along(busybox_store: Stor
     assert containers.wait(c, 10) == 137
     assert eventually(lambda: not any(alive(p) for p in inside))
     containers.remove(c)
+
+
+def proot_leftovers(proot_pid: int) -> list[str]:
+    """What proot *proot_pid* has in /tmp: its glue directory (proot-PID-XXXXXX) and loader (prooted-PID-XXXXXX)."""
+    return sorted(n for n in os.listdir("/tmp") if n.startswith((f"proot-{proot_pid}-", f"prooted-{proot_pid}-")))
+
+
+@needs_proot
+@pytest.mark.parametrize("how", ["rm -f", "proot killed from outside"])
+def test_a_killed_proot_container_leaves_nothing_in_tmp(busybox_store: Store, how: str) -> None:
+    # proot deletes its temporary files when it exits, not when it is SIGKILLed: the monitor does then.
+    c = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", "env; echo ready; sleep 60"],
+                                     runtime="proot")
+    runtime.start_detached(c)
+    proot = c.reload().state["pid"]
+    try:
+        assert eventually(lambda: b"ready" in c.log_path().read_bytes())
+        assert proot_leftovers(proot)  # there is something to leave behind
+        assert b"PROOT_" not in c.log_path().read_bytes()  # proot's own settings are not the container's
+        if how == "rm -f":
+            containers.remove(c, force=True)  # returns once the monitor has recorded the exit, /tmp clean
+        else:
+            os.kill(proot, signal.SIGKILL)
+            assert containers.wait(c, 10) == 137
+        assert proot_leftovers(proot) == []
+    finally:
+        containers.remove(c, force=True)
+
+
+@needs_proot
+def test_a_proot_container_that_ends_leaves_nothing_in_tmp(busybox_store: Store) -> None:
+    c = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", "sleep 100 & exit 3"], runtime="proot")
+    assert runtime.run_attached(c)[0] == 3
+    assert proot_leftovers(c.reload().state["pid"]) == []
+    containers.remove(c)
+
+
+def test_prune_deletes_the_temp_files_of_dead_proots_only(store: Store, tmp_path: Path) -> None:
+    import secrets
+
+    with open("/proc/sys/kernel/pid_max") as f:
+        dead = int(f.read()) + 1  # no process can have this PID
+    alive = os.getpid()
+    names = {kind: f"/tmp/{prefix}-{pid}-{secrets.token_hex(3)}" for kind, prefix, pid in [
+        ("dead glue", "proot", dead), ("dead loader", "prooted", dead), ("live glue", "proot", alive),
+        ("link", "proot", dead)]}
+    os.makedirs(names["dead glue"] + "/etc")
+    os.chmod(names["dead glue"] + "/etc", 0o500)  # what rmtree alone could not empty without root
+    Path(names["dead loader"]).write_bytes(b"\x7fELF")
+    os.mkdir(names["live glue"])
+    (tmp_path / "kept").mkdir()
+    os.symlink(tmp_path / "kept", names["link"])  # /tmp is everybody's: a link is nobody's proot's
+    try:
+        containers.remove_leftovers(store)  # what `container prune` and `system prune` begin with
+        left = {kind for kind, path in names.items() if os.path.lexists(path)}
+        assert left == {"live glue", "link"}
+        assert (tmp_path / "kept").is_dir()
+    finally:
+        for path in names.values():
+            if os.path.islink(path) or os.path.isfile(path):
+                os.unlink(path)
+            elif os.path.isdir(path):
+                shutil.rmtree(path)

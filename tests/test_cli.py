@@ -295,3 +295,13 @@ def test_inspect_format_on_a_container(cli: Run) -> None:
     assert cli("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.State.OOMKilled}}", "done") == (
         0, "exited 3 false\n", "")
     assert cli("rm", "done")[0] == 0
+
+
+def test_inspect_and_rm_take_a_containers_full_id(cli: Run) -> None:
+    """A 64-digit ID is no image reference (Docker refuses to parse one), but it names a container."""
+    code, full_id, _ = cli("run", "-d", "busybox", "true")
+    full_id = full_id.strip()
+    assert code == 0 and len(full_id) == 64
+    assert cli("inspect", "-f", "{{.Id}}", full_id) == (0, full_id + "\n", "")
+    assert cli("inspect", "-f", "{{.Id}}", "f" * 64)[2] == f"Error: No such object: {'f' * 64}\n"
+    assert cli("rm", "-f", full_id) == (0, full_id + "\n", "")

@@ -87,3 +87,67 @@ def test_run_it_gives_a_real_terminal_inside(busybox_store: Store, through_serve
     assert "still here" in text  # Ctrl-C stopped sleep, not the shell
     assert code == 7
     assert c.list_containers(busybox_store) == []
+
+
+def test_a_terminal_session_is_logged_as_docker_logs_it(busybox_store: Store) -> None:
+    """`run -t`: the session (as the terminal shows it, \\r\\n and all) is in `logs` afterwards."""
+    cli = os.path.join(os.path.dirname(sys.executable), "pycontainers")
+    env = {**os.environ, "PYCONTAINERS_HOME": str(busybox_store.home), "PYCONTAINERS_SERVER": "0"}
+    out, code = _drive_tty([cli, "run", "-t", "--name", "session", "busybox", "sh", "-c", "echo hello; tty"],
+                           [(b"", 3.0)], env)
+    assert code == 0 and b"hello" in out and b"/dev/pts/0" in out  # (our own terminal adds a \r of its own)
+    session = c.get_container(busybox_store, "session")
+    assert session.log_path().read_bytes() == b"hello\r\n/dev/pts/0\r\n"
+    c.remove(session)
+
+
+@pytest.mark.parametrize("how", ["cli", "api"])
+def test_detached_with_a_terminal(busybox_store: Store, how: str, monkeypatch: pytest.MonkeyPatch,
+                                  capfd: pytest.CaptureFixture[str]) -> None:
+    """`run -dt` (and the API's tty=True, through a warm monitor): the monitor holds the terminal, made in
+    the container's devpts, and logs what it shows; `-dit sh` waits on it, as under Docker."""
+    from pycontainers.api import Client
+
+    monkeypatch.setenv("PYCONTAINERS_HOME", str(busybox_store.home))
+    script = "tty; echo done"
+    if how == "cli":
+        assert main(["run", "-dt", "--name", "shown", "busybox", "sh", "-c", script]) == 0
+        capfd.readouterr()
+    else:
+        Client(busybox_store.home).containers.run("busybox", ["sh", "-c", script], detach=True, tty=True,
+                                                  name="shown")
+    shown = c.get_container(busybox_store, "shown")
+    assert c.wait(shown, timeout=10) == 0
+    assert shown.log_path().read_bytes() == b"/dev/pts/0\r\ndone\r\n"
+    c.remove(shown)
+    assert main(["run", "-dit", "--name", "waiting", "busybox", "sh"]) == 0
+    waiting = c.get_container(busybox_store, "waiting")
+    time.sleep(0.5)
+    assert waiting.reload().status == "running"  # sh reads its terminal, which nobody writes to
+    assert main(["exec", "waiting", "sh", "-c", "readlink /proc/1/fd/0"]) == 0
+    assert capfd.readouterr().out.splitlines()[-1] == "/dev/pts/0"
+    c.remove(waiting, force=True)
+    assert c.list_containers(busybox_store) == []
+
+
+@pytest.mark.parametrize("backend", ["runc", "proot"])
+def test_runc_and_proot_give_a_terminal_too(busybox_store: Store, backend: str) -> None:
+    """`-t` with the other back ends: attached, on a terminal of the CLI's; detached, of the monitor's."""
+    import shutil
+
+    if shutil.which(backend) is None:
+        pytest.skip(f"{backend} is not installed")
+    cli = os.path.join(os.path.dirname(sys.executable), "pycontainers")
+    env = {**os.environ, "PYCONTAINERS_HOME": str(busybox_store.home), "PYCONTAINERS_SERVER": "0"}
+    argv = [cli, "run", "-t", "--rm", "--runtime", backend, "busybox", "sh", "-c", "tty; exit 3"]
+    out, code = _drive_tty(argv, [(b"", 10.0)], env)
+    assert code == 3 and out.startswith(b"/dev/pts/")
+    detached = c.create_from_image(busybox_store, "busybox", ["sh", "-c", "tty; echo done"], runtime=backend,
+                                   tty=True)
+    from pycontainers import runtime
+
+    assert runtime.start_detached(detached)["event"] == "started"
+    assert c.wait(detached, timeout=10) == 0
+    log = detached.log_path().read_bytes()
+    assert log.startswith(b"/dev/pts/") and log.endswith(b"\r\ndone\r\n")
+    c.remove(detached)
