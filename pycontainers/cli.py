@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sys
 from collections.abc import Callable, Sequence
 
@@ -219,7 +218,7 @@ def _run_options(a: argparse.Namespace) -> dict[str, Any]:
 def cmd_run(a: argparse.Namespace) -> int:
     from .container import ContainerError, create_from_image
     from .errors import PyContainersError
-    from .runtime import start, start_detached
+    from .runtime import is_external, start, start_detached
 
     store = _store()
     try:
@@ -236,7 +235,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         print(container.id)
         return 0
     return _attached(lambda stdio: start(container, stdio), a.interactive, a.tty,
-                     console_socket=container.state.get("backend") == "native",
+                     console_socket=not is_external(container),
                      log=None if a.rm else container.log_path())
 
 
@@ -296,13 +295,10 @@ def _attached_tty(starter: Callable[[tuple[int, int, int]], Any], interactive: b
     import termios
     import tty
 
-    if console_socket:  # the native runtime makes the terminal inside the container and sends us its master
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        master, slave = -1, theirs.detach()
-    else:  # runc and proot get a terminal of ours
-        master, slave = os.openpty()
-        os.set_inheritable(master, False)
-        os.set_inheritable(slave, False)
+    from .runtime import ConsoleEnd
+
+    console = ConsoleEnd(console_socket)  # (without a console socket, the terminal is made here)
+    master = console.master
 
     def copy_window_size(*_: object) -> None:
         with contextlib.suppress(OSError):
@@ -312,18 +308,14 @@ def _attached_tty(starter: Callable[[tuple[int, int, int]], Any], interactive: b
     if master >= 0:
         copy_window_size()
     try:
-        events = starter((slave, slave, slave))
+        events = starter((console.container_end,) * 3)
     finally:
-        os.close(slave)
+        os.close(console.container_end)
     first = events.next()
-    if console_socket:
-        if first["event"] != "error":
-            _msg, fds, _flags, _addr = socket.recv_fds(ours, 64, 1)
-            master = fds[0] if fds else -1
-        ours.close()
+    if first["event"] != "error":
+        master = console.receive()
     if first["event"] == "error" or master < 0:
-        if master >= 0:
-            os.close(master)
+        console.close()
         print(f"pycontainers: {first.get('message', 'no terminal came back from the container')}", file=sys.stderr)
         return int(first.get("exit_code", 125))
     copy_window_size()
@@ -356,7 +348,7 @@ def _attached_tty(starter: Callable[[tuple[int, int, int]], Any], interactive: b
     finally:
         if saved is not None:
             termios.tcsetattr(0, termios.TCSADRAIN, saved)
-        os.close(master)
+        console.close()
         if log_fd >= 0:
             os.close(log_fd)
     last = events.next()

@@ -40,7 +40,7 @@ import shutil
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from . import rootfs, seccomp
 from .cgroup import Cgroup, CgroupError, machine_layout
@@ -289,47 +289,76 @@ class OutputTee:
                 os.close(fd)
 
 
+class ConsoleEnd:
+    """Our end of a ``-t`` container's terminal, whoever holds it (the CLI, the API, a monitor).
+
+    With *console_socket* (the native runtime) PID 1 makes the terminal in the container's own devpts,
+    so that it has a name there, and sends its master over a socket (runc's console socket,
+    ``pid1.open_console``); runc and proot are given a terminal made here. ``container_end`` is what the
+    container gets as stdin, stdout and stderr: the caller closes it once the container has it (``close``
+    does not). ``receive`` gives the master.
+    """
+
+    def __init__(self, console_socket: bool) -> None:
+        self.sock: socket.socket | None = None
+        if console_socket:
+            self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.master, self.container_end = -1, theirs.detach()
+        else:
+            self.master, self.container_end = os.openpty()  # (close-on-exec: attach_stdio dup2s its end)
+
+    def receive(self) -> int:
+        """The terminal's master, once the container has started (PID 1 sends it before its execve);
+        -1 if none came (it failed first)."""
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                _msg, fds, _flags, _addr = socket.recv_fds(self.sock, 64, 1)
+                self.master = fds[0] if fds else -1
+            self.sock.close()
+            self.sock = None
+        return self.master
+
+    def close(self) -> None:
+        if self.master >= 0:
+            os.close(self.master)
+            self.master = -1
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+def read_terminal(master: int) -> Iterator[bytes]:
+    """What a terminal shows, chunk by chunk, until every process inside has closed it (EIO)."""
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the other end is closed everywhere
+            return
+        if not data:
+            return
+        yield data
+
+
 class TerminalLog:
     """A detached ``-t`` container's terminal, held by its monitor (as Docker's shim holds it), which
-    appends what the terminal shows to the log. Nobody types into it: there is no ``attach``.
-
-    With *console_socket* (the native runtime) PID 1 makes the terminal in the container's own devpts
-    and sends its master over a socket (``pid1.open_console``); runc and proot get one made here.
-    """
+    appends what the terminal shows to the log. Nobody types into it: there is no ``attach``."""
 
     def __init__(self, container: Container, console_socket: bool) -> None:
         self.log = os.open(container.log_path(), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        self.console: socket.socket | None = None
-        if console_socket:
-            self.console, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.master, end = -1, theirs.detach()
-        else:
-            self.master, end = os.openpty()  # (both close-on-exec: the child's attach_stdio dup2s its end)
-        self.container_stdio = (end, end, end)
+        self.console = ConsoleEnd(console_socket)
+        self.container_stdio = (self.console.container_end,) * 3
 
     def copy_until_eof(self) -> None:
-        if self.console is not None:  # PID 1 sent the master before its execve
-            with contextlib.suppress(OSError):
-                _msg, fds, _flags, _addr = socket.recv_fds(self.console, 64, 1)
-                self.master = fds[0] if fds else -1
-        while self.master >= 0:
-            try:
-                data = os.read(self.master, 65536)
-            except OSError:  # EIO: every process inside has closed the terminal
-                break
-            if not data:
-                break
-            _write_all(self.log, data)
+        master = self.console.receive()
+        if master >= 0:
+            for data in read_terminal(master):
+                _write_all(self.log, data)
         self.close()
 
     def close(self) -> None:
-        for fd in (self.master, self.log):
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self.master = self.log = -1
-        if self.console is not None:
-            self.console.close()
+        self.console.close()
+        with contextlib.suppress(OSError):
+            os.close(self.log)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -724,8 +753,42 @@ def _pipe_has_no_writer(read_fd: int) -> bool:
 def run_attached(container: Container, stdin: bytes | None = None,
                  on_output: Callable[[int, bytes], None] | None = None,
                  helper: bool = False) -> tuple[int, bytes, bytes]:
-    """Run *container* with its stdout and stderr captured through pipes (the API's ``run``)."""
+    """Run *container* with its stdout and stderr captured through pipes (the API's ``run``); with ``-t``,
+    what its terminal shows, as stdout."""
+    if container.spec.tty:
+        return capture_terminal(container, lambda stdio: start(container, stdio, helper=helper), on_output)
     return capture(lambda stdio: start(container, stdio, helper=helper), stdin, on_output)
+
+
+def capture_terminal(container: Container, starter: Callable[[tuple[int, int, int]], Events],
+                     on_output: Callable[[int, bytes], None] | None = None) -> tuple[int, bytes, bytes]:
+    """``capture`` for a container with a terminal (docker-py's ``run(tty=True)``): one stream, \\r\\n and
+    all, also appended to the container's log (the monitor does not see it: we hold the terminal)."""
+    console = ConsoleEnd(console_socket=not is_external(container))
+    try:
+        events = starter((console.container_end,) * 3)
+    finally:
+        os.close(console.container_end)
+    try:
+        first = events.next()
+        if first["event"] == "error":
+            events.close()
+            return int(first["exit_code"]), b"", str(first["message"]).encode() + b"\n"  # type: ignore[call-overload]
+        master = console.receive()
+        chunks = []
+        with contextlib.ExitStack() as stack:
+            log = None if container.state.get("auto_remove") else stack.enter_context(open(container.log_path(), "ab"))
+            for data in read_terminal(master) if master >= 0 else ():
+                chunks.append(data)
+                if log:
+                    log.write(data)
+                if on_output:
+                    on_output(1, data)
+    finally:
+        console.close()
+    last = events.next()
+    events.close()
+    return int(last.get("exit_code", EXIT_ENGINE)), b"".join(chunks), b""  # type: ignore[call-overload]
 
 
 def capture(starter: Callable[[tuple[int, int, int]], Events], stdin: bytes | None = None,

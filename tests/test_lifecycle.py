@@ -130,18 +130,19 @@ def test_detached_with_a_terminal(busybox_store: Store, how: str, monkeypatch: p
     assert c.list_containers(busybox_store) == []
 
 
-@pytest.mark.parametrize("backend", ["runc", "proot"])
-def test_runc_and_proot_give_a_terminal_too(busybox_store: Store, backend: str) -> None:
-    """`-t` with the other back ends: attached, on a terminal of the CLI's; detached, of the monitor's."""
+@pytest.mark.parametrize("backend", ["rootless", "runc", "proot"])
+def test_the_other_back_ends_give_a_terminal_too(busybox_store: Store, backend: str) -> None:
+    """`-t` with the other back ends: attached, on a terminal of the CLI's (rootless: made in the container's
+    devpts, as natively); detached, of the monitor's."""
     import shutil
 
-    if shutil.which(backend) is None:
+    if backend != "rootless" and shutil.which(backend) is None:
         pytest.skip(f"{backend} is not installed")
     cli = os.path.join(os.path.dirname(sys.executable), "pycontainers")
     env = {**os.environ, "PYCONTAINERS_HOME": str(busybox_store.home), "PYCONTAINERS_SERVER": "0"}
     argv = [cli, "run", "-t", "--rm", "--runtime", backend, "busybox", "sh", "-c", "tty; exit 3"]
     out, code = _drive_tty(argv, [(b"", 10.0)], env)
-    assert code == 3 and out.startswith(b"/dev/pts/")
+    assert code == 3 and out.startswith(b"/dev/pts/0\r" if backend == "rootless" else b"/dev/pts/")
     detached = c.create_from_image(busybox_store, "busybox", ["sh", "-c", "tty; echo done"], runtime=backend,
                                    tty=True)
     from pycontainers import runtime
@@ -151,3 +152,20 @@ def test_runc_and_proot_give_a_terminal_too(busybox_store: Store, backend: str) 
     log = detached.log_path().read_bytes()
     assert log.startswith(b"/dev/pts/") and log.endswith(b"\r\ndone\r\n")
     c.remove(detached)
+
+
+@pytest.mark.parametrize("backend", ["native", "rootless", "runc"])
+def test_the_api_runs_with_a_terminal(busybox_store: Store, backend: str) -> None:
+    """docker-py's ``run(tty=True)``: the terminal's output, one stream with \\r\\n; logged unless removed."""
+    from pycontainers.api import Client, ContainerError
+
+    client = Client(busybox_store.home)
+    out = client.containers.run("busybox", ["sh", "-c", "tty; echo hi"], tty=True, remove=True, runtime=backend)
+    assert out == b"/dev/pts/0\r\nhi\r\n"
+    kept = client.containers.run("busybox", ["sh", "-c", "echo kept"], tty=True, name="kept", runtime=backend)
+    assert kept == b"kept\r\n" == client.containers.get("kept").logs()
+    client.containers.get("kept").remove()
+    with pytest.raises(ContainerError) as failed:
+        client.containers.run("busybox", ["sh", "-c", "exit 4"], tty=True, remove=True, runtime=backend)
+    assert failed.value.exit_status == 4
+    assert c.list_containers(busybox_store) == []
