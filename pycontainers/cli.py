@@ -215,11 +215,22 @@ def _run_options(a: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _no_terminal_to_read(a: argparse.Namespace) -> bool:
+    """``-it`` with stdin that is not a terminal (a pipe, a notebook's ``!``): Docker refuses at once, as
+    a session whose keys can never come would wait forever."""
+    if a.tty and a.interactive and not a.__dict__.get("detach") and not os.isatty(0):
+        print("pycontainers: the input device is not a TTY", file=sys.stderr)
+        return True
+    return False
+
+
 def cmd_run(a: argparse.Namespace) -> int:
     from .container import ContainerError, create_from_image
     from .errors import PyContainersError
     from .runtime import is_external, start, start_detached
 
+    if _no_terminal_to_read(a):
+        return 1
     store = _store()
     try:
         container = create_from_image(store, a.image, a.command or None, name=a.name, auto_remove=a.rm,
@@ -297,16 +308,17 @@ def _attached_tty(starter: Callable[[tuple[int, int, int]], Any], interactive: b
 
     from .runtime import ConsoleEnd
 
-    console = ConsoleEnd(console_socket)  # (without a console socket, the terminal is made here)
-    master = console.master
+    def window_size() -> bytes | None:
+        with contextlib.suppress(OSError):
+            return fcntl.ioctl(sys.stdout.fileno(), termios.TIOCGWINSZ, b"\0" * 8)
+        return None
 
     def copy_window_size(*_: object) -> None:
-        with contextlib.suppress(OSError):
-            size = fcntl.ioctl(sys.stdout.fileno(), termios.TIOCGWINSZ, b"\0" * 8)
-            fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+        with contextlib.suppress(OSError, TypeError):
+            fcntl.ioctl(master, termios.TIOCSWINSZ, window_size())
 
-    if master >= 0:
-        copy_window_size()
+    console = ConsoleEnd(console_socket, window_size())  # (without a console socket, the terminal is made here)
+    master = console.master
     try:
         events = starter((console.container_end,) * 3)
     finally:
@@ -484,6 +496,8 @@ def cmd_exec(a: argparse.Namespace) -> int:
     from .container import get_container
     from .runtime import exec_start
 
+    if _no_terminal_to_read(a):
+        return 1
     container = get_container(_store(), a.container)
     return _attached(lambda stdio: exec_start(container, a.command, stdio, env=a.env or [], workdir=a.workdir,
                                               user=a.user, tty=a.tty), a.interactive, a.tty)

@@ -526,7 +526,9 @@ def open_console(console_socket: int) -> int:
     """runc's console socket: make the terminal in the container's own devpts, send its master out.
 
     A terminal made outside would work, but inside it has no name (``tty`` says "not a tty"), since its
-    /dev/pts belongs to the host. Returns the slave end, which becomes stdin, stdout and stderr.
+    /dev/pts belongs to the host. A window size waiting on the socket (``struct winsize``, sent by the
+    caller before the container started) is set first. Returns the slave end, which becomes stdin,
+    stdout and stderr.
     """
     tiocsptlck, tiocgptn = 0x40045431, 0x80045430  # <asm-generic/ioctls.h>: unlock pty, get pty number
     master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
@@ -534,6 +536,10 @@ def open_console(console_socket: int) -> int:
     number = struct.unpack("i", fcntl.ioctl(master, tiocgptn, b"\0" * 4))[0]
     slave = os.open(f"/dev/pts/{number}", os.O_RDWR | os.O_NOCTTY)
     with socket.socket(fileno=os.dup(console_socket)) as sock:
+        with contextlib.suppress(BlockingIOError):
+            window = sock.recv(8, socket.MSG_DONTWAIT)
+            if len(window) == 8:
+                fcntl.ioctl(master, termios.TIOCSWINSZ, window)
         socket.send_fds(sock, [b"console"], [master])
     os.close(master)
     return slave

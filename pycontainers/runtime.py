@@ -30,6 +30,7 @@ The monitor reports to the caller through a pipe, one JSON line per event: ``sta
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
 import json
 import os
@@ -39,6 +40,7 @@ import selectors
 import shutil
 import signal
 import socket
+import termios
 import time
 from collections.abc import Callable, Iterator
 
@@ -299,13 +301,19 @@ class ConsoleEnd:
     does not). ``receive`` gives the master.
     """
 
-    def __init__(self, console_socket: bool) -> None:
+    def __init__(self, console_socket: bool, window: bytes | None = None) -> None:
+        """*window*: the terminal's size from the start (a ``struct winsize``, as TIOCGWINSZ gives it), so
+        that the command's first look at it (``stty size``, a shell's prompt) sees the right one."""
         self.sock: socket.socket | None = None
         if console_socket:
             self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             self.master, self.container_end = -1, theirs.detach()
+            if window:
+                self.sock.send(window)  # waiting there for PID 1, which sets it on the terminal it makes
         else:
             self.master, self.container_end = os.openpty()  # (close-on-exec: attach_stdio dup2s its end)
+            if window:
+                fcntl.ioctl(self.master, termios.TIOCSWINSZ, window)
 
     def receive(self) -> int:
         """The terminal's master, once the container has started (PID 1 sends it before its execve);

@@ -169,3 +169,14 @@ def test_the_api_runs_with_a_terminal(busybox_store: Store, backend: str) -> Non
         client.containers.run("busybox", ["sh", "-c", "exit 4"], tty=True, remove=True, runtime=backend)
     assert failed.value.exit_status == 4
     assert c.list_containers(busybox_store) == []
+
+
+def test_the_terminal_has_its_size_from_the_first_instant(busybox_store: Store) -> None:
+    """The caller's window size waits on the console socket and PID 1 sets it on the terminal it makes:
+    a command that looks at once (``stty size``) sees it (it saw 0 x 0 when the size came afterwards)."""
+    cli = os.path.join(os.path.dirname(sys.executable), "pycontainers")
+    env = {**os.environ, "PYCONTAINERS_HOME": str(busybox_store.home), "PYCONTAINERS_SERVER": "0"}
+    for argv in (["run", "-it", "--rm", "busybox", "stty", "size"],
+                 ["run", "-it", "--rm", "--runtime", "rootless", "busybox", "stty", "size"]):
+        out, code = _drive_tty([cli, *argv], [(b"", 10.0)], env)
+        assert (code, out) == (0, b"33 101\r\n")

@@ -1257,3 +1257,14 @@ def test_a_cgroup_that_cannot_be_joined_stops_the_start_in_one_line(home: Store,
     assert err.decode().count("\n") == 1 and "No space left on device" in err.decode()
     assert c.reload().state["status"] == "exited" and "cgroup.procs" in c.state["error"]
     containers.remove(c)
+
+
+def test_it_without_a_terminal_to_read_is_refused_at_once(home: Store) -> None:
+    """`run -it` / `exec -it` with stdin that is not a terminal would wait forever for keys: Docker refuses."""
+    proc = pyc(home, "run", "--rm", "-it", "busybox", "sh", timeout=30)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", "pycontainers: the input device is not a TTY\n")
+    assert pyc(home, "run", "-it", "-d", "--name", "bg", "busybox", "sh").returncode == 0  # detached: no keys
+    proc = pyc(home, "exec", "-it", "bg", "sh", timeout=30)
+    assert (proc.returncode, proc.stderr) == (1, "pycontainers: the input device is not a TTY\n")
+    assert pyc(home, "rm", "-f", "bg").returncode == 0
+    assert list_containers(home) == []
