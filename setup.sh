@@ -131,7 +131,7 @@ python_env() {
 
 # c. Base images ---------------------------------------------------------------------------------
 base_images() {
-    step "base images (busybox, debian:bookworm-slim, python:3.11-slim)"
+    step "base images (busybox, debian:bookworm-slim, python:3.11-slim) and the wheels their builds install"
     local log rc=0
     log="$(mktemp)"
     # stdout and stderr still reach the terminal; stderr is also kept to summarise a failure.
@@ -145,25 +145,7 @@ base_images() {
     rm -f "$log"
 }
 
-# d. Wheelhouse ----------------------------------------------------------------------------------
-# The build-cache notebook pip-installs a small web app inside images, with no network: the wheels it
-# needs (for the images' Python 3.11) are downloaded once, here, where PyPI can be reached.
-WHEELS=(flask==3.0.3 requests==2.32.3)
-wheelhouse() {
-    local dir="${XDG_CACHE_HOME:-$HOME/.cache}/pycontainers/wheelhouse"
-    local want="${WHEELS[*]}"
-    [[ -f $dir/.done && $(cat "$dir/.done") == "$want" ]] && return 0
-    step "wheelhouse for offline pip installs in images: ${WHEELS[*]}"
-    mkdir -p "$dir"
-    if "$VENV/bin/python" -m pip download --quiet --quiet --dest "$dir" --only-binary=:all: \
-        --python-version 3.11 --implementation cp --platform manylinux2014_x86_64 "${WHEELS[@]}"; then
-        printf '%s\n' "$want" >"$dir/.done"
-    else
-        warn "could not download the wheelhouse (no access to PyPI?); the build-cache notebook's pip steps will fail"
-    fi
-}
-
-# e. Guest kernel --------------------------------------------------------------------------------
+# d. Guest kernel --------------------------------------------------------------------------------
 # The VM-versus-container notebook boots a real Linux kernel in QEMU. Debian's cloud kernel is small and
 # boots fast on a serial console; it is unpacked (dpkg -x), never installed, so no root is needed.
 vm_kernel() {
@@ -198,7 +180,6 @@ setup() {
     step "python environment"
     python_env
     base_images
-    wheelhouse
     vm_kernel
     step "ready"
 }

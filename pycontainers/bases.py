@@ -50,6 +50,32 @@ def wheelhouse() -> Path:
     return cache_dir() / "wheelhouse"
 
 
+# What the build-cache notebook's images pip-install (for python:3.11-slim's Python and machine).
+WHEELS = ("flask==3.0.3", "requests==2.32.3")
+
+
+def ensure_wheelhouse() -> str:
+    """Download ``WHEELS`` into the wheelhouse once (PyPI is reachable at set-up, not in the course);
+    return one sentence on the outcome."""
+    folder = wheelhouse()
+    done = folder / ".done"
+    want = " ".join(WHEELS)
+    if done.exists() and done.read_text().strip() == want:
+        return f"{want} (already downloaded)"
+    folder.mkdir(parents=True, exist_ok=True)
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+                           "--dest", str(folder), "--only-binary=:all:", "--python-version", "3.11",
+                           "--implementation", "cp", "--platform", "manylinux2014_x86_64", *WHEELS],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["pip download failed"]
+        return f"not available: {last[0]} (no access to PyPI?); the build-cache notebook cannot pip install"
+    done.write_text(want + "\n")
+    return f"{want} (downloaded)"
+
+
 def cache_store() -> Store:
     # bump the version when a recipe changes, so every machine remakes its bases
     return Store(cache_dir() / f"bases-v{RECIPE_VERSION}")

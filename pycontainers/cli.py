@@ -649,10 +649,12 @@ def cmd_system_check(a: argparse.Namespace) -> int:
 
 
 def cmd_system_bases(a: argparse.Namespace) -> int:
-    from .bases import BASES, ensure_bases
+    from .bases import BASES, ensure_bases, ensure_wheelhouse
 
     names = tuple(a.names) or BASES
     outcome = ensure_bases(_store(), names, log=lambda m: print(f"    {m}", flush=True))
+    if not a.names:  # everything the notebooks need offline: the wheels their images pip-install too
+        outcome["wheelhouse"] = ensure_wheelhouse()
     for name, result in outcome.items():
         print(f"{name}: {result}")
     return 0
@@ -812,7 +814,7 @@ def _add_system(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_system_df)
     p = system.add_parser("check", help="verify every blob and reference in the store (fsck)")
     p.set_defaults(func=cmd_system_check)
-    p = system.add_parser("bases", help="make the offline base images (busybox, debian, python)")
+    p = system.add_parser("bases", help="make the offline base images (busybox, debian, python) and wheelhouse")
     p.add_argument("names", nargs="*", help="only these (busybox, debian:bookworm-slim, python:3.11-slim)")
     p.set_defaults(func=cmd_system_bases)
 

@@ -142,7 +142,8 @@ def probe_root() -> Capability:
     euid = os.geteuid()
     if euid != 0:
         return _no(ROOT, f"This process runs as an ordinary user (euid {euid}), not as root.",
-                   "Containers run under proot: the image's files with a fake root, but no isolation.")
+                   "Containers run rootless where user namespaces are allowed (below), else under proot "
+                   "(the image's files with a fake root, but no isolation).")
     match = re.search(r"^CapEff:\s*([0-9a-fA-F]+)", _read("/proc/self/status"), re.MULTILINE)
     missing = [n for bit, n in _CAP_NAMES.items() if match and not int(match.group(1), 16) >> bit & 1]
     if missing:

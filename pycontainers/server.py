@@ -309,6 +309,28 @@ def running(environ: dict[str, str] | os._Environ[str] | None = None) -> int | N
     return pid if uid == os.getuid() and same_standing(pid) else None
 
 
+def kill(environ: dict[str, str] | os._Environ[str] | None = None) -> list[int]:
+    """SIGKILL our server for *environ*'s store (default: ours) and the commands it is running, as a crash
+    would; the PIDs killed. (``pkill pyc-server`` would take every store's servers, and as root every
+    user's.) The containers do not notice: their monitors are not the server's commands."""
+    import contextlib
+    import signal
+
+    from .container import child_pids
+
+    pid = running(environ)
+    if pid is None:
+        return []
+    commands = []
+    for child in child_pids(pid):
+        with contextlib.suppress(OSError), open(f"/proc/{child}/comm") as f:
+            if f.read().strip() == "pyc-cli":
+                commands.append(child)
+    for target in (pid, *commands):
+        _kill(target, signal.SIGKILL)
+    return [pid, *commands]
+
+
 def stop(environ: dict[str, str] | os._Environ[str] | None = None) -> int | None:
     """Ask the server for *environ*'s store (default: ours) to stop; its PID, None if there is none.
 

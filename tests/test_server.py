@@ -468,3 +468,23 @@ def test_without_proc_the_command_runs_by_itself(shell: Shell) -> None:
                         f"umount -l /proc && {PYCONTAINERS} version"],
                        env=shell.env, capture_output=True, text=True, timeout=60, check=False)
     assert (r.returncode, r.stdout) == (0, "pycontainers version 0.1.0\n"), r.stderr
+
+
+def test_kill_takes_this_stores_server_and_its_commands_only(shell: Shell, tmp_path: Path) -> None:
+    """``server.kill`` (notebook 05's crash): this store's server and the commands it runs, SIGKILLed; a
+    detached container goes on, and another store's server is left alone (``pkill pyc-server`` is not)."""
+    other = Shell(tmp_path / "other-store")
+    other_pid = other.started_server()
+    pid = shell.started_server()
+    assert shell("run", "-d", "--name", "web", "busybox", "sleep", "60").returncode == 0
+    running_command = shell.popen("run", "--rm", "busybox", "sleep", "60")
+    wait_for(lambda: len(list_containers(Store(shell.env["PYCONTAINERS_HOME"]))) == 2, "the command's container")
+    commands = children(pid, "pyc-cli")
+    killed = server.kill(shell.env)
+    assert killed[0] == pid and set(commands) <= set(killed)
+    assert running_command.wait(timeout=15) != 0  # its command died with the server: the client says so
+    wait_for(lambda: not alive(pid), "the server to die")
+    assert shell.server() is None and alive(other_pid) and other.server() == other_pid
+    # Both containers go on (as Docker's when the CLI or dockerd dies during `docker run --rm`).
+    assert shell("ps", "--format", "{{.State}}").stdout.split() == ["running", "running"]
+    assert server.stop(other.env) == other_pid
