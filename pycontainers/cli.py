@@ -172,6 +172,8 @@ def cmd_save(a: argparse.Namespace) -> int:
             with open(tmp, "wb") as f:
                 archive.save(store, a.images, f, fmt=a.format)
             os.replace(tmp, a.output)
+        except OSError as exc:
+            raise _file_error(f"failed to save image: cannot write {a.output}: {exc.strerror}") from None
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
@@ -187,7 +189,11 @@ def cmd_load(a: argparse.Namespace) -> int:
 
     store = _store()
     if a.input:
-        with open(a.input, "rb") as f:
+        try:
+            f = open(a.input, "rb")  # noqa: SIM115 (closed below)
+        except OSError as exc:
+            raise _file_error(f"open {a.input}: {exc.strerror}") from None
+        with f:
             images = archive.load(store, f)
     else:
         if sys.stdin.isatty():
@@ -222,6 +228,21 @@ def _no_terminal_to_read(a: argparse.Namespace) -> bool:
         print("pycontainers: the input device is not a TTY", file=sys.stderr)
         return True
     return False
+
+
+def cmd_create(a: argparse.Namespace) -> int:
+    """``docker create``: the container, made and not started; its ID."""
+    from .container import ContainerError, create_from_image
+    from .errors import PyContainersError
+
+    try:
+        container = create_from_image(_store(), a.image, a.command or None, name=a.name, auto_remove=a.rm,
+                                      **_run_options(a))
+    except PyContainersError as exc:  # as `run`'s: Docker's 125 for what stops the engine
+        print(f"pycontainers: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", 125) if isinstance(exc, ContainerError) else 125
+    print(container.id)
+    return 0
 
 
 def cmd_run(a: argparse.Namespace) -> int:
@@ -708,6 +729,13 @@ def _usage(message: str) -> _UsageError:
     return _UsageError(message)
 
 
+def _file_error(message: str) -> Exception:
+    """A file named on the command line that cannot be opened or written: ``Error: ...``, exit 1 (as docker)."""
+    from .errors import PyContainersError
+
+    return PyContainersError(message)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line and Docker's exit code for bad flags
         raise _UsageError(f"{self.prog.removeprefix('pycontainers').strip() or 'usage'}: {message}")
@@ -821,10 +849,19 @@ def _add_system(sub: argparse._SubParsersAction) -> None:
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="create and run a new container from an image")
+    _container_options(p)
+    p.add_argument("-d", "--detach", action="store_true", help="run in the background, print its ID")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("create", help="create a new container (start runs it)")
+    _container_options(p)
+    p.set_defaults(func=cmd_create)
+
+
+def _container_options(p: argparse.ArgumentParser) -> None:
+    """What ``run`` and ``create`` share: the image, the command and how the container is made."""
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
-    p.add_argument("-d", "--detach", action="store_true", help="run in the background, print its ID")
     p.add_argument("-i", "--interactive", action="store_true", help="keep STDIN open")
     p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
     p.add_argument("--name")
@@ -845,7 +882,6 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runtime", choices=["native", "rootless", "runc", "proot"],
                    help="native (default as root), rootless (user namespaces; default without root), "
                         "runc (from an OCI bundle) or proot (where user namespaces are forbidden)")
-    p.set_defaults(func=cmd_run)
 
 
 def _add_ps(sub: argparse._SubParsersAction) -> None:

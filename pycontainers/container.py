@@ -47,7 +47,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InvalidArgument, PyContainersError
+from .errors import ImageNotFound, InvalidArgument, PyContainersError
 from .spec import ContainerSpec
 from .store import Store, atomic_write
 
@@ -392,7 +392,13 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
         if limits:
             raise InvalidArgument(f"{limits[0]} needs a cgroup, and rootless containers have none here "
                                   "(cgroups are not delegated to ordinary users on this machine)")
-    image = get_image(store, image_name)
+    try:
+        image = get_image(store, image_name)
+    except ImageNotFound as exc:  # Docker would pull it now; there is no registry to pull from by default
+        if not str(exc).startswith("No such image"):
+            raise
+        raise ImageNotFound(f"{exc}: it is not in this store (pycontainers images lists what is; "
+                            "pycontainers system bases makes busybox, debian and python)") from None
     cid = new_container_id()
     spec = make_spec(image, image_name, command, volumes_dir=str(store.home / "volumes"), container_id=cid,
                      **options)

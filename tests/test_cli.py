@@ -305,3 +305,24 @@ def test_inspect_and_rm_take_a_containers_full_id(cli: Run) -> None:
     assert cli("inspect", "-f", "{{.Id}}", full_id) == (0, full_id + "\n", "")
     assert cli("inspect", "-f", "{{.Id}}", "f" * 64)[2] == f"Error: No such object: {'f' * 64}\n"
     assert cli("rm", "-f", full_id) == (0, full_id + "\n", "")
+
+
+def test_create_then_start(cli: Run) -> None:
+    """``create`` makes the container without running it (status Created); ``start`` runs it."""
+    code, cid, _ = cli("create", "--name", "made", "busybox", "sh", "-c", "echo hello from made")
+    assert code == 0 and len(cid.strip()) == 64
+    assert cli("ps", "-a", "--format", "{{.Names}} {{.Status}}")[1] == "made Created\n"
+    assert cli("start", "made")[0] == 0
+    assert cli("wait", "made") == (0, "0\n", "")
+    assert cli("logs", "made") == (0, "hello from made\n", "")
+    assert cli("rm", "made")[0] == 0
+    code, out, err = cli("create", "nosuch")
+    assert (code, out) == (125, "") and err.startswith("pycontainers: No such image: nosuch: it is not in this store")
+
+
+def test_save_and_load_name_the_file_they_cannot_use(cli: Run, tmp_path: Path) -> None:
+    code, _, err = cli("save", "-o", str(tmp_path / "missing" / "x.tar"), "busybox")
+    assert (code, err) == (1, f"Error: failed to save image: cannot write {tmp_path}/missing/x.tar: "
+                              "No such file or directory\n")
+    code, _, err = cli("load", "-i", str(tmp_path / "nothing.tar"))
+    assert (code, err) == (1, f"Error: open {tmp_path}/nothing.tar: No such file or directory\n")
