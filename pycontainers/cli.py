@@ -238,7 +238,7 @@ def cmd_create(a: argparse.Namespace) -> int:
     try:
         container = create_from_image(_store(), a.image, a.command or None, name=a.name, auto_remove=a.rm,
                                       **_run_options(a))
-    except PyContainersError as exc:  # as `run`'s: Docker's 125 for what stops the engine
+    except (PyContainersError, ValueError) as exc:  # as `run`'s: Docker's 125 for what stops the engine
         print(f"pycontainers: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 125) if isinstance(exc, ContainerError) else 125
     print(container.id)
@@ -256,7 +256,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     try:
         container = create_from_image(store, a.image, a.command or None, name=a.name, auto_remove=a.rm,
                                       **_run_options(a))
-    except PyContainersError as exc:
+    except (PyContainersError, ValueError) as exc:  # (ValueError: a malformed option value, -m 10x)
         print(f"pycontainers: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 125) if isinstance(exc, ContainerError) else 125
     if a.detach:
@@ -426,8 +426,9 @@ def cmd_logs(a: argparse.Namespace) -> int:
             time.sleep(0.05)
 
 
-def _each_container(names: list[str], action: Callable[[Any], None], echo: bool = True) -> int:
-    from .container import get_container
+def _each_container(names: list[str], action: Callable[[Any], None], echo: bool = True,
+                    missing_ok: bool = False) -> int:
+    from .container import ContainerNotFound, get_container
     from .errors import PyContainersError
 
     store = _store()
@@ -437,6 +438,10 @@ def _each_container(names: list[str], action: Callable[[Any], None], echo: bool 
             action(get_container(store, name))
             if echo:
                 print(name)
+        except ContainerNotFound as exc:
+            if not (missing_ok and str(exc).startswith("No such container")):
+                print(f"Error: {exc}", file=sys.stderr)
+                status = 1
         except PyContainersError as exc:
             print(f"Error: {exc}", file=sys.stderr)
             status = 1
@@ -480,7 +485,8 @@ def cmd_kill(a: argparse.Namespace) -> int:
 def cmd_rm(a: argparse.Namespace) -> int:
     from .container import remove
 
-    return _each_container(a.containers, lambda c: remove(c, force=a.force))
+    # as docker rm -f: a container that is not there is nothing to do, not an error
+    return _each_container(a.containers, lambda c: remove(c, force=a.force), missing_ok=a.force)
 
 
 def cmd_wait(a: argparse.Namespace) -> int:
@@ -520,6 +526,9 @@ def cmd_exec(a: argparse.Namespace) -> int:
     if _no_terminal_to_read(a):
         return 1
     container = get_container(_store(), a.container)
+    if container.status != "running":
+        print(f"Error: container {container.name} is not running", file=sys.stderr)
+        return 1  # (as docker exec: 125 is for a process that could not start)
     return _attached(lambda stdio: exec_start(container, a.command, stdio, env=a.env or [], workdir=a.workdir,
                                               user=a.user, tty=a.tty), a.interactive, a.tty)
 
@@ -528,7 +537,11 @@ def cmd_top(a: argparse.Namespace) -> int:
     from .container import get_container, top
     from .tables import Table
 
-    rows = top(get_container(_store(), a.container))
+    container = get_container(_store(), a.container)
+    if container.status != "running":
+        print(f"Error: container {container.name} is not running", file=sys.stderr)
+        return 1
+    rows = top(container)
     _print_table(Table(["UID", "PID", "PPID", "CMD"], rows), None)
     return 0
 
@@ -596,7 +609,12 @@ def cmd_volume(a: argparse.Namespace) -> int:
                                headers={"Driver": "DRIVER", "Name": "VOLUME NAME"}), None)
     elif a.action == "rm":
         for name in a.names:
-            c.volume_remove(store, name, force=a.force)
+            try:
+                c.volume_remove(store, name, force=a.force)
+            except c.ContainerNotFound:
+                if not a.force:  # -f: a volume that is not there is nothing to do (as docker's)
+                    raise
+                continue
             print(name)
     elif a.action == "inspect":
         print(json.dumps([c.volume_inspect(store, n) for n in a.names], indent=4))
@@ -604,9 +622,14 @@ def cmd_volume(a: argparse.Namespace) -> int:
 
 
 def _confirm(what: str, force: bool) -> bool:
-    if force or not sys.stdin.isatty():
+    """Docker's question before a prune; asked whatever stdin is (``echo n |`` says no), and an end of input
+    is a no: only ``-f`` skips it."""
+    if force:
         return True
-    answer = input(f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ")
+    print(f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ", end="", flush=True)
+    answer = sys.stdin.readline()
+    if not answer.endswith("\n"):
+        print()
     return answer.strip().lower() in ("y", "yes")
 
 

@@ -487,15 +487,21 @@ def env_dict(env: list[str]) -> dict[str, str]:
     return dict(item.partition("=")[::2] for item in env)
 
 
-def enter_workdir(workdir: str, user: User) -> None:
-    if not os.path.isdir(workdir):
-        os.makedirs(workdir, 0o755, exist_ok=True)  # docker run -w creates it, owned by the user
-        try:
-            os.chown(workdir, user.uid, user.gid)
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:  # EINVAL: a user outside a rootless map; switch_user says so
-                raise
-    os.chdir(workdir)
+def enter_workdir(workdir: str, user: User | None = None, exit_code: int = EXIT_ENGINE) -> None:
+    """chdir into the working directory; with *user* (``run``), make it first if it is missing, owned
+    by the user, as ``docker run -w`` does (``exec -w`` does not)."""
+    try:
+        if user is not None and not os.path.isdir(workdir):
+            os.makedirs(workdir, 0o755, exist_ok=True)
+            try:
+                os.chown(workdir, user.uid, user.gid)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:  # EINVAL: a user outside a rootless map; switch_user says so
+                    raise
+        os.chdir(workdir)
+    except OSError as exc:
+        reason = "not a directory" if exc.errno == errno.EEXIST else (exc.strerror or str(exc)).lower()
+        raise StartError(f'chdir to cwd ("{workdir}") failed: {reason}', exit_code) from None
 
 
 def find_executable(arg0: str, env: list[str], outside: Callable[[str], str] | None = None) -> str:

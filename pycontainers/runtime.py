@@ -61,9 +61,11 @@ from .linux import (
 )
 from .pid1 import (
     EXIT_ENGINE,
+    EXIT_NOT_EXECUTABLE,
     StartError,
     attach_stdio,
     default_env,
+    enter_workdir,
     env_dict,
     find_executable,
     reset_signals,
@@ -888,7 +890,7 @@ def exec_monitor(container: Container, args: list[str], env: list[str], workdir:
         try:
             account = resolve_user(user)
             full_env = default_env(env, account.home, container.spec.hostname)
-            os.chdir(workdir)
+            enter_workdir(workdir, exit_code=EXIT_NOT_EXECUTABLE)  # (Docker: 126 for an exec that cannot start)
             path = find_executable(args[0], full_env)
             attach_stdio(stdio, tty)
             reset_signals()

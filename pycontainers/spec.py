@@ -143,6 +143,8 @@ def parse_volume(text: str, volumes_dir: str) -> Mount:
         raise InvalidArgument(f"invalid volume specification: {text!r}: mode must be ro or rw")
     if not dest.startswith("/") or ".." in dest.split("/"):
         raise InvalidArgument(f"invalid volume specification: {text!r}: the container path must be absolute")
+    if os.path.normpath(dest) == "/":  # over the whole image: nothing of it would be left to run
+        raise InvalidArgument(f"invalid volume specification: {text!r}: destination can't be '/'")
     if source.startswith("/") or source.startswith("."):
         path = os.path.abspath(source)
         return Mount(path, os.path.normpath(dest), mode == "ro")  # created at create time, as docker run -v

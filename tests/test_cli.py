@@ -326,3 +326,38 @@ def test_save_and_load_name_the_file_they_cannot_use(cli: Run, tmp_path: Path) -
                               "No such file or directory\n")
     code, _, err = cli("load", "-i", str(tmp_path / "nothing.tar"))
     assert (code, err) == (1, f"Error: open {tmp_path}/nothing.tar: No such file or directory\n")
+
+
+def test_prune_asks_whatever_stdin_is(cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`echo n | pycontainers container prune` keeps everything, as does the end of input; only y or -f prune."""
+    import io
+
+    assert cli("run", "--name", "stopped", "busybox", "true")[0] == 0
+    for answer in ("n\n", ""):
+        monkeypatch.setattr("sys.stdin", io.StringIO(answer))
+        code, out, _ = cli("container", "prune")
+        assert code == 0 and out.startswith("WARNING! This will remove all stopped containers.")
+        assert cli("ps", "-aq")[1] != ""
+    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
+    assert "Deleted Containers:" in cli("container", "prune")[1]
+    assert cli("ps", "-aq")[1] == ""
+
+
+def test_docker_exit_codes_of_small_mistakes(cli: Run) -> None:
+    """What docker answers, and with which exit code, to a bad size, a stopped container, a missing one."""
+    code, _, err = cli("run", "--rm", "-m", "10x", "busybox", "true")
+    assert code == 125 and "invalid size '10x'" in err
+    code, _, err = cli("run", "--rm", "-v", "/tmp:/", "busybox", "true")
+    assert code == 125 and err.endswith("destination can't be '/'\n")
+    code, _, err = cli("run", "--rm", "-w", "/etc/passwd", "busybox", "pwd")
+    assert (code, err) == (125, 'pycontainers: chdir to cwd ("/etc/passwd") failed: not a directory\n')
+    assert cli("run", "--name", "stopped", "busybox", "true")[0] == 0
+    assert cli("exec", "stopped", "true") == (1, "", "Error: container stopped is not running\n")
+    assert cli("top", "stopped") == (1, "", "Error: container stopped is not running\n")
+    assert cli("rm", "-f", "nosuch", "stopped") == (0, "stopped\n", "")  # -f: a missing one is no error
+    assert cli("rm", "nosuch") == (1, "", "Error: No such container: nosuch\n")
+    assert cli("volume", "rm", "-f", "nosuchvol") == (0, "", "")
+    assert cli("run", "-d", "--name", "up", "busybox", "sleep", "30")[0] == 0
+    code, _, err = cli("exec", "-w", "/nonexist", "up", "pwd")
+    assert (code, err) == (126, 'pycontainers: chdir to cwd ("/nonexist") failed: no such file or directory\n')
+    assert cli("rm", "-f", "up")[0] == 0
