@@ -386,12 +386,18 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
     if backend == "proot" and options.get("init"):
         raise InvalidArgument("--init is not supported by the proot back end: it has no PID namespace, so the "
                               "command is not PID 1 anyway")
-    if backend == "rootless":
-        limits = [flag for flag, key in (("--memory", "memory"), ("--cpus", "cpus"),
-                                         ("--pids-limit", "pids_limit")) if options.get(key) is not None]
+    limits = [flag for flag, key in (("--memory", "memory"), ("--cpus", "cpus"),
+                                     ("--pids-limit", "pids_limit")) if options.get(key) is not None]
+    if backend == "rootless" and limits:
+        raise InvalidArgument(f"{limits[0]} needs a cgroup, and rootless containers have none here "
+                              "(cgroups are not delegated to ordinary users on this machine)")
+    if backend == "proot":  # what proot cannot do is refused, not silently left undone
         if limits:
-            raise InvalidArgument(f"{limits[0]} needs a cgroup, and rootless containers have none here "
-                                  "(cgroups are not delegated to ordinary users on this machine)")
+            raise InvalidArgument(f"{limits[0]} needs a cgroup, and the proot back end has none (no limits)")
+        read_only = [v for v in options.get("volumes") or () if v.endswith(":ro")]
+        if options.get("read_only") or read_only:
+            what = "--read-only" if options.get("read_only") else f"-v {read_only[0]}"
+            raise InvalidArgument(f"{what}: the proot back end cannot make a file system read-only")
     try:
         image = get_image(store, image_name)
     except ImageNotFound as exc:  # Docker would pull it now; there is no registry to pull from by default

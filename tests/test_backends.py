@@ -279,3 +279,18 @@ def test_prune_deletes_the_temp_files_of_dead_proots_only(store: Store, tmp_path
                 os.unlink(path)
             elif os.path.isdir(path):
                 shutil.rmtree(path)
+
+
+@needs_proot
+def test_proot_refuses_what_it_cannot_do(busybox_store: Store) -> None:
+    """No cgroup, no read-only mounts under proot: said at once, not silently left undone (a -m 10m hog grew
+    to gigabytes, a :ro volume was written)."""
+    from pycontainers.errors import InvalidArgument
+
+    for options, message in (({"memory": "10m"}, "--memory needs a cgroup"),
+                             ({"pids_limit": 5}, "--pids-limit needs a cgroup"),
+                             ({"volumes": ["/tmp:/d:ro"]}, "-v /tmp:/d:ro: the proot back end cannot make"),
+                             ({"read_only": True}, "--read-only: the proot back end cannot make")):
+        with pytest.raises(InvalidArgument, match=message):
+            containers.create_from_image(busybox_store, "busybox", ["true"], runtime="proot", **options)
+    assert containers.list_containers(busybox_store) == []
