@@ -608,7 +608,9 @@ def remove(container: Container, force: bool = False) -> None:
                                  "(stop it first, or use force)")
         kill(container)
         with contextlib.suppress(ContainerError):
-            wait(container, 10)
+            code = wait(container, 10)
+            with contextlib.suppress(OSError):  # for a `wait` in another process, which may look only now
+                record_exit(container, code)
     with contextlib.suppress(PyContainersError, OSError):
         cgroup_of(container).remove()  # normally the monitor did this; a killed monitor could not
     if container.state.get("backend") == "runc":

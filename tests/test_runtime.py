@@ -21,6 +21,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -1268,3 +1269,15 @@ def test_it_without_a_terminal_to_read_is_refused_at_once(home: Store) -> None:
     assert (proc.returncode, proc.stderr) == (1, "pycontainers: the input device is not a TTY\n")
     assert pyc(home, "rm", "-f", "bg").returncode == 0
     assert list_containers(home) == []
+
+
+def test_wait_gives_the_exit_code_of_a_container_removed_by_force(home: Store) -> None:
+    """`wait` in one shell, `rm -f` in another: the waiter hears 137 (SIGKILL), not 0, though the container's
+    state went with it."""
+    assert pyc(home, "run", "-d", "--name", "w", "busybox", "sleep", "100").returncode == 0
+    env = {**os.environ, "PYCONTAINERS_HOME": str(home.home)}
+    waiter = subprocess.Popen([PYC, "wait", "w"], env=env, stdout=subprocess.PIPE, text=True)
+    time.sleep(0.3)  # (it is polling by now; either way it must get 137)
+    assert pyc(home, "rm", "-f", "w").returncode == 0
+    out, _ = waiter.communicate(timeout=30)
+    assert (waiter.returncode, out) == (0, "137\n")
