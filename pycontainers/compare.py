@@ -56,15 +56,23 @@ SLEEP_SECONDS = 600  # how long the sleepers of the density experiment would liv
 CONTAINER_PHASES = ("create", "start", "command")
 VM_PHASES = ("prepare", "kernel start", "boot", "command", "power off")
 VENV_PHASES = ("create", "command")
-PHASE_MEANING = {
-    "create": "the container's directory and state (venv: python -m venv)",
-    "start": "namespaces, mounts and cgroup, until the command is executed",
-    "command": "the command itself, until it exits (container: and is removed)",
-    "prepare": "the image packed as an initramfs, QEMU's options chosen",
-    "kernel start": "QEMU starts, loads the kernel and initramfs, until the kernel's first console line",
-    "boot": "the rest of the kernel's boot and the image's /init, until user space is ready",
-    "power off": "the guest shuts down, QEMU exits",
+PHASE_MEANING = {  # (kind, phase) -> what the phase is
+    ("venv", "create"): "python -m venv: the environment's directory and its python",
+    ("venv", "command"): "the command itself, run by the venv's python",
+    ("container", "create"): "the container's directory and state",
+    ("container", "start"): "namespaces, mounts and cgroup, until the command is executed",
+    ("container", "command"): "the command itself, until it exits and the container is removed",
+    ("vm", "prepare"): "the image packed as an initramfs, QEMU's options chosen",
+    ("vm", "kernel start"): "QEMU starts, loads the kernel and initramfs, until the kernel's first console line",
+    ("vm", "boot"): "the rest of the kernel's boot and the image's /init, until user space is ready",
+    ("vm", "command"): "the command itself, until it exits",
+    ("vm", "power off"): "the guest shuts down, QEMU exits",
 }
+
+
+def phase_meaning(kind: str, phase: str) -> str:
+    """What *phase* of a *kind* ("venv", "container", "vm") run is, in a few words ("" if unknown)."""
+    return PHASE_MEANING.get((kind, phase), "")
 
 
 class CompareError(PyContainersError):
@@ -914,4 +922,4 @@ def compare(store: Store, image: str = "busybox", *, containers: int = 20, vms: 
 __all__ = ["CONTAINER_PHASES", "GIB", "PHASE_MEANING", "QUESTIONS", "VENV_PHASES", "VM_PHASES", "CompareError",
            "Comparison", "Density", "DensityReport", "Environment", "Footprint", "Phase", "Probe", "RaceEvent",
            "RaceReport", "RaceSample", "TimedRun", "compare", "container_unavailable", "measure_density", "race",
-           "race_once", "run_container", "run_vm", "vm_unavailable"]
+           "phase_meaning", "race_once", "run_container", "run_vm", "vm_unavailable"]

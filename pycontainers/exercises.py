@@ -15,24 +15,28 @@ from __future__ import annotations
 import hashlib
 import html
 import math
+import numbers
 import re
+import reprlib
 import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import PyContainersError
 from .image import Image
 from .layer import clean_path
-from .units import human_size
+from .units import human_size, parse_size
 from .views import Waste, layer_sharing, waste
 
 if TYPE_CHECKING:
     from .api import Client
     from .compare import Comparison, DensityReport, RaceReport
+    from .container import Container
     from .store import Store
 
-_DECIMAL = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_SHOWN = reprlib.Repr()  # keyword arguments only from Python 3.12
+_SHOWN.maxstring = _SHOWN.maxother = 40
 
 
 @dataclass(frozen=True, repr=False)
@@ -81,22 +85,76 @@ def is_unanswered(answer: object) -> bool:
     return answer is Ellipsis or answer is None
 
 
-def as_bytes(answer: object) -> int | None:
-    """A size as a student may write it: ``7136768``, ``7_136_768``, ``"7.14MB"``, ``"7.14 MB"``.
+def _shown(answer: object) -> str:
+    """A student's answer as a message quotes it: its repr, cut short, so a message stays one short line."""
+    return _SHOWN.repr(answer)
 
-    Units are decimal, as ``pycontainers images`` prints them (1MB = 1,000,000 bytes). None: not a size.
+
+def _whole_number(answer: object) -> int | None:
+    """A whole number from ``42``, ``numpy.int64(42)`` or ``"42"``; None otherwise.
+
+    Strings must be ASCII digits: ``str.isdigit()`` also accepts ``"²"``, which ``int()`` refuses.
     """
-    if isinstance(answer, bool):
-        return None
-    if isinstance(answer, int | float):
-        return round(answer) if math.isfinite(answer) and answer >= 0 else None
-    if isinstance(answer, str):
-        match = re.fullmatch(r"\s*([0-9][0-9_,]*(?:\.[0-9]+)?)\s*([kmgt]?b?)\s*", answer, re.IGNORECASE)
-        if match:
-            number = float(match.group(1).replace("_", "").replace(",", ""))
-            unit = match.group(2).lower()
-            return round(number * _DECIMAL[unit if not unit or unit.endswith("b") else unit + "b"])
+    if isinstance(answer, numbers.Integral) and not isinstance(answer, bool):
+        return int(answer)
+    if isinstance(answer, str) and re.fullmatch(r"\s*[0-9]{1,18}\s*", answer):
+        return int(answer)
     return None
+
+
+def _pair(answer: object) -> tuple[int, int] | None:
+    """Two whole numbers from ``(4, 2)``, ``[4, 2]`` or ``("4", "2")``; None otherwise."""
+    if not isinstance(answer, tuple | list) or len(answer) != 2:
+        return None
+    first, second = _whole_number(answer[0]), _whole_number(answer[1])
+    return (first, second) if first is not None and second is not None else None
+
+
+def _read_size(answer: object) -> tuple[int | None, str]:
+    """(bytes, "") for a size a student may write, or (None, why not, one sentence).
+
+    Numbers are bytes (``7136768``, ``7_136_768``, a numpy integer); strings go through ``units.parse_size``
+    with decimal units, as ``pycontainers images`` prints them (``"7.14MB"`` is 7,140,000 bytes), while
+    ``"6.8MiB"`` is binary.
+    """
+    if isinstance(answer, numbers.Real) and not isinstance(answer, bool):
+        value = int(answer) if isinstance(answer, numbers.Integral) else float(answer)
+        if isinstance(value, float) and not math.isfinite(value):
+            return None, f"{_shown(answer)} is not a size."
+        if value < 0:
+            return None, f"{_shown(answer)} is not a size: a size is never negative."
+        if value >= 1 << 63:
+            return None, f"{_shown(answer)} is not a size: that is more bytes than any disk holds."
+        return round(value), ""
+    if not isinstance(answer, str):
+        return None, f"{_shown(answer)} is not a size."
+    try:
+        return parse_size(answer, decimal=True), ""
+    except ValueError as exc:
+        why = str(exc).removeprefix(f"invalid size {answer!r}: ")
+        return None, f"{_shown(answer)} is not a size I can read: {why}."
+
+
+def as_bytes(answer: object) -> int | None:
+    """A size as a student may write it (see ``_read_size``); None: not a size."""
+    return _read_size(answer)[0]
+
+
+_SIZE_HINT = "Write a number of bytes (7_140_000) or a string with a unit, like '7.14MB'."
+_BINARY_UNIT = re.compile(r"([kmgtp])i", re.IGNORECASE)
+
+
+def _decimal_reading(answer: object) -> int | None:
+    """What *answer* would be if its binary unit (MiB) were the decimal one (MB): the usual mix-up."""
+    if not isinstance(answer, str) or not _BINARY_UNIT.search(answer):
+        return None
+    return as_bytes(_BINARY_UNIT.sub(r"\1", answer))
+
+
+def _unit_mixup(answer: object) -> Check:
+    return Check(False, f"{_shown(answer)} uses a binary unit: 1 MiB is 1,048,576 bytes, not 1,000,000.",
+                 "`pycontainers images` prints decimal units (1MB = 1,000,000 bytes): write the number with MB, "
+                 "or convert it to MiB.")
 
 
 def _find(client: Client, name: str) -> Image | None:
@@ -107,8 +165,8 @@ def _find(client: Client, name: str) -> Image | None:
 
 
 def _unit_hint(answer: object) -> str:
-    return (f"{answer!r} bytes is tiny: give the answer in bytes (e.g. 7_140_000) or as a string with a unit "
-            "(e.g. '7.14MB').")
+    return (f"{_shown(answer)} bytes is tiny: give the answer in bytes (e.g. 7_140_000) or as a string with a "
+            "unit (e.g. '7.14MB').")
 
 
 def _close(value: int, target: int, tolerance: float) -> bool:
@@ -117,7 +175,7 @@ def _close(value: int, target: int, tolerance: float) -> bool:
 
 def _same_size(answer: object, value: int, target: int) -> bool:
     """Exact for a number of bytes; for a string with a unit, equal as Docker prints it ('2.14MB')."""
-    if isinstance(answer, str) and re.search(r"[kmgt]?b\s*$", answer, re.IGNORECASE):
+    if isinstance(answer, str) and re.search(r"[a-z]", answer, re.IGNORECASE):
         return human_size(value) == human_size(target)
     return value == target
 
@@ -138,9 +196,9 @@ def check_image_size_after_delete(client: Client, image_name: str, answer: objec
     if image is None:
         return Check(False, f"there is no image {image_name!r} in the store.",
                      "Run the cells above that build it first.")
-    value = as_bytes(answer)
+    value, why = _read_size(answer)
     if value is None:
-        return Check(False, f"{answer!r} is not a size.", "Write a number of bytes, or a string like '7.1MB'.")
+        return Check(False, why, _SIZE_HINT)
     fs, reports = image.inspect_layers()
     if not any(r.deleted for r in reports):
         return Check(False, f"{image_name} deletes no file in a later layer, so there is nothing to predict.",
@@ -156,8 +214,11 @@ def check_image_size_after_delete(client: Client, image_name: str, answer: objec
                             "its bytes.",
                      "The delete layer only adds a whiteout (.wh.) entry; the layer below still holds the file "
                      "and the image's size is the sum of all its layers.")
+    decimal = _decimal_reading(answer)
+    if decimal is not None and _close(decimal, actual, tolerance):
+        return _unit_mixup(answer)
     if 0 < value < 1000:
-        return Check(False, f"{answer!r} is not the size of {image_name}.", _unit_hint(answer))
+        return Check(False, f"{_shown(answer)} is not the size of {image_name}.", _unit_hint(answer))
     direction = "small" if value < actual else "big"
     return Check(False, f"{human_size(value)} is too {direction} for {image_name}.",
                  "Add up every layer: the base image's size plus each layer on top, including the one that "
@@ -231,9 +292,9 @@ def check_stored_bytes(client: Client, image_names: Iterable[str], answer: objec
         if image is None:
             return Check(False, f"there is no image {name!r} in the store.", "Run the cells above that build it.")
         images.append(image)
-    value = as_bytes(answer)
+    value, why = _read_size(answer)
     if value is None:
-        return Check(False, f"{answer!r} is not a size.", "Write a number of bytes, e.g. 2_136_576.")
+        return Check(False, why, "Write a number of bytes, e.g. 2_136_576.")
     sharing = layer_sharing(images)
     on_disk = sum(client.store.blob_path(d.digest).stat().st_size for d in sharing.layers)
     if on_disk != sharing.stored:
@@ -245,14 +306,17 @@ def check_stored_bytes(client: Client, image_names: Iterable[str], answer: objec
     if _same_size(answer, value, sharing.unshared):
         return Check(False, f"{value:,} bytes is the sum of the images' sizes.",
                      "That counts a shared base layer once per image; the store keeps each layer (blob) once.")
+    decimal = _decimal_reading(answer)
+    if decimal is not None and _same_size(answer, decimal, on_disk):
+        return _unit_mixup(answer)
     if 0 < value < 1000:
-        return Check(False, f"{answer!r} is not the number of bytes stored.", _unit_hint(answer))
+        return Check(False, f"{_shown(answer)} is not the number of bytes stored.", _unit_hint(answer))
     return Check(False, f"{value:,} bytes is not what the store holds for these layers.",
                  "Collect the distinct layer digests (image.core.layers) and add up their sizes, once each.")
 
 
-__all__ = ["Check", "as_bytes", "check_image_size_after_delete", "check_no_wasted_bytes",
-                      "check_stored_bytes", "is_unanswered", "not_answered"]
+__all__ = ["Check", "as_bytes", "check_image_size_after_delete", "check_no_wasted_bytes", "check_stored_bytes",
+           "is_unanswered", "not_answered"]
 
 
 # ----------------------------------------------------------------------------------------- notebook 05
@@ -261,29 +325,42 @@ _NAMESPACE_ALIASES = {"mount": "mnt", "mnt": "mnt", "network": "net", "net": "ne
                       "pid": "pid", "cgroup": "cgroup", "user": "user"}
 
 
-def _running(client: Client, name: str) -> dict | Check:
-    """A running container's ``docker inspect`` document, or the Check to return instead."""
+def _running(client: Client, name: str) -> tuple[Container, dict[str, Any]] | Check:
+    """A running container and its ``docker inspect`` document, or the Check to return instead."""
     try:
-        attrs = client.containers.get(name).attrs
+        container = client.containers.get(name)
     except PyContainersError:
         return Check(False, f"there is no container {name!r}.", "Run the cells above that start it.")
+    attrs = container.attrs
     if not attrs["State"]["Running"]:
         return Check(False, f"{name} is not running (it is {attrs['State']['Status']}).",
                      "Run the cells above that start it; only a running container has a PID and namespaces.")
-    return attrs
+    return container._c, attrs
 
 
 def check_host_pid(client: Client, container_name: str, answer: object) -> Check:
-    """What PID does the host give the container's PID 1? Read live: ``state.json``'s ``pid``."""
+    """What PID does the host give the container's PID 1? Read live: ``state.json``'s ``pid``.
+
+    Its other processes are found as ``pycontainers top`` finds them (``container.processes``), so a child
+    is recognised with every back end, with a cgroup (native) or without (rootless: its PID namespace).
+    """
+    from .container import processes
+
     if is_unanswered(answer):
         return not_answered(f"set `answer` to the host's PID of {container_name}'s PID 1.")
-    attrs = _running(client, container_name)
-    if isinstance(attrs, Check):
-        return attrs
+    running = _running(client, container_name)
+    if isinstance(running, Check):
+        return running
+    container, attrs = running
+    value = _whole_number(answer)
+    if value is None or value < 1:
+        return Check(False, f"{_shown(answer)} is not a PID.",
+                     f"A PID is a whole number above 0, like 4242: `pycontainers top {container_name}` lists them.")
+    if attrs["RuntimeBackend"] == "proot":
+        return Check(False, f"{container_name} runs under proot here, which gives it no PID namespace: its processes "
+                            "have the host's PIDs only, so there is no PID 1 to find.",
+                     "Run this notebook where containers get namespaces: as root, or rootless (see notebook 00).")
     pid = attrs["State"]["Pid"]
-    value = int(answer) if isinstance(answer, int | str) and str(answer).strip().isdigit() else None
-    if value is None:
-        return Check(False, f"{answer!r} is not a PID.", "A PID is a whole number, like 4242.")
     if value == pid:
         return Check(True, f"Right: PID 1 of {container_name} is PID {pid} on the host. One process, two numbers: "
                            "its PID namespace numbers it from 1.")
@@ -291,9 +368,7 @@ def check_host_pid(client: Client, container_name: str, answer: object) -> Check
         return Check(False, "1 is its PID inside the container, in its own PID namespace.",
                      f"The host numbers the same process differently: `pycontainers top {container_name}` lists the "
                      "host's PIDs.")
-    from .container import cgroup_of
-
-    if value in cgroup_of(client.containers.get(container_name)._c).pids():
+    if value in processes(container):
         return Check(False, f"{value} is a process of {container_name}, but not its PID 1.",
                      "PID 1 is the one started with the container's command; the others are its children "
                      "(their PPID is PID 1's host PID).")
@@ -303,22 +378,30 @@ def check_host_pid(client: Client, container_name: str, answer: object) -> Check
 
 def _namespace_names(answer: object) -> tuple[set[str] | None, str]:
     """A set of namespace names from ``{"mnt", "pid"}``, ``["mnt", "pid"]`` or ``"mnt pid"``; or why not."""
-    items = re.split(r"[\s,]+", answer.strip()) if isinstance(answer, str) else answer
+    items = re.split(r"[\s,{}\[\]()'\"]+", answer) if isinstance(answer, str) else answer
     if not isinstance(items, list | tuple | set | frozenset) or not all(isinstance(i, str) for i in items):
-        return None, f"{answer!r} is not a set of namespace names."
+        return None, f"{_shown(answer)} is not a set of namespace names."
     names = set()
     for item in items:
-        if not item:
+        if not item.strip():
             continue
-        name = _NAMESPACE_ALIASES.get(item.lower())
+        name = _NAMESPACE_ALIASES.get(item.strip().lower())
         if name is None:
-            return None, f"{item!r} is not a namespace."
+            return None, f"{_shown(item)} is not a namespace."
         names.add(name)
     return names, ""
 
 
+def _namespaces(count: int) -> str:
+    return f"{count} namespace{'s' if count != 1 else ''}"
+
+
 def check_own_namespaces(client: Client, container_name: str, answer: object) -> Check:
-    """Which namespaces does the container *not* share with the host? Measured from /proc, not remembered."""
+    """Which namespaces does the container *not* share with the host? Measured from /proc, not remembered.
+
+    A wrong answer is told which of its names are wrong and how many are missing, never which: naming
+    them would give the answer away.
+    """
     from .views import own_namespaces
 
     if is_unanswered(answer):
@@ -327,28 +410,36 @@ def check_own_namespaces(client: Client, container_name: str, answer: object) ->
     names, why = _namespace_names(answer)
     if names is None:
         return Check(False, why, "Use the names in /proc/PID/ns: mnt, uts, ipc, pid, net, cgroup, user.")
-    attrs = _running(client, container_name)
-    if isinstance(attrs, Check):
-        return attrs
+    running = _running(client, container_name)
+    if isinstance(running, Check):
+        return running
+    _container, attrs = running
     own = set(own_namespaces(attrs["State"]["Pid"]))
-    listed = ", ".join(sorted(own))
     if names == own:
-        return Check(True, f"Right: {container_name} has its own {listed}; it shares the others with the host.")
-    if "user" in names - own:
+        return Check(True, f"Right: {container_name} has its own {', '.join(sorted(own))}; it shares the others "
+                           "with the host.")
+    missing, extra = own - names, sorted(names - own)
+    if "user" in extra:
         return Check(False, "the user namespace is the host's: root in this container is root on the host.",
                      "It was started without a user namespace (as root, like Docker by default); compare "
                      "`readlink /proc/PID/ns/user` with `readlink /proc/self/ns/user`.")
-    if "net" in names ^ own:
+    if "net" in extra:
         mode = attrs["HostConfig"]["NetworkMode"]
         return Check(False, f"look again at the network: {container_name} runs with --network {mode}.",
                      "--network none gives a container a network namespace of its own (only lo); --network host "
                      "keeps it in the host's.")
-    missing, extra = sorted(own - names), sorted(names - own)
-    parts = ([f"it also has its own {', '.join(missing)}"] if missing else []) + \
-            ([f"it shares {', '.join(extra)} with the host"] if extra else [])
-    return Check(False, f"not quite: {'; '.join(parts)}.",
-                 "Compare each `readlink /proc/PID/ns/NAME` of the container's PID 1 with the notebook's "
-                 "(/proc/self/ns/NAME), or draw namespace_graph.")
+    compare = ("Compare each `readlink /proc/PID/ns/NAME` of the container's PID 1 with the notebook's "
+               "(/proc/self/ns/NAME), or draw namespace_graph.")
+    if not names:
+        return Check(False, f"your answer names no namespace, but {container_name} has {_namespaces(len(own))} of "
+                            "its own.", compare)
+    if extra and missing:
+        return Check(False, f"not quite: it shares {', '.join(extra)} with the host, and your answer misses "
+                            f"{_namespaces(len(missing))} it has of its own.", compare)
+    if extra:
+        return Check(False, f"not quite: it shares {', '.join(extra)} with the host.", compare)
+    return Check(False, f"not quite: your answer misses {_namespaces(len(missing))} {container_name} has of its "
+                        "own.", compare)
 
 
 def check_oom_killed(client: Client, container_name: str, memory: str) -> Check:
@@ -445,22 +536,28 @@ def check_default_greeting(client: Client, image_name: str, greeting: str, name:
 
 
 def _step_numbers(answer: object) -> tuple[set[int] | None, str]:
-    """A set of step numbers from ``{3, 4}``, ``[3, 4]``, ``"3 4"`` or ``"3,4"``; or why not."""
-    if isinstance(answer, int) and not isinstance(answer, bool):
-        return {answer}, ""
-    items = re.split(r"[\s,]+", answer.strip()) if isinstance(answer, str) else answer
+    """A set of step numbers from ``{3, 4}``, ``[3, 4]``, ``"3 4"``, ``"3,4"`` or ``"{3, 4}"``; or why not."""
+    if _whole_number(answer) is not None and not isinstance(answer, str):
+        items: object = [answer]
+    elif isinstance(answer, str):
+        if not answer.strip():
+            return None, "your answer is an empty string."
+        items = re.split(r"[\s,{}\[\]()]+", answer)
+    else:
+        items = answer
     if not isinstance(items, list | tuple | set | frozenset):
-        return None, f"{answer!r} is not a set of step numbers."
-    numbers = set()
+        return None, f"{_shown(answer)} is not a set of step numbers."
+    found = set()
     for item in items:
-        if isinstance(item, str) and item.strip().isdigit():
-            item = int(item)
-        if not isinstance(item, int) or isinstance(item, bool):
-            if item == "":
-                continue
-            return None, f"{item!r} is not a step number."
-        numbers.add(item)
-    return numbers, ""
+        if isinstance(item, str) and not item.strip():
+            continue
+        number = _whole_number(item)
+        if number is None:
+            return None, f"{_shown(item)} is not a step number."
+        if number < 1:
+            return None, f"{number} is not a step number: steps are numbered from 1."
+        found.add(number)
+    return found, ""
 
 
 def _spans(numbers: Iterable[int]) -> str:
@@ -484,7 +581,12 @@ def check_cache_misses(result: object, answer: object) -> Check:
                      "Run the %%dockerfile cell of this exercise first: it leaves its result in `_build`.")
     predicted, why = _step_numbers(answer)
     if predicted is None:
-        return Check(False, why, "Give the numbers of the transcript's steps (Step 3/6 is step 3), e.g. {3, 4}.")
+        return Check(False, why, "Give the numbers of the transcript's steps (Step 3/6 is step 3), e.g. {3, 4}, "
+                                 "or set() if none misses.")
+    total = max((s.number for s in steps), default=0)
+    if predicted and max(predicted) > total:
+        return Check(False, f"this build has no step {max(predicted)}: it has {total} steps.",
+                     "Give the numbers of the transcript's steps (Step 3/6 is step 3).")
     missed = {s.number for s in steps if not s.cached}
     if predicted == missed:
         if not missed:
@@ -498,6 +600,11 @@ def check_cache_misses(result: object, answer: object) -> Check:
         return Check(False, "this build missed nothing: every step came from the cache, because exactly this "
                             "content was built before (did the build cell run twice?).",
                      "Change greeting.txt to a text you have not built yet, run the build cell again, then check.")
+    if not predicted:
+        return Check(False, f"you predicted that every step comes from the cache, but {len(missed)} "
+                            f"{_steps_word(missed)} missed.",
+                     "Find the first step that depends on what changed (a COPY compares the files' content); it and "
+                     "every step after it miss.")
     froms = {stage.number for stage in build_stages(result)}  # type: ignore[arg-type]
     if predicted & froms:
         return Check(False, f"step {_spans(predicted & froms)} is a FROM, which only picks the base image: it is "
@@ -525,23 +632,24 @@ def check_history_and_layers(client: Client, image_name: str, answer: object) ->
     image = _find(client, image_name)
     if image is None:
         return Check(False, f"there is no image {image_name!r} in the store.", "Run the cells above that build it.")
-    if (not isinstance(answer, tuple | list) or len(answer) != 2
-            or not all(isinstance(n, int) and not isinstance(n, bool) for n in answer)):
-        return Check(False, f"{answer!r} is not a pair of numbers.", "Write two whole numbers: (lines, layers).")
+    given = _pair(answer)
+    if given is None:
+        return Check(False, f"{_shown(answer)} is not a pair of whole numbers.",
+                     "Write two whole numbers: (lines, layers).")
     lines, layer_count = len(image.history()), len(image.layers)
     empty = sum(row.empty_layer for row in image.history())
-    if tuple(answer) == (lines, layer_count):
+    if given == (lines, layer_count):
         return Check(True, f"Right: {lines} history lines, {layer_count} layers. The other {empty} lines are "
                            "#(nop) steps that changed only the config (0B, no layer).")
-    if answer[0] == answer[1]:
+    if given[0] == given[1]:
         return Check(False, "an image has fewer layers than history lines.",
                      "Only steps that change files (RUN, COPY, ADD) make a layer; steps that change settings "
                      "(ENV, LABEL, ENTRYPOINT, CMD, ...) are 0B #(nop) lines.")
-    if answer[0] != lines:
-        return Check(False, f"{answer[0]} is not the number of history lines of {image_name}.",
+    if given[0] != lines:
+        return Check(False, f"{given[0]} is not the number of history lines of {image_name}.",
                      "Count the base image's lines too (the ones at the bottom, marked <missing> or with the "
                      "base's ID): history lists every step since the very first one.")
-    return Check(False, f"{answer[1]} is not the number of layers of {image_name}.",
+    return Check(False, f"{given[1]} is not the number of layers of {image_name}.",
                  "Count the base image's layer and one per step that changed files (RUN, COPY, ADD).")
 
 
@@ -571,7 +679,7 @@ def check_install_stays_cached(client: Client, context: object, dockerfile: obje
 
     if is_unanswered(dockerfile):
         return not_answered("set `dockerfile` to your reordered Dockerfile (a string), then run this cell.")
-    if not isinstance(dockerfile, str) or not re.search(r"^\s*FROM\s", dockerfile, re.IGNORECASE | re.MULTILINE):
+    if not isinstance(dockerfile, str) or not re.search(r"^\s*FROM\b", dockerfile, re.IGNORECASE | re.MULTILINE):
         return Check(False, "`dockerfile` is not the text of a Dockerfile.",
                      'Write the whole Dockerfile in a string, starting with """FROM python:3.11-slim.')
     source = Path(str(context))
@@ -587,13 +695,12 @@ def check_install_stays_cached(client: Client, context: object, dockerfile: obje
                 f.write(f"# edited by the check: {uuid.uuid4().hex}\n")
             second = build(client.store, work, tags=[tag])
     except PyContainersError as exc:
-        return Check(False, f"your Dockerfile does not build: {str(exc).splitlines()[0]}",
-                     "Each COPY source must exist in the build context (app.py, requirements.txt, wheels/), and "
-                     "pip needs requirements.txt and the wheels inside the image before it runs.")
+        error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return Check(False, f"your Dockerfile does not build: {error}", _build_error_hint(error))
     finally:
         with contextlib.suppress(PyContainersError, ValueError):
             client.images.remove(tag)
-    installs = [s for s in second.steps if s.instruction.upper().startswith("RUN") and "pip install" in s.instruction]
+    installs = [s for s in second.steps if _runs_pip_install(s.instruction)]
     if not installs:
         return Check(False, "your Dockerfile has no `RUN pip install ...` step.",
                      "Keep the install step of the original: RUN pip install --no-cache-dir --no-index "
@@ -614,6 +721,46 @@ def check_install_stays_cached(client: Client, context: object, dockerfile: obje
     first, why = missed[0]
     return Check(True, f"Right: after editing {edit}, the install step (step {install.number}) came from the cache; "
                        f"the cache held until step {first.number}, which missed because {edit} changed.")
+
+
+# A build error's own words -> what to do about it (the first that matches). Without a match, the error
+# message (which names the line) says it all and the hint only points at that line.
+_BUILD_ERROR_HINTS = (
+    (r"COPY failed|ADD failed|file not found in build context",
+     "Each COPY source must exist in the build context (app.py, requirements.txt, wheels/)."),
+    (r"unknown instruction",
+     "Each line starts with an instruction such as FROM, WORKDIR, COPY, RUN or CMD: check its spelling."),
+    (r"\bFROM requires|no FROM|must begin with",
+     "Start with the base image: FROM python:3.11-slim."),
+    (r"pull access denied|not in the store|ImageNotFound|no such image",
+     "Build on the base image this notebook put in the store: FROM python:3.11-slim."),
+    (r"\bpip.*returned a non-zero code",
+     "That RUN command failed inside the image: pip needs requirements.txt and wheels/ copied in before it runs."),
+    (r"returned a non-zero code",
+     "That RUN command failed inside the image: the error names it and its exit code."),
+)
+
+
+def _build_error_hint(error: str) -> str:
+    """A hint that fits the failure the build reported, not always the one about COPY."""
+    for pattern, hint in _BUILD_ERROR_HINTS:
+        if re.search(pattern, error, re.IGNORECASE):
+            return hint
+    where = re.match(r"\S*?:(\d+):", error)
+    return (f"Fix line {where.group(1)} of your Dockerfile, as the error says." if where else
+            "Fix what the error names, then run this cell again.")
+
+
+_PIP_INSTALL = re.compile(r"(?:^|[\s;&|(/])(?:pip[0-9.]*|python[0-9.]*\s+-m\s+pip)\s+(?:-\S+\s+)*install\b")
+
+
+def _runs_pip_install(instruction: str) -> bool:
+    """Whether a step is a RUN of ``pip install``, however written: ``pip3``, ``python3 -m pip`` or exec form
+    (``RUN ["pip", "install", ...]``)."""
+    if not re.match(r"\s*RUN\b", instruction, re.IGNORECASE):
+        return False
+    words = re.sub(r'\\\n|[\[\]",]', " ", instruction)  # exec form's JSON and line continuations: plain words
+    return bool(_PIP_INSTALL.search(words))
 
 
 __all__ += ["check_install_stays_cached"]
@@ -641,7 +788,7 @@ def check_own_kernel(comparison: Comparison, answer: object) -> Check:
         return not_answered('set `answer` to the set of those with a kernel of their own, e.g. {"venv"}.')
     chosen = _names(answer)
     if chosen is None:
-        return Check(False, f"{answer!r} is not a set of names.", 'Use names from "venv", "container", "vm".')
+        return Check(False, f"{_shown(answer)} is not a set of names.", 'Use names from "venv", "container", "vm".')
     unmeasured = [comparison[k] for k in KINDS if not comparison[k].measured]
     if unmeasured:
         return Check(False, "this machine could not measure all three, so the check cannot tell. "
@@ -684,13 +831,13 @@ def check_image_python(client: Client, image: str, answer: object) -> Check:
     if given == platform.python_version():
         return Check(False, f"{given} is this notebook's Python, the one the host (and its venvs) use.",
                      f"Ask the image itself: run python3 --version in a container of {image}.")
-    return Check(False, f"{given!r} is not the Python inside {image}.",
+    return Check(False, f"{_shown(given)} is not the Python inside {image}.",
                  f"Run `python3 --version` in a container of {image} (pycontainers run --rm {image} ...).")
 
 
 def check_slowest_vm_phase(report: RaceReport, answer: object) -> Check:
     """Which phase of the VM's start took longest (median over the races)? Within 10% of the longest counts."""
-    from .compare import PHASE_MEANING, VM_PHASES
+    from .compare import VM_PHASES, phase_meaning
 
     if is_unanswered(answer):
         return not_answered(f"set `answer` to one of {', '.join(repr(p) for p in VM_PHASES)}.")
@@ -698,12 +845,13 @@ def check_slowest_vm_phase(report: RaceReport, answer: object) -> Check:
         return Check(False, f"there was no race to look at: {report.unavailable}", "")
     name = str(answer).strip().lower()
     if name not in VM_PHASES:
-        return Check(False, f"{answer!r} is not a VM phase.", f"Use one of {', '.join(VM_PHASES)}.")
+        return Check(False, f"{_shown(answer)} is not a VM phase.", f"Use one of {', '.join(VM_PHASES)}.")
     medians = {p: report.median_phase("vm", p) or 0.0 for p in VM_PHASES}
     longest = max(medians, key=lambda p: medians[p])
     if medians[name] >= 0.9 * medians[longest]:
         return Check(True, f"Right: {name} took {medians[name]:.2f} s of the VM's {report.median('vm'):.2f} s "
-                           f"({PHASE_MEANING[name]}). A container has no such phase: its kernel is already running.")
+                           f"({phase_meaning('vm', name)}). A container has no such phase: its kernel is already "
+                           "running.")
     return Check(False, f"{name} took {medians[name]:.2f} s, less than {longest} ({medians[longest]:.2f} s).",
                  "Read the VM's bar in the race above: each colour is one phase.")
 
@@ -716,13 +864,14 @@ def check_containers_per_vm(density: DensityReport, answer: object) -> Check:
     if ratio is None:
         return Check(False, "this machine could not measure both containers and VMs: "
                             f"{' '.join(density.unavailable.values())}", "")
-    if not isinstance(answer, int | float) or isinstance(answer, bool):
-        return Check(False, f"{answer!r} is not a number.", "Write a number, e.g. 42.")
+    if not isinstance(answer, numbers.Real) or isinstance(answer, bool) or not math.isfinite(answer):
+        return Check(False, f"{_shown(answer)} is not a number.", "Write a number, e.g. 42.")
+    given = float(answer)
     c, v = density.container.per_instance.cost, density.vm.per_instance.cost  # type: ignore[union-attr]
-    if abs(answer - ratio) <= 0.25 * ratio:
+    if abs(given - ratio) <= 0.25 * ratio:
         return Check(True, f"Right: one VM used {human_size(v)}, one container {human_size(c)}: about "
                            f"{ratio:.0f} containers per VM.")
-    return Check(False, f"{answer:g} is not close to what was measured.",
+    return Check(False, f"{given:g} is not close to what was measured.",
                  "Divide one VM's memory by one container's (monitor included), both from the table above.")
 
 
@@ -741,9 +890,9 @@ def check_cpu_counts(store: Store, answer: object, image: str = "busybox") -> Ch
 
     if is_unanswered(answer):
         return not_answered("set `answer` to (CPUs a container sees, CPUs a VM sees), e.g. (8, 8).")
-    if (not isinstance(answer, tuple | list) or len(answer) != 2
-            or not all(isinstance(n, int) and not isinstance(n, bool) for n in answer)):
-        return Check(False, f"{answer!r} is not a pair of whole numbers.", "Write (container CPUs, VM CPUs).")
+    given = _pair(answer)
+    if given is None:
+        return Check(False, f"{_shown(answer)} is not a pair of whole numbers.", "Write (container CPUs, VM CPUs).")
     why = container_unavailable() or vm_unavailable()
     if why:
         return Check(False, f"the check cannot measure it here. {why}", "")
@@ -751,11 +900,11 @@ def check_cpu_counts(store: Store, answer: object, image: str = "busybox") -> Ch
         truth = cpu_counts(store, image)
     except PyContainersError as exc:
         return Check(False, f"nproc could not be run in both: {str(exc).rstrip('.')}.", "")
-    if tuple(answer) == truth:
+    if given == truth:
         return Check(True, f"Right: the container sees this machine's {truth[0]} CPUs, the VM the {truth[1]} its QEMU "
                            "emulates. A container uses the real hardware; a VM gets the hardware it is given.")
-    if answer[0] != truth[0]:
-        return Check(False, f"{answer[0]} is not what a container sees.",
+    if given[0] != truth[0]:
+        return Check(False, f"{given[0]} is not what a container sees.",
                      "A container's processes run on the host's CPUs: compare with os.cpu_count() here.")
-    return Check(False, f"{answer[1]} is not what the VM sees.",
+    return Check(False, f"{given[1]} is not what the VM sees.",
                  "Look at QEMU's command line in pycontainers.vm.qemu_command: -smp says how many CPUs it emulates.")

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 from .compare import (
     LABELS,
-    PHASE_MEANING,
     QUESTIONS,
     VM_PHASES,
     Comparison,
@@ -33,6 +32,7 @@ from .compare import (
     RaceSample,
     TimedRun,
     compare,
+    phase_meaning,
     race,
 )
 from .errors import PyContainersError
@@ -136,7 +136,7 @@ def _bar(run: TimedRun, scale: float) -> str:
     spans = []
     for p in run.phases:
         width = max(0.15, 100 * p.seconds / scale)
-        tip = f"{p.name}: {_seconds(p.seconds)} ({PHASE_MEANING.get(p.name, '')})"
+        tip = f"{p.name}: {_seconds(p.seconds)} ({phase_meaning(run.kind, p.name)})"
         spans.append(f'<span title="{_esc(tip)}" style="width:{width:.2f}%;'
                      f'background:{PHASE_COLOURS.get((run.kind, p.name), "#999")}"></span>')
     offset = max(0.0, 100 * run.start / scale)
@@ -564,9 +564,9 @@ def density_html(report: DensityReport) -> str:
     head = "".join(f'<th style="{CELL_STYLE};text-align:right">{_esc(h)}</th>' for h in heads)
     rows = [_density_row(d) for d in (report.container, report.vm) if d is not None]
     notes = "".join(f"<div><i>{_esc(why)}</i></div>" for why in report.unavailable.values())
-    ratio = report.containers_per_vm
-    line = (f"<div>One VM used the memory of about <b>{ratio:.0f}</b> containers. The last column divides the "
-            "budget by the cost each: an extrapolation from what was measured.</div>" if ratio else "")
+    # (How many containers one VM's memory would hold is left for the reader: notebook 06's exercise 3.)
+    line = ("<div>The last column divides the budget by the cost each: an extrapolation from what was "
+            "measured.</div>" if report.container and report.vm else "")
     return (f'<table class="pycontainers-density" style="{TABLE_STYLE}"><thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(rows)}</tbody></table>{line}{notes}")
 

@@ -3,6 +3,8 @@ lecture slides: ``96.7MB``, ``811B``, ``3 weeks ago``."""
 
 from __future__ import annotations
 
+import re
+
 TYPE_CHECKING = False  # typing's, without importing typing (~4 ms at start-up)
 if TYPE_CHECKING:
     from datetime import datetime
@@ -55,15 +57,48 @@ def since(when: datetime, now: datetime | None = None) -> str:
     return human_duration((now - when).total_seconds()) + " ago"
 
 
-def parse_size(text: str) -> int:
-    """``512m``, ``1g``, ``100k``, ``42`` -> bytes (Docker's RAMInBytes: binary multiples)."""
-    t = text.strip().lower().removesuffix("b")
-    mult = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}.get(t[-1:] if t else "", 1)
-    number = t[:-1] if mult != 1 else t
-    try:
-        value = float(number)
-    except ValueError:
-        raise ValueError(f"invalid size {text!r}: use a number with an optional unit (k, m, g)") from None
-    if value < 0:
-        raise ValueError(f"invalid size {text!r}: must not be negative")
-    return int(value * mult)
+_SIZE = re.compile(r"([0-9][0-9_,]*(?:\.[0-9]*)?|\.[0-9]+)\s*(?:([kmgtp])(i?))?(b?)", re.IGNORECASE)
+_LARGEST = 1 << 63  # Docker keeps sizes in an int64
+
+
+def parse_size(text: str, *, decimal: bool = False) -> int:
+    """``512m``, ``1g``, ``100k``, ``42``, ``7.14 MiB``, ``7,14MB`` -> bytes.
+
+    Units as Docker reads them: by default like its RAMInBytes, for memory limits (binary: 1m = 1 MiB);
+    with *decimal* like its FromHumanSize, the way ``human_size`` prints sizes (1MB = 1,000,000 bytes). An
+    explicit binary unit (KiB, MiB, ...) is binary either way. A comma is read only where its meaning is
+    clear: thousands in ``7,140,000`` (or ``7,140.5``), a decimal point in ``7,14``; ``7,140`` is refused,
+    since misreading it would be off by a factor of 1000.
+    """
+    stripped = text.strip()
+    if stripped.startswith("-"):
+        raise ValueError(f"invalid size {text!r}: a size is never negative")
+    match = _SIZE.fullmatch(stripped)
+    if not match:
+        units = "kB, MB, GB, or KiB, MiB, GiB" if decimal else "k, m, g"
+        raise ValueError(f"invalid size {text!r}: use a number with an optional unit ({units})")
+    digits, unit, binary, _ = match.groups()
+    base = 1024 if binary or not decimal else 1000
+    size = _number(digits, text) * base ** ("kmgtp".index(unit.lower()) + 1 if unit else 0)
+    if size >= _LARGEST:
+        raise ValueError(f"invalid size {text!r}: that is more bytes than any disk holds")
+    return round(size)
+
+
+def _number(digits: str, text: str) -> float:
+    """The number in *digits*, with ``_`` and ``,`` read as ``parse_size`` says."""
+    digits = digits.replace("_", "")
+    if "," in digits:
+        whole, dot, fraction = digits.partition(".")
+        groups = whole.split(",")
+        thousands = 1 <= len(groups[0]) <= 3 and all(len(g) == 3 for g in groups[1:])
+        if thousands and (dot or len(groups) > 2):
+            digits = whole.replace(",", "") + dot + fraction
+        elif not dot and len(groups) == 2 and groups[0] and groups[1] and not thousands:
+            digits = ".".join(groups)
+        elif thousands:
+            raise ValueError(f"invalid size {text!r}: its comma could separate thousands or decimals, so "
+                             f"write {groups[0]}.{groups[1]} or {groups[0]}{groups[1]}")
+        else:
+            raise ValueError(f"invalid size {text!r}: its commas are not where thousands separators go")
+    return float(digits)

@@ -253,6 +253,7 @@ def test_comparison_views(compared: compare.Comparison) -> None:
     density = compare.DensityReport(compared.budget, compared["container"].density, compared["vm"].density)
     assert raceviews.density_text(density) == "Measured 3 containers and 1 VM running at once, then removed them all."
     assert "fit in 1 GiB" in raceviews.density_html(density)
+    assert "One VM used the memory of" not in raceviews.density_html(density)  # exercise 3's answer: not given
 
 
 def test_race_widget_moves_its_timers() -> None:

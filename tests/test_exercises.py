@@ -2,20 +2,39 @@
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
 import pytest
 from demo_images import BIG, build_app, build_demo
+from processes import wait_for
 
-from pycontainers.api import Client
+from pycontainers import views
+from pycontainers.api import Client, Container
+from pycontainers.build import BuildResult, build
+from pycontainers.container import processes
 from pycontainers.exercises import (
     Check,
     as_bytes,
+    check_cache_misses,
+    check_containers_per_vm,
+    check_cpu_counts,
+    check_history_and_layers,
+    check_host_pid,
     check_image_size_after_delete,
+    check_install_stays_cached,
     check_no_wasted_bytes,
+    check_own_namespaces,
+    check_slowest_vm_phase,
     check_stored_bytes,
 )
 from pycontainers.image import Image, ImageBuilder, get_image
 from pycontainers.store import Store
-from pycontainers.units import human_size
+from pycontainers.units import human_size, parse_size
 
 
 def build_fixed(store: Store, tag: str, text: str = "hello, layers\n") -> Image:
@@ -66,7 +85,15 @@ def test_check_renders_text_and_escaped_html() -> None:
     ("7.14MB", 7_140_000), ("7.14 mb", 7_140_000), ("2kB", 2000), ("3k", 3000), ("1.5GB", 1_500_000_000),
     ("512B", 512), (float("inf"), None), (float("nan"), None), ("banana", None), ("", None), (True, None),
     (-1, None), ([1], None),
-])
+    # the spellings students use: binary units are binary, a lone letter is decimal like Docker's MB
+    ("7.14 MiB", round(7.14 * 2**20)), ("7.14MiB", round(7.14 * 2**20)), ("7.14 MB", 7_140_000),
+    ("7.1M", 7_100_000), ("7140 kB", 7_140_000), (" 7140kb ", 7_140_000), (np.int64(7_136_768), 7_136_768),
+    # a comma is a decimal point only where it cannot be a thousands separator; "7,140" could be either
+    ("7,14MB", 7_140_000), ("7,140.5", 7140), ("7,140", None), ("7,14,0", None), ("1,", None),
+    # odd input: never an exception
+    ("²", None), ("1.5", 2), ("-7MB", None), ("   ", None), (None, None), ("1e6", None), ("9" * 400, None),
+    (10**400, None), ({}, None),
+], ids=lambda value: repr(value)[:20])
 def test_as_bytes(answer: object, expected: int | None) -> None:
     assert as_bytes(answer) == expected
 
@@ -196,3 +223,324 @@ def test_stored_bytes_rejects_counting_the_base_per_image(client: Client, apps: 
 
 def test_stored_bytes_with_a_missing_image(client: Client) -> None:
     assert_wrong(check_stored_bytes(client, NAMES, 123_456), "build")
+
+
+# ------------------------------------------------------------------------------------ size spellings
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("512m", 512 << 20), ("1g", 1 << 30), ("100k", 100 << 10), ("42", 42), ("512mb", 512 << 20),
+    ("512MiB", 512 << 20), (" 64M ", 64 << 20), ("1.5g", 3 << 29),
+])
+def test_parse_size_still_reads_memory_limits_as_docker_does(text: str, expected: int) -> None:
+    """``-m 512m`` is binary (Docker's RAMInBytes); the decimal reading is only for sizes a student writes."""
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("7,140", "write 7.140 or 7140"), ("-1", "never negative"), ("lots", "a number"), ("9" * 30, "more bytes"),
+])
+def test_parse_size_refuses_in_one_sentence(text: str, words: str) -> None:
+    with pytest.raises(ValueError, match=words) as caught:
+        parse_size(text, decimal=True)
+    assert "\n" not in str(caught.value)
+
+
+def spellings(size: int) -> list[str]:
+    """How students write a size: decimal and binary units, with or without a space, a decimal comma."""
+    return [f"{size / 1e6:.2f} MB", f"{size / 1e6:.2f}MB", f"{size / 1e6:.2f}M", f"{size / 1e3:.0f} kB",
+            f"{size / 2**20:.2f} MiB", f"{size / 2**20:.2f}MiB", f"{size / 1e6:.2f}MB".replace(".", ",")]
+
+
+def test_size_after_delete_accepts_common_spellings(client: Client, busybox_store: Store) -> None:
+    demo = build_demo(busybox_store)
+    for spelling in spellings(demo.size):
+        assert_right(check_image_size_after_delete(client, "demo", spelling))
+    assert_right(check_image_size_after_delete(client, "demo", np.int64(demo.size)))  # computed with numpy
+
+
+def test_size_after_delete_names_a_mib_for_mb_mix_up(client: Client, busybox_store: Store) -> None:
+    demo = build_demo(busybox_store)
+    mixed_up = f"{demo.size / 1e6:.2f} MiB"  # the MB number with a MiB unit: ~5% too big
+    assert as_bytes(mixed_up) is not None
+    check = check_image_size_after_delete(client, "demo", mixed_up)
+    assert_wrong(check, "decimal units")
+    assert "1,048,576 bytes" in check.message
+
+
+def test_size_after_delete_refuses_an_ambiguous_comma(client: Client, busybox_store: Store) -> None:
+    demo = build_demo(busybox_store)
+    ambiguous = f"{demo.size // 1000:,} kB"  # "2,429 kB": 2429 kB, or 2.429 kB?
+    assert "," in ambiguous
+    check = check_image_size_after_delete(client, "demo", ambiguous)
+    assert_wrong(check, "bytes")
+    assert "comma" in check.message and "\n" not in check.message
+
+
+def test_stored_bytes_accepts_a_binary_unit(client: Client, apps: tuple[int, int]) -> None:
+    stored, _summed = apps
+    assert_right(check_stored_bytes(client, NAMES, f"{stored / 2**20:.4f} MiB"))
+    assert_wrong(check_stored_bytes(client, NAMES, f"{stored / 1e6:.3g} MiB"), "decimal units")
+
+
+# ------------------------------------------------------------- odd answers: one line, never a traceback
+
+
+ODD = ["", "   ", "²", "1.5", "-5", "7,140", "9" * 5000, "\n", 1.5, -5, 0, float("nan"), [1], [], {}, {"²"},
+       ["²", "1"], ("²", 1), (1, 2, 3), True, object(), b"42", Path("/")]
+
+
+def assert_one_line(check: Check) -> None:
+    """Wrong or unanswered, the student sees a message of one line, and a hint when it is wrong."""
+    assert isinstance(check, Check) and not check.ok
+    assert "\n" not in check.message and len(check.message) < 200, check.message
+    assert not check.answered or check.hint, check
+
+
+def every_check(client: Client, steps: BuildResult, busybox_store: Store) -> list[Callable[[object], Check]]:
+    """Each check that grades a typed answer, ready to take one (the images and results they need exist)."""
+    vm = SimpleNamespace(measured=True, unavailable="", median_phase=lambda kind, phase: 1.0,
+                         median=lambda kind: 3.0)
+    per_instance = SimpleNamespace(per_instance=SimpleNamespace(cost=1_000_000))
+    density = SimpleNamespace(containers_per_vm=40.0, unavailable={}, container=per_instance, vm=per_instance)
+    return [lambda a: check_image_size_after_delete(client, "demo", a),
+            lambda a: check_stored_bytes(client, ["busybox", "demo"], a),
+            lambda a: check_cache_misses(steps, a),
+            lambda a: check_history_and_layers(client, "demo", a),
+            lambda a: check_slowest_vm_phase(vm, a),  # type: ignore[arg-type]
+            lambda a: check_containers_per_vm(density, a),  # type: ignore[arg-type]
+            lambda a: check_cpu_counts(busybox_store, a)]
+
+
+@pytest.fixture
+def greeting_builds(busybox_store: Store, tmp_path: Path) -> BuildResult:
+    """A rebuild after greeting.txt changed: step 2 (WORKDIR) cached, steps 3 and 4 missed."""
+    ctx = tmp_path / "greeting"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text('FROM busybox\nWORKDIR /app\nCOPY greeting.txt ./\nCMD ["cat", "greeting.txt"]\n')
+    (ctx / "greeting.txt").write_text("hello\n")
+    build(busybox_store, ctx)
+    (ctx / "greeting.txt").write_text("hello, edited\n")
+    return build(busybox_store, ctx)
+
+
+@pytest.mark.parametrize("answer", ODD, ids=lambda value: repr(value)[:20])
+def test_odd_answers_get_one_line_and_no_traceback(client: Client, busybox_store: Store,
+                                                   greeting_builds: BuildResult, answer: object) -> None:
+    build_demo(busybox_store)
+    for check in every_check(client, greeting_builds, busybox_store):
+        assert_one_line(check(answer))
+
+
+# ------------------------------------------------------------------------------- cache misses, history
+
+
+@pytest.mark.parametrize(("answer", "words"), [
+    ("²", "'²' is not a step number"), (["²", 3], "'²' is not a step number"), ("", "empty string"),
+    (-1, "numbered from 1"), ("1.5", "'1.5' is not a step number"), ({99}, "no step 99: it has 4 steps"),
+])
+def test_cache_misses_odd_answers(greeting_builds: BuildResult, answer: object, words: str) -> None:
+    check = check_cache_misses(greeting_builds, answer)
+    assert_wrong(check)
+    assert words in check.message
+
+
+def test_cache_misses_reads_a_set_written_as_a_string(greeting_builds: BuildResult) -> None:
+    for answer in ({3, 4}, "{3, 4}", "[3,4]", ("3", "4"), [np.int64(3), 4]):
+        assert_right(check_cache_misses(greeting_builds, answer))
+
+
+def test_cache_misses_empty_prediction_does_not_list_the_steps(greeting_builds: BuildResult) -> None:
+    check = check_cache_misses(greeting_builds, set())
+    assert_wrong(check, "first step that depends")
+    assert "2 steps missed" in check.message and "3" not in check.message and "4" not in check.message
+
+
+def test_history_and_layers_odd_pairs(client: Client, busybox_store: Store) -> None:
+    demo = build_demo(busybox_store)
+    truth = (len(demo.history()), len(demo.layers))
+    assert_right(check_history_and_layers(client, "demo", tuple(str(n) for n in truth)))
+    assert_right(check_history_and_layers(client, "demo", [np.int64(truth[0]), truth[1]]))
+    for odd in [("²", 1), (1.5, 2), "4, 2", (1,)]:
+        check = check_history_and_layers(client, "demo", odd)
+        assert_wrong(check, "two whole numbers")
+        assert "not a pair of whole numbers" in check.message
+
+
+# --------------------------------------------------------------------------------- build cache (04)
+
+
+TOOL = '#!/bin/sh\necho "$0 $*" >> /installed\n'  # a stand-in for pip, pip3 and python3 -m pip
+INSTALL_OPTIONS = ["--no-index", "-r", "requirements.txt"]
+
+
+@pytest.fixture
+def app_context(tmp_path: Path) -> Path:
+    """An app's build context on busybox: the stand-in tools, requirements.txt and app.py."""
+    ctx = tmp_path / "app"
+    (ctx / "tools").mkdir(parents=True)
+    for name in ("pip", "pip3", "python3"):
+        (ctx / "tools" / name).write_text(TOOL)
+        (ctx / "tools" / name).chmod(0o755)
+    (ctx / "requirements.txt").write_text("flask==3.0.3\n")
+    (ctx / "app.py").write_text("print('hello')\n")
+    return ctx
+
+
+def ordered(install: str, app_first: bool = False) -> str:
+    """A Dockerfile that copies what the install needs, runs *install*, then copies the app (or the app first)."""
+    copy_app = "COPY . .\n"
+    return ("FROM busybox\nWORKDIR /app\nCOPY tools/ /usr/local/bin/\n" + (copy_app if app_first else "")
+            + f"COPY requirements.txt ./\n{install}\n" + ("" if app_first else copy_app))
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="RUN steps run in native containers as root")
+
+
+@needs_root
+@pytest.mark.parametrize("install", [
+    "RUN pip install " + " ".join(INSTALL_OPTIONS),
+    "RUN pip3 install " + " ".join(INSTALL_OPTIONS),
+    "RUN python3 -m pip install " + " ".join(INSTALL_OPTIONS),
+    'RUN ["pip", "install", ' + ", ".join(f'"{o}"' for o in INSTALL_OPTIONS) + "]",
+    'RUN ["pip3","install",' + ",".join(f'"{o}"' for o in INSTALL_OPTIONS) + "]",
+])
+def test_install_stays_cached_accepts_every_way_to_call_pip(client: Client, app_context: Path, install: str) -> None:
+    check = check_install_stays_cached(client, app_context, ordered(install))
+    assert_right(check)
+    assert "came from the cache" in check.message and "app.py changed" in check.message
+
+
+@needs_root
+def test_install_stays_cached_rejects_the_app_copied_first(client: Client, app_context: Path) -> None:
+    check = check_install_stays_cached(client, app_context, ordered("RUN pip3 install -r requirements.txt", True))
+    assert_wrong(check, "before the install step")
+    assert "ran again" in check.message
+
+
+@needs_root
+def test_install_stays_cached_without_an_install_step(client: Client, app_context: Path) -> None:
+    assert_wrong(check_install_stays_cached(client, app_context, ordered("RUN pip3 list")), "install step")
+
+
+@pytest.mark.parametrize(("dockerfile", "error", "hint"), [
+    ("FROM busybox\nFOO bar\n", "unknown instruction: FOO", "check its spelling"),
+    ("FROM\n", "FROM requires", "FROM python:3.11-slim"),
+    ("FROM nosuchimage:1\nRUN true\n", "nosuchimage", "base image this notebook put in the store"),
+    ("FROM busybox\nCOPY nothere.txt /\n", "COPY failed", "must exist in the build context"),
+    ("FROM busybox\nCOPY\n", "COPY requires", "Fix line 2"),
+])
+def test_install_stays_cached_hint_fits_the_build_error(client: Client, app_context: Path, dockerfile: str,
+                                                         error: str, hint: str) -> None:
+    check = check_install_stays_cached(client, app_context, dockerfile)
+    assert_wrong(check, hint)
+    assert check.message.startswith("your Dockerfile does not build: Dockerfile:") and error in check.message
+    if "COPY" not in dockerfile:
+        assert "build context" not in check.hint  # the old hint blamed COPY sources for every failure
+
+
+@pytest.mark.parametrize("dockerfile", [42, "", "hello", ["FROM busybox"]])
+def test_install_stays_cached_not_a_dockerfile(client: Client, app_context: Path, dockerfile: object) -> None:
+    assert_wrong(check_install_stays_cached(client, app_context, dockerfile), "FROM python:3.11-slim")
+
+
+# ----------------------------------------------------------------------------------- isolation (05)
+
+
+@pytest.fixture
+def running(busybox_store: Store) -> Iterator[Client]:
+    """A client whose containers are all removed after the test, whatever happened."""
+    client = Client(busybox_store.home)
+    yield client
+    for c in client.containers.list(all=True):
+        c.remove(force=True)
+
+
+def start_web(client: Client, name: str = "web", **options: object) -> Container:
+    """A busybox container whose shell stays PID 1 with a child (``sleep``), once the child has started."""
+    web = client.containers.run("busybox", ["sh", "-c", "sleep 300; true"], detach=True, name=name, **options)
+    wait_for(lambda: len(processes(web._c.reload())) >= 2, "the container's shell to start its child")
+    return web
+
+
+@needs_root
+@pytest.mark.parametrize("backend", ["native", "rootless"])
+def test_host_pid_knows_the_children_with_every_back_end(running: Client, monkeypatch: pytest.MonkeyPatch,
+                                                         backend: str) -> None:
+    monkeypatch.setenv("PYCONTAINERS_BACKEND", backend)
+    web = start_web(running)
+    assert web.attrs["RuntimeBackend"] == backend
+    pid = web.attrs["State"]["Pid"]
+    assert_right(check_host_pid(running, "web", pid))
+    child = next(p for p in processes(web._c.reload()) if p != pid)  # what `pycontainers top web` lists
+    check = check_host_pid(running, "web", child)
+    assert_wrong(check, "their PPID")
+    assert check.message == f"{child} is a process of web, but not its PID 1."
+    assert_wrong(check_host_pid(running, "web", os.getpid()), "top web")
+
+
+@needs_root
+def test_host_pid_under_proot_says_there_is_no_pid_namespace(running: Client,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYCONTAINERS_BACKEND", "proot")
+    web = start_web(running)
+    check = check_host_pid(running, "web", web.attrs["State"]["Pid"])
+    assert_wrong(check, "namespaces")
+    assert "no PID namespace" in check.message
+
+
+@needs_root
+@pytest.mark.parametrize("answer", ["²", "", " ", "1.5", 1.5, [1], -5, 0, True, "9" * 5000, {"pid": 1}],
+                         ids=lambda value: repr(value)[:20])
+def test_host_pid_odd_answers(running: Client, answer: object) -> None:
+    start_web(running)
+    check = check_host_pid(running, "web", answer)
+    assert_wrong(check, "whole number above 0")
+    assert check.message.endswith("is not a PID.") and "\n" not in check.message
+
+
+HOSTNET_OWN = {"mnt", "pid", "uts", "ipc", "cgroup"}  # --network host keeps the host's net (and user)
+
+
+def assert_gives_nothing_away(check: Check, missing: set[str]) -> None:
+    text = check.message + " " + check.hint
+    for name in missing:
+        assert not re.search(rf"\b{name}\b", text), f"{name!r} given away: {check}"
+
+
+@needs_root
+@pytest.mark.parametrize(("answer", "missing"), [
+    (set(), HOSTNET_OWN), ("", HOSTNET_OWN), ("  ", HOSTNET_OWN), ([], HOSTNET_OWN),
+    ({"mnt"}, HOSTNET_OWN - {"mnt"}), ("mnt, pid", {"uts", "ipc", "cgroup"}), (HOSTNET_OWN - {"cgroup"}, {"cgroup"}),
+])
+def test_own_namespaces_never_lists_the_missing_ones(running: Client, answer: object, missing: set[str]) -> None:
+    start_web(running, "hostnet", network="host")
+    assert set(views.own_namespaces(running.containers.get("hostnet").attrs["State"]["Pid"])) == HOSTNET_OWN
+    check = check_own_namespaces(running, "hostnet", answer)
+    assert_wrong(check, "readlink")
+    assert_gives_nothing_away(check, missing)
+    assert f"{len(missing)} namespace{'s' if len(missing) != 1 else ''}" in check.message
+
+
+@needs_root
+def test_own_namespaces_names_the_wrong_ones_only(running: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    start_web(running, "hostnet", network="host")
+    assert_right(check_own_namespaces(running, "hostnet", "{'mnt', 'pid', 'uts', 'ipc', 'cgroup'}"))
+    assert_right(check_own_namespaces(running, "hostnet", [" MNT ", "pid", "uts", "ipc", "cgroup"]))
+    assert_wrong(check_own_namespaces(running, "hostnet", HOSTNET_OWN | {"net"}), "--network host")
+    # a container with fewer namespaces of its own, so that an answer can be wrong both ways at once
+    monkeypatch.setattr(views, "own_namespaces", lambda pid: ["mnt", "pid"])
+    check = check_own_namespaces(running, "hostnet", {"mnt", "uts", "ipc"})
+    assert check.message == "not quite: it shares ipc, uts with the host, and your answer misses 1 namespace it has " \
+                            "of its own."
+    assert_gives_nothing_away(check, {"pid"})
+
+
+@pytest.mark.parametrize(("answer", "words"), [
+    ({1}, "is not a set of namespace names"), (42, "is not a set of namespace names"),
+    ("²", "'²' is not a namespace"), ({"mnt", "time"}, "'time' is not a namespace"),
+])
+def test_own_namespaces_odd_answers(client: Client, answer: object, words: str) -> None:
+    check = check_own_namespaces(client, "hostnet", answer)  # refused before it looks for the container
+    assert_wrong(check, "/proc/PID/ns")
+    assert words in check.message
