@@ -173,7 +173,8 @@ def supervise(container: Container, lowers: list[str], stdio: tuple[int, int, in
     follow(container, cgroup, pid, err_r, tee, events_fd, attach_error)
 
 
-def follow(container: Container, cgroup: Cgroup | None, pid: int, err_r: int, tee: OutputTee | TerminalLog | None,
+def follow(container: Container, cgroup: Cgroup | None, pid: int, err_r: int,
+           tee: OutputTee | TerminalLog | OpenStdin | None,
            events_fd: int, attach_error: str = "") -> None:
     """From PID 1's fork to the end: record it running, see it reach execve, wait, record how it ended.
 
@@ -227,7 +228,7 @@ def hold_mount_namespace(pid: int) -> int | None:
 
 
 def output_keeper(container: Container, stdio: tuple[int, int, int],
-                  console_socket: bool = True) -> OutputTee | TerminalLog | None:
+                  console_socket: bool = True) -> OutputTee | TerminalLog | OpenStdin | None:
     """What the monitor puts between the container and *stdio*, the caller's, to log the output.
 
     A detached container writes to its log itself, unless it has a terminal: then the monitor holds the
@@ -237,7 +238,9 @@ def output_keeper(container: Container, stdio: tuple[int, int, int],
     """
     if container.spec.tty:
         return TerminalLog(container, console_socket) if is_detached(container, stdio) else None
-    if container.state.get("auto_remove") or is_detached(container, stdio):
+    if is_detached(container, stdio):
+        return OpenStdin(stdio) if container.spec.interactive else None
+    if container.state.get("auto_remove"):
         return None
     return OutputTee(container, stdio)
 
@@ -291,6 +294,23 @@ class OutputTee:
         for fd in {*self.routes, *self.callers, self.log}:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+class OpenStdin:
+    """``run -di``: a detached container whose stdin stays open, as under Docker: a pipe that nobody writes
+    to, whose other end its monitor holds while it runs (``sh`` waits on it, instead of reading the end of
+    file of /dev/null and exiting at once). Its output goes to the log directly."""
+
+    def __init__(self, stdio: tuple[int, int, int]) -> None:
+        read_end, self.write_end = os.pipe2(os.O_CLOEXEC)
+        self.container_stdio = (read_end, stdio[1], stdio[2])
+
+    def copy_until_eof(self) -> None:
+        """Nothing to copy: the pipe stays open until the monitor exits (or lets it go, ``close``)."""
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.write_end)
 
 
 class ConsoleEnd:

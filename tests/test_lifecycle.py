@@ -180,3 +180,28 @@ def test_the_terminal_has_its_size_from_the_first_instant(busybox_store: Store) 
                  ["run", "-it", "--rm", "--runtime", "rootless", "busybox", "stty", "size"]):
         out, code = _drive_tty([cli, *argv], [(b"", 10.0)], env)
         assert (code, out) == (0, b"33 101\r\n")
+
+
+@pytest.mark.parametrize("how", ["cli", "api"])
+def test_detached_interactive_keeps_stdin_open(busybox_store: Store, how: str, monkeypatch: pytest.MonkeyPatch,
+                                               capfd: pytest.CaptureFixture[str]) -> None:
+    """`run -di busybox sh`: as under Docker, sh waits on a stdin that stays open (its monitor holds a pipe),
+    instead of reading /dev/null's end of file and exiting at once."""
+    from pycontainers.api import Client
+
+    monkeypatch.setenv("PYCONTAINERS_HOME", str(busybox_store.home))
+    if how == "cli":
+        assert main(["run", "-di", "--name", "listening", "busybox", "sh"]) == 0
+    else:
+        Client(busybox_store.home).containers.run("busybox", ["sh"], detach=True, interactive=True,
+                                                  name="listening")
+    listening = c.get_container(busybox_store, "listening")
+    time.sleep(0.5)
+    assert listening.reload().status == "running"
+    capfd.readouterr()
+    assert main(["exec", "listening", "sh", "-c", "readlink /proc/1/fd/0"]) == 0
+    assert capfd.readouterr().out.strip().startswith("pipe:")
+    c.remove(listening, force=True)
+    assert main(["run", "-d", "--name", "deaf", "busybox", "sh"]) == 0  # without -i: stdin is empty, sh ends
+    assert c.wait(c.get_container(busybox_store, "deaf"), timeout=10) == 0
+    c.remove(c.get_container(busybox_store, "deaf"))
