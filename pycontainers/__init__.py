@@ -5,6 +5,10 @@ The Python API is shaped like docker-py::
     import pycontainers
     client = pycontainers.from_env()
     client.images.list()
+    try:
+        client.containers.get("web")
+    except pycontainers.errors.NotFound:
+        ...
 
 Submodules import lazily, so ``import pycontainers`` stays fast for the CLI.
 """
@@ -27,7 +31,15 @@ def from_env() -> Client:
     return Client()
 
 
+_SUBMODULES = {"api", "errors"}
+"""Reachable as attributes without an import of their own, as docker-py's ``docker.errors.NotFound``."""
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
     if name in {"Client", "ImageBuilder", "Store", "PyContainersError"}:
         from . import api, errors, image, store
 

@@ -13,13 +13,21 @@ import contextlib
 import io
 import os
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
 from . import archive
 from . import container as core_container
 from . import image as core
-from .errors import ImageNotFound, InvalidArgument, PyContainersError
+from .errors import (
+    ContainerError,
+    ContainerStartError,
+    EngineError,
+    ImageNotFound,
+    InvalidArgument,
+    PyContainersError,
+)
 from .image import ImageBuilder
 from .store import Store
 from .units import human_size
@@ -282,19 +290,6 @@ def disk_usage(store: Store) -> list[dict[str, str]]:
              "Reclaimable": f"{human_size(reclaim)} ({100 * reclaim // total if total else 0}%)"}]
 
 
-class ContainerError(PyContainersError):
-    """docker-py's ``ContainerError``: the command exited non-zero (its stderr is in the message)."""
-
-    def __init__(self, container: Container | None, exit_status: int, command: list[str], image: str,
-                 stderr: bytes) -> None:
-        self.container, self.exit_status, self.command, self.image, self.stderr = (
-            container, exit_status, command, image, stderr)
-        detail = stderr.decode(errors="replace").strip().splitlines()
-        super().__init__(f"Command {command!r} in image {image!r} returned non-zero exit status {exit_status}"
-                         + (f": {detail[-1]}" if detail else ""))
-        self.exit_code = exit_status
-
-
 class Container:
     """One container, as docker-py's ``Container``: ``id``, ``name``, ``status``, ``logs()``, ``wait()``..."""
 
@@ -325,14 +320,37 @@ class Container:
     def attrs(self) -> dict[str, Any]:
         return container_inspect(self._c.reload())
 
+    @property
+    def labels(self) -> dict[str, str]:
+        """The container's labels (``labels=`` of ``run``/``create``, over the image's), as docker-py's."""
+        return dict(self._c.state.get("labels") or {})
+
     def reload(self) -> None:
         self._c.reload()
 
-    def logs(self) -> bytes:
-        try:
-            return self._c.log_path().read_bytes()
-        except FileNotFoundError:
-            return b""
+    def logs(self, stdout: bool = True, stderr: bool = True, stream: bool = False, timestamps: bool = False,
+             tail: str | int = "all", follow: bool | None = None) -> bytes | Iterator[bytes]:
+        """The container's output, as docker-py's ``logs``: bytes, or with *stream* an iterator of chunks.
+
+        *tail*: ``"all"`` or the number of last lines. *follow* (by default: *stream*, as docker-py) goes on
+        reading until the container exits. The log keeps stdout and stderr as one stream (as ``docker logs``
+        of a ``-t`` container), so both must be asked for; it records no times (no *timestamps*).
+        """
+        if not (stdout and stderr) and not self._c.spec.tty:
+            raise InvalidArgument("logs(): this engine logs stdout and stderr as one stream, so it cannot give "
+                                  "one without the other: leave stdout=True, stderr=True")
+        if timestamps:
+            raise InvalidArgument("logs(timestamps=True) is not supported: the log records no times")
+        lines: int | None = None
+        if tail != "all" and tail is not None:
+            try:
+                lines = int(tail)
+            except (TypeError, ValueError):
+                raise InvalidArgument(f"logs(tail={tail!r}): give 'all' or a number of lines") from None
+            if lines < 0:
+                lines = None  # as Docker: a negative number means all
+        chunks = core_container.log_chunks(self._c, follow=stream if follow is None else follow, tail=lines)
+        return chunks if stream else b"".join(chunks)
 
     def start(self) -> None:
         """Start a created container in the background (docker-py raises if it cannot start; so do we)."""
@@ -340,10 +358,12 @@ class Container:
 
         first = runtime.start_detached(self._c, helper=True)
         if first["event"] == "error":
-            raise ContainerError(self, int(first["exit_code"]), self._c.spec.args,  # type: ignore[call-overload]
-                                 self._c.spec.image_name, str(first["message"]).encode())
+            raise ContainerStartError(self, int(first["exit_code"]), self._c.spec.args,  # type: ignore[call-overload]
+                                      self._c.spec.image_name, str(first["message"]).encode())
 
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
+        """``{"StatusCode": exit code, "Error": None}`` once it exits; ``errors.ContainerTimeout`` (an
+        ``APIError``) if *timeout* seconds pass first."""
         code = core_container.wait(self._c, timeout)
         return {"StatusCode": code, "Error": None}
 
@@ -359,18 +379,56 @@ class Container:
     def remove(self, force: bool = False) -> None:
         core_container.remove(self._c, force=force)
 
-    def exec_run(self, cmd: str | list[str], *, environment: list[str] | None = None, workdir: str | None = None,
-                 user: str | None = None, stdin: bytes | None = None) -> ExecResult:
-        """Run a command in the running container; like docker-py, return (exit_code, output)."""
+    def exec_run(self, cmd: str | list[str], stdout: bool = True, stderr: bool = True, stdin: bytes | bool = False,
+                 tty: bool = False, privileged: bool = False, user: str = "", detach: bool = False,
+                 stream: bool = False, socket: bool = False, environment: dict[str, str] | list[str] | None = None,
+                 workdir: str | None = None, demux: bool = False) -> ExecResult:
+        """Run a command in the running container, as docker-py: ``ExecResult(exit_code, output)``.
+
+        *output* is what the command wrote to the streams asked for (*stdout*, *stderr*), in the order it
+        came; with *demux*, a tuple ``(stdout, stderr)``, each None when nothing came; with *tty*, what its
+        terminal showed (one stream). *detach* starts it and returns ``ExecResult(None, None)`` at once.
+        *stdin*: bytes to feed the command (docker-py's flag attaches a socket, which this engine has not).
+        """
         import shlex
 
         from . import runtime
 
+        if privileged:
+            raise InvalidArgument("exec_run(privileged=True) is not supported: containers here never get "
+                                  "every capability and device")
+        if stream or socket:
+            raise InvalidArgument("exec_run(stream=True) and exec_run(socket=True) are not supported: the output "
+                                  "comes back all at once, when the command ends")
         args = shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
-        code, out, err = runtime.capture(
-            lambda stdio: runtime.exec_start(self._c, args, stdio, env=environment or [], workdir=workdir,
-                                             user=user), stdin)
-        return ExecResult(code, out + err)
+        env = environment_list(environment)
+
+        def starter(stdio: tuple[int, int, int], terminal: bool = tty) -> runtime.Events:
+            return runtime.exec_start(self._c, args, stdio, env=env, workdir=workdir, user=user or None, tty=terminal)
+
+        if detach:  # no terminal then: nobody would read it
+            null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                events = starter((null, null, null), False)
+            finally:
+                os.close(null)
+            first = events.next()
+            events.close()  # the exec's monitor goes on without us
+            if first["event"] == "error":
+                raise EngineError(f"exec {args!r}: {first['message']}", int(first["exit_code"]))  # type: ignore[call-overload]
+            return ExecResult(None, None)
+        if tty:
+            code, out = exec_terminal(starter)
+            return ExecResult(code, (out or None, None) if demux else out)
+        chunks: list[tuple[int, bytes]] = []
+        code, out, err = runtime.capture(starter, stdin if isinstance(stdin, bytes) else None,
+                                         lambda fd, data: chunks.append((fd, data)))
+        if sum(len(data) for _fd, data in chunks) != len(out) + len(err):  # a start error: its message only
+            chunks = [(1, out), (2, err)]
+        if demux:
+            return ExecResult(code, ((out or None) if stdout else None, (err or None) if stderr else None))
+        wanted = {fd for fd, asked in ((1, stdout), (2, stderr)) if asked}
+        return ExecResult(code, b"".join(data for fd, data in chunks if fd in wanted))
 
     def diff(self) -> list[dict[str, Any]]:
         kinds = {"C": 0, "A": 1, "D": 2}  # docker-py's Kind numbers
@@ -384,8 +442,43 @@ class Container:
 
 
 class ExecResult(NamedTuple):
-    exit_code: int
-    output: bytes
+    """docker-py's: the exit code (None when detached) and the output (bytes, ``(stdout, stderr)`` with
+    ``demux=True``, None when detached)."""
+
+    exit_code: int | None
+    output: Any
+
+
+def environment_list(environment: dict[str, str] | list[str] | None) -> list[str]:
+    """docker-py's ``environment``, a dict or a list of ``KEY=VALUE``, as a list."""
+    if isinstance(environment, dict):
+        return [f"{k}={v}" for k, v in environment.items()]
+    return list(environment or [])
+
+
+def exec_terminal(starter: Callable[[tuple[int, int, int]], Any]) -> tuple[int, bytes]:
+    """Run an exec with a terminal (``exec_run(tty=True)``); return its exit code and what the terminal
+    showed. Unlike ``runtime.capture_terminal`` (``run``'s), nothing goes to the container's log: Docker
+    does not log an exec's output either."""
+    from .runtime import ConsoleEnd, read_terminal
+
+    console = ConsoleEnd(console_socket=True)  # as the CLI's exec -t
+    try:
+        events = starter((console.container_end,) * 3)
+    finally:
+        os.close(console.container_end)
+    try:
+        first = events.next()
+        if first["event"] == "error":
+            events.close()
+            return int(first["exit_code"]), str(first["message"]).encode() + b"\n"  # type: ignore[call-overload]
+        master = console.receive()
+        out = b"".join(read_terminal(master)) if master >= 0 else b""
+    finally:
+        console.close()
+    last = events.next()
+    events.close()
+    return int(last.get("exit_code", 125)), out  # type: ignore[call-overload]
 
 
 def container_inspect(c: core_container.Container) -> dict[str, Any]:
@@ -400,7 +493,8 @@ def container_inspect(c: core_container.Container) -> dict[str, Any]:
                   "Error": st.get("error", ""), "StartedAt": st.get("started_at"),
                   "FinishedAt": st.get("finished_at"), "Dead": c.status == "dead"},
         "Config": {"Image": spec.image_name, "Cmd": spec.args, "Env": spec.env, "WorkingDir": spec.workdir,
-                   "User": spec.user, "Hostname": spec.hostname, "Tty": spec.tty, "OpenStdin": spec.interactive},
+                   "User": spec.user, "Hostname": spec.hostname, "Tty": spec.tty, "OpenStdin": spec.interactive,
+                   "Labels": dict(st.get("labels") or {})},
         "HostConfig": {"Memory": spec.memory or 0, "PidsLimit": spec.pids_limit, "NanoCpus":
                        int((spec.cpus or 0) * 1e9), "NetworkMode": spec.network, "ReadonlyRootfs": spec.read_only,
                        "AutoRemove": bool(st.get("auto_remove")), "Init": spec.init,
@@ -412,6 +506,27 @@ def container_inspect(c: core_container.Container) -> dict[str, Any]:
     }
 
 
+RENAMED_OPTIONS = {"working_dir": "workdir", "network_mode": "network", "stdin_open": "interactive",
+                   "mem_limit": "memory", "auto_remove": "remove"}
+"""docker-py's names for ``run``/``create`` options -> this engine's (``spec.make_spec``'s, as the CLI's flags);
+both are accepted."""
+ENGINE_OPTIONS = {"entrypoint", "environment", "env_files", "workdir", "user", "volumes", "hostname", "read_only",
+                  "memory", "pids_limit", "cpus", "network", "tty", "interactive", "init", "runtime"}
+UNSUPPORTED_OPTIONS = {
+    "privileged", "cap_add", "cap_drop", "devices", "device_requests", "device_cgroup_rules", "ports",
+    "publish_all_ports", "links", "network", "networking_config", "dns", "dns_opt", "dns_search", "extra_hosts",
+    "domainname", "mac_address", "network_disabled", "healthcheck", "stop_signal", "restart_policy", "ipc_mode",
+    "pid_mode", "uts_mode", "userns_mode", "cgroupns", "cgroup_parent", "security_opt", "sysctls", "tmpfs",
+    "ulimits", "shm_size", "mounts", "volumes_from", "volume_driver", "group_add", "log_config", "oom_kill_disable",
+    "oom_score_adj", "mem_reservation", "mem_swappiness", "memswap_limit", "kernel_memory", "cpu_count",
+    "cpu_percent", "cpu_period", "cpu_quota", "cpu_shares", "cpuset_cpus", "cpuset_mems", "cpu_rt_period",
+    "cpu_rt_runtime", "blkio_weight", "blkio_weight_device", "device_read_bps", "device_read_iops",
+    "device_write_bps", "device_write_iops", "storage_opt", "isolation", "init_path", "platform",
+    "use_config_proxy", "lxc_conf", "version",
+} - ENGINE_OPTIONS
+"""docker-py options this engine has no counterpart for: refused when given a value other than an empty one."""
+
+
 class ContainerCollection:
     """``client.containers``: run, create, get, list, prune."""
 
@@ -419,42 +534,66 @@ class ContainerCollection:
         self.client = client
 
     def create(self, image: str, command: str | list[str] | None = None, **kwargs: Any) -> Container:
+        """``docker create``, with docker-py's arguments (``working_dir``, ``mem_limit``, ``labels``...)."""
         return Container(self.client, self._create(image, command, **kwargs))
 
     def _create(self, image: str, command: str | list[str] | None, *, name: str | None = None,
-                remove: bool = False, environment: dict[str, str] | list[str] | None = None,
-                volumes: dict[str, dict[str, str]] | list[str] | None = None, mem_limit: str | int | None = None,
+                labels: dict[str, str] | list[str] | None = None, nano_cpus: int | None = None,
+                volumes: dict[str, dict[str, str]] | list[str] | None = None, _caller: str = "create",
                 **options: Any) -> core_container.Container:
         if isinstance(command, str):
             import shlex
 
             command = shlex.split(command)
-        if isinstance(environment, dict):
-            environment = [f"{k}={v}" for k, v in environment.items()]
+        for key in ("detach", "stdout", "stderr", "stream", "echo"):  # run()'s, not the container's
+            options.pop(key, None)
+        for docker_name, ours in RENAMED_OPTIONS.items():
+            if docker_name in options:
+                value = options.pop(docker_name)
+                if options.get(ours) not in (None, value):
+                    raise InvalidArgument(f"{_caller}(): {docker_name}= and {ours}= are the same option: give one")
+                options[ours] = value
+        if nano_cpus is not None:
+            if options.get("cpus") is not None:
+                raise InvalidArgument(f"{_caller}(): nano_cpus= and cpus= are the same option: give one")
+            options["cpus"] = nano_cpus / 1e9
+        for key in sorted(set(options) - ENGINE_OPTIONS - {"remove"}):
+            if key not in UNSUPPORTED_OPTIONS:
+                raise TypeError(f"{_caller}() got an unexpected keyword argument {key!r}")
+            if options.pop(key) not in (None, False, "", [], {}, ()):
+                raise InvalidArgument(f"{_caller}(): docker-py's {key}= is not supported by pycontainers")
+        options["environment"] = environment_list(options.get("environment"))
         if isinstance(volumes, dict):  # docker-py: {"/host": {"bind": "/ctr", "mode": "ro"}}
             volumes = [f"{src}:{v['bind']}:{v.get('mode', 'rw')}" for src, v in volumes.items()]
-        for key in ("detach", "stdout", "stderr", "stream", "echo"):
-            options.pop(key, None)
-        return core_container.create_from_image(
-            self.client.store, image, command or None, name=name, auto_remove=remove,
-            environment=environment or [], volumes=volumes or [], memory=mem_limit, **options)
+        if isinstance(labels, list | tuple):  # docker-py: a list of names means empty values
+            labels = dict.fromkeys(labels, "")
+        if labels is not None and not (isinstance(labels, dict) and all(isinstance(k, str) for k in labels)):
+            raise InvalidArgument(f"{_caller}(labels={labels!r}): give a dict of strings or a list of names")
+        remove = bool(options.pop("remove", False))
+        c = core_container.create_from_image(self.client.store, image, command or None, name=name,
+                                             auto_remove=remove, volumes=volumes or [], **options)
+        merged = {**(c.image.labels if c.image else {}), **{k: str(v) for k, v in (labels or {}).items()}}
+        if merged:  # as Docker: the image's labels, overridden by the container's own
+            c.save(labels=merged)
+        return c
 
-    def run(self, image: str, command: str | list[str] | None = None, *, detach: bool = False,
-            remove: bool = False, stdout: bool = True, stderr: bool = False, echo: bool = False,
-            **kwargs: Any) -> bytes | Container:
+    def run(self, image: str, command: str | list[str] | None = None, stdout: bool = True, stderr: bool = False,
+            remove: bool = False, *, detach: bool = False, echo: bool = False, **kwargs: Any) -> bytes | Container:
         """Like docker-py: the output (bytes) of a finished container, or the Container if *detach*.
 
         ``echo=True`` also writes the output to this process's stdout/stderr as it arrives, so it
-        streams into a notebook cell. A non-zero exit raises ``ContainerError`` (with stderr).
+        streams into a notebook cell. A non-zero exit raises ``ContainerError`` (with stderr). *remove*
+        (or docker-py's ``auto_remove``) removes the container once it exits, detached or not.
         """
         from . import runtime
 
-        c = self._create(image, command, remove=remove and not detach, **kwargs)
+        remove = remove or bool(kwargs.pop("auto_remove", False))
+        c = self._create(image, command, remove=remove, _caller="run", **kwargs)
         if detach:
             first = runtime.start_detached(c, helper=True)
             if first["event"] == "error":
-                raise ContainerError(None, int(first["exit_code"]), c.spec.args, image,  # type: ignore[call-overload]
-                                     str(first["message"]).encode())
+                raise ContainerStartError(None, int(first["exit_code"]), c.spec.args,  # type: ignore[call-overload]
+                                          image, str(first["message"]).encode())
             return Container(self.client, c)
 
         def show(fd: int, chunk: bytes) -> None:
@@ -497,4 +636,5 @@ class Client:
         return self.store.check()
 
 
-__all__ = ["Client", "Image", "ImageCollection", "ImageNotFound", "inspect"]
+__all__ = ["Client", "Container", "ContainerCollection", "ContainerError", "ExecResult", "Image",
+           "ImageCollection", "ImageNotFound", "inspect"]

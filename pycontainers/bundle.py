@@ -4,12 +4,17 @@ A bundle (runtime-spec ``bundle.md``) is a directory with ``config.json``, which
 to isolate it, and the root file system it names (``rootfs/``). ``export_bundle`` flattens an image's
 layers into ``rootfs/`` (applying whiteouts) and writes a ``config.json`` from the same ``ContainerSpec``
 the native runtime uses, so ``runc run`` and ``pycontainers run`` start the very same container.
+
+The runc *back end* (``run --runtime runc``) uses the same ``config.json`` (``runtime_config``) but no
+copy: its ``rootfs/`` is the native overlayfs mount, which the monitor makes at each start
+(``runtime.prepare_runc_bundle``), so ``diff``, ``commit`` and a restart see the writable layer as natively.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +40,13 @@ def flatten(store: Store, image: Image, dest: Path) -> None:
             layers.extract(f, str(dest), f"layer {desc.digest}", whiteouts="apply")
 
 
-def oci_config(spec: ContainerSpec, uid: int, gid: int, groups: list[int], env: list[str]) -> dict[str, Any]:
-    """config.json (runtime-spec ``config.md`` and ``config-linux.md``) for *spec*."""
+def oci_config(spec: ContainerSpec, uid: int, gid: int, groups: list[int], env: list[str], *,
+               files: Iterable[tuple[str, str]] = (), cgroups_path: str | None = None) -> dict[str, Any]:
+    """config.json (runtime-spec ``config.md`` and ``config-linux.md``) for *spec*.
+
+    *files*: (host file, path inside) bind-mounted before the volumes (the runc back end's /etc/hostname,
+    /etc/hosts, /etc/resolv.conf, as natively). *cgroups_path*: where runc makes the container's cgroup
+    (absolute: under each hierarchy's root); without it runc chooses (a standalone bundle)."""
     caps = list(DEFAULT_CAPABILITIES)
     mounts: list[dict[str, Any]] = [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
@@ -49,6 +59,8 @@ def oci_config(spec: ContainerSpec, uid: int, gid: int, groups: list[int], env: 
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
     ]
+    for source, destination in files:
+        mounts.append({"destination": destination, "type": "bind", "source": source, "options": ["rbind", "rw"]})
     for m in spec.process_mounts():
         mounts.append({"destination": m.destination, "type": "bind", "source": m.source,
                        "options": ["rbind", "ro" if m.readonly else "rw"]})
@@ -62,6 +74,7 @@ def oci_config(spec: ContainerSpec, uid: int, gid: int, groups: list[int], env: 
         resources["pids"] = {"limit": spec.pids_limit}
     if spec.cpus is not None:
         resources["cpu"] = {"quota": int(spec.cpus * 100_000), "period": 100_000}
+    linux: dict[str, Any] = {"cgroupsPath": cgroups_path} if cgroups_path is not None else {}
     return {
         "ociVersion": OCI_RUNTIME_VERSION,
         "process": {
@@ -77,6 +90,7 @@ def oci_config(spec: ContainerSpec, uid: int, gid: int, groups: list[int], env: 
         "hostname": spec.hostname,
         "mounts": mounts,
         "linux": {
+            **linux,
             "namespaces": namespaces,
             "resources": resources,
             "maskedPaths": list(MASKED_PATHS),
@@ -88,7 +102,7 @@ def oci_config(spec: ContainerSpec, uid: int, gid: int, groups: list[int], env: 
 
 def export_bundle(store: Store, image: Image, spec: ContainerSpec, dest: Path) -> Path:
     """Write ``dest/config.json`` and ``dest/rootfs/``; *dest* must not exist or be empty."""
-    from .pid1 import StartError, default_env, resolve_user
+    from .pid1 import StartError
 
     if dest.exists() and any(dest.iterdir()):
         raise InvalidArgument(f"{dest} is not empty: a bundle needs a directory of its own")
@@ -97,16 +111,29 @@ def export_bundle(store: Store, image: Image, spec: ContainerSpec, dest: Path) -
     try:
         flatten(store, image, rootfs)
         try:
-            user = resolve_user(spec.user, str(rootfs))
+            config = runtime_config(spec, str(rootfs))
         except StartError as exc:
             raise InvalidArgument(str(exc)) from None
-        env = default_env(spec.env, user.home, spec.hostname)
-        config = oci_config(spec, user.uid, user.gid, list(user.groups), env)
-        (dest / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        write_config(dest, config)
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
     return dest
+
+
+def runtime_config(spec: ContainerSpec, root: str, *, files: Iterable[tuple[str, str]] = (),
+                   cgroups_path: str | None = None) -> dict[str, Any]:
+    """config.json for *spec*, its user (``-u``, USER) looked up in the root file system at *root*: runc
+    takes numbers only. Raises ``pid1.StartError`` for a user the image does not know."""
+    from .pid1 import default_env, resolve_user
+
+    user = resolve_user(spec.user, root)
+    env = default_env(spec.env, user.home, spec.hostname)
+    return oci_config(spec, user.uid, user.gid, list(user.groups), env, files=files, cgroups_path=cgroups_path)
+
+
+def write_config(bundle: Path, config: dict[str, Any]) -> None:
+    (bundle / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
 def seccomp_config(caps: list[str]) -> dict[str, Any]:

@@ -399,31 +399,13 @@ def cmd_ps(a: argparse.Namespace) -> int:
 
 
 def cmd_logs(a: argparse.Namespace) -> int:
-    import time
+    from .container import get_container, log_chunks
 
-    from .container import get_container
-
-    container = get_container(_store(), a.container)
-    path = container.log_path()
     out = sys.stdout.buffer
-    try:
-        f = open(path, "rb")  # noqa: SIM115 (closed below)
-    except FileNotFoundError:
-        return 0
-    with f:
-        while True:
-            chunk = f.read(1 << 16)
-            if chunk:
-                out.write(chunk)
-                out.flush()
-                continue
-            if not a.follow:
-                return 0
-            if container.reload().status != "running":
-                out.write(f.read())  # what was written while we looked
-                out.flush()
-                return 0
-            time.sleep(0.05)
+    for chunk in log_chunks(get_container(_store(), a.container), follow=a.follow):
+        out.write(chunk)
+        out.flush()
+    return 0
 
 
 def _each_container(names: list[str], action: Callable[[Any], None], echo: bool = True,

@@ -22,6 +22,7 @@ A removed container's directory is first renamed ``.<id>.removing`` (one atomic 
      "error": "<why it could not start>", "auto_remove": <bool>,
      "backend": "native|rootless|runc|proot", "spec": {<ContainerSpec>},
      "cgroup": "warm-<PID>.<N>"   (only when it started warm: its cgroup's name, else its ID)
+     "entrypoint": [...]          (only with --entrypoint: the part of the command it is, for commit)
      "id_maps": {"uid": [[inside, host, count], ...], "gid": [...]}}   (rootless only)
 
 A *monitor* process (a fork of a clean, single-threaded process: the CLI itself, or the zygote for
@@ -47,14 +48,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ImageNotFound, InvalidArgument, PyContainersError
+from .errors import ContainerNotFound, ContainerTimeout, EngineError, ImageNotFound, InvalidArgument, PyContainersError
 from .spec import ContainerSpec
 from .store import Store, atomic_write
 
 TYPE_CHECKING = False  # typing's, without importing typing (~4 ms at start-up)
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from datetime import datetime
-    from typing import Any
+    from typing import Any, BinaryIO
 
     from .cgroup import Cgroup
     from .image import Image
@@ -75,16 +77,10 @@ _SCIENTISTS = ("agnesi", "babbage", "bell", "bohr", "boole", "carson", "curie", 
                "turing", "wilson", "wozniak", "yonath")
 
 
-class ContainerNotFound(PyContainersError):
-    pass
-
-
-class ContainerError(PyContainersError):
-    """The container could not be created or started (exit code 125/126/127 like Docker)."""
-
-    def __init__(self, message: str, exit_code: int = 125) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+ContainerError = EngineError
+"""The engine's errors about a container (could not start it, it is not running...): the older name of
+``errors.EngineError``, kept for its importers. docker-py's ``ContainerError`` (a command that exited
+non-zero in ``run()``) is ``errors.ContainerError``. ``ContainerNotFound`` comes from ``errors`` too."""
 
 
 def now_iso() -> str:
@@ -198,6 +194,59 @@ class Container:
 
     def log_path(self) -> Path:
         return self.dir / "container.log"
+
+
+def log_chunks(container: Container, *, follow: bool = False, tail: int | None = None,
+               poll: float = 0.05) -> Iterator[bytes]:
+    """``docker logs``: the container's output (stdout and stderr as they interleaved), chunk by chunk.
+
+    *tail*: only the last *tail* lines of what is logged so far. *follow* (``-f``): then go on reading what
+    comes, until the container is no longer running (or is removed). The CLI and the API both read logs here.
+    """
+    try:
+        f = open(container.log_path(), "rb")  # noqa: SIM115 (closed below)
+    except FileNotFoundError:
+        return
+    with f:
+        if tail is not None:
+            f.seek(_tail_start(f, tail))
+        while True:
+            chunk = f.read(1 << 16)
+            if chunk:
+                yield chunk
+                continue
+            if not follow:
+                return
+            if not _still_running(container):
+                follow = False  # read what was written while we looked, then stop
+                continue
+            time.sleep(poll)
+
+
+def _still_running(container: Container) -> bool:
+    try:
+        return container.reload().status == "running"
+    except ContainerNotFound:  # auto-removed (--rm) once it exited
+        return False
+
+
+def _tail_start(f: BinaryIO, lines: int) -> int:
+    """The offset in *f* where its last *lines* lines begin (a final newline ends a line, begins none)."""
+    end = f.seek(0, os.SEEK_END)
+    if lines <= 0:
+        return end
+    pos = end
+    while pos > 0:
+        size = min(1 << 16, pos)
+        pos -= size
+        f.seek(pos)
+        block = f.read(size)
+        i = len(block) - 1 if pos + size == end and block.endswith(b"\n") else len(block)
+        while (i := block.rfind(b"\n", 0, i)) >= 0:
+            lines -= 1
+            if lines == 0:
+                return pos + i + 1
+    return 0
 
 
 def _parse(text: str | None) -> datetime:
@@ -371,7 +420,7 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
                       **options: Any) -> Container:
     """``docker create``: resolve the image, merge its config with the options, make the container.
 
-    *runtime* ``"runc"`` exports an OCI bundle into the container's directory and lets runc run it.
+    *runtime* ``"runc"`` makes an OCI bundle in the container's directory and lets runc run it.
     """
     import shutil as sh
 
@@ -411,10 +460,12 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
     container = create(store, spec, cid, name, auto_remove, backend)
     container.image = image
     try:
+        if options.get("entrypoint") is not None:  # for commit: which of the args are the entrypoint
+            container.save(entrypoint=spec.args[:len(spec.args) - len(command or [])])
         if backend == "runc":
-            from .bundle import export_bundle
-
-            export_bundle(store, image, spec, container.dir / "bundle")
+            # runc's bundle: rootfs/ is where the monitor mounts the native overlayfs and config.json is
+            # written then, at each start (runtime.prepare_runc_bundle): no copy of the image is made.
+            (container.dir / "bundle" / "rootfs").mkdir(parents=True)
         elif backend == "proot":
             from .bundle import flatten
 
@@ -494,7 +545,7 @@ def wait(container: Container, timeout: float | None = None) -> int:
         if status == "dead":
             raise ContainerError(f"container {container.name} died with its monitor; its exit status is unknown")
         if deadline is not None and time.monotonic() > deadline:
-            raise ContainerError(f"timed out after {timeout} s waiting for {container.name}")
+            raise ContainerTimeout(f"timed out after {timeout} s waiting for {container.name}")
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
 
@@ -701,7 +752,9 @@ def id_maps(container: Container) -> Any:
 
 def cgroup_of(container: Container) -> Cgroup:
     """The container's cgroup, ``pycontainers/<name>`` in each hierarchy: named after the container, or
-    ``warm-<PID>`` when it started from a warm monitor (``warm.py``), as state.json's ``cgroup`` says."""
+    ``warm-<PID>`` when it started from a warm monitor (``warm.py``), as state.json's ``cgroup`` says. runc
+    makes a runc container's itself, where config.json's ``cgroupsPath`` says: this very path (see
+    ``runtime.prepare_runc_bundle``)."""
     from .cgroup import Cgroup
 
     return Cgroup(container.state.get("cgroup") or container.id)
@@ -795,7 +848,8 @@ def _is_whiteout_dev(path: str) -> bool:
 
 def commit(container: Container, repository: str | None = None, *, message: str = "",
            author: str = "") -> Any:
-    """``docker commit``: the container's writable layer becomes a new image layer on top of its image."""
+    """``docker commit``: the container's writable layer becomes a new image layer on top of its image,
+    and the container's configuration the new image's (``committed_settings``)."""
     from .image import add_layer, commit_image, get_image, write_layer
 
     store = container.store
@@ -803,9 +857,42 @@ def commit(container: Container, repository: str | None = None, *, message: str 
     with store.writing():
         desc = write_layer(store, upper_entries(container))
         config = add_layer(image.config, desc, " ".join(container.spec.args), comment=message)
+        settings = config.setdefault("config", {})
+        for key, value in committed_settings(container, image.settings).items():
+            if value is None:
+                settings.pop(key, None)
+            else:
+                settings[key] = value
         if author:
             config["author"] = author
         return commit_image(store, config, [*image.layers, desc], [repository] if repository else [])
+
+
+def committed_settings(container: Container, image_settings: dict[str, Any]) -> dict[str, Any]:
+    """What ``commit`` changes in the image's settings, as Docker's commit: the container's Entrypoint, Cmd,
+    Env, User and WorkingDir where ``run``'s options (a command, ``--entrypoint``, ``-e``, ``-u``, ``-w``)
+    made them differ from the image's (None: no longer set). A container run with the image's defaults
+    changes nothing: its image's settings stay exactly as they were."""
+    from .spec import merge_env
+
+    spec = container.spec
+    image_entrypoint = list(image_settings.get("Entrypoint") or [])
+    entrypoint = container.state.get("entrypoint")
+    if entrypoint is None:  # no --entrypoint: the image's, which the args begin with
+        entrypoint = image_entrypoint if spec.args[:len(image_entrypoint)] == image_entrypoint else []
+    cmd = spec.args[len(entrypoint):]
+    changes: dict[str, Any] = {}
+    if entrypoint != image_entrypoint:
+        changes["Entrypoint"] = entrypoint or None
+    if cmd != list(image_settings.get("Cmd") or []):
+        changes["Cmd"] = cmd or None
+    if spec.env != merge_env(list(image_settings.get("Env") or []), []):
+        changes["Env"] = spec.env
+    if spec.user != (image_settings.get("User") or ""):
+        changes["User"] = spec.user or None
+    if spec.workdir != (image_settings.get("WorkingDir") or "/"):
+        changes["WorkingDir"] = spec.workdir
+    return changes
 
 
 def is_rootless(container: Container) -> bool:

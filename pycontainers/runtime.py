@@ -43,6 +43,7 @@ import socket
 import termios
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from . import rootfs, seccomp
 from .cgroup import Cgroup, CgroupError, machine_layout
@@ -87,7 +88,7 @@ def launch(container: Container, lowers: list[str], stdio: tuple[int, int, int],
         seccomp_program(container)
         machine_layout()
     if is_external(container):
-        spawn_detached(monitor_external, events_fd, container, stdio, events_fd)
+        spawn_detached(monitor_external, events_fd, container, lowers, stdio, events_fd)
     else:
         spawn_detached(monitor, events_fd, container, lowers, stdio, events_fd)
 
@@ -446,34 +447,54 @@ def enter_user_namespace_or_cgroup(container: Container) -> Cgroup | None:
 
 
 def external_command(container: Container) -> tuple[list[str], dict[str, str] | None]:
-    """The argv (and environment) that runs *container* with runc or with proot."""
+    """The argv (and environment) that runs *container* with runc or with proot.
+
+    runc runs the bundle ``prepare_runc_bundle`` made, with ``--keep``: the container's cgroup stays after
+    it ends, until the monitor has read its OOM counter (``end_runc_container``)."""
     if container.state.get("backend") == "runc":
-        return ["runc", "--root", str(container.store.home / "runc"), "run", "--bundle",
+        return ["runc", "--root", str(runc_root(container)), "run", "--keep", "--bundle",
                 str(container.dir / "bundle"), container.id], None
     spec = container.spec
+    return proot_command(container, spec.args, spec.workdir, spec.user, spec.env)
+
+
+def proot_command(container: Container, args: list[str], workdir: str, user_spec: str,
+                  env: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The proot command line (and environment) that runs *args* on *container*'s files: its own command,
+    and each ``exec`` (there are no namespaces to join: another proot on the same root is the way in)."""
+    spec = container.spec
     root = str(container.dir / "rootfs")
-    user = resolve_user(spec.user, root)
-    env = default_env(spec.env, user.home, spec.hostname)
+    user = resolve_user(user_spec, root)
+    full_env = default_env(env, user.home, spec.hostname)
     binds = {"/dev": "/dev", "/proc": "/proc", "/sys": "/sys"}
     binds |= {f"/etc/{name}": str(container.dir / name) for name in ("hostname", "hosts", "resolv.conf")}
     binds |= {m.destination: m.source for m in spec.mounts}
     # A missing command gets Docker's message and 127 (or 126), not proot's error and 1.
-    find_executable(spec.args[0], env, lambda p: rootfs.host_path(root, os.path.join(spec.workdir, p), binds))
-    argv = ["proot", "-r", root, "-w", spec.workdir]
+    find_executable(args[0], full_env, lambda p: rootfs.host_path(root, os.path.join(workdir, p), binds))
+    argv = ["proot", "-r", root, "-w", workdir]
     for destination, source in binds.items():
         argv += ["-b", source if source == destination else f"{source}:{destination}"]
     argv += ["-0"] if user.uid == 0 else ["-i", f"{user.uid}:{user.gid}"]
-    return argv + spec.args, env_dict(env)
+    return argv + args, env_dict(full_env)
 
 
-def monitor_external(container: Container, stdio: tuple[int, int, int], events_fd: int) -> None:
-    """The same monitor duties, with runc (from the exported bundle) or proot doing the container's birth."""
+def monitor_external(container: Container, lowers: list[str], stdio: tuple[int, int, int], events_fd: int) -> None:
+    """The same monitor duties, with runc (from the bundle) or proot doing the container's birth.
+
+    runc's root file system is the native one, overlayfs over *lowers* (the image's layers), mounted for
+    runc in a mount namespace of the monitor's own (``prepare_runc_bundle``); proot's is a copy."""
     stdio, events_fd = become_monitor(stdio, events_fd)
+    uses_runc = container.state.get("backend") == "runc"
     try:
+        if uses_runc:
+            prepare_runc_bundle(container, lowers)
         argv, env = external_command(container)
     except StartError as exc:
         container.save(status="exited", exit_code=exc.exit_code, error=str(exc), finished_at=now_iso())
         _finish(container, events_fd, {"event": "error", "message": str(exc), "exit_code": exc.exit_code})
+        return
+    except BaseException as exc:  # noqa: BLE001 (the caller hears why, in one line)
+        report_failure(container, events_fd, exc)
         return
     terminal = TerminalLog(container, console_socket=False) if container.spec.tty and is_detached(container, stdio) \
         else None
@@ -509,8 +530,81 @@ def monitor_external(container: Container, stdio: tuple[int, int, int], events_f
         copier.join(timeout=5)  # the terminal's last output; EIO once every process inside has let it go
     code = os.waitstatus_to_exitcode(status)
     exit_code = 128 - code if code < 0 else code
-    container.save(status="exited", exit_code=exit_code, finished_at=now_iso())
-    _finish(container, events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": False})
+    oom = end_runc_container(container) if uses_runc else False
+    container.save(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=now_iso())
+    _finish(container, events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": oom})
+
+
+# ------------------------------------------------------------------------------------ the runc back end
+
+
+def runc_root(container: Container) -> Path:
+    """runc's own state directory for this store's containers (``runc --root``)."""
+    return container.store.home / "runc"
+
+
+def prepare_runc_bundle(container: Container, lowers: list[str]) -> None:
+    """Make the container's bundle ready for ``runc run``: its root file system mounted, config.json written.
+
+    The root is the native runtime's: overlayfs with the image's layers (*lowers*, shared, read-only) under
+    the container's ``upper/``, so ``diff``, ``commit`` and a second ``start`` see what the container
+    wrote. It is mounted at ``bundle/rootfs`` (config.json's ``root.path``) in a mount namespace private
+    to the monitor, which runc, its child, inherits: the host never sees the mount, and it goes when the
+    last of them ends, whatever ends them. config.json is written now, not at ``create``: the user is
+    looked up in the container's own /etc/passwd, as natively, and a command that cannot run gets
+    Docker's message and exit code (126, 127) before runc starts, not a line of runc's log and 1.
+    """
+    from .bundle import runtime_config, write_config
+    from .cgroup import PARENT
+    from .container import runc
+    from .linux import CLONE_NEWNS
+    from .pid1 import make_mounts_private, mount_overlay
+
+    spec = container.spec
+    bundle = container.dir / "bundle"
+    root = str(bundle / "rootfs")
+    os.makedirs(root, exist_ok=True)
+    cgroups_path = f"/{PARENT}/{cgroup_of(container).name}"  # where `top` and the OOM counter look for it
+    unshare(CLONE_NEWNS)
+    make_mounts_private()  # nothing mounted from here on reaches the host
+    mount_overlay(lowers, str(container.dir / "upper"), str(container.dir / "work"), root)
+    try:
+        files = {f"/etc/{name}": str(container.dir / name) for name in ("hostname", "hosts", "resolv.conf")}
+        config = runtime_config(spec, root, files=[(source, dest) for dest, source in files.items()],
+                                cgroups_path=cgroups_path)
+        binds = {"/dev": "/dev", "/proc": "/proc", "/sys": "/sys"} | files
+        binds |= {m.destination: m.source for m in spec.process_mounts()}
+        find_executable(spec.args[0], config["process"]["env"],
+                        lambda p: rootfs.host_path(root, os.path.join(spec.workdir, p), binds))
+        write_config(bundle, config)
+        if (runc_root(container) / container.id).exists():  # left by a monitor that was killed (--keep)
+            runc(container, "delete", "--force", container.id)
+    except BaseException:
+        unmount_runc_root(container)  # before an auto-removed container's directory is deleted
+        raise
+
+
+def end_runc_container(container: Container) -> bool:
+    """After ``runc run --keep``: was the container OOM-killed (its cgroup's counter, as natively)? Then
+    let runc delete it (its cgroup and state) and unmount its root, before its exit is reported: a
+    ``start`` right after finds nothing in its way, and an ``rm`` nothing mounted."""
+    from .container import runc
+
+    oom = False
+    with contextlib.suppress(Exception):
+        oom = cgroup_of(container).oom_killed()
+    runc(container, "delete", "--force", container.id)
+    unmount_runc_root(container)
+    return oom
+
+
+def unmount_runc_root(container: Container) -> None:
+    """Unmount the bundle's root in the monitor's mount namespace (the host has never seen it): deleting an
+    auto-removed container's directory must not walk into the container's files through it."""
+    from .linux import MNT_DETACH, umount2
+
+    with contextlib.suppress(OSError):
+        umount2(str(container.dir / "bundle" / "rootfs"), MNT_DETACH)
 
 
 def end_with_the_first_tracee(proot_pid: int, timeout: float = 5.0) -> None:
@@ -715,7 +809,8 @@ def start(container: Container, stdio: tuple[int, int, int], image: Image | None
 
     store = container.store
     image = image or container.image or get_image(store, container.spec.image_id)
-    lowers = [] if is_external(container) else rootfs.lower_dirs(store, image)
+    # proot works on a copy of the image (create_from_image); runc on the native overlayfs (prepare_runc_bundle)
+    lowers = [] if container.state.get("backend") == "proot" else rootfs.lower_dirs(store, image)
 
     def no_monitor_came() -> None:  # a --rm container has nobody to remove it: it goes now
         if container.state.get("auto_remove"):
@@ -895,6 +990,9 @@ def exec_monitor(container: Container, args: list[str], env: list[str], workdir:
     """``docker exec``: join a running container's cgroup and namespaces, fork, execve there, report."""
     os.setsid()
     stdio, events_fd = keep_only_fds(stdio, events_fd)
+    if container.state.get("backend") == "proot":
+        exec_under_proot(container, args, env, workdir, user, tty, stdio, events_fd)
+        return
     program = seccomp_program(container)  # before joining: the store is not among the container's mounts
     try:
         join_container(container)
@@ -941,9 +1039,63 @@ def exec_monitor(container: Container, args: list[str], env: list[str], workdir:
     _send(events_fd, {"event": "exited", "exit_code": 128 - code if code < 0 else code})
 
 
+def exec_under_proot(container: Container, args: list[str], env: list[str], workdir: str, user: str, tty: bool,
+                     stdio: tuple[int, int, int], events_fd: int) -> None:
+    """``exec`` into a proot container: a second proot on its files. Without a PID namespace nothing would
+    end it with the container, so it is watched: when the container's proot ends, it is killed too."""
+    try:
+        argv, full_env = proot_command(container, args, workdir, user, env)
+    except StartError as exc:
+        _send(events_fd, {"event": "error", "message": str(exc), "exit_code": exc.exit_code})
+        return
+    child = os.fork()
+    if child == 0:
+        try:
+            if not tty:
+                os.setpgid(0, 0)  # a group of its own, killed whole with its container (with -t: a session)
+            attach_stdio(stdio, tty)
+            reset_signals()
+            os.execvpe(argv[0], argv, full_env)
+        finally:
+            os._exit(EXIT_ENGINE)
+    for fd in set(stdio):
+        os.close(fd)
+    _send(events_fd, {"event": "started", "pid": child})
+    try:
+        container_end = os.pidfd_open(container.state["pid"])
+    except OSError:  # the container ended meanwhile
+        container_end = None
+    exec_end = os.pidfd_open(child)
+    ready, _, _ = select.select([exec_end] + ([container_end] if container_end is not None else []), [], [])
+    if exec_end not in ready:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child, signal.SIGKILL)
+    for fd in (exec_end, container_end):
+        if fd is not None:
+            os.close(fd)
+    remove_temp_files_when_proot_ends(child)
+    _, status = os.waitpid(child, 0)
+    code = os.waitstatus_to_exitcode(status)
+    _send(events_fd, {"event": "exited", "exit_code": 128 - code if code < 0 else code})
+
+
+def container_init_pid(container: Container) -> int:
+    """The container's PID 1 as the host sees it: recorded in state.json, except under runc, whose monitor
+    records runc's own PID (runc keeps its container's in its own state file)."""
+    if container.state.get("backend") == "runc":
+        deadline = time.monotonic() + 5  # (just started: runc writes its state once the container runs)
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, ValueError, KeyError), \
+                    open(runc_root(container) / container.id / "state.json") as f:
+                return int(json.load(f)["init_process_pid"])
+            time.sleep(0.01)
+        raise StartError(f"runc has no running container {container.name}")
+    return int(container.state["pid"])
+
+
 def join_container(container: Container) -> None:
     """Join the container's cgroup (rootless: none) and namespaces; only our children enter its PID one."""
-    pid = container.state["pid"]
+    pid = container_init_pid(container)
     order = NAMESPACE_ORDER
     if is_rootless(container):
         order = ("user", *NAMESPACE_ORDER)  # first: it owns the others, and gives us the right to join them

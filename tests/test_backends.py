@@ -92,6 +92,126 @@ def test_runc_stop_uses_the_stop_signal(busybox_store: Store) -> None:
     assert c.reload().state["exit_code"] == 42
 
 
+def store_mounts(store: Store) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line for line in f if str(store.home) in line]
+
+
+@needs_runc
+def test_runc_writes_into_the_writable_layer_that_diff_commit_and_restart_see(busybox_store: Store) -> None:
+    """runc's root is the native overlayfs (mounted in the monitor's own mount namespace): what the container
+    writes is in upper/, so `diff` and `commit` see it, a second start finds it, and nothing is copied."""
+    script = "echo hi >> /newfile; rm -f /etc/group; cat /newfile"
+    c = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", script], runtime="runc")
+    assert list((c.dir / "bundle" / "rootfs").iterdir()) == []  # a mount point, not a copy of the image
+    assert runtime.run_attached(c)[:2] == (0, b"hi\n")
+    expected = [("C", "/etc"), ("D", "/etc/group"), ("A", "/newfile")]
+    assert containers.diff(c) == expected
+    native = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", script], runtime="native")
+    assert runtime.run_attached(native)[:2] == (0, b"hi\n")
+    assert containers.diff(native) == expected  # the very same writable layer as natively
+    image = containers.commit(c, "committed:runc")
+    from_image = containers.create_from_image(busybox_store, image.id, ["sh", "-c", "cat /newfile; ls /etc/group"],
+                                              runtime="runc")
+    code, out, err = runtime.run_attached(from_image)
+    assert (code, out) == (1, b"hi\n") and b"/etc/group" in err  # the file is in the image, the deletion too
+    assert runtime.run_attached(c)[:2] == (0, b"hi\nhi\n")  # a restart: the writable layer is kept
+    assert list((c.dir / "bundle" / "rootfs").iterdir()) == [] and store_mounts(busybox_store) == []
+    for each in (c, native, from_image):
+        containers.remove(each)
+    assert store_mounts(busybox_store) == [] and not (busybox_store.home / "runc" / c.id).exists()
+
+
+@needs_runc
+def test_runc_bundle_export_still_copies_the_image(busybox_store: Store, tmp_path: Path) -> None:
+    """`pycontainers bundle` makes a standalone bundle: a real rootfs, no cgroupsPath, no container files."""
+    import json
+
+    from pycontainers.bundle import export_bundle
+    from pycontainers.image import get_image
+    from pycontainers.spec import make_spec
+
+    image = get_image(busybox_store, "busybox")
+    dest = export_bundle(busybox_store, image, make_spec(image, "busybox", ["true"]), tmp_path / "bundle")
+    assert (dest / "rootfs" / "bin" / "busybox").is_file()
+    config = json.loads((dest / "config.json").read_text())
+    assert config["root"]["path"] == "rootfs" and "cgroupsPath" not in config["linux"]
+    assert not [m for m in config["mounts"] if m["destination"].startswith("/etc/")]
+
+
+@needs_runc
+def test_runc_top_finds_the_processes_in_runcs_cgroup(busybox_store: Store) -> None:
+    c = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", "sleep 60 & sleep 61"], runtime="runc")
+    assert runtime.start_detached(c)["event"] == "started"
+    try:
+        def commands() -> set[str]:
+            return {row["CMD"] for row in containers.top(c)}
+
+        assert eventually(lambda: {"sleep 60", "sleep 61"} <= commands())
+        assert comm(c.reload().state["pid"]) == "runc"
+        assert c.state["pid"] not in containers.processes(c)  # runc's own process is not the container's
+    finally:
+        containers.remove(c, force=True)
+    assert not (busybox_store.home / "runc" / c.id).exists()
+
+
+@needs_runc
+def test_runc_records_an_oom_kill(busybox_store: Store) -> None:
+    import glob
+
+    c = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", "x=0123456789; while :; do x=$x$x; done"],
+                                     runtime="runc", memory="10m")
+    assert runtime.run_attached(c)[0] == 137
+    assert c.reload().state["oom_killed"] is True  # read from runc's cgroup, kept by --keep until then
+    assert glob.glob(f"/sys/fs/cgroup/*/pycontainers/{c.id}") + glob.glob(f"/sys/fs/cgroup/pycontainers/{c.id}") == []
+    assert not (busybox_store.home / "runc" / c.id).exists()  # runc deleted it once the counter was read
+    ended = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", "exit 137"], runtime="runc",
+                                         memory="10m")
+    assert runtime.run_attached(ended)[0] == 137
+    assert ended.reload().state["oom_killed"] is False  # 137 alone is not an OOM kill
+    containers.remove(c)
+    containers.remove(ended)
+
+
+@needs_runc
+@pytest.mark.parametrize(("command", "code", "message"), [
+    (["/nope"], 127, 'exec: "/nope": stat /nope: no such file or directory'),
+    (["nosuchcmd"], 127, 'exec: "nosuchcmd": executable file not found in $PATH'),
+    (["/etc/passwd"], 126, 'exec: "/etc/passwd": permission denied'),
+    (["/etc"], 126, 'exec: "/etc": permission denied'),
+    (["/data/tool"], 0, ""),  # found through a volume, not in the image
+    (["/bin/true"], 0, ""),  # /bin/true -> busybox: a symlink, followed inside the image
+])
+def test_runc_gives_dockers_exit_codes_for_a_command_that_cannot_run(busybox_store: Store, tmp_path: Path,
+                                                                    command: list[str], code: int,
+                                                                    message: str) -> None:
+    tool = tmp_path / "tool"
+    tool.write_text("#!/bin/sh\nexit 0\n")
+    tool.chmod(0o755)
+    c = containers.create_from_image(busybox_store, "busybox", command, runtime="runc", volumes=[f"{tmp_path}:/data"])
+    got, out, err = runtime.run_attached(c)
+    assert (got, out) == (code, b"")
+    assert err.decode().strip() == message  # Docker's words, not a line of runc's log
+    containers.remove(c)
+    assert store_mounts(busybox_store) == []
+
+
+@needs_runc
+def test_an_auto_removed_runc_container_leaves_nothing_whether_it_ran_or_not(busybox_store: Store) -> None:
+    """--rm: the monitor unmounts runc's root in its own namespace before the directory is deleted (else the
+    deletion would walk into the container's files), and runc's state and cgroup go too."""
+    import glob
+
+    for command, code in ((["sh", "-c", "echo x > /x; exit 3"], 3), (["nosuchcmd"], 127)):
+        c = containers.create_from_image(busybox_store, "busybox", command, runtime="runc", auto_remove=True)
+        assert runtime.run_attached(c)[0] == code
+        assert eventually(lambda c=c: not c.dir.exists() and containers.list_containers(busybox_store) == [])
+        assert eventually(lambda c=c: not glob.glob(f"{busybox_store.home}/containers/.{c.id}.removing"))
+        assert not (busybox_store.home / "runc" / c.id).exists() and store_mounts(busybox_store) == []
+        assert glob.glob(f"/sys/fs/cgroup/*/pycontainers/{c.id}") == []
+    assert not list((busybox_store.home / "layers").rglob("x"))  # the image's layers are untouched
+
+
 @needs_proot
 def test_proot_back_end_fakes_root_without_a_pid_namespace(busybox_store: Store) -> None:
     c = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", "echo $$; id -u; cat /etc/hostname"],
@@ -294,3 +414,28 @@ def test_proot_refuses_what_it_cannot_do(busybox_store: Store) -> None:
         with pytest.raises(InvalidArgument, match=message):
             containers.create_from_image(busybox_store, "busybox", ["true"], runtime="proot", **options)
     assert containers.list_containers(busybox_store) == []
+
+
+@pytest.mark.parametrize("backend", [pytest.param("runc", marks=needs_runc), pytest.param("proot", marks=needs_proot)])
+def test_exec_runs_inside_the_container(busybox_store: Store, backend: str) -> None:
+    """exec joins runc's container (not runc's own process, which is on the host), and under proot runs a
+    second proot on the container's files, which dies with the container."""
+    c = containers.create_from_image(busybox_store, "busybox", ["sleep", "60"], runtime=backend, hostname="inside")
+    assert runtime.start_detached(c)["event"] == "started"
+    c.reload()
+    code, out, _ = runtime.capture(lambda stdio: runtime.exec_start(
+        c, ["sh", "-c", "echo written > /by-exec; cat /etc/hostname"], stdio))
+    assert (code, out) == (0, b"inside\n")
+    assert not os.path.exists("/by-exec")  # on the container's files, not the host's
+    if backend == "runc":
+        assert ("A", "/by-exec") in containers.diff(c)
+    else:
+        assert (c.dir / "rootfs" / "by-exec").read_text() == "written\n"
+        events = runtime.exec_start(c, ["sleep", "60"], (0, 1, 2))
+        exec_pid = int(events.next()["pid"])
+        containers.remove(c, force=True)
+        assert eventually(lambda: not alive(exec_pid) or comm(exec_pid) == "")  # gone with its container
+        assert events.next()["event"] == "exited"
+        events.close()
+        return
+    containers.remove(c, force=True)

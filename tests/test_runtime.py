@@ -596,6 +596,35 @@ def test_writes_stay_in_the_container(cli: Run, home: Store) -> None:
     gone(home, cid)
 
 
+def test_commit_keeps_the_containers_configuration(cli: Run, home: Store) -> None:
+    """Docker's commit: the new image runs as the container ran (its entrypoint, command, environment, user,
+    working directory); a container run with the image's defaults leaves the image's settings as they were."""
+    from pycontainers.image import get_image
+
+    code, out, _ = cli("run", "--name", "configured", "--entrypoint", "/bin/echo", "-e", "A=1", "-w", "/tmp",
+                       "-u", "nobody", "busybox", "a", "b")
+    assert (code, out) == (0, "a b\n")
+    assert cli("commit", "configured", "configured:1")[0] == 0
+    busybox = get_image(home, "busybox").settings
+    settings = get_image(home, "configured:1").settings
+    assert {k: settings.get(k) for k in ("Entrypoint", "Cmd", "Env", "User", "WorkingDir")} == {
+        "Entrypoint": ["/bin/echo"], "Cmd": ["a", "b"], "Env": [*busybox["Env"], "A=1"], "User": "nobody",
+        "WorkingDir": "/tmp"}
+    assert settings["Labels"] == busybox["Labels"]  # what run did not change stays the image's
+    assert cli("run", "--rm", "configured:1")[:2] == (0, "a b\n")
+    assert cli("run", "--rm", "configured:1", "x")[:2] == (0, "x\n")  # arguments replace the Cmd only
+    code, out, _ = cli("run", "--rm", "--entrypoint", "sh", "configured:1", "-c", "id -un; pwd; echo $A")
+    assert (code, out) == (0, "nobody\n/tmp\n1\n")
+    assert cli("run", "--name", "plain", "busybox", "sh", "-c", "echo x > /x")[0] == 0
+    assert cli("commit", "plain", "plain:1")[0] == 0
+    plain = get_image(home, "plain:1").settings
+    assert plain == {**busybox, "Cmd": ["sh", "-c", "echo x > /x"]}  # its command, and nothing else, changed
+    assert cli("run", "--name", "default", "busybox")[0] == 0
+    assert cli("commit", "default", "default:1")[0] == 0
+    assert get_image(home, "default:1").settings == busybox
+    assert cli("rm", "configured", "plain", "default")[0] == 0
+
+
 def test_bind_mount_keeps_files_on_the_host(cli: Run, tmp_path: Path) -> None:
     host_dir = tmp_path / "shared"
     host_dir.mkdir()
