@@ -470,6 +470,10 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
             from .bundle import flatten
 
             flatten(store, image, container.dir / "rootfs")  # no overlayfs without root: a private copy
+            # ... and no upper directory to read changes from: its files as they are now, for diff and commit
+            from . import snapshot
+
+            snapshot.save(snapshot.take(container.dir / "rootfs"), container.dir / PROOT_BASELINE)
     except BaseException:
         sh.rmtree(container.dir, ignore_errors=True)
         release_name(store, container.name, container.id)
@@ -813,6 +817,8 @@ def diff(container: Container) -> list[tuple[str, str]]:
     from .layer import overlay_xattr_prefixes
 
     image_paths = get_image(container.store, container.spec.image_id).filesystem()
+    if container.state.get("backend") == "proot":
+        return _proot_diff(container, image_paths)
     upper = container.dir / "upper"
     changes: list[tuple[str, str]] = []
     for root, dirs, files in os.walk(upper):
@@ -828,6 +834,40 @@ def diff(container: Container) -> list[tuple[str, str]]:
                 continue
             changes.append(("C" if rel in image_paths else "A", "/" + rel))
         dirs[:] = [d for d in dirs if not _is_whiteout_dev(os.path.join(root, d))]
+    return sorted(changes, key=lambda c: c[1])
+
+
+PROOT_BASELINE = "rootfs.snapshot.json"  # a proot container's files as they were created (snapshot.save)
+
+
+def _proot_changes(container: Container) -> tuple[Any, Any]:
+    """A proot container's files when it was created, and now (proot writes into a plain copy): two
+    ``snapshot.Snapshot``."""
+    from . import snapshot
+
+    try:
+        before = snapshot.load(container.dir / PROOT_BASELINE)
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ContainerError(f"container {container.name} has no record of its files as created (made by an "
+                             "older pycontainers?): its changes cannot be told") from None
+    return before, snapshot.take(container.dir / "rootfs", wait_for_clock=False)
+
+
+def _proot_diff(container: Container, image_paths: dict[str, Any]) -> list[tuple[str, str]]:
+    """``diff`` of a proot container: its files now against their snapshot at ``create``, with the same
+    rule as a proot build step (``snapshot``); directories count as changed when their entries did."""
+    from . import snapshot
+
+    before, after = _proot_changes(container)
+    entries = snapshot.diff(before, after)
+    changes = []
+    for entry in entries:
+        path = entry.info.name
+        parent, _, name = path.rpartition("/")
+        if name.startswith(".wh."):
+            changes.append(("D", "/" + (f"{parent}/" if parent else "") + name[len(".wh."):]))
+        else:
+            changes.append(("C" if path in image_paths else "A", "/" + path))
     return sorted(changes, key=lambda c: c[1])
 
 
@@ -854,8 +894,16 @@ def commit(container: Container, repository: str | None = None, *, message: str 
 
     store = container.store
     image = get_image(store, container.spec.image_id)
+    if container.state.get("backend") == "proot":
+        from . import snapshot
+
+        before, after = _proot_changes(container)
+        owners = {path: (rec.uid, rec.gid) for path, rec in image.filesystem().items()}
+        entries = snapshot.diff(before, after, owners=owners)
+    else:
+        entries = upper_entries(container)
     with store.writing():
-        desc = write_layer(store, upper_entries(container))
+        desc = write_layer(store, entries)
         config = add_layer(image.config, desc, " ".join(container.spec.args), comment=message)
         settings = config.setdefault("config", {})
         for key, value in committed_settings(container, image.settings).items():

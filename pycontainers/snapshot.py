@@ -200,10 +200,53 @@ def diff(before: Snapshot, after: Snapshot, *, owners: Mapping[str, tuple[int, i
     return entries
 
 
+# A snapshot kept on disk (a proot container's files as they were at ``create``, for ``diff`` and
+# ``commit`` later): per path, the stat fields ``_signature`` and ``diff`` read, and a symlink's target.
+_SAVED_FIELDS = ("st_mode", "st_uid", "st_gid", "st_size", "st_mtime_ns", "st_ctime_ns", "st_ino", "st_dev",
+                 "st_nlink", "st_rdev")
+
+
+class SavedStat(NamedTuple):
+    """The part of an ``os.stat_result`` a saved snapshot keeps (same attribute names)."""
+
+    st_mode: int
+    st_uid: int
+    st_gid: int
+    st_size: int
+    st_mtime_ns: int
+    st_ctime_ns: int
+    st_ino: int
+    st_dev: int
+    st_nlink: int
+    st_rdev: int
+
+
+def save(snap: Snapshot, path: str | os.PathLike[str]) -> None:
+    """Write *snap* as JSON (written aside, then renamed: never half a snapshot)."""
+    import json
+
+    doc = {"root": snap.root,
+           "records": {p: [*(getattr(r.st, f) for f in _SAVED_FIELDS), r.target] for p, r in snap.records.items()}}
+    tmp = f"{os.fspath(path)}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f, separators=(",", ":"))
+    os.replace(tmp, path)
+
+
+def load(path: str | os.PathLike[str]) -> Snapshot:
+    """A snapshot ``save`` wrote; ``diff`` takes it as *before* like one just taken."""
+    import json
+
+    with open(path) as f:
+        doc = json.load(f)
+    records = {p: Record(SavedStat(*values[:-1]), values[-1]) for p, values in doc["records"].items()}  # type: ignore[arg-type]
+    return Snapshot(doc["root"], records)
+
+
 def _parent_is_directory(path: str, records: Mapping[str, Record]) -> bool:
     """Does *path*'s parent still exist as a directory? If not, the parent's own change covers *path*."""
     parent = path.rpartition("/")[0]
     return not parent or (parent in records and stat.S_ISDIR(records[parent].st.st_mode))
 
 
-__all__ = ["Record", "Snapshot", "changes", "diff", "take"]
+__all__ = ["Record", "SavedStat", "Snapshot", "changes", "diff", "load", "save", "take"]

@@ -439,3 +439,25 @@ def test_exec_runs_inside_the_container(busybox_store: Store, backend: str) -> N
         events.close()
         return
     containers.remove(c, force=True)
+
+
+@needs_proot
+def test_proot_diff_and_commit_see_the_containers_changes(busybox_store: Store) -> None:
+    """proot writes into a plain copy, with no upper directory: diff and commit compare it with a snapshot
+    taken at create (they saw nothing before), and give what the native runtime gives."""
+    script = "echo hi > /newfile; rm /etc/group; echo x >> /etc/passwd; mkdir -p /d/e; touch /d/e/f"
+    seen = {}
+    for backend in ("native", "proot"):
+        c = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", script], runtime=backend)
+        assert runtime.run_attached(c)[0] == 0
+        seen[backend] = containers.diff(c)
+        if backend == "proot":
+            image = containers.commit(c, "proot-committed")
+            check = containers.create_from_image(busybox_store, image.id, ["sh", "-c", "cat /newfile; ls /etc/group"],
+                                                 runtime="proot")
+            code, out, err = runtime.run_attached(check)
+            assert (code, out) == (1, b"hi\n") and b"/etc/group" in err
+            containers.remove(check)
+        containers.remove(c)
+    assert seen["proot"] == seen["native"] == [("A", "/d"), ("A", "/d/e"), ("A", "/d/e/f"), ("C", "/etc"),
+                                               ("D", "/etc/group"), ("C", "/etc/passwd"), ("A", "/newfile")]
