@@ -13,7 +13,7 @@ import contextlib
 import io
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
@@ -417,8 +417,8 @@ class Container:
             if first["event"] == "error":
                 raise EngineError(f"exec {args!r}: {first['message']}", int(first["exit_code"]))  # type: ignore[call-overload]
             return ExecResult(None, None)
-        if tty:
-            code, out = exec_terminal(starter)
+        if tty:  # (not logged: Docker does not log an exec's output either)
+            code, out, _ = runtime.capture_terminal(starter, console_socket=True)
             return ExecResult(code, (out or None, None) if demux else out)
         chunks: list[tuple[int, bytes]] = []
         code, out, err = runtime.capture(starter, stdin if isinstance(stdin, bytes) else None,
@@ -454,31 +454,6 @@ def environment_list(environment: dict[str, str] | list[str] | None) -> list[str
     if isinstance(environment, dict):
         return [f"{k}={v}" for k, v in environment.items()]
     return list(environment or [])
-
-
-def exec_terminal(starter: Callable[[tuple[int, int, int]], Any]) -> tuple[int, bytes]:
-    """Run an exec with a terminal (``exec_run(tty=True)``); return its exit code and what the terminal
-    showed. Unlike ``runtime.capture_terminal`` (``run``'s), nothing goes to the container's log: Docker
-    does not log an exec's output either."""
-    from .runtime import ConsoleEnd, read_terminal
-
-    console = ConsoleEnd(console_socket=True)  # as the CLI's exec -t
-    try:
-        events = starter((console.container_end,) * 3)
-    finally:
-        os.close(console.container_end)
-    try:
-        first = events.next()
-        if first["event"] == "error":
-            events.close()
-            return int(first["exit_code"]), str(first["message"]).encode() + b"\n"  # type: ignore[call-overload]
-        master = console.receive()
-        out = b"".join(read_terminal(master)) if master >= 0 else b""
-    finally:
-        console.close()
-    last = events.next()
-    events.close()
-    return int(last.get("exit_code", 125)), out  # type: ignore[call-overload]
 
 
 def container_inspect(c: core_container.Container) -> dict[str, Any]:

@@ -881,15 +881,18 @@ def run_attached(container: Container, stdin: bytes | None = None,
     """Run *container* with its stdout and stderr captured through pipes (the API's ``run``); with ``-t``,
     what its terminal shows, as stdout."""
     if container.spec.tty:
-        return capture_terminal(container, lambda stdio: start(container, stdio, helper=helper), on_output)
+        return capture_terminal(lambda stdio: start(container, stdio, helper=helper), not is_external(container),
+                                on_output, None if container.state.get("auto_remove") else container.log_path())
     return capture(lambda stdio: start(container, stdio, helper=helper), stdin, on_output)
 
 
-def capture_terminal(container: Container, starter: Callable[[tuple[int, int, int]], Events],
-                     on_output: Callable[[int, bytes], None] | None = None) -> tuple[int, bytes, bytes]:
-    """``capture`` for a container with a terminal (docker-py's ``run(tty=True)``): one stream, \\r\\n and
-    all, also appended to the container's log (the monitor does not see it: we hold the terminal)."""
-    console = ConsoleEnd(console_socket=not is_external(container))
+def capture_terminal(starter: Callable[[tuple[int, int, int]], Events], console_socket: bool = True,
+                     on_output: Callable[[int, bytes], None] | None = None,
+                     log: Path | None = None) -> tuple[int, bytes, bytes]:
+    """``capture`` for a process with a terminal (docker-py's ``run(tty=True)``, ``exec_run(tty=True)``): one
+    stream, \\r\\n and all, as stdout; appended to *log* too (a container's: the monitor does not see it, as
+    we hold the terminal). *console_socket*: see ``ConsoleEnd``."""
+    console = ConsoleEnd(console_socket)
     try:
         events = starter((console.container_end,) * 3)
     finally:
@@ -902,11 +905,11 @@ def capture_terminal(container: Container, starter: Callable[[tuple[int, int, in
         master = console.receive()
         chunks = []
         with contextlib.ExitStack() as stack:
-            log = None if container.state.get("auto_remove") else stack.enter_context(open(container.log_path(), "ab"))
+            log_file = stack.enter_context(open(log, "ab")) if log else None
             for data in read_terminal(master) if master >= 0 else ():
                 chunks.append(data)
-                if log:
-                    log.write(data)
+                if log_file:
+                    log_file.write(data)
                 if on_output:
                     on_output(1, data)
     finally:

@@ -173,7 +173,7 @@ def test_runc_records_an_oom_kill(busybox_store: Store) -> None:
     containers.remove(ended)
 
 
-@needs_runc
+@pytest.mark.parametrize("backend", [pytest.param("runc", marks=needs_runc), pytest.param("proot", marks=needs_proot)])
 @pytest.mark.parametrize(("command", "code", "message"), [
     (["/nope"], 127, 'exec: "/nope": stat /nope: no such file or directory'),
     (["nosuchcmd"], 127, 'exec: "nosuchcmd": executable file not found in $PATH'),
@@ -182,16 +182,16 @@ def test_runc_records_an_oom_kill(busybox_store: Store) -> None:
     (["/data/tool"], 0, ""),  # found through a volume, not in the image
     (["/bin/true"], 0, ""),  # /bin/true -> busybox: a symlink, followed inside the image
 ])
-def test_runc_gives_dockers_exit_codes_for_a_command_that_cannot_run(busybox_store: Store, tmp_path: Path,
-                                                                    command: list[str], code: int,
-                                                                    message: str) -> None:
+def test_runc_and_proot_give_dockers_exit_codes_for_a_command_that_cannot_run(
+        busybox_store: Store, tmp_path: Path, backend: str, command: list[str], code: int, message: str) -> None:
     tool = tmp_path / "tool"
     tool.write_text("#!/bin/sh\nexit 0\n")
     tool.chmod(0o755)
-    c = containers.create_from_image(busybox_store, "busybox", command, runtime="runc", volumes=[f"{tmp_path}:/data"])
+    c = containers.create_from_image(busybox_store, "busybox", command, runtime=backend,
+                                     volumes=[f"{tmp_path}:/data"])
     got, out, err = runtime.run_attached(c)
     assert (got, out) == (code, b"")
-    assert err.decode().strip() == message  # Docker's words, not a line of runc's log
+    assert err.decode().strip() == message  # Docker's words, not a line of runc's log or proot's
     containers.remove(c)
     assert store_mounts(busybox_store) == []
 
@@ -221,27 +221,6 @@ def test_proot_back_end_fakes_root_without_a_pid_namespace(busybox_store: Store)
     pid, uid, hostname = out.decode().split()
     assert pid != "1" and uid == "1000" and hostname == c.spec.hostname
     assert os.path.isdir(c.dir / "rootfs" / "bin")  # proot works on a private copy of the image
-
-
-@needs_proot
-@pytest.mark.parametrize(("command", "code", "message"), [
-    (["/nope"], 127, 'exec: "/nope": stat /nope: no such file or directory'),
-    (["nope"], 127, 'exec: "nope": executable file not found in $PATH'),
-    (["/etc/passwd"], 126, 'exec: "/etc/passwd": permission denied'),
-    (["/data/tool"], 0, ""),  # found through a volume, not in the image
-    (["/bin/true"], 0, ""),  # /bin/true -> busybox: a symlink, followed inside the image
-])
-def test_proot_gives_dockers_exit_codes_for_a_command_that_cannot_run(busybox_store: Store, tmp_path: Path,
-                                                                     command: list[str], code: int,
-                                                                     message: str) -> None:
-    tool = tmp_path / "tool"
-    tool.write_text("#!/bin/sh\nexit 0\n")
-    tool.chmod(0o755)
-    c = containers.create_from_image(busybox_store, "busybox", command, runtime="proot",
-                                     volumes=[f"{tmp_path}:/data"])
-    got, out, err = runtime.run_attached(c)
-    assert (got, out) == (code, b"")
-    assert err.decode().strip() == message  # Docker's words, not proot's (which name the host's paths)
 
 
 @needs_proot
