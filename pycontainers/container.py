@@ -474,11 +474,60 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
             from . import snapshot
 
             snapshot.save(snapshot.take(container.dir / "rootfs"), container.dir / PROOT_BASELINE)
+        fill_new_volumes(store, image, spec)
     except BaseException:
         sh.rmtree(container.dir, ignore_errors=True)
         release_name(store, container.name, container.id)
         raise
     return container
+
+
+def fill_new_volumes(store: Store, image: Any, spec: ContainerSpec) -> None:
+    """As Docker does, an empty named volume mounted where the image has files gets a copy of them first
+    (``-v pkgs:/usr/lib/python3/dist-packages`` starts with the image's packages, then keeps its own).
+    Copied from the image's unpacked layers, owners and modes as the image has them."""
+    from .rootfs import unpack_layer
+
+    files = None
+    for m in spec.mounts:
+        data = Path(m.source)
+        if not m.volume or any(data.iterdir()):
+            continue
+        files = files if files is not None else image.filesystem()
+        prefix = m.destination.strip("/") + "/"
+        try:
+            for path in sorted((p for p in files if p.startswith(prefix)), key=lambda p: p.count("/")):
+                record = files[path]
+                source = unpack_layer(store, image.layers[record.layer].digest) / path
+                _copy_image_path(source, data / path[len(prefix):], record)
+            if (top := files.get(prefix[:-1])) is not None and top.kind == "directory":
+                _give_image_owner(data, top)
+        except OSError as exc:
+            raise InvalidArgument(f"could not fill the new volume {m.volume!r} with the image's {m.destination}: "
+                                  f"{exc.strerror or exc}") from None
+
+
+def _copy_image_path(source: Path, target: Path, record: Any) -> None:
+    """One path of an image (a ``FileRecord`` and its file in an unpacked layer) copied to *target*."""
+    if record.kind == "directory":
+        target.mkdir(exist_ok=True)
+    elif record.kind == "symlink":
+        os.symlink(record.linkname, target)
+        return
+    elif record.kind == "file":
+        shutil.copyfile(source, target, follow_symlinks=False)
+    elif record.kind == "hard link":  # (a copy: the other name may be outside the volume)
+        shutil.copy2(source, target, follow_symlinks=False)
+        return
+    else:
+        return  # a device or fifo: not something a volume holds
+    _give_image_owner(target, record)
+
+
+def _give_image_owner(target: Path, record: Any) -> None:
+    os.chmod(target, record.mode & 0o7777)
+    if os.geteuid() == 0:  # (without root, the files are the student's: root's inside a rootless container)
+        os.lchown(target, record.uid, record.gid)
 
 
 def create(store: Store, spec: ContainerSpec, container_id: str, name: str | None = None,

@@ -39,3 +39,21 @@ def test_bad_volume_names_are_refused(busybox_store: Store) -> None:
         c.volume_create(busybox_store, "../escape")
     with pytest.raises(PyContainersError, match="no such volume"):
         c.volume_remove(busybox_store, "missing")
+
+
+def test_a_new_named_volume_starts_with_what_the_image_has_there(busybox_store: Store, tmp_path) -> None:
+    """As Docker's: an empty named volume mounted over /etc gets the image's /etc first (owners and modes
+    kept); after that it is the volume's own (a non-empty one is never overwritten), and a host
+    directory (-v /host:/etc) is never filled."""
+    client = Client(busybox_store.home)
+    run = client.containers.run
+    assert run("busybox", ["sh", "-c", "ls /etc; echo mine > /etc/mine; rm /etc/group"],
+               volumes=["etcvol:/etc"], remove=True) == b"group\npasswd\n"
+    data = busybox_store.home / "volumes" / "etcvol" / "_data"
+    assert sorted(p.name for p in data.iterdir()) == ["mine", "passwd"]
+    assert (data / "passwd").read_text().startswith("root:x:0:0:") and oct(data.stat().st_mode)[-3:] == "755"
+    assert run("busybox", ["ls", "/etc"], volumes=["etcvol:/etc"], remove=True) == b"mine\npasswd\n"  # not refilled
+    host = tmp_path / "etc"
+    host.mkdir()
+    assert run("busybox", ["ls", "/etc"], volumes=[f"{host}:/etc"], remove=True) == b""
+    assert run("busybox", ["ls", "/data"], volumes=["fresh:/data"], remove=True) == b""  # nothing there in the image
