@@ -455,6 +455,9 @@ def external_command(container: Container) -> tuple[list[str], dict[str, str] | 
         return ["runc", "--root", str(runc_root(container)), "run", "--keep", "--bundle",
                 str(container.dir / "bundle"), container.id], None
     spec = container.spec
+    workdir = rootfs.host_path(str(container.dir / "rootfs"), spec.workdir)
+    if not os.path.lexists(workdir):  # as run -w: made if missing (proot would start in / instead)
+        os.makedirs(workdir, 0o755, exist_ok=True)
     return proot_command(container, spec.args, spec.workdir, spec.user, spec.env)
 
 

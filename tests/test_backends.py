@@ -440,3 +440,11 @@ def test_proot_diff_and_commit_see_the_containers_changes(busybox_store: Store) 
         containers.remove(c)
     assert seen["proot"] == seen["native"] == [("A", "/d"), ("A", "/d/e"), ("A", "/d/e/f"), ("C", "/etc"),
                                                ("D", "/etc/group"), ("C", "/etc/passwd"), ("A", "/newfile")]
+
+
+@needs_proot
+def test_proot_makes_a_missing_working_directory_as_run_w_does(busybox_store: Store) -> None:
+    c = containers.create_from_image(busybox_store, "busybox", ["pwd"], runtime="proot", workdir="/new/dir")
+    assert runtime.run_attached(c)[:2] == (0, b"/new/dir\n")  # proot started in / when it was missing
+    assert (c.dir / "rootfs" / "new" / "dir").is_dir()
+    containers.remove(c)
