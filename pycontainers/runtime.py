@@ -499,9 +499,8 @@ def monitor_external(container: Container, lowers: list[str], stdio: tuple[int, 
     except BaseException as exc:  # noqa: BLE001 (the caller hears why, in one line)
         report_failure(container, events_fd, exc)
         return
-    terminal = TerminalLog(container, console_socket=False) if container.spec.tty and is_detached(container, stdio) \
-        else None
-    child_stdio = terminal.container_stdio if terminal else stdio
+    keeper = output_keeper(container, stdio, console_socket=False)  # the log, a held terminal or stdin
+    child_stdio = keeper.container_stdio if keeper else stdio
     pid = os.fork()
     if pid == 0:
         try:
@@ -514,23 +513,24 @@ def monitor_external(container: Container, lowers: list[str], stdio: tuple[int, 
             os.execvpe(argv[0], argv, env)
         finally:
             os._exit(EXIT_ENGINE)
-    for fd in {*stdio, *child_stdio}:
+    # The container holds its ends now; an OutputTee still writes to the caller's stdout and stderr.
+    for fd in set(child_stdio) | (set() if isinstance(keeper, OutputTee) else set(stdio)):
         os.close(fd)
     container.save(status="running", pid=pid, pid_start=process_start_time(pid), monitor_pid=os.getpid(),
                    monitor_start=process_start_time(os.getpid()), started_at=now_iso())
     _send(events_fd, {"event": "started", "pid": pid})  # runc's or proot's PID (see container.send_signal)
     copier = None
-    if terminal:  # a thread: the monitor forks nothing more, and proot's end is watched meanwhile
+    if keeper:  # a thread: the monitor forks nothing more, and proot's end is watched meanwhile
         import threading
 
-        copier = threading.Thread(target=terminal.copy_until_eof, daemon=True)
+        copier = threading.Thread(target=keeper.copy_until_eof, daemon=True)
         copier.start()
     if container.state.get("backend") == "proot":
         end_with_the_first_tracee(pid)
         remove_temp_files_when_proot_ends(pid)
     _, status = os.waitpid(pid, 0)
     if copier:
-        copier.join(timeout=5)  # the terminal's last output; EIO once every process inside has let it go
+        copier.join(timeout=5)  # the last output: EOF (EIO) once every process inside has let it go
     code = os.waitstatus_to_exitcode(status)
     exit_code = 128 - code if code < 0 else code
     oom = end_runc_container(container) if uses_runc else False

@@ -448,3 +448,20 @@ def test_proot_makes_a_missing_working_directory_as_run_w_does(busybox_store: St
     assert runtime.run_attached(c)[:2] == (0, b"/new/dir\n")  # proot started in / when it was missing
     assert (c.dir / "rootfs" / "new" / "dir").is_dir()
     containers.remove(c)
+
+
+@pytest.mark.parametrize("backend", [pytest.param("runc", marks=needs_runc), pytest.param("proot", marks=needs_proot)])
+def test_runc_and_proot_log_an_attached_run_and_keep_a_detached_stdin_open(busybox_store: Store,
+                                                                          backend: str) -> None:
+    """Their monitor keeps the output as the native one does: `logs` after `run` (it was empty), and
+    `run -di` waits on an open stdin."""
+    c = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", "echo out; echo err >&2"],
+                                     runtime=backend)
+    assert runtime.run_attached(c) == (0, b"out\n", b"err\n")
+    assert sorted(c.log_path().read_bytes().splitlines()) == [b"err", b"out"]
+    containers.remove(c)
+    listening = containers.create_from_image(busybox_store, "busybox", ["sh"], runtime=backend, interactive=True)
+    assert runtime.start_detached(listening)["event"] == "started"
+    time.sleep(0.5)
+    assert listening.reload().status == "running"
+    containers.remove(listening, force=True)
