@@ -663,6 +663,8 @@ def send_signal(container: Container, sig: int) -> None:
         if sig == signal.SIGKILL:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, sig)
+            with contextlib.suppress(ProcessLookupError):  # started an instant ago: no group of its own yet
+                os.kill(pid, sig)
             return
         pid = next(iter(child_pids(pid)), pid)
     with contextlib.suppress(ProcessLookupError):

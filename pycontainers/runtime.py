@@ -1076,6 +1076,8 @@ def exec_under_proot(container: Container, args: list[str], env: list[str], work
     if exec_end not in ready:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # (not yet in a group of its own: not yet proot either)
+            os.kill(child, signal.SIGKILL)
     for fd in (exec_end, container_end):
         if fd is not None:
             os.close(fd)

@@ -465,3 +465,24 @@ def test_runc_and_proot_log_an_attached_run_and_keep_a_detached_stdin_open(busyb
     time.sleep(0.5)
     assert listening.reload().status == "running"
     containers.remove(listening, force=True)
+
+
+@needs_proot
+def test_a_proot_container_removed_as_soon_as_it_started_leaves_no_proot(busybox_store: Store) -> None:
+    """rm -f right after start: proot may not have its own process group yet (the monitor says "started"
+    just after the fork), so it is killed by PID as well as by group (it ran on for good)."""
+    for _ in range(10):
+        c = containers.create_from_image(busybox_store, "busybox", ["sleep", "60"], runtime="proot")
+        assert runtime.start_detached(c)["event"] == "started"
+        pid = c.reload().state["pid"]
+        containers.remove(c, force=True)
+        assert eventually(lambda pid=pid: not alive(pid) or comm(pid) in ("", "pyc-monitor"))
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and str(busybox_store.home).encode() in cmdline(p)]
+
+
+def cmdline(pid: str) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:  # gone meanwhile
+        return b""
