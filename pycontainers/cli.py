@@ -390,10 +390,21 @@ def _attached_tty(starter: Callable[[tuple[int, int, int]], Any], interactive: b
 
 
 def cmd_ps(a: argparse.Namespace) -> int:
-    from .container import list_containers
+    from .container import filter_containers, list_containers
     from .tables import containers_table
 
-    table = containers_table(list_containers(_store(), all=a.all), no_trunc=a.no_trunc)
+    filters: dict[str, list[str]] = {}
+    for item in a.filter or []:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise _usage(f"bad format of filter (expected name=value): {item}")
+        filters.setdefault(key, []).append(value)
+    # As docker ps: a status or exit-code filter, -n and -l look at stopped containers too, without -a.
+    everything = a.all or "status" in filters or "exited" in filters or a.last is not None or a.latest
+    containers = list_containers(_store(), all=everything)
+    if a.latest or a.last is not None:  # the newest first, as ps lists them
+        containers = containers[:1 if a.latest else max(a.last, 0)]
+    table = containers_table(filter_containers(containers, filters), no_trunc=a.no_trunc)
     _print_table(table, a.format, "ID", a.quiet)
     return 0
 
@@ -402,7 +413,8 @@ def cmd_logs(a: argparse.Namespace) -> int:
     from .container import get_container, log_chunks
 
     out = sys.stdout.buffer
-    for chunk in log_chunks(get_container(_store(), a.container), follow=a.follow):
+    tail = None if a.tail == "all" else int(a.tail)  # (argparse checked it: see _add_logs)
+    for chunk in log_chunks(get_container(_store(), a.container), follow=a.follow, tail=tail):
         out.write(chunk)
         out.flush()
     return 0
@@ -431,9 +443,24 @@ def _each_container(names: list[str], action: Callable[[Any], None], echo: bool 
 
 
 def cmd_start(a: argparse.Namespace) -> int:
-    """``docker start``: run a created or exited container again, on the same writable layer."""
-    from .container import ContainerError
-    from .runtime import start_detached
+    """``docker start``: run a created or exited container again, on the same writable layer; with ``-a``,
+    on this terminal, as ``run`` without ``-d`` (its exit code is ours)."""
+    from .container import ContainerError, get_container
+    from .runtime import is_external, start, start_detached
+
+    if a.attach or a.interactive:
+        if len(a.containers) > 1:
+            raise _usage("you cannot start and attach multiple containers at once")
+        container = get_container(_store(), a.containers[0])
+        if container.status == "running":
+            print(f"Error: container {container.name} is already running", file=sys.stderr)
+            return 1
+        tty = container.spec.tty
+        if tty and a.interactive and not os.isatty(0):
+            print("pycontainers: the input device is not a TTY", file=sys.stderr)
+            return 1
+        return _attached(lambda stdio: start(container, stdio), a.interactive, tty,
+                         console_socket=not is_external(container), log=container.log_path())
 
     def start_one(container: Any) -> None:
         if container.reload().status == "running":
@@ -598,6 +625,12 @@ def cmd_volume(a: argparse.Namespace) -> int:
                     raise
                 continue
             print(name)
+    elif a.action == "prune":
+        if not _confirm("all local volumes not used by at least one container", a.force):
+            return 0
+        removed = c.volume_prune(store)
+        print("Deleted Volumes:\n" + "".join(f"{name}\n" for name in removed) if removed else "", end="")
+        print(f"\nTotal reclaimed volumes: {len(removed)}")
     elif a.action == "inspect":
         print(json.dumps([c.volume_inspect(store, n) for n in a.names], indent=4))
     return 0
@@ -728,6 +761,13 @@ def cmd_info(a: argparse.Namespace) -> int:
 
 class _UsageError(Exception):
     pass
+
+
+def _tail_value(text: str) -> str:
+    """``logs --tail``: "all" or a number of lines."""
+    if text == "all" or (text.isascii() and text.isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"invalid --tail value {text!r}: a number of lines, or all")
 
 
 def _usage(message: str) -> _UsageError:
@@ -895,6 +935,10 @@ def _add_ps(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--no-trunc", action="store_true")
     p.add_argument("--format")
+    p.add_argument("-f", "--filter", action="append",
+                   help="KEY=VALUE: id, name, status (created, running, exited), ancestor (an image), exited (a code)")
+    p.add_argument("-n", "--last", type=int, help="the N containers created last (all states)")
+    p.add_argument("-l", "--latest", action="store_true", help="the container created last (all states)")
     p.set_defaults(func=cmd_ps)
 
 
@@ -902,6 +946,7 @@ def _add_logs(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("logs", help="fetch the output of a container")
     p.add_argument("container")
     p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-n", "--tail", default="all", type=_tail_value, help="lines from the end (default: all)")
     p.set_defaults(func=cmd_logs)
 
 
@@ -970,7 +1015,9 @@ def _add_containers_command(sub: argparse._SubParsersAction, verb: str, func: Ha
 
 
 def _add_start(sub: argparse._SubParsersAction) -> None:
-    _add_containers_command(sub, "start", cmd_start, "start stopped containers (in the background)")
+    p = _add_containers_command(sub, "start", cmd_start, "start stopped containers (in the background)")
+    p.add_argument("-a", "--attach", action="store_true", help="attach stdout/stderr, wait, exit with its code")
+    p.add_argument("-i", "--interactive", action="store_true", help="attach stdin too")
 
 
 def _add_stop(sub: argparse._SubParsersAction) -> None:
@@ -1037,6 +1084,9 @@ def _add_volume(sub: argparse._SubParsersAction) -> None:
     p.add_argument("names", nargs="+")
     p.add_argument("-f", "--force", action="store_true")
     p.set_defaults(func=cmd_volume, action="rm")
+    p = volume.add_parser("prune", help="remove the volumes no container uses")
+    p.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
+    p.set_defaults(func=cmd_volume, action="prune")
     p = volume.add_parser("inspect", help="show a volume's details")
     p.add_argument("names", nargs="+")
     p.set_defaults(func=cmd_volume, action="inspect")

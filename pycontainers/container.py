@@ -1055,6 +1055,43 @@ def volume_list(store: Store) -> list[str]:
     return sorted(d.name for d in base.iterdir() if (d / "_data").is_dir()) if base.exists() else []
 
 
+def volume_prune(store: Store) -> list[str]:
+    """``docker volume prune``: remove the volumes no container (running or not) uses; their names."""
+    used = {m.volume for c in list_containers(store) for m in c.spec.mounts if m.volume}
+    removed = [name for name in volume_list(store) if name not in used]
+    for name in removed:
+        shutil.rmtree(volumes_dir(store) / name)
+    return removed
+
+
+FILTERS = ("id", "name", "status", "ancestor", "exited")
+
+
+def filter_containers(containers: list[Container], filters: dict[str, list[str]]) -> list[Container]:
+    """``docker ps --filter``: keep the containers that match every key (any of its values): ``id`` and
+    ``name`` (a prefix, a part), ``status`` (created, running, exited...), ``ancestor`` (the image, as
+    named or by ID prefix), ``exited`` (the exit code)."""
+    unknown = set(filters) - set(FILTERS)
+    if unknown:
+        raise InvalidArgument(f"invalid filter '{sorted(unknown)[0]}' (use {', '.join(FILTERS)})")
+
+    def matches(c: Container, key: str, value: str) -> bool:
+        if key == "id":
+            return c.id.startswith(value)
+        if key == "name":
+            return value.lstrip("/") in c.name
+        if key == "status":
+            return c.status == value
+        if key == "ancestor":
+            image_id = c.spec.image_id.removeprefix("sha256:")
+            return value in (c.spec.image_name, f"{c.spec.image_name}:latest") or image_id.startswith(
+                value.removeprefix("sha256:"))
+        return c.status == "exited" and str(c.state.get("exit_code")) == value  # exited
+
+    return [c for c in containers
+            if all(any(matches(c, key, v) for v in values) for key, values in filters.items())]
+
+
 def volume_users(store: Store, name: str) -> list[Container]:
     return [c for c in list_containers(store) if any(m.volume == name for m in c.spec.mounts)]
 

@@ -361,3 +361,28 @@ def test_docker_exit_codes_of_small_mistakes(cli: Run) -> None:
     code, _, err = cli("exec", "-w", "/nonexist", "up", "pwd")
     assert (code, err) == (126, 'pycontainers: chdir to cwd ("/nonexist") failed: no such file or directory\n')
     assert cli("rm", "-f", "up")[0] == 0
+
+
+def test_ps_filters_logs_tail_volume_prune(cli: Run) -> None:
+    """docker ps --filter/-n/-l, logs --tail, volume prune: the everyday options beyond the basics."""
+    assert cli("run", "--name", "counts", "busybox", "seq", "1", "5")[0] == 0
+    assert cli("run", "--name", "fails", "busybox", "sh", "-c", "exit 3")[0] == 3
+    assert cli("run", "-d", "--name", "runs", "busybox", "sleep", "30")[0] == 0
+    names = lambda *args: cli("ps", *args, "--format", "{{.Names}}")[1].split()  # noqa: E731
+    assert names("--filter", "name=s") == ["runs"]  # without -a: running ones only, as docker
+    assert names("-a", "--filter", "name=s") == ["runs", "fails", "counts"]
+    assert names("--filter", "status=exited") == ["fails", "counts"]  # a status filter looks at all
+    assert names("--filter", "exited=3") == ["fails"]
+    assert names("-a", "--filter", "name=s", "--filter", "status=running") == ["runs"]
+    assert names("-n", "2") == ["runs", "fails"] and names("-l") == ["runs"]
+    assert names("-a", "--filter", "ancestor=busybox") == ["runs", "fails", "counts"]
+    code, _, err = cli("ps", "--filter", "colour=red")
+    assert code == 1 and "invalid filter 'colour'" in err
+    assert cli("logs", "--tail", "2", "counts") == (0, "4\n5\n", "")
+    assert cli("logs", "--tail", "0", "counts") == (0, "", "")
+    assert cli("rm", "-f", "runs", "fails", "counts")[0] == 0
+    assert cli("volume", "create", "used")[0] == 0 and cli("volume", "create", "unused")[0] == 0
+    assert cli("create", "--name", "holder", "-v", "used:/data", "busybox", "true")[0] == 0
+    assert cli("volume", "prune", "-f")[1] == "Deleted Volumes:\nunused\n\nTotal reclaimed volumes: 1\n"
+    assert cli("volume", "ls", "-q")[1] == "used\n"
+    assert cli("rm", "holder")[0] == 0 and cli("volume", "rm", "used")[0] == 0

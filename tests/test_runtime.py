@@ -1310,3 +1310,16 @@ def test_wait_gives_the_exit_code_of_a_container_removed_by_force(home: Store) -
     assert pyc(home, "rm", "-f", "w").returncode == 0
     out, _ = waiter.communicate(timeout=30)
     assert (waiter.returncode, out) == (0, "137\n")
+
+
+def test_start_attach_runs_on_this_terminal_with_its_exit_code(home: Store) -> None:
+    """`start -a` (`-ai`): the container's output here and its exit code ours, as `run` without -d; logged."""
+    assert pyc(home, "create", "--name", "sa", "busybox", "sh", "-c", "echo out; echo err >&2; exit 4").returncode == 0
+    proc = pyc(home, "start", "-a", "sa")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (4, "out\n", "err\n")
+    assert pyc(home, "create", "-i", "--name", "echoes", "busybox", "cat").returncode == 0
+    proc = pyc(home, "start", "-ai", "echoes", input="piped in\n")
+    assert (proc.returncode, proc.stdout) == (0, "piped in\n")
+    assert pyc(home, "logs", "sa").stdout.count("out") == 1
+    assert pyc(home, "start", "-a", "sa", "echoes").returncode == 125  # one at a time, as docker
+    assert pyc(home, "rm", "sa", "echoes").returncode == 0
