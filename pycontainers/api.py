@@ -460,14 +460,21 @@ def container_inspect(c: core_container.Container) -> dict[str, Any]:
     """``docker container inspect``'s JSON, with the parts this engine has."""
     spec = c.spec
     st = c.state
+    try:
+        image_settings = core.get_image(c.store, spec.image_id).settings
+    except PyContainersError:  # its image was deleted meanwhile (docker rmi -f): no ENTRYPOINT to tell apart
+        image_settings = {}
+    entrypoint, cmd = core_container.entrypoint_and_cmd(c, image_settings)
+    running = c.status == "running"
     return {
         "Id": c.id, "Name": "/" + c.name, "Created": st["created"], "Image": spec.image_id,
         "Path": spec.args[0], "Args": spec.args[1:],
-        "State": {"Status": c.status, "Running": c.status == "running", "Pid": st.get("pid") or 0,
+        "State": {"Status": c.status, "Running": running, "Pid": (st.get("pid") or 0) if running else 0,
                   "ExitCode": st.get("exit_code") or 0, "OOMKilled": bool(st.get("oom_killed")),
                   "Error": st.get("error", ""), "StartedAt": st.get("started_at"),
                   "FinishedAt": st.get("finished_at"), "Dead": c.status == "dead"},
-        "Config": {"Image": spec.image_name, "Cmd": spec.args, "Env": spec.env, "WorkingDir": spec.workdir,
+        "Config": {"Image": spec.image_name, "Entrypoint": entrypoint or None, "Cmd": cmd or None,
+                   "Env": spec.env, "WorkingDir": spec.workdir,
                    "User": spec.user, "Hostname": spec.hostname, "Tty": spec.tty, "OpenStdin": spec.interactive,
                    "Labels": dict(st.get("labels") or {})},
         "HostConfig": {"Memory": spec.memory or 0, "PidsLimit": spec.pids_limit, "NanoCpus":

@@ -967,6 +967,17 @@ def commit(container: Container, repository: str | None = None, *, message: str 
         return commit_image(store, config, [*image.layers, desc], [repository] if repository else [])
 
 
+def entrypoint_and_cmd(container: Container, image_settings: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The container's argv split back into Docker's Entrypoint and Cmd: ``--entrypoint``'s (recorded at
+    create), else the image's ENTRYPOINT when the argv begins with it; the rest is the Cmd."""
+    args = container.spec.args
+    entrypoint = container.state.get("entrypoint")
+    if entrypoint is None:  # no --entrypoint: the image's, which the args begin with
+        image_entrypoint = list(image_settings.get("Entrypoint") or [])
+        entrypoint = image_entrypoint if args[:len(image_entrypoint)] == image_entrypoint else []
+    return list(entrypoint), args[len(entrypoint):]
+
+
 def committed_settings(container: Container, image_settings: dict[str, Any]) -> dict[str, Any]:
     """What ``commit`` changes in the image's settings, as Docker's commit: the container's Entrypoint, Cmd,
     Env, User and WorkingDir where ``run``'s options (a command, ``--entrypoint``, ``-e``, ``-u``, ``-w``)
@@ -976,10 +987,7 @@ def committed_settings(container: Container, image_settings: dict[str, Any]) -> 
 
     spec = container.spec
     image_entrypoint = list(image_settings.get("Entrypoint") or [])
-    entrypoint = container.state.get("entrypoint")
-    if entrypoint is None:  # no --entrypoint: the image's, which the args begin with
-        entrypoint = image_entrypoint if spec.args[:len(image_entrypoint)] == image_entrypoint else []
-    cmd = spec.args[len(entrypoint):]
+    entrypoint, cmd = entrypoint_and_cmd(container, image_settings)
     changes: dict[str, Any] = {}
     if entrypoint != image_entrypoint:
         changes["Entrypoint"] = entrypoint or None

@@ -52,7 +52,7 @@ class Table:
             if f not in self.columns and f not in self.extra_fields and not any(f in row for row in self.rows):
                 raise ValueError(f"template: can't evaluate field {f}")
         if template.strip() == "{{json .}}":
-            return "\n".join(json.dumps(row) for row in self.rows)
+            return "\n".join(go_json(row) for row in self.rows)
 
         def fill(values: dict[str, str]) -> str:
             return re.sub(r"{{\s*\.(\w+)\s*}}", lambda m: values.get(m.group(1), ""), template)
@@ -69,6 +69,12 @@ class Table:
         return "\n".join(lines)
 
 
+def go_json(value: object) -> str:
+    """JSON as Go's encoding/json writes it (templates' ``json``): no spaces, and <, >, & escaped."""
+    text = json.dumps(value, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def format_document(doc: Any, template: str) -> str:
     """``inspect --format``: ``{{.State.Status}}`` walks the JSON document, ``{{json .Config}}`` prints a part."""
 
@@ -79,7 +85,7 @@ def format_document(doc: Any, template: str) -> str:
             if not isinstance(node, dict) or key not in node:
                 raise ValueError(f"template: can't evaluate field {key}")
             node = node[key]
-        return json.dumps(node) if as_json else go_text(node)
+        return go_json(node) if as_json else go_text(node)
 
     template = template.replace("\\t", "\t").replace("\\n", "\n")
     return re.sub(r"{{\s*(json\s+)?\.([\w.]*)\s*}}", value, template)

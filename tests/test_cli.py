@@ -386,3 +386,12 @@ def test_ps_filters_logs_tail_volume_prune(cli: Run) -> None:
     assert cli("volume", "prune", "-f")[1] == "Deleted Volumes:\nunused\n\nTotal reclaimed volumes: 1\n"
     assert cli("volume", "ls", "-q")[1] == "used\n"
     assert cli("rm", "holder")[0] == 0 and cli("volume", "rm", "used")[0] == 0
+
+
+def test_inspect_splits_entrypoint_and_cmd_and_has_no_pid_once_exited(cli: Run) -> None:
+    assert cli("run", "--name", "ep", "--entrypoint", "/bin/echo", "busybox", "a", "b")[0] == 0
+    fmt = "{{json .Config.Entrypoint}} {{json .Config.Cmd}} {{.State.Pid}} {{.Path}} {{json .Args}}"
+    assert cli("inspect", "-f", fmt, "ep")[1] == '["/bin/echo"] ["a","b"] 0 /bin/echo ["a","b"]\n'
+    assert cli("run", "--name", "plain", "busybox")[0] == 0  # the image's CMD, no ENTRYPOINT
+    assert cli("inspect", "-f", "{{json .Config.Entrypoint}} {{json .Config.Cmd}}", "plain")[1] == 'null ["sh"]\n'
+    assert cli("rm", "ep", "plain")[0] == 0
