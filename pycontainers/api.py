@@ -110,8 +110,11 @@ def inspect(image: core.Image) -> dict[str, Any]:
         "RepoTags": image.familiar_tags,
         "RepoDigests": [f"{t.rpartition(':')[0]}@{image.manifest_digest}" for t in image.familiar_tags],
         "Created": cfg.get("created"),
+        "Comment": (cfg.get("history") or [{}])[-1].get("comment", ""),
         "Author": cfg.get("author", ""),
-        "Config": image.settings,
+        # Docker lists every field, set or not (so --format '{{.Config.Entrypoint}}' works on any image)
+        "Config": {"User": "", "ExposedPorts": None, "Env": None, "Cmd": None, "Volumes": None, "WorkingDir": "",
+                   "Entrypoint": None, "Labels": None, "StopSignal": None, **image.settings},
         "Architecture": cfg.get("architecture"),
         "Os": cfg.get("os"),
         "Size": image.size,

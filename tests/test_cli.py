@@ -395,3 +395,9 @@ def test_inspect_splits_entrypoint_and_cmd_and_has_no_pid_once_exited(cli: Run) 
     assert cli("run", "--name", "plain", "busybox")[0] == 0  # the image's CMD, no ENTRYPOINT
     assert cli("inspect", "-f", "{{json .Config.Entrypoint}} {{json .Config.Cmd}}", "plain")[1] == 'null ["sh"]\n'
     assert cli("rm", "ep", "plain")[0] == 0
+
+
+def test_image_inspect_lists_every_config_field_as_docker(cli: Run) -> None:
+    """busybox has no ENTRYPOINT: Docker still lists it (null), so any image takes the same --format."""
+    code, out, _ = cli("inspect", "-f", "{{json .Config.Entrypoint}}|{{.Config.WorkingDir}}|{{.Comment}}", "busybox")
+    assert (code, out) == (0, "null||\n")
