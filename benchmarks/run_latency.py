@@ -7,8 +7,8 @@
     warm monitors); (b0) the same with ``PYCONTAINERS_SERVER=0``, the command doing everything itself;
 (c) ``runc run`` of the same image exported as an OCI bundle (``pycontainers bundle``);
 (d) for comparison, (a) with the rootless back end.
-(a) is also measured one run at a time, 50 ms apart: the latency a notebook sees, without the last run's
-clean-up competing for the two CPUs (the ratio uses the back-to-back runs).
+(a) and (c) are also measured one run at a time, 50 ms apart, in turn: the latency a notebook sees, without
+the last run's clean-up competing for the two CPUs (the goal's ratio uses the back-to-back runs).
 Medians and 90th percentiles, then the ratios. Then 100 detached ``sleep`` containers: time to start
 and remove them all, and the memory each one costs (the monitor and the container's processes).
 
@@ -125,12 +125,16 @@ def main() -> int:
                     api_cpu += (busy_jiffies() - jiffies) * 1000 / os.sysconf("SC_CLK_TCK")
         # Not back to back: one at a time, as in a notebook, after the last run's clean-up (unmounting, removing
         # its files and cgroup, a new warm PID 1) has had the CPUs to itself.
-        alone_runs = []
-        for _ in range(args.runs):
-            time.sleep(0.05)
-            t0 = time.perf_counter()
-            client.containers.run("busybox", ["true"], remove=True)
-            alone_runs.append((time.perf_counter() - t0) * 1000)
+        alone_runs: list[float] = []
+        runc_alone: list[float] = []
+        for _ in range(args.runs):  # (runc too, interleaved: the same quiet and the same noise for both)
+            for fn, out in ((subjects["(a) API run"], alone_runs), (subjects.get("(c) runc run"), runc_alone)):
+                if fn is None:
+                    continue
+                time.sleep(0.05)
+                t0 = time.perf_counter()
+                fn()
+                out.append((time.perf_counter() - t0) * 1000)
         cpu_per_run = api_cpu / (ROUNDS * (block + 1))
         args.runs = block * ROUNDS
         print(f"running `true` in busybox, {args.runs} runs each (milliseconds)")
@@ -138,6 +142,10 @@ def main() -> int:
             print(f"  {name:<22} median {statistics.median(values):7.1f}   p90 {p90(values):7.1f}")
         print(f"  (a) one at a time      median {statistics.median(alone_runs):7.1f}   p90 {p90(alone_runs):7.1f}"
               "   (50 ms apart, not in the ratio)")
+        if runc_alone:
+            print(f"  (c) one at a time      median {statistics.median(runc_alone):7.1f}   p90 {p90(runc_alone):7.1f}"
+                  f"   (runc / API one at a time = "
+                  f"{statistics.median(runc_alone) / statistics.median(alone_runs):.2f})")
         if "(c) runc run" in results:
             runc = statistics.median(results["(c) runc run"])
             api = statistics.median(results["(a) API run"])
