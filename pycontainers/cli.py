@@ -146,12 +146,9 @@ def cmd_image_prune(a: argparse.Namespace) -> int:
     from .api import prune_images
     from .units import human_size
 
-    if not a.force and sys.stdin.isatty():
-        what = "all images without at least one container associated to them" if a.all \
-            else "all dangling images"
-        answer = input(f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            return 0
+    what = "all images without at least one container associated to them" if a.all else "all dangling images"
+    if not _confirm(what, a.force):
+        return 0
     result = prune_images(_store(), all_images=a.all)
     if result["ImagesDeleted"]:
         print("Deleted Images:")
@@ -353,6 +350,15 @@ def _attached_tty(starter: Callable[[tuple[int, int, int]], Any], interactive: b
         return int(first.get("exit_code", 125))
     copy_window_size()
     signal.signal(signal.SIGWINCH, copy_window_size)
+    previous = {}
+    if not interactive:  # Ctrl-C is not a key for the container then, but a signal to us: pass it on (sig-proxy)
+        target = int(first["pid"])
+
+        def forward(signum: int, _frame: object) -> None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(target, signum)
+
+        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600) if log else -1
     saved = None
     if interactive and os.isatty(0):
@@ -382,6 +388,8 @@ def _attached_tty(starter: Callable[[tuple[int, int, int]], Any], interactive: b
         if saved is not None:
             termios.tcsetattr(0, termios.TCSADRAIN, saved)
         console.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if log_fd >= 0:
             os.close(log_fd)
     last = events.next()

@@ -211,7 +211,7 @@ def build_root(plan: dict, kernel_trees: list[int] | None) -> Command:
 
 def exec_command(command: Command, stdio: tuple[int, int, int], seccomp_filter: bytes | None) -> None:
     """The last steps, in this order: stdio, no_new_privs, capabilities, user, seccomp, execve."""
-    attach_stdio(stdio, command.tty)
+    attach_stdio(stdio, command.tty, (command.user.uid, command.user.gid))
     prctl(PR_SET_NO_NEW_PRIVS, 1)  # setuid binaries cannot raise privileges again
     set_capabilities()
     switch_user(command.user)
@@ -528,7 +528,7 @@ def find_executable(arg0: str, env: list[str], outside: Callable[[str], str] | N
 # ------------------------------------------------------------------------------ stdio, signals, user
 
 
-def open_console(console_socket: int) -> int:
+def open_console(console_socket: int, owner: tuple[int, int] | None = None) -> int:
     """runc's console socket: make the terminal in the container's own devpts, send its master out.
 
     A terminal made outside would work, but inside it has no name (``tty`` says "not a tty"), since its
@@ -541,6 +541,12 @@ def open_console(console_socket: int) -> int:
     fcntl.ioctl(master, tiocsptlck, struct.pack("i", 0))
     number = struct.unpack("i", fcntl.ioctl(master, tiocgptn, b"\0" * 4))[0]
     slave = os.open(f"/dev/pts/{number}", os.O_RDWR | os.O_NOCTTY)
+    if owner is not None and owner != (0, 0):  # the command's user may write to its own terminal (as runc)
+        try:
+            os.fchown(slave, *owner)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:  # EINVAL: a user outside a rootless map; switch_user says so
+                raise
     with socket.socket(fileno=os.dup(console_socket)) as sock:
         with contextlib.suppress(BlockingIOError):
             window = sock.recv(8, socket.MSG_DONTWAIT)
@@ -551,11 +557,12 @@ def open_console(console_socket: int) -> int:
     return slave
 
 
-def attach_stdio(stdio: tuple[int, int, int], tty: bool = False) -> None:
+def attach_stdio(stdio: tuple[int, int, int], tty: bool = False, owner: tuple[int, int] | None = None) -> None:
     """Make the given fds 0, 1 and 2. With *tty* and a Unix socket in place of stdin, the terminal is
-    created inside the container (``open_console``) and its master sent back over that socket."""
+    created inside the container (``open_console``), given to *owner* (uid, gid), and its master sent back
+    over that socket."""
     if tty and stat.S_ISSOCK(os.fstat(stdio[0]).st_mode):
-        slave = open_console(stdio[0])
+        slave = open_console(stdio[0], owner)
         stdio = (slave, slave, slave)
     for target, fd in enumerate(stdio):
         if fd != target:

@@ -1016,7 +1016,7 @@ def exec_monitor(container: Container, args: list[str], env: list[str], workdir:
             full_env = default_env(env, account.home, container.spec.hostname)
             enter_workdir(workdir, exit_code=EXIT_NOT_EXECUTABLE)  # (Docker: 126 for an exec that cannot start)
             path = find_executable(args[0], full_env)
-            attach_stdio(stdio, tty)
+            attach_stdio(stdio, tty, (account.uid, account.gid))
             reset_signals()
             prctl(PR_SET_NO_NEW_PRIVS, 1)
             drop_capabilities()

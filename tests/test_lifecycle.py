@@ -205,3 +205,26 @@ def test_detached_interactive_keeps_stdin_open(busybox_store: Store, how: str, m
     assert main(["run", "-d", "--name", "deaf", "busybox", "sh"]) == 0  # without -i: stdin is empty, sh ends
     assert c.wait(c.get_container(busybox_store, "deaf"), timeout=10) == 0
     c.remove(c.get_container(busybox_store, "deaf"))
+
+
+@pytest.mark.parametrize("backend", ["native", "rootless"])
+def test_the_terminal_belongs_to_the_commands_user(busybox_store: Store, backend: str) -> None:
+    """run -t -u nobody: nobody may write to its own terminal (it was root's: Permission denied)."""
+    cli = os.path.join(os.path.dirname(sys.executable), "pycontainers")
+    env = {**os.environ, "PYCONTAINERS_HOME": str(busybox_store.home), "PYCONTAINERS_SERVER": "0"}
+    argv = [cli, "run", "--rm", "-t", "-u", "nobody", "--runtime", backend, "busybox", "sh", "-c",
+            "stat -c %U $(tty); echo written > $(tty)"]
+    out, code = _drive_tty(argv, [(b"", 10.0)], env)
+    assert code == 0 and out.replace(b"\r", b"") == b"nobody\nwritten\n"  # (our own terminal adds \r's)
+
+
+def test_ctrl_c_reaches_a_t_container_without_i(busybox_store: Store) -> None:
+    """run -t without -i: the terminal is not raw, so Ctrl-C is a signal to the CLI, which passes it on (as
+    Docker's sig-proxy); it ended the CLI and left the container running."""
+    cli = os.path.join(os.path.dirname(sys.executable), "pycontainers")
+    env = {**os.environ, "PYCONTAINERS_HOME": str(busybox_store.home), "PYCONTAINERS_SERVER": "0"}
+    script = 'trap "echo got INT; exit 7" INT; echo ready; sleep 20 & wait'
+    out, code = _drive_tty([cli, "run", "--rm", "-t", "busybox", "sh", "-c", script],
+                           [(b"", 1.5), (b"\x03", 5.0)], env)
+    assert code == 7 and b"got INT" in out
+    assert c.list_containers(busybox_store) == []
