@@ -517,10 +517,14 @@ def _copy_image_path(source: Path, target: Path, record: Any) -> None:
     elif record.kind == "file":
         shutil.copyfile(source, target, follow_symlinks=False)
     elif record.kind == "hard link":  # (a copy: the other name may be outside the volume)
-        shutil.copy2(source, target, follow_symlinks=False)
-        return
+        shutil.copyfile(source, target, follow_symlinks=False)
+        linked = os.stat(source)  # (a hard link's own header may carry no mode or owner: its file's count)
+        record = type(record)(record.path, "file", linked.st_size, record.layer, linked.st_mode,
+                              uid=linked.st_uid, gid=linked.st_gid)
+    elif record.kind == "fifo":
+        os.mkfifo(target)
     else:
-        return  # a device or fifo: not something a volume holds
+        return  # a device: not something a volume holds
     _give_image_owner(target, record)
 
 
@@ -901,7 +905,14 @@ def _proot_changes(container: Container) -> tuple[Any, Any]:
     except (OSError, ValueError, KeyError, TypeError):
         raise ContainerError(f"container {container.name} has no record of its files as created (made by an "
                              "older pycontainers?): its changes cannot be told") from None
-    return before, snapshot.take(container.dir / "rootfs", wait_for_clock=False)
+    after = snapshot.take(container.dir / "rootfs", wait_for_clock=False)
+    # proot makes a stand-in (mode 000) where a bind mount's destination is missing, and removes it only
+    # when it exits normally: not the container's doing, and not part of its changes.
+    for destination in ("dev", "proc", "sys", "etc/hostname", "etc/hosts", "etc/resolv.conf",
+                        *(m.destination.strip("/") for m in container.spec.mounts)):
+        if destination not in before.records:
+            after.records.pop(destination, None)
+    return before, after
 
 
 def _proot_diff(container: Container, image_paths: dict[str, Any]) -> list[tuple[str, str]]:

@@ -30,6 +30,7 @@ The monitor reports to the caller through a pipe, one JSON line per event: ``sta
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import itertools
 import json
@@ -456,8 +457,11 @@ def external_command(container: Container) -> tuple[list[str], dict[str, str] | 
                 str(container.dir / "bundle"), container.id], None
     spec = container.spec
     workdir = rootfs.host_path(str(container.dir / "rootfs"), spec.workdir)
-    if not os.path.lexists(workdir):  # as run -w: made if missing (proot would start in / instead)
+    try:  # as run -w natively: made if missing (proot would start in / instead, and say so)
         os.makedirs(workdir, 0o755, exist_ok=True)
+    except OSError as exc:
+        reason = "not a directory" if exc.errno in (errno.EEXIST, errno.ENOTDIR) else (exc.strerror or "").lower()
+        raise StartError(f'chdir to cwd ("{spec.workdir}") failed: {reason}') from None
     return proot_command(container, spec.args, spec.workdir, spec.user, spec.env)
 
 

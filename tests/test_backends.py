@@ -448,6 +448,10 @@ def test_proot_makes_a_missing_working_directory_as_run_w_does(busybox_store: St
     assert runtime.run_attached(c)[:2] == (0, b"/new/dir\n")  # proot started in / when it was missing
     assert (c.dir / "rootfs" / "new" / "dir").is_dir()
     containers.remove(c)
+    for workdir in ("/etc/passwd", "/etc/passwd/x"):  # as natively: 125, and no host path in the message
+        c = containers.create_from_image(busybox_store, "busybox", ["pwd"], runtime="proot", workdir=workdir)
+        assert runtime.run_attached(c) == (125, b"", f'chdir to cwd ("{workdir}") failed: not a directory\n'.encode())
+        containers.remove(c)
 
 
 @pytest.mark.parametrize("backend", [pytest.param("runc", marks=needs_runc), pytest.param("proot", marks=needs_proot)])
@@ -486,3 +490,14 @@ def cmdline(pid: str) -> bytes:
             return f.read()
     except OSError:  # gone meanwhile
         return b""
+
+
+@needs_proot
+def test_proots_stand_ins_for_bind_mounts_are_no_change_of_the_container(busybox_store: Store) -> None:
+    """While proot runs, it has made empty stand-ins (mode 000) for the mount points the image lacks (/dev,
+    /proc, /sys, /etc/hosts...): diff must not list them, nor commit keep them (it did)."""
+    c = containers.create_from_image(busybox_store, "busybox", ["sleep", "60"], runtime="proot")
+    assert runtime.start_detached(c)["event"] == "started"
+    assert eventually(lambda: (c.dir / "rootfs" / "etc" / "hosts").exists())  # proot is up
+    assert containers.diff(c) == []
+    containers.remove(c, force=True)

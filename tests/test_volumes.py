@@ -57,3 +57,17 @@ def test_a_new_named_volume_starts_with_what_the_image_has_there(busybox_store: 
     host.mkdir()
     assert run("busybox", ["ls", "/etc"], volumes=[f"{host}:/etc"], remove=True) == b""
     assert run("busybox", ["ls", "/data"], volumes=["fresh:/data"], remove=True) == b""  # nothing there in the image
+
+
+def test_a_volume_filled_from_the_image_keeps_owners_of_hard_links_and_fifos(busybox_store: Store, tmp_path) -> None:
+    from pycontainers.build import build
+
+    (tmp_path / "Dockerfile").write_text(
+        "FROM busybox\nRUN mkdir -p /data/sub && echo hello > /data/sub/f && ln /data/sub/f /data/hard && "
+        "mkfifo /data/fifo && chown -R 1000:1000 /data/sub\n")
+    build(busybox_store, tmp_path, tags=["linked"], on_event=lambda e: None)
+    run = Client(busybox_store.home).containers.run
+    # /data/sub/f is a hard link in the layer (to /data/hard, outside this volume), owned by 1000
+    assert run("linked", ["stat", "-c", "%u:%g %F %s", "/data/sub/f"], volumes=["sub:/data/sub"],
+               remove=True) == b"1000:1000 regular file 6\n"
+    assert run("linked", ["stat", "-c", "%F", "/data/fifo"], volumes=["whole:/data"], remove=True) == b"fifo\n"
