@@ -410,8 +410,8 @@ def cmd_ps(a: argparse.Namespace) -> int:
     # As docker ps: a status or exit-code filter, -n and -l look at stopped containers too, without -a.
     everything = a.all or "status" in filters or "exited" in filters or a.last is not None or a.latest
     containers = list_containers(_store(), all=everything)
-    if a.latest or a.last is not None:  # the newest first, as ps lists them
-        containers = containers[:1 if a.latest else max(a.last, 0)]
+    if a.latest or (a.last is not None and a.last > 0):  # the newest first, as ps lists them (-n 0: all)
+        containers = containers[:1 if a.latest else a.last]
     table = containers_table(filter_containers(containers, filters), no_trunc=a.no_trunc)
     _print_table(table, a.format, "ID", a.quiet)
     return 0
@@ -773,7 +773,9 @@ class _UsageError(Exception):
 
 def _tail_value(text: str) -> str:
     """``logs --tail``: "all" or a number of lines."""
-    if text == "all" or (text.isascii() and text.isdigit()):
+    if text == "all" or (text.isascii() and text.lstrip("-").isdigit() and int(text) < 0):
+        return "all"  # (a negative number: all, as docker)
+    if text.isascii() and text.isdigit():
         return text
     raise argparse.ArgumentTypeError(f"invalid --tail value {text!r}: a number of lines, or all")
 

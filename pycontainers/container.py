@@ -1084,6 +1084,7 @@ def volume_prune(store: Store) -> list[str]:
 
 
 FILTERS = ("id", "name", "status", "ancestor", "exited")
+STATUSES = ("created", "running", "exited", "dead")
 
 
 def filter_containers(containers: list[Container], filters: dict[str, list[str]]) -> list[Container]:
@@ -1093,12 +1094,24 @@ def filter_containers(containers: list[Container], filters: dict[str, list[str]]
     unknown = set(filters) - set(FILTERS)
     if unknown:
         raise InvalidArgument(f"invalid filter '{sorted(unknown)[0]}' (use {', '.join(FILTERS)})")
+    for value in filters.get("status", []):
+        if value not in STATUSES:
+            raise InvalidArgument(f"invalid filter 'status={value}' (use {', '.join(STATUSES)})")
+    for value in filters.get("exited", []):
+        if not value.lstrip("-").isdigit():
+            raise InvalidArgument(f"invalid filter 'exited={value}': an exit code is a number")
+    import re
+
+    try:  # Docker's name filter is a regular expression, searched in the name
+        names = [re.compile(value.lstrip("/")) for value in filters.get("name", [])]
+    except re.error as exc:
+        raise InvalidArgument(f"invalid filter 'name': {exc}") from None
 
     def matches(c: Container, key: str, value: str) -> bool:
         if key == "id":
             return c.id.startswith(value)
         if key == "name":
-            return value.lstrip("/") in c.name
+            return any(pattern.search(c.name) for pattern in names)
         if key == "status":
             return c.status == value
         if key == "ancestor":

@@ -376,10 +376,14 @@ def test_ps_filters_logs_tail_volume_prune(cli: Run) -> None:
     assert names("-a", "--filter", "name=s", "--filter", "status=running") == ["runs"]
     assert names("-n", "2") == ["runs", "fails"] and names("-l") == ["runs"]
     assert names("-a", "--filter", "ancestor=busybox") == ["runs", "fails", "counts"]
-    code, _, err = cli("ps", "--filter", "colour=red")
-    assert code == 1 and "invalid filter 'colour'" in err
+    assert names("-a", "--filter", "name=^runs$") == ["runs"]  # a regular expression, as docker's
+    assert names("-n", "0") == names("-n", "-1") == ["runs", "fails", "counts"]  # all
+    for bad in ("colour=red", "status=bogus", "exited=x"):
+        code, _, err = cli("ps", "--filter", bad)
+        assert code == 1 and "invalid filter" in err
     assert cli("logs", "--tail", "2", "counts") == (0, "4\n5\n", "")
     assert cli("logs", "--tail", "0", "counts") == (0, "", "")
+    assert cli("logs", "--tail", "-1", "counts")[1] == "1\n2\n3\n4\n5\n"  # negative: all
     assert cli("rm", "-f", "runs", "fails", "counts")[0] == 0
     assert cli("volume", "create", "used")[0] == 0 and cli("volume", "create", "unused")[0] == 0
     assert cli("create", "--name", "holder", "-v", "used:/data", "busybox", "true")[0] == 0
