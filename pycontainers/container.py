@@ -725,7 +725,22 @@ def remove(container: Container, force: bool = False) -> None:
         cgroup_of(container).remove()  # normally the monitor did this; a killed monitor could not
     if container.state.get("backend") == "runc":
         runc(container, "delete", "--force", container.id)  # `runc run` normally does this when it ends
+        remove_runc_cgroups(container)
     delete_directory(container)
+
+
+def remove_runc_cgroups(container: Container) -> None:
+    """runc makes the container's cgroup in every hierarchy (devices, freezer, cpuset...), and removes them
+    at its end; killed before it had written its state (``rm -f`` just after ``run -d``), nobody does, and
+    ``runc delete`` finds nothing to delete. Empty by now, they are simply removed (rmdir)."""
+    import glob
+
+    from .cgroup import PARENT
+
+    for path in glob.glob(f"/sys/fs/cgroup/*/{PARENT}/{container.id}") + glob.glob(
+            f"/sys/fs/cgroup/{PARENT}/{container.id}"):
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
 
 
 def delete_directory(container: Container) -> None:
