@@ -59,11 +59,14 @@ def oci_config(spec: ContainerSpec, uid: int, gid: int, groups: list[int], env: 
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
     ]
+    kernel_mounts = len(mounts)
     for source, destination in files:
         mounts.append({"destination": destination, "type": "bind", "source": source, "options": ["rbind", "rw"]})
     for m in spec.process_mounts():
         mounts.append({"destination": m.destination, "type": "bind", "source": m.source,
                        "options": ["rbind", "ro" if m.readonly else "rw"]})
+    # Parents before children, as Docker orders them: a volume on /etc, then /etc/hosts on top of it.
+    mounts[kernel_mounts:] = sorted(mounts[kernel_mounts:], key=lambda m: m["destination"].rstrip("/").count("/"))
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup")]
     if spec.network == "none":
         namespaces.append({"type": "network"})

@@ -779,6 +779,7 @@ def init_plan(container: Container, lowers: list[str]) -> dict[str, object]:
     spec = container.spec
     binds = [[str(container.dir / name), f"/etc/{name}", False] for name in ("hostname", "hosts", "resolv.conf")]
     binds += [[m.source, m.destination, m.readonly] for m in spec.process_mounts()]
+    binds.sort(key=lambda bind: bind[1].rstrip("/").count("/"))  # as Docker: a volume on /etc, then /etc/hosts
     return {"root": str(container.dir / "rootfs"), "lowers": lowers, "upper": str(container.dir / "upper"),
             "work": str(container.dir / "work"), "userxattr": is_rootless(container), "binds": binds,
             "read_only": spec.read_only, "hostname": spec.hostname, "user": spec.user, "env": spec.env,
