@@ -339,6 +339,7 @@ class Container:
         reading until the container exits. The log keeps stdout and stderr as one stream (as ``docker logs``
         of a ``-t`` container), so both must be asked for; it records no times (no *timestamps*).
         """
+        self._c.reload()  # gone (auto-removed): NotFound, as docker-py's, not an empty log
         if not (stdout and stderr) and not self._c.spec.tty:
             raise InvalidArgument("logs(): this engine logs stdout and stderr as one stream, so it cannot give "
                                   "one without the other: leave stdout=True, stderr=True")
@@ -380,6 +381,7 @@ class Container:
         core_container.kill(self._c, sig)
 
     def remove(self, force: bool = False) -> None:
+        self._c.reload()  # gone already (auto-removed): NotFound, as docker-py's
         core_container.remove(self._c, force=force)
 
     def exec_run(self, cmd: str | list[str], stdout: bool = True, stderr: bool = True, stdin: bytes | bool = False,

@@ -132,6 +132,21 @@ def machine_layout() -> CgroupLayout:
     return cgroup_layout()
 
 
+def join_cgroups_of(pid: int) -> None:
+    """Move this process into every cgroup *pid* is in, as ``runc exec`` does: each v1 hierarchy's (devices,
+    freezer, cpuset...: runc makes its container one in all of them) and the cgroup2 tree's. Read from the
+    host's cgroup namespace, so the paths are the host's."""
+    layout = machine_layout()
+    for line in _read(f"/proc/{pid}/cgroup").splitlines():
+        _hierarchy, controllers, path = line.split(":", 2)
+        if controllers:
+            base = next((where for c in controllers.split(",") if (where := layout.where(c))), None)
+        else:
+            base = layout.v2_mount
+        if base is not None and path != "/":
+            _write(Path(f"{base}{path}") / "cgroup.procs", str(os.getpid()))
+
+
 def _write(path: Path, value: str) -> None:
     try:
         path.write_text(value)

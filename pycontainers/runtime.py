@@ -1112,6 +1112,10 @@ def join_container(container: Container) -> None:
     order = NAMESPACE_ORDER
     if is_rootless(container):
         order = ("user", *NAMESPACE_ORDER)  # first: it owns the others, and gives us the right to join them
+    elif container.state.get("backend") == "runc":
+        from .cgroup import join_cgroups_of
+
+        join_cgroups_of(pid)  # runc's are in every hierarchy, not only ours (memory, pids, cpu)
     else:
         cgroup_of(container).add(os.getpid())
     ns_fds = [os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC) for ns in order]

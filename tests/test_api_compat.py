@@ -265,3 +265,16 @@ def test_exec_run_docker_py_arguments(client: Client) -> None:
         c.exec_run("true", privileged=True)
     assert c.logs() == b""  # an exec's output is not the container's
     c.remove(force=True)
+
+
+def test_a_container_that_removed_itself_is_not_found(busybox_store: Store) -> None:
+    """docker-py raises NotFound for logs() and remove() of an auto-removed container (they gave b'' and None)."""
+    from pycontainers.errors import NotFound
+
+    client = Client(busybox_store.home)
+    gone = client.containers.run("busybox", ["true"], detach=True, auto_remove=True)
+    assert gone.wait(timeout=10)["StatusCode"] == 0
+    with pytest.raises(NotFound):
+        gone.logs()
+    with pytest.raises(NotFound):
+        gone.remove()

@@ -408,6 +408,10 @@ def test_exec_runs_inside_the_container(busybox_store: Store, backend: str) -> N
     assert not os.path.exists("/by-exec")  # on the container's files, not the host's
     if backend == "runc":
         assert ("A", "/by-exec") in containers.diff(c)
+        # ... and in every cgroup runc made (devices, freezer...: "/" in the container's cgroup namespace)
+        code, out, _ = runtime.capture(lambda stdio: runtime.exec_start(c, ["cat", "/proc/self/cgroup"], stdio))
+        controllers = {line.split(":")[1]: line.split(":")[2] for line in out.decode().splitlines()}
+        assert code == 0 and all(path == "/" for name, path in controllers.items() if not name.startswith("name="))
     else:
         assert (c.dir / "rootfs" / "by-exec").read_text() == "written\n"
         events = runtime.exec_start(c, ["sleep", "60"], (0, 1, 2))
