@@ -218,13 +218,21 @@ def _run_options(a: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _no_terminal_to_read(a: argparse.Namespace) -> bool:
+def _no_terminal_to_read(tty: bool, interactive: bool) -> bool:
     """``-it`` with stdin that is not a terminal (a pipe, a notebook's ``!``): Docker refuses at once, as
     a session whose keys can never come would wait forever."""
-    if a.tty and a.interactive and not a.__dict__.get("detach") and not os.isatty(0):
+    if tty and interactive and not os.isatty(0):
         print("pycontainers: the input device is not a TTY", file=sys.stderr)
         return True
     return False
+
+
+def _not_running(container: Any) -> bool:
+    """exec and top need a running container; Docker says so and exits 1 (125 is for what could not start)."""
+    if container.status == "running":
+        return False
+    print(f"Error: container {container.name} is not running", file=sys.stderr)
+    return True
 
 
 def cmd_create(a: argparse.Namespace) -> int:
@@ -247,7 +255,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     from .errors import PyContainersError
     from .runtime import is_external, start, start_detached
 
-    if _no_terminal_to_read(a):
+    if not a.detach and _no_terminal_to_read(a.tty, a.interactive):
         return 1
     store = _store()
     try:
@@ -464,8 +472,7 @@ def cmd_start(a: argparse.Namespace) -> int:
             print(f"Error: container {container.name} is already running", file=sys.stderr)
             return 1
         tty = container.spec.tty
-        if tty and a.interactive and not os.isatty(0):
-            print("pycontainers: the input device is not a TTY", file=sys.stderr)
+        if _no_terminal_to_read(tty, a.interactive):
             return 1
         return _attached(lambda stdio: start(container, stdio), a.interactive, tty,
                          console_socket=not is_external(container), log=container.log_path())
@@ -540,12 +547,11 @@ def cmd_exec(a: argparse.Namespace) -> int:
     from .container import get_container
     from .runtime import exec_start
 
-    if _no_terminal_to_read(a):
+    if _no_terminal_to_read(a.tty, a.interactive):
         return 1
     container = get_container(_store(), a.container)
-    if container.status != "running":
-        print(f"Error: container {container.name} is not running", file=sys.stderr)
-        return 1  # (as docker exec: 125 is for a process that could not start)
+    if _not_running(container):
+        return 1
     return _attached(lambda stdio: exec_start(container, a.command, stdio, env=a.env or [], workdir=a.workdir,
                                               user=a.user, tty=a.tty), a.interactive, a.tty)
 
@@ -555,8 +561,7 @@ def cmd_top(a: argparse.Namespace) -> int:
     from .tables import Table
 
     container = get_container(_store(), a.container)
-    if container.status != "running":
-        print(f"Error: container {container.name} is not running", file=sys.stderr)
+    if _not_running(container):
         return 1
     rows = top(container)
     _print_table(Table(["UID", "PID", "PPID", "CMD"], rows), None)

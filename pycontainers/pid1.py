@@ -500,8 +500,14 @@ def enter_workdir(workdir: str, user: User | None = None, exit_code: int = EXIT_
                     raise
         os.chdir(workdir)
     except OSError as exc:
-        reason = "not a directory" if exc.errno == errno.EEXIST else (exc.strerror or str(exc)).lower()
-        raise StartError(f'chdir to cwd ("{workdir}") failed: {reason}', exit_code) from None
+        raise workdir_error(workdir, exc, exit_code) from None
+
+
+def workdir_error(workdir: str, exc: OSError, exit_code: int = EXIT_ENGINE) -> StartError:
+    """Docker's words for a working directory that cannot be made or entered (a file on the way: EEXIST,
+    ENOTDIR), without the host path the failing call named."""
+    reason = "not a directory" if exc.errno in (errno.EEXIST, errno.ENOTDIR) else (exc.strerror or str(exc)).lower()
+    return StartError(f'chdir to cwd ("{workdir}") failed: {reason}', exit_code)
 
 
 def find_executable(arg0: str, env: list[str], outside: Callable[[str], str] | None = None) -> str:

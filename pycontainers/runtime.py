@@ -30,7 +30,6 @@ The monitor reports to the caller through a pipe, one JSON line per event: ``sta
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import itertools
 import json
@@ -74,6 +73,7 @@ from .pid1 import (
     resolve_user,
     start_container,
     switch_user,
+    workdir_error,
 )
 
 # ------------------------------------------------------------------------------------------ caller
@@ -460,8 +460,7 @@ def external_command(container: Container) -> tuple[list[str], dict[str, str] | 
     try:  # as run -w natively: made if missing (proot would start in / instead, and say so)
         os.makedirs(workdir, 0o755, exist_ok=True)
     except OSError as exc:
-        reason = "not a directory" if exc.errno in (errno.EEXIST, errno.ENOTDIR) else (exc.strerror or "").lower()
-        raise StartError(f'chdir to cwd ("{spec.workdir}") failed: {reason}') from None
+        raise workdir_error(spec.workdir, exc) from None
     return proot_command(container, spec.args, spec.workdir, spec.user, spec.env)
 
 
