@@ -132,11 +132,12 @@ def machine_layout() -> CgroupLayout:
     return cgroup_layout()
 
 
-def join_cgroups_of(pid: int) -> None:
-    """Move this process into every cgroup *pid* is in, as ``runc exec`` does: each v1 hierarchy's (devices,
-    freezer, cpuset...: runc makes its container one in all of them) and the cgroup2 tree's. Read from the
-    host's cgroup namespace, so the paths are the host's."""
+def procs_files_of(pid: int) -> list[Path]:
+    """The ``cgroup.procs`` of every cgroup *pid* is in, as ``runc exec`` joins them: each v1 hierarchy's
+    (devices, freezer, cpuset...: runc makes its container one in all of them) and the cgroup2 tree's.
+    Read from the host's cgroup namespace, so the paths are the host's."""
     layout = machine_layout()
+    files = []
     for line in _read(f"/proc/{pid}/cgroup").splitlines():
         _hierarchy, controllers, path = line.split(":", 2)
         if controllers:
@@ -144,7 +145,32 @@ def join_cgroups_of(pid: int) -> None:
         else:
             base = layout.v2_mount
         if base is not None and path != "/":
-            _write(Path(f"{base}{path}") / "cgroup.procs", str(os.getpid()))
+            files.append(Path(f"{base}{path}") / "cgroup.procs")
+    return files
+
+
+def open_for_joining(files: list[Path]) -> list[tuple[int, Path]]:
+    """Open *files* (``cgroup.procs``) for a process to join later, from wherever it is by then: an
+    ``exec``'s child, already in the container's mount namespace, no longer sees the host's cgroup trees."""
+    opened: list[tuple[int, Path]] = []
+    try:
+        for path in files:
+            opened.append((os.open(path, os.O_WRONLY | os.O_CLOEXEC), path))
+    except OSError as exc:
+        for fd, _ in opened:
+            os.close(fd)
+        raise CgroupError(f"open {path}: {exc.strerror}") from None
+    return opened
+
+
+def join_self(opened: list[tuple[int, Path]]) -> None:
+    """Move the calling process into the cgroups whose ``cgroup.procs`` are *opened*: writing "0" means the
+    writer itself (v1 and v2 alike), which holds inside a PID namespace, where our own PID is another."""
+    for fd, path in opened:
+        try:
+            os.write(fd, b"0")
+        except OSError as exc:
+            raise CgroupError(f"write '0' to {path}: {exc.strerror}") from None
 
 
 def _write(path: Path, value: str) -> None:
@@ -234,11 +260,13 @@ class Cgroup:
                 with contextlib.suppress(CgroupError):
                     _write(d / "memory.swappiness", "0")
 
+    def procs_files(self) -> list[Path]:
+        """``cgroup.procs`` in each tree this container uses (a hierarchy it does not is not made: see create)."""
+        return [d / "cgroup.procs" for d in self.dirs.values() if d.exists()]
+
     def add(self, pid: int) -> None:
-        for d in self.dirs.values():
-            if not d.exists():  # a hierarchy this container does not use (see create)
-                continue
-            _write(d / "cgroup.procs", str(pid))
+        for procs in self.procs_files():
+            _write(procs, str(pid))
 
     def pids(self) -> list[int]:
         found: set[int] = set()

@@ -374,7 +374,9 @@ ROOTLESS_SENTENCE = ("pycontainers: there is no root here, so containers run roo
                      "limits (this machine does not delegate cgroups to ordinary users).")
 PROOT_SENTENCE = ("pycontainers: there is neither root nor user namespaces here, so containers run under "
                   "proot: the image's real files and a fake root user, but no namespaces, hence no PID, "
-                  "network or resource isolation.")
+                  "hostname, network or resource isolation.")
+PROOT_HOSTNAME_SENTENCE = ("pycontainers: under proot, --hostname only sets /etc/hostname and $HOSTNAME: without a UTS "
+                           "namespace, the `hostname` command shows this machine's name.")
 
 
 def default_backend(store: Store) -> str:
@@ -443,6 +445,8 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
     if backend == "proot":  # what proot cannot do is refused, not silently left undone
         if limits:
             raise InvalidArgument(f"{limits[0]} needs a cgroup, and the proot back end has none (no limits)")
+        if options.get("hostname"):
+            print(PROOT_HOSTNAME_SENTENCE, file=sys.stderr)
         read_only = [v for v in options.get("volumes") or () if v.endswith(":ro")]
         if options.get("read_only") or read_only:
             what = "--read-only" if options.get("read_only") else f"-v {read_only[0]}"
@@ -671,8 +675,22 @@ def send_signal(container: Container, sig: int) -> None:
                 os.kill(pid, sig)
             return
         pid = next(iter(child_pids(pid)), pid)
+        (container.dir / PROOT_SIGNAL_FILE).write_text(str(sig))
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
+
+
+# proot exits 255 when the command it started was killed by a signal, and does not say which. The signal
+# ``stop`` or ``kill`` sends it is noted in the container's directory, so that such an end reads as Docker's
+# 128 + the signal (143 after ``stop``); killed by a signal from anywhere else, the container exits 255.
+PROOT_SIGNAL_FILE = "proot-signal"
+
+
+def signal_sent_to_proot(container: Container) -> int | None:
+    try:
+        return int((container.dir / PROOT_SIGNAL_FILE).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def child_pids(pid: int) -> list[int]:

@@ -47,7 +47,15 @@ from pathlib import Path
 
 from . import rootfs, seccomp
 from .cgroup import Cgroup, CgroupError, machine_layout
-from .container import Container, cgroup_of, is_rootless, now_iso, process_start_time
+from .container import (
+    PROOT_SIGNAL_FILE,
+    Container,
+    cgroup_of,
+    is_rootless,
+    now_iso,
+    process_start_time,
+    signal_sent_to_proot,
+)
 from .errors import PyContainersError
 from .image import Image
 from .linux import (
@@ -477,7 +485,8 @@ def proot_command(container: Container, args: list[str], workdir: str, user_spec
     binds |= {m.destination: m.source for m in spec.mounts}
     # A missing command gets Docker's message and 127 (or 126), not proot's error and 1.
     find_executable(args[0], full_env, lambda p: rootfs.host_path(root, os.path.join(workdir, p), binds))
-    argv = ["proot", "-r", root, "-w", workdir]
+    # -v -1: quiet but for fatal errors ("proot info: pid N: terminated with signal 15" is not the container's).
+    argv = ["proot", "-v", "-1", "-r", root, "-w", workdir]
     for destination, source in binds.items():
         argv += ["-b", source if source == destination else f"{source}:{destination}"]
     argv += ["-0"] if user.uid == 0 else ["-i", f"{user.uid}:{user.gid}"]
@@ -502,6 +511,8 @@ def monitor_external(container: Container, lowers: list[str], stdio: tuple[int, 
     except BaseException as exc:  # noqa: BLE001 (the caller hears why, in one line)
         report_failure(container, events_fd, exc)
         return
+    with contextlib.suppress(FileNotFoundError):  # from the last run of this container
+        os.unlink(container.dir / PROOT_SIGNAL_FILE)  # (only proot's is ever written)
     keeper = output_keeper(container, stdio, console_socket=False)  # the log, a held terminal or stdin
     child_stdio = keeper.container_stdio if keeper else stdio
     pid = os.fork()
@@ -536,6 +547,9 @@ def monitor_external(container: Container, lowers: list[str], stdio: tuple[int, 
         copier.join(timeout=5)  # the last output: EOF (EIO) once every process inside has let it go
     code = os.waitstatus_to_exitcode(status)
     exit_code = 128 - code if code < 0 else code
+    proot_signal = signal_sent_to_proot(container) if exit_code == PROOT_COMMAND_SIGNALLED else None
+    if proot_signal and container.state.get("backend") == "proot":
+        exit_code = 128 + proot_signal
     oom = end_runc_container(container) if uses_runc else False
     container.save(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=now_iso())
     _finish(container, events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": oom})
@@ -611,6 +625,11 @@ def unmount_runc_root(container: Container) -> None:
 
     with contextlib.suppress(OSError):
         umount2(str(container.dir / "bundle" / "rootfs"), MNT_DETACH)
+
+
+# proot exits 255 when the command it started was killed by a signal, and does not say which (see
+# container.signal_sent_to_proot).
+PROOT_COMMAND_SIGNALLED = 255
 
 
 def end_with_the_first_tracee(proot_pid: int, timeout: float = 5.0) -> None:
@@ -992,7 +1011,9 @@ def capture(starter: Callable[[tuple[int, int, int]], Events], stdin: bytes | No
 # ------------------------------------------------------------------------------------------- exec
 
 
-NAMESPACE_ORDER = ("ipc", "uts", "net", "pid", "cgroup", "mnt")  # mnt last: it changes what /proc shows
+# The namespaces an exec's monitor joins, mnt last: it changes what /proc shows. (The cgroup namespace is
+# its child's to join, after the cgroup: see join_container.)
+NAMESPACE_ORDER = ("ipc", "uts", "net", "pid", "mnt")
 
 
 def exec_monitor(container: Container, args: list[str], env: list[str], workdir: str, user: str, tty: bool,
@@ -1005,7 +1026,7 @@ def exec_monitor(container: Container, args: list[str], env: list[str], workdir:
         return
     program = seccomp_program(container)  # before joining: the store is not among the container's mounts
     try:
-        join_container(container)
+        cgroups, cgroup_ns = join_container(container)
     except BaseException as exc:  # noqa: BLE001
         _send(events_fd, {"event": "error", "message": f"cannot enter the container: {exc}",
                           "exit_code": EXIT_ENGINE})
@@ -1016,6 +1037,7 @@ def exec_monitor(container: Container, args: list[str], env: list[str], workdir:
         os.close(err_r)
         code = EXIT_ENGINE
         try:
+            enter_cgroup(cgroups, cgroup_ns)
             account = resolve_user(user)
             full_env = default_env(env, account.home, container.spec.hostname)
             enter_workdir(workdir, exit_code=EXIT_NOT_EXECUTABLE)  # (Docker: 126 for an exec that cannot start)
@@ -1036,7 +1058,7 @@ def exec_monitor(container: Container, args: list[str], env: list[str], workdir:
         finally:
             os._exit(code)
     os.close(err_w)
-    for fd in set(stdio):
+    for fd in {*stdio, cgroup_ns, *(fd for fd, _ in cgroups)}:
         os.close(fd)
     failure = _read_all(err_r)
     if failure:
@@ -1105,22 +1127,40 @@ def container_init_pid(container: Container) -> int:
     return int(container.state["pid"])
 
 
-def join_container(container: Container) -> None:
-    """Join the container's cgroup (rootless: none) and namespaces; only our children enter its PID one."""
+def join_container(container: Container) -> tuple[list[tuple[int, Path]], int]:
+    """Join the container's namespaces (only our children enter its PID one); return what the exec's child
+    joins itself: the container's cgroups (rootless: none), as open ``cgroup.procs``, and its cgroup namespace.
+
+    The monitor stays out of the container's cgroup, as runc exec's parent does: in it, it would count against
+    the container's memory and pids limits, and show in ``top``. The cgroup namespace comes after the cgroup:
+    from inside it, a process may only move between cgroups under its root (cgroup v2).
+    """
+    from .cgroup import open_for_joining, procs_files_of
+
     pid = container_init_pid(container)
     order = NAMESPACE_ORDER
     if is_rootless(container):
         order = ("user", *NAMESPACE_ORDER)  # first: it owns the others, and gives us the right to join them
+        procs = []
     elif container.state.get("backend") == "runc":
-        from .cgroup import join_cgroups_of
-
-        join_cgroups_of(pid)  # runc's are in every hierarchy, not only ours (memory, pids, cpu)
+        procs = procs_files_of(pid)  # runc's are in every hierarchy, not only ours (memory, pids, cpu)
     else:
-        cgroup_of(container).add(os.getpid())
-    ns_fds = [os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC) for ns in order]
+        procs = cgroup_of(container).procs_files()
+    cgroups = open_for_joining(procs)
+    ns_fds = [os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC) for ns in (*order, "cgroup")]
+    cgroup_ns = ns_fds.pop()
     for fd in ns_fds:
         setns(fd)
         os.close(fd)
+    return cgroups, cgroup_ns
+
+
+def enter_cgroup(cgroups: list[tuple[int, Path]], cgroup_ns: int) -> None:
+    """(In an exec's child.) Into the container's cgroups, then its cgroup namespace."""
+    from .cgroup import join_self
+
+    join_self(cgroups)
+    setns(cgroup_ns)
 
 
 def exec_start(container: Container, args: list[str], stdio: tuple[int, int, int], *,

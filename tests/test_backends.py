@@ -248,6 +248,24 @@ def test_proot_stop_signals_the_command_not_proot(busybox_store: Store) -> None:
     containers.remove(c)
 
 
+@needs_proot
+def test_a_proot_command_ended_by_stop_or_kill_exits_128_plus_the_signal(busybox_store: Store) -> None:
+    # proot itself exits 255 for a command killed by a signal, and prints a line about it ("proot info:
+    # ... terminated with signal 15") into the container's output: neither is what Docker users see.
+    c = containers.create_from_image(busybox_store, "busybox", ["sleep", "60"], runtime="proot")
+    for ending, expected in ((lambda: containers.stop(c, timeout=5), 143),
+                             (lambda: containers.send_signal(c, signal.SIGUSR1), 138)):
+        runtime.start_detached(c)
+        assert eventually(lambda: bool(containers.child_pids(c.reload().state["pid"])))
+        ending()
+        assert containers.wait(c, 10) == expected
+    assert b"proot" not in c.log_path().read_bytes()
+    suicide = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", "kill -TERM $$"], runtime="proot")
+    assert runtime.run_attached(suicide)[0] == 255  # no signal of ours: proot's own code, not a guess
+    containers.remove(suicide)
+    containers.remove(c)
+
+
 def test_the_monitor_names_itself(busybox_store: Store) -> None:
     c = containers.create_from_image(busybox_store, "busybox", ["sleep", "60"])
     runtime.start_detached(c)
@@ -393,6 +411,18 @@ def test_proot_refuses_what_it_cannot_do(busybox_store: Store) -> None:
         with pytest.raises(InvalidArgument, match=message):
             containers.create_from_image(busybox_store, "busybox", ["true"], runtime="proot", **options)
     assert containers.list_containers(busybox_store) == []
+
+
+@needs_proot
+def test_proot_says_what_hostname_does_without_a_uts_namespace(busybox_store: Store,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    c = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", "cat /etc/hostname; echo $HOSTNAME"],
+                                     runtime="proot", hostname="box")
+    assert capsys.readouterr().err == containers.PROOT_HOSTNAME_SENTENCE + "\n"
+    assert runtime.run_attached(c)[:2] == (0, b"box\nbox\n")
+    containers.remove(c)
+    containers.create_from_image(busybox_store, "busybox", ["true"], runtime="proot")
+    assert capsys.readouterr().err == ""  # only when --hostname is given
 
 
 @pytest.mark.parametrize("backend", [pytest.param("runc", marks=needs_runc), pytest.param("proot", marks=needs_proot)])

@@ -42,6 +42,7 @@ from pycontainers.container import (
     pid_alive,
     process_start_time,
     remove,
+    top,
 )
 from pycontainers.errors import PyContainersError
 from pycontainers.image import ImageBuilder
@@ -743,6 +744,22 @@ def test_pids_limit_stops_forks_and_the_container_still_dies_cleanly(cli: Run, h
     wait_for(lambda: cgroup_dirs_of(cid) == [], "the cgroup to be removed after the exit was reported")
     assert cli("rm", "forky")[0] == 0
     gone(home, cid)
+
+
+def test_an_exec_joins_the_cgroup_but_its_monitor_does_not(cli: Run, home: Store) -> None:
+    # Two processes allowed: PID 1 and the exec's command. The exec's monitor, had it joined the cgroup
+    # as well, would be a third: the exec could not fork, and `top` would list the monitor.
+    assert cli("run", "-d", "--name", "pair", "--pids-limit", "2", "busybox", "sleep", "60")[0] == 0
+    container = get_container(home, "pair")
+    assert cli("exec", "pair", "cat", "/proc/self/cgroup")[1] == cli("exec", "pair", "cat", "/proc/1/cgroup")[1]
+    napper = subprocess.Popen([sys.executable, "-m", "pycontainers", "exec", "pair", "sleep", "30"],
+                              env={**os.environ, "PYCONTAINERS_HOME": str(home.home)})
+    try:
+        wait_for(lambda: len(cgroup_of(container).pids()) == 2, "the exec's sleep to join the cgroup")
+        assert {row["CMD"] for row in top(container)} == {"sleep 60", "sleep 30"}
+    finally:
+        cli("rm", "-f", "pair")
+        napper.wait(timeout=10)
 
 
 def test_cpu_memory_and_pids_limits_are_written_to_the_cgroup(cli: Run, home: Store) -> None:
