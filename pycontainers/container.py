@@ -45,7 +45,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import ContainerNotFound, ContainerTimeout, EngineError, ImageNotFound, InvalidArgument, PyContainersError
@@ -478,7 +478,7 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
             from . import snapshot
 
             snapshot.save(snapshot.take(container.dir / "rootfs"), container.dir / PROOT_BASELINE)
-        fill_new_volumes(store, image, spec)
+        fill_new_volumes(store, image, spec, backend)
     except BaseException:
         sh.rmtree(container.dir, ignore_errors=True)
         release_name(store, container.name, container.id)
@@ -486,11 +486,13 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
     return container
 
 
-def fill_new_volumes(store: Store, image: Any, spec: ContainerSpec) -> None:
+def fill_new_volumes(store: Store, image: Any, spec: ContainerSpec, backend: str) -> None:
     """As Docker does, an empty named volume mounted where the image has files gets a copy of them first
     (``-v pkgs:/usr/lib/python3/dist-packages`` starts with the image's packages, then keeps its own).
-    Copied from the image's unpacked layers, owners and modes as the image has them."""
-    from .rootfs import unpack_layer
+    Copied from the image's unpacked layers, owners and modes as the image has them. A student's layers
+    hold files of subordinate ids (``rootfs``), which only root of a namespace with its maps may read: the
+    copy is made there, owners kept for a rootless container (proot's are the student's own)."""
+    from .rootfs import checked_maps, unpack_layer
 
     files = None
     for m in spec.mounts:
@@ -499,19 +501,43 @@ def fill_new_volumes(store: Store, image: Any, spec: ContainerSpec) -> None:
             continue
         files = files if files is not None else image.filesystem()
         prefix = m.destination.strip("/") + "/"
-        try:
-            for path in sorted((p for p in files if p.startswith(prefix)), key=lambda p: p.count("/")):
-                record = files[path]
-                source = unpack_layer(store, image.layers[record.layer].digest) / path
-                _copy_image_path(source, data / path[len(prefix):], record)
-            if (top := files.get(prefix[:-1])) is not None and top.kind == "directory":
-                _give_image_owner(data, top)
-        except OSError as exc:
-            raise InvalidArgument(f"could not fill the new volume {m.volume!r} with the image's {m.destination}: "
-                                  f"{exc.strerror or exc}") from None
+        copies = []
+        for path in sorted((p for p in files if p.startswith(prefix)), key=lambda p: p.count("/")):
+            source = unpack_layer(store, image.layers[files[path].layer].digest) / path
+            copies.append((str(source), str(data / path[len(prefix):]), asdict(files[path])))
+        if (top := files.get(prefix[:-1])) is not None and top.kind == "directory":
+            copies.append(("", str(data), asdict(top)))  # the volume's own directory: owner and mode
+        maps = checked_maps(store)
+        owners = os.geteuid() == 0 or (maps is not None and backend != "proot")
+        plan = json.dumps({"volume": m.volume, "destination": m.destination, "copies": copies, "owners": owners})
+        if maps is None:
+            fill_volume(plan.encode())
+        else:
+            from .userns import run_inside
+
+            run_inside(maps, f"filling the volume {m.volume}", "pycontainers.container.fill_volume_from_stdin",
+                       stdin=plan.encode())
 
 
-def _copy_image_path(source: Path, target: Path, record: Any) -> None:
+def fill_volume_from_stdin() -> None:
+    """(In ``userns.run_inside``'s process.) ``fill_volume`` with the plan on stdin."""
+    fill_volume(sys.stdin.buffer.read())
+
+
+def fill_volume(plan_json: bytes) -> None:
+    """Copy image paths, as ``fill_new_volumes`` planned (JSON), into a new volume."""
+    from .image import FileRecord
+
+    plan = json.loads(plan_json)
+    try:
+        for source, target, record in plan["copies"]:
+            _copy_image_path(Path(source), Path(target), FileRecord(**record), plan["owners"])
+    except OSError as exc:
+        raise InvalidArgument(f"could not fill the new volume {plan['volume']!r} with the image's "
+                              f"{plan['destination']}: {exc.strerror or exc}") from None
+
+
+def _copy_image_path(source: Path, target: Path, record: Any, owners: bool) -> None:
     """One path of an image (a ``FileRecord`` and its file in an unpacked layer) copied to *target*."""
     if record.kind == "directory":
         target.mkdir(exist_ok=True)
@@ -529,13 +555,15 @@ def _copy_image_path(source: Path, target: Path, record: Any) -> None:
         os.mkfifo(target)
     else:
         return  # a device: not something a volume holds
-    _give_image_owner(target, record)
+    _give_image_owner(target, record, owners)
 
 
-def _give_image_owner(target: Path, record: Any) -> None:
-    os.chmod(target, record.mode & 0o7777)
-    if os.geteuid() == 0:  # (without root, the files are the student's: root's inside a rootless container)
-        os.lchown(target, record.uid, record.gid)
+def _give_image_owner(target: Path, record: Any, owners: bool) -> None:
+    if owners:  # (else the files are the student's: root's inside a rootless container, or proot's)
+        from .layer import chown_mapped
+
+        chown_mapped(lambda uid, gid: os.lchown(target, uid, gid), record.uid, record.gid)  # before chmod: chown
+    os.chmod(target, record.mode & 0o7777)  # clears the set-user-ID bit
 
 
 def create(store: Store, spec: ContainerSpec, container_id: str, name: str | None = None,
@@ -1112,8 +1140,19 @@ def volume_prune(store: Store) -> list[str]:
     used = {m.volume for c in list_containers(store) for m in c.spec.mounts if m.volume}
     removed = [name for name in volume_list(store) if name not in used]
     for name in removed:
-        shutil.rmtree(volumes_dir(store) / name)
+        _remove_volume_dir(volumes_dir(store) / name)
     return removed
+
+
+def _remove_volume_dir(path: Path) -> None:
+    """rm -rf a volume: a rootless container's users (subordinate ids) may have made files in it that only
+    root of a namespace with the student's maps may delete (see userns)."""
+    if os.geteuid() == 0:
+        shutil.rmtree(path)
+        return
+    from .userns import default_maps, remove_tree
+
+    remove_tree(str(path), default_maps())
 
 
 FILTERS = ("id", "name", "status", "ancestor", "exited")
@@ -1169,7 +1208,7 @@ def volume_remove(store: Store, name: str, force: bool = False) -> None:
     users = volume_users(store, name)
     if users and not force:
         raise ContainerError(f"remove {name}: volume is in use - [{', '.join(c.id for c in users)}]", 1)
-    shutil.rmtree(path)
+    _remove_volume_dir(path)
 
 
 def volume_inspect(store: Store, name: str) -> dict[str, Any]:

@@ -500,7 +500,29 @@ def check_layer(fileobj: BinaryIO, where: str, *, allow_devices: bool | None = N
 
 
 def _is_root() -> bool:
-    return os.geteuid() == 0
+    """Root of the host: may make devices and write trusted.* xattrs. Root of a user namespace may not."""
+    return os.geteuid() == 0 and _in_initial_user_namespace()
+
+
+def _in_initial_user_namespace() -> bool:
+    with open("/proc/self/uid_map") as f:
+        return f.read().split() == ["0", "0", "4294967295"]  # every id, as itself
+
+
+def chown_mapped(chown: Callable[[int, int], None], uid: int, gid: int) -> None:
+    """chown, where an id the user namespace does not map (EINVAL) stays its root's, as podman's
+    ``ignore_chown_errors`` does: a layer of a rootless store keeps every owner its maps can hold."""
+    try:
+        chown(uid, gid)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        for one in ((uid, -1), (-1, gid)):  # each id that maps still lands
+            try:
+                chown(*one)
+            except OSError as again:
+                if again.errno != errno.EINVAL:
+                    raise
 
 
 def _walk_to_parent(root_fd: int, path: str, checker: LayerChecker, name: str) -> int:
@@ -583,6 +605,7 @@ class _Extractor:
             raise ValueError(f"whiteouts={whiteouts!r}: 'apply' or 'overlay'")
         self.root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
         self.root = _is_root()
+        self.chown = os.geteuid() == 0  # root of the host or of a user namespace (a rootless store's)
         self.whiteouts = whiteouts
         self.checker = LayerChecker(where, allow_devices=self.root, lower_symlinks=lower_symlinks,
                                     outcome=EXTRACT_OUTCOME)
@@ -695,15 +718,15 @@ class _Extractor:
 
     def _set_metadata_fd(self, fd: int, m: tarfile.TarInfo) -> None:
         """Owner, mode and mtime through an open file: nothing is looked up by name, nothing followed."""
-        if self.root:
-            os.fchown(fd, m.uid, m.gid)  # before fchmod: chown clears the set-user-ID bit
+        if self.chown:  # before fchmod: chown clears the set-user-ID bit
+            chown_mapped(lambda uid, gid: os.fchown(fd, uid, gid), m.uid, m.gid)
         os.fchmod(fd, m.mode & 0o7777)
         os.utime(fd, ns=(m.mtime * 10**9, m.mtime * 10**9))
 
     def _set_metadata_at(self, pfd: int, name: str, m: tarfile.TarInfo) -> None:
         """The same for a symlink, device or fifo just made (opening a fifo or device would block or act)."""
-        if self.root:
-            os.chown(name, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
+        if self.chown:
+            chown_mapped(lambda uid, gid: os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False), m.uid, m.gid)
         if not m.issym():  # Linux has no lchmod; a symlink's mode means nothing
             # fchmodat(AT_SYMLINK_NOFOLLOW): glibc changes the file itself through an O_PATH descriptor.
             os.chmod(name, m.mode & 0o7777, dir_fd=pfd, follow_symlinks=False)

@@ -834,9 +834,6 @@ def start(container: Container, stdio: tuple[int, int, int], image: Image | None
     from .zygote import Zygote
 
     store = container.store
-    image = image or container.image or get_image(store, container.spec.image_id)
-    # proot works on a copy of the image (create_from_image); runc on the native overlayfs (prepare_runc_bundle)
-    lowers = [] if container.state.get("backend") == "proot" else rootfs.lower_dirs(store, image)
 
     def no_monitor_came() -> None:  # a --rm container has nobody to remove it: it goes now
         if container.state.get("auto_remove"):
@@ -845,6 +842,13 @@ def start(container: Container, stdio: tuple[int, int, int], image: Image | None
             with contextlib.suppress(Exception):
                 delete_directory(container)
 
+    try:
+        image = image or container.image or get_image(store, container.spec.image_id)
+        # proot works on a copy of the image (create_from_image); runc on the native overlayfs (prepare_runc_bundle)
+        lowers = [] if container.state.get("backend") == "proot" else rootfs.lower_dirs(store, image)
+    except BaseException:  # a layer that cannot be unpacked (a broken or malicious one): no monitor either
+        no_monitor_came()
+        raise
     return _forked(lambda events_fd: launch(container, lowers, stdio, events_fd),
                    lambda events_fd: Zygote.get().launch(str(store.home), container.id, container.state, lowers,
                                                             stdio, events_fd),

@@ -10,13 +10,19 @@ A process may write a one-line map of its own uid by itself. Anything more (a co
 than root, say) needs the set-user-ID helpers ``newuidmap``/``newgidmap``, which check /etc/subuid and
 /etc/subgid, and they must run *outside* the namespace. Root needs neither: it may write any map.
 
-Files unpacked by the student belong to the student, so inside they all belong to root: like podman's
-``ignore_chown_errors``, image layers keep their modes but not their owners in a rootless store.
+Image layers keep their owners in a rootless store, as podman's do: a student with subordinate ids
+unpacks each layer as root of a namespace with these same maps (``rootfs.unpack_layer``), so a file of
+uid 1000 in the image belongs to host uid 100999 on disk and to 1000 again in the container. An id
+beyond the maps (chown gives EINVAL) stays the namespace's root's, like podman's ``ignore_chown_errors``.
+Without subordinate ids (a one-line map) every unpacked file is the student's, hence root's inside.
+Files of subordinate ids are neither deletable nor always readable by the student outside a namespace:
+whatever removes or copies them does it through ``run_inside`` (``remove_tree``, say).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import pwd
@@ -27,6 +33,10 @@ from dataclasses import dataclass
 
 from .errors import PyContainersError
 from .linux import CLONE_NEWUSER, unshare
+
+TYPE_CHECKING = False  # typing's, without importing typing
+if TYPE_CHECKING:
+    from typing import IO
 
 OVERFLOW_ID = 65534  # how an unmapped id shows up (/proc/sys/kernel/overflowuid)
 ROOT_RANGE = 65536  # ids root maps (identity) when it runs a rootless container itself, as tests do
@@ -205,8 +215,7 @@ def remove_tree(path: str, maps: IdMaps | None) -> None:
     """rm -rf *path*; what a rootless container's other users made is removed from inside a namespace.
 
     The student cannot delete a directory that a container user (a subordinate uid) made; root of a
-    namespace with the same maps can, as ``podman unshare rm`` does. That namespace is made by a fresh
-    Python process (exec'ed, never forked from a possibly multithreaded caller such as a notebook kernel).
+    namespace with the same maps can, as ``podman unshare rm`` does.
     """
     try:
         shutil.rmtree(path)
@@ -215,17 +224,57 @@ def remove_tree(path: str, maps: IdMaps | None) -> None:
     except PermissionError:
         if maps is None or os.geteuid() == 0:
             raise
-        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        code = ("import sys; sys.path.insert(0, sys.argv[1]); from pycontainers import userns; "
-                "userns.remove_inside(sys.argv[2], sys.argv[3])")
-        done = subprocess.run([sys.executable, "-c", code, package_parent, path, json.dumps(maps.to_json())],
-                              capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-            raise UserNamespaceError(f"removing {path} inside a user namespace failed: {why}") from None
+        run_inside(maps, f"removing {path}", "shutil.rmtree", path)
 
 
-def remove_inside(path: str, maps_json: str) -> None:
-    """(In the helper process of ``remove_tree``.) Become root of a namespace with these maps; rm -rf."""
-    enter_user_namespace(IdMaps.from_json(json.loads(maps_json)))
-    shutil.rmtree(path)
+# ------------------------------------------------------------------------- working inside one
+
+
+_INSIDE = ("import sys; sys.path.insert(0, sys.argv[1]); from pycontainers import userns; "
+           "userns.call_inside(*sys.argv[2:])")
+_REPORT = "pycontainers-error: "  # how the helper's last line of stderr carries a PyContainersError
+
+
+def run_inside(maps: IdMaps, what: str, function: str, *args: str, stdin: IO[bytes] | bytes | None = None) -> None:
+    """Call ``module.function(*args)`` as root of a new user namespace with *maps*, in a fresh Python process
+    whose stdin is *stdin* (a file, or bytes).
+
+    Exec'ed, never forked: the caller may be multithreaded (a notebook kernel, an API client), and only a
+    single-threaded process may unshare(CLONE_NEWUSER). A ``PyContainersError`` raised there is raised here
+    again, same class and line; anything else becomes a ``UserNamespaceError`` saying *what* failed.
+    """
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    feed = {"input": stdin} if isinstance(stdin, bytes) else {"stdin": stdin}
+    done = subprocess.run([sys.executable, "-c", _INSIDE, package_parent, json.dumps(maps.to_json()), function,
+                           *args], capture_output=True, check=False, **feed)  # type: ignore[call-overload]
+    if done.returncode == 0:
+        return
+    err = done.stderr.decode(errors="replace")
+    last = (err.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+    if last.startswith(_REPORT):
+        raise _error_from(json.loads(last[len(_REPORT):])) from None
+    raise UserNamespaceError(f"{what} inside a user namespace failed: {last}") from None
+
+
+def call_inside(maps_json: str, function: str, *args: str) -> None:
+    """(In ``run_inside``'s process.) Become root of a namespace with these maps, then make the call."""
+    try:
+        enter_user_namespace(IdMaps.from_json(json.loads(maps_json)))
+        module, _, name = function.rpartition(".")
+        getattr(importlib.import_module(module), name)(*args)
+    except PyContainersError as exc:
+        kind = type(exc)
+        report = {"module": kind.__module__, "class": kind.__qualname__, "message": str(exc)}
+        sys.stderr.write(_REPORT + json.dumps(report) + "\n")
+        sys.exit(1)
+
+
+def _error_from(report: dict[str, str]) -> PyContainersError:
+    """The helper's error again: its class if it is one of ours and takes a message, else ours."""
+    kind: object = None
+    if report["module"].startswith("pycontainers."):
+        kind = getattr(importlib.import_module(report["module"]), report["class"], None)
+    if isinstance(kind, type) and issubclass(kind, PyContainersError):
+        with contextlib.suppress(TypeError):
+            return kind(report["message"])
+    return UserNamespaceError(report["message"])

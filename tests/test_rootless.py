@@ -6,6 +6,7 @@ type; a few run the same back end as root in-process (``--runtime rootless``), w
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tarfile
@@ -18,9 +19,11 @@ import unprivileged
 from processes import containers_left
 
 from pycontainers import container as containers
-from pycontainers import runtime
-from pycontainers.errors import InvalidArgument
-from pycontainers.image import get_image
+from pycontainers import layer, rootfs, runtime
+from pycontainers.archive import save
+from pycontainers.bases import cache_store, copy_image
+from pycontainers.errors import InvalidArgument, StoreError
+from pycontainers.image import ImageBuilder, get_image
 from pycontainers.store import Store
 from pycontainers.userns import IdMap, IdMaps, subordinate_ranges
 
@@ -162,6 +165,75 @@ def test_proot_runs_as_an_ordinary_user_too(student: unprivileged.Student) -> No
     assert pid != "1"  # ... but makes no PID namespace
 
 
+def image_for_the_student(student: unprivileged.Student, tmp_path: Path, tag: str,
+                          extra: tuple[layer.Entry, ...] = ()) -> str:
+    """busybox plus a layer with bob's home (uid 1000: a 700 directory, a 600 file) and a file of uid and
+    gid 70000, beyond the student's 65536 subordinate ids; saved where the student can read and load it."""
+    store = Store(tmp_path / "maker")
+    cache = cache_store()
+    copy_image(cache, get_image(cache, "busybox"), store)
+    changes = layer.Changes()
+    changes.mkdir("/home/bob", mode=0o700, uid=1000, gid=1000)
+    changes.add_file("/home/bob/f", "bob's\n", mode=0o600, uid=1000, gid=1000)
+    changes.add_file("/opt/far", "far\n", uid=70000, gid=70000)
+    builder = ImageBuilder(store, "busybox")
+    builder.add_layer([*changes.entries(), *extra], "bob's home")
+    builder.commit(tag)
+    archive = student.base / f"{tag}.tar"
+    with open(archive, "wb") as f:
+        save(store, [tag], f)
+    archive.chmod(0o644)
+    ok(student.run("load", "-i", str(archive)))
+    return get_image(store, tag).layers[-1].digest.split(":", 1)[1]
+
+
+def test_a_rootless_store_keeps_the_owners_of_image_files(student: unprivileged.Student, tmp_path: Path) -> None:
+    top = image_for_the_student(student, tmp_path, "owned")
+    out = ok(student.run("run", "--rm", "-u", "1000", "owned", "sh", "-c",
+                         "touch /home/bob/x && stat -c %u:%g /home/bob/f && cat /home/bob/f"))
+    assert out == "1000:1000\nbob's\n"  # bob writes his own home and reads his own 600 file
+    owners = ok(student.run("run", "--rm", "owned", "stat", "-c", "%u:%g", "/home/bob/f", "/opt/far"))
+    assert owners == "1000:1000\n0:0\n"  # uid and gid 70000 are beyond the maps: root's inside
+    layers = student.store_home / "layers"
+    assert (layers / top / "home" / "bob").stat().st_uid == 100999  # on disk: the student's subordinate uid
+    assert (layers / top / "opt" / "far").stat().st_uid == student.uid  # beyond the maps: root's inside
+    recorded = json.loads((layers / rootfs.MAPS_RECORD).read_text())["maps"]
+    assert recorded["uid"] == [[0, student.uid, 1], [1, 100000, 65536]]
+    # A build step as bob, and a new volume over his home, get his files as he owns them too
+    context = student.base / "bob-context"
+    context.mkdir(mode=0o755)
+    (context / "Dockerfile").write_text("FROM owned\nUSER 1000\nRUN cat /home/bob/f > /tmp/copy\n")
+    (context / "Dockerfile").chmod(0o644)
+    ok(student.run("build", "-t", "bobs", str(context)))
+    script = "touch /home/bob/y && stat -c %u:%a /home/bob && cat /home/bob/f /tmp/copy && ls /home/bob"
+    out = ok(student.run("run", "--rm", "-v", "bobvol:/home/bob", "-u", "1000", "bobs", "sh", "-c", script))
+    assert out == "1000:700\nbob's\nbob's\nf\ny\n"
+    built = get_image(Store(student.store_home), "bobs").layers[-1].digest.split(":", 1)[1]
+    assert (layers / built / "tmp" / "copy").stat().st_uid == 100999
+    assert ok(student.run("volume", "rm", "bobvol")) == "bobvol\n"  # bob's files in it: a namespace deletes them
+    assert not (student.store_home / "volumes" / "bobvol").exists()
+    ok(student.run("image", "rm", "bobs", "owned"))
+    for gone in (top, built):  # deleted from inside a user namespace: the student alone may not
+        assert not (layers / gone).exists()
+    assert list((student.store_home / "tmp").iterdir()) == []
+
+
+def test_a_broken_layer_unpacked_in_a_user_namespace_is_one_error_and_leaves_nothing(
+        student: unprivileged.Student, tmp_path: Path) -> None:
+    # After bob's files (subordinate ids, in a 700 directory) comes a hard link to nothing: extraction fails
+    dangling = layer.Entry(layer.new_info("zz-link", tarfile.LNKTYPE, mode=0o644, linkname="nowhere"))
+    top = image_for_the_student(student, tmp_path, "broken", (dangling,))
+    result = student.run("run", "--rm", "broken", "true")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (  # (after the first rootless run's notice, if this is it)
+        f"Error: layer sha256:{top}: entry 'zz-link' is a hard link to 'nowhere', which does not exist; "
+        "the layer was not extracted (the caller discards the partial directory)")
+    assert not (student.store_home / "layers" / top).exists()
+    assert list((student.store_home / "tmp").iterdir()) == []
+    assert ok(student.run("ps", "-aq")) == ""  # run --rm removed the container it could not start
+    ok(student.run("image", "rm", "broken"))
+
+
 # ---------------------------------------------------------------------------- as root, in-process
 
 
@@ -244,3 +316,29 @@ def test_a_user_outside_a_one_line_map_is_refused_in_one_sentence(busybox_store:
     assert (code, out) == (125, b"")
     assert message.count("\n") == 1 and "does not exist in this rootless container's user namespace" in message
     containers.remove(c)
+
+
+def test_layers_unpacked_with_other_id_maps_are_refused_in_one_sentence(busybox_store: Store,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    image = get_image(busybox_store, "busybox")
+    rootfs.lower_dirs(busybox_store, image)  # root's: unpacked as itself, recorded as such
+    assert json.loads((rootfs.layers_dir(busybox_store) / rootfs.MAPS_RECORD).read_text()) == {"maps": None}
+    student_maps = IdMaps((IdMap(0, 1001, 1), IdMap(1, 100000, 65536)), (IdMap(0, 1001, 1), IdMap(1, 100000, 65536)))
+    monkeypatch.setattr(rootfs, "unpacking_maps", lambda store: student_maps)  # as if /etc/subuid had changed
+    with pytest.raises(StoreError, match=r"were unpacked with other user-id maps \(none: .* delete that directory"):
+        rootfs.lower_dirs(busybox_store, image)
+    # Layers from before maps were recorded are their unpacker's own files: the same answer
+    (rootfs.layers_dir(busybox_store) / rootfs.MAPS_RECORD).unlink()
+    with pytest.raises(StoreError, match="unpacked with other user-id maps"):
+        rootfs.lower_dirs(busybox_store, image)
+
+
+def test_pruning_layers_removes_those_a_killed_process_left_half_unpacked(busybox_store: Store) -> None:
+    image = get_image(busybox_store, "busybox")
+    rootfs.lower_dirs(busybox_store, image)
+    half = busybox_store.tmp_dir / f"{rootfs.UNPACKING}killed"
+    (half / "etc").mkdir(parents=True)
+    assert rootfs.remove_unused_layers(busybox_store, {d.digest for d in image.layers}) == 0
+    assert not half.exists()  # (unpacking holds the layers' lock, which pruning took: nobody was at it)
+    assert rootfs.remove_unused_layers(busybox_store, set()) == 1
+    assert [p.name for p in rootfs.layers_dir(busybox_store).iterdir() if not p.name.startswith(".")] == ["init"]
