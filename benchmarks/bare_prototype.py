@@ -42,22 +42,24 @@ def run_once(rootfs: str, argv: list[str]) -> int:
                 os.execv(argv[0], argv)
             _, status = os.waitpid(init, 0)
             os._exit(os.waitstatus_to_exitcode(status))
-        finally:
-            os._exit(127)
+        except BaseException as exc:  # noqa: BLE001 (a child: say why, never return into the caller's loop)
+            os.write(2, f"bare_prototype: {exc}\n".encode())
+        os._exit(127)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
 
 
 def main() -> int:
     rootfs, runs, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:] or ["/bin/true"]
-    run_once(rootfs, argv)  # warm-up
-    for _ in range(runs):
+    times = []
+    for _ in range(runs + 1):  # the first is a warm-up
         t0 = time.perf_counter()
         code = run_once(rootfs, argv)
-        print(f"{(time.perf_counter() - t0) * 1000:.3f}")
+        times.append((time.perf_counter() - t0) * 1000)
         if code != 0:
             print(f"bare_prototype: {argv[0]} exited with {code}", file=sys.stderr)
             return 1
+    print("\n".join(f"{t:.3f}" for t in times[1:]))
     return 0
 
 

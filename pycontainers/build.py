@@ -472,8 +472,11 @@ class Builder:
         return snapshot.take(rootfs), new_owner
 
     def _step_entries(self, container: Container, image: Image,
-                      baseline: tuple[snapshot.Snapshot, tuple[int, int]] | None) -> list[layers.Entry]:
-        """The step's layer entries: the overlayfs upper directory, or the snapshot's differences."""
+                      baseline: tuple[snapshot.Snapshot, tuple[int, int]] | None,
+                      ) -> list[layers.Entry] | layers.TarWriter:
+        """The step's layer entries: the overlayfs upper directory (or, rootless with subordinate ids, the
+        function that has a user namespace write its tar: ``container.upper_entries``), or the snapshot's
+        differences."""
         from . import container as containers
 
         if baseline is None:

@@ -251,7 +251,7 @@ def cmd_create(a: argparse.Namespace) -> int:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    from .container import ContainerError, create_from_image
+    from .container import ContainerError, create_from_image, forward_signal
     from .errors import PyContainersError
     from .runtime import is_external, start, start_detached
 
@@ -273,14 +273,17 @@ def cmd_run(a: argparse.Namespace) -> int:
         return 0
     return _attached(lambda stdio: start(container, stdio), a.interactive, a.tty,
                      console_socket=not is_external(container),
-                     log=None if a.rm else container.log_path())
+                     log=None if a.rm else container.log_path(),
+                     deliver=lambda pid, sig: forward_signal(container, pid, sig))
 
 
 def _attached(starter: Callable[[tuple[int, int, int]], Any], interactive: bool, tty: bool = False,
-              console_socket: bool = True, log: Path | None = None) -> int:
+              console_socket: bool = True, log: Path | None = None,
+              deliver: Callable[[int, int], None] | None = None) -> int:
     """Run a process on this terminal's stdout/stderr (stdin too with -i) and return its exit code.
 
-    Like Docker's --sig-proxy, Ctrl-C and other termination signals are passed on to the process.
+    Like Docker's --sig-proxy, Ctrl-C and other termination signals are passed on to the process, by
+    *deliver* (pid, signal) if given (``container.forward_signal``: proot passes none on itself).
     *log*: with *tty*, where to append the session's output too (without, the monitor logs it).
     """
     if tty:
@@ -291,6 +294,9 @@ def _attached(starter: Callable[[tuple[int, int, int]], Any], interactive: bool,
     def forward(signum: int, _frame: object) -> None:
         if not target:
             early.append(signum)
+            return
+        if deliver is not None:
+            deliver(target[0], signum)
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(target[0], signum)
@@ -461,7 +467,7 @@ def _each_container(names: list[str], action: Callable[[Any], None], echo: bool 
 def cmd_start(a: argparse.Namespace) -> int:
     """``docker start``: run a created or exited container again, on the same writable layer; with ``-a``,
     on this terminal, as ``run`` without ``-d`` (its exit code is ours)."""
-    from .container import ContainerError, get_container
+    from .container import ContainerError, forward_signal, get_container
     from .runtime import is_external, start, start_detached
 
     if a.attach or a.interactive:
@@ -475,7 +481,8 @@ def cmd_start(a: argparse.Namespace) -> int:
         if _no_terminal_to_read(tty, a.interactive):
             return 1
         return _attached(lambda stdio: start(container, stdio), a.interactive, tty,
-                         console_socket=not is_external(container), log=container.log_path())
+                         console_socket=not is_external(container), log=container.log_path(),
+                         deliver=lambda pid, sig: forward_signal(container, pid, sig))
 
     def start_one(container: Any) -> None:
         if container.reload().status == "running":

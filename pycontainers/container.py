@@ -58,8 +58,10 @@ if TYPE_CHECKING:
     from datetime import datetime
     from typing import Any, BinaryIO
 
+    from . import layer as layers
     from .cgroup import Cgroup
     from .image import Image
+    from .userns import IdMaps
 
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 # Docker's kind of random name (``adjective_scientist``): 48 x 48 of them, so that a class's hundreds of
@@ -445,8 +447,6 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
     if backend == "proot":  # what proot cannot do is refused, not silently left undone
         if limits:
             raise InvalidArgument(f"{limits[0]} needs a cgroup, and the proot back end has none (no limits)")
-        if options.get("hostname"):
-            print(PROOT_HOSTNAME_SENTENCE, file=sys.stderr)
         read_only = [v for v in options.get("volumes") or () if v.endswith(":ro")]
         if options.get("read_only") or read_only:
             what = "--read-only" if options.get("read_only") else f"-v {read_only[0]}"
@@ -463,6 +463,8 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
                      **options)
     container = create(store, spec, cid, name, auto_remove, backend)
     container.image = image
+    if backend == "proot" and options.get("hostname"):  # (once it is made: not before another error)
+        print(PROOT_HOSTNAME_SENTENCE, file=sys.stderr)
     try:
         if options.get("entrypoint") is not None:  # for commit: which of the args are the entrypoint
             container.save(entrypoint=spec.args[:len(spec.args) - len(command or [])])
@@ -492,9 +494,10 @@ def fill_new_volumes(store: Store, image: Any, spec: ContainerSpec, backend: str
     Copied from the image's unpacked layers, owners and modes as the image has them. A student's layers
     hold files of subordinate ids (``rootfs``), which only root of a namespace with its maps may read: the
     copy is made there, owners kept for a rootless container (proot's are the student's own)."""
-    from .rootfs import checked_maps, unpack_layer
+    from .rootfs import unpack_layer, unpacking_maps
 
     files = None
+    maps = unpacking_maps(backend)
     for m in spec.mounts:
         data = Path(m.source)
         if not m.volume or any(data.iterdir()):
@@ -503,12 +506,11 @@ def fill_new_volumes(store: Store, image: Any, spec: ContainerSpec, backend: str
         prefix = m.destination.strip("/") + "/"
         copies = []
         for path in sorted((p for p in files if p.startswith(prefix)), key=lambda p: p.count("/")):
-            source = unpack_layer(store, image.layers[files[path].layer].digest) / path
+            source = unpack_layer(store, image.layers[files[path].layer].digest, maps) / path
             copies.append((str(source), str(data / path[len(prefix):]), asdict(files[path])))
         if (top := files.get(prefix[:-1])) is not None and top.kind == "directory":
             copies.append(("", str(data), asdict(top)))  # the volume's own directory: owner and mode
-        maps = checked_maps(store)
-        owners = os.geteuid() == 0 or (maps is not None and backend != "proot")
+        owners = os.geteuid() == 0 or maps is not None
         plan = json.dumps({"volume": m.volume, "destination": m.destination, "copies": copies, "owners": owners})
         if maps is None:
             fill_volume(plan.encode())
@@ -702,16 +704,59 @@ def send_signal(container: Container, sig: int) -> None:
             with contextlib.suppress(ProcessLookupError):  # started an instant ago: no group of its own yet
                 os.kill(pid, sig)
             return
-        pid = next(iter(child_pids(pid)), pid)
-        (container.dir / PROOT_SIGNAL_FILE).write_text(str(sig))
+        pid = proot_command_for(container, pid, sig)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
 
 
-# proot exits 255 when the command it started was killed by a signal, and does not say which. The signal
-# ``stop`` or ``kill`` sends it is noted in the container's directory, so that such an end reads as Docker's
-# 128 + the signal (143 after ``stop``); killed by a signal from anywhere else, the container exits 255.
+def forward_signal(container: Container, pid: int, sig: int) -> None:
+    """An attached ``run``'s Ctrl-C (Docker's sig-proxy) to *pid*, the process that started it: proot
+    passes nothing on, so there the command gets it, as from ``send_signal``."""
+    if container.state.get("backend") == "proot":
+        pid = proot_command_for(container, pid, sig)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def proot_command_for(container: Container, proot_pid: int, sig: int) -> int:
+    """The command proot started (its first child), which *sig* is for; a fatal one is noted first."""
+    pid = next(iter(child_pids(proot_pid)), proot_pid)
+    note_fatal_signal(container, pid, sig)
+    return pid
+
+
+# When the command proot started dies of a signal, proot does not say which: it exits 255, or with the status
+# of the last of its processes that exited (a shell's last `sleep`: 0). So a signal that ``stop``, ``kill`` or
+# an attached ``run``'s Ctrl-C sends it, and that will end it (neither caught nor ignored), is noted in the
+# container's directory first, and the monitor reports Docker's 128 + the signal (143 after ``stop``).
+# Killed by a signal from anywhere else, the container exits with what proot says.
 PROOT_SIGNAL_FILE = "proot-signal"
+# Signals whose default action is not to end the process: ignored (SIGCHLD...) or stopping it (SIGTSTP...).
+NOT_FATAL_BY_DEFAULT = {signal.SIGCHLD, signal.SIGCONT, signal.SIGURG, signal.SIGWINCH, signal.SIGSTOP,
+                        signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
+
+
+def note_fatal_signal(container: Container, pid: int, sig: int) -> None:
+    path = container.dir / PROOT_SIGNAL_FILE
+    if signal_ends(pid, sig):
+        path.write_text(str(sig))
+    else:  # caught: what the command then does is its own exit code (a handler may well exit 255)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def signal_ends(pid: int, sig: int) -> bool:
+    """Will *sig* end *pid*? Not if it catches or ignores it (the SigCgt and SigIgn masks of
+    /proc/PID/status: bit N-1 for signal N), nor if the signal's default action is not to end it."""
+    if sig in NOT_FATAL_BY_DEFAULT:
+        return False
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            masks = {key: int(value, 16) for key, _, value in (line.partition(":\t") for line in f)
+                     if key in ("SigCgt", "SigIgn")}
+    except (OSError, ValueError):
+        return False
+    return not any(mask >> (sig - 1) & 1 for mask in masks.values())
 
 
 def signal_sent_to_proot(container: Container) -> int | None:
@@ -925,32 +970,62 @@ def diff(container: Container) -> list[tuple[str, str]]:
 
     The answer is simply overlayfs's upper directory read against the image: a file there that the
     image has was changed (copied up), one it lacks was added, and a whiteout (a 0/0 character device)
-    marks a deletion.
+    marks a deletion. A rootless container's with subordinate ids is read from inside a user namespace
+    with its maps (``reads_upper_in_namespace``).
     """
-    import stat as st
-
     from .image import get_image
-    from .layer import overlay_xattr_prefixes
 
     image_paths = get_image(container.store, container.spec.image_id).filesystem()
     if container.state.get("backend") == "proot":
         return _proot_diff(container, image_paths)
-    upper = container.dir / "upper"
-    changes: list[tuple[str, str]] = []
+    upper = str(container.dir / "upper")
+    maps = id_maps(container)
+    if reads_upper_in_namespace(container) and maps is not None:
+        import io
+
+        from .userns import run_inside
+
+        out = io.BytesIO()
+        run_inside(maps, f"reading the writable layer {upper}", "pycontainers.container.print_upper_paths", upper,
+                   stdout=out)
+        paths = [(rel, deleted) for rel, deleted in json.loads(out.getvalue())]
+    else:
+        paths = upper_paths(upper, is_rootless(container))
+    changes = [("D" if deleted else "C" if rel in image_paths else "A", "/" + rel) for rel, deleted in paths]
+    return sorted(changes, key=lambda c: c[1])
+
+
+def upper_paths(upper: str, userxattr: bool) -> list[tuple[str, bool]]:
+    """Each path in overlayfs's upper directory *upper*, and whether it is a whiteout (a deletion): a 0/0
+    character device, or an empty file marked so in an xattr (*userxattr*: ``user.overlay.*``)."""
+    import stat as st
+
+    from .layer import overlay_xattr_prefixes
+
+    found: list[tuple[str, bool]] = []
     for root, dirs, files in os.walk(upper):
         for name in sorted(dirs + files):
             full = os.path.join(root, name)
-            rel = os.path.relpath(full, upper)
             info = os.lstat(full)
-            if st.S_ISCHR(info.st_mode) and info.st_rdev == 0:
-                changes.append(("D", "/" + rel))
-                continue
-            if any(_has_xattr(full, p + "whiteout") for p in overlay_xattr_prefixes(is_rootless(container))):
-                changes.append(("D", "/" + rel))
-                continue
-            changes.append(("C" if rel in image_paths else "A", "/" + rel))
+            deleted = (st.S_ISCHR(info.st_mode) and info.st_rdev == 0) or any(
+                _has_xattr(full, p + "whiteout") for p in overlay_xattr_prefixes(userxattr))
+            found.append((os.path.relpath(full, upper), deleted))
         dirs[:] = [d for d in dirs if not _is_whiteout_dev(os.path.join(root, d))]
-    return sorted(changes, key=lambda c: c[1])
+    return found
+
+
+def print_upper_paths(upper: str) -> None:
+    """(In ``userns.run_inside``'s process, root of a rootless container's user namespace.) ``upper_paths``
+    of its overlay upper directory, as JSON on stdout."""
+    sys.stdout.write(json.dumps(upper_paths(upper, userxattr=True)))
+
+
+def reads_upper_in_namespace(container: Container) -> bool:
+    """Must the container's writable layer be read from inside a user namespace with its maps? When it is
+    rootless with subordinate ids: what its other users made belongs to those ids on the host, and the
+    student cannot read their 700 directories or 600 files."""
+    maps = id_maps(container)
+    return is_rootless(container) and maps is not None and (len(maps.uids) > 1 or len(maps.gids) > 1)
 
 
 PROOT_BASELINE = "rootfs.snapshot.json"  # a proot container's files as they were created (snapshot.save)
@@ -1078,15 +1153,59 @@ def is_rootless(container: Container) -> bool:
     return container.state.get("backend") == "rootless"
 
 
-def upper_entries(container: Container) -> list[Any]:
-    """The container's writable layer (overlayfs's upper directory) as layer entries: ``commit`` and
-    ``build``'s RUN steps. A rootless container's overlay keeps its markers in ``user.*`` attributes,
-    and its files' host owners are turned back into the container's."""
+def upper_entries(container: Container) -> list[layers.Entry] | layers.TarWriter:
+    """The container's writable layer (overlayfs's upper directory), for ``image.write_layer``: ``commit`` and
+    ``build``'s RUN steps. A rootless container's overlay keeps its markers in ``user.*`` attributes, and its
+    files' host owners are turned back into the container's.
+
+    Where a rootless container has subordinate ids (maps of more than one line), what its other users made
+    belongs to those ids on the host, and the student cannot read their 700 directories or 600 files (pip's
+    cache): the tar is then written by a helper process, root of a user namespace with the container's maps
+    (``write_upper_tar``), and what comes back is the function copying its output into the blob. Root, and a
+    student without subordinate ids (every file their own), get the entries, read in this process; both ways
+    give the same bytes for the same files.
+    """
     from . import layer as layers
 
     maps = id_maps(container)
-    return layers.tree_entries(str(container.dir / "upper"), overlay_upper=True, userxattr=is_rootless(container),
+    upper = str(container.dir / "upper")
+    if reads_upper_in_namespace(container) and maps is not None:
+        from functools import partial
+
+        return partial(upper_tar_from_namespace, maps, upper, layers.source_date_epoch())
+    return layers.tree_entries(upper, overlay_upper=True, userxattr=is_rootless(container),
                                id_map=maps.host_to_container if maps else None)
+
+
+def upper_tar_from_namespace(maps: IdMaps, upper: str, epoch: int, out: BinaryIO) -> None:
+    """Write the layer tar of the rootless overlay upper directory *upper* to *out*, as ``write_upper_tar``
+    writes it inside a user namespace with *maps*. A failure there is raised here in one line (and
+    ``write_layer`` then discards the blob it was writing)."""
+    from .userns import run_inside
+
+    run_inside(maps, f"archiving the writable layer {upper}", "pycontainers.container.write_upper_tar", upper,
+               str(epoch), stdout=out)
+
+
+def write_upper_tar(upper: str, epoch: str) -> None:
+    """(In ``userns.run_inside``'s process, root of the container's user namespace.) Write the layer tar of
+    the rootless overlay upper directory *upper* to stdout.
+
+    The owners seen here are the container's already, the namespace's maps being the container's: they are
+    kept as they are (no id map), and an id beyond the maps shows as the overflow id, as
+    ``IdMaps.host_to_container`` gives it outside. A file that cannot be read becomes a ``LayerError``, the
+    one line ``run_inside`` raises again in the caller.
+    """
+    from . import layer as layers
+    from .errors import LayerError
+
+    try:
+        entries = layers.tree_entries(upper, overlay_upper=True, userxattr=True, epoch=int(epoch))
+        with open(1, "wb", buffering=1 << 20, closefd=False) as out:
+            layers.write_tar(entries, out)
+    except OSError as exc:
+        where = f"{os.fsdecode(exc.filename)}: " if exc.filename else "writing the layer: "
+        raise LayerError(f"{where}{exc.strerror}") from None
 
 
 def top(container: Container) -> list[dict[str, str]]:

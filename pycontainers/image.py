@@ -12,7 +12,7 @@ import io
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 
 from . import oci
 from .errors import ImageNotFound, InvalidArgument
@@ -346,13 +346,20 @@ def commit_manifest(store: Store, config_desc: oci.Descriptor, layer_descs: list
     return Image(store, manifest_desc.digest, refs)
 
 
-def write_layer(store: Store, entries: Iterable[layers.Entry]) -> oci.Descriptor:
-    """Write a reproducible layer straight into a blob (hashing as it goes). Hold ``store.writing()``."""
+def write_layer(store: Store, layer: Iterable[layers.Entry] | layers.TarWriter) -> oci.Descriptor:
+    """Write a reproducible layer straight into a blob (hashing as it goes). Hold ``store.writing()``.
+
+    *layer* is its entries, or a function writing their tar (``layer.write_tar``'s bytes) to the file it is
+    given: a rootless container's writable layer, archived by a helper process in its user namespace
+    (``container.upper_entries``), whose output is copied into the blob as it comes. Either way the blob holds
+    ``write_tar``'s bytes, so the same files give the same digest. A failure leaves no blob behind.
+    """
     from . import layer as layers
 
+    write = layer if callable(layer) else partial(layers.write_tar, layer)
     writer = store.blob_writer(oci.MEDIA_LAYER)
     try:
-        layers.write_tar(entries, writer)  # type: ignore[arg-type]
+        write(writer)  # type: ignore[arg-type]
     except BaseException:
         writer.abort()
         raise

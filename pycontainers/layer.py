@@ -34,6 +34,10 @@ TYPE_CHECKING = False  # typing's, without importing typing (~4 ms at start-up)
 if TYPE_CHECKING:
     from typing import BinaryIO
 
+    # Writes a whole layer's tar (``write_tar``'s bytes) to the file it is given: how a layer whose files
+    # only a helper process may read reaches ``image.write_layer`` (``container.upper_entries``).
+    TarWriter = Callable[[BinaryIO], object]
+
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_WHITEOUT = ".wh..wh..opq"
 DEFAULT_SOURCE_DATE_EPOCH = 0

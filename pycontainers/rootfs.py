@@ -7,14 +7,14 @@ up. That *is* the lectures' copy-on-write, done by the kernel. A small shared *i
 image and the writable layer holds the mount points (``/proc``, ``/dev``, ``/etc/hosts``...), so they
 never show up in ``diff`` or in a committed layer.
 
-Owners are kept. Root unpacks a layer itself. A student with subordinate ids (/etc/subuid) unpacks it as
-root of a user namespace with the maps its rootless containers get (``userns``), so the files of uid 1000
-in the image belong to a subordinate id on disk and to 1000 again in the container; without them, every
-file is the student's (root's inside). The maps a store's layers were unpacked with are recorded in
-``layers/.idmaps.json``: should they change (an administrator edits /etc/subuid), the unpacked layers
-and new ones would disagree about owners, so every start refuses, in one line saying to delete the
-directory (the layers are then unpacked again). Deleting an unpacked layer goes through
-``userns.remove_tree`` with the recorded maps: the student alone may not delete subordinate ids' files.
+Owners are kept. Root unpacks a layer itself. A student with subordinate ids (/etc/subuid) unpacks it, for
+the rootless back end, as root of a user namespace with the maps its rootless containers get (``userns``),
+so the files of uid 1000 in the image belong to a subordinate id on disk and to 1000 again in the
+container; without them, every file is the student's (root's inside). Layers unpacked with maps live in a
+directory of their own per set of maps, ``layers/idmapped-<hash>/`` (with ``maps.json``): should the maps
+change (an administrator edits /etc/subuid) the layers are simply unpacked again there, and those of the
+old maps wait for ``image prune``, which deletes them through ``userns.remove_tree`` with their own maps
+(the student alone may not delete subordinate ids' files).
 
 The mounting itself happens inside the container, in its PID 1 (``pid1.py``); here is what the proot back
 end, which mounts nothing, needs instead: where a path inside the image is on the host (``host_path``).
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -51,77 +52,51 @@ def layers_dir(store: Store) -> Path:
     return store.home / "layers"
 
 
-MAPS_RECORD = ".idmaps.json"  # in layers_dir: {"maps": the IdMaps JSON the layers were unpacked with, or null}
+IDMAPPED = "idmapped-"  # layers/idmapped-<hash of the maps>/: the layers unpacked with one set of id maps
+MAPS_FILE = "maps.json"  # ... and those maps, in that directory
 UNPACKING = "unpack-"  # the prefix of a layer being unpacked in the store's tmp dir (under the layers' lock)
 
 
-def unpacking_maps(store: Store) -> IdMaps | None:
-    """The user namespace this user unpacks layers in, or None: as itself. Root keeps owners anyway; a user
-    without subordinate ids has no other id to give a file; and only where containers run rootless do
-    user namespaces work (proot's machines forbid them, or give them no capabilities: Ubuntu 24.04)."""
-    if os.geteuid() == 0:
+def unpacking_maps(backend: str) -> IdMaps | None:
+    """The user namespace this user unpacks layers in for a container of *backend*, or None: as itself.
+    Root keeps owners anyway; a user without subordinate ids has no other id to give a file; and only the
+    rootless back end has user namespaces (proot's machines forbid them, or give them no capabilities, as
+    Ubuntu 24.04 does, and proot reads the image's blobs, not these directories)."""
+    if os.geteuid() == 0 or backend != "rootless":
         return None
-    from .container import default_backend
     from .userns import default_maps  # rootless only
 
-    if default_backend(store) != "rootless":
-        return None
     maps = default_maps()
     return maps if len(maps.uids) > 1 or len(maps.gids) > 1 else None
 
 
-def checked_maps(store: Store) -> IdMaps | None:
-    """``unpacking_maps()``, after checking that the layers unpacked already were unpacked with them."""
-    maps = unpacking_maps(store)
-    now = maps.to_json() if maps else None
-    then = _recorded_maps(store, now)
-    if then != now:
-        raise StoreError(f"the image layers in {layers_dir(store)} were unpacked with other user-id maps "
-                         f"({_describe(then)}) than this user has now ({_describe(now)}; /etc/subuid or /etc/subgid "
-                         "changed?), and their files' owners would not match: delete that directory (as root if "
-                         "need be: it may hold files of subordinate ids) and the layers are unpacked again")
-    return maps
+def unpacked_dir(store: Store, maps: IdMaps | None) -> Path:
+    """Where the layers unpacked with *maps* are: ``layers/`` itself without, else a directory of their own
+    named for them, which holds them too (``maps.json``). Layers unpacked with other maps (the student's
+    /etc/subuid changed, or a machine that stopped allowing user namespaces) stay apart and correct."""
+    if maps is None:
+        return layers_dir(store)
+    text = json.dumps(maps.to_json(), sort_keys=True)
+    where = layers_dir(store) / f"{IDMAPPED}{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+    if not (where / MAPS_FILE).exists():
+        where.mkdir(parents=True, exist_ok=True)
+        atomic_write(where / MAPS_FILE, text.encode() + b"\n", store.tmp_dir)
+    return where
 
 
-def _recorded_maps(store: Store, now: object) -> object:
-    """The recorded maps (JSON). Layers unpacked before maps were recorded are the user's own files (null);
-    with nothing unpacked yet, any maps will do (*now*)."""
-    record = layers_dir(store) / MAPS_RECORD
-    try:
-        return json.loads(record.read_bytes())["maps"]
-    except FileNotFoundError:
-        return None if _unpacked_layers(store) else now
-    except (ValueError, KeyError, TypeError):
-        raise StoreError(f"{record} is not the JSON of id maps: delete it and {layers_dir(store)}") from None
-
-
-def _describe(maps_json: object) -> str:
-    if not isinstance(maps_json, dict):
-        return "none: every file its unpacker's own"
-    return " ".join(f"{kind}:" + ",".join(":".join(map(str, m)) for m in lines) for kind, lines in maps_json.items())
-
-
-def _unpacked_layers(store: Store) -> list[Path]:
-    base = layers_dir(store)
-    if not base.exists():
-        return []
-    return [d for d in base.iterdir() if d.name != "init" and not d.name.startswith(".")]
-
-
-def unpack_layer(store: Store, digest: str) -> Path:
-    """The directory holding one layer for overlayfs, unpacked on first use (whiteouts as 0/0 devices)."""
-    target = layers_dir(store) / digest.split(":", 1)[1]
+def unpack_layer(store: Store, digest: str, maps: IdMaps | None = None) -> Path:
+    """The directory holding one layer for overlayfs, unpacked on first use (whiteouts as 0/0 devices), as
+    oneself or as root of a user namespace with *maps*."""
+    target = unpacked_dir(store, maps) / digest.split(":", 1)[1]
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    lock_fd = os.open(target.parent / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    layers_dir(store).mkdir(parents=True, exist_ok=True)
+    lock_fd = os.open(layers_dir(store) / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)  # two containers starting at once unpack a layer once
         if target.exists():
             return target
-        maps = checked_maps(store)
-        _record_maps(store, maps)
-        tmp = Path(tempfile.mkdtemp(prefix=UNPACKING, dir=store.tmp_dir))
+        tmp = Path(tempfile.mkdtemp(prefix=UNPACKING + target.parent.name + "-", dir=store.tmp_dir))
         try:
             with store.open_blob(digest) as f:
                 _extract(f, tmp, f"layer {digest}", maps)
@@ -133,12 +108,6 @@ def unpack_layer(store: Store, digest: str) -> Path:
     finally:
         os.close(lock_fd)
     return target
-
-
-def _record_maps(store: Store, maps: IdMaps | None) -> None:
-    record = layers_dir(store) / MAPS_RECORD
-    if not record.exists():
-        atomic_write(record, json.dumps({"maps": maps.to_json() if maps else None}).encode() + b"\n", store.tmp_dir)
 
 
 def _extract(blob: BinaryIO, tmp: Path, where: str, maps: IdMaps | None) -> None:
@@ -191,34 +160,56 @@ def init_layer(store: Store) -> Path:
     return target
 
 
-def lower_dirs(store: Store, image: Image) -> list[str]:
-    """overlayfs lowerdir, topmost first: the init layer, then the image's layers from the top down."""
-    checked_maps(store)  # layers unpacked already are used as they are: with the maps still in force
-    dirs = [str(unpack_layer(store, d.digest)) for d in image.layers]
+def lower_dirs(store: Store, image: Image, backend: str = "native") -> list[str]:
+    """overlayfs lowerdir, topmost first: the init layer, then the image's layers from the top down, for a
+    container of *backend* (see ``unpacking_maps``)."""
+    maps = unpacking_maps(backend)
+    dirs = [str(unpack_layer(store, d.digest, maps)) for d in image.layers]
     return [str(init_layer(store)), *reversed(dirs)]
 
 
 def remove_unused_layers(store: Store, keep: set[str]) -> int:
-    """Delete unpacked layers whose digest is not in *keep*, and layers a killed process left half unpacked
-    in the store's tmp dir; return how many of the first."""
+    """Delete unpacked layers whose digest is not in *keep* (with whatever maps they were unpacked), and
+    layers a killed process left half unpacked in the store's tmp dir; return how many of the first."""
     base = layers_dir(store)
     if not base.exists():
         return 0
-    from .userns import IdMaps, remove_tree
+    from .userns import remove_tree
 
-    saved = _recorded_maps(store, None)
-    maps = IdMaps.from_json(saved) if isinstance(saved, dict) else None  # the owners the files have
+    removed = 0
     lock_fd = os.open(base / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)  # no layer is being unpacked: any in tmp is a dead one's
-        for d in store.tmp_dir.glob(UNPACKING + "*"):
-            remove_tree(str(d), maps)
-        unused = [d for d in _unpacked_layers(store) if f"sha256:{d.name}" not in keep]
-        for d in unused:
-            remove_tree(str(d), maps)
+        for where, maps in _unpacked_dirs(store):
+            for d in store.tmp_dir.glob(f"{UNPACKING}{where.name}-*"):
+                remove_tree(str(d), maps)
+            for d in where.iterdir():
+                if _is_layer(d) and f"sha256:{d.name}" not in keep:
+                    remove_tree(str(d), maps)
+                    removed += 1
+            if maps is not None and not any(_is_layer(d) for d in where.iterdir()):
+                shutil.rmtree(where)  # (only maps.json is left)
     finally:
         os.close(lock_fd)
-    return len(unused)
+    return removed
+
+
+def _unpacked_dirs(store: Store) -> list[tuple[Path, IdMaps | None]]:
+    """Each directory of unpacked layers, with the maps they were unpacked with."""
+    from .userns import IdMaps
+
+    found: list[tuple[Path, IdMaps | None]] = [(layers_dir(store), None)]
+    for d in layers_dir(store).glob(IDMAPPED + "*"):
+        try:
+            found.append((d, IdMaps.from_json(json.loads((d / MAPS_FILE).read_bytes()))))
+        except (OSError, ValueError, KeyError, TypeError):
+            raise StoreError(f"{d / MAPS_FILE}: not the id maps its layers were unpacked with; delete {d} "
+                             "(as root if need be: it may hold files of subordinate ids)") from None
+    return found
+
+
+def _is_layer(d: Path) -> bool:
+    return len(d.name) == 64 and d.is_dir()  # a digest's hex: not init/, .lock, maps.json or idmapped-*/
 
 
 # ------------------------------------------------------------------------------- for proot

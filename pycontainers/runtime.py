@@ -547,8 +547,8 @@ def monitor_external(container: Container, lowers: list[str], stdio: tuple[int, 
         copier.join(timeout=5)  # the last output: EOF (EIO) once every process inside has let it go
     code = os.waitstatus_to_exitcode(status)
     exit_code = 128 - code if code < 0 else code
-    proot_signal = signal_sent_to_proot(container) if exit_code == PROOT_COMMAND_SIGNALLED else None
-    if proot_signal and container.state.get("backend") == "proot":
+    proot_signal = signal_sent_to_proot(container) if container.state.get("backend") == "proot" else None
+    if proot_signal:  # (see container.PROOT_SIGNAL_FILE)
         exit_code = 128 + proot_signal
     oom = end_runc_container(container) if uses_runc else False
     container.save(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=now_iso())
@@ -625,11 +625,6 @@ def unmount_runc_root(container: Container) -> None:
 
     with contextlib.suppress(OSError):
         umount2(str(container.dir / "bundle" / "rootfs"), MNT_DETACH)
-
-
-# proot exits 255 when the command it started was killed by a signal, and does not say which (see
-# container.signal_sent_to_proot).
-PROOT_COMMAND_SIGNALLED = 255
 
 
 def end_with_the_first_tracee(proot_pid: int, timeout: float = 5.0) -> None:
@@ -845,7 +840,8 @@ def start(container: Container, stdio: tuple[int, int, int], image: Image | None
     try:
         image = image or container.image or get_image(store, container.spec.image_id)
         # proot works on a copy of the image (create_from_image); runc on the native overlayfs (prepare_runc_bundle)
-        lowers = [] if container.state.get("backend") == "proot" else rootfs.lower_dirs(store, image)
+        backend = container.state.get("backend", "native")
+        lowers = [] if backend == "proot" else rootfs.lower_dirs(store, image, backend)
     except BaseException:  # a layer that cannot be unpacked (a broken or malicious one): no monitor either
         no_monitor_came()
         raise
@@ -1022,7 +1018,8 @@ NAMESPACE_ORDER = ("ipc", "uts", "net", "pid", "mnt")
 
 def exec_monitor(container: Container, args: list[str], env: list[str], workdir: str, user: str, tty: bool,
                  stdio: tuple[int, int, int], events_fd: int) -> None:
-    """``docker exec``: join a running container's cgroup and namespaces, fork, execve there, report."""
+    """``docker exec``: join a running container's namespaces, fork a child that joins its cgroup and execs
+    there, report (see ``join_container``)."""
     os.setsid()
     stdio, events_fd = keep_only_fds(stdio, events_fd)
     if container.state.get("backend") == "proot":

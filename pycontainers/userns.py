@@ -16,7 +16,8 @@ uid 1000 in the image belongs to host uid 100999 on disk and to 1000 again in th
 beyond the maps (chown gives EINVAL) stays the namespace's root's, like podman's ``ignore_chown_errors``.
 Without subordinate ids (a one-line map) every unpacked file is the student's, hence root's inside.
 Files of subordinate ids are neither deletable nor always readable by the student outside a namespace:
-whatever removes or copies them does it through ``run_inside`` (``remove_tree``, say).
+whatever removes, copies or archives them does it through ``run_inside`` (``remove_tree``, say, or the
+tar of a container's writable layer that ``commit`` and ``build`` store: ``container.upper_entries``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import pwd
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 
 from .errors import PyContainersError
@@ -233,27 +235,62 @@ def remove_tree(path: str, maps: IdMaps | None) -> None:
 _INSIDE = ("import sys; sys.path.insert(0, sys.argv[1]); from pycontainers import userns; "
            "userns.call_inside(*sys.argv[2:])")
 _REPORT = "pycontainers-error: "  # how the helper's last line of stderr carries a PyContainersError
+_COPY_CHUNK = 1 << 20  # the helper's output is copied to the caller's file in pieces of this size
 
 
-def run_inside(maps: IdMaps, what: str, function: str, *args: str, stdin: IO[bytes] | bytes | None = None) -> None:
+def run_inside(maps: IdMaps, what: str, function: str, *args: str, stdin: IO[bytes] | bytes | None = None,
+               stdout: IO[bytes] | None = None) -> None:
     """Call ``module.function(*args)`` as root of a new user namespace with *maps*, in a fresh Python process
     whose stdin is *stdin* (a file, or bytes).
 
     Exec'ed, never forked: the caller may be multithreaded (a notebook kernel, an API client), and only a
     single-threaded process may unshare(CLONE_NEWUSER). A ``PyContainersError`` raised there is raised here
     again, same class and line; anything else becomes a ``UserNamespaceError`` saying *what* failed.
+
+    What the call writes to its standard output is discarded, or with *stdout* (any object with ``write``:
+    a blob being written) copied there as it comes: files only the namespace may read reach the caller as a
+    stream (``container.upper_entries``). An error raised while copying ends the helper too.
     """
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    feed = {"input": stdin} if isinstance(stdin, bytes) else {"stdin": stdin}
-    done = subprocess.run([sys.executable, "-c", _INSIDE, package_parent, json.dumps(maps.to_json()), function,
-                           *args], capture_output=True, check=False, **feed)  # type: ignore[call-overload]
-    if done.returncode == 0:
-        return
-    err = done.stderr.decode(errors="replace")
-    last = (err.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+    argv = [sys.executable, "-c", _INSIDE, _package_parent(), json.dumps(maps.to_json()), function, *args]
+    if stdout is None:
+        feed = {"input": stdin} if isinstance(stdin, bytes) else {"stdin": stdin}
+        done = subprocess.run(argv, capture_output=True, check=False, **feed)  # type: ignore[call-overload]
+        code, err = done.returncode, done.stderr
+    else:
+        if isinstance(stdin, bytes):
+            raise TypeError("run_inside: stdin given as bytes cannot be combined with a stdout to copy to")
+        code, err = _copy_output(argv, stdin, stdout)
+    if code != 0:
+        raise _failure(what, code, err.decode(errors="replace"))
+
+
+def _package_parent() -> str:
+    """The directory the helper imports ``pycontainers`` from: this very copy of it."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _copy_output(argv: list[str], stdin: IO[bytes] | None, out: IO[bytes]) -> tuple[int, bytes]:
+    """Run *argv*, copying its stdout to *out*; return its exit status and stderr. stderr goes to a file, not a
+    pipe: a helper writing a long traceback there while we wait on its stdout could otherwise block us both."""
+    with tempfile.TemporaryFile() as err:
+        with subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=err) as helper:
+            assert helper.stdout is not None
+            try:
+                shutil.copyfileobj(helper.stdout, out, _COPY_CHUNK)
+            except BaseException:
+                helper.kill()  # (Popen's exit then reaps it)
+                raise
+        err.seek(0)
+        return helper.returncode, err.read()
+
+
+def _failure(what: str, code: int, err: str) -> PyContainersError:
+    """The helper's error: ours again if its last line of stderr reports one, else what failed and why."""
+    ending = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+    last = (err.strip().splitlines() or [ending])[-1]
     if last.startswith(_REPORT):
-        raise _error_from(json.loads(last[len(_REPORT):])) from None
-    raise UserNamespaceError(f"{what} inside a user namespace failed: {last}") from None
+        return _error_from(json.loads(last[len(_REPORT):]))
+    return UserNamespaceError(f"{what} inside a user namespace failed: {last}")
 
 
 def call_inside(maps_json: str, function: str, *args: str) -> None:

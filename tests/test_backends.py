@@ -266,6 +266,39 @@ def test_a_proot_command_ended_by_stop_or_kill_exits_128_plus_the_signal(busybox
     containers.remove(c)
 
 
+@needs_proot
+def test_proot_exit_codes_after_a_signal_a_shell_dies_of_or_catches(busybox_store: Store) -> None:
+    # A shell whose last `sleep` exited 0: proot says 0 when the shell dies of stop's SIGTERM (Docker: 143);
+    # a shell that catches USR1 and exits 255 ends with its own 255, not 128 + 10.
+    for script, ending, expected in (
+            ("echo ready; while :; do sleep 0.1; done", lambda c: containers.stop(c, timeout=5), 143),
+            ('trap "exit 255" USR1; echo ready; while :; do sleep 0.1; done',
+             lambda c: containers.send_signal(c.reload(), signal.SIGUSR1), 255)):
+        c = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", script], runtime="proot")
+        runtime.start_detached(c)
+        log = c.log_path()
+        assert eventually(lambda log=log: b"ready" in log.read_bytes())  # (its trap is set)
+        ending(c)
+        assert containers.wait(c, 10) == expected
+        containers.remove(c)
+
+
+@needs_proot
+def test_ctrl_c_on_an_attached_proot_run_reaches_the_command(busybox_store: Store) -> None:
+    # proot passes no signal on: the CLI gives Ctrl-C to the command it started, as natively (sig-proxy).
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "pycontainers", "run", "--rm", "--runtime", "proot", "busybox", "sh", "-c",
+            'trap "exit 7" INT; echo ready; sleep 30 & wait']
+    proc = subprocess.Popen(argv, env={**os.environ, "PYCONTAINERS_HOME": str(busybox_store.home),
+                                       "PYCONTAINERS_SERVER": "0"},
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=15) == 7
+
+
 def test_the_monitor_names_itself(busybox_store: Store) -> None:
     c = containers.create_from_image(busybox_store, "busybox", ["sleep", "60"])
     runtime.start_detached(c)

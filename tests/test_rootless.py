@@ -6,12 +6,16 @@ type; a few run the same back end as root in-process (``--runtime rootless``), w
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import io
 import json
 import os
 import re
 import tarfile
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -22,8 +26,8 @@ from pycontainers import container as containers
 from pycontainers import layer, rootfs, runtime
 from pycontainers.archive import save
 from pycontainers.bases import cache_store, copy_image
-from pycontainers.errors import InvalidArgument, StoreError
-from pycontainers.image import ImageBuilder, get_image
+from pycontainers.errors import InvalidArgument, LayerError
+from pycontainers.image import ImageBuilder, get_image, write_layer
 from pycontainers.store import Store
 from pycontainers.userns import IdMap, IdMaps, subordinate_ranges
 
@@ -123,6 +127,65 @@ def test_rootless_commit_makes_a_layer(student: unprivileged.Student) -> None:
     assert ok(student.run("run", "--rm", "committed:1", "cat", "/hello")) == "hi\n"
 
 
+def layer_members(store: Store, digest: str) -> dict[str, tuple[int, int, int]]:
+    """The layer blob's members: name -> (uid, gid, mode)."""
+    with store.open_blob(digest) as f, tarfile.open(fileobj=f) as tar:
+        return {m.name: (m.uid, m.gid, m.mode) for m in tar}
+
+
+# `adduser -D bob`, by hand: Debian's busybox has no adduser applet
+PRIVATE_CACHE = """FROM busybox
+RUN echo "bob:x:1000:1000::/home/bob:/bin/sh" >> /etc/passwd && echo "bob:x:1000:" >> /etc/group && \\
+    mkdir -p -m 755 /home/bob && chown bob:bob /home/bob
+USER bob
+RUN mkdir -p /home/bob/.cache && chmod 700 /home/bob/.cache && \\
+    echo hi > /home/bob/.cache/f && chmod 600 /home/bob/.cache/f
+"""
+
+
+def test_a_rootless_build_keeps_a_private_directory_another_user_made(student: unprivileged.Student) -> None:
+    # bob's 700 directory and 600 file belong to a subordinate uid on the host, which the student cannot read:
+    # the step's layer is archived inside a user namespace (pip's 700 cache under USER app is the same case)
+    context = student.base / "cache-context"
+    context.mkdir(mode=0o755)
+    (context / "Dockerfile").write_text(PRIVATE_CACHE)
+    (context / "Dockerfile").chmod(0o644)
+    ok(student.run("build", "-t", "cached", str(context)))
+    assert ok(student.run("run", "--rm", "-u", "bob", "cached", "cat", "/home/bob/.cache/f")) == "hi\n"
+    bob = ok(student.run("run", "--rm", "cached", "id", "-u", "bob")).strip()
+    stats = ok(student.run("run", "--rm", "cached", "stat", "-c", "%u:%a", "/home/bob/.cache", "/home/bob/.cache/f"))
+    assert stats == f"{bob}:700\n{bob}:600\n"
+    store = Store(student.store_home)
+    members = layer_members(store, get_image(store, "cached").layers[-1].digest)
+    assert members["home/bob/.cache"][::2] == (int(bob), 0o700)
+    assert members["home/bob/.cache/f"][::2] == (int(bob), 0o600)
+    ok(student.run("image", "rm", "cached"))
+
+
+def test_rootless_commit_keeps_another_users_private_files_byte_for_byte(student: unprivileged.Student) -> None:
+    script = "mkdir -m 700 /tmp/p && echo secret > /tmp/p/f && chmod 600 /tmp/p/f"
+    ok(student.run("run", "--name", "private", "-u", "1000:1000", "busybox", "sh", "-c", script))
+    ok(student.run("commit", "private", "private:1"))
+    assert ok(student.run("diff", "private")) == "C /tmp\nA /tmp/p\nA /tmp/p/f\n"  # read in the namespace too
+    store = Store(student.store_home)
+    digest = get_image(store, "private:1").layers[-1].digest
+    members = layer_members(store, digest)
+    assert members["tmp/p"] == (1000, 1000, 0o700)
+    assert members["tmp/p/f"] == (1000, 1000, 0o600)
+    # Root reads the same upper directory in-process, owners translated by the container's maps: the same bytes
+    c = containers.get_container(store, "private")
+    assert len(containers.id_maps(c).uids) > 1
+    entries = layer.tree_entries(str(c.dir / "upper"), overlay_upper=True, userxattr=True, epoch=0,
+                                 id_map=containers.id_maps(c).host_to_container)
+    in_process = io.BytesIO()
+    layer.write_tar(entries, in_process)
+    assert digest == "sha256:" + hashlib.sha256(in_process.getvalue()).hexdigest()
+    ok(student.run("rm", "private"))
+    assert ok(student.run("run", "--rm", "-u", "1000", "private:1", "cat", "/tmp/p/f")) == "secret\n"
+    ok(student.run("image", "rm", "private:1"))
+    assert list((student.store_home / "tmp").iterdir()) == []
+
+
 STUDENT_API = """
 import os, pycontainers
 from pycontainers.zygote import Zygote
@@ -194,10 +257,10 @@ def test_a_rootless_store_keeps_the_owners_of_image_files(student: unprivileged.
     assert out == "1000:1000\nbob's\n"  # bob writes his own home and reads his own 600 file
     owners = ok(student.run("run", "--rm", "owned", "stat", "-c", "%u:%g", "/home/bob/f", "/opt/far"))
     assert owners == "1000:1000\n0:0\n"  # uid and gid 70000 are beyond the maps: root's inside
-    layers = student.store_home / "layers"
+    [layers] = (student.store_home / "layers").glob(rootfs.IDMAPPED + "*")  # the layers of the student's maps
     assert (layers / top / "home" / "bob").stat().st_uid == 100999  # on disk: the student's subordinate uid
     assert (layers / top / "opt" / "far").stat().st_uid == student.uid  # beyond the maps: root's inside
-    recorded = json.loads((layers / rootfs.MAPS_RECORD).read_text())["maps"]
+    recorded = json.loads((layers / rootfs.MAPS_FILE).read_text())
     assert recorded["uid"] == [[0, student.uid, 1], [1, 100000, 65536]]
     # A build step as bob, and a new volume over his home, get his files as he owns them too
     context = student.base / "bob-context"
@@ -246,6 +309,60 @@ def test_rootless_back_end_as_root_has_a_user_namespace_and_no_cgroup(busybox_st
     assert uid_map.split() == ["0", "0", "65536"]
     assert user_ns != os.readlink("/proc/self/ns/user")
     assert not list(Path("/sys/fs/cgroup").glob(f"*/pycontainers/{c.id}"))
+
+
+TWO_LINE_IDENTITY = IdMaps((IdMap(0, 0, 1), IdMap(1, 1, 65535)), (IdMap(0, 0, 1), IdMap(1, 1, 65535)))
+
+
+def test_a_writable_layer_archived_in_a_user_namespace_is_byte_identical(busybox_store: Store) -> None:
+    script = ("mkdir -m 700 /tmp/p && echo secret > /tmp/p/f && chmod 600 /tmp/p/f && chown -R 1000:1000 /tmp/p "
+              "&& rm /bin/true")  # (as root: a user other than root may not delete /bin/true)
+    c = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", script], runtime="rootless")
+    code, _out, err = runtime.run_attached(c)
+    assert code == 0, err
+    assert isinstance(containers.upper_entries(c), list)  # root's one-line map: read in this process
+    in_process = containers.commit(c, "in-process").layers[-1].digest
+    c.save(id_maps=TWO_LINE_IDENTITY.to_json())  # the same ids, in two lines: as a student's maps are
+    assert callable(containers.upper_entries(c))  # archived by a helper in a user namespace
+    in_namespace = containers.commit(c, "in-namespace").layers[-1].digest
+    assert in_namespace == in_process
+    members = layer_members(busybox_store, in_namespace)
+    assert members["tmp/p"] == (1000, 1000, 0o700) and members["tmp/p/f"] == (1000, 1000, 0o600)
+    assert members["bin/.wh.true"] == (0, 0, 0o644)  # the overlay's whiteout, seen from inside too
+    containers.remove(c)
+
+
+def test_a_layer_that_cannot_be_archived_in_a_user_namespace_is_one_error_and_no_blob(busybox_store: Store,
+                                                                                     tmp_path: Path) -> None:
+    upper = tmp_path / "upper"
+    (upper / "tmp").mkdir(parents=True)
+    (upper / "tmp" / "a").write_bytes(b"x" * (3 << 20))  # some of the tar reaches the blob before the error
+    (upper / "tmp" / "z").write_text("beyond the maps\n")
+    os.chown(upper / "tmp" / "z", 5000, 5000)  # outside [0, 1000): the namespace's root may not read it
+    (upper / "tmp" / "z").chmod(0o600)
+    maps = IdMaps((IdMap(0, 0, 1), IdMap(1, 1, 999)), (IdMap(0, 0, 1), IdMap(1, 1, 999)))
+    blobs = set(busybox_store.blobs.iterdir())
+    with pytest.raises(LayerError) as failure, busybox_store.writing():
+        write_layer(busybox_store, partial(containers.upper_tar_from_namespace, maps, str(upper), 0))
+    assert str(failure.value) == f"{upper}/tmp/z: Permission denied"
+    assert set(busybox_store.blobs.iterdir()) == blobs
+    assert list(busybox_store.tmp_dir.iterdir()) == []
+    # A caller that cannot take the tar (a full disk) ends the helper, which is not left behind
+    class Full(io.RawIOBase):
+        def write(self, data: object) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    (upper / "tmp" / "z").unlink()
+    with pytest.raises(OSError, match="No space left"):
+        containers.upper_tar_from_namespace(maps, str(upper), 0, Full())  # type: ignore[arg-type]
+    assert not [p for p in Path("/proc").glob("[0-9]*/cmdline") if b"write_upper_tar" in _read(p)]
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
 
 
 def test_rootless_refuses_limits_before_creating_anything(busybox_store: Store) -> None:
@@ -318,25 +435,30 @@ def test_a_user_outside_a_one_line_map_is_refused_in_one_sentence(busybox_store:
     containers.remove(c)
 
 
-def test_layers_unpacked_with_other_id_maps_are_refused_in_one_sentence(busybox_store: Store,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    image = get_image(busybox_store, "busybox")
-    rootfs.lower_dirs(busybox_store, image)  # root's: unpacked as itself, recorded as such
-    assert json.loads((rootfs.layers_dir(busybox_store) / rootfs.MAPS_RECORD).read_text()) == {"maps": None}
-    student_maps = IdMaps((IdMap(0, 1001, 1), IdMap(1, 100000, 65536)), (IdMap(0, 1001, 1), IdMap(1, 100000, 65536)))
-    monkeypatch.setattr(rootfs, "unpacking_maps", lambda store: student_maps)  # as if /etc/subuid had changed
-    with pytest.raises(StoreError, match=r"were unpacked with other user-id maps \(none: .* delete that directory"):
-        rootfs.lower_dirs(busybox_store, image)
-    # Layers from before maps were recorded are their unpacker's own files: the same answer
-    (rootfs.layers_dir(busybox_store) / rootfs.MAPS_RECORD).unlink()
-    with pytest.raises(StoreError, match="unpacked with other user-id maps"):
-        rootfs.lower_dirs(busybox_store, image)
+def test_layers_unpacked_with_other_id_maps_live_apart_and_are_pruned_with_their_own(busybox_store: Store) -> None:
+    # The same layer unpacked as oneself and as root of a namespace with maps (an /etc/subuid that changed,
+    # a back end that changed): two directories, each with its owners, each deleted with its own maps.
+    changes = layer.Changes()
+    changes.mkdir("/home/bob", mode=0o700, uid=1000, gid=1000)
+    builder = ImageBuilder(busybox_store, "busybox")
+    builder.add_layer(changes.entries(), "bob's home")
+    image = builder.commit("bobs")
+    digest = image.layers[-1].digest
+    plain = rootfs.unpack_layer(busybox_store, digest)
+    # (host uid 0 stays 0: root's helper, root inside, must still reach the store and its own Python)
+    shifted_maps = IdMaps((IdMap(0, 0, 1), IdMap(1, 200001, 65535)), (IdMap(0, 0, 1), IdMap(1, 200001, 65535)))
+    shifted = rootfs.unpack_layer(busybox_store, digest, shifted_maps)
+    assert shifted.parent.name.startswith(rootfs.IDMAPPED) and shifted.name == plain.name
+    assert (plain / "home" / "bob").stat().st_uid == 1000 and (shifted / "home" / "bob").stat().st_uid == 201000
+    assert rootfs.lower_dirs(busybox_store, image, "rootless")[1] == str(plain)  # root's rootless: its own files
+    assert rootfs.remove_unused_layers(busybox_store, set()) == 3  # busybox's and bob's, bob's with the maps
+    assert not plain.exists() and not shifted.parent.exists()
 
 
 def test_pruning_layers_removes_those_a_killed_process_left_half_unpacked(busybox_store: Store) -> None:
     image = get_image(busybox_store, "busybox")
     rootfs.lower_dirs(busybox_store, image)
-    half = busybox_store.tmp_dir / f"{rootfs.UNPACKING}killed"
+    half = busybox_store.tmp_dir / f"{rootfs.UNPACKING}layers-killed"
     (half / "etc").mkdir(parents=True)
     assert rootfs.remove_unused_layers(busybox_store, {d.digest for d in image.layers}) == 0
     assert not half.exists()  # (unpacking holds the layers' lock, which pruning took: nobody was at it)
