@@ -551,7 +551,7 @@ def cmd_build(a: argparse.Namespace) -> int:
 
 
 def cmd_exec(a: argparse.Namespace) -> int:
-    from .container import get_container
+    from .container import forward_signal, get_container
     from .runtime import exec_start
 
     if _no_terminal_to_read(a.tty, a.interactive):
@@ -560,7 +560,8 @@ def cmd_exec(a: argparse.Namespace) -> int:
     if _not_running(container):
         return 1
     return _attached(lambda stdio: exec_start(container, a.command, stdio, env=a.env or [], workdir=a.workdir,
-                                              user=a.user, tty=a.tty), a.interactive, a.tty)
+                                              user=a.user, tty=a.tty), a.interactive, a.tty,
+                     deliver=lambda pid, sig: forward_signal(container, pid, sig, exec_=True))
 
 
 def cmd_top(a: argparse.Namespace) -> int:

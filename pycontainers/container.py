@@ -709,19 +709,20 @@ def send_signal(container: Container, sig: int) -> None:
         os.kill(pid, sig)
 
 
-def forward_signal(container: Container, pid: int, sig: int) -> None:
-    """An attached ``run``'s Ctrl-C (Docker's sig-proxy) to *pid*, the process that started it: proot
-    passes nothing on, so there the command gets it, as from ``send_signal``."""
+def forward_signal(container: Container, pid: int, sig: int, exec_: bool = False) -> None:
+    """An attached ``run``'s (or *exec_*'s) Ctrl-C (Docker's sig-proxy) to *pid*, the process that started:
+    proot passes nothing on, so there its command gets it, as from ``send_signal``."""
     if container.state.get("backend") == "proot":
-        pid = proot_command_for(container, pid, sig)
+        pid = proot_command_for(container, pid, sig, note=not exec_)  # (an exec's end is not the container's)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
 
 
-def proot_command_for(container: Container, proot_pid: int, sig: int) -> int:
-    """The command proot started (its first child), which *sig* is for; a fatal one is noted first."""
+def proot_command_for(container: Container, proot_pid: int, sig: int, note: bool = True) -> int:
+    """The command proot started (its first child), which *sig* is for; a fatal one is *note*d first."""
     pid = next(iter(child_pids(proot_pid)), proot_pid)
-    note_fatal_signal(container, pid, sig)
+    if note:
+        note_fatal_signal(container, pid, sig)
     return pid
 
 

@@ -284,19 +284,27 @@ def test_proot_exit_codes_after_a_signal_a_shell_dies_of_or_catches(busybox_stor
 
 
 @needs_proot
-def test_ctrl_c_on_an_attached_proot_run_reaches_the_command(busybox_store: Store) -> None:
+def test_ctrl_c_on_an_attached_proot_run_or_exec_reaches_the_command(busybox_store: Store) -> None:
     # proot passes no signal on: the CLI gives Ctrl-C to the command it started, as natively (sig-proxy).
     import subprocess
     import sys
 
-    argv = [sys.executable, "-m", "pycontainers", "run", "--rm", "--runtime", "proot", "busybox", "sh", "-c",
-            'trap "exit 7" INT; echo ready; sleep 30 & wait']
-    proc = subprocess.Popen(argv, env={**os.environ, "PYCONTAINERS_HOME": str(busybox_store.home),
-                                       "PYCONTAINERS_SERVER": "0"},
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=15) == 7
+    env = {**os.environ, "PYCONTAINERS_HOME": str(busybox_store.home), "PYCONTAINERS_SERVER": "0"}
+    script = ["sh", "-c", 'trap "exit 7" INT; echo ready; sleep 30 & wait']
+
+    def interrupted(*args: str) -> int:
+        proc = subprocess.Popen([sys.executable, "-m", "pycontainers", *args, *script], env=env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGINT)
+        return proc.wait(timeout=15)
+
+    assert interrupted("run", "--rm", "--runtime", "proot", "busybox") == 7
+    c = containers.create_from_image(busybox_store, "busybox", ["sleep", "60"], runtime="proot")
+    runtime.start_detached(c)
+    assert interrupted("exec", c.id) == 7  # the command of the second proot that exec runs
+    assert c.reload().status == "running"  # the exec's Ctrl-C was not the container's
+    containers.remove(c, force=True)
 
 
 def test_the_monitor_names_itself(busybox_store: Store) -> None:
