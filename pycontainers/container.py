@@ -869,9 +869,9 @@ def remove_discarded(container: Container, trash: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(trash)
         return
-    from .userns import remove_tree  # rootless only
+    from .userns import remove_tree_or_say  # rootless only
 
-    remove_tree(str(trash), id_maps(container))
+    remove_tree_or_say(str(trash), id_maps(container))
 
 
 def remove_leftovers(store: Store) -> None:

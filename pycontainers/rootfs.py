@@ -31,7 +31,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import PyContainersError, StoreError
+from .errors import PyContainersError
 from .image import Image
 from .store import Store, atomic_write
 
@@ -174,7 +174,7 @@ def remove_unused_layers(store: Store, keep: set[str]) -> int:
     base = layers_dir(store)
     if not base.exists():
         return 0
-    from .userns import remove_tree
+    from .userns import remove_tree_or_say
 
     removed = 0
     lock_fd = os.open(base / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -182,13 +182,12 @@ def remove_unused_layers(store: Store, keep: set[str]) -> int:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)  # no layer is being unpacked: any in tmp is a dead one's
         for where, maps in _unpacked_dirs(store):
             for d in store.tmp_dir.glob(f"{UNPACKING}{where.name}-*"):
-                remove_tree(str(d), maps)
+                remove_tree_or_say(str(d), maps)
             for d in where.iterdir():
-                if _is_layer(d) and f"sha256:{d.name}" not in keep:
-                    remove_tree(str(d), maps)
+                if _is_layer(d) and f"sha256:{d.name}" not in keep and remove_tree_or_say(str(d), maps):
                     removed += 1
-            if maps is not None and not any(_is_layer(d) for d in where.iterdir()):
-                shutil.rmtree(where)  # (only maps.json is left)
+            if where != base and not any(_is_layer(d) for d in where.iterdir()):
+                shutil.rmtree(where)  # an idmapped-* directory: only maps.json is left
     finally:
         os.close(lock_fd)
     return removed
@@ -202,9 +201,8 @@ def _unpacked_dirs(store: Store) -> list[tuple[Path, IdMaps | None]]:
     for d in layers_dir(store).glob(IDMAPPED + "*"):
         try:
             found.append((d, IdMaps.from_json(json.loads((d / MAPS_FILE).read_bytes()))))
-        except (OSError, ValueError, KeyError, TypeError):
-            raise StoreError(f"{d / MAPS_FILE}: not the id maps its layers were unpacked with; delete {d} "
-                             "(as root if need be: it may hold files of subordinate ids)") from None
+        except (OSError, ValueError, KeyError, TypeError):  # deleted by hand (rm -rf of the store stopped)
+            found.append((d, unpacking_maps("rootless")))  # most likely the maps this user has now
     return found
 
 

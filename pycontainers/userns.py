@@ -229,6 +229,19 @@ def remove_tree(path: str, maps: IdMaps | None) -> None:
         run_inside(maps, f"removing {path}", "shutil.rmtree", path)
 
 
+def remove_tree_or_say(path: str, maps: IdMaps | None) -> bool:
+    """``remove_tree``, except that files only a namespace the helpers now refuse could delete (ids from an
+    /etc/subuid range this user no longer has) are left for root, and said so in one line: deleting an
+    image or a container must not fail on what only its clean-up cannot do. Whether *path* is gone."""
+    try:
+        remove_tree(path, maps)
+    except (UserNamespaceError, PermissionError) as exc:
+        print(f"pycontainers: {path} is left behind: it holds files of subordinate ids that this user cannot "
+              f"delete ({exc}); root can: rm -rf {path}", file=sys.stderr)
+        return False
+    return True
+
+
 # ------------------------------------------------------------------------- working inside one
 
 

@@ -455,6 +455,37 @@ def test_layers_unpacked_with_other_id_maps_live_apart_and_are_pruned_with_their
     assert not plain.exists() and not shifted.parent.exists()
 
 
+def test_layers_of_maps_no_longer_granted_are_left_in_one_line_and_the_rest_pruned(
+        busybox_store: Store, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # /etc/subuid changed: newuidmap now refuses the maps some layers were unpacked with. Pruning (rmi)
+    # deletes everything else, and says in one line what only root can delete, instead of failing.
+    from pycontainers import userns
+
+    image = get_image(busybox_store, "busybox")
+    digest = image.layers[0].digest
+    plain = rootfs.unpack_layer(busybox_store, digest)
+    old_maps = IdMaps((IdMap(0, 0, 1), IdMap(1, 300001, 65535)), (IdMap(0, 0, 1), IdMap(1, 300001, 65535)))
+    stranded = rootfs.unpack_layer(busybox_store, digest, old_maps)
+    real_remove_tree = userns.remove_tree
+
+    def refused(path: str, maps: IdMaps | None) -> None:
+        if maps is not None:
+            raise userns.UserNamespaceError("newuidmap 1234 0 1001 1 1 300001 65535: not allowed")
+        real_remove_tree(path, maps)
+
+    monkeypatch.setattr(userns, "remove_tree", refused)
+    assert rootfs.remove_unused_layers(busybox_store, set()) == 1
+    assert not plain.exists() and stranded.exists()
+    said = capsys.readouterr().err
+    assert said.count("\n") == 1 and said.startswith(f"pycontainers: {stranded} is left behind: it holds files of "
+                                                      "subordinate ids that this user cannot delete")
+    # The maps' record deleted by hand (an `rm -rf` of the store that stopped half way): pruning still works
+    monkeypatch.setattr(userns, "remove_tree", real_remove_tree)
+    (stranded.parent / rootfs.MAPS_FILE).unlink()
+    assert rootfs.remove_unused_layers(busybox_store, set()) == 1
+    assert not stranded.parent.exists()
+
+
 def test_pruning_layers_removes_those_a_killed_process_left_half_unpacked(busybox_store: Store) -> None:
     image = get_image(busybox_store, "busybox")
     rootfs.lower_dirs(busybox_store, image)
