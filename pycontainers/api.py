@@ -605,6 +605,67 @@ class ContainerCollection:
         return prune_containers(self.client.store)
 
 
+class Volume:
+    """docker-py's ``Volume``: a named volume (``-v NAME:/path``), a directory of the store."""
+
+    def __init__(self, client: Client, name: str) -> None:
+        self.client = client
+        self.name = self.id = name
+
+    def __repr__(self) -> str:
+        return f"<Volume: {self.name}>"
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return core_container.volume_inspect(self.client.store, self.name)
+
+    def reload(self) -> None:
+        self.attrs  # noqa: B018 (NotFound if it has gone)
+
+    def remove(self, force: bool = False) -> None:
+        """``docker volume rm``: refused while a container uses it, unless *force*."""
+        core_container.volume_remove(self.client.store, self.name, force)
+
+
+class VolumeCollection:
+    """docker-py's ``client.volumes``."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def create(self, name: str | None = None, driver: str | None = None) -> Volume:
+        if driver not in (None, "local"):
+            raise InvalidArgument(f"volume driver {driver!r}: only 'local' volumes (directories of the store) "
+                                  "exist here")
+        return Volume(self.client, core_container.volume_create(self.client.store, name))
+
+    def get(self, volume_id: str) -> Volume:
+        volume = Volume(self.client, volume_id)
+        volume.reload()
+        return volume
+
+    def list(self) -> list[Volume]:
+        return [Volume(self.client, name) for name in core_container.volume_list(self.client.store)]
+
+    def prune(self) -> dict[str, Any]:
+        """``docker volume prune``: the volumes no container uses are removed. SpaceReclaimed counts the bytes
+        of the files this user could see in them (a rootless container's other users' may be hidden)."""
+        store = self.client.store
+        sizes = {name: _tree_size(core_container.volumes_dir(store) / name)
+                 for name in core_container.unused_volumes(store)}
+        removed = core_container.volume_prune(store)
+        return {"VolumesDeleted": removed, "SpaceReclaimed": sum(sizes.get(name, 0) for name in removed)}
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
 class Client:
     """docker-py's ``DockerClient``, daemonless: it works on the store directly."""
 
@@ -612,6 +673,7 @@ class Client:
         self.store = Store(home)
         self.images = ImageCollection(self)
         self.containers = ContainerCollection(self)
+        self.volumes = VolumeCollection(self)
 
     def __repr__(self) -> str:
         return f"<pycontainers.Client store={str(self.store.home)!r}>"
@@ -624,4 +686,4 @@ class Client:
 
 
 __all__ = ["Client", "Container", "ContainerCollection", "ContainerError", "ExecResult", "Image",
-           "ImageCollection", "ImageNotFound", "inspect"]
+           "ImageCollection", "ImageNotFound", "Volume", "VolumeCollection", "inspect"]

@@ -60,7 +60,7 @@ PHASE_MEANING = {  # (kind, phase) -> what the phase is
     ("venv", "create"): "python -m venv: the environment's directory and its python",
     ("venv", "command"): "the command itself, run by the venv's python",
     ("container", "create"): "the container's directory and state",
-    ("container", "start"): "namespaces, mounts and cgroup, until the command is executed",
+    ("container", "start"): "namespaces, mounts (and as root a cgroup), until the command is executed",
     ("container", "command"): "the command itself, until it exits and the container is removed",
     ("vm", "prepare"): "the image packed as an initramfs, QEMU's options chosen",
     ("vm", "kernel start"): "QEMU starts, loads the kernel and initramfs, until the kernel's first console line",

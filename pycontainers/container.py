@@ -1257,8 +1257,7 @@ def volume_list(store: Store) -> list[str]:
 
 def volume_prune(store: Store) -> list[str]:
     """``docker volume prune``: remove the volumes no container (running or not) uses; their names."""
-    used = {m.volume for c in list_containers(store) for m in c.spec.mounts if m.volume}
-    removed = [name for name in volume_list(store) if name not in used]
+    removed = unused_volumes(store)
     for name in removed:
         _remove_volume_dir(volumes_dir(store) / name)
     return removed
@@ -1314,6 +1313,11 @@ def filter_containers(containers: list[Container], filters: dict[str, list[str]]
 
     return [c for c in containers
             if all(any(matches(c, key, v) for v in values) for key, values in filters.items())]
+
+
+def unused_volumes(store: Store) -> list[str]:
+    used = {m.volume for c in list_containers(store) for m in c.spec.mounts if m.volume}
+    return [name for name in volume_list(store) if name not in used]
 
 
 def volume_users(store: Store, name: str) -> list[Container]:

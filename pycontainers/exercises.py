@@ -447,11 +447,15 @@ def check_oom_killed(client: Client, container_name: str, memory: str) -> Check:
 
     Unanswered until the container exists; then its recorded limit, exit code and OOMKilled flag are read.
     """
+    from .container import default_backend
     from .units import parse_size
 
     try:
         attrs = client.containers.get(container_name).attrs
     except PyContainersError:
+        if (backend := default_backend(client.store)) in ("rootless", "proot"):
+            return not_answered(f"this exercise needs a memory limit, hence a cgroup, and {backend} containers have "
+                                "none on this machine: it can be done only where containers run as root.")
         return not_answered(f"run a container named {container_name!r} with a {memory} memory limit that uses more "
                             "memory than that; this check looks for it.")
     limit, wanted = attrs["HostConfig"]["Memory"], parse_size(memory)

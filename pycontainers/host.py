@@ -419,7 +419,8 @@ def probe_tool(name: str) -> Capability:
     way to do something (proot on Binder, QEMU for the VM notebook).
     """
     tool = TOOLS[name]
-    path = shutil.which(name)
+    # (root's tools, debootstrap, are in sbin, which an ordinary user's PATH lacks: found there too)
+    path = shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", os.defpath), "/usr/sbin", "/sbin"]))
     if path is None:
         return _no(name, f"{name} is not on PATH here; it {tool.purpose}.", tool.fallback)
     rc, out = _run([path, *tool.version_args])

@@ -278,3 +278,20 @@ def test_a_container_that_removed_itself_is_not_found(busybox_store: Store) -> N
         gone.logs()
     with pytest.raises(NotFound):
         gone.remove()
+
+
+def test_volumes_as_docker_pys(client: Client) -> None:
+    volume = client.volumes.create("notes")
+    assert (volume.name, volume.attrs["Mountpoint"]) == ("notes", str(client.store.home / "volumes/notes/_data"))
+    assert [v.name for v in client.volumes.list()] == ["notes"]
+    client.containers.run("busybox", ["sh", "-c", "echo hello > /n/f"], volumes=["notes:/n"], remove=True)
+    user = client.containers.run("busybox", ["cat", "/n/f"], volumes=["notes:/n"], detach=True)
+    with pytest.raises(errors.APIError, match="volume is in use"):
+        client.volumes.get("notes").remove()  # as Docker: not while a container (even exited) uses it
+    assert client.volumes.prune() == {"VolumesDeleted": [], "SpaceReclaimed": 0}
+    user.remove(force=True)
+    assert client.volumes.prune() == {"VolumesDeleted": ["notes"], "SpaceReclaimed": len("hello\n")}
+    with pytest.raises(errors.NotFound):
+        client.volumes.get("notes")
+    with pytest.raises(errors.InvalidArgument, match="only .local. volumes"):
+        client.volumes.create("x", driver="nfs")

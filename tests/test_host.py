@@ -97,8 +97,17 @@ def test_kernel_release_is_in_the_sentence() -> None:
     assert os.uname().release in host.probe_kernel().detail
 
 
+def test_root_tools_in_sbin_are_found_without_sbin_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An ordinary user's PATH has no /usr/sbin, where debootstrap is: it is there, though it needs root.
+    if not os.path.exists("/usr/sbin/debootstrap"):
+        pytest.skip("debootstrap is not installed (./setup.sh installs it)")
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    cap = host.probe_tool("debootstrap")
+    assert cap.available and "/usr/sbin/debootstrap" in cap.detail + cap.name + str(cap)
+
+
 def test_missing_tool_names_a_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(host.shutil, "which", lambda name: None)
+    monkeypatch.setattr(host.shutil, "which", lambda name, path=None: None)
     cap = host.probe_tool("proot")
     assert not cap.available and "not on PATH" in cap.detail and "proot" in cap.fallback
 

@@ -207,6 +207,13 @@ def test_check_oom_killed(client: Client) -> None:
     assert_wrong(check_oom_killed(client, "ex-oom", "32m"), "16,777,216 bytes", "-m 32m")
 
 
+def test_check_oom_killed_says_where_it_cannot_be_done(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYCONTAINERS_BACKEND", "rootless")  # a student without root: no cgroup, no -m
+    check = check_oom_killed(client, "ex-oom", "16m")
+    assert_unanswered(check)
+    assert "needs a memory limit, hence a cgroup, and rootless containers have none" in check.message
+
+
 def test_check_oom_killed_wrong_containers(client: Client) -> None:
     client.containers.run("busybox", ["true"], name="no-limit")
     assert_wrong(check_oom_killed(client, "no-limit", "16m"), "no memory limit")
