@@ -154,6 +154,10 @@ class ImageCollection:
         return prune_images(self._store, all_images=bool(filters) and
                             str(filters.get("dangling", True)).lower() in ("0", "false"))
 
+    def prune_builds(self) -> dict[str, Any]:
+        """docker-py's: the whole build cache (``docker builder prune -a``)."""
+        return prune_build_cache(self._store)
+
     def load(self, data: bytes | str | os.PathLike[str] | BinaryIO) -> list[Image]:
         if isinstance(data, bytes):
             f: BinaryIO = io.BytesIO(data)
@@ -277,8 +281,23 @@ def prune_images(store: Store, all_images: bool = False) -> dict[str, Any]:
     return {"ImagesDeleted": deleted, "SpaceReclaimed": collect_garbage(store)}
 
 
+def prune_build_cache(store: Store) -> dict[str, Any]:
+    """``docker builder prune -a``: forget every cached build step, then free the blobs only they kept."""
+    from .build import cached_steps, prune_cache
+
+    steps = cached_steps(store)
+    prune_cache(store)
+    return {"CachesDeleted": steps, "SpaceReclaimed": collect_garbage(store)}
+
+
+def build_cache_size(store: Store) -> int:
+    """Bytes of the blobs that only the build cache keeps (its steps' layers, configs and manifests)."""
+    only_cache = store.reachable() - store.reachable(build_cache=False)
+    return sum(store.blob_path(d).stat().st_size for d in only_cache if store.has_blob(d))
+
+
 def disk_usage(store: Store) -> list[dict[str, str]]:
-    """``docker system df`` rows (images only until the runtime adds containers and volumes)."""
+    """``docker system df`` rows: images, and the build cache."""
     images = core.list_images(store)
     blob_sizes: dict[str, int] = {}
     for img in images:
@@ -288,9 +307,12 @@ def disk_usage(store: Store) -> list[dict[str, str]]:
     dangling = core.list_images(store, dangling=True)
     kept = {d.digest for i in images if i.tags for d in i.layers}
     reclaim = sum(size for digest, size in blob_sizes.items() if digest not in kept)
+    cache = build_cache_size(store)
     return [{"Type": "Images", "TotalCount": str(len(images)),
              "Active": str(len(images) - len(dangling)), "Size": human_size(total),
-             "Reclaimable": f"{human_size(reclaim)} ({100 * reclaim // total if total else 0}%)"}]
+             "Reclaimable": f"{human_size(reclaim)} ({100 * reclaim // total if total else 0}%)"},
+            {"Type": "Build Cache", "TotalCount": str(len(store.extra_roots())), "Active": "0",
+             "Size": human_size(cache), "Reclaimable": human_size(cache)}]
 
 
 class Container:

@@ -121,13 +121,18 @@ def step_images(store: Store, image_id: str) -> list[str]:
     return chain
 
 
+def cached_steps(store: Store) -> list[str]:
+    """The keys of the build cache's steps (what ``docker builder prune`` lists as cache objects)."""
+    try:
+        return sorted(json.loads((store.home / CACHE_FILE).read_bytes()).get("steps", {}))
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
 def prune_cache(store: Store) -> int:
     """``builder prune``: forget every cached step; gc then frees their blobs. Returns steps dropped."""
     with store.lock():
-        try:
-            count = len(json.loads((store.home / CACHE_FILE).read_bytes()).get("steps", {}))
-        except (OSError, ValueError):
-            count = 0
+        count = len(cached_steps(store))
         (store.home / CACHE_FILE).unlink(missing_ok=True)
     return count
 

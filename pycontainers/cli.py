@@ -684,22 +684,43 @@ def cmd_container_prune(a: argparse.Namespace) -> int:
 
 
 def cmd_system_prune(a: argparse.Namespace) -> int:
-    from .api import prune_containers, prune_images
+    from .api import prune_build_cache, prune_containers, prune_images
     from .units import human_size
 
     if not _confirm("all stopped containers, and all dangling images" if not a.all else
-                    "all stopped containers, and all images without at least one container associated "
-                    "to them", a.force):
+                    "all stopped containers, all images without at least one container associated "
+                    "to them, and all build cache", a.force):
         return 0
     store = _store()
     containers = prune_containers(store)["ContainersDeleted"]
     images = prune_images(store, all_images=a.all)
+    cache = prune_build_cache(store) if a.all else {"CachesDeleted": [], "SpaceReclaimed": 0}
     for cid in containers:
         print(f"deleted container: {cid}")
     for line in images["ImagesDeleted"]:
         print(f"deleted image: {line['Deleted']}")
-    print(f"Total reclaimed space: {human_size(images['SpaceReclaimed'])}")
+    _print_cache_deleted(cache["CachesDeleted"])
+    print(f"Total reclaimed space: {human_size(images['SpaceReclaimed'] + cache['SpaceReclaimed'])}")
     return 0
+
+
+def cmd_builder_prune(a: argparse.Namespace) -> int:
+    from .api import prune_build_cache
+    from .units import human_size
+
+    if not _confirm("all build cache", a.force):
+        return 0
+    cache = prune_build_cache(_store())
+    _print_cache_deleted(cache["CachesDeleted"])
+    print(f"Total reclaimed space: {human_size(cache['SpaceReclaimed'])}")
+    return 0
+
+
+def _print_cache_deleted(steps: list[str]) -> None:
+    if steps:
+        print("Deleted build cache objects:")
+        for key in steps:
+            print(key.split(":", 1)[-1][:25])  # as Docker's: short cache keys
 
 
 # ------------------------------------------------------------------------------------------- system
@@ -896,13 +917,25 @@ def _add_image(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_image_prune)
 
 
+def _add_builder(sub: argparse._SubParsersAction) -> None:
+    builder = sub.add_parser("builder", help="manage the build cache").add_subparsers(dest="subcommand",
+                                                                                     metavar="COMMAND",
+                                                                                     parser_class=_Parser)
+    builder.required = True
+    p = builder.add_parser("prune", help="remove the build cache (every cached step)")
+    p.add_argument("-a", "--all", action="store_true", help="(the whole cache is removed in any case)")
+    p.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
+    p.set_defaults(func=cmd_builder_prune)
+
+
 def _add_system(sub: argparse._SubParsersAction) -> None:
     system = sub.add_parser("system", help="manage pycontainers").add_subparsers(dest="subcommand",
                                                                                metavar="COMMAND",
                                                                                parser_class=_Parser)
     system.required = True
     p = system.add_parser("prune", help="remove stopped containers and dangling images")
-    p.add_argument("-a", "--all", action="store_true", help="remove all unused images, not just dangling")
+    p.add_argument("-a", "--all", action="store_true",
+                   help="remove all unused images, not just dangling, and the build cache")
     p.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
     p.set_defaults(func=cmd_system_prune)
     p = system.add_parser("df", help="show disk usage")
@@ -1132,7 +1165,7 @@ _SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "ps": _add_ps, "logs": _add_logs, "build": _add_build, "exec": _add_exec, "bundle": _add_bundle,
     "top": _add_top, "diff": _add_diff, "commit": _add_commit, "start": _add_start, "stop": _add_stop,
     "kill": _add_kill, "rm": _add_rm, "wait": _add_wait, "container": _add_container, "vm": _add_vm,
-    "volume": _add_volume, "version": _add_version, "info": _add_info,
+    "volume": _add_volume, "builder": _add_builder, "version": _add_version, "info": _add_info,
 }
 _BORROWERS = ("image", "container")
 

@@ -404,12 +404,13 @@ class Store:
 
     # ---------------------------------------------------------------------------------- reachability
 
-    def reachable(self) -> set[str]:
-        """Every blob digest that index.json reaches (manifests, their configs and layers)."""
+    def reachable(self, build_cache: bool = True) -> set[str]:
+        """Every blob digest that index.json reaches (manifests, their configs and layers), and with
+        *build_cache* what the build cache's intermediate images reach."""
         seen: set[str] = set()
         for entry in self.entries():
             self._mark(entry.manifest.digest, seen)
-        for digest in self.extra_roots():
+        for digest in self.extra_roots() if build_cache else ():
             self._mark(digest, seen)
         return seen
 

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from processes import wait_for
@@ -295,3 +296,12 @@ def test_volumes_as_docker_pys(client: Client) -> None:
         client.volumes.get("notes")
     with pytest.raises(errors.InvalidArgument, match="only .local. volumes"):
         client.volumes.create("x", driver="nfs")
+
+
+def test_prune_builds_as_docker_pys(client: Client, tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo cached > /step\n")
+    image, _ = client.images.build(path=str(tmp_path), tag="cached")
+    client.images.remove("cached")
+    pruned = client.images.prune_builds()
+    assert len(pruned["CachesDeleted"]) == 1 and pruned["SpaceReclaimed"] > 0
+    assert client.images.prune_builds() == {"CachesDeleted": [], "SpaceReclaimed": 0}

@@ -229,6 +229,27 @@ def test_system_df(cli: Run, busybox_store: Store) -> None:
     assert SIZE.match(columns(rows[0])[3])
 
 
+def test_the_build_cache_is_shown_by_df_and_freed_by_builder_prune_and_system_prune_all(
+        cli: Run, busybox_store: Store, tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo cached > /step\n")
+
+    def cache_row() -> list[str]:
+        return columns(cli("system", "df")[1].splitlines()[2])
+
+    assert cache_row() == ["Build Cache", "0", "0", "0B", "0B"]
+    assert cli("build", "-q", "-t", "cached", str(tmp_path))[0] == 0
+    assert cli("system", "prune", "-f")[0] == 0
+    assert cache_row()[1] == "1"  # without -a, the cache stays (as Docker's, which prunes only dangling entries)
+    for prune in (("builder", "prune", "-f"), ("system", "prune", "-a", "-f")):
+        assert cli("build", "-q", "-t", "cached", str(tmp_path))[0] == 0
+        assert cli("rmi", "cached")[0] == 0
+        row = cache_row()
+        assert row[1] == "1" and row[3] != "0B"  # one step, and what only it keeps (its layer) still there
+        code, out, _ = cli(*prune)
+        assert code == 0 and "Deleted build cache objects:" in out and not out.endswith("Total reclaimed space: 0B\n")
+        assert cache_row() == ["Build Cache", "0", "0", "0B", "0B"]
+
+
 def test_system_check_on_a_sound_store(cli: Run) -> None:
     code, out, err = cli("system", "check")
     assert code == 0 and out.startswith("ok: ") and err == ""
