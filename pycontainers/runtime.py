@@ -627,14 +627,15 @@ def unmount_runc_root(container: Container) -> None:
         umount2(str(container.dir / "bundle" / "rootfs"), MNT_DETACH)
 
 
-def end_with_the_first_tracee(proot_pid: int, timeout: float = 5.0) -> None:
+def end_with_the_first_tracee(proot_pid: int, timeout: float = 5.0, also: int | None = None) -> bool:
     """A container ends when its PID 1 does; proot, without a PID namespace, waits for every process.
 
     So the monitor watches the command proot started, and proot itself (a pidfd becomes readable when its
     process exits). When the command ends, whatever it left running in proot's process group is killed,
     but not proot, which then exits with the command's own exit code: without that, ``sh -c "sleep 100 &
     echo hi"`` would take 100 s. When proot ends first (killed from outside), its processes, no longer
-    traced, would run on the host's files: they are killed too.
+    traced, would run on the host's files: they are killed too. An exec's second proot is watched the same
+    way, and its container's end (*also*, a pidfd) ends the watch too: then True, and nothing is killed here.
     """
     from .container import child_pids, processes_in_group
 
@@ -655,17 +656,21 @@ def end_with_the_first_tracee(proot_pid: int, timeout: float = 5.0) -> None:
     for pid in [proot_pid, *children[:1]]:
         with contextlib.suppress(OSError):  # already gone
             fds.append(os.pidfd_open(pid))
+    woken_by_also = False
     with selectors.DefaultSelector() as sel:
-        for fd in fds:
+        for fd in fds if also is None else [*fds, also]:
             sel.register(fd, selectors.EVENT_READ)
         if not ended_unseen and len(fds) == 1 + len(children[:1]):
-            sel.select()
+            woken_by_also = any(key.fd == also for key, _ in sel.select())
     for fd in fds:
         os.close(fd)
+    if woken_by_also:
+        return True
     for pid in processes_in_group(proot_pid):
         if pid != proot_pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+    return False
 
 
 
@@ -1098,16 +1103,14 @@ def exec_under_proot(container: Container, args: list[str], env: list[str], work
         container_end = os.pidfd_open(container.state["pid"])
     except OSError:  # the container ended meanwhile
         container_end = None
-    exec_end = os.pidfd_open(child)
-    ready, _, _ = select.select([exec_end] + ([container_end] if container_end is not None else []), [], [])
-    if exec_end not in ready:
+    # The exec ends with its command (what it left behind is killed), or with its container.
+    if container_end is None or end_with_the_first_tracee(child, also=container_end):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):  # (not yet in a group of its own: not yet proot either)
             os.kill(child, signal.SIGKILL)
-    for fd in (exec_end, container_end):
-        if fd is not None:
-            os.close(fd)
+    if container_end is not None:
+        os.close(container_end)
     remove_temp_files_when_proot_ends(child)
     _, status = os.waitpid(child, 0)
     code = os.waitstatus_to_exitcode(status)
