@@ -897,11 +897,16 @@ def _add_load(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_load)
 
 
+def _command_group(sub: argparse._SubParsersAction, name: str, help_text: str) -> argparse._SubParsersAction:
+    """A command made of subcommands (``image ls``, ``system prune``...), one of which must be given."""
+    group = sub.add_parser(name, help=help_text).add_subparsers(dest="subcommand", metavar="COMMAND",
+                                                               parser_class=_Parser)
+    group.required = True
+    return group
+
+
 def _add_image(sub: argparse._SubParsersAction) -> None:
-    image = sub.add_parser("image", help="manage images").add_subparsers(dest="subcommand",
-                                                                        metavar="COMMAND",
-                                                                        parser_class=_Parser)
-    image.required = True
+    image = _command_group(sub, "image", "manage images")
     _add_images_flags(image.add_parser("ls", aliases=["list"], help="list images"))
     _add_history_flags(image.add_parser("history", help="show the history of an image"))
     for name, src in (("inspect", "inspect"), ("tag", "tag"), ("rm", "rmi"), ("save", "save"),
@@ -918,10 +923,7 @@ def _add_image(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_builder(sub: argparse._SubParsersAction) -> None:
-    builder = sub.add_parser("builder", help="manage the build cache").add_subparsers(dest="subcommand",
-                                                                                     metavar="COMMAND",
-                                                                                     parser_class=_Parser)
-    builder.required = True
+    builder = _command_group(sub, "builder", "manage the build cache")
     p = builder.add_parser("prune", help="remove the build cache (every cached step)")
     p.add_argument("-a", "--all", action="store_true", help="(the whole cache is removed in any case)")
     p.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
@@ -929,10 +931,7 @@ def _add_builder(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_system(sub: argparse._SubParsersAction) -> None:
-    system = sub.add_parser("system", help="manage pycontainers").add_subparsers(dest="subcommand",
-                                                                               metavar="COMMAND",
-                                                                               parser_class=_Parser)
-    system.required = True
+    system = _command_group(sub, "system", "manage pycontainers")
     p = system.add_parser("prune", help="remove stopped containers and dangling images")
     p.add_argument("-a", "--all", action="store_true",
                    help="remove all unused images, not just dangling, and the build cache")
@@ -1096,9 +1095,7 @@ def _add_wait(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_container(sub: argparse._SubParsersAction) -> None:
-    container = sub.add_parser("container", help="manage containers").add_subparsers(
-        dest="subcommand", metavar="COMMAND", parser_class=_Parser)
-    container.required = True
+    container = _command_group(sub, "container", "manage containers")
     for name, src in (("ls", "ps"), ("run", "run"), ("logs", "logs"), ("start", "start"), ("stop", "stop"),
                       ("kill", "kill"),
                       ("rm", "rm"), ("wait", "wait"), ("diff", "diff"), ("commit", "commit"), ("exec", "exec"),
@@ -1114,9 +1111,7 @@ def _add_container(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_vm(sub: argparse._SubParsersAction) -> None:
-    vmp = sub.add_parser("vm", help="boot an image as a small virtual machine (QEMU)").add_subparsers(
-        dest="subcommand", metavar="COMMAND", parser_class=_Parser)
-    vmp.required = True
+    vmp = _command_group(sub, "vm", "boot an image as a small virtual machine (QEMU)")
     p = vmp.add_parser("run", help="boot IMAGE in a microVM, run CMD, power off")
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
@@ -1127,9 +1122,7 @@ def _add_vm(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_volume(sub: argparse._SubParsersAction) -> None:
-    volume = sub.add_parser("volume", help="manage volumes").add_subparsers(dest="subcommand", metavar="COMMAND",
-                                                                         parser_class=_Parser)
-    volume.required = True
+    volume = _command_group(sub, "volume", "manage volumes")
     p = volume.add_parser("create", help="create a volume")
     p.add_argument("name", nargs="?")
     p.set_defaults(func=cmd_volume, action="create")
