@@ -205,6 +205,14 @@ with store.writing():
 """
 
 
+def _size(path: Path) -> int:
+    """A temporary blob's size; 0 once it is gone (committed: renamed into blobs/ between glob and stat)."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 def test_sigkill_mid_write_leaves_a_consistent_store(busybox_store: Store, tmp_path: Path) -> None:
     big = tmp_path / "big.bin"
     with open(big, "wb") as f:
@@ -214,7 +222,7 @@ def test_sigkill_mid_write_leaves_a_consistent_store(busybox_store: Store, tmp_p
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and proc.poll() is None:
-            partial = [p for p in busybox_store.tmp_dir.glob("blob-*") if p.stat().st_size >= (8 << 20)]
+            partial = [p for p in busybox_store.tmp_dir.glob("blob-*") if _size(p) >= (8 << 20)]
             if partial:
                 break
             time.sleep(0.02)
