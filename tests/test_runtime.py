@@ -755,8 +755,10 @@ def test_an_exec_joins_the_cgroup_but_its_monitor_does_not(cli: Run, home: Store
     napper = subprocess.Popen([sys.executable, "-m", "pycontainers", "exec", "pair", "sleep", "30"],
                               env={**os.environ, "PYCONTAINERS_HOME": str(home.home)})
     try:
-        wait_for(lambda: len(cgroup_of(container).pids()) == 2, "the exec's sleep to join the cgroup")
-        assert {row["CMD"] for row in top(container)} == {"sleep 60", "sleep 30"}
+        # (the exec's child joins the cgroup, then execs `sleep`: until then `top` shows it as Python)
+        wait_for(lambda: {row["CMD"] for row in top(container)} == {"sleep 60", "sleep 30"},
+                 "the exec's sleep to run in the cgroup, and nothing else")
+        assert len(cgroup_of(container).pids()) == 2
     finally:
         cli("rm", "-f", "pair")
         napper.wait(timeout=10)
