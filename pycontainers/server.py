@@ -772,13 +772,7 @@ def run_worker(request: dict[str, object], stdio: list[int], zygote: socket.sock
 
 
 def _die_with(client: socket.socket) -> None:
-    """End when the client does (its end of the connection closes): SIGIO, as O_ASYNC asks for.
-
-    A command with no Ctrl-C handler of its own (a build, a prune) ends as after a Ctrl-C, its output going
-    nowhere now: a build removes its step's container, as Docker's daemon cancels the build of a client
-    that has gone; unlike the killed process the client was, this one still can. One that passes Ctrl-C on
-    (an attached ``run``) is killed: its container runs on, as after ``docker run`` killed outright.
-    """
+    """Be killed when the client is (its end of the connection closes): SIGIO, as O_ASYNC asks for."""
     import fcntl
     import select
     import signal
@@ -789,17 +783,8 @@ def _die_with(client: socket.socket) -> None:
     poller.register(client, select.POLLIN)
 
     def check(_signum: int, _frame: object) -> None:
-        if not poller.poll(0):  # the client sends nothing after "go": a readable end is its end
-            return
-        handler = signal.getsignal(signal.SIGINT)
-        if callable(handler) and handler is not signal.default_int_handler:  # (SIG_IGN and SIG_DFL are ints)
+        if poller.poll(0):  # the client sends nothing after "go": this is its end
             os.kill(os.getpid(), signal.SIGKILL)
-        signal.signal(signal.SIGIO, signal.SIG_IGN)
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
-        os.close(null)
-        raise KeyboardInterrupt
 
     signal.signal(signal.SIGIO, check)
     # To this (main) thread, the one that runs Python's handlers, even if a library has started others.

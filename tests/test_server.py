@@ -208,24 +208,6 @@ def test_a_killed_client_takes_its_command_with_it(shell: Shell) -> None:
     assert shell("rm", "-f", "orphan").returncode == 0
 
 
-def test_a_build_whose_client_is_killed_is_undone_as_after_ctrl_c(shell: Shell, busybox_store: Store,
-                                                                    tmp_path: Path) -> None:
-    # Docker's daemon cancels the build of a client that has gone; our worker, unlike the killed client,
-    # still can: the RUN step's container is removed, nothing is tagged.
-    pid = shell.started_server()
-    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo step-runs && sleep 30\n")
-    proc = shell.popen("build", "-t", "never", str(tmp_path))
-    assert proc.stdout is not None
-    while "step-runs" not in proc.stdout.readline():
-        pass
-    worker = worker_writing_to(pid, proc.stdout.fileno())
-    proc.kill()
-    proc.wait()
-    wait_for(lambda: not alive(worker), "the worker to end")
-    wait_for(lambda: shell("ps", "-aq").stdout == "", "the step's container to be removed")
-    assert shell("images", "-q", "never").stdout == ""
-
-
 def test_the_server_may_die_while_a_command_runs(shell: Shell) -> None:
     pid = shell.started_server()
     proc = shell.popen("run", "--rm", "busybox", "sh", "-c", "echo ready; sleep 1; exit 4")
