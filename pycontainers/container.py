@@ -480,7 +480,7 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
             from . import snapshot
 
             snapshot.save(snapshot.take(container.dir / "rootfs"), container.dir / PROOT_BASELINE)
-        fill_new_volumes(store, image, spec, backend)
+        fill_new_volumes(store, image, spec, backend, id_maps(container))
     except BaseException:
         sh.rmtree(container.dir, ignore_errors=True)
         release_name(store, container.name, container.id)
@@ -488,7 +488,7 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
     return container
 
 
-def fill_new_volumes(store: Store, image: Any, spec: ContainerSpec, backend: str) -> None:
+def fill_new_volumes(store: Store, image: Any, spec: ContainerSpec, backend: str, container_maps: Any) -> None:
     """As Docker does, an empty named volume mounted where the image has files gets a copy of them first
     (``-v pkgs:/usr/lib/python3/dist-packages`` starts with the image's packages, then keeps its own).
     Copied from the image's unpacked layers, owners and modes as the image has them. A student's layers
@@ -497,7 +497,7 @@ def fill_new_volumes(store: Store, image: Any, spec: ContainerSpec, backend: str
     from .rootfs import unpack_layer, unpacking_maps
 
     files = None
-    maps = unpacking_maps(backend)
+    maps = unpacking_maps(backend, container_maps)
     for m in spec.mounts:
         data = Path(m.source)
         if not m.volume or any(data.iterdir()):

@@ -57,16 +57,18 @@ MAPS_FILE = "maps.json"  # ... and those maps, in that directory
 UNPACKING = "unpack-"  # the prefix of a layer being unpacked in the store's tmp dir (under the layers' lock)
 
 
-def unpacking_maps(backend: str) -> IdMaps | None:
-    """The user namespace this user unpacks layers in for a container of *backend*, or None: as itself.
-    Root keeps owners anyway; a user without subordinate ids has no other id to give a file; and only the
-    rootless back end has user namespaces (proot's machines forbid them, or give them no capabilities, as
-    Ubuntu 24.04 does, and proot reads the image's blobs, not these directories)."""
+def unpacking_maps(backend: str, maps: IdMaps | None = None) -> IdMaps | None:
+    """The user namespace this user unpacks layers in for a container of *backend* whose id maps are *maps*
+    (recorded in its state at create; else this user's now), or None: as itself. Root keeps owners anyway;
+    a user without subordinate ids has no other id to give a file; and only the rootless back end has user
+    namespaces (proot's machines forbid them, or give them no capabilities, as Ubuntu 24.04 does, and proot
+    reads the image's blobs, not these directories)."""
     if os.geteuid() == 0 or backend != "rootless":
         return None
-    from .userns import default_maps  # rootless only
+    if maps is None:
+        from .userns import default_maps  # rootless only
 
-    maps = default_maps()
+        maps = default_maps()
     return maps if len(maps.uids) > 1 or len(maps.gids) > 1 else None
 
 
@@ -160,10 +162,10 @@ def init_layer(store: Store) -> Path:
     return target
 
 
-def lower_dirs(store: Store, image: Image, backend: str = "native") -> list[str]:
+def lower_dirs(store: Store, image: Image, backend: str = "native", maps: IdMaps | None = None) -> list[str]:
     """overlayfs lowerdir, topmost first: the init layer, then the image's layers from the top down, for a
-    container of *backend* (see ``unpacking_maps``)."""
-    maps = unpacking_maps(backend)
+    container of *backend* with id maps *maps* (see ``unpacking_maps``)."""
+    maps = unpacking_maps(backend, maps)
     dirs = [str(unpack_layer(store, d.digest, maps)) for d in image.layers]
     return [str(init_layer(store)), *reversed(dirs)]
 

@@ -51,6 +51,7 @@ from .container import (
     PROOT_SIGNAL_FILE,
     Container,
     cgroup_of,
+    id_maps,
     is_rootless,
     now_iso,
     process_start_time,
@@ -846,7 +847,7 @@ def start(container: Container, stdio: tuple[int, int, int], image: Image | None
         image = image or container.image or get_image(store, container.spec.image_id)
         # proot works on a copy of the image (create_from_image); runc on the native overlayfs (prepare_runc_bundle)
         backend = container.state.get("backend", "native")
-        lowers = [] if backend == "proot" else rootfs.lower_dirs(store, image, backend)
+        lowers = [] if backend == "proot" else rootfs.lower_dirs(store, image, backend, id_maps(container))
     except BaseException:  # a layer that cannot be unpacked (a broken or malicious one): no monitor either
         no_monitor_came()
         raise
