@@ -28,6 +28,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -248,6 +249,7 @@ def remove_tree_or_say(path: str, maps: IdMaps | None) -> bool:
 _INSIDE = ("import sys; sys.path.insert(0, sys.argv[1]); from pycontainers import userns; "
            "userns.call_inside(*sys.argv[2:])")
 _REPORT = "pycontainers-error: "  # how the helper's last line of stderr carries a PyContainersError
+EXIT_INTERRUPTED = 130  # the helper was interrupted (Ctrl-C), as a shell reports it: 128 + SIGINT
 _COPY_CHUNK = 1 << 20  # the helper's output is copied to the caller's file in pieces of this size
 
 
@@ -273,6 +275,8 @@ def run_inside(maps: IdMaps, what: str, function: str, *args: str, stdin: IO[byt
         if isinstance(stdin, bytes):
             raise TypeError("run_inside: stdin given as bytes cannot be combined with a stdout to copy to")
         code, err = _copy_output(argv, stdin, stdout)
+    if code in (EXIT_INTERRUPTED, -signal.SIGINT):
+        raise KeyboardInterrupt  # Ctrl-C in a terminal reaches the helper too (one process group): not its error
     if code != 0:
         raise _failure(what, code, err.decode(errors="replace"))
 
@@ -317,6 +321,8 @@ def call_inside(maps_json: str, function: str, *args: str) -> None:
         report = {"module": kind.__module__, "class": kind.__qualname__, "message": str(exc)}
         sys.stderr.write(_REPORT + json.dumps(report) + "\n")
         sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)  # no traceback: the caller raises KeyboardInterrupt again
 
 
 def _error_from(report: dict[str, str]) -> PyContainersError:

@@ -6,13 +6,16 @@ type; a few run the same back end as root in-process (``--runtime rootless``), w
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
 import json
 import os
 import re
+import signal
 import tarfile
+import threading
 import time
 from collections.abc import Iterator
 from functools import partial
@@ -23,7 +26,7 @@ import unprivileged
 from processes import containers_left
 
 from pycontainers import container as containers
-from pycontainers import layer, rootfs, runtime
+from pycontainers import layer, rootfs, runtime, userns
 from pycontainers.archive import save
 from pycontainers.bases import cache_store, copy_image
 from pycontainers.errors import InvalidArgument, LayerError
@@ -309,6 +312,51 @@ def test_rootless_back_end_as_root_has_a_user_namespace_and_no_cgroup(busybox_st
     assert uid_map.split() == ["0", "0", "65536"]
     assert user_ns != os.readlink("/proc/self/ns/user")
     assert not list(Path("/sys/fs/cgroup").glob(f"*/pycontainers/{c.id}"))
+
+
+def test_ctrl_c_in_a_user_namespace_helper_is_a_keyboard_interrupt_not_its_error() -> None:
+    # Ctrl-C in a terminal reaches the helper too (one process group): the caller is interrupted, quietly
+    read_end, write_end = os.pipe()  # nothing is ever written: the helper waits on input() until interrupted
+    caught: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            with os.fdopen(read_end, "rb") as stdin:
+                userns.run_inside(TWO_LINE_IDENTITY, "waiting", "builtins.input", stdin=stdin)
+        except BaseException as exc:  # noqa: BLE001 (inspected below)
+            caught.append(exc)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    helper = None
+    for _ in range(500):
+        helper = next((pid for pid in children_of(os.getpid()) if b"call_inside" in cmdline(pid)), None)
+        if helper is not None and os.readlink(f"/proc/{helper}/ns/user") != os.readlink("/proc/self/ns/user"):
+            break  # inside its namespace: the call is made, or about to be
+        time.sleep(0.01)
+    assert helper is not None
+    time.sleep(0.2)
+    os.kill(helper, signal.SIGINT)
+    thread.join(10)
+    os.close(write_end)
+    assert len(caught) == 1 and type(caught[0]) is KeyboardInterrupt
+
+
+def children_of(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        found = [int(p) for p in f.read().split()]
+    for task in os.listdir(f"/proc/{pid}/task"):  # (a thread's children are listed under the thread)
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
+            found += [int(p) for p in f.read().split()]
+    return found
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
 
 
 TWO_LINE_IDENTITY = IdMaps((IdMap(0, 0, 1), IdMap(1, 1, 65535)), (IdMap(0, 0, 1), IdMap(1, 1, 65535)))
