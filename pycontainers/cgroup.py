@@ -307,7 +307,7 @@ class Cgroup:
             time.sleep(0.005)
 
     def remove(self) -> None:
-        """Kill what is left inside, then rmdir (the kernel refuses while a process remains)."""
+        """Kill what is left inside, then rmdir (the kernel refuses while a process remains, EBUSY)."""
         self.kill_all()
         for d in self.dirs.values():
             for _ in range(200):
@@ -320,3 +320,5 @@ class Cgroup:
                     if exc.errno != errno.EBUSY:
                         raise CgroupError(f"rmdir {d}: {exc.strerror}") from None
                     time.sleep(0.005)
+            else:
+                raise CgroupError(f"rmdir {d}: still busy after 1 s (a process is still in it)")

@@ -165,13 +165,19 @@ def supervise(container: Container, lowers: list[str], stdio: tuple[int, int, in
     """The monitor's work: set up, fork the container's PID 1, wait for it, record how it ended."""
     program = seccomp_program(container)  # compiled (or read from its cache) here: PID 1 only loads it
     cgroup = enter_user_namespace_or_cgroup(container)
-    unshare(CLONE_NEWPID)  # our next child is PID 1 of a new PID namespace
-    tee = output_keeper(container, stdio)
-    child_stdio = tee.container_stdio if tee else stdio
-    plan = init_plan(container, lowers)
-    err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    go_r, go_w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
+    try:
+        unshare(CLONE_NEWPID)  # our next child is PID 1 of a new PID namespace
+        tee = output_keeper(container, stdio)
+        child_stdio = tee.container_stdio if tee else stdio
+        plan = init_plan(container, lowers)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        go_r, go_w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+    except BaseException:  # (unshare refused to a caller without CAP_SYS_ADMIN): the cgroup goes too
+        if cgroup:
+            with contextlib.suppress(PyContainersError):
+                cgroup.remove()
+        raise
     if pid == 0:
         os.close(err_r)
         os.close(go_w)
