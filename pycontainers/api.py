@@ -579,12 +579,9 @@ class ContainerCollection:
         if labels is not None and not (isinstance(labels, dict) and all(isinstance(k, str) for k in labels)):
             raise InvalidArgument(f"{_caller}(labels={labels!r}): give a dict of strings or a list of names")
         remove = bool(options.pop("remove", False))
-        c = core_container.create_from_image(self.client.store, image, command or None, name=name,
-                                             auto_remove=remove, volumes=volumes or [], **options)
-        merged = {**(c.image.labels if c.image else {}), **{k: str(v) for k, v in (labels or {}).items()}}
-        if merged:  # as Docker: the image's labels, overridden by the container's own
-            c.save(labels=merged)
-        return c
+        return core_container.create_from_image(self.client.store, image, command or None, name=name,
+                                                auto_remove=remove, volumes=volumes or [],
+                                                labels={k: str(v) for k, v in (labels or {}).items()}, **options)
 
     def run(self, image: str, command: str | list[str] | None = None, stdout: bool = True, stderr: bool = False,
             remove: bool = False, *, detach: bool = False, echo: bool = False, **kwargs: Any) -> bytes | Container:

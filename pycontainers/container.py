@@ -421,8 +421,10 @@ def _probe_backend() -> tuple[str, str]:
 
 def create_from_image(store: Store, image_name: str, command: list[str] | None = None, *,
                       name: str | None = None, auto_remove: bool = False, runtime: str | None = None,
-                      **options: Any) -> Container:
+                      labels: dict[str, str] | None = None, **options: Any) -> Container:
     """``docker create``: resolve the image, merge its config with the options, make the container.
+
+    *labels*: the container's own, over the image's (as Docker's ``Config.Labels``).
 
     *runtime* ``"runc"`` makes an OCI bundle in the container's directory and lets runc run it.
     """
@@ -461,7 +463,7 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
     cid = new_container_id()
     spec = make_spec(image, image_name, command, volumes_dir=str(store.home / "volumes"), container_id=cid,
                      **options)
-    container = create(store, spec, cid, name, auto_remove, backend)
+    container = create(store, spec, cid, name, auto_remove, backend, {**image.labels, **(labels or {})})
     container.image = image
     if backend == "proot" and options.get("hostname"):  # (once it is made: not before another error)
         print(PROOT_HOSTNAME_SENTENCE, file=sys.stderr)
@@ -569,7 +571,7 @@ def _give_image_owner(target: Path, record: Any, owners: bool) -> None:
 
 
 def create(store: Store, spec: ContainerSpec, container_id: str, name: str | None = None,
-           auto_remove: bool = False, backend: str = "native") -> Container:
+           auto_remove: bool = False, backend: str = "native", labels: dict[str, str] | None = None) -> Container:
     """Make the container's directory and its state (status ``created``); nothing runs yet."""
     if name is not None:
         if not name or not set(name) <= NAME_CHARS or not name[0].isalnum():
@@ -581,7 +583,7 @@ def create(store: Store, spec: ContainerSpec, container_id: str, name: str | Non
     else:
         name = claim_random_name(store, container_id)
     try:
-        return _make_directory(store, spec, container_id, name, auto_remove, backend)
+        return _make_directory(store, spec, container_id, name, auto_remove, backend, labels or {})
     except BaseException:
         release_name(store, name, container_id)
         shutil.rmtree(containers_dir(store) / container_id, ignore_errors=True)
@@ -589,7 +591,7 @@ def create(store: Store, spec: ContainerSpec, container_id: str, name: str | Non
 
 
 def _make_directory(store: Store, spec: ContainerSpec, container_id: str, name: str, auto_remove: bool,
-                    backend: str) -> Container:
+                    backend: str, labels: dict[str, str]) -> Container:
     cdir = containers_dir(store) / container_id
     for d in ("upper", "work", "rootfs"):
         (cdir / d).mkdir(parents=True)
@@ -610,6 +612,8 @@ def _make_directory(store: Store, spec: ContainerSpec, container_id: str, name: 
         "started_at": None, "finished_at": None, "exit_code": None, "oom_killed": False, "error": "",
         "auto_remove": auto_remove, "backend": backend, "spec": spec.to_json(),
     })
+    if labels:
+        container.state["labels"] = labels
     if backend == "rootless":
         from .userns import default_maps
 

@@ -315,6 +315,9 @@ def test_inspect_format_on_a_container(cli: Run) -> None:
     assert cli("run", "--name", "done", "busybox", "sh", "-c", "exit 3")[0] == 3
     assert cli("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.State.OOMKilled}}", "done") == (
         0, "exited 3 false\n", "")
+    image_labels = cli("inspect", "-f", "{{json .Config.Labels}}", "busybox")[1]
+    assert "io.pycontainers.base.recipe" in image_labels  # a container has its image's labels, as with Docker
+    assert cli("inspect", "-f", "{{json .Config.Labels}}", "done") == (0, image_labels, "")
     assert cli("rm", "done")[0] == 0
 
 
