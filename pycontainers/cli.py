@@ -684,19 +684,27 @@ def cmd_container_prune(a: argparse.Namespace) -> int:
 
 
 def cmd_system_prune(a: argparse.Namespace) -> int:
+    from . import container as c
     from .api import prune_build_cache, prune_containers, prune_images
     from .units import human_size
 
-    if not _confirm("all stopped containers, and all dangling images" if not a.all else
-                    "all stopped containers, all images without at least one container associated "
-                    "to them, and all build cache", a.force):
+    what = ("all stopped containers, and all dangling images" if not a.all else
+            "all stopped containers, all images without at least one container associated to them, and all "
+            "build cache")
+    if a.volumes:
+        what = what.replace("all stopped containers, ", "all stopped containers, all volumes not used by at least "
+                                                        "one container, ")
+    if not _confirm(what, a.force):
         return 0
     store = _store()
     containers = prune_containers(store)["ContainersDeleted"]
+    volumes = c.volume_prune(store) if a.volumes else []  # (after the containers that used them)
     images = prune_images(store, all_images=a.all)
     cache = prune_build_cache(store) if a.all else {"CachesDeleted": [], "SpaceReclaimed": 0}
     for cid in containers:
         print(f"deleted container: {cid}")
+    for name in volumes:
+        print(f"deleted volume: {name}")
     for line in images["ImagesDeleted"]:
         print(f"deleted image: {line['Deleted']}")
     _print_cache_deleted(cache["CachesDeleted"])
@@ -935,6 +943,7 @@ def _add_system(sub: argparse._SubParsersAction) -> None:
     p = system.add_parser("prune", help="remove stopped containers and dangling images")
     p.add_argument("-a", "--all", action="store_true",
                    help="remove all unused images, not just dangling, and the build cache")
+    p.add_argument("--volumes", action="store_true", help="also remove the volumes no container uses")
     p.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
     p.set_defaults(func=cmd_system_prune)
     p = system.add_parser("df", help="show disk usage")
