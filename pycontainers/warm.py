@@ -285,8 +285,6 @@ def monitor_one(sock: socket.socket, cgroup_name: str | None, forker: Forker, qu
             cgroup.remove()
         return None
     began = time.monotonic()
-    forker.busy()
-    set_process_name("pyc-monitor")
     req = json.loads(request)
     container = Container(Store(req["home"], create=False), req["id"], req["state"])
     stdio, events_fd = (fds[0], fds[1], fds[2]), fds[3]
@@ -296,6 +294,8 @@ def monitor_one(sock: socket.socket, cgroup_name: str | None, forker: Forker, qu
         plan = json.dumps(init_plan(container, req["lowers"])).encode()
         socket.send_fds(init_sock, [plan], list(child_stdio))  # PID 1 starts on the root at once
         init_sock.close()
+        forker.busy()  # (what nobody waits for comes after PID 1 has its plan)
+        set_process_name("pyc-monitor")
         for fd in set(child_stdio):
             os.close(fd)  # PID 1 holds them now
         # Meanwhile the cgroup gets the container's limit; PID 1 waits for it before execve. (Its name stays:
