@@ -812,7 +812,8 @@ def remove(container: Container, force: bool = False) -> None:
         if not force:
             raise ContainerError(f"cannot remove container {container.name}: it is running "
                                  "(stop it first, or use force)")
-        kill(container)
+        with contextlib.suppress(ContainerError):  # it may have ended on its own since: nothing to kill
+            kill(container)
         with contextlib.suppress(ContainerError):
             code = wait(container, 10)
             with contextlib.suppress(OSError):  # for a `wait` in another process, which may look only now

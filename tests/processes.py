@@ -36,6 +36,27 @@ def qemu_children() -> list[int]:
     return found
 
 
+def children(pid: int) -> list[int]:
+    """PIDs of *pid*'s children, whichever of its threads forked them (runc and a notebook's kernel have many)."""
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(p) for p in f.read().split()]
+        except FileNotFoundError:  # a thread that has just ended
+            continue
+    return found
+
+
+def cmdline(pid: int) -> bytes:
+    """A process's arguments, each ended by a NUL; empty once it is gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
 def containers_left(home: Path, timeout: float = 15.0) -> list[str]:
     """The entries of a store's containers/ directory once in-flight removals are done.
 

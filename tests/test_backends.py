@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from processes import children, cmdline
 
 from pycontainers import container as containers
 from pycontainers import runtime
@@ -31,14 +32,6 @@ def eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
             return False
         time.sleep(0.01)
     return True
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for task in os.listdir(f"/proc/{pid}/task"):  # runc is multithreaded: any thread may have forked
-        with open(f"/proc/{pid}/task/{task}/children") as f:
-            found += [int(p) for p in f.read().split()]
-    return found
 
 
 def alive(pid: int) -> bool:
@@ -325,7 +318,7 @@ def test_a_proot_container_ends_with_its_first_process(busybox_store: Store) -> 
     started = time.monotonic()
     assert runtime.run_attached(c)[:2] == (3, b"hi\n")
     assert time.monotonic() - started < 20
-    assert not [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(int(p)) == b"sleep\0100\0"]
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and cmdline(int(p)) == b"sleep\0100\0"]
     containers.remove(c)
 
 
@@ -353,14 +346,6 @@ def test_a_proot_command_that_ended_before_the_monitor_looked_still_ends_the_con
         runtime.remove_temp_files_when_proot_ends(proot.pid)  # as the monitor does after a SIGKILL
         proot.wait()
         containers.remove(c)
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
 
 
 @needs_proot
@@ -556,15 +541,7 @@ def test_a_proot_container_removed_as_soon_as_it_started_leaves_no_proot(busybox
         pid = c.reload().state["pid"]
         containers.remove(c, force=True)
         assert eventually(lambda pid=pid: not alive(pid) or comm(pid) in ("", "pyc-monitor"))
-    assert not [p for p in os.listdir("/proc") if p.isdigit() and str(busybox_store.home).encode() in cmdline(p)]
-
-
-def cmdline(pid: str) -> bytes:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read()
-    except OSError:  # gone meanwhile
-        return b""
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and str(busybox_store.home).encode() in cmdline(int(p))]
 
 
 @needs_proot

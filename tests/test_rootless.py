@@ -6,7 +6,6 @@ type; a few run the same back end as root in-process (``--runtime rootless``), w
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import io
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import unprivileged
-from processes import containers_left
+from processes import children, cmdline, containers_left
 
 from pycontainers import container as containers
 from pycontainers import layer, rootfs, runtime, userns
@@ -330,7 +329,7 @@ def test_ctrl_c_in_a_user_namespace_helper_is_a_keyboard_interrupt_not_its_error
     thread.start()
     helper = None
     for _ in range(500):
-        helper = next((pid for pid in children_of(os.getpid()) if b"call_inside" in cmdline(pid)), None)
+        helper = next((pid for pid in children(os.getpid()) if b"call_inside" in cmdline(pid)), None)
         if helper is not None and os.readlink(f"/proc/{helper}/ns/user") != os.readlink("/proc/self/ns/user"):
             break  # inside its namespace: the call is made, or about to be
         time.sleep(0.01)
@@ -340,23 +339,6 @@ def test_ctrl_c_in_a_user_namespace_helper_is_a_keyboard_interrupt_not_its_error
     thread.join(10)
     os.close(write_end)
     assert len(caught) == 1 and type(caught[0]) is KeyboardInterrupt
-
-
-def children_of(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        found = [int(p) for p in f.read().split()]
-    for task in os.listdir(f"/proc/{pid}/task"):  # (a thread's children are listed under the thread)
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
-            found += [int(p) for p in f.read().split()]
-    return found
-
-
-def cmdline(pid: int) -> bytes:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
 
 
 TWO_LINE_IDENTITY = IdMaps((IdMap(0, 0, 1), IdMap(1, 1, 65535)), (IdMap(0, 0, 1), IdMap(1, 1, 65535)))

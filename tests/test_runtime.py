@@ -977,6 +977,24 @@ def test_rm_f_takes_a_running_rm_container_whose_monitor_removes_it_too(cli: Run
     gone(home, st["id"], st["pid"], st["pid_start"])
 
 
+def test_rm_f_of_a_container_that_ends_meanwhile_removes_it(home: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It was running when rm -f looked, and has exited by the time rm -f kills it: as Docker, that is no error."""
+    from pycontainers import container as containers
+    from pycontainers.runtime import start_detached
+
+    c = containers.create_from_image(home, "busybox", ["sleep", "0.2"])
+    assert start_detached(c)["event"] == "started"
+    really_kill = containers.kill
+
+    def kill_too_late(container: containers.Container, sig: int = signal.SIGKILL) -> None:
+        containers.wait(container, 10)
+        really_kill(container, sig)  # "it is not running"
+
+    monkeypatch.setattr(containers, "kill", kill_too_late)
+    containers.remove(c, force=True)
+    assert containers_left(home.home) == []
+
+
 def test_a_rm_container_whose_launch_fails_is_removed_at_once(home: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """No monitor ever existed to remove it (its helper died, say): `run --rm` leaves nothing behind."""
     from pycontainers import runtime
