@@ -23,6 +23,7 @@ it as a root.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import fnmatch
 import hashlib
@@ -55,6 +56,25 @@ Event = dict[str, Any]
 
 class BuildError(PyContainersError):
     """A build failed; the message starts with ``Dockerfile:LINE`` and says what failed."""
+
+
+class BuildCancelled(BuildError):
+    """``Builder.cancel`` stopped the build: its RUN step's container is gone, and no later step ran."""
+
+
+_IN_PROGRESS: set[Builder] = set()  # the builds this process is running (cancel_builds)
+
+
+def cancel_builds() -> bool:
+    """Cancel every build this process is running (``Builder.cancel``); whether there was one.
+
+    For a command server's worker whose client was killed (``server``): as Docker's daemon cancels the
+    build of a client that went away, the build removes its RUN step's container and ends, instead of
+    the worker dying and leaving that container behind."""
+    running = list(_IN_PROGRESS)
+    for builder in running:
+        builder.cancel()
+    return bool(running)
 
 
 # ----------------------------------------------------------------------------------------------- cache
@@ -202,6 +222,27 @@ class Builder:
         self.total = 0
         self.number = 0
         self.last_reason = ""
+        self.cancelled = False
+        self.step_container: str | None = None  # the ID of the RUN step's container, while it exists
+
+    def cancel(self) -> None:
+        """Stop the build: its RUN step's container is killed now (then removed as after any step), and
+        the build raises ``BuildCancelled`` instead of going on. Safe in a signal handler: it only sets a
+        flag, reads a state file and sends a signal."""
+        self.cancelled = True
+        self._kill_step_container()
+
+    def _kill_step_container(self) -> None:
+        from . import container as containers
+
+        if self.step_container is None:
+            return
+        with contextlib.suppress(PyContainersError, OSError):  # not started yet (see _run_step), or ended
+            containers.kill(containers.get_container(self.store, self.step_container))
+
+    def _check_not_cancelled(self) -> None:
+        if self.cancelled:
+            raise BuildCancelled("the build was cancelled")
 
     def emit(self, kind: str, **data: Any) -> None:
         event = {"type": kind, **data}
@@ -212,6 +253,13 @@ class Builder:
     # ------------------------------------------------------------------------------------ stages
 
     def run(self, target: str | None) -> Image:
+        _IN_PROGRESS.add(self)
+        try:
+            return self._stages(target)
+        finally:
+            _IN_PROGRESS.discard(self)
+
+    def _stages(self, target: str | None) -> Image:
         stages = list(self.file.stages)
         if target is not None:
             index = self.file.stage_index(target)
@@ -236,6 +284,7 @@ class Builder:
         return final
 
     def _step_header(self, ins: df.Instruction) -> None:
+        self._check_not_cancelled()
         self.number += 1
         self.emit("step", number=self.number, total=self.total, instruction=ins.original.strip(),
                   line=ins.start_line)
@@ -427,6 +476,7 @@ class Builder:
             raise ins.error(f"RUN cannot run its command with the {backend} back end: it needs native, rootless "
                             "or proot (check PYCONTAINERS_BACKEND)")
         container = containers.create(self.store, spec, cid, name=f"build-{cid[:12]}", backend=backend)
+        self.step_container = cid
         self.emit("running", container=cid)
         if backend == "proot" and self.network == "none":
             self.emit("output", stream=2, text="note: under proot this step shares the host's network "
@@ -445,6 +495,7 @@ class Builder:
                                 f"{_container_path(exc.filename, container.dir / 'rootfs')}: {exc.strerror}") from None
         finally:
             containers.remove(containers.get_container(self.store, cid), force=True)
+            self.step_container = None
             self.emit("removed", container=cid)
         return layer, 0
 
@@ -454,7 +505,9 @@ class Builder:
 
         code, _out, err = runtime.capture(
             lambda stdio: runtime.start(container, stdio, image=image),
-            on_output=lambda fd, chunk: self.emit("output", stream=fd, text=chunk.decode(errors="replace")))
+            on_output=lambda fd, chunk: self.emit("output", stream=fd, text=chunk.decode(errors="replace")),
+            on_started=lambda: self.cancelled and self._kill_step_container())  # cancelled while it started
+        self._check_not_cancelled()
         if code != 0:
             why = err.decode(errors="replace").strip().splitlines()[-1:] if code in (125, 126, 127) else []
             raise ins.error(f"RUN {ins.command[0] if not ins.exec_form else docker_list(list(ins.command))}"

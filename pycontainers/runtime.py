@@ -958,12 +958,13 @@ def capture_terminal(starter: Callable[[tuple[int, int, int]], Events], console_
 
 
 def capture(starter: Callable[[tuple[int, int, int]], Events], stdin: bytes | None = None,
-            on_output: Callable[[int, bytes], None] | None = None) -> tuple[int, bytes, bytes]:
+            on_output: Callable[[int, bytes], None] | None = None,
+            on_started: Callable[[], object] | None = None) -> tuple[int, bytes, bytes]:
     """Start a process with ``starter(stdio)`` and collect its stdout and stderr through pipes.
 
     Returns (exit code, stdout, stderr). *on_output(fd, chunk)* sees each chunk as it arrives, so a
-    notebook can show the output live. Start errors come back as Docker's exit codes (125/126/127)
-    with the message as stderr.
+    notebook can show the output live; *on_started()* is called once the process runs. Start errors
+    come back as Docker's exit codes (125/126/127) with the message as stderr.
     """
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -987,6 +988,8 @@ def capture(starter: Callable[[tuple[int, int, int]], Events], stdin: bytes | No
             os.close(feed[0])
         events.close()
         return int(first["exit_code"]), b"", str(first["message"]).encode() + b"\n"  # type: ignore[call-overload]
+    if on_started:
+        on_started()
     with selectors.DefaultSelector() as sel:
         for fd in chunks:
             sel.register(fd, selectors.EVENT_READ)

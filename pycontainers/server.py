@@ -55,6 +55,7 @@ IDLE_SECONDS = 300.0
 ANSWER_TIMEOUT = 5.0  # seconds a client waits for "started" before it gives up on the server
 FORWARDED_SIGNALS = (1, 2, 3, 15, 10, 12, 28)  # SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH
 SIGINT = 2
+CANCEL_SECONDS = 30  # at most this long for a build whose client was killed to remove its step's container
 MAX_REQUEST = 1 << 20
 MAX_PENDING = 64  # connections waiting for their request
 F_SETOWN_EX, F_OWNER_TID = 15, 0  # fcntl(2), not in Python's fcntl module
@@ -772,7 +773,11 @@ def run_worker(request: dict[str, object], stdio: list[int], zygote: socket.sock
 
 
 def _die_with(client: socket.socket) -> None:
-    """Be killed when the client is (its end of the connection closes): SIGIO, as O_ASYNC asks for."""
+    """Be killed when the client is (its end of the connection closes): SIGIO, as O_ASYNC asks for.
+
+    Except a build: as Docker's daemon does when its client goes, it is cancelled (``build.cancel_builds``:
+    its RUN step's container is killed and removed, no other step runs) and the worker ends with it, or
+    at the latest after ``CANCEL_SECONDS`` (SIGALRM's default action)."""
     import fcntl
     import select
     import signal
@@ -781,10 +786,17 @@ def _die_with(client: socket.socket) -> None:
 
     poller = select.poll()  # (select.select cannot take a descriptor above 1023)
     poller.register(client, select.POLLIN)
+    cancelling = []
 
     def check(_signum: int, _frame: object) -> None:
-        if poller.poll(0):  # the client sends nothing after "go": this is its end
-            os.kill(os.getpid(), signal.SIGKILL)
+        if not poller.poll(0) or cancelling:  # the client sends nothing after "go": this is its end
+            return
+        build = sys.modules.get(f"{__package__}.build")  # (imported only if a build runs)
+        if build is not None and build.cancel_builds():
+            cancelling.append(True)
+            signal.alarm(CANCEL_SECONDS)
+            return
+        os.kill(os.getpid(), signal.SIGKILL)
 
     signal.signal(signal.SIGIO, check)
     # To this (main) thread, the one that runs Python's handlers, even if a library has started others.

@@ -28,7 +28,7 @@ from processes import containers_left
 from pycontainers import archive
 from pycontainers.api import Client, prune_images
 from pycontainers.bases import cache_store, copy_image
-from pycontainers.build import BuildResult, build, prune_cache, transcript_line
+from pycontainers.build import BuildCancelled, BuildResult, build, cancel_builds, prune_cache, transcript_line
 from pycontainers.bundle import flatten
 from pycontainers.cli import main
 from pycontainers.errors import PyContainersError
@@ -233,6 +233,28 @@ REPRO_FILES: dict[str, str | bytes] = {
     "a.txt": "alpha\n",
     "sub/b.txt": "beta\n",
 }
+
+
+@needs_root
+@pytest.mark.parametrize("when", ["starting", "running"])
+def test_a_cancelled_build_removes_its_run_steps_container_and_runs_no_more_steps(
+        busybox_store: Store, tmp_path: Path, when: str) -> None:
+    """``cancel_builds`` (a command server's worker whose client was killed): whether the RUN step's container
+    is being started or is running, it is killed and removed at once, and the build stops there."""
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo step running; sleep 30\nRUN touch /never\n")
+    seen: list[str] = []
+
+    def on_event(event: dict[str, Any]) -> None:
+        seen.append(event["type"])
+        if (when == "starting" and event["type"] == "running") or (
+                when == "running" and "step running" in event.get("text", "")):
+            assert cancel_builds()
+
+    with pytest.raises(BuildCancelled, match="the build was cancelled"):
+        build(busybox_store, tmp_path, tags=["cancelled"], on_event=on_event)
+    assert_no_containers(busybox_store)
+    assert seen.count("step") == 2 and "removed" in seen  # FROM and the first RUN, whose container went
+    assert not cancel_builds()  # nothing left in progress
 
 
 def test_same_context_in_two_stores_gives_the_same_image_id(busybox_store: Store, tmp_path: Path) -> None:

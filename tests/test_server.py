@@ -208,6 +208,25 @@ def test_a_killed_client_takes_its_command_with_it(shell: Shell) -> None:
     assert shell("rm", "-f", "orphan").returncode == 0
 
 
+def test_a_killed_clients_build_is_cancelled_and_leaves_no_container(shell: Shell, tmp_path: Path) -> None:
+    """As Docker's daemon cancels the build of a client that went away: its RUN step's container goes too."""
+    pid = shell.started_server()
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo step running; sleep 30\nRUN touch /never\n")
+    proc = subprocess.Popen([PYCONTAINERS, "build", "--progress", "plain", "-t", "cancelled", str(tmp_path)],
+                            env=shell.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            text=True)
+    assert proc.stdout is not None
+    while "step running" not in (line := proc.stdout.readline()):
+        assert line, "the build ended before its RUN step ran"
+    worker = worker_writing_to(pid, proc.stdout.fileno())
+    assert shell("ps", "-aq").stdout.strip() != ""  # the step's container
+    proc.kill()
+    proc.wait()
+    wait_for(lambda: not alive(worker), "the build's worker to end", timeout=20)
+    assert shell("ps", "-aq").stdout == ""  # killed and removed, not left for `container prune`
+    assert shell("images", "-q", "cancelled").stdout == ""
+
+
 def test_the_server_may_die_while_a_command_runs(shell: Shell) -> None:
     pid = shell.started_server()
     proc = shell.popen("run", "--rm", "busybox", "sh", "-c", "echo ready; sleep 1; exit 4")
