@@ -927,6 +927,7 @@ def build(store: Store, context: str | os.PathLike[str], *, dockerfile: str = "D
         image = builder.run(target)
     finally:
         builder.cache.save()
+    builder._check_not_cancelled()  # (cancelled after its last step: nothing is tagged either)
     with store.writing():
         final = commit_manifest(store, oci.Descriptor(oci.MEDIA_CONFIG, image.id,
                                                       store.blob_path(image.id).stat().st_size),

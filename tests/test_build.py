@@ -257,6 +257,19 @@ def test_a_cancelled_build_removes_its_run_steps_container_and_runs_no_more_step
     assert not cancel_builds()  # nothing left in progress
 
 
+@needs_root
+def test_a_build_cancelled_after_its_last_step_tags_nothing(busybox_store: Store, tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo last step\n")
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event["type"] == "removed":  # the RUN step is done: only tagging is left
+            assert cancel_builds()
+
+    with pytest.raises(BuildCancelled):
+        build(busybox_store, tmp_path, tags=["cancelled"], on_event=on_event)
+    assert [e.ref for e in busybox_store.entries() if e.ref and "cancelled" in e.ref] == []
+
+
 def test_same_context_in_two_stores_gives_the_same_image_id(busybox_store: Store, tmp_path: Path) -> None:
     first = do_build(busybox_store, _context_with_mtimes(tmp_path / "one", REPRO_FILES, 1_000_000))
     second_store = other_store(tmp_path / "other-store")
