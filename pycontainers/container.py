@@ -708,9 +708,31 @@ def send_signal(container: Container, sig: int) -> None:
             with contextlib.suppress(ProcessLookupError):  # started an instant ago: no group of its own yet
                 os.kill(pid, sig)
             return
-        pid = proot_command_for(container, pid, sig)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)
+        signal_process(proot_command_for(container, pid, sig), None, sig)
+        return
+    signal_process(pid, container.state.get("pid_start"), sig)
+
+
+def signal_process(pid: int, start: int | None, sig: int) -> None:
+    """Send *sig* to *pid* if it is still the process that started at *start* (``process_start_time``;
+    None: any). Through a pidfd, which holds on to that one process: should it have ended meanwhile and its
+    PID gone to another process, the signal is lost rather than sent to a stranger."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    except OSError:  # no pidfd_open (Linux before 5.3, or refused by a seccomp filter): the PID itself
+        if start is None or process_start_time(pid) == start:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        return
+    try:
+        if start is None or process_start_time(pid) == start:  # (the pidfd is this process's, or fails)
+            signal.pidfd_send_signal(fd, sig)
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def forward_signal(container: Container, pid: int, sig: int, exec_: bool = False) -> None:

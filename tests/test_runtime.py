@@ -995,6 +995,28 @@ def test_rm_f_of_a_container_that_ends_meanwhile_removes_it(home: Store, monkeyp
     assert containers_left(home.home) == []
 
 
+def test_a_signal_never_reaches_a_process_that_reused_the_containers_pid(home: Store) -> None:
+    """The state names PID 1 by PID and start time: a PID now another process's (reused) is not signalled."""
+    from pycontainers import container as containers
+
+    c = containers.create_from_image(home, "busybox", ["true"])
+    stranger = subprocess.Popen(["sleep", "30"])
+    try:
+        start = process_start_time(stranger.pid)
+        assert start is not None
+        c.state.update(status="running", pid=stranger.pid, pid_start=start + 1)  # as if PID 1's PID were reused
+        containers.send_signal(c, signal.SIGKILL)
+        time.sleep(0.1)
+        assert stranger.poll() is None  # untouched
+        c.state["pid_start"] = start  # the very process: now it is signalled
+        containers.send_signal(c, signal.SIGKILL)
+        assert stranger.wait(5) == -signal.SIGKILL
+    finally:
+        stranger.kill()
+        stranger.wait()
+        containers.remove(containers.get_container(home, c.id))
+
+
 def test_a_rm_container_whose_launch_fails_is_removed_at_once(home: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """No monitor ever existed to remove it (its helper died, say): `run --rm` leaves nothing behind."""
     from pycontainers import runtime
