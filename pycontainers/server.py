@@ -59,7 +59,7 @@ CANCEL_SECONDS = 30  # at most this long for a build whose client was killed to 
 MAX_REQUEST = 1 << 20
 MAX_PENDING = 64  # connections waiting for their request
 F_SETOWN_EX, F_OWNER_TID = 15, 0  # fcntl(2), not in Python's fcntl module
-_SOL_SOCKET, _SCM_RIGHTS, _SO_PEERCRED = 1, 1, 17
+_SOL_SOCKET, _SCM_RIGHTS, _SO_PEERCRED, _SO_PEERPIDFD = 1, 1, 17, 77
 
 
 # ------------------------------------------------------------------------------------------ the client
@@ -144,12 +144,12 @@ def run_through_server(argv: list[str]) -> int | None:
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
     try:
         sock.connect(server_address(key))
-        server_pid, server_uid = _peer(sock)
+        server_pid = our_peer(sock)
     except OSError:
         sock.close()
         start_server(key)
         return None
-    if server_uid != os.getuid() or not same_standing(server_pid):  # not our server: do without one
+    if server_pid is None:  # not our server: do without one
         sock.close()
         return None
     ignored, early = _catch_signals()
@@ -269,6 +269,36 @@ def _peer(sock: socket.socket) -> tuple[int, int]:
     return int.from_bytes(cred[0:4], sys.byteorder), int.from_bytes(cred[4:8], sys.byteorder)
 
 
+def our_peer(sock: socket.socket) -> int | None:
+    """The PID of the process at the other end of *sock* if it is ours: same user, ``same_standing``; else None.
+
+    That standing is read in /proc under the PID SO_PEERCRED gives, which the process may have left, and the
+    kernel given to another, since it connected. So where the kernel gives a pidfd of the peer as it connected
+    (SO_PEERPIDFD, Linux 6.5), that process must still be alive once /proc has been read: then what was read
+    was its own. OSError if the socket cannot say who is there."""
+    pid, uid = _peer(sock)
+    try:
+        pidfd: int | None = sock.getsockopt(_SOL_SOCKET, _SO_PEERPIDFD)
+    except OSError as exc:
+        if exc.errno == 3:  # ESRCH (6.5-6.8): the peer is gone already
+            return None
+        pidfd = None  # an older kernel: the PID alone
+    try:
+        if uid != os.getuid() or not same_standing(pid):
+            return None
+        if pidfd is not None:
+            import signal
+
+            try:
+                signal.pidfd_send_signal(pidfd, 0)  # signal 0: only whether it is there
+            except OSError:
+                return None
+        return pid
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
 def _kill(pid: int, signum: int) -> None:
     try:  # noqa: SIM105 (contextlib is one import more for the client)
         os.kill(pid, signum)
@@ -302,12 +332,11 @@ def running(environ: dict[str, str] | os._Environ[str] | None = None) -> int | N
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
     try:
         sock.connect(server_address(server_key(os.environ if environ is None else environ)))
-        pid, uid = _peer(sock)
+        return our_peer(sock)
     except OSError:  # none, or no /proc to work out its name
         return None
     finally:
         sock.close()
-    return pid if uid == os.getuid() and same_standing(pid) else None
 
 
 def kill(environ: dict[str, str] | os._Environ[str] | None = None) -> list[int]:
@@ -343,8 +372,8 @@ def stop(environ: dict[str, str] | os._Environ[str] | None = None) -> int | None
     try:
         key = server_key(os.environ if environ is None else environ)
         sock.connect(server_address(key))
-        pid, uid = _peer(sock)
-        if uid != os.getuid() or not same_standing(pid):
+        pid = our_peer(sock)
+        if pid is None:
             return None
         sock.settimeout(ANSWER_TIMEOUT)
         sock.send(marshal.dumps({"stop": True, "key": key}))
@@ -545,8 +574,7 @@ def _accept(listener: socket.socket, selector: selectors.BaseSelector, pending: 
             return None
         return False
     try:
-        pid, uid = _peer(conn)
-        ours = uid == os.getuid() and same_standing(pid) and len(pending) < MAX_PENDING
+        ours = our_peer(conn) is not None and len(pending) < MAX_PENDING
     except OSError:
         ours = False
     if not ours:

@@ -427,6 +427,33 @@ def test_a_large_environment_reaches_the_container(shell: Shell) -> None:
     assert (r.returncode, r.stdout) == (0, "70000\n"), r.stderr
 
 
+def test_a_peer_gone_since_it_connected_is_refused_even_if_its_pid_now_looks_ours(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """SO_PEERCRED gives a PID, which may belong to another process by the time /proc is read; where the kernel
+    gives a pidfd of the peer (SO_PEERPIDFD), a peer that has exited is refused."""
+    import socket
+
+    address = b"\0pycontainers-test-peer-%d" % os.getpid()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as listener:
+        listener.bind(address)
+        listener.listen(1)
+        subprocess.run([sys.executable, "-c", "import socket, sys; socket.socket(socket.AF_UNIX, "
+                        f"socket.SOCK_SEQPACKET).connect({address!r})"], check=True)  # connects, then exits
+        conn, _ = listener.accept()
+        with conn:
+            try:
+                os.close(conn.getsockopt(socket.SOL_SOCKET, 77))
+            except OSError as exc:
+                if exc.errno != 3:  # ESRCH: the peer is gone, which the check sees too
+                    pytest.skip(f"no SO_PEERPIDFD on this kernel ({exc.strerror})")
+            monkeypatch.setattr(server, "_peer", lambda sock: (os.getpid(), os.getuid()))  # "its PID, now ours"
+            assert server.same_standing(os.getpid())
+            assert server.our_peer(conn) is None
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # a peer alive (ourselves): accepted
+        with a, b:
+            assert server.our_peer(a) == os.getpid()
+
+
 def test_a_confined_caller_is_not_served(shell: Shell) -> None:
     """Without capabilities (or under no_new_privs) a command must not get the server's."""
     shell.started_server()
