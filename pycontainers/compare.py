@@ -100,7 +100,7 @@ def container_unavailable() -> str | None:
     backend, why = host.backend_choice()
     if backend in ("native", "rootless"):
         return None
-    return f"No container was measured: pycontainers runs images with the {backend} back end here. {why}"
+    return f"No container was measured: {why}"
 
 
 # -------------------------------------------------------------------------------------------- timed runs

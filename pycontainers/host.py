@@ -562,7 +562,7 @@ def backend_choice(caps: Iterable[Capability] | None = None) -> tuple[str, str]:
     overrides it, as it overrides the engine's own choice (``container.default_backend``).
     """
     forced = os.environ.get("PYCONTAINERS_BACKEND", "")
-    if forced and caps is None:
+    if forced:  # (whoever probed: ``pycontainers info`` and notebook 00 pass the capabilities they showed)
         return forced, f"PYCONTAINERS_BACKEND is set, so containers run with the {forced} back end here."
     have = {c.name: c.available for c in (probe_all() if caps is None else caps)}
     if not have.get(KERNEL, True):

@@ -276,6 +276,9 @@ def test_backend_choice_follows_the_override(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("PYCONTAINERS_BACKEND", "proot")  # what an instructor sets to show Binder's view
     backend, why = host.backend_choice()
     assert backend == "proot" and why.startswith("PYCONTAINERS_BACKEND is set")
+    # ... also where the capabilities were probed first (`pycontainers info`, notebook 00): it said rootless
+    caps = caps_for(kernel=True, user_namespaces=True, namespaces=True, proot=True, **{"overlayfs_(rootless)": True})
+    assert host.backend_choice(caps)[0] == "proot"
 
 
 def test_backend_proot_without_root_or_user_namespaces() -> None:
