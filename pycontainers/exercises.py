@@ -1,7 +1,8 @@
 """Self-checking exercises: each check looks at the real image store, never at a stored answer string.
 
 A notebook cell ends with ``check_...(client, ..., answer)``; the returned ``Check`` prints one line
-(✓ right, ✗ wrong plus a hint, or "not answered yet") and renders green or red in Jupyter. Checks never
+(✓ right, ✗ wrong plus a hint, "not answered yet", or "cannot be checked here" where this machine cannot
+measure what the exercise is about, as containers under proot) and renders green, red or grey in Jupyter. Checks never
 raise for a student's mistake: an unanswered placeholder (``...`` or ``None``), a missing image or an answer
 in the wrong unit all come back as a ``Check``, so a notebook full of placeholders runs top to bottom
 (which is how nbval tests it).
@@ -47,11 +48,14 @@ class Check:
     message: str
     hint: str = ""
     answered: bool = True
+    checkable: bool = True  # False: this machine cannot measure the truth, so a right answer is not marked wrong
 
     def __bool__(self) -> bool:
         return self.ok
 
     def __str__(self) -> str:
+        if not self.checkable:
+            return f"– Cannot be checked here: {self.message}"
         if not self.answered:
             return f"… Not answered yet: {self.message}"
         if self.ok:
@@ -61,15 +65,17 @@ class Check:
     __repr__ = __str__  # what Jupyter shows as text/plain, and what a plain print shows
 
     def _repr_html_(self) -> str:
-        if not self.answered:
+        if not self.checkable:
+            mark, colour, background = "–", "#555555", "#f3f3f3"
+        elif not self.answered:
             mark, colour, background = "…", "#555555", "#f3f3f3"
         elif self.ok:
             mark, colour, background = "✓", "#1a7f37", "#e6f4ea"
         else:
             mark, colour, background = "✗", "#b3261e", "#fdecea"
-        lead = "Not answered yet: " if not self.answered else ""
+        lead = "Cannot be checked here: " if not self.checkable else "Not answered yet: " if not self.answered else ""
         body = f"<b>{mark}</b> {lead}{html.escape(self.message)}"
-        if self.answered and not self.ok and self.hint:
+        if self.checkable and self.answered and not self.ok and self.hint:
             body += f"<br/><i>Hint:</i> {html.escape(self.hint)}"
         return (f'<div style="border-left:4px solid {colour};background:{background};color:{colour};'
                 f'padding:4px 10px">{body}</div>')
@@ -78,6 +84,12 @@ class Check:
 def not_answered(what: str) -> Check:
     """A placeholder is not a mistake: say what is still to do, without a hint or a red cross."""
     return Check(False, what, answered=False)
+
+
+def cannot_check(why: str) -> Check:
+    """This machine cannot measure what the exercise is about (no VM, containers under proot): say why, in grey,
+    never with a red cross that a right answer does not deserve."""
+    return Check(False, why, checkable=False)
 
 
 def is_unanswered(answer: object) -> bool:
@@ -327,9 +339,14 @@ _NAMESPACE_ALIASES = {"mount": "mnt", "mnt": "mnt", "network": "net", "net": "ne
 
 def _running(client: Client, name: str) -> tuple[Container, dict[str, Any]] | Check:
     """A running container and its ``docker inspect`` document, or the Check to return instead."""
+    from .compare import container_unavailable
+
     try:
         container = client.containers.get(name)
     except PyContainersError:
+        why = container_unavailable()  # the cells that start it did nothing here
+        if why:
+            return cannot_check(f"there is no container {name!r}, since the cells above start none here. {why}")
         return Check(False, f"there is no container {name!r}.", "Run the cells above that start it.")
     attrs = container.attrs
     if not attrs["State"]["Running"]:
@@ -357,9 +374,9 @@ def check_host_pid(client: Client, container_name: str, answer: object) -> Check
         return Check(False, f"{_shown(answer)} is not a PID.",
                      f"A PID is a whole number above 0, like 4242: `pycontainers top {container_name}` lists them.")
     if attrs["RuntimeBackend"] == "proot":
-        return Check(False, f"{container_name} runs under proot here, which gives it no PID namespace: its processes "
-                            "have the host's PIDs only, so there is no PID 1 to find.",
-                     "Run this notebook where containers get namespaces: as root, or rootless (see notebook 00).")
+        return cannot_check(f"{container_name} runs under proot here, which gives it no PID namespace: its processes "
+                            "have the host's PIDs only, so there is no PID 1 to find. Run this notebook where "
+                            "containers get namespaces: as root, or rootless (see notebook 00).")
     pid = attrs["State"]["Pid"]
     if value == pid:
         return Check(True, f"Right: PID 1 of {container_name} is PID {pid} on the host. One process, two numbers: "
@@ -454,7 +471,7 @@ def check_oom_killed(client: Client, container_name: str, memory: str) -> Check:
         attrs = client.containers.get(container_name).attrs
     except PyContainersError:
         if (backend := default_backend(client.store)) in ("rootless", "proot"):
-            return not_answered(f"this exercise needs a memory limit, hence a cgroup, and {backend} containers have "
+            return cannot_check(f"this exercise needs a memory limit, hence a cgroup, and {backend} containers have "
                                 "none on this machine: it can be done only where containers run as root.")
         return not_answered(f"run a container named {container_name!r} with a {memory} memory limit that uses more "
                             "memory than that; this check looks for it.")
@@ -520,8 +537,8 @@ def check_default_greeting(client: Client, image_name: str, greeting: str, name:
                      'Start from Dockerfile_cmd: ENTRYPOINT ["/bin/echo", "Hello"] and a CMD.')
     said, said_to_name = _printed(client, image_name, None), _printed(client, image_name, [name])
     if said is None or said_to_name is None:
-        return Check(False, "no container can run on this machine, so the check cannot see what the image prints.",
-                     "Run this notebook where containers work (see notebook 00).")
+        return cannot_check("no container can run on this machine, so the check cannot see what the image prints. "
+                            "Run this notebook where containers work (see notebook 00).")
     hello = f"Hello {name}"
     if said == greeting and said_to_name == hello:
         return Check(True, f"Right: `run {image_name}` ran {default!r} and printed {greeting!r}; `run {image_name} "
@@ -795,7 +812,7 @@ def check_own_kernel(comparison: Comparison, answer: object) -> Check:
         return Check(False, f"{_shown(answer)} is not a set of names.", 'Use names from "venv", "container", "vm".')
     unmeasured = [comparison[k] for k in KINDS if not comparison[k].measured]
     if unmeasured:
-        return Check(False, "this machine could not measure all three, so the check cannot tell. "
+        return cannot_check("this machine could not measure all three. "
                             + " ".join(env.unavailable or "" for env in unmeasured))
     truth = comparison.having("own kernel")
     if chosen == truth:
@@ -846,7 +863,7 @@ def check_slowest_vm_phase(report: RaceReport, answer: object) -> Check:
     if is_unanswered(answer):
         return not_answered(f"set `answer` to one of {', '.join(repr(p) for p in VM_PHASES)}.")
     if not report.measured:
-        return Check(False, f"there was no race to look at: {report.unavailable}", "")
+        return cannot_check(f"there was no race to look at: {report.unavailable}")
     name = str(answer).strip().lower()
     if name not in VM_PHASES:
         return Check(False, f"{_shown(answer)} is not a VM phase.", f"Use one of {', '.join(VM_PHASES)}.")
@@ -866,8 +883,8 @@ def check_containers_per_vm(density: DensityReport, answer: object) -> Check:
         return not_answered("set `answer` to how many containers use as much memory as one VM (a number).")
     ratio = density.containers_per_vm
     if ratio is None:
-        return Check(False, "this machine could not measure both containers and VMs: "
-                            f"{' '.join(density.unavailable.values())}", "")
+        return cannot_check("this machine could not measure both containers and VMs: "
+                            f"{' '.join(density.unavailable.values())}")
     if not isinstance(answer, numbers.Real) or isinstance(answer, bool) or not math.isfinite(answer):
         return Check(False, f"{_shown(answer)} is not a number.", "Write a number, e.g. 42.")
     given = float(answer)
@@ -899,7 +916,7 @@ def check_cpu_counts(store: Store, answer: object, image: str = "busybox") -> Ch
         return Check(False, f"{_shown(answer)} is not a pair of whole numbers.", "Write (container CPUs, VM CPUs).")
     why = container_unavailable() or vm_unavailable()
     if why:
-        return Check(False, f"the check cannot measure it here. {why}", "")
+        return cannot_check(why)
     try:
         truth = cpu_counts(store, image)
     except PyContainersError as exc:

@@ -191,7 +191,7 @@ def test_missing_qemu_is_one_sentence_and_nothing_runs(monkeypatch: pytest.Monke
     density = compare.measure_density(busybox_store, "busybox", containers=1, vms=1)
     assert density.vm is None and density.unavailable == {"vm": MISSING_QEMU}
     assert density.containers_per_vm is None
-    assert not exercises.check_own_kernel(c, {"vm"})
+    assert not exercises.check_own_kernel(c, {"vm"}).checkable  # (a right answer, which nothing here can confirm)
     assert qemu_children() == [] and list_containers(busybox_store) == []
 
 

@@ -63,6 +63,13 @@ def assert_wrong(check: Check, *hint_words: str) -> None:
     assert "#b3261e" in check._repr_html_() and "Hint" in check._repr_html_()
 
 
+def assert_not_checkable(check: Check) -> None:
+    """This machine cannot measure the truth: grey, neither a cross nor a tick, and no hint."""
+    assert not check.ok and not check.checkable
+    assert str(check).startswith("– Cannot be checked here:") and "✗" not in str(check) and "Hint" not in str(check)
+    assert "#b3261e" not in check._repr_html_() and "Cannot be checked here:" in check._repr_html_()
+
+
 def assert_right(check: Check) -> None:
     assert check.ok and check.answered and bool(check)
     assert str(check).startswith("✓") and "#1a7f37" in check._repr_html_()
@@ -485,8 +492,17 @@ def test_host_pid_under_proot_says_there_is_no_pid_namespace(running: Client,
     monkeypatch.setenv("PYCONTAINERS_BACKEND", "proot")
     web = start_web(running)
     check = check_host_pid(running, "web", web.attrs["State"]["Pid"])
-    assert_wrong(check, "namespaces")
+    assert_not_checkable(check)  # a right answer is not marked wrong: there is nothing to be right about
     assert "no PID namespace" in check.message
+
+
+def test_namespace_exercises_without_their_container_under_proot_cannot_be_checked(
+        client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under proot (Binder) the cells that start "web" do nothing: the checks say so, without a red cross."""
+    monkeypatch.setenv("PYCONTAINERS_BACKEND", "proot")
+    for check in (check_host_pid(client, "web", 4242), check_own_namespaces(client, "web", {"mnt"})):
+        assert_not_checkable(check)
+        assert "there is no container 'web'" in check.message and "proot" in check.message
 
 
 @needs_root
