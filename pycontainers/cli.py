@@ -766,7 +766,7 @@ def cmd_system_bases(a: argparse.Namespace) -> int:
         outcome["wheelhouse"] = ensure_wheelhouse()
     for name, result in outcome.items():
         print(f"{name}: {result}")
-    return 0
+    return 1 if any(result.startswith("not available") for result in outcome.values()) else 0
 
 
 def cmd_version(a: argparse.Namespace) -> int:
