@@ -511,7 +511,8 @@ def container_inspect(c: core_container.Container) -> dict[str, Any]:
                                  for m in spec.mounts]},
         "Mounts": [{"Type": "volume" if m.volume else "bind", "Name": m.volume or "", "Source": m.source,
                     "Destination": m.destination, "RW": not m.readonly} for m in spec.mounts],
-        "Driver": "overlay", "RuntimeBackend": st.get("backend", "native"),
+        # Docker's storage driver names: overlayfs over the layers, or (proot) a plain copy, as its vfs driver makes
+        "Driver": "vfs" if st.get("backend") == "proot" else "overlay", "RuntimeBackend": st.get("backend", "native"),
     }
 
 

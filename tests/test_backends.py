@@ -214,6 +214,9 @@ def test_proot_back_end_fakes_root_without_a_pid_namespace(busybox_store: Store)
     pid, uid, hostname = out.decode().split()
     assert pid != "1" and uid == "1000" and hostname == c.spec.hostname
     assert os.path.isdir(c.dir / "rootfs" / "bin")  # proot works on a private copy of the image
+    from pycontainers.api import container_inspect
+
+    assert container_inspect(c)["Driver"] == "vfs"  # a copy, as Docker's vfs storage driver makes: no overlay
 
 
 @needs_proot
