@@ -687,7 +687,8 @@ def check_install_stays_cached(client: Client, context: object, dockerfile: obje
     Builds *dockerfile* (the text of a Dockerfile) in a copy of the build context *context*, appends a unique
     comment to *edit* there, builds again, and reads the second build's steps: the install step must come from
     the cache, and a later step must miss because *edit* changed (so the edited file still reaches the image).
-    The builds are tagged *tag*, which is removed afterwards; the build cache keeps their steps.
+    The builds are tagged *tag*; both images are removed afterwards (the first, untagged by the second, would
+    stay as a dangling image of a few hundred MB); the build cache keeps their steps.
     """
     import contextlib
     import shutil
@@ -706,21 +707,26 @@ def check_install_stays_cached(client: Client, context: object, dockerfile: obje
     source = Path(str(context))
     if not (source / edit).is_file():
         return Check(False, f"there is no {edit} in {source}.", "Run the cell above that makes the build context.")
+    built: list[str] = []
     try:
         with tempfile.TemporaryDirectory(prefix="pycontainers-check-") as tmp:
             work = Path(tmp) / "context"
             shutil.copytree(source, work, symlinks=True)
             (work / "Dockerfile").write_text(dockerfile if dockerfile.endswith("\n") else dockerfile + "\n")
-            build(client.store, work, tags=[tag])
+            built.append(build(client.store, work, tags=[tag]).image.id)
             with (work / edit).open("a") as f:
                 f.write(f"# edited by the check: {uuid.uuid4().hex}\n")
             second = build(client.store, work, tags=[tag])
+            built.append(second.image.id)
     except PyContainersError as exc:
         error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return Check(False, f"your Dockerfile does not build: {error}", _build_error_hint(error))
     finally:
         with contextlib.suppress(PyContainersError, ValueError):
             client.images.remove(tag)
+        for image_id in built:  # (the same one twice if the edit changed nothing: then it is gone already)
+            with contextlib.suppress(PyContainersError, ValueError):
+                client.images.remove(image_id)
     installs = [s for s in second.steps if _runs_pip_install(s.instruction)]
     if not installs:
         return Check(False, "your Dockerfile has no `RUN pip install ...` step.",

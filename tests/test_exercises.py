@@ -413,9 +413,11 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="RUN steps run in nati
     'RUN ["pip3","install",' + ",".join(f'"{o}"' for o in INSTALL_OPTIONS) + "]",
 ])
 def test_install_stays_cached_accepts_every_way_to_call_pip(client: Client, app_context: Path, install: str) -> None:
+    images_before = {i.id for i in client.images.list(all=True)}
     check = check_install_stays_cached(client, app_context, ordered(install))
     assert_right(check)
     assert "came from the cache" in check.message and "app.py changed" in check.message
+    assert {i.id for i in client.images.list(all=True)} == images_before  # neither build is left as an image
 
 
 @needs_root
