@@ -783,7 +783,7 @@ def cmd_info(a: argparse.Namespace) -> int:
     from .store import Store, default_home, describe_home
 
     caps = host.probe_all()
-    backend, why = host.backend_choice(caps)
+    backend, why = host.backend_choice()  # this machine's (probed once: caps), or what PYCONTAINERS_BACKEND says
     layout = host.cgroup_layout()
     home = default_home()
     try:

@@ -558,11 +558,12 @@ def backend_choice(caps: Iterable[Capability] | None = None) -> tuple[str, str]:
     """How pycontainers will run containers here, and one sentence why.
 
     native as root (real namespaces, mounts, cgroups) -> rootless where user namespaces work -> proot
-    (ptrace, no real isolation) where they are forbidden, as on Binder -> none. ``PYCONTAINERS_BACKEND``
-    overrides it, as it overrides the engine's own choice (``container.default_backend``).
+    (ptrace, no real isolation) where they are forbidden, as on Binder -> none. Without *caps* (this
+    machine's, probed once per process), ``PYCONTAINERS_BACKEND`` overrides it, as it overrides the engine's
+    own choice (``container.default_backend``).
     """
     forced = os.environ.get("PYCONTAINERS_BACKEND", "")
-    if forced:  # (whoever probed: ``pycontainers info`` and notebook 00 pass the capabilities they showed)
+    if forced and caps is None:  # (given capabilities may be another machine's: notebook 00 asks about Binder)
         return forced, f"PYCONTAINERS_BACKEND is set, so containers run with the {forced} back end here."
     have = {c.name: c.available for c in (probe_all() if caps is None else caps)}
     if not have.get(KERNEL, True):

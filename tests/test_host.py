@@ -276,9 +276,9 @@ def test_backend_choice_follows_the_override(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("PYCONTAINERS_BACKEND", "proot")  # what an instructor sets to show Binder's view
     backend, why = host.backend_choice()
     assert backend == "proot" and why.startswith("PYCONTAINERS_BACKEND is set")
-    # ... also where the capabilities were probed first (`pycontainers info`, notebook 00): it said rootless
+    # ... but not for capabilities given, which may be another machine's (notebook 00's exercise: Binder's)
     caps = caps_for(kernel=True, user_namespaces=True, namespaces=True, proot=True, **{"overlayfs_(rootless)": True})
-    assert host.backend_choice(caps)[0] == "proot"
+    assert host.backend_choice(caps)[0] == "rootless"
 
 
 def test_backend_proot_without_root_or_user_namespaces() -> None:
@@ -320,3 +320,10 @@ def test_cli_info(capsys: pytest.CaptureFixture[str]) -> None:
     assert "Images: " in out and "Cgroup Version: " in out
     for cap in host.probe_all():
         assert cap.detail in out
+
+
+def test_cli_info_names_the_back_end_the_override_chose(capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYCONTAINERS_BACKEND", "proot")  # as an instructor shows Binder's view (it said rootless)
+    assert main(["info"]) == 0
+    assert " Backend: proot\n" in capsys.readouterr().out
