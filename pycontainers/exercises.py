@@ -687,8 +687,9 @@ def check_install_stays_cached(client: Client, context: object, dockerfile: obje
     Builds *dockerfile* (the text of a Dockerfile) in a copy of the build context *context*, appends a unique
     comment to *edit* there, builds again, and reads the second build's steps: the install step must come from
     the cache, and a later step must miss because *edit* changed (so the edited file still reaches the image).
-    The builds are tagged *tag*; both images are removed afterwards (the first, untagged by the second, would
-    stay as a dangling image of a few hundred MB); the build cache keeps their steps.
+    The builds are tagged *tag*; afterwards both images are removed (the first, untagged by the second, would
+    stay as a dangling image of a few hundred MB), unless the store had them before: a build is reproducible, so
+    it may well be the student's own image. The build cache keeps their steps.
     """
     import contextlib
     import shutil
@@ -708,6 +709,7 @@ def check_install_stays_cached(client: Client, context: object, dockerfile: obje
     if not (source / edit).is_file():
         return Check(False, f"there is no {edit} in {source}.", "Run the cell above that makes the build context.")
     built: list[str] = []
+    had = {image.id for image in client.images.list()}
     try:
         with tempfile.TemporaryDirectory(prefix="pycontainers-check-") as tmp:
             work = Path(tmp) / "context"
@@ -724,7 +726,7 @@ def check_install_stays_cached(client: Client, context: object, dockerfile: obje
     finally:
         with contextlib.suppress(PyContainersError, ValueError):
             client.images.remove(tag)
-        for image_id in built:  # (the same one twice if the edit changed nothing: then it is gone already)
+        for image_id in set(built) - had:
             with contextlib.suppress(PyContainersError, ValueError):
                 client.images.remove(image_id)
     installs = [s for s in second.steps if _runs_pip_install(s.instruction)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -418,6 +419,19 @@ def test_install_stays_cached_accepts_every_way_to_call_pip(client: Client, app_
     assert_right(check)
     assert "came from the cache" in check.message and "app.py changed" in check.message
     assert {i.id for i in client.images.list(all=True)} == images_before  # neither build is left as an image
+
+
+@needs_root
+def test_install_stays_cached_keeps_the_students_own_image_of_the_same_build(client: Client, app_context: Path,
+                                                                             tmp_path: Path) -> None:
+    """Builds are reproducible: the check's first build may be the very image the student built and tagged."""
+    dockerfile = ordered("RUN pip3 install -r requirements.txt")
+    mine = tmp_path / "mine"
+    shutil.copytree(app_context, mine)
+    (mine / "Dockerfile").write_text(dockerfile)
+    own = build(client.store, mine, tags=["mine"]).image.id
+    assert_right(check_install_stays_cached(client, app_context, dockerfile))
+    assert client.images.get("mine").id == own  # still there, still tagged
 
 
 @needs_root
