@@ -56,4 +56,5 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if left:
         print(f"\nleaked: {len(left)} container cgroup(s) outlived the tests: {' '.join(sorted(left))}",
               file=sys.stderr)
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if session.exitstatus == pytest.ExitCode.OK:  # (a worse status already said stays)
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED

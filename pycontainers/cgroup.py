@@ -214,6 +214,14 @@ class Cgroup:
             self.dirs = {c: d for c, d in self.dirs.items() if c in wanted}
         for d in self.dirs.values():
             d.mkdir(parents=True, exist_ok=True)
+        try:
+            self._set_limits(memory, pids, cpus)
+        except BaseException:  # a limit the kernel refuses: the cgroup goes too, as nothing will use it
+            with contextlib.suppress(CgroupError):
+                self.remove()
+            raise
+
+    def _set_limits(self, memory: int | None, pids: int | None, cpus: float | None) -> None:
         if memory is not None:
             self._limit_memory(memory)
         if pids is not None:
@@ -307,8 +315,10 @@ class Cgroup:
             time.sleep(0.005)
 
     def remove(self) -> None:
-        """Kill what is left inside, then rmdir (the kernel refuses while a process remains, EBUSY)."""
+        """Kill what is left inside, then rmdir each tree's directory (the kernel refuses one that still holds a
+        process or a child cgroup: EBUSY); every tree is tried, and the first failure is raised at the end."""
         self.kill_all()
+        failures = []
         for d in self.dirs.values():
             for _ in range(200):
                 try:
@@ -318,7 +328,10 @@ class Cgroup:
                     break
                 except OSError as exc:
                     if exc.errno != errno.EBUSY:
-                        raise CgroupError(f"rmdir {d}: {exc.strerror}") from None
+                        failures.append(f"rmdir {d}: {exc.strerror}")
+                        break
                     time.sleep(0.005)
             else:
-                raise CgroupError(f"rmdir {d}: still busy after 1 s (a process is still in it)")
+                failures.append(f"rmdir {d}: still busy after 1 s (a process or a child cgroup is in it)")
+        if failures:
+            raise CgroupError(failures[0])

@@ -703,10 +703,12 @@ def send_signal(container: Container, sig: int) -> None:
         runc(container, "kill", container.id, "KILL")
     if backend == "proot":
         if sig == signal.SIGKILL:
+            start = container.state.get("pid_start")
+            if start is not None and process_start_time(pid) != start:
+                return  # (a group has no pidfd: proot's PID is checked, then its group signalled)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, sig)
-            with contextlib.suppress(ProcessLookupError):  # started an instant ago: no group of its own yet
-                os.kill(pid, sig)
+            signal_process(pid, start, sig)  # started an instant ago: no group of its own yet
             return
         signal_process(proot_command_for(container, pid, sig), None, sig)
         return

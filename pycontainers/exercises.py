@@ -339,13 +339,14 @@ _NAMESPACE_ALIASES = {"mount": "mnt", "mnt": "mnt", "network": "net", "net": "ne
 
 def _running(client: Client, name: str) -> tuple[Container, dict[str, Any]] | Check:
     """A running container and its ``docker inspect`` document, or the Check to return instead."""
+    from . import host
     from .compare import container_unavailable
 
     try:
         container = client.containers.get(name)
     except PyContainersError:
-        why = container_unavailable()  # the cells that start it did nothing here
-        if why:
+        if container_unavailable():  # the cells that start it did nothing here
+            _backend, why = host.backend_choice()
             return cannot_check(f"there is no container {name!r}, since the cells above start none here. {why}")
         return Check(False, f"there is no container {name!r}.", "Run the cells above that start it.")
     attrs = container.attrs

@@ -280,9 +280,9 @@ def our_peer(sock: socket.socket) -> int | None:
     try:
         pidfd: int | None = sock.getsockopt(_SOL_SOCKET, _SO_PEERPIDFD)
     except OSError as exc:
-        if exc.errno == 3:  # ESRCH (6.5-6.8): the peer is gone already
+        if exc.errno != 92:  # ESRCH or EINVAL, as 6.5-6.8 say it: the peer is gone already
             return None
-        pidfd = None  # an older kernel: the PID alone
+        pidfd = None  # ENOPROTOOPT, an older kernel: the PID alone
     try:
         if uid != os.getuid() or not same_standing(pid):
             return None
@@ -819,9 +819,13 @@ def _die_with(client: socket.socket) -> None:
     def check(_signum: int, _frame: object) -> None:
         if not poller.poll(0) or cancelling:  # the client sends nothing after "go": this is its end
             return
+        cancelling.append(True)  # (first: a SIGIO during what follows must not do it all again)
         build = sys.modules.get(f"{__package__}.build")  # (imported only if a build runs)
-        if build is not None and build.cancel_builds():
-            cancelling.append(True)
+        try:
+            cancelled = build is not None and build.cancel_builds()
+        except Exception:  # noqa: BLE001 (a handler must not raise into whatever the worker was doing)
+            cancelled = False
+        if cancelled:
             signal.alarm(CANCEL_SECONDS)
             return
         os.kill(os.getpid(), signal.SIGKILL)

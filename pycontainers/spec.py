@@ -174,7 +174,7 @@ def make_spec(image: Image, image_name: str, command: list[str] | None = None, *
     mem = parse_size(memory) if isinstance(memory, str) else memory
     if mem is not None and mem < 6 << 20:
         raise InvalidArgument("minimum memory limit allowed is 6MB")
-    if cpus is not None and not 0 < cpus <= (os.cpu_count() or 1):
+    if cpus is not None and not 0.01 <= cpus <= (os.cpu_count() or 1):  # (the kernel's least quota: 1 ms)
         raise InvalidArgument(f"--cpus must be between 0.01 and {os.cpu_count()} (this machine's CPUs)")
     if pids_limit is not None and pids_limit <= 0:
         pids_limit = None  # Docker: 0 or -1 means unlimited

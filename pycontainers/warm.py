@@ -53,7 +53,7 @@ import sys
 import time
 from pathlib import Path
 
-from .cgroup import Cgroup, machine_layout
+from .cgroup import Cgroup, CgroupError, machine_layout
 from .container import Container
 from .linux import PR_SET_CHILD_SUBREAPER, prctl, receive_fds, set_process_name
 from .pid1 import FORKER_LINGER, fork_warm_pid1, keep_only
@@ -282,7 +282,8 @@ def monitor_one(sock: socket.socket, cgroup_name: str | None, forker: Forker, qu
                 os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
         if cgroup:
-            cgroup.remove()
+            with contextlib.suppress(CgroupError):  # (left for remove_abandoned: the next zygote, container prune)
+                cgroup.remove()
         return None
     began = time.monotonic()
     req = json.loads(request)

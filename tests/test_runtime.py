@@ -786,6 +786,21 @@ def test_cpu_memory_and_pids_limits_are_written_to_the_cgroup(cli: Run, home: St
     gone(home, cid, st["pid"], st["pid_start"])
 
 
+def test_a_limit_the_kernel_refuses_leaves_no_cgroup(home: Store) -> None:
+    """The cgroup is made, then its limits written: one refused (a CPU quota under the kernel's 1 ms) takes it away."""
+    from pycontainers.cgroup import CgroupError
+
+    cg = Cgroup(f"test-refused-{uuid.uuid4().hex[:8]}")
+    with pytest.raises(CgroupError, match="cfs_quota_us|cpu.max"):
+        cg.create(cpus=0.001)
+    assert [d for d in cg.dirs.values() if d.exists()] == []
+
+
+def test_cpus_below_the_smallest_quota_is_refused_in_one_line(cli: Run) -> None:
+    code, _out, err = cli("run", "--rm", "--cpus", "0.005", "busybox", "true")
+    assert code == 125 and err.count("\n") == 1 and "--cpus must be between 0.01" in err
+
+
 # ------------------------------------------------------------------------------------ privileges, escapes
 
 
