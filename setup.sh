@@ -15,7 +15,9 @@ SYSTEM_PACKAGES=(
     tini
     skopeo
     umoci
-    debootstrap
+    mmdebstrap
+    fakechroot
+    fakeroot
     cpio
     runc
     buildah

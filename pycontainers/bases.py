@@ -4,9 +4,10 @@ There is no Docker Hub here, yet every lesson needs a base:
 
 * ``busybox`` is Debian's statically linked BusyBox plus its applet links: one binary that is ``sh``,
   ``ls``, ``cat`` and 260 more. Same package, same digest, on every machine.
-* ``debian:bookworm-slim`` is a minimal Debian made by ``debootstrap`` (needs root and a Debian mirror),
-  trimmed like Docker's slim images, and ``python:3.11-slim`` adds Debian's Python 3 as a second layer
-  on top of it, so the two images share their base layer exactly as the lectures describe.
+* ``debian:bookworm-slim`` is a minimal Debian made by ``mmdebstrap`` from a Debian mirror (as root, or
+  as anyone under fakechroot: Binder too), trimmed like Docker's slim images, and ``python:3.11-slim`` adds
+  Debian's Python 3 as a second layer on top of it, so the two images share their base layer exactly as
+  the lectures describe.
 
 Built once into a cache (``~/.cache/pycontainers/bases``, an image store of its own) and copied from
 there into any store, so set-up is fast the second time and tests get bases in milliseconds.
@@ -31,7 +32,7 @@ from .store import Store
 
 LABEL_MADE_BY = "io.pycontainers.base.made-by"
 LABEL_RECIPE = "io.pycontainers.base.recipe"
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4
 DEBIAN_SUITE = "bookworm"
 PYTHON_TAG = "python:3.11-slim"
 DEBIAN_TAG = "debian:bookworm-slim"
@@ -174,65 +175,106 @@ def debian_mirror() -> str:
     return "http://deb.debian.org/debian"
 
 
-def _slim(root: Path) -> None:
-    for rel in _SLIM_PATHS:
-        path = root / rel
-        if path.is_dir() and not path.is_symlink():
-            for child in path.iterdir():
-                if child.is_dir() and not child.is_symlink():
-                    shutil.rmtree(child)
-                else:
-                    child.unlink()
-        elif path.exists() or path.is_symlink():
-            path.unlink()
+def slimmed(rel: str, info: layers.tarfile.TarInfo) -> bool:
+    """Is *rel* something a slim image leaves out? (The directories stay, empty.)"""
+    return any(rel.startswith(p + "/") or (rel == p and not info.isdir()) for p in _SLIM_PATHS)
 
 
-def _require_root_tools(*tools: str) -> None:
-    if os.geteuid() != 0:
-        raise BaseUnavailable("debian and python bases are made with debootstrap, which needs root; "
-                              "busybox works without them")
-    for tool in tools:
+def bootstrap_mode() -> str:
+    """How mmdebstrap makes a root file system here: with chroot as root; as anyone else (a laptop
+    without sudo, Binder) under fakechroot and fakeroot, libraries that make the package scripts believe
+    they run as root in a chroot: no privilege, no namespace needed."""
+    return "root" if os.geteuid() == 0 else "fakechroot"
+
+
+def _require_tools(mode: str) -> None:
+    for tool in ("mmdebstrap", *(("fakechroot", "fakeroot") if mode == "fakechroot" else ())):
         if shutil.which(tool) is None:
             raise BaseUnavailable(f"{tool} is not installed (apt-get install {tool})")
 
 
+# mmdebstrap's hooks that merge /usr as debootstrap does (/bin -> usr/bin, ...) and install usr-is-merged;
+# without them apt satisfies "usrmerge | usr-is-merged" with usrmerge, which brings all of Perl along.
+MERGED_USR_HOOKS = "/usr/share/mmdebstrap/hooks/merged-usr"
+
+
+# The key that signs bookworm's package lists (debian-archive-keyring 2023.3+deb12u2's, public): a copy for
+# hosts whose own Debian keyring predates bookworm, as Ubuntu 22.04 (Binder's base image), which cannot
+# check the mirror otherwise. A host that has the key uses its own.
+SHIPPED_KEYRINGS = Path(__file__).with_name("keyrings")
+HOST_KEYRINGS = ("/usr/share/keyrings/debian-archive-bookworm-automatic.gpg",
+                 "/etc/apt/trusted.gpg.d/debian-archive-bookworm-automatic.asc",
+                 "/etc/apt/trusted.gpg.d/debian-archive-bookworm-automatic.gpg")
+
+
+def keyring_options() -> list[str]:
+    """``--keyring`` with the shipped key where the host has no key for bookworm, else nothing."""
+    if any(os.path.exists(path) for path in HOST_KEYRINGS):
+        return []
+    return [f"--keyring={SHIPPED_KEYRINGS}"]
+
+
+def mmdebstrap(mode: str, mirror: str, tarball: str, extra: list[str]) -> subprocess.Popen[str]:
+    """Start mmdebstrap: a minimal bookworm (plus *extra* options) written as the tar archive *tarball*."""
+    # Reproducible: fixed timestamps, and no .pyc written by Python's imports while the package scripts run
+    # (their bytes vary from run to run); the scripts' own byte-compiling (py3compile) is deterministic.
+    env = {**os.environ, "SOURCE_DATE_EPOCH": str(layers.source_date_epoch()), "PYTHONDONTWRITEBYTECODE": "1"}
+    hooks = [f"--hook-dir={MERGED_USR_HOOKS}"] if os.path.isdir(MERGED_USR_HOOKS) else []
+    return subprocess.Popen(["mmdebstrap", f"--mode={mode}", "--variant=minbase", "--format=tar", *hooks,
+                             *keyring_options(), *extra,
+                             DEBIAN_SUITE, tarball, mirror],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env)
+
+
+def _finish(proc: subprocess.Popen[str], what: str) -> None:
+    out, _ = proc.communicate()
+    if proc.returncode != 0:
+        tail = [line for line in out.strip().splitlines() if not line.startswith("I: ")][-3:] or ["no message"]
+        raise BaseUnavailable(f"{what} failed (exit {proc.returncode}): {' | '.join(tail)}")
+
+
 def build_debian_and_python(store: Store, log: Callable[[str], None] = print) -> tuple[Image, Image]:
-    """debootstrap a minimal bookworm (layer 1), then apt-get install python3 over it (layer 2)."""
-    _require_root_tools("debootstrap", "unshare", "chroot")
+    """Two root file systems from mmdebstrap, a minimal bookworm and the same with Debian's python3: the
+    first is debian's layer; what the second adds, changes and removes is python's second layer."""
+    mode = bootstrap_mode()
+    _require_tools(mode)
     mirror = debian_mirror()
+    epoch = layers.source_date_epoch()
     with tempfile.TemporaryDirectory(prefix="bases-", dir=store.tmp_dir) as tmp:
-        rootfs, upper, work, merged = (Path(tmp) / n for n in ("rootfs", "upper", "work", "merged"))
-        for d in (upper, work, merged):
-            d.mkdir()
-        log(f"debootstrap --variant=minbase {DEBIAN_SUITE} from {mirror} (about a minute, once)")
-        _run(["debootstrap", "--variant=minbase", DEBIAN_SUITE, str(rootfs), mirror], "debootstrap")
-        _slim(rootfs)
-        log("installing python3 into an overlay on top of it (the second layer)")
-        # A private mount namespace: the overlay and /proc vanish with the process, even if it is killed.
-        script = (
-            f"mount -t overlay overlay -o lowerdir={rootfs},upperdir={upper},workdir={work} {merged} && "
-            f"mount -t proc proc {merged}/proc && mount --rbind /dev {merged}/dev && "
-            f"cp /etc/resolv.conf {merged}/etc/resolv.conf && "
-            f"DEBIAN_FRONTEND=noninteractive chroot {merged} sh -c 'apt-get update -qq && "
-            "apt-get install -y -qq --no-install-recommends python3 python3-pip >/dev/null && apt-get clean && "
-            # like Docker Hub's python images: pip may install into the image's Python (PEP 668 marker off)
-            "rm -f /usr/lib/python3*/EXTERNALLY-MANAGED'"
-        )
-        _run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script], "apt-get install python3")
-        _slim(upper)
+        log(f"mmdebstrap --mode={mode} --variant=minbase {DEBIAN_SUITE} from {mirror}, without and with "
+            "python3 (a minute or two, once)")
+        tarballs = {name: os.path.join(tmp, f"{name}.tar") for name in ("debian", "python")}
+        runs = [mmdebstrap(mode, mirror, tarballs["debian"], []),
+                mmdebstrap(mode, mirror, tarballs["python"], [
+                    "--include=python3,python3-pip",
+                    # like Docker Hub's python images: pip may install into the image's Python (PEP 668 marker off)
+                    '--customize-hook=rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED'])]
+        try:
+            for proc, name in zip(runs, tarballs, strict=True):
+                _finish(proc, f"mmdebstrap ({name})")
+        finally:
+            for proc in runs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        trees = {}
+        for name, tarball in tarballs.items():
+            os.mkdir(os.path.join(tmp, name))
+            trees[name] = layers.archive_entries(tarball, os.path.join(tmp, name), epoch=epoch, leave_out=slimmed)
+            os.unlink(tarball)
         with store.writing():
-            base_desc = write_layer(store, layers.tree_entries(str(rootfs)))
-            epoch = layers.source_date_epoch()
+            base_desc = write_layer(store, list(trees["debian"].entries.values()))
             deb_config = add_layer(empty_config(), base_desc,
-                                   f"pycontainers bases: debootstrap --variant=minbase {DEBIAN_SUITE}, "
+                                   f"pycontainers bases: mmdebstrap --variant=minbase {DEBIAN_SUITE}, "
                                    "docs and package lists removed", epoch=epoch)
             deb_config = add_metadata_step(
                 deb_config, '/bin/sh -c #(nop)  CMD ["bash"]', Cmd=["bash"],
                 Labels={LABEL_RECIPE: str(RECIPE_VERSION),
-                        LABEL_MADE_BY: f"debootstrap --variant=minbase {DEBIAN_SUITE} from {mirror}, "
+                        LABEL_MADE_BY: f"mmdebstrap --variant=minbase {DEBIAN_SUITE} from {mirror}, "
                                        "trimmed like Docker's slim images"})
             debian = commit_image(store, deb_config, [base_desc], [DEBIAN_TAG, "debian:12-slim"])
-            py_desc = write_layer(store, layers.tree_entries(str(upper), overlay_upper=True))
+            py_desc = write_layer(store, layers.diff(trees["debian"], trees["python"], epoch=epoch))
             py_config = add_layer(debian.config, py_desc,
                                   "/bin/sh -c apt-get update && apt-get install -y --no-install-recommends "
                                   "python3 python3-pip && apt-get clean && rm /usr/lib/python3*/EXTERNALLY-MANAGED",
@@ -240,7 +282,7 @@ def build_debian_and_python(store: Store, log: Callable[[str], None] = print) ->
             py_config = add_metadata_step(
                 py_config, '/bin/sh -c #(nop)  CMD ["python3"]', Cmd=["python3"],
                 Labels={LABEL_RECIPE: str(RECIPE_VERSION),
-                        LABEL_MADE_BY: f"{DEBIAN_TAG} plus Debian's python3 and python3-pip, installed with apt"})
+                        LABEL_MADE_BY: f"{DEBIAN_TAG} plus Debian's python3 and python3-pip (mmdebstrap --include)"})
             python = commit_image(store, py_config, [base_desc, py_desc], [PYTHON_TAG, "python:3.11"])
     return debian, python
 

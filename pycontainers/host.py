@@ -381,8 +381,9 @@ TOOLS: dict[str, _Tool] = {
                      "The busybox base image cannot be made here (apt-get install busybox-static).", static=True),
     "dot": _Tool(("-V",), "draws the notebooks' diagrams (graphviz)",
                  "Notebook diagrams cannot be drawn as pictures (apt-get install graphviz)."),
-    "debootstrap": _Tool(("--version",), "makes the debian and python base images (as root)",
-                         "The debian and python base images cannot be made here; busybox images still work."),
+    "mmdebstrap": _Tool(("--version",), "makes the debian and python base images (as root, or under fakechroot)",
+                        "The debian and python base images cannot be made here (apt-get install mmdebstrap "
+                        "fakechroot fakeroot); busybox images still work."),
 }
 
 
@@ -419,7 +420,7 @@ def probe_tool(name: str) -> Capability:
     way to do something (proot on Binder, QEMU for the VM notebook).
     """
     tool = TOOLS[name]
-    # (root's tools, debootstrap, are in sbin, which an ordinary user's PATH lacks: found there too)
+    # (root's tools, runc, are in sbin, which an ordinary user's PATH lacks: found there too)
     path = shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", os.defpath), "/usr/sbin", "/sbin"]))
     if path is None:
         return _no(name, f"{name} is not on PATH here; it {tool.purpose}.", tool.fallback)

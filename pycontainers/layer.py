@@ -375,6 +375,105 @@ def _parents(path: str) -> list[str]:
     return ["/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
+# ------------------------------------------------------------------------- an archive, and two of them
+
+
+@dataclass
+class RootFs:
+    """A root file system read from an archive (``archive_entries``): its entries, by path, in order, and
+    the sha256 of each regular file's data, so that two of them can be compared (``diff``)."""
+
+    entries: dict[str, Entry]
+    digests: dict[str, str]
+
+
+def archive_entries(path: str, scratch: str, *, epoch: int | None = None,
+                    leave_out: Callable[[str, tarfile.TarInfo], bool] = lambda rel, info: False) -> RootFs:
+    """The members of the tar archive *path* as layer entries, their data unpacked into *scratch*.
+
+    For archives whose owners could not be reproduced on disk: mmdebstrap run by an ordinary user (under
+    fakeroot) writes root's files as root's in its archive, which the user could never ``chown`` to. Owners,
+    modes and types come from the headers, so reading needs no privilege; the data goes into numbered
+    files in *scratch*. Timestamps become *epoch*, as in every layer here. *leave_out(rel, info)* drops
+    members (``bases`` drops documentation, as Docker's slim images do).
+    """
+    import hashlib
+
+    epoch = source_date_epoch() if epoch is None else epoch
+    entries: dict[str, Entry] = {}
+    digests: dict[str, str] = {}
+    try:
+        with tarfile.open(path, mode="r|") as tar:
+            for n, member in enumerate(tar):
+                try:
+                    rel = clean_path(member.name)
+                except ValueError as exc:
+                    raise LayerError(f"{path}: member {member.name!r} {exc}") from None
+                if not rel or leave_out(rel, member):
+                    continue
+                info = new_info(rel, member.type, mode=member.mode, uid=member.uid, gid=member.gid,
+                                epoch=epoch)
+                source = None
+                if member.isreg():
+                    info.type, info.size = tarfile.REGTYPE, member.size
+                    source = os.path.join(scratch, str(n))
+                    data, sha = tar.extractfile(member), hashlib.sha256()
+                    with open(source, "wb") as out:
+                        while chunk := data.read(_CHUNK):  # type: ignore[union-attr]
+                            out.write(chunk)
+                            sha.update(chunk)
+                    digests[rel] = sha.hexdigest()
+                elif member.issym():
+                    info.linkname = member.linkname
+                elif member.islnk():
+                    info.linkname = clean_path(member.linkname)
+                elif member.isdev():
+                    info.devmajor, info.devminor = member.devmajor, member.devminor
+                entries[rel] = Entry(info, source)
+    except (tarfile.TarError, ValueError) as exc:
+        raise LayerError(f"{path}: not a valid tar archive ({exc})") from None
+    return RootFs(entries, digests)
+
+
+def _same(a: Entry, b: Entry, a_digests: dict[str, str], b_digests: dict[str, str]) -> bool:
+    x, y = a.info, b.info
+    return ((x.type, x.mode, x.uid, x.gid, x.size, x.linkname, x.devmajor, x.devminor)
+            == (y.type, y.mode, y.uid, y.gid, y.size, y.linkname, y.devmajor, y.devminor)
+            and a_digests.get(x.name) == b_digests.get(y.name))
+
+
+def diff(lower: RootFs, upper: RootFs, *, epoch: int | None = None) -> list[Entry]:
+    """The layer that turns the root file system *lower* into *upper*: Docker's differ in a few lines.
+
+    What was added or changed goes in, with its parent directories (as they are in *upper*); what went
+    gets a whiteout, only the topmost one (a removed directory's whiteout hides all it held). A hard link
+    goes in with every other name of its file, or extracting it would have nothing to link to.
+    """
+    epoch = source_date_epoch() if epoch is None else epoch
+    changed = {path for path, e in upper.entries.items()
+               if path not in lower.entries or not _same(lower.entries[path], e, lower.digests, upper.digests)}
+    names: dict[str, set[str]] = {}  # a hard-linked file's path -> all the names of that file
+    for path, e in upper.entries.items():
+        if e.info.type == tarfile.LNKTYPE:
+            group = names.setdefault(e.info.linkname, {e.info.linkname})
+            group.add(path)
+            names[path] = group
+    for path in list(changed):
+        changed.update(names.get(path, ()))
+    gone = [path for path in lower.entries if path not in upper.entries
+            and _is_directory_in(upper, path.rpartition("/")[0])]
+    layer = {path: upper.entries[path] for path in changed}
+    for path in [*changed, *gone]:
+        for parent in _parents(path):
+            if parent not in layer and parent in upper.entries:
+                layer[parent] = upper.entries[parent]
+    return [*layer.values(), *(Entry(whiteout_info(path, epoch)) for path in gone)]
+
+
+def _is_directory_in(rootfs: RootFs, path: str) -> bool:
+    return not path or (path in rootfs.entries and rootfs.entries[path].info.type == tarfile.DIRTYPE)
+
+
 # --------------------------------------------------------------------------------------------- reading
 
 

@@ -262,19 +262,19 @@ def test_system_prune_volumes_removes_the_volumes_no_container_uses(cli: Run) ->
 
 def test_system_bases_fails_when_a_base_cannot_be_made(cli: Run, monkeypatch: pytest.MonkeyPatch,
                                                        tmp_path: Path) -> None:
-    """As on Binder (no root for debootstrap): the command says which and exits 1, so a script can tell."""
+    """As where mmdebstrap is missing: the command says which base and why, and exits 1, so a script can tell."""
     from pycontainers import bases
 
     assert cli("system", "bases", "busybox") == (0, f"busybox: {cli('images', '-q', 'busybox')[1].strip()} "
                                                    "(already in the store)\n", "")
     monkeypatch.setattr(bases, "cache_store", lambda: Store(tmp_path / "empty-cache"))
 
-    def no_root(cache: Store, log: object) -> None:
-        raise bases.BaseUnavailable("debootstrap needs root")
+    def no_tool(cache: Store, log: object) -> None:
+        raise bases.BaseUnavailable("mmdebstrap is not installed")
 
-    monkeypatch.setattr(bases, "build_debian_and_python", no_root)
+    monkeypatch.setattr(bases, "build_debian_and_python", no_tool)
     code, out, _ = cli("system", "bases", "debian:bookworm-slim")
-    assert (code, out) == (1, "debian:bookworm-slim: not available: debootstrap needs root\n")
+    assert (code, out) == (1, "debian:bookworm-slim: not available: mmdebstrap is not installed\n")
 
 
 def test_system_check_on_a_sound_store(cli: Run) -> None:

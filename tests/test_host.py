@@ -98,12 +98,17 @@ def test_kernel_release_is_in_the_sentence() -> None:
 
 
 def test_root_tools_in_sbin_are_found_without_sbin_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    # An ordinary user's PATH has no /usr/sbin, where debootstrap is: it is there, though it needs root.
-    if not os.path.exists("/usr/sbin/debootstrap"):
-        pytest.skip("debootstrap is not installed (./setup.sh installs it)")
+    # An ordinary user's PATH has no /usr/sbin, where Debian puts root's tools (runc): looked for there too.
+    if not os.path.exists("/usr/sbin/runc"):
+        pytest.skip("runc is not installed in /usr/sbin (./setup.sh installs it)")
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
-    cap = host.probe_tool("debootstrap")
-    assert cap.available and "/usr/sbin/debootstrap" in cap.detail + cap.name + str(cap)
+
+    def only_in_sbin(name: str, path: str | None = None) -> str | None:
+        return "/usr/sbin/runc" if name == "runc" and "/usr/sbin" in (path or "").split(os.pathsep) else None
+
+    monkeypatch.setattr(host.shutil, "which", only_in_sbin)
+    cap = host.probe_tool("runc")
+    assert cap.available and "/usr/sbin/runc" in cap.detail
 
 
 def test_missing_tool_names_a_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,6 +122,7 @@ def test_missing_tool_names_a_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     ("dot - graphviz version 2.43.0 (0)\n", "2.43.0"),
     ("BusyBox v1.35.0 (Debian 1:1.35.0-4+deb12u1+b1) multi-call binary.\n", "1.35.0"),
     (" _____ _____\n|__|  |__|__\\_____/\\_____/\\____| 5.1.0\n", "5.1.0"),
+    ("mmdebstrap 1.3.5\n", "1.3.5"),
     ("debootstrap 1.0.128+nmu2+deb12u2\n", "1.0.128+nmu2+deb12u2"),
     ("QEMU emulator version 7.2.19 (Debian 1:7.2+dfsg-7+deb12u18)\n", "7.2.19"),
     ("no digits here\n", None),

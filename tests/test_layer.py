@@ -810,3 +810,105 @@ def test_tree_entries_leave_sockets_out(tmp_path: Path) -> None:
         sock.bind(str(tmp_path / "run" / "app.sock"))
         names = [e.info.name for e in L.tree_entries(str(tmp_path))]
     assert names == ["run", "run/kept"]  # as Docker's commit: a socket is nothing without its process
+
+
+# --------------------------------------------------------------------- an archive re-read, two compared
+
+
+def owned(name: str, kind: bytes = tarfile.REGTYPE, *, data: bytes | None = None, mode: int = 0o644,
+          uid: int = 0, gid: int = 0, linkname: str = "") -> tuple[tarfile.TarInfo, bytes | None]:
+    info, data = ti(name, kind, data=data, mode=mode, linkname=linkname)
+    info.uid, info.gid, info.mtime = uid, gid, 1_700_000_000
+    return info, data
+
+
+def rootfs(tmp_path: Path, name: str, *items: tuple[tarfile.TarInfo, bytes | None], **kw: object) -> L.RootFs:
+    archive = tmp_path / f"{name}.tar"
+    archive.write_bytes(craft(*items))
+    scratch = tmp_path / f"{name}-files"
+    scratch.mkdir()
+    return L.archive_entries(str(archive), str(scratch), epoch=0, **kw)  # type: ignore[arg-type]
+
+
+def test_archive_entries_take_owners_and_types_from_the_headers(tmp_path: Path) -> None:
+    """mmdebstrap's archive, as an ordinary user reads it: root's files stay root's, without any chown."""
+    fs = rootfs(tmp_path, "a",
+                owned("./", tarfile.DIRTYPE, mode=0o755),
+                owned("./etc/", tarfile.DIRTYPE, mode=0o755),
+                owned("./etc/shadow", data=b"root:*:19000::::::\n", mode=0o640, gid=42),
+                owned("./usr/bin/passwd", data=b"\x7fELF", mode=0o4755),
+                owned("./usr/bin/chfn", tarfile.LNKTYPE, linkname="./usr/bin/passwd"),
+                owned("./bin", tarfile.SYMTYPE, mode=0o777, linkname="usr/bin"),
+                owned("./dev/null", tarfile.CHRTYPE, mode=0o666),
+                owned("./usr/share/doc/x/copyright", data=b"(c)"),
+                leave_out=lambda rel, info: rel.startswith("usr/share/doc/"))
+    assert list(fs.entries) == ["etc", "etc/shadow", "usr/bin/passwd", "usr/bin/chfn", "bin", "dev/null"]
+    shadow = fs.entries["etc/shadow"]
+    assert (shadow.info.uid, shadow.info.gid, shadow.info.mode, shadow.info.mtime) == (0, 42, 0o640, 0)
+    assert Path(str(shadow.source)).read_bytes() == b"root:*:19000::::::\n"
+    assert fs.entries["usr/bin/passwd"].info.mode == 0o4755
+    assert (fs.entries["usr/bin/chfn"].info.type, fs.entries["usr/bin/chfn"].info.linkname) == (
+        tarfile.LNKTYPE, "usr/bin/passwd")
+    assert fs.entries["bin"].info.linkname == "usr/bin"
+    assert fs.entries["dev/null"].info.type == tarfile.CHRTYPE
+    assert set(fs.digests) == {"etc/shadow", "usr/bin/passwd"}
+
+
+def test_archive_entries_refuse_a_member_leaving_the_root(tmp_path: Path) -> None:
+    with pytest.raises(LayerError, match=r"a\.tar: member '\.\./escape' contains '\.\.'"):
+        rootfs(tmp_path, "a", owned("../escape", data=b"x"))
+
+
+def test_diff_is_what_turns_lower_into_upper(tmp_path: Path) -> None:
+    """Applied over the lower tree with the engine's own extractor, the difference gives the upper tree:
+    what was added or changed (with its parents), a whiteout for what went, nothing else."""
+    lower_items = [
+        owned("etc", tarfile.DIRTYPE, mode=0o755),
+        owned("etc/keep", data=b"same\n"),
+        owned("etc/edit", data=b"old!\n"),
+        owned("etc/mode", data=b"m\n", mode=0o644),
+        owned("etc/gone", data=b"bye\n"),
+        owned("old", tarfile.DIRTYPE, mode=0o755),
+        owned("old/a", data=b"a"),
+        owned("old/sub", tarfile.DIRTYPE, mode=0o755),
+        owned("old/sub/b", data=b"b"),
+        owned("was-dir", tarfile.DIRTYPE, mode=0o755),
+        owned("was-dir/child", data=b"c"),
+        owned("lib", tarfile.DIRTYPE, mode=0o755),
+        owned("lib/libx.so", data=b"v1"),
+        owned("lib/libx-alias.so", tarfile.LNKTYPE, linkname="lib/libx.so"),
+    ]
+    upper_items = [
+        owned("etc", tarfile.DIRTYPE, mode=0o755),
+        owned("etc/keep", data=b"same\n"),
+        owned("etc/edit", data=b"new!\n"),  # the same size: only the digest tells
+        owned("etc/mode", data=b"m\n", mode=0o600),
+        owned("etc/new", data=b"hello\n", gid=42),
+        owned("was-dir", data=b"now a file\n"),
+        owned("lib", tarfile.DIRTYPE, mode=0o755),
+        owned("lib/libx.so", data=b"v2"),
+        owned("lib/libx-alias.so", tarfile.LNKTYPE, linkname="lib/libx.so"),
+    ]
+    lower = rootfs(tmp_path, "lower", *lower_items)
+    upper = rootfs(tmp_path, "upper", *upper_items)
+    layer = L.diff(lower, upper, epoch=0)
+    assert sorted(e.info.name for e in layer) == sorted([
+        "etc", "etc/edit", "etc/mode", "etc/new", "etc/.wh.gone", ".wh.old", "was-dir",
+        "lib", "lib/libx.so", "lib/libx-alias.so"])  # nothing of old/ but its whiteout; no etc/keep
+    applied, expected = tmp_path / "applied", tmp_path / "expected"
+    for d in (applied, expected):
+        d.mkdir()
+    extract(layer_bytes(list(lower.entries.values())), applied)
+    extract(layer_bytes(layer), applied)
+    extract(layer_bytes(list(upper.entries.values())), expected)
+    assert tree(applied) == tree(expected)
+    if IS_ROOT:
+        assert (applied / "etc/new").stat().st_gid == 42
+        assert stat.S_IMODE((applied / "etc/mode").stat().st_mode) == 0o600
+        assert (applied / "lib/libx.so").stat().st_ino == (applied / "lib/libx-alias.so").stat().st_ino
+
+
+def test_diff_of_a_tree_with_itself_is_empty(tmp_path: Path) -> None:
+    items = [owned("a", tarfile.DIRTYPE, mode=0o755), owned("a/f", data=b"x"),
+             owned("a/l", tarfile.SYMTYPE, mode=0o777, linkname="f")]
+    assert L.diff(rootfs(tmp_path, "one", *items), rootfs(tmp_path, "two", *items)) == []

@@ -1,7 +1,8 @@
 """The course as a Binder student gets it: no root and no user namespaces, so images run under proot.
 
-nbval runs every notebook as root (native containers). Here notebook 05 runs with the proot back end, as on
-Binder: its cells about a container's files and about one image with many commands must work there, and the
+nbval runs every notebook as root (native containers). Here notebooks 04 and 05 run with the proot back
+end, as on Binder: 04 builds and runs its Flask app on python:3.11-slim (which mmdebstrap makes without root
+there), 05's cells about a container's files and about one image with many commands must work, and its
 cells about isolation must say nothing rather than fail.
 """
 
@@ -15,8 +16,9 @@ import pytest
 from nbclient import NotebookClient
 from processes import containers_left
 
-from pycontainers.bases import cache_store, copy_image
-from pycontainers.image import get_image
+from pycontainers.bases import PYTHON_TAG, cache_store, copy_image
+from pycontainers.errors import PyContainersError
+from pycontainers.image import get_image, list_images
 from pycontainers.store import Store
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -29,21 +31,27 @@ def outputs(cell: nbformat.NotebookNode) -> str:
     return "".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in cell.get("outputs", []))
 
 
+def run_under_proot(name: str, store: Store, monkeypatch: pytest.MonkeyPatch,
+                    bases: tuple[str, ...] = ("busybox",)) -> dict[int, str]:
+    """Run notebook *name* top to bottom with the proot back end; what each code cell showed."""
+    cache = cache_store()
+    for base in bases:
+        copy_image(cache, get_image(cache, base), store)
+    monkeypatch.setenv("PYCONTAINERS_HOME", str(store.home))
+    monkeypatch.setenv("PYCONTAINERS_BACKEND", "proot")
+    monkeypatch.setenv("PYCONTAINERS_SERVER", "0")
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    errors = [o for cell in nb.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+    assert errors == []
+    return {i: outputs(cell) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"}
+
+
 @needs_proot
 def test_notebook_05_under_proot_runs_its_file_cells_and_skips_isolation(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     store = Store(tmp_path / "store")
-    cache = cache_store()
-    copy_image(cache, get_image(cache, "busybox"), store)
-    monkeypatch.setenv("PYCONTAINERS_HOME", str(store.home))
-    monkeypatch.setenv("PYCONTAINERS_BACKEND", "proot")
-    monkeypatch.setenv("PYCONTAINERS_SERVER", "0")
-    nb = nbformat.read(NOTEBOOKS / "05-isolation.ipynb", as_version=4)
-    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
-    shown = {i: outputs(cell) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"}
-    errors = [o for cell in nb.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-    assert errors == []
-    everything = "\n".join(shown.values())
+    everything = "\n".join(run_under_proot("05-isolation.ipynb", store, monkeypatch).values())
     assert "Traceback" not in everything
     assert "falls back to proot" in everything and "run under proot" in everything
     for expected in ("written inside", "kept in a volume", "A /note.txt", "D /bin/vi", "part of an image now",
@@ -52,3 +60,23 @@ def test_notebook_05_under_proot_runs_its_file_cells_and_skips_isolation(tmp_pat
     assert "box-a" not in everything  # isolation's cells did nothing: no hostname, no PID 1 shown
     assert "Cannot be checked here" in everything  # the OOM exercise, without a cgroup
     assert containers_left(store.home) == []  # its clean-up cell removed what it made
+
+
+@needs_proot
+def test_notebook_04_under_proot_builds_and_serves_the_flask_app(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every build of the build-cache notebook, pip install included, and its app's answer, without root."""
+    store = Store(tmp_path / "store")
+    try:
+        get_image(cache_store(), PYTHON_TAG)
+    except PyContainersError:
+        pytest.skip(f"{PYTHON_TAG} is not in the base cache (./setup.sh makes it)")
+    everything = "\n".join(run_under_proot("04-build-cache.ipynb", store, monkeypatch,
+                                           ("busybox", PYTHON_TAG)).values())
+    assert "Traceback" not in everything and "Cannot be checked here" not in everything
+    assert "run under proot" in everything
+    for expected in ("Using cache", "cache miss: /app/requirements.txt changed", "(pip install from the cache)",
+                     "Hello, CS107!", "flask, requests: 3.0.3 2.32.3"):
+        assert expected in everything, expected
+    assert containers_left(store.home) == []
+    assert [i.tags for i in list_images(store) if any(t.startswith("flask-app") for t in i.tags)] == []

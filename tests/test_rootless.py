@@ -27,8 +27,8 @@ from processes import children, cmdline, containers_left
 from pycontainers import container as containers
 from pycontainers import layer, rootfs, runtime, userns
 from pycontainers.archive import save
-from pycontainers.bases import cache_store, copy_image
-from pycontainers.errors import InvalidArgument, LayerError
+from pycontainers.bases import DEBIAN_TAG, PYTHON_TAG, cache_store, copy_image
+from pycontainers.errors import InvalidArgument, LayerError, PyContainersError
 from pycontainers.image import ImageBuilder, get_image, write_layer
 from pycontainers.store import Store
 from pycontainers.userns import IdMap, IdMaps, subordinate_ranges
@@ -525,3 +525,19 @@ def test_pruning_layers_removes_those_a_killed_process_left_half_unpacked(busybo
     assert not half.exists()  # (unpacking holds the layers' lock, which pruning took: nobody was at it)
     assert rootfs.remove_unused_layers(busybox_store, set()) == 1
     assert [p.name for p in rootfs.layers_dir(busybox_store).iterdir() if not p.name.startswith(".")] == ["init"]
+
+
+def test_a_student_without_root_makes_the_same_debian_and_python_images(student: unprivileged.Student) -> None:
+    """As on Binder or a laptop without sudo: mmdebstrap under fakechroot and fakeroot, no privilege at all,
+    gives the images root made with chroot (set-up's), ID for ID: a reproducible build, owners included."""
+    try:
+        made_by_root = {name: get_image(cache_store(), name).id for name in (DEBIAN_TAG, PYTHON_TAG)}
+    except PyContainersError:
+        pytest.skip("the debian and python bases are not in root's base cache (./setup.sh makes them)")
+    result = student.run("system", "bases", DEBIAN_TAG, PYTHON_TAG, timeout=900,
+                         env={"XDG_CACHE_HOME": str(student.home / "cache")})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "--mode=fakechroot" in result.stdout
+    made = {name: ok(student.run("images", "-q", "--no-trunc", name)).strip() for name in made_by_root}
+    assert made == made_by_root
+    assert ok(student.run("run", "--rm", PYTHON_TAG, "python3", "-c", "import os; print(os.getuid())")) == "0\n"
