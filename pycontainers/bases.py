@@ -15,12 +15,15 @@ there into any store, so set-up is fast the second time and tests get bases in m
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from . import layer as layers
@@ -188,76 +191,119 @@ def bootstrap_mode() -> str:
 
 
 def _require_tools(mode: str) -> None:
-    for tool in ("mmdebstrap", *(("fakechroot", "fakeroot") if mode == "fakechroot" else ())):
+    for tool in ("mmdebstrap", *(("fakechroot", "fakeroot") if mode == "fakechroot" else ("unshare",))):
         if shutil.which(tool) is None:
             raise BaseUnavailable(f"{tool} is not installed (apt-get install {tool})")
 
 
-# mmdebstrap's hooks that merge /usr as debootstrap does (/bin -> usr/bin, ...) and install usr-is-merged;
-# without them apt satisfies "usrmerge | usr-is-merged" with usrmerge, which brings all of Perl along.
+# mmdebstrap's hooks (1.0 and later) that merge /usr as debootstrap does (/bin -> usr/bin, ...) and install
+# usr-is-merged; an older mmdebstrap lets apt satisfy "usrmerge | usr-is-merged" with usrmerge, which brings
+# Perl along: a bigger image, otherwise the same.
 MERGED_USR_HOOKS = "/usr/share/mmdebstrap/hooks/merged-usr"
 
-
 # The key that signs bookworm's package lists (debian-archive-keyring 2023.3+deb12u2's, public): a copy for
-# hosts whose own Debian keyring predates bookworm, as Ubuntu 22.04 (Binder's base image), which cannot
-# check the mirror otherwise. A host that has the key uses its own.
-SHIPPED_KEYRINGS = Path(__file__).with_name("keyrings")
+# hosts whose Debian keyring predates bookworm, as Ubuntu 22.04 (Binder's base image), where apt could not
+# check the mirror. Such a host gets a sources line that names this key; one that has the key uses its own.
+SHIPPED_KEY = Path(__file__).with_name("keyrings") / "debian-archive-bookworm-automatic.asc"
 HOST_KEYRINGS = ("/usr/share/keyrings/debian-archive-bookworm-automatic.gpg",
                  "/etc/apt/trusted.gpg.d/debian-archive-bookworm-automatic.asc",
                  "/etc/apt/trusted.gpg.d/debian-archive-bookworm-automatic.gpg")
+STOP_SECONDS = 30  # how long mmdebstrap may take to clean up after SIGTERM (it unmounts, removes its root)
 
 
-def keyring_options() -> list[str]:
-    """``--keyring`` with the shipped key where the host has no key for bookworm, else nothing."""
+def sources(mirror: str) -> str:
+    """mmdebstrap's MIRROR argument: the mirror's URL, or a sources line naming the shipped key."""
     if any(os.path.exists(path) for path in HOST_KEYRINGS):
-        return []
-    return [f"--keyring={SHIPPED_KEYRINGS}"]
+        return mirror
+    return f"deb [signed-by={SHIPPED_KEY}] {mirror} {DEBIAN_SUITE} main"
 
 
-def mmdebstrap(mode: str, mirror: str, tarball: str, extra: list[str]) -> subprocess.Popen[str]:
-    """Start mmdebstrap: a minimal bookworm (plus *extra* options) written as the tar archive *tarball*."""
+def mmdebstrap_version() -> str:
+    try:
+        out = subprocess.run(["mmdebstrap", "--version"], capture_output=True, text=True, errors="replace",
+                             timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        out = ""
+    return out.strip() or "mmdebstrap"
+
+
+def mmdebstrap(mode: str, mirror: str, tarball: str, extra: list[str], tmp: str) -> subprocess.Popen[bytes]:
+    """Start mmdebstrap: a minimal bookworm (plus *extra* options) written as the tar archive *tarball*.
+
+    In a process group of its own (``stop`` ends it all), its scratch root in *tmp*, its output in
+    ``<tarball>.log``. As root in a mount namespace of its own, so the /proc and /dev it mounts in its root
+    vanish with it, even if it is killed."""
     # Reproducible: fixed timestamps, and no .pyc written by Python's imports while the package scripts run
     # (their bytes vary from run to run); the scripts' own byte-compiling (py3compile) is deterministic.
-    env = {**os.environ, "SOURCE_DATE_EPOCH": str(layers.source_date_epoch()), "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {**os.environ, "SOURCE_DATE_EPOCH": str(layers.source_date_epoch()), "PYTHONDONTWRITEBYTECODE": "1",
+           "TMPDIR": tmp}
     hooks = [f"--hook-dir={MERGED_USR_HOOKS}"] if os.path.isdir(MERGED_USR_HOOKS) else []
-    return subprocess.Popen(["mmdebstrap", f"--mode={mode}", "--variant=minbase", "--format=tar", *hooks,
-                             *keyring_options(), *extra,
-                             DEBIAN_SUITE, tarball, mirror],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env)
+    private = ["unshare", "--mount", "--propagation", "private"] if mode == "root" else []
+    with open(f"{tarball}.log", "wb") as log:
+        return subprocess.Popen([*private, "mmdebstrap", f"--mode={mode}", "--variant=minbase", "--format=tar",
+                                 *hooks, *extra, DEBIAN_SUITE, tarball, sources(mirror)],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
 
 
-def _finish(proc: subprocess.Popen[str], what: str) -> None:
-    out, _ = proc.communicate()
-    if proc.returncode != 0:
-        tail = [line for line in out.strip().splitlines() if not line.startswith("I: ")][-3:] or ["no message"]
-        raise BaseUnavailable(f"{what} failed (exit {proc.returncode}): {' | '.join(tail)}")
+def wait_all(runs: dict[str, subprocess.Popen[bytes]], tarballs: dict[str, str]) -> None:
+    """Wait for every run; at the first that fails (or a Ctrl-C), stop the others and say why, in one line."""
+    try:
+        while True:
+            running = [proc for proc in runs.values() if proc.poll() is None]
+            failed = next((name for name, proc in runs.items() if proc.returncode), None)
+            if failed:
+                raise _failure(failed, runs[failed].returncode, f"{tarballs[failed]}.log")
+            if not running:
+                return
+            time.sleep(0.5)
+    except BaseException:
+        stop(runs.values())
+        raise
+
+
+def _failure(name: str, code: int, log: str) -> BaseUnavailable:
+    with open(log, errors="replace") as f:
+        said = [line for line in f.read().splitlines() if line and not line.startswith("I: ")]
+    return BaseUnavailable(f"mmdebstrap ({name}) failed (exit {code}): {' | '.join(said[-3:]) or 'no message'}")
+
+
+def stop(runs: Iterable[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each run's process group, let mmdebstrap clean up for ``STOP_SECONDS``, then SIGKILL."""
+    alive = [proc for proc in runs if proc.poll() is None]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for proc in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+        deadline = time.monotonic() + STOP_SECONDS
+        for proc in alive:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(0.0, deadline - time.monotonic()))
+        alive = [proc for proc in alive if proc.poll() is None]
 
 
 def build_debian_and_python(store: Store, log: Callable[[str], None] = print) -> tuple[Image, Image]:
     """Two root file systems from mmdebstrap, a minimal bookworm and the same with Debian's python3: the
-    first is debian's layer; what the second adds, changes and removes is python's second layer."""
+    first is debian's layer; what the second adds and changes is python's second layer."""
     mode = bootstrap_mode()
     _require_tools(mode)
     mirror = debian_mirror()
+    made_by = f"{mmdebstrap_version()} --variant=minbase {DEBIAN_SUITE}"  # (not the mode: it makes no difference)
     epoch = layers.source_date_epoch()
     with tempfile.TemporaryDirectory(prefix="bases-", dir=store.tmp_dir) as tmp:
-        log(f"mmdebstrap --mode={mode} --variant=minbase {DEBIAN_SUITE} from {mirror}, without and with "
-            "python3 (a minute or two, once)")
+        log(f"{made_by} --mode={mode} from {mirror}, without and with python3 (a minute or two, once)")
         tarballs = {name: os.path.join(tmp, f"{name}.tar") for name in ("debian", "python")}
-        runs = [mmdebstrap(mode, mirror, tarballs["debian"], []),
-                mmdebstrap(mode, mirror, tarballs["python"], [
-                    "--include=python3,python3-pip",
-                    # like Docker Hub's python images: pip may install into the image's Python (PEP 668 marker off)
-                    '--customize-hook=rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED'])]
+        runs: dict[str, subprocess.Popen[bytes]] = {}
         try:
-            for proc, name in zip(runs, tarballs, strict=True):
-                _finish(proc, f"mmdebstrap ({name})")
-        finally:
-            for proc in runs:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
+            runs["debian"] = mmdebstrap(mode, mirror, tarballs["debian"], [], tmp)
+            runs["python"] = mmdebstrap(mode, mirror, tarballs["python"], [
+                "--include=python3,python3-pip",
+                # like Docker Hub's python images: pip may install into the image's Python (PEP 668 marker off)
+                '--customize-hook=rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED'], tmp)
+        except BaseException:
+            stop(runs.values())
+            raise
+        wait_all(runs, tarballs)
         trees = {}
         for name, tarball in tarballs.items():
             os.mkdir(os.path.join(tmp, name))
@@ -271,18 +317,17 @@ def build_debian_and_python(store: Store, log: Callable[[str], None] = print) ->
             deb_config = add_metadata_step(
                 deb_config, '/bin/sh -c #(nop)  CMD ["bash"]', Cmd=["bash"],
                 Labels={LABEL_RECIPE: str(RECIPE_VERSION),
-                        LABEL_MADE_BY: f"mmdebstrap --variant=minbase {DEBIAN_SUITE} from {mirror}, "
-                                       "trimmed like Docker's slim images"})
+                        LABEL_MADE_BY: f"{made_by} from {mirror}, trimmed like Docker's slim images"})
             debian = commit_image(store, deb_config, [base_desc], [DEBIAN_TAG, "debian:12-slim"])
             py_desc = write_layer(store, layers.diff(trees["debian"], trees["python"], epoch=epoch))
             py_config = add_layer(debian.config, py_desc,
-                                  "/bin/sh -c apt-get update && apt-get install -y --no-install-recommends "
-                                  "python3 python3-pip && apt-get clean && rm /usr/lib/python3*/EXTERNALLY-MANAGED",
-                                  epoch=epoch)
+                                  "pycontainers bases: Debian's python3 and python3-pip, what mmdebstrap "
+                                  "--include=python3,python3-pip adds to the same bookworm", epoch=epoch)
             py_config = add_metadata_step(
                 py_config, '/bin/sh -c #(nop)  CMD ["python3"]', Cmd=["python3"],
                 Labels={LABEL_RECIPE: str(RECIPE_VERSION),
-                        LABEL_MADE_BY: f"{DEBIAN_TAG} plus Debian's python3 and python3-pip (mmdebstrap --include)"})
+                        LABEL_MADE_BY: f"{DEBIAN_TAG} plus Debian's python3 and python3-pip ({made_by} "
+                                       "--include=python3,python3-pip), with pip allowed to install system-wide"})
             python = commit_image(store, py_config, [base_desc, py_desc], [PYTHON_TAG, "python:3.11"])
     return debian, python
 

@@ -395,44 +395,71 @@ def archive_entries(path: str, scratch: str, *, epoch: int | None = None,
     fakeroot) writes root's files as root's in its archive, which the user could never ``chown`` to. Owners,
     modes and types come from the headers, so reading needs no privilege; the data goes into numbered
     files in *scratch*. Timestamps become *epoch*, as in every layer here. *leave_out(rel, info)* drops
-    members (``bases`` drops documentation, as Docker's slim images do).
+    members (``bases`` drops documentation, as Docker's slim images do); a hard link kept to a file left
+    out becomes that file (the first such link; the others link to it).
     """
-    import hashlib
-
     epoch = source_date_epoch() if epoch is None else epoch
     entries: dict[str, Entry] = {}
     digests: dict[str, str] = {}
+    left_out: dict[str, tarfile.TarInfo] = {}  # regular files left out, by path: a kept link may need one
     try:
-        with tarfile.open(path, mode="r|") as tar:
-            for n, member in enumerate(tar):
+        with tarfile.open(path, mode="r:") as tar:
+            for member in tar:
                 try:
                     rel = clean_path(member.name)
+                    target = clean_path(member.linkname) if member.islnk() else ""
                 except ValueError as exc:
                     raise LayerError(f"{path}: member {member.name!r} {exc}") from None
-                if not rel or leave_out(rel, member):
+                if not rel:
                     continue
-                info = new_info(rel, member.type, mode=member.mode, uid=member.uid, gid=member.gid,
-                                epoch=epoch)
+                if leave_out(rel, member):
+                    if member.isreg():
+                        left_out[rel] = member
+                    continue
+                info = new_info(rel, member.type, mode=member.mode, uid=member.uid, gid=member.gid, epoch=epoch)
                 source = None
+                if member.islnk() and target in left_out:  # its data, under this name now
+                    member, left_out[target] = left_out[target], _link_to(rel, member)
+                    target = member.linkname if member.islnk() else ""
                 if member.isreg():
                     info.type, info.size = tarfile.REGTYPE, member.size
-                    source = os.path.join(scratch, str(n))
-                    data, sha = tar.extractfile(member), hashlib.sha256()
-                    with open(source, "wb") as out:
-                        while chunk := data.read(_CHUNK):  # type: ignore[union-attr]
-                            out.write(chunk)
-                            sha.update(chunk)
-                    digests[rel] = sha.hexdigest()
+                    source = os.path.join(scratch, str(len(digests)))
+                    digests[rel] = _unpack_data(tar, member, source)
+                elif member.islnk():
+                    if target not in entries:
+                        raise LayerError(f"{path}: member {rel!r} is a hard link to {target!r}, which comes "
+                                         "nowhere before it")
+                    info.linkname = target
                 elif member.issym():
                     info.linkname = member.linkname
-                elif member.islnk():
-                    info.linkname = clean_path(member.linkname)
                 elif member.isdev():
                     info.devmajor, info.devminor = member.devmajor, member.devminor
+                elif not (member.isdir() or member.isfifo()):
+                    raise LayerError(f"{path}: member {rel!r} is of a type a layer cannot hold ({member.type!r})")
                 entries[rel] = Entry(info, source)
-    except (tarfile.TarError, ValueError) as exc:
+    except tarfile.TarError as exc:
         raise LayerError(f"{path}: not a valid tar archive ({exc})") from None
     return RootFs(entries, digests)
+
+
+def _link_to(rel: str, member: tarfile.TarInfo) -> tarfile.TarInfo:
+    """A hard link to *rel*: what later links to a left-out file become, once *rel* holds its data."""
+    link = tarfile.TarInfo(rel)
+    link.type, link.linkname = tarfile.LNKTYPE, rel
+    link.mode, link.uid, link.gid = member.mode, member.uid, member.gid
+    return link
+
+
+def _unpack_data(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: str) -> str:
+    """Copy *member*'s data to the file *dest*; its sha256."""
+    import hashlib
+
+    data, sha = tar.extractfile(member), hashlib.sha256()
+    with open(dest, "wb") as out:
+        while chunk := data.read(_CHUNK):  # type: ignore[union-attr]
+            out.write(chunk)
+            sha.update(chunk)
+    return sha.hexdigest()
 
 
 def _same(a: Entry, b: Entry, a_digests: dict[str, str], b_digests: dict[str, str]) -> bool:

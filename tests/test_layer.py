@@ -912,3 +912,24 @@ def test_diff_of_a_tree_with_itself_is_empty(tmp_path: Path) -> None:
     items = [owned("a", tarfile.DIRTYPE, mode=0o755), owned("a/f", data=b"x"),
              owned("a/l", tarfile.SYMTYPE, mode=0o777, linkname="f")]
     assert L.diff(rootfs(tmp_path, "one", *items), rootfs(tmp_path, "two", *items)) == []
+
+
+def test_a_hard_link_to_a_file_left_out_becomes_the_file(tmp_path: Path) -> None:
+    """The slim filter drops usr/share/doc; a link kept elsewhere to a file there must not dangle."""
+    fs = rootfs(tmp_path, "a",
+                owned("usr/share/doc/x/README", data=b"read me\n"),
+                owned("usr/lib/x/README", tarfile.LNKTYPE, linkname="usr/share/doc/x/README"),
+                owned("usr/lib/y/README", tarfile.LNKTYPE, linkname="usr/share/doc/x/README"),
+                leave_out=lambda rel, info: rel.startswith("usr/share/doc/"))
+    first, second = fs.entries["usr/lib/x/README"].info, fs.entries["usr/lib/y/README"].info
+    assert (first.type, first.size, second.type, second.linkname) == (
+        tarfile.REGTYPE, 8, tarfile.LNKTYPE, "usr/lib/x/README")
+    out = tmp_path / "out"
+    out.mkdir()
+    extract(layer_bytes(list(fs.entries.values())), out)
+    assert (out / "usr/lib/y/README").read_bytes() == b"read me\n"
+
+
+def test_a_hard_link_to_nothing_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(LayerError, match=r"member 'b' is a hard link to 'a', which comes nowhere before it"):
+        rootfs(tmp_path, "a", owned("b", tarfile.LNKTYPE, linkname="a"))
