@@ -191,9 +191,20 @@ def bootstrap_mode() -> str:
 
 
 def _require_tools(mode: str) -> None:
-    for tool in ("mmdebstrap", *(("fakechroot", "fakeroot") if mode == "fakechroot" else ("unshare",))):
+    for tool in ("mmdebstrap", *(("fakechroot", "fakeroot") if mode == "fakechroot" else ())):
         if shutil.which(tool) is None:
             raise BaseUnavailable(f"{tool} is not installed (apt-get install {tool})")
+
+
+def private_mounts() -> list[str]:
+    """``unshare --mount`` before mmdebstrap as root, where root may make a mount namespace (not in a
+    container without CAP_SYS_ADMIN: mmdebstrap then mounts nothing, and needs none)."""
+    try:
+        ok = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"], capture_output=True,
+                            timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        ok = False
+    return ["unshare", "--mount", "--propagation", "private"] if ok else []
 
 
 # mmdebstrap's hooks (1.0 and later) that merge /usr as debootstrap does (/bin -> usr/bin, ...) and install
@@ -227,18 +238,20 @@ def mmdebstrap_version() -> str:
     return out.strip() or "mmdebstrap"
 
 
-def mmdebstrap(mode: str, mirror: str, tarball: str, extra: list[str], tmp: str) -> subprocess.Popen[bytes]:
+def mmdebstrap(mode: str, mirror: str, tarball: str, extra: list[str], tmp: str,
+               private: list[str]) -> subprocess.Popen[bytes]:
     """Start mmdebstrap: a minimal bookworm (plus *extra* options) written as the tar archive *tarball*.
 
     In a process group of its own (``stop`` ends it all), its scratch root in *tmp*, its output in
-    ``<tarball>.log``. As root in a mount namespace of its own, so the /proc and /dev it mounts in its root
-    vanish with it, even if it is killed."""
+    ``<tarball>.log``. As root in a mount namespace of its own (*private*: ``private_mounts``), so the /proc
+    and /dev it mounts in its root vanish with it, even if it is killed. The image's sources.list names the
+    mirror alone, whatever key this host checked it with."""
     # Reproducible: fixed timestamps, and no .pyc written by Python's imports while the package scripts run
     # (their bytes vary from run to run); the scripts' own byte-compiling (py3compile) is deterministic.
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(layers.source_date_epoch()), "PYTHONDONTWRITEBYTECODE": "1",
            "TMPDIR": tmp}
     hooks = [f"--hook-dir={MERGED_USR_HOOKS}"] if os.path.isdir(MERGED_USR_HOOKS) else []
-    private = ["unshare", "--mount", "--propagation", "private"] if mode == "root" else []
+    hooks.append(f'--customize-hook=echo "deb {mirror} {DEBIAN_SUITE} main" > "$1/etc/apt/sources.list"')
     with open(f"{tarball}.log", "wb") as log:
         return subprocess.Popen([*private, "mmdebstrap", f"--mode={mode}", "--variant=minbase", "--format=tar",
                                  *hooks, *extra, DEBIAN_SUITE, tarball, sources(mirror)],
@@ -247,39 +260,66 @@ def mmdebstrap(mode: str, mirror: str, tarball: str, extra: list[str], tmp: str)
 
 
 def wait_all(runs: dict[str, subprocess.Popen[bytes]], tarballs: dict[str, str]) -> None:
-    """Wait for every run; at the first that fails (or a Ctrl-C), stop the others and say why, in one line."""
-    try:
-        while True:
-            running = [proc for proc in runs.values() if proc.poll() is None]
-            failed = next((name for name, proc in runs.items() if proc.returncode), None)
-            if failed:
-                raise _failure(failed, runs[failed].returncode, f"{tarballs[failed]}.log")
-            if not running:
-                return
-            time.sleep(0.5)
-    except BaseException:
-        stop(runs.values())
-        raise
+    """Wait for every run; at the first that fails, raise ``BaseUnavailable`` saying why, in one line."""
+    while True:
+        running = [proc for proc in runs.values() if proc.poll() is None]
+        failed = next((name for name, proc in runs.items() if proc.returncode), None)
+        if failed:
+            raise _failure(failed, runs[failed].returncode, f"{tarballs[failed]}.log")
+        if not running:
+            return
+        time.sleep(0.5)
+
+
+# mmdebstrap's last words when apt failed: the cause (a name that does not resolve, a 404) comes before them
+_GENERIC = re.compile(r"^E: (mmdebstrap failed to run|setup failed|apt-get .* failed|run_chroot failed)")
 
 
 def _failure(name: str, code: int, log: str) -> BaseUnavailable:
+    """One line: the lines that say why, and where the whole output is kept (the scratch dir goes)."""
     with open(log, errors="replace") as f:
-        said = [line for line in f.read().splitlines() if line and not line.startswith("I: ")]
-    return BaseUnavailable(f"mmdebstrap ({name}) failed (exit {code}): {' | '.join(said[-3:]) or 'no message'}")
+        lines = f.read().splitlines()
+    said = [line for line in lines if line.startswith(("E: ", "Err:", "W: Failed")) and not _GENERIC.match(line)]
+    kept = cache_dir() / f"mmdebstrap-{name}.log"
+    with contextlib.suppress(OSError):
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(log, kept)
+    return BaseUnavailable(f"mmdebstrap ({name}) failed (exit {code}): "
+                           f"{' | '.join(said[-3:] or lines[-1:]) or 'no message'} (its output: {kept})")
 
 
-def stop(runs: Iterable[subprocess.Popen[bytes]]) -> None:
-    """SIGTERM each run's process group, let mmdebstrap clean up for ``STOP_SECONDS``, then SIGKILL."""
-    alive = [proc for proc in runs if proc.poll() is None]
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for proc in alive:
+def stop(runs: Iterable[subprocess.Popen[bytes]], log: Callable[[str], None]) -> None:
+    """End each run's whole process group: SIGTERM, ``STOP_SECONDS`` for mmdebstrap to clean up (its main
+    process outlives a wrapper that dies at once: fakechroot's), then SIGKILL; a second Ctrl-C meanwhile
+    goes straight to SIGKILL."""
+    groups = [proc for proc in runs if _group_alive(proc)]
+    if groups:
+        log("stopping mmdebstrap (it removes what it made first)")
+    for sig, patience in ((signal.SIGTERM, STOP_SECONDS), (signal.SIGKILL, 5.0)):
+        for proc in groups:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, sig)
-        deadline = time.monotonic() + STOP_SECONDS
-        for proc in alive:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(max(0.0, deadline - time.monotonic()))
-        alive = [proc for proc in alive if proc.poll() is None]
+        deadline = time.monotonic() + patience
+        try:
+            while (groups := [proc for proc in groups if _group_alive(proc)]) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        except KeyboardInterrupt:
+            if sig == signal.SIGKILL:
+                raise
+    for proc in runs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(1)
+
+
+def _group_alive(proc: subprocess.Popen[bytes]) -> bool:
+    """Is any process of *proc*'s group (its PGID is its PID: ``start_new_session``) left? Its leader is reaped
+    on the way; while others remain, the kernel keeps the group's ID from being reused."""
+    proc.poll()
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def build_debian_and_python(store: Store, log: Callable[[str], None] = print) -> tuple[Image, Image]:
@@ -294,16 +334,17 @@ def build_debian_and_python(store: Store, log: Callable[[str], None] = print) ->
         log(f"{made_by} --mode={mode} from {mirror}, without and with python3 (a minute or two, once)")
         tarballs = {name: os.path.join(tmp, f"{name}.tar") for name in ("debian", "python")}
         runs: dict[str, subprocess.Popen[bytes]] = {}
+        private = private_mounts() if mode == "root" else []
         try:
-            runs["debian"] = mmdebstrap(mode, mirror, tarballs["debian"], [], tmp)
+            runs["debian"] = mmdebstrap(mode, mirror, tarballs["debian"], [], tmp, private)
             runs["python"] = mmdebstrap(mode, mirror, tarballs["python"], [
                 "--include=python3,python3-pip",
                 # like Docker Hub's python images: pip may install into the image's Python (PEP 668 marker off)
-                '--customize-hook=rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED'], tmp)
-        except BaseException:
-            stop(runs.values())
+                '--customize-hook=rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED'], tmp, private)
+            wait_all(runs, tarballs)
+        except BaseException:  # a failure, or Ctrl-C: nothing of either run may outlive this
+            stop(runs.values(), log)
             raise
-        wait_all(runs, tarballs)
         trees = {}
         for name, tarball in tarballs.items():
             os.mkdir(os.path.join(tmp, name))

@@ -21,6 +21,7 @@ even a check that missed something could not be tricked into following a link.
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import shutil
 import stat
@@ -402,6 +403,7 @@ def archive_entries(path: str, scratch: str, *, epoch: int | None = None,
     entries: dict[str, Entry] = {}
     digests: dict[str, str] = {}
     left_out: dict[str, tarfile.TarInfo] = {}  # regular files left out, by path: a kept link may need one
+    numbers = itertools.count()  # scratch files' names (a name the archive repeats must not share one)
     try:
         with tarfile.open(path, mode="r:") as tar:
             for member in tar:
@@ -416,14 +418,16 @@ def archive_entries(path: str, scratch: str, *, epoch: int | None = None,
                     if member.isreg():
                         left_out[rel] = member
                     continue
+                if member.islnk() and target in left_out:
+                    stored = left_out[target]
+                    if stored.isreg():  # the first kept name of a file left out: the file itself, from now on
+                        left_out[target] = _link_to(rel)
+                    member, target = stored, stored.linkname  # (the file, or a link to that first name)
                 info = new_info(rel, member.type, mode=member.mode, uid=member.uid, gid=member.gid, epoch=epoch)
                 source = None
-                if member.islnk() and target in left_out:  # its data, under this name now
-                    member, left_out[target] = left_out[target], _link_to(rel, member)
-                    target = member.linkname if member.islnk() else ""
                 if member.isreg():
                     info.type, info.size = tarfile.REGTYPE, member.size
-                    source = os.path.join(scratch, str(len(digests)))
+                    source = os.path.join(scratch, str(next(numbers)))
                     digests[rel] = _unpack_data(tar, member, source)
                 elif member.islnk():
                     if target not in entries:
@@ -442,11 +446,10 @@ def archive_entries(path: str, scratch: str, *, epoch: int | None = None,
     return RootFs(entries, digests)
 
 
-def _link_to(rel: str, member: tarfile.TarInfo) -> tarfile.TarInfo:
+def _link_to(rel: str) -> tarfile.TarInfo:
     """A hard link to *rel*: what later links to a left-out file become, once *rel* holds its data."""
     link = tarfile.TarInfo(rel)
     link.type, link.linkname = tarfile.LNKTYPE, rel
-    link.mode, link.uid, link.gid = member.mode, member.uid, member.gid
     return link
 
 

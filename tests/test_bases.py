@@ -47,65 +47,87 @@ def test_a_host_without_bookworm_s_key_gets_the_shipped_one(monkeypatch: pytest.
     assert bases.sources("http://deb.debian.org/debian") == "http://deb.debian.org/debian"  # the host's own key
 
 
-def fake_mmdebstrap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> Path:
-    """An ``mmdebstrap`` on PATH that runs *script* (sh); it records its PID in <its tarball>.pid."""
+def fake_mmdebstrap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> None:
+    """An ``mmdebstrap`` on PATH that runs *script* (sh, with $out its tarball, $name debian or python)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     tool = bin_dir / "mmdebstrap"
     tool.write_text("#!/bin/sh\n"
                     '[ "$1" = --version ] && echo "mmdebstrap 0.0-test" && exit 0\n'
                     'for a; do case $a in *.tar) out=$a;; esac; done\n'
-                    'echo $$ > "$out.pid"\n' + script)
+                    'case "$*" in *--include*) name=python;; *) name=debian;; esac\n' + script)
     tool.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     monkeypatch.setattr(bases, "STOP_SECONDS", 2)
-    return bin_dir
+    monkeypatch.setattr(bases, "bootstrap_mode", lambda: "fakechroot")
+    monkeypatch.setattr(bases, "_require_tools", lambda mode: None)
+    monkeypatch.setattr(bases, "cache_dir", lambda: tmp_path / "cache")
+
+
+# A run whose main process outlives the one we started, and shrugs off SIGTERM: as mmdebstrap under
+# fakechroot (a wrapper shell that dies at once, mmdebstrap cleaning up first). It writes its PID to <tarball>.child.
+STUBBORN = """sh -c 'trap "" TERM; echo $$ > "$0.child"; exec sleep 60' "$out" &
+wait
+"""
+
+
+def stubborn_pids(store: Store) -> list[int]:
+    return [int(text) for p in store.tmp_dir.glob("bases-*/*.tar.child") if (text := p.read_text().strip())]
 
 
 def alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
         return False
-    return True
 
 
 def test_one_run_failing_stops_the_other_and_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The first failure ends the build at once (the other run is stopped, not waited for) in one line."""
-    fake_mmdebstrap(tmp_path, monkeypatch, 'case "$*" in\n'
-                    '  *--include*) sleep 60;;\n'
-                    '  *) echo "I: downloading"; echo "E: Failed to fetch http://deb.debian.org/x 404"; exit 1;;\n'
-                    'esac\n')
+    """The first failure ends the build at once: the other run is stopped, to its last process, and the
+    one line names apt's reason, not mmdebstrap's last words, and where the whole output is."""
+    fake_mmdebstrap(tmp_path, monkeypatch, 'if [ $name = python ]; then\n' + STUBBORN + 'fi\n'
+                    'while [ ! -s "${out%debian.tar}python.tar.child" ]; do sleep 0.05; done\n'
+                    'cp "${out%debian.tar}python.tar.child" "' + str(tmp_path) + '/python.child"\n'
+                    'echo "I: downloading"\n'
+                    'echo "Err:1 http://deb.debian.org/debian bookworm InRelease"\n'
+                    'echo "E: Failed to fetch http://deb.debian.org/debian/dists/bookworm/InRelease  404"\n'
+                    'echo "E: apt-get update -oAPT::Status-Fd=<$fd> failed"\n'
+                    'echo "E: mmdebstrap failed to run"\n'
+                    'exit 1\n')
     store = Store(tmp_path / "store")
-    monkeypatch.setattr(bases, "bootstrap_mode", lambda: "fakechroot")
-    monkeypatch.setattr(bases, "_require_tools", lambda mode: None)
     started = time.monotonic()
     with pytest.raises(bases.BaseUnavailable) as failure:
         bases.build_debian_and_python(store, log=lambda line: None)
-    assert str(failure.value) == "mmdebstrap (debian) failed (exit 1): E: Failed to fetch http://deb.debian.org/x 404"
+    kept = tmp_path / "cache" / "mmdebstrap-debian.log"
+    assert str(failure.value) == (
+        "mmdebstrap (debian) failed (exit 1): Err:1 http://deb.debian.org/debian bookworm InRelease | "
+        f"E: Failed to fetch http://deb.debian.org/debian/dists/bookworm/InRelease  404 (its output: {kept})")
+    assert "E: mmdebstrap failed to run" in kept.read_text()
     assert time.monotonic() - started < 30  # not the 60 s of the other run
-    assert list(store.tmp_dir.iterdir()) == []  # the scratch directory went, with both tarballs' logs
+    assert not alive(int((tmp_path / "python.child").read_text()))  # SIGKILLed, though it ignores SIGTERM
+    assert list(store.tmp_dir.iterdir()) == []  # the scratch directory went
 
 
-def test_a_ctrl_c_stops_both_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_mmdebstrap(tmp_path, monkeypatch, "sleep 60\n")
+def test_a_ctrl_c_stops_both_runs_to_their_last_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_mmdebstrap(tmp_path, monkeypatch, STUBBORN)
     store = Store(tmp_path / "store")
-    monkeypatch.setattr(bases, "bootstrap_mode", lambda: "fakechroot")
-    monkeypatch.setattr(bases, "_require_tools", lambda mode: None)
     pids: list[int] = []
     real_sleep = time.sleep
+    said: list[str] = []
 
     def interrupt(seconds: float) -> None:  # (time.sleep: while both run, and while they are stopped)
         if len(pids) < 2:
-            pids[:] = [int(text) for p in store.tmp_dir.glob("bases-*/*.tar.pid") if (text := p.read_text().strip())]
+            pids[:] = stubborn_pids(store)
             if len(pids) == 2:
                 raise KeyboardInterrupt  # once
         real_sleep(min(seconds, 0.05))
 
     monkeypatch.setattr(bases.time, "sleep", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        bases.build_debian_and_python(store, log=lambda line: None)
+        bases.build_debian_and_python(store, log=said.append)
     assert len(pids) == 2 and not any(alive(pid) for pid in pids)
+    assert said[-1] == "stopping mmdebstrap (it removes what it made first)"
 
 
 def test_the_mode_follows_the_user(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -120,3 +142,25 @@ def test_a_missing_tool_is_named_with_its_package(monkeypatch: pytest.MonkeyPatc
     bases._require_tools("root")  # root needs no fakechroot
     with pytest.raises(bases.BaseUnavailable, match=r"^fakechroot is not installed \(apt-get install fakechroot\)$"):
         bases._require_tools("fakechroot")
+
+
+def test_the_runs_are_told_the_mirror_the_key_and_to_leave_the_key_out_of_the_image(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a host without bookworm's key (Binder): the sources line names the shipped key, yet the images'
+    own sources.list names the mirror alone (a host path in an image would break apt there, and its ID)."""
+    fake_mmdebstrap(tmp_path, monkeypatch, 'printf "%s\\\\n" "$@" > "' + str(tmp_path) + '/$name.args"\n'
+                    'tar -cf "$out" -T /dev/null\n')
+    monkeypatch.setattr(bases, "HOST_KEYRINGS", ())
+    monkeypatch.setattr(bases, "debian_mirror", lambda: "http://mirror.example/debian")
+    store = Store(tmp_path / "store")
+    debian, python = bases.build_debian_and_python(store, log=lambda line: None)
+    assert bases.DEBIAN_TAG in debian.tags[1] and bases.PYTHON_TAG in python.tags[1]
+    assert python.labels[bases.LABEL_MADE_BY].startswith("debian:bookworm-slim plus Debian's python3 and python3-pip "
+                                                          "(mmdebstrap 0.0-test --variant=minbase bookworm")
+    for name in ("debian", "python"):
+        args = (tmp_path / f"{name}.args").read_text().splitlines()
+        assert args[-1] == f"deb [signed-by={bases.SHIPPED_KEY}] http://mirror.example/debian bookworm main"
+        assert ('--customize-hook=echo "deb http://mirror.example/debian bookworm main" > "$1/etc/apt/sources.list"'
+                in args)
+        assert "--mode=fakechroot" in args and "--variant=minbase" in args
+    assert "--include=python3,python3-pip" in (tmp_path / "python.args").read_text().splitlines()

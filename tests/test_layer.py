@@ -917,17 +917,26 @@ def test_diff_of_a_tree_with_itself_is_empty(tmp_path: Path) -> None:
 def test_a_hard_link_to_a_file_left_out_becomes_the_file(tmp_path: Path) -> None:
     """The slim filter drops usr/share/doc; a link kept elsewhere to a file there must not dangle."""
     fs = rootfs(tmp_path, "a",
-                owned("usr/share/doc/x/README", data=b"read me\n"),
+                owned("usr/share/doc/x/README", data=b"read me\n", mode=0o755, uid=5),
                 owned("usr/lib/x/README", tarfile.LNKTYPE, linkname="usr/share/doc/x/README"),
                 owned("usr/lib/y/README", tarfile.LNKTYPE, linkname="usr/share/doc/x/README"),
+                owned("usr/lib/z/README", tarfile.LNKTYPE, linkname="usr/share/doc/x/README"),
                 leave_out=lambda rel, info: rel.startswith("usr/share/doc/"))
-    first, second = fs.entries["usr/lib/x/README"].info, fs.entries["usr/lib/y/README"].info
-    assert (first.type, first.size, second.type, second.linkname) == (
-        tarfile.REGTYPE, 8, tarfile.LNKTYPE, "usr/lib/x/README")
+    first = fs.entries["usr/lib/x/README"].info
+    assert (first.type, first.size, first.mode, first.uid) == (tarfile.REGTYPE, 8, 0o755, 5)  # the file's own
+    for other in ("y", "z"):  # each links to the first kept name
+        link = fs.entries[f"usr/lib/{other}/README"].info
+        assert (link.type, link.linkname) == (tarfile.LNKTYPE, "usr/lib/x/README")
     out = tmp_path / "out"
     out.mkdir()
     extract(layer_bytes(list(fs.entries.values())), out)
-    assert (out / "usr/lib/y/README").read_bytes() == b"read me\n"
+    assert (out / "usr/lib/z/README").read_bytes() == b"read me\n"
+
+
+def test_a_name_the_archive_repeats_keeps_its_last_data(tmp_path: Path) -> None:
+    fs = rootfs(tmp_path, "a", owned("a", data=b"first"), owned("a", data=b"again"), owned("b", data=b"bbbbb"))
+    assert Path(str(fs.entries["a"].source)).read_bytes() == b"again"
+    assert Path(str(fs.entries["b"].source)).read_bytes() == b"bbbbb"
 
 
 def test_a_hard_link_to_nothing_is_refused_by_name(tmp_path: Path) -> None:
