@@ -15,6 +15,7 @@ SYSTEM_PACKAGES=(
     tini
     skopeo
     umoci
+    docker-registry
     mmdebstrap
     fakechroot
     fakeroot

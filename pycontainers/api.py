@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -123,6 +124,14 @@ def inspect(image: core.Image) -> dict[str, Any]:
     }
 
 
+def _echo(event: dict[str, Any]) -> None:
+    from .registry import progress_line
+
+    line = progress_line(event)
+    if line is not None:
+        print(line, flush=True)
+
+
 class ImageCollection:
     """``client.images``: list, get, remove, prune, load, and the low-level builder."""
 
@@ -170,6 +179,37 @@ class ImageCollection:
         finally:
             if f is not data:
                 f.close()
+
+    def pull(self, repository: str, tag: str | None = None, all_tags: bool = False,
+             echo: bool = False) -> Image:
+        """docker-py's: download *repository* (``tag`` or ``latest``; ``repository@sha256:...`` pins one
+        content) from its registry, verify it and tag it. ``echo=True`` prints ``docker pull``'s lines."""
+        from . import registry
+
+        if all_tags:
+            raise InvalidArgument("pull(all_tags=True) is not supported: name one tag or digest")
+        name = f"{repository}:{tag}" if tag and not tag.startswith("sha256:") else (
+            f"{repository}@{tag}" if tag else repository)
+        return Image(self.client, registry.pull(self._store, name, on_event=_echo if echo else None).image)
+
+    def push(self, repository: str, tag: str | None = None, stream: bool = False, decode: bool = False,
+             echo: bool = False) -> Any:
+        """docker-py's: upload the image tagged *repository*[:*tag*] to its registry. Returns the progress
+        as docker-py does: one string of JSON lines, or with *stream* an iterator of them (dicts with
+        *decode*). ``echo=True`` also prints ``docker push``'s lines as they happen."""
+        from . import registry
+
+        events: list[dict[str, Any]] = []
+
+        def record(event: dict[str, Any]) -> None:
+            events.append(event)
+            if echo:
+                _echo(event)
+
+        registry.push(self._store, f"{repository}:{tag}" if tag else repository, on_event=record)
+        if stream:
+            return iter(events) if decode else (json.dumps(e) + "\r\n" for e in events)
+        return "".join(json.dumps(e) + "\r\n" for e in events)
 
     def build(self, path: str | os.PathLike[str], tag: str | list[str] | None = None, dockerfile: str = "Dockerfile",
               buildargs: dict[str, str] | None = None, nocache: bool = False, target: str | None = None,

@@ -320,8 +320,23 @@ class Builder:
         try:
             return get_image(self.store, name)
         except PyContainersError:
+            pass
+        from . import registry
+
+        if not registry.names_a_registry(name):  # Docker Hub, which the course's machines cannot reach
             raise ins.error(f"pull access denied for {name}: the image is not in the store and there is no "
-                            "registry to pull it from (try: pycontainers images)") from None
+                            "registry to pull it from (try: pycontainers images)")
+        try:
+            return registry.pull(self.store, name, on_event=self._pull_event).image
+        except PyContainersError as exc:
+            raise ins.error(f"pulling {name}: {exc}") from None
+
+    def _pull_event(self, event: dict[str, Any]) -> None:
+        from .registry import progress_line
+
+        line = progress_line(event)
+        if line is not None:
+            self.emit("output", stream=2, text=line + "\n")
 
     # ------------------------------------------------------------------------------ instructions
 

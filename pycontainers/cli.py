@@ -125,6 +125,31 @@ def cmd_tag(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pull(a: argparse.Namespace) -> int:
+    from . import registry
+
+    def show(event: dict[str, object]) -> None:
+        line = registry.progress_line(event)
+        if line is not None and not a.quiet:
+            print(line, flush=True)
+
+    pulled = registry.pull(_store(), a.name, on_event=show)
+    print(pulled.reference)
+    return 0
+
+
+def cmd_push(a: argparse.Namespace) -> int:
+    from . import registry
+
+    def show(event: dict[str, object]) -> None:
+        line = registry.progress_line(event)
+        if line is not None and not a.quiet:
+            print(line, flush=True)
+
+    registry.push(_store(), a.name, on_event=show)
+    return 0
+
+
 def cmd_rmi(a: argparse.Namespace) -> int:
     from .api import remove_image
     from .errors import PyContainersError
@@ -881,6 +906,20 @@ def _add_tag(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_tag)
 
 
+def _add_pull(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pull", help="download an image from a registry (NAME[:TAG|@DIGEST])")
+    p.add_argument("name")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the image's full name")
+    p.set_defaults(func=cmd_pull)
+
+
+def _add_push(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("push", help="upload an image to a registry (NAME[:TAG]; tag it with that name first)")
+    p.add_argument("name")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.set_defaults(func=cmd_push)
+
+
 def _add_rmi(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rmi", help="remove one or more images")
     p.add_argument("images", nargs="+")
@@ -918,7 +957,7 @@ def _add_image(sub: argparse._SubParsersAction) -> None:
     _add_images_flags(image.add_parser("ls", aliases=["list"], help="list images"))
     _add_history_flags(image.add_parser("history", help="show the history of an image"))
     for name, src in (("inspect", "inspect"), ("tag", "tag"), ("rm", "rmi"), ("save", "save"),
-                      ("load", "load")):
+                      ("load", "load"), ("pull", "pull"), ("push", "push")):
         parent = sub.choices[src]
         p = image.add_parser(name, help=parent.description or src)
         for action in parent._actions[1:]:
@@ -1163,7 +1202,8 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 # Every top-level command, in the order of --help. image and container borrow the flags of others.
 _SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "images": _add_images, "history": _add_history, "inspect": _add_inspect, "tag": _add_tag, "rmi": _add_rmi,
-    "save": _add_save, "load": _add_load, "image": _add_image, "system": _add_system, "run": _add_run,
+    "save": _add_save, "load": _add_load, "pull": _add_pull, "push": _add_push, "image": _add_image,
+    "system": _add_system, "run": _add_run,
     "ps": _add_ps, "logs": _add_logs, "build": _add_build, "exec": _add_exec, "bundle": _add_bundle,
     "top": _add_top, "diff": _add_diff, "commit": _add_commit, "start": _add_start, "stop": _add_stop,
     "kill": _add_kill, "rm": _add_rm, "wait": _add_wait, "container": _add_container, "vm": _add_vm,

@@ -455,11 +455,15 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
             raise InvalidArgument(f"{what}: the proot back end cannot make a file system read-only")
     try:
         image = get_image(store, image_name)
-    except ImageNotFound as exc:  # Docker would pull it now; there is no registry to pull from by default
+    except ImageNotFound as exc:
         if not str(exc).startswith("No such image"):
             raise
-        raise ImageNotFound(f"{exc}: it is not in this store (pycontainers images lists what is; "
-                            "pycontainers system bases makes busybox, debian and python)") from None
+        from . import registry
+
+        if not registry.names_a_registry(image_name):  # Docker Hub: not reachable from the course's machines
+            raise ImageNotFound(f"{exc}: it is not in this store (pycontainers images lists what is; "
+                                "pycontainers system bases makes busybox, debian and python)") from None
+        image = registry.pull_missing(store, image_name)
     cid = new_container_id()
     spec = make_spec(image, image_name, command, volumes_dir=str(store.home / "volumes"), container_id=cid,
                      **options)

@@ -384,6 +384,9 @@ TOOLS: dict[str, _Tool] = {
     "mmdebstrap": _Tool(("--version",), "makes the debian and python base images (as root, or under fakechroot)",
                         "The debian and python base images cannot be made here (apt-get install mmdebstrap "
                         "fakechroot fakeroot); busybox images still work."),
+    "docker-registry": _Tool(("--version",), "is Docker's own registry, the course's Docker Hub for pull and push (07)",
+                             "Notebook 07 needs a registry to push to (apt-get install docker-registry); pull "
+                             "and push still work with any other registry."),
 }
 
 
