@@ -150,6 +150,20 @@ def cmd_push(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_registry_serve(a: argparse.Namespace) -> int:
+    from .registry import LocalRegistry
+
+    root = a.dir or str(_store().home / "registry")
+    with LocalRegistry(root, port=a.port) as reg:
+        print(f"A registry is serving at {reg.address} (it keeps images in {root}); "
+              f"push to it as {reg.address}/NAME:TAG. Ctrl-C stops it.", flush=True)
+        try:
+            reg.process.wait()
+        except KeyboardInterrupt:
+            return 0
+    raise _file_error(f"the registry stopped by itself (status {reg.process.returncode}); see {root}/registry.log")
+
+
 def cmd_rmi(a: argparse.Namespace) -> int:
     from .api import remove_image
     from .errors import PyContainersError
@@ -1189,6 +1203,14 @@ def _add_volume(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_volume, action="inspect")
 
 
+def _add_registry(sub: argparse._SubParsersAction) -> None:
+    group = _command_group(sub, "registry", "run a registry on this machine (to push to and pull from)")
+    p = group.add_parser("serve", help="run Docker's registry on 127.0.0.1 until Ctrl-C")
+    p.add_argument("-p", "--port", type=int, default=5000, help="port on 127.0.0.1 (default 5000, as Docker's)")
+    p.add_argument("--dir", help="where it keeps what is pushed (default: registry/ in the store)")
+    p.set_defaults(func=cmd_registry_serve)
+
+
 def _add_version(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("version", help="show the version")
     p.set_defaults(func=cmd_version)
@@ -1207,7 +1229,8 @@ _SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "ps": _add_ps, "logs": _add_logs, "build": _add_build, "exec": _add_exec, "bundle": _add_bundle,
     "top": _add_top, "diff": _add_diff, "commit": _add_commit, "start": _add_start, "stop": _add_stop,
     "kill": _add_kill, "rm": _add_rm, "wait": _add_wait, "container": _add_container, "vm": _add_vm,
-    "volume": _add_volume, "builder": _add_builder, "version": _add_version, "info": _add_info,
+    "volume": _add_volume, "registry": _add_registry, "builder": _add_builder, "version": _add_version,
+    "info": _add_info,
 }
 _BORROWERS = ("image", "container")
 

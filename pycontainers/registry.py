@@ -626,10 +626,13 @@ class LocalRegistry:
             raise RegistryError(f"{REGISTRY_PROGRAM} is not installed (./setup.sh installs it; Debian: "
                                 "apt install docker-registry)")
         os.makedirs(os.path.join(self.root, "data"), exist_ok=True)
-        if not self.port:
-            with socket.socket() as s:  # a free port (the kernel's pick), handed on to the registry
-                s.bind(("127.0.0.1", 0))
-                self.port = s.getsockname()[1]
+        with socket.socket() as s:  # the port must be free (port 0: the kernel picks a free one)
+            try:
+                s.bind(("127.0.0.1", self.port))
+            except OSError as exc:
+                raise RegistryError(f"cannot serve a registry at {self.address}: {exc.strerror} (another "
+                                    "registry? choose another port)") from None
+            self.port = s.getsockname()[1]
         config = os.path.join(self.root, "config.yml")
         with open(config, "w") as f:
             json.dump({"version": 0.1, "log": {"level": "error", "accesslog": {"disabled": True}},
@@ -638,8 +641,14 @@ class LocalRegistry:
                        "http": {"addr": self.address}}, f)  # YAML is a superset of JSON
         log = open(os.path.join(self.root, "registry.log"), "ab")  # noqa: SIM115 (the child keeps it)
         with log:
-            self.process = subprocess.Popen([program, "serve", config], stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=log, start_new_session=True)
+            # setpriv --pdeathsig: the registry ends with the process that started it (a notebook kernel
+            # that is restarted or killed leaves no registry behind), without running Python in the child.
+            setpriv = shutil.which("setpriv")
+            argv = [program, "serve", config]
+            if setpriv:
+                argv = [setpriv, "--pdeathsig", "TERM", "--", *argv]
+            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                            start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -485,3 +485,62 @@ def test_pull_errors_are_pycontainers_errors_with_one_line(fake: FakeRegistry, t
             registry.pull(target, name)
         assert "\n" not in str(info.value)
 
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_registry_serve_runs_until_ctrl_c_and_names_a_busy_port(tmp_path: Path) -> None:
+    import signal
+    import sys
+    import urllib.request
+
+    port = _free_port()
+    argv = [sys.executable, "-m", "pycontainers", "registry", "serve", "--port", str(port), "--dir", str(tmp_path)]
+    serve = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert serve.stdout is not None
+        assert serve.stdout.readline().startswith(f"A registry is serving at 127.0.0.1:{port}")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=5) as answer:
+            assert answer.status == 200
+        busy = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        assert busy.returncode == 1 and busy.stderr.count("\n") == 1 and "Address already in use" in busy.stderr
+        serve.send_signal(signal.SIGINT)
+        assert serve.wait(10) == 0
+    finally:
+        serve.kill()
+        serve.wait()
+    assert not registry_processes(tmp_path)
+
+
+def registry_processes(root: Path) -> list[int]:
+    """docker-registry processes serving from *root* (their command line names its config)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            status = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if status != "Z" and str(root / "config.yml").encode() in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_registry_ends_with_the_process_that_started_it(tmp_path: Path) -> None:
+    """A notebook kernel killed or restarted leaves no registry behind (setpriv --pdeathsig)."""
+    import sys
+    import time
+
+    code = ("import os, sys; from pycontainers.registry import LocalRegistry; "
+            "LocalRegistry(sys.argv[1]).start(); os._exit(0)")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=30)
+    deadline = time.monotonic() + 5
+    while registry_processes(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not registry_processes(tmp_path)
