@@ -214,7 +214,7 @@ def load(store: Store, fileobj: BinaryIO) -> list[Image]:
             staged = [_stage_image(store, arc, config_ref, tag, layer_refs, written)
                       for _manifest, config_ref, tag, layer_refs in _images_in(arc)]
         except BaseException:
-            _remove_blobs(store, {d for d in written if d.split(":", 1)[1] not in before})
+            store.remove_unreferenced({d for d in written if d.split(":", 1)[1] not in before})
             raise
         return [_tag_image(store, manifest, tags) for manifest, tags in staged]
 
@@ -274,15 +274,6 @@ def _tag_image(store: Store, manifest: oci.Descriptor, tags: list[str]) -> Image
     if not tags:
         store.add_untagged(manifest)
     return get_image(store, manifest.digest.removeprefix("sha256:"))
-
-
-def _remove_blobs(store: Store, digests: set[str]) -> None:
-    """Undo a failed load: delete the blobs it created, unless an index line has come to use them."""
-    with store.lock():
-        keep = store.reachable()
-        for digest in digests - keep:
-            with contextlib.suppress(FileNotFoundError):
-                store.blob_path(digest).unlink()
 
 
 __all__ = ["save", "load", "ArchiveError", "LayerError", "StoreError"]

@@ -125,15 +125,22 @@ def cmd_tag(a: argparse.Namespace) -> int:
     return 0
 
 
+def _progress_printer(quiet: bool) -> Callable[[dict[str, Any]], None]:
+    """``docker pull`` / ``push`` lines, as they happen (nothing with ``-q``)."""
+    from .registry import progress_line
+
+    def show(event: dict[str, Any]) -> None:
+        line = progress_line(event)
+        if line is not None and not quiet:
+            print(line, flush=True)
+
+    return show
+
+
 def cmd_pull(a: argparse.Namespace) -> int:
     from . import registry
 
-    def show(event: dict[str, object]) -> None:
-        line = registry.progress_line(event)
-        if line is not None and not a.quiet:
-            print(line, flush=True)
-
-    pulled = registry.pull(_store(), a.name, on_event=show)
+    pulled = registry.pull(_store(), a.name, on_event=_progress_printer(a.quiet))
     print(pulled.reference)
     return 0
 
@@ -141,12 +148,7 @@ def cmd_pull(a: argparse.Namespace) -> int:
 def cmd_push(a: argparse.Namespace) -> int:
     from . import registry
 
-    def show(event: dict[str, object]) -> None:
-        line = registry.progress_line(event)
-        if line is not None and not a.quiet:
-            print(line, flush=True)
-
-    registry.push(_store(), a.name, on_event=show)
+    registry.push(_store(), a.name, on_event=_progress_printer(a.quiet))
     return 0
 
 

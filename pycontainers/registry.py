@@ -360,7 +360,7 @@ def pull(store: Store, name: str, *, on_event: Callable[[Event], None] | None = 
                 else:
                     store.add_untagged(manifest_out)
         except BaseException:
-            _remove_new_blobs(store, {d for d in written if d.split(":", 1)[1] not in before})
+            store.remove_unreferenced({d for d in written if d.split(":", 1)[1] not in before})
             raise
     image = get_image(store, manifest_out.digest.removeprefix("sha256:"))
     updated = before_id != image.id
@@ -514,15 +514,6 @@ def _fetch_layer(reg: Registry, store: Store, repo: str, scope: str, desc: oci.D
     except StoreError:
         raise RegistryError(f"{what}: its uncompressed content does not match the diff_id {diff_id} its "
                             "config promises: the registry lies about it") from None
-
-
-def _remove_new_blobs(store: Store, digests: set[str]) -> None:
-    """Undo a failed pull: delete the blobs it created, unless an index line has come to use them."""
-    with store.lock():
-        keep = store.reachable()
-        for digest in digests - keep:
-            with contextlib.suppress(FileNotFoundError):
-                store.blob_path(digest).unlink()
 
 
 # ---------------------------------------------------------------------------------------------- push

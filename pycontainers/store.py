@@ -398,6 +398,14 @@ class Store:
             entries = [e for e in self.entries() if e.ref not in refs and e.manifest.digest not in manifests]
             self._write_index(entries)
 
+    def remove_unreferenced(self, digests: set[str]) -> None:
+        """Undo a failed import (load, pull): delete these blobs, unless an index line has come to use them."""
+        with self.lock():
+            keep = self.reachable()
+            for digest in digests - keep:
+                with contextlib.suppress(FileNotFoundError):
+                    self.blob_path(digest).unlink()
+
     def manifest_descriptor(self, digest: str) -> oci.Descriptor:
         """The descriptor index.json needs for a stored manifest (its size read from the blob)."""
         return oci.Descriptor(oci.MEDIA_MANIFEST, digest, self.blob_path(digest).stat().st_size)
