@@ -208,15 +208,16 @@ def load(store: Store, fileobj: BinaryIO) -> list[Image]:
     """
     before = {p.name for p in store.blobs.iterdir()}
     written: set[str] = set()
-    with tempfile.TemporaryDirectory(prefix="load-", dir=store.tmp_dir) as tmp, store.writing():
+    with tempfile.TemporaryDirectory(prefix="load-", dir=store.tmp_dir) as tmp:
         try:
-            arc = _Unpacked(fileobj, Path(tmp))
-            staged = [_stage_image(store, arc, config_ref, tag, layer_refs, written)
-                      for _manifest, config_ref, tag, layer_refs in _images_in(arc)]
+            with store.writing():
+                arc = _Unpacked(fileobj, Path(tmp))
+                staged = [_stage_image(store, arc, config_ref, tag, layer_refs, written)
+                          for _manifest, config_ref, tag, layer_refs in _images_in(arc)]
+                return [_tag_image(store, manifest, tags) for manifest, tags in staged]
         except BaseException:
             store.remove_unreferenced({d for d in written if d.split(":", 1)[1] not in before})
             raise
-        return [_tag_image(store, manifest, tags) for manifest, tags in staged]
 
 
 def _stage_image(store: Store, arc: _Unpacked, config_ref: str, tag: str | None,

@@ -27,10 +27,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
+import ipaddress
 import json
 import os
 import socket
 import ssl
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -70,10 +72,30 @@ class RegistryError(APIError):
 def is_insecure(host: str) -> bool:
     """Plain HTTP for registries on this machine (Docker's default) and those the user lists."""
     name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    if name in ("localhost", "[::1]") or name.startswith("127."):
+    if name == "localhost" or _is_loopback(name.strip("[]")):
         return True
     listed = os.environ.get("PYCONTAINERS_INSECURE_REGISTRIES", "")
     return host in {h.strip() for h in listed.split(",") if h.strip()}
+
+
+def _is_loopback(name: str) -> bool:
+    try:
+        return ipaddress.ip_address(name).is_loopback  # 127.example.com is a name, not an address
+    except ValueError:
+        return False
+
+
+def _clean(text: object, limit: int = 200) -> str:
+    """Words from a registry as one printable line: it may send newlines, terminal escapes, or a book."""
+    flat = " ".join("".join(c if c.isprintable() else " " for c in str(text)).split())
+    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
+
+
+def _check_url(url: str, what: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise RegistryError(f"{what} is {_clean(url, 80)!r}, which is not an http(s) address")
+    return url
 
 
 # ---------------------------------------------------------------------------------------------- HTTP
@@ -88,31 +110,64 @@ class Response:
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
 
-    def read_all(self, limit: int, what: str) -> bytes:
-        length = self.header("Content-Length")
-        if length is not None and int(length) > limit:
-            raise RegistryError(f"{what} is {int(length)} bytes, more than the {limit} this engine accepts")
-        data = self.body.read(limit + 1)
+    @property
+    def length(self) -> int | None:
+        """Content-Length as http.client parsed it: None when absent (chunked) or not a number."""
+        return self.body.length if self.body.length is not None and not self.body.chunked else None
+
+    def read_all(self, limit: int, what: str, timeout: float) -> bytes:
+        """A small body (manifest, config, token, error), whole, within *limit* bytes and *timeout* seconds
+        in all: a registry that trickles one byte at a time does not keep a pull waiting for hours."""
+        if self.length is not None and self.length > limit:
+            raise RegistryError(f"{what} is {self.length} bytes, more than the {limit} this engine accepts")
+        deadline = time.monotonic() + timeout
+        data = bytearray()
+        try:
+            while len(data) <= limit:
+                if self.body.length == 0:
+                    self.body.read()  # the end: lets http.client finish the response (the connection is reused)
+                    break
+                chunk = self.body.read1(1 << 16)  # what has arrived, not a fixed amount: a deadline can bite
+                if not chunk:
+                    break
+                data += chunk
+                if time.monotonic() > deadline:
+                    raise RegistryError(f"{what}: the registry sends it too slowly (not whole after "
+                                        f"{timeout:.0f} s)")
+        except (OSError, http.client.HTTPException) as exc:
+            raise RegistryError(f"{what}: the download broke off: {_reason(exc)}") from None
         if len(data) > limit:
             raise RegistryError(f"{what} is larger than the {limit} bytes this engine accepts")
-        return data
+        return bytes(data)
 
 
 class Registry:
-    """One registry, reached over one kept-alive HTTP(S) connection, with Docker's token authentication."""
+    """One registry, reached over a kept-alive HTTP(S) connection, with Docker's token authentication.
+
+    Connections to other hosts it sends us to (a CDN for blobs, a token server) are kept too, per host,
+    and all are closed with the registry.
+    """
 
     def __init__(self, domain: str, *, timeout: float = TIMEOUT) -> None:
         self.domain = domain
         self.host = HUB_API_HOST if domain == DEFAULT_DOMAIN else domain
         self.scheme = "http" if is_insecure(self.host) else "https"
         self.timeout = timeout
-        self._conn: http.client.HTTPConnection | None = None
+        self._conns: dict[tuple[str, str], http.client.HTTPConnection] = {}  # (scheme, host) -> connection
+        self._used: set[tuple[str, str]] = set()  # connections that have answered before (may have gone stale)
         self._tokens: dict[str, str] = {}  # scope -> bearer token
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        for conn in self._conns.values():
+            conn.close()
+        self._conns.clear()
+        self._used.clear()
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        conn = self._conns.pop(key, None)
+        self._used.discard(key)
+        if conn is not None:
+            conn.close()
 
     def __enter__(self) -> Registry:
         return self
@@ -133,7 +188,7 @@ class Registry:
             resp = self._send(method, url, headers, body)
             if resp.status == 401 and attempt == 0:
                 challenge = resp.header("WWW-Authenticate") or ""
-                resp.body.read()
+                self.discard(resp)
                 self._authenticate(challenge, scope)
                 if hasattr(body, "seek"):
                     body.seek(0)
@@ -143,76 +198,99 @@ class Registry:
             return resp
         raise self._refusal(resp, method, what or url)
 
-    def _connection(self, host: str, scheme: str) -> http.client.HTTPConnection:
-        if scheme == "https":
-            return http.client.HTTPSConnection(host, timeout=self.timeout, context=ssl.create_default_context(),
-                                               blocksize=CHUNK)
-        return http.client.HTTPConnection(host, timeout=self.timeout, blocksize=CHUNK)
+    def discard(self, resp: Response) -> None:
+        """Read and drop a body nobody needs, up to 64 KiB; a longer one costs the connection instead."""
+        try:
+            if resp.body.read(1 << 16) and resp.body.read(1):
+                self.close()
+        except (OSError, http.client.HTTPException):
+            self.close()
+
+    def _connection(self, key: tuple[str, str]) -> http.client.HTTPConnection:
+        if key not in self._conns:
+            scheme, host = key
+            if scheme == "https":
+                self._conns[key] = http.client.HTTPSConnection(host, timeout=self.timeout, blocksize=CHUNK,
+                                                               context=ssl.create_default_context())
+            else:
+                self._conns[key] = http.client.HTTPConnection(host, timeout=self.timeout, blocksize=CHUNK)
+        return self._conns[key]
 
     def _send(self, method: str, url: str, headers: dict[str, str], body: Any) -> Response:
-        parts = urlsplit(url)
-        target = parts.path + (f"?{parts.query}" if parts.query else "")
-        own = (parts.netloc, parts.scheme) == (self.host, self.scheme)
-        for redirects in range(5):
-            if own and self._conn is None:
-                self._conn = self._connection(self.host, self.scheme)
-            conn = self._conn if own else self._connection(parts.netloc, parts.scheme)
-            assert conn is not None
-            try:
-                conn.request(method, target, body=body, headers=headers)
-                raw = conn.getresponse()
-            except (OSError, http.client.HTTPException) as exc:
-                if own:
-                    self.close()
-                raise RegistryError(f"cannot reach the registry {parts.netloc}: {_reason(exc)}") from None
+        """One request, following redirects of GET and HEAD (at most 4). A kept-alive connection the server
+        has meanwhile closed is opened again once, as every HTTP client does."""
+        for _redirect in range(5):
+            parts = urlsplit(_check_url(url, "an address the registry gave"))
+            key = (parts.scheme, parts.netloc)
+            target = parts.path + (f"?{parts.query}" if parts.query else "")
+            for retry in range(2):
+                reused = key in self._used
+                conn = self._connection(key)
+                try:
+                    conn.request(method, target, body=body, headers=headers)
+                    raw = conn.getresponse()
+                except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                    self._drop(key)
+                    rewindable = body is None or isinstance(body, bytes) or hasattr(body, "seek")
+                    if reused and retry == 0 and rewindable:
+                        if hasattr(body, "seek"):
+                            body.seek(0)
+                        continue
+                    raise RegistryError(f"cannot reach the registry {parts.netloc}: {_reason(exc)}") from None
+                except (OSError, http.client.HTTPException) as exc:
+                    self._drop(key)
+                    raise RegistryError(f"cannot reach the registry {parts.netloc}: {_reason(exc)}") from None
+                self._used.add(key)
+                break
             resp = Response(raw.status, raw.headers, raw)
-            if resp.status in (301, 302, 303, 307, 308) and method in ("GET", "HEAD") and redirects < 4:
-                location = resp.header("Location")
-                raw.read()
-                if not location:
-                    break
-                url = urljoin(url, location)  # blobs often live elsewhere (a CDN): no credentials go there
-                parts = urlsplit(url)
-                target = parts.path + (f"?{parts.query}" if parts.query else "")
-                own = (parts.netloc, parts.scheme) == (self.host, self.scheme)
+            location = resp.header("Location")
+            if resp.status not in (301, 302, 303, 307, 308) or method not in ("GET", "HEAD") or not location:
+                return resp
+            self.discard(resp)
+            url = urljoin(url, location)
+            if (urlsplit(url).scheme, urlsplit(url).netloc) != (self.scheme, self.host):
+                # blobs often live elsewhere (a CDN): the registry's token does not go there
                 headers = {k: v for k, v in headers.items() if k != "Authorization"}
-                continue
-            return resp
-        return resp
+        raise RegistryError(f"the registry {self.host} redirects {method} {_clean(target, 80)} more than 4 times")
 
     def _authenticate(self, challenge: str, scope: str) -> None:
         """Docker's token flow: the 401 names a token server (realm); ask it for an anonymous token."""
         kind, _, params = challenge.partition(" ")
         if kind.lower() != "bearer":
-            raise RegistryError(f"the registry {self.host} asks for a login ({kind or 'no challenge'}); "
+            raise RegistryError(f"the registry {self.host} asks for a login ({_clean(kind, 20) or 'no challenge'}); "
                                 "pycontainers can only use registries that allow anonymous access")
         fields = dict(_challenge_fields(params))
         realm = fields.get("realm")
         if not realm:
             raise RegistryError(f"the registry {self.host} asks for a token but names no token server")
+        _check_url(realm, f"the token server the registry {self.host} names")
         query = {k: v for k, v in (("service", fields.get("service")), ("scope", scope)) if v}
         resp = self._send("GET", f"{realm}?{urlencode(query)}", {}, None)
-        data = resp.read_all(1 << 20, "the token answer")
+        server = urlsplit(realm).netloc
+        data = resp.read_all(1 << 20, f"the answer of the token server {server}", self.timeout)
         if resp.status != 200:
-            raise RegistryError(f"the token server {urlsplit(realm).netloc} refused access to {scope} "
-                                f"(HTTP {resp.status})")
+            raise RegistryError(f"the token server {server} refused access to {scope} (HTTP {resp.status})")
         try:
             answer = json.loads(data)
-            self._tokens[scope] = answer.get("token") or answer["access_token"]
-        except (ValueError, KeyError, AttributeError):
-            raise RegistryError(f"the token server {urlsplit(realm).netloc} answered without a token") from None
+            token = answer.get("token") or answer["access_token"]
+        except (ValueError, KeyError, AttributeError, TypeError):
+            raise RegistryError(f"the token server {server} answered without a token") from None
+        if not isinstance(token, str) or not token.isprintable() or not token or any(c.isspace() for c in token):
+            raise RegistryError(f"the token server {server} answered with something that is not a token")
+        self._tokens[scope] = token
 
     def _refusal(self, resp: Response, method: str, what: str) -> RegistryError:
         try:
-            errors = json.loads(resp.body.read(1 << 16)).get("errors") or []
-            detail = "; ".join(f"{e.get('code', '').lower().replace('_', ' ')}: {e.get('message', '')}"
-                               for e in errors)
-        except (ValueError, AttributeError, OSError, http.client.HTTPException):
+            errors = json.loads(resp.read_all(1 << 16, "the registry's error", self.timeout)).get("errors") or []
+            detail = _clean("; ".join(f"{str(e.get('code', '')).lower().replace('_', ' ')}: {e.get('message', '')}"
+                                      for e in errors))
+        except (ValueError, AttributeError, TypeError, RegistryError):
             detail = ""
         if resp.status in (401, 403):
             text = f"access to {what} denied by {self.host} (HTTP {resp.status})"
         else:
             text = f"{method} {what}: the registry {self.host} answered HTTP {resp.status}"
+        self.close()  # whatever is left of that answer is not read: the connection cannot be reused
         error = RegistryError(text + (f" ({detail})" if detail else ""))
         error.status_code = resp.status if 400 <= resp.status < 600 else 500
         error.detail = detail
@@ -240,9 +318,9 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError | socket.timeout):
         return "no answer in time"
     if isinstance(exc, ssl.SSLError):
-        return f"TLS failed ({exc.reason or exc}); a registry without TLS must be listed in " \
+        return f"TLS failed ({_clean(exc.reason or exc)}); a registry without TLS must be listed in " \
                "PYCONTAINERS_INSECURE_REGISTRIES"
-    return str(exc) or type(exc).__name__
+    return _clean(exc) or type(exc).__name__
 
 
 # ------------------------------------------------------------------------------------ verified reads
@@ -255,9 +333,8 @@ class VerifiedReader:
         self.resp, self.desc, self.what = resp, desc, what
         self.hash = hashlib.sha256()
         self.done = 0
-        length = resp.header("Content-Length")
-        if length is not None and int(length) != desc.size:
-            raise RegistryError(f"{what}: the registry sends {int(length)} bytes, but its descriptor says "
+        if resp.length is not None and resp.length != desc.size:
+            raise RegistryError(f"{what}: the registry sends {resp.length} bytes, but its descriptor says "
                                 f"{desc.size}: the registry lies about it")
 
     def read(self, n: int = CHUNK) -> bytes:
@@ -289,11 +366,19 @@ class VerifiedReader:
 def _descriptor(obj: Any, what: str) -> oci.Descriptor:
     try:
         desc = oci.Descriptor.from_json(obj)
-    except (KeyError, TypeError, ValueError, AttributeError):
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
         raise RegistryError(f"{what} is not a descriptor (mediaType, digest, size)") from None
+    if not isinstance(desc.media_type, str) or not isinstance(desc.digest, str):
+        raise RegistryError(f"{what} is not a descriptor (its mediaType and digest must be strings)")
     if not oci.is_digest(desc.digest) or desc.size < 0:
-        raise RegistryError(f"{what} names {desc.digest!r} ({desc.size} bytes): not a sha256 blob")
+        raise RegistryError(f"{what} names {_clean(desc.digest, 80)!r} ({desc.size} bytes): not a sha256 blob")
     return desc
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise RegistryError(f"{what} is not a list")
+    return value
 
 
 def _json(data: bytes, what: str) -> dict[str, Any]:
@@ -339,11 +424,16 @@ def pull(store: Store, name: str, *, on_event: Callable[[Event], None] | None = 
         manifest = _json(manifest_bytes, f"the manifest of {ref.familiar}")
         config_desc = _descriptor(manifest.get("config"), "the manifest's config")
         layer_descs = [_descriptor(d, f"layer {i} of the manifest")
-                       for i, d in enumerate(manifest.get("layers") or [])]
+                       for i, d in enumerate(_list(manifest.get("layers", []), "the manifest's layers"))]
         config_bytes = _fetch_small_blob(reg, repo, config_desc, scope, MAX_CONFIG, "the image config")
         config = _json(config_bytes, "the image config")
-        diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
-        if len(diff_ids) != len(layer_descs) or not all(isinstance(d, str) and oci.is_digest(d) for d in diff_ids):
+        rootfs = config.get("rootfs") or {}
+        if not isinstance(rootfs, dict):
+            raise RegistryError("the image config's rootfs is not an object")
+        diff_ids = _list(rootfs.get("diff_ids", []), "the image config's rootfs.diff_ids")
+        if not all(isinstance(d, str) and oci.is_digest(d) for d in diff_ids):
+            raise RegistryError("the image config's rootfs.diff_ids are not all sha256 digests")
+        if len(diff_ids) != len(layer_descs):
             raise RegistryError(f"the image config lists {len(diff_ids)} layers (diff_ids) but the manifest has "
                                 f"{len(layer_descs)}")
         before_id = _current_image_id(store, ref)
@@ -352,15 +442,19 @@ def pull(store: Store, name: str, *, on_event: Callable[[Event], None] | None = 
         try:
             with store.writing():
                 descs = _fetch_layers(reg, store, repo, scope, layer_descs, diff_ids, written, emit)
+                written.add(oci.sha256_digest(config_bytes))
                 config_out = store.put_bytes(config_bytes, oci.MEDIA_CONFIG)
-                manifest_out = store.put_json(oci.manifest_json(config_out, descs), oci.MEDIA_MANIFEST)
-                written.update({config_out.digest, manifest_out.digest})
+                manifest_json = oci.manifest_json(config_out, descs)
+                written.add(oci.sha256_digest(oci.canonical_json(manifest_json)))
+                manifest_out = store.put_json(manifest_json, oci.MEDIA_MANIFEST)
                 if ref.tag is not None:
                     store.set_tag(str(ref.with_tag(ref.tag)), manifest_out)
                 else:
                     store.add_untagged(manifest_out)
-        except BaseException:
+        except BaseException as exc:
             store.remove_unreferenced({d for d in written if d.split(":", 1)[1] not in before})
+            if isinstance(exc, OSError):  # the store's disk, not the network (those are RegistryErrors)
+                raise StoreError(f"cannot write to the store {store.home}: {exc.strerror or exc}") from None
             raise
     image = get_image(store, manifest_out.digest.removeprefix("sha256:"))
     updated = before_id != image.id
@@ -403,7 +497,7 @@ def _current_image_id(store: Store, ref: Reference) -> str | None:
 def _fetch_manifest(reg: Registry, ref: Reference, scope: str) -> tuple[bytes, str]:
     """The image's manifest for linux/amd64 (through an index if the registry has one), verified."""
     wanted = ref.digest or ref.tag or "latest"
-    for _hop in range(3):  # an index points at a manifest (an index of indexes is refused below)
+    for hop in range(2):  # an index points at a manifest; an index of indexes is refused
         try:
             resp = reg.request("GET", reg.url(f"/v2/{ref.path}/manifests/{wanted}"), scope=scope,
                                headers={"Accept": ACCEPT}, what=f"the manifest of {ref.familiar}")
@@ -413,34 +507,41 @@ def _fetch_manifest(reg: Registry, ref: Reference, scope: str) -> tuple[bytes, s
                                     f"registry {reg.host} has no such {'image' if oci.is_digest(wanted) else 'tag'})"
                                     ) from None
             raise
-        data = resp.read_all(MAX_MANIFEST, f"the manifest of {ref.familiar}")
+        data = resp.read_all(MAX_MANIFEST, f"the manifest of {ref.familiar}", reg.timeout)
         digest = oci.sha256_digest(data)
         claimed = resp.header("Docker-Content-Digest")
         if oci.is_digest(wanted) and digest != wanted or claimed and claimed != digest:
             raise RegistryError(f"the manifest of {ref.familiar} does not match its digest "
-                                f"{wanted if oci.is_digest(wanted) else claimed}: the registry lies about it")
+                                f"{wanted if oci.is_digest(wanted) else _clean(claimed, 80)}: the registry lies "
+                                "about it")
         doc = _json(data, f"the manifest of {ref.familiar}")
         media_type = doc.get("mediaType") or resp.header("Content-Type") or ""
         if "manifests" in doc and (media_type in INDEX_TYPES or "layers" not in doc):
+            if hop:
+                break
             wanted = _platform_entry(doc, ref)
             continue
         if doc.get("schemaVersion") == 1 or "fsLayers" in doc:
             raise RegistryError(f"{ref.familiar} has a schema 1 manifest, which Docker no longer pulls either")
         if media_type not in MANIFEST_TYPES and "config" not in doc:
-            raise RegistryError(f"the manifest of {ref.familiar} has media type {media_type!r}, not an image's")
+            raise RegistryError(f"the manifest of {ref.familiar} has media type {_clean(media_type, 80)!r}, "
+                                "not an image's")
         return data, digest
     raise RegistryError(f"{ref.familiar}: an index that points at another index, which is not supported")
 
 
 def _platform_entry(index: dict[str, Any], ref: Reference) -> str:
-    entries = index.get("manifests") or []
+    entries = _list(index.get("manifests"), "the image index's manifests")
+    platforms = []
     for entry in entries:
-        platform = entry.get("platform") or {}
+        platform = entry.get("platform") if isinstance(entry, dict) else None
+        if not isinstance(platform, dict):
+            raise RegistryError("an entry of the image index has no platform object")
         if (platform.get("os"), platform.get("architecture")) == PLATFORM:
             return _descriptor(entry, "an entry of the image index").digest
-    have = sorted({f"{(e.get('platform') or {}).get('os')}/{(e.get('platform') or {}).get('architecture')}"
-                   for e in entries})
-    raise ImageNotFound(f"{ref.familiar} has no image for {'/'.join(PLATFORM)} (it has: {', '.join(have) or 'none'})")
+        platforms.append(_clean(f"{platform.get('os')}/{platform.get('architecture')}", 40))
+    have = ", ".join(sorted(set(platforms))[:10]) or "none"
+    raise ImageNotFound(f"{ref.familiar} has no image for {'/'.join(PLATFORM)} (it has: {have})")
 
 
 def _fetch_small_blob(reg: Registry, repo: str, desc: oci.Descriptor, scope: str, limit: int, what: str) -> bytes:
@@ -462,7 +563,8 @@ def _fetch_layers(reg: Registry, store: Store, repo: str, scope: str, descs: lis
         short = oci.short_id(desc.digest)
         what = f"layer {desc.digest}"
         if desc.media_type not in LAYER_TYPES:
-            raise RegistryError(f"{what} has media type {desc.media_type!r}, which is not an image layer")
+            raise RegistryError(f"{what} has media type {_clean(desc.media_type, 80)!r}, which is not an image "
+                                "layer")
         if store.has_blob(diff_id):
             emit({"status": "Already exists", "id": short})
             out.append(oci.Descriptor(oci.MEDIA_LAYER, diff_id, store.blob_path(diff_id).stat().st_size))
@@ -552,11 +654,11 @@ def push(store: Store, name: str, *, on_event: Callable[[Event], None] | None = 
         resp = reg.request("PUT", reg.url(f"/v2/{repo}/manifests/{ref.tag}"), scope=scope,
                            headers={"Content-Type": media_type}, body=manifest_bytes, expect=(201,),
                            what=f"the manifest of {ref.familiar}")
-        resp.body.read()
+        reg.discard(resp)
         digest = oci.sha256_digest(manifest_bytes)
         claimed = resp.header("Docker-Content-Digest")
         if claimed and claimed != digest:
-            raise RegistryError(f"the registry stored the manifest of {ref.familiar} as {claimed}, not as "
+            raise RegistryError(f"the registry stored the manifest of {ref.familiar} as {_clean(claimed, 80)}, not as "
                                 f"{digest}: it changed what was sent")
     emit({"status": f"{ref.tag}: digest: {digest} size: {len(manifest_bytes)}"})
     return digest
@@ -567,22 +669,22 @@ def _push_blob(reg: Registry, store: Store, repo: str, scope: str, desc: oci.Des
     what = f"blob {desc.digest}"
     head = reg.request("HEAD", reg.url(f"/v2/{repo}/blobs/{desc.digest}"), scope=scope, expect=(200, 404),
                        what=what)
-    head.body.read()
+    reg.discard(head)
     if head.status == 200:
         return False
     start = reg.request("POST", reg.url(f"/v2/{repo}/blobs/uploads/"), scope=scope, body=b"",
                         expect=(202,), what=f"an upload of {what}")
-    start.body.read()
+    reg.discard(start)
     location = start.header("Location")
     if not location:
         raise RegistryError(f"the registry {reg.host} began an upload of {what} but gave no Location for it")
-    url = urljoin(reg.url(f"/v2/{repo}/blobs/uploads/"), location)
+    url = _check_url(urljoin(reg.url(f"/v2/{repo}/blobs/uploads/"), location), f"the upload address of {what}")
     url += ("&" if urlsplit(url).query else "?") + urlencode({"digest": desc.digest})
     with store.open_blob(desc.digest) as f:
         resp = reg.request("PUT", url, scope=scope, body=f, expect=(201,), what=what,
                            headers={"Content-Type": "application/octet-stream",
                                     "Content-Length": str(desc.size)})
-    resp.body.read()
+    reg.discard(resp)
     return True
 
 
@@ -610,7 +712,6 @@ class LocalRegistry:
     def start(self, timeout: float = 15.0) -> LocalRegistry:
         import shutil
         import subprocess
-        import time
 
         program = shutil.which(REGISTRY_PROGRAM)
         if program is None:
@@ -634,21 +735,38 @@ class LocalRegistry:
         with log:
             # setpriv --pdeathsig: the registry ends with the process that started it (a notebook kernel
             # that is restarted or killed leaves no registry behind), without running Python in the child.
+            # The kernel delivers that signal when the *thread* that forked exits, so only the main thread
+            # (where notebook cells and the CLI run) asks for it; others must stop() the registry themselves.
+            import threading
+
             setpriv = shutil.which("setpriv")
             argv = [program, "serve", config]
-            if setpriv:
+            if setpriv and threading.current_thread() is threading.main_thread():
                 argv = [setpriv, "--pdeathsig", "TERM", "--", *argv]
             self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                             start_new_session=True)
+        try:
+            self._wait_until_listening(timeout)
+        except BaseException:  # also a Ctrl-C while waiting: no registry is left running
+            self.stop()
+            raise
+        return self
+
+    def _wait_until_listening(self, timeout: float) -> None:
+        log = os.path.join(self.root, "registry.log")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RegistryError(f"{REGISTRY_PROGRAM} exited with status {self.process.returncode} at start "
-                                    f"(its log: {os.path.join(self.root, 'registry.log')})")
+                                    f"(its log: {log})")
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                return self
+                # Someone listens; that it is our registry shows in its still running a moment later (one
+                # that lost the port to another exits at once, "address already in use").
+                time.sleep(0.05)
+                if self.process.poll() is None:
+                    return
+                continue
             time.sleep(0.02)
-        self.stop()
         raise RegistryError(f"{REGISTRY_PROGRAM} did not listen on {self.address} within {timeout:.0f} s")
 
     def stop(self) -> None:

@@ -199,8 +199,10 @@ class BlobWriter:
     def commit(self, expected: str | None = None) -> oci.Descriptor:
         try:
             self._finish()
-        finally:
-            self._close()
+        except BaseException:
+            self.abort()  # a full disk or a Ctrl-C while the last bytes go out: no temporary file stays
+            raise
+        self._close()
         digest = "sha256:" + self.hash.hexdigest()
         if expected is not None and expected != digest:
             self.abort()
@@ -399,12 +401,25 @@ class Store:
             self._write_index(entries)
 
     def remove_unreferenced(self, digests: set[str]) -> None:
-        """Undo a failed import (load, pull): delete these blobs, unless an index line has come to use them."""
-        with self.lock():
-            keep = self.reachable()
-            for digest in digests - keep:
-                with contextlib.suppress(FileNotFoundError):
-                    self.blob_path(digest).unlink()
+        """Undo a failed import (load, pull): delete these blobs, unless an index line has come to use them.
+
+        Only while no other writer holds ``writing()``: one that does may have found these very blobs
+        already here ("Already exists") and be about to tag an image that uses them. Then they stay, and
+        ``image prune`` or gc removes them later. The caller must have left its own ``writing()``.
+        """
+        fd = os.open(self.home / "gc.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return
+            with self.lock():
+                keep = self.reachable()
+                for digest in digests - keep:
+                    with contextlib.suppress(FileNotFoundError):
+                        self.blob_path(digest).unlink()
+        finally:
+            os.close(fd)
 
     def manifest_descriptor(self, digest: str) -> oci.Descriptor:
         """The descriptor index.json needs for a stored manifest (its size read from the blob)."""

@@ -3,12 +3,14 @@ that lies, stalls, redirects or asks for a token, to see each failure named and 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
 import subprocess
 import tarfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -427,16 +429,22 @@ def test_an_anonymous_token_is_fetched_when_the_registry_asks_and_blobs_may_redi
 
     for key, route in protected.items():
         fake.routes[key] = guard(route)
-    # the top layer lives "on a CDN": a redirect, which must not carry the token along
+    # the top layer lives "on a CDN" (another host name): the token must not go there; the base layer is
+    # redirected within the registry, which keeps it (as Docker's Go client does)
+    port = fake.address.rsplit(":", 1)[1]
     top_path = f"/v2/private/blobs/{oci.sha256_digest(top)}"
-    fake.routes[("GET", top_path)] = guard((307, {"Location": "/cdn/top"}, b""))
+    fake.routes[("GET", top_path)] = guard((307, {"Location": f"http://localhost:{port}/cdn/top"}, b""))
     fake.routes[("GET", "/cdn/top")] = (200, {}, top)
+    base_path = f"/v2/private/blobs/{oci.sha256_digest(base)}"
+    fake.routes[("GET", base_path)] = guard((307, {"Location": "/storage/base"}, b""))
+    fake.routes[("GET", "/storage/base")] = guard((200, {}, base))
     fake.routes[("GET", "/token")] = (200, {}, b'{"token": "t0k3n"}')
     pulled = registry.pull(target, f"{fake.address}/private:v1")
     assert pulled.image.id == oci.sha256_digest(config)
     token_requests = [r for r in fake.requests if r[1].startswith("/token")]
     assert token_requests == [("GET", "/token?service=fake&scope=repository%3Aprivate%3Apull", None)]
     assert ("GET", "/cdn/top", None) in fake.requests
+    assert ("GET", "/storage/base", "Bearer t0k3n") in fake.requests
 
     fake.routes[("GET", "/token")] = (403, {}, b"")
     with pytest.raises(RegistryError, match="refused access to repository:private:pull"):
@@ -544,3 +552,75 @@ def test_a_registry_ends_with_the_process_that_started_it(tmp_path: Path) -> Non
     while registry_processes(tmp_path) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not registry_processes(tmp_path)
+
+
+def test_malformed_documents_and_registry_words_give_one_clean_line(
+        fake: FakeRegistry, parts: tuple[bytes, bytes, bytes], target: Store) -> None:
+    config, base, top = parts
+    data = json.loads(fake.serve_image("app", "v1", config, [(base, oci.MEDIA_LAYER), (top, oci.MEDIA_LAYER)]))
+    for change, message in ((lambda m: m.update(layers=5), "layers is not a list"),
+                            (lambda m: m["layers"][0].update(digest=5), "must be strings"),
+                            (lambda m: m["layers"][0].update(mediaType=["x"]), "must be strings"),
+                            (lambda m: m["config"].update(size=1e400), "not a descriptor")):
+        doc = json.loads(json.dumps(data))
+        change(doc)
+        fake.routes[("GET", "/v2/app/manifests/v1")] = (200, {}, json.dumps(doc).encode())
+        pull_fails(target, f"{fake.address}/app:v1", message)
+    bad_config = json.dumps({"rootfs": "x"}).encode()
+    fake.serve_image("cfg", "v1", bad_config, [(base, oci.MEDIA_LAYER)])
+    pull_fails(target, f"{fake.address}/cfg:v1", "rootfs is not an object")
+    fake.routes[("GET", "/v2/msg/manifests/v1")] = (
+        500, {}, b'{"errors":[{"code":"X","message":"line one\\nline two \\u001b[2J"}]}')
+    pull_fails(target, f"{fake.address}/msg:v1", "line one line two")
+    assert not registry.is_insecure("127.example.com") and not registry.is_insecure("127.attacker.net:443")
+
+
+def test_a_kept_alive_connection_the_registry_closed_is_opened_again(
+        fake: FakeRegistry, parts: tuple[bytes, bytes, bytes], target: Store) -> None:
+    config, base, top = parts
+    fake.serve_image("app", "v1", config, [(base, oci.MEDIA_LAYER), (top, oci.MEDIA_LAYER)])
+    route = ("GET", f"/v2/app/blobs/{oci.sha256_digest(config)}")
+    answer = fake.routes[route]
+
+    def then_hang_up(handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
+        """Answer, then close the connection without saying so (as a server whose keep-alive ran out)."""
+        handler.close_connection = True
+        return answer
+
+    fake.routes[route] = then_hang_up
+    pulled = registry.pull(target, f"{fake.address}/app:v1")
+    assert pulled.image.id == oci.sha256_digest(config)
+
+
+def test_an_endless_body_thrown_away_or_a_trickle_does_not_hold_a_pull(fake: FakeRegistry, target: Store) -> None:
+    fake.routes[("GET", "/v2/big/manifests/v1")] = (
+        401, {"WWW-Authenticate": f'Bearer realm="http://{fake.address}/token"'}, b"x" * (8 << 20))
+    fake.routes[("GET", "/token")] = (403, {}, b"")
+    pull_fails(target, f"{fake.address}/big:v1", "refused access")
+
+    def trickle(handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
+        handler.send_response(200)
+        handler.send_header("Content-Length", "1000")
+        handler.end_headers()
+        with contextlib.suppress(OSError):
+            for _ in range(50):  # a byte each 0.1 s: every read is quick, the whole is not
+                handler.wfile.write(b" ")
+                handler.wfile.flush()
+                time.sleep(0.1)
+        raise ConnectionAbortedError  # (the fake's own answer is not sent)
+
+    fake.routes[("GET", "/v2/slow/manifests/v1")] = trickle
+    started = time.monotonic()
+    with pytest.raises(RegistryError, match="too slowly"):
+        registry.pull(target, f"{fake.address}/slow:v1", timeout=1)
+    assert time.monotonic() - started < 3
+
+
+def test_a_failed_import_leaves_blobs_another_writer_may_be_using(busybox_store: Store) -> None:
+    """A pull that fails must not delete a layer a concurrent pull found "Already exists" and is about to tag."""
+    stray = busybox_store.put_bytes(b"written by a pull that then failed", oci.MEDIA_LAYER).digest
+    with busybox_store.writing():  # another writer at work
+        busybox_store.remove_unreferenced({stray})
+    assert busybox_store.has_blob(stray)
+    busybox_store.remove_unreferenced({stray})  # alone: the failed import cleans up after itself
+    assert not busybox_store.has_blob(stray)
