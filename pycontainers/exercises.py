@@ -938,3 +938,246 @@ def check_cpu_counts(store: Store, answer: object, image: str = "busybox") -> Ch
                      "A container's processes run on the host's CPUs: compare with os.cpu_count() here.")
     return Check(False, f"{given[1]} is not what the VM sees.",
                  "Look at QEMU's command line in pycontainers.vm.qemu_command: -smp says how many CPUs it emulates.")
+
+
+# ----------------------------------------------------------------------------------------- notebook 07
+
+
+def _reference_error(text: str, exc: Exception) -> str:
+    """What a reference error says after its quoted input (which can be long), cut to a short clause."""
+    import json
+
+    reason = str(exc).removeprefix(f"invalid reference {json.dumps(text, ensure_ascii=False)}: ")
+    if len(reason) > 90:
+        reason = reason.split(" (", 1)[0]  # the rule in brackets goes first, then what the input repeats
+    return reason if len(reason) <= 90 else reason[:89] + "…"
+
+
+def _written_domain(text: str) -> bool:
+    """Whether *text* starts with a registry host, by Docker's rule: a first part with a dot or a port, or
+    ``localhost``, followed by a slash."""
+    first, slash, _ = text.partition("/")
+    return bool(slash) and ("." in first or ":" in first or first == "localhost")
+
+
+def _full_name_mistake(short: str, given: object) -> Check | None:
+    """None when *given* is *short* written in full; otherwise the Check that says what is wrong with it."""
+    from .reference import DEFAULT_DOMAIN, OFFICIAL_PREFIX, InvalidReference, parse
+
+    truth = parse(short)
+    full = str(truth)
+    if not isinstance(given, str):
+        return Check(False, f"{_shown(given)} is not a name.",
+                     'Write each full name as a string, like "docker.io/library/busybox:latest".')
+    text = given.strip()
+    if text == full:
+        return None
+    try:
+        ref = parse(text, default_tag=None)
+    except InvalidReference as exc:
+        return Check(False, f"{_shown(given)} is not an image name: {_reference_error(text, exc)}.",
+                     "A full name reads registry/repository:tag, like docker.io/library/busybox:latest.")
+    if ref.digest is not None:
+        return Check(False, f"{_shown(given)} has a digest, but {short!r} names a tag.",
+                     "Write registry/repository:tag, without @sha256:...")
+    if ref.with_tag(ref.tag or "latest") == truth:  # the same image, written short
+        missing, hints = [], []
+        if not _written_domain(text):
+            missing.append(f"{truth.domain}/")
+            hints.append("A name whose first part is no host (no '.', no ':port', not localhost) is on Docker "
+                         "Hub, docker.io.")
+        if truth.path.startswith(OFFICIAL_PREFIX) and OFFICIAL_PREFIX not in text:
+            missing.append(OFFICIAL_PREFIX)
+            hints.append("A one-word repository on Docker Hub is an official image, kept under library/.")
+        if ref.tag is None:
+            missing.append(f":{truth.tag}")
+            hints.append("Without a tag, Docker means latest.")
+        if missing:
+            return Check(False, f"{_shown(given)} names the same image as {short!r}, but leaves out "
+                                f"{' and '.join(missing)}.", " ".join(hints))
+        return Check(False, f"{_shown(given)} names the same image as {short!r}, but not the way Docker writes it.",
+                     f"Write it as Docker stores it: registry/repository:tag, with {truth.domain} as the registry.")
+    if ref.domain != truth.domain:
+        return Check(False, f"{_shown(given)} is on the registry {ref.domain}, but {short!r} is not.",
+                     "The first part of a name is a registry host only if it has a '.' or a ':port' or is "
+                     f"localhost; otherwise the name is on Docker Hub ({DEFAULT_DOMAIN}).")
+    if ref.path == OFFICIAL_PREFIX + truth.path:
+        return Check(False, f"{_shown(given)} puts {short!r} under library/.",
+                     "Only official images (a one-word name on Docker Hub) are kept under library/; a name with a "
+                     "user or organisation before the slash is not.")
+    if ref.path != truth.path:
+        return Check(False, f"{_shown(given)} is the repository {ref.path!r}, not the one {short!r} names.",
+                     "The repository is everything between the registry host and the tag.")
+    return Check(False, f"{_shown(given)} has another tag than {short!r}.",
+                 "The tag follows the last ':' after the last '/'; without one, Docker means latest.")
+
+
+def check_full_names(answers: object) -> Check:
+    """Write short image names in full (``registry/repository:tag``) as Docker stores them.
+
+    *answers* maps each short name (the notebook's keys) to the student's full name for it. The truth is the
+    engine's parser, which follows Docker's normalisation (``reference.parse``); each kind of slip (the registry,
+    ``library/`` or the tag left out, ``library/`` added to a user's repository, a port taken for a tag) gets a
+    hint of its own. Names still ``...`` are "not answered yet", the others are checked already.
+    """
+    from .reference import InvalidReference, parse
+
+    if is_unanswered(answers):
+        return not_answered("set `answers` to a dict from each short name to its full name.")
+    if not isinstance(answers, dict) or not answers:
+        return Check(False, f"{_shown(answers)} is not a dict of names.",
+                     'Keep the dict of the cell and replace each ... with a full name, like "docker.io/...".')
+    todo = []
+    for short, given in answers.items():
+        try:
+            known = isinstance(short, str) and parse(short) is not None
+        except InvalidReference:
+            known = False
+        if not known:
+            return Check(False, f"{_shown(short)} is not one of the short names of the cell.",
+                         "Keep the keys of `answers` as they were and change only the values (the ...).")
+        if is_unanswered(given):
+            todo.append(short)
+            continue
+        mistake = _full_name_mistake(short, given)
+        if mistake is not None:
+            return mistake
+    if todo:
+        return not_answered(f"write {', '.join(todo)} in full too.")
+    return Check(True, "Right: every name in full. A name is an address: Docker fills in docker.io for the registry, "
+                       "library/ for official images and latest for the tag.")
+
+
+def push_outcome(progress: object) -> dict[str, str] | None:
+    """Each layer's last word in a push's progress: short layer ID -> ``Pushed``, ``Layer already exists`` or
+    ``Mounted from ...``. *progress* is what ``client.images.push`` returns (JSON lines; with ``stream`` and
+    ``decode`` an iterable of dicts) or the printed lines (``"01f8cdde1605: Pushed"``); None if it holds no
+    layer's outcome."""
+    import json
+
+    if isinstance(progress, str):
+        items: Iterable[object] = progress.splitlines()
+    elif isinstance(progress, bytes):
+        items = progress.decode(errors="replace").splitlines()
+    elif isinstance(progress, Iterable) and not isinstance(progress, dict):
+        items = progress
+    else:
+        return None
+    outcome: dict[str, str] = {}
+    for item in items:
+        event: object = item
+        if isinstance(item, bytes):
+            item = item.decode(errors="replace")
+        if isinstance(item, str):
+            try:
+                event = json.loads(item)
+            except ValueError:
+                layer, colon, status = item.partition(": ")
+                event = {"id": layer.strip(), "status": status.strip()} if colon else {}
+        if not isinstance(event, dict) or not isinstance(event.get("id"), str):
+            continue
+        status = str(event.get("status", ""))
+        if status in ("Pushed", "Layer already exists") or status.startswith("Mounted from"):
+            outcome[event["id"]] = status
+    return outcome or None
+
+
+def _layers(count: int) -> str:
+    return f"{count} layer{'s' if count != 1 else ''}"
+
+
+def check_push_prediction(progress: object, answer: object) -> Check:
+    """Predict a push: how many layers does it upload, and how many does the registry have already?
+
+    *answer* is ``(uploaded, already there)``; the truth is the push's own progress (``push_outcome``), what
+    ``client.images.push`` returned. A push that uploaded nothing gets its own message: the image was pushed
+    before (a push cell run twice), and no prediction about a first push can be checked against it.
+    """
+    if is_unanswered(answer):
+        return not_answered("set `answer` to (layers uploaded, layers the registry already had), e.g. (3, 0).")
+    given = _pair(answer)
+    if given is None:
+        return Check(False, f"{_shown(answer)} is not a pair of whole numbers.",
+                     "Write (layers uploaded, layers already there), e.g. (3, 0).")
+    outcome = None if is_unanswered(progress) else push_outcome(progress)
+    if outcome is None:
+        return Check(False, "there is no push to compare with.",
+                     "Run the cell that pushes, and keep what client.images.push returns.")
+    uploaded = sum(status == "Pushed" for status in outcome.values())
+    there = len(outcome) - uploaded
+    if given == (uploaded, there):
+        return Check(True, f"Right: {_layers(uploaded)} uploaded, {_layers(there)} already there. The registry "
+                           "was asked about each layer's digest, and a layer whose bytes it has is never sent again.")
+    if not uploaded:
+        return Check(False, "this push uploaded nothing: the registry had every layer, because this very image was "
+                            "pushed before (did the push cell run twice?).",
+                     "Give the release new content (another model text), run the push cell once, then check.")
+    if sum(given) != len(outcome):
+        return Check(False, f"the image has {_layers(len(outcome))}, and your numbers add up to {sum(given)}.",
+                     "Count every layer, the base image's too: the push either uploads it or finds it there.")
+    if given[0] > uploaded:
+        return Check(False, "fewer layers were uploaded than you predicted.",
+                     "A push is no build: the registry does not care which layer sits on which. It is asked about "
+                     "each layer's digest, and a layer with unchanged bytes has its old digest, wherever it sits.")
+    return Check(False, "more layers were uploaded than you predicted.",
+                 "A layer whose bytes changed has a new digest, one the registry has never seen: it must be uploaded.")
+
+
+def check_pulled_by_digest(build_server: Client, tag: str, production: Client, reference: object) -> Check:
+    """Pin the image *tag* names by its digest (``repository@sha256:...``) and pull it into *production*.
+
+    The truth: the build server's image under *tag*, whose manifest is the one its push sent (so the registry's
+    digest is that manifest's), and the production store, which must hold an image under *reference*. Giving the
+    image ID (the config's digest) instead of the manifest's, the digest of another release, a tag, or a reference
+    not pulled yet each get a message of their own.
+    """
+    from .reference import InvalidReference, parse
+
+    want = parse(tag)
+    if is_unanswered(reference):
+        return not_answered(f"set `pinned` to {want.familiar_name}@sha256:... (the digest of {want.tag}), pull it "
+                            "into the production store and run this check.")
+    expected = _find(build_server, tag)
+    if expected is None:
+        return Check(False, f"the build server has no image {want.familiar!r}.", "Run the cells above that build "
+                     "and push it.")
+    if not isinstance(reference, str):
+        return Check(False, f"{_shown(reference)} is not an image reference.",
+                     'Write it as a string: "registry/repository@sha256:...".')
+    text = reference.strip()
+    try:
+        ref = parse(text, default_tag=None)
+    except InvalidReference as exc:
+        return Check(False, f"{_shown(reference)} is not an image reference: {_reference_error(text, exc)}.",
+                     "Write registry/repository@sha256: and the 64 hex digits of the digest.")
+    if ref.digest is None:
+        return Check(False, f"{_shown(reference)} names a tag, and a tag can be moved to other content at any time.",
+                     "Pin the content: registry/repository@sha256:..., with the digest of the push's last line "
+                     f"({want.tag}: digest: sha256:... size: ...).")
+    if ref.name != want.name:
+        return Check(False, f"{_shown(reference)} is in the repository {ref.familiar_name}, not in "
+                            f"{want.familiar_name}.",
+                     "Keep the registry and repository of the tag; replace :tag with @ and the digest.")
+    if ref.digest == expected.id:
+        return Check(False, "that digest is the image ID: the digest of the image's config.",
+                     "A registry names an image by the digest of its manifest: the 'digest:' line of the push "
+                     "(or 'Digest:' of a pull), not the IMAGE ID column.")
+    if ref.digest != expected.manifest_digest:
+        other = next((i for i in build_server.images.list() if i.core.manifest_digest == ref.digest), None)
+        named = f"the image tagged {', '.join(other.tags)}" if other is not None and other.tags else "no image"
+        return Check(False, f"that digest names {named} on the build server, not {want.familiar}.",
+                     f"Take the digest of the last line of the push of {want.tag}: "
+                     f"'{want.tag}: digest: sha256:... size: ...'.")
+    try:
+        pulled = production.images.get(str(ref)).core
+    except (PyContainersError, ValueError):
+        return Check(False, "the right reference, but the production store does not have that image yet.",
+                     "Pull it with the production server's client (its images.pull), then check again.")
+    if pulled.id != expected.id:
+        return Check(False, f"the production store's image for that digest has another ID than {want.familiar}.",
+                     "Pull the reference again into the production store.")
+    return Check(True, f"Right: production has {want.familiar} pinned by its digest. {ref.digest[:19]}… names "
+                       "these bytes and no others, wherever the tag is moved later.")
+
+
+__all__ += ["check_full_names", "check_pulled_by_digest", "check_push_prediction", "push_outcome"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -24,16 +25,21 @@ from pycontainers.exercises import (
     check_cache_misses,
     check_containers_per_vm,
     check_cpu_counts,
+    check_full_names,
     check_history_and_layers,
     check_host_pid,
     check_image_size_after_delete,
     check_install_stays_cached,
     check_no_wasted_bytes,
     check_own_namespaces,
+    check_pulled_by_digest,
+    check_push_prediction,
     check_slowest_vm_phase,
     check_stored_bytes,
+    push_outcome,
 )
 from pycontainers.image import Image, ImageBuilder, get_image
+from pycontainers.registry import LocalRegistry, progress_line
 from pycontainers.store import Store
 from pycontainers.units import human_size, parse_size
 
@@ -317,7 +323,11 @@ def every_check(client: Client, steps: BuildResult, busybox_store: Store) -> lis
             lambda a: check_history_and_layers(client, "demo", a),
             lambda a: check_slowest_vm_phase(vm, a),  # type: ignore[arg-type]
             lambda a: check_containers_per_vm(density, a),  # type: ignore[arg-type]
-            lambda a: check_cpu_counts(busybox_store, a)]
+            lambda a: check_cpu_counts(busybox_store, a),
+            lambda a: check_full_names({"busybox": a}),
+            lambda a: check_full_names(a),
+            lambda a: check_push_prediction(A_PUSH, a),
+            lambda a: check_pulled_by_digest(client, "demo", client, a)]
 
 
 @pytest.fixture
@@ -576,3 +586,178 @@ def test_own_namespaces_odd_answers(client: Client, answer: object, words: str) 
     check = check_own_namespaces(client, "hostnet", answer)  # refused before it looks for the container
     assert_wrong(check, "/proc/PID/ns")
     assert words in check.message
+
+
+# ------------------------------------------------------------------------------- sharing images (07)
+
+
+def test_full_names_placeholders_then_answers() -> None:
+    names = {"ubuntu": ..., "pavlos/simple-translate": ..., "127.0.0.1:5000/simple-translate:v2": ...}
+    assert_unanswered(check_full_names(...))
+    assert_unanswered(check_full_names(names))
+    names["ubuntu"] = "docker.io/library/ubuntu:latest"
+    check = check_full_names(names)
+    assert_unanswered(check)  # right so far: the two others are still to do, and named
+    assert "pavlos/simple-translate, 127.0.0.1:5000/simple-translate:v2" in check.message
+    names["pavlos/simple-translate"] = " docker.io/pavlos/simple-translate:latest "
+    names["127.0.0.1:5000/simple-translate:v2"] = "127.0.0.1:5000/simple-translate:v2"
+    assert_right(check_full_names(names))
+    names["ubuntu"] = "ubuntu:latest"  # a mistake is reported even while others are unanswered
+    names["pavlos/simple-translate"] = ...
+    assert_wrong(check_full_names(names), "docker.io")
+
+
+@pytest.mark.parametrize(("short", "answer", "words", "hint"), [
+    ("ubuntu", "ubuntu", "leaves out docker.io/ and library/ and :latest", "means latest"),
+    ("ubuntu", "docker.io/ubuntu:latest", "leaves out library/.", "official image"),
+    ("ubuntu", "library/ubuntu:latest", "leaves out docker.io/.", "on Docker Hub"),
+    ("ubuntu", "docker.io/library/ubuntu", "leaves out :latest.", "means latest"),
+    ("ubuntu", "docker.io/library/ubuntu:22.04", "another tag", "last ':'"),
+    ("ubuntu", "Ubuntu", "must be lowercase", "registry/repository:tag"),
+    ("pavlos/simple-translate", "docker.io/library/pavlos/simple-translate:latest", "under library/",
+     "user or organisation"),
+    ("127.0.0.1:5000/app:v2", "docker.io/library/app:v2", "on the registry docker.io", "':port'"),
+    ("127.0.0.1:5000/app:v2", "127.0.0.1:5000/app", "another tag", "last ':'"),
+    ("127.0.0.1:5000/app:v2", "127.0.0.1:5000/library/app:v2", "under library/", "official images"),
+    ("127.0.0.1:5000/app:v2", "docker.io/127.0.0.1:5000/app:v2", "invalid path component", "registry/repository"),
+    ("busybox", "docker.io/library/busybox@sha256:" + "a" * 64, "has a digest", "without @sha256"),
+    ("busybox", 42, "is not a name", "as a string"),
+])
+def test_full_names_hint_fits_the_slip(short: str, answer: object, words: str, hint: str) -> None:
+    check = check_full_names({short: answer})
+    assert_wrong(check, hint)
+    assert words in check.message and "\n" not in check.message
+
+
+def test_full_names_refuses_a_changed_key() -> None:
+    assert_wrong(check_full_names({"Not A Name!": "docker.io/library/busybox:latest"}), "Keep the keys")
+
+
+PUSHED, THERE = "Pushed", "Layer already exists"
+A_PUSH = "".join(json.dumps(e) + "\r\n" for e in [  # the JSON lines client.images.push returns
+    {"status": "The push refers to repository [127.0.0.1:5000/app]"},
+    *({"status": "Preparing", "id": i} for i in ("cccccccccccc", "bbbbbbbbbbbb", "aaaaaaaaaaaa")),
+    {"status": PUSHED, "id": "cccccccccccc"}, {"status": THERE, "id": "bbbbbbbbbbbb"},
+    {"status": "Mounted from library/app", "id": "aaaaaaaaaaaa"},
+    {"status": "v2: digest: sha256:" + "d" * 64 + " size: 704"}])
+
+
+def test_push_outcome_reads_every_shape_of_progress() -> None:
+    events = [json.loads(line) for line in A_PUSH.splitlines()]
+    printed = [line for line in map(progress_line, events) if line]
+    truth = {"cccccccccccc": PUSHED, "bbbbbbbbbbbb": THERE, "aaaaaaaaaaaa": "Mounted from library/app"}
+    for progress in (A_PUSH, A_PUSH.encode(), A_PUSH.splitlines(), events, iter(events), printed, "\n".join(printed)):
+        assert push_outcome(progress) == truth
+    for nothing in ("", [], "hello", [{"status": "Preparing", "id": "x"}], 42, {"id": "x"}, None):
+        assert push_outcome(nothing) is None
+    assert_right(check_push_prediction(A_PUSH, (1, 2)))  # a layer mounted from another repository was there
+
+
+@pytest.mark.parametrize("placeholder", [..., None])
+def test_push_prediction_placeholder(placeholder: object) -> None:
+    assert_unanswered(check_push_prediction(A_PUSH, placeholder))
+    assert_unanswered(check_push_prediction(None, placeholder))  # before the push cell ran
+
+
+def test_push_prediction_without_a_push() -> None:
+    for progress in (..., None, "", "not a push"):
+        assert_wrong(check_push_prediction(progress, (1, 2)), "Run the cell that pushes")
+
+
+needs_registry = pytest.mark.skipif(shutil.which("docker-registry") is None,
+                                    reason="Docker's registry program (docker-registry) is not installed")
+
+
+def build_release(store: Store, tag: str, model: bytes, code: str) -> Image:
+    """Notebook 07's releases, small: busybox, a model's layer, then the code's."""
+    b = ImageBuilder(store, "busybox")
+    with b.layer("COPY model/ /app/model/") as ch:
+        ch.add_file("/app/model/weights.bin", model)
+    with b.layer("COPY translate.sh /app/") as ch:
+        ch.add_file("/app/translate.sh", code)
+    b.set(Cmd=["sh", "/app/translate.sh"])
+    return b.commit(tag)
+
+
+@pytest.fixture
+def releases(client: Client, tmp_path: Path) -> Iterator[SimpleNamespace]:
+    """A registry of the test's own with v1 and v2 pushed (v2: new code); v3 (a new model under v2's code) built
+    and named for the registry, but not pushed."""
+    with LocalRegistry(tmp_path / "registry") as reg:
+        repo = f"{reg.address}/translate"
+        images = {"v1": build_release(client.store, f"{repo}:v1", b"model 1\n" * 4096, "echo hello\n"),
+                  "v2": build_release(client.store, f"{repo}:v2", b"model 1\n" * 4096, "echo hello, hola\n"),
+                  "v3": build_release(client.store, f"{repo}:v3", b"model 2\n" * 4096, "echo hello, hola\n")}
+        progress = {v: client.images.push(repo, v) for v in ("v1", "v2")}
+        yield SimpleNamespace(registry=reg, repo=repo, images=images, progress=progress)
+
+
+def pushed_digest(progress: str) -> str:
+    """The manifest's digest from the push's last line ("v2: digest: sha256:... size: 704")."""
+    return json.loads(progress.splitlines()[-1])["status"].split()[2]
+
+
+@needs_registry
+def test_push_prediction_against_real_pushes(client: Client, releases: SimpleNamespace) -> None:
+    assert_right(check_push_prediction(releases.progress["v1"], (3, 0)))  # an empty registry: everything travels
+    assert_right(check_push_prediction(releases.progress["v2"], ("1", "2")))
+    events = list(client.images.push(releases.repo, "v3", stream=True, decode=True))
+    assert push_outcome(events) == {releases.images["v3"].layers[0].digest[7:19]: THERE,
+                                    releases.images["v3"].layers[1].digest[7:19]: PUSHED,
+                                    releases.images["v3"].layers[2].digest[7:19]: THERE}
+    check = check_push_prediction(events, (1, 2))
+    assert_right(check)
+    assert "1 layer uploaded, 2 layers already there" in check.message
+    # the build cache's reasoning (everything above a change is new) is the tell-tale slip
+    assert_wrong(check_push_prediction(events, (2, 1)), "wherever it sits")
+    assert_wrong(check_push_prediction(events, (0, 3)), "new digest")
+    check = check_push_prediction(events, (1, 1))
+    assert_wrong(check, "Count every layer")
+    assert "has 3 layers" in check.message
+
+
+@needs_registry
+def test_push_prediction_after_a_second_push(client: Client, releases: SimpleNamespace) -> None:
+    again = client.images.push(releases.repo, "v2")
+    outcome = push_outcome(again)
+    assert outcome is not None and len(outcome) == 3 and set(outcome.values()) == {THERE}
+    check = check_push_prediction(again, (1, 2))
+    assert_wrong(check, "run the push cell once")
+    assert "pushed before" in check.message
+    assert_right(check_push_prediction(again, (0, 3)))  # a prediction of the second push itself is right
+
+
+@needs_registry
+def test_pulled_by_digest(client: Client, releases: SimpleNamespace, tmp_path: Path) -> None:
+    production = Client(tmp_path / "production")
+    repo, v2 = releases.repo, releases.images["v2"]
+    digest = pushed_digest(releases.progress["v2"])
+    assert digest == v2.manifest_digest != v2.id
+
+    def check(reference: object) -> Check:
+        return check_pulled_by_digest(client, f"{repo}:v2", production, reference)
+
+    assert_unanswered(check(...))
+    assert_wrong(check(f"{repo}:v2"), "digest of the push's last line")
+    assert "names a tag" in check(f"{repo}:v2").message
+    wrong = check(f"{repo}@{v2.id}")
+    assert_wrong(wrong, "digest of its manifest")
+    assert "image ID" in wrong.message
+    wrong = check(f"{repo}@{pushed_digest(releases.progress['v1'])}")
+    assert_wrong(wrong, "push of v2")
+    assert f"tagged {repo}:v1" in wrong.message
+    assert "names no image" in check(f"{repo}@sha256:{'0' * 64}").message
+    assert_wrong(check(f"{releases.registry.address}/other@{digest}"), "Keep the registry and repository")
+    assert_wrong(check(f"{repo}@sha256:ABC"), "64 hex digits")
+    before = check(f"{repo}@{digest}")
+    assert_wrong(before, "Pull it")
+    assert "does not have that image yet" in before.message
+    pulled = production.images.pull(f"{repo}@{digest}")
+    assert pulled.id == v2.id and pulled.tags == []  # pulled by digest: no tag, the same image
+    assert_right(check(f" {repo}@{digest} "))
+
+
+def test_pulled_by_digest_without_the_image_on_the_build_server(client: Client, tmp_path: Path) -> None:
+    production = Client(tmp_path / "production")
+    assert_wrong(check_pulled_by_digest(client, "127.0.0.1:5000/translate:v2", production,
+                                        f"127.0.0.1:5000/translate@sha256:{'a' * 64}"), "build and push")
