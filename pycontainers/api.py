@@ -124,14 +124,6 @@ def inspect(image: core.Image) -> dict[str, Any]:
     }
 
 
-def _echo(event: dict[str, Any]) -> None:
-    from .registry import progress_line
-
-    line = progress_line(event)
-    if line is not None:
-        print(line, flush=True)
-
-
 class ImageCollection:
     """``client.images``: list, get, remove, prune, load, and the low-level builder."""
 
@@ -190,7 +182,8 @@ class ImageCollection:
             raise InvalidArgument("pull(all_tags=True) is not supported: name one tag or digest")
         name = f"{repository}:{tag}" if tag and not tag.startswith("sha256:") else (
             f"{repository}@{tag}" if tag else repository)
-        return Image(self.client, registry.pull(self._store, name, on_event=_echo if echo else None).image)
+        return Image(self.client, registry.pull(self._store, name, on_event=registry.line_printer() if echo else None
+                                                ).image)
 
     def push(self, repository: str, tag: str | None = None, stream: bool = False, decode: bool = False,
              echo: bool = False) -> Any:
@@ -200,11 +193,12 @@ class ImageCollection:
         from . import registry
 
         events: list[dict[str, Any]] = []
+        show = registry.line_printer()
 
         def record(event: dict[str, Any]) -> None:
             events.append(event)
             if echo:
-                _echo(event)
+                show(event)
 
         registry.push(self._store, f"{repository}:{tag}" if tag else repository, on_event=record)
         if stream:

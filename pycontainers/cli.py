@@ -125,22 +125,10 @@ def cmd_tag(a: argparse.Namespace) -> int:
     return 0
 
 
-def _progress_printer(quiet: bool) -> Callable[[dict[str, Any]], None]:
-    """``docker pull`` / ``push`` lines, as they happen (nothing with ``-q``)."""
-    from .registry import progress_line
-
-    def show(event: dict[str, Any]) -> None:
-        line = progress_line(event)
-        if line is not None and not quiet:
-            print(line, flush=True)
-
-    return show
-
-
 def cmd_pull(a: argparse.Namespace) -> int:
     from . import registry
 
-    pulled = registry.pull(_store(), a.name, on_event=_progress_printer(a.quiet))
+    pulled = registry.pull(_store(), a.name, on_event=None if a.quiet else registry.line_printer())
     print(pulled.reference)
     return 0
 
@@ -148,12 +136,12 @@ def cmd_pull(a: argparse.Namespace) -> int:
 def cmd_push(a: argparse.Namespace) -> int:
     from . import registry
 
-    registry.push(_store(), a.name, on_event=_progress_printer(a.quiet))
+    registry.push(_store(), a.name, on_event=None if a.quiet else registry.line_printer())
     return 0
 
 
 def cmd_registry_serve(a: argparse.Namespace) -> int:
-    from .registry import LocalRegistry
+    from .registry import LocalRegistry, RegistryError
 
     root = a.dir or str(_store().home / "registry")
     with LocalRegistry(root, port=a.port) as reg:
@@ -163,7 +151,7 @@ def cmd_registry_serve(a: argparse.Namespace) -> int:
             reg.process.wait()
         except KeyboardInterrupt:
             return 0
-    raise _file_error(f"the registry stopped by itself (status {reg.process.returncode}); see {root}/registry.log")
+    raise RegistryError(f"the registry stopped by itself (status {reg.process.returncode}); see {root}/registry.log")
 
 
 def cmd_rmi(a: argparse.Namespace) -> int:

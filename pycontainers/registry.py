@@ -473,18 +473,23 @@ def names_a_registry(name: str) -> bool:
         return False
 
 
+def line_printer(file: Any = None) -> Callable[[Event], None]:
+    """An ``on_event`` that prints each event's line as it happens (to *file*, else the current stdout)."""
+
+    def show(event: Event) -> None:
+        line = progress_line(event)
+        if line is not None:
+            print(line, file=file, flush=True)
+
+    return show
+
+
 def pull_missing(store: Store, name: str) -> Image:
     """``docker run``'s pull of a missing image: Docker's words on stderr, the image returned."""
     import sys
 
     print(f"Unable to find image '{parse(name).familiar}' locally", file=sys.stderr, flush=True)
-
-    def show(event: Event) -> None:
-        line = progress_line(event)
-        if line is not None:
-            print(line, file=sys.stderr, flush=True)
-
-    return pull(store, name, on_event=show).image
+    return pull(store, name, on_event=line_printer(sys.stderr)).image
 
 
 def _current_image_id(store: Store, ref: Reference) -> str | None:
