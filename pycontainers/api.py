@@ -21,6 +21,7 @@ from typing import Any, BinaryIO, NamedTuple
 from . import archive
 from . import container as core_container
 from . import image as core
+from . import network as core_network
 from .errors import (
     ContainerError,
     ContainerStartError,
@@ -380,6 +381,11 @@ class Container:
         return container_inspect(self._c.reload())
 
     @property
+    def ports(self) -> dict[str, list[dict[str, str]] | None]:
+        """docker-py's ``ports``: ``{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}`` while it runs."""
+        return network_settings(self._c.reload())["Ports"]
+
+    @property
     def labels(self) -> dict[str, str]:
         """The container's labels (``labels=`` of ``run``/``create``, over the image's), as docker-py's."""
         return dict(self._c.state.get("labels") or {})
@@ -541,13 +547,34 @@ def container_inspect(c: core_container.Container) -> dict[str, Any]:
         "HostConfig": {"Memory": spec.memory or 0, "PidsLimit": spec.pids_limit, "NanoCpus":
                        int((spec.cpus or 0) * 1e9), "NetworkMode": spec.network, "ReadonlyRootfs": spec.read_only,
                        "AutoRemove": bool(st.get("auto_remove")), "Init": spec.init,
+                       "PortBindings": {f"{cp}/tcp": [{"HostIp": ip, "HostPort": str(hp or "")}]
+                                        for ip, hp, cp in spec.ports},
                        "Binds": [f"{m.volume or m.source}:{m.destination}{':ro' if m.readonly else ''}"
                                  for m in spec.mounts]},
         "Mounts": [{"Type": "volume" if m.volume else "bind", "Name": m.volume or "", "Source": m.source,
                     "Destination": m.destination, "RW": not m.readonly} for m in spec.mounts],
+        "NetworkSettings": network_settings(c),
         # Docker's storage driver names: overlayfs over the layers, or (proot) a plain copy, as its vfs driver makes
         "Driver": "vfs" if st.get("backend") == "proot" else "overlay", "RuntimeBackend": st.get("backend", "native"),
     }
+
+
+def network_settings(c: core_container.Container) -> dict[str, Any]:
+    """``NetworkSettings``: the ports published now, and the container's address on its network."""
+    running = c.status == "running"
+    ports: dict[str, list[dict[str, str]] | None] = {f"{cp}/tcp": None for _, _, cp in c.spec.ports}
+    for ip, hp, cp in c.state.get("ports") or [] if running else []:
+        ports[f"{cp}/tcp"] = [{"HostIp": ip, "HostPort": str(hp)}]
+    info = c.state.get("network")
+    networks = {}
+    if info:
+        networks[info["name"]] = {"NetworkID": info["id"], "IPAddress": info["address"],
+                                  "IPPrefixLen": info["prefixlen"], "Gateway": info["gateway"],
+                                  "Aliases": [c.name, c.short_id] if info["name"] != "bridge" else None}
+    elif c.spec.network in ("none", "host"):
+        networks[c.spec.network] = {"NetworkID": "", "IPAddress": "", "IPPrefixLen": 0, "Gateway": ""}
+    return {"Ports": ports, "IPAddress": (info or {}).get("address", ""), "Gateway": (info or {}).get("gateway", ""),
+            "Networks": networks}
 
 
 RENAMED_OPTIONS = {"working_dir": "workdir", "network_mode": "network", "stdin_open": "interactive",
@@ -555,9 +582,9 @@ RENAMED_OPTIONS = {"working_dir": "workdir", "network_mode": "network", "stdin_o
 """docker-py's names for ``run``/``create`` options -> this engine's (``spec.make_spec``'s, as the CLI's flags);
 both are accepted."""
 ENGINE_OPTIONS = {"entrypoint", "environment", "env_files", "workdir", "user", "volumes", "hostname", "read_only",
-                  "memory", "pids_limit", "cpus", "network", "tty", "interactive", "init", "runtime"}
+                  "memory", "pids_limit", "cpus", "network", "tty", "interactive", "init", "runtime", "ports"}
 UNSUPPORTED_OPTIONS = {
-    "privileged", "cap_add", "cap_drop", "devices", "device_requests", "device_cgroup_rules", "ports",
+    "privileged", "cap_add", "cap_drop", "devices", "device_requests", "device_cgroup_rules",
     "publish_all_ports", "links", "network", "networking_config", "dns", "dns_opt", "dns_search", "extra_hosts",
     "domainname", "mac_address", "network_disabled", "healthcheck", "stop_signal", "restart_policy", "ipc_mode",
     "pid_mode", "uts_mode", "userns_mode", "cgroupns", "cgroup_parent", "security_opt", "sysctls", "tmpfs",
@@ -720,6 +747,88 @@ def _tree_size(path: Path) -> int:
     return total
 
 
+class Network:
+    """docker-py's ``Network``: a bridge that containers join (``network=``) and find each other on by name."""
+
+    def __init__(self, client: Client, name: str) -> None:
+        self.client = client
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<Network: {self.short_id}>"
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return network_inspect(self.client.store, self.name)
+
+    @property
+    def id(self) -> str:
+        return str(self.attrs["Id"])
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def containers(self) -> list[Container]:
+        return [self.client.containers.get(cid) for cid in self.attrs["Containers"]]
+
+    def reload(self) -> None:
+        self.attrs  # noqa: B018 (NotFound if it has gone)
+
+    def remove(self) -> None:
+        """``docker network rm``: refused while a container is on it."""
+        core_network.remove_network(self.client.store, self.name)
+
+
+class NetworkCollection:
+    """docker-py's ``client.networks``."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def create(self, name: str, driver: str | None = None, ipam: dict[str, Any] | None = None) -> Network:
+        """``docker network create``; *ipam* as docker-py's ``{"Config": [{"Subnet": "10.89.7.0/24"}]}``."""
+        if driver not in (None, "bridge"):
+            raise InvalidArgument(f"network driver {driver!r}: only 'bridge' networks exist here")
+        subnet = ((ipam or {}).get("Config") or [{}])[0].get("Subnet")
+        return Network(self.client, core_network.create_network(self.client.store, name, subnet).name)
+
+    def get(self, network_id: str) -> Network:
+        return Network(self.client, core_network.get_network(self.client.store, network_id).name)
+
+    def list(self, names: list[str] | None = None) -> list[Network]:
+        found = [Network(self.client, n) for n in network_names(self.client.store)]
+        return [n for n in found if names is None or n.name in names]
+
+    def prune(self) -> dict[str, Any]:
+        return {"NetworksDeleted": core_network.prune_networks(self.client.store)}
+
+
+def network_names(store: Store) -> list[str]:
+    """``network ls``'s order: the pre-defined networks, then the store's own."""
+    return [*core_network.PREDEFINED, *(n.name for n in core_network.list_networks(store)
+                                         if n.name not in core_network.PREDEFINED)]
+
+
+def network_inspect(store: Store, ref: str) -> dict[str, Any]:
+    """``docker network inspect``'s JSON: the subnet, the bridge, and each container's address."""
+    if ref in core_network.MODES:
+        return {"Name": ref, "Id": ref, "Driver": "null" if ref == "none" else "host", "IPAM": {"Config": []},
+                "Containers": {c.id: {"Name": c.name} for c in core_container.list_containers(store)
+                               if c.spec.network == ref}}
+    net = core_network.get_network(store, ref)
+    containers = {}
+    for cid, address in net.leases.items():
+        with contextlib.suppress(PyContainersError):
+            containers[cid] = {"Name": core_container.get_container(store, cid).name,
+                               "IPv4Address": f"{address}/{net.prefixlen}"}
+    return {"Name": net.name, "Id": net.id, "Created": net.created, "Driver": "bridge",
+            "IPAM": {"Driver": "default", "Config": [{"Subnet": net.subnet, "Gateway": net.gateway}]},
+            "Options": {"com.docker.network.bridge.name": net.bridge},
+            "Labels": {}, "Containers": containers}
+
+
 class Client:
     """docker-py's ``DockerClient``, daemonless: it works on the store directly."""
 
@@ -728,6 +837,7 @@ class Client:
         self.images = ImageCollection(self)
         self.containers = ContainerCollection(self)
         self.volumes = VolumeCollection(self)
+        self.networks = NetworkCollection(self)
 
     def __repr__(self) -> str:
         return f"<pycontainers.Client store={str(self.store.home)!r}>"
@@ -740,4 +850,4 @@ class Client:
 
 
 __all__ = ["Client", "Container", "ContainerCollection", "ContainerError", "ExecResult", "Image",
-           "ImageCollection", "ImageNotFound", "Volume", "VolumeCollection", "inspect"]
+           "ImageCollection", "ImageNotFound", "Network", "NetworkCollection", "Volume", "VolumeCollection", "inspect"]

@@ -244,6 +244,7 @@ def _run_options(a: argparse.Namespace) -> dict[str, Any]:
         "workdir": a.workdir, "user": a.user, "volumes": a.volume or [], "hostname": a.hostname,
         "read_only": a.read_only, "init": a.init, "memory": a.memory, "pids_limit": a.pids_limit, "cpus": a.cpus,
         "network": a.network, "tty": a.tty, "interactive": a.interactive, "runtime": a.runtime,
+        "ports": a.publish or [],
     }
 
 
@@ -686,6 +687,59 @@ def cmd_volume(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_network(a: argparse.Namespace) -> int:
+    from . import network
+    from .api import network_inspect, network_names
+    from .errors import PyContainersError
+
+    store = _store()
+    if a.action == "create":
+        print(network.create_network(store, a.name, a.subnet).id)
+    elif a.action == "ls":
+        from .tables import Table
+
+        docs = [network_inspect(store, name) for name in network_names(store)]
+        rows = [{"ID": d["Id"] if a.no_trunc else d["Id"][:12], "Name": d["Name"], "Driver": d["Driver"],
+                 "Scope": "local"} for d in docs]
+        _print_table(Table(["ID", "Name", "Driver", "Scope"], rows,
+                           headers={"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE"}),
+                     None, "ID", a.quiet)
+    elif a.action == "rm":
+        status = 0
+        for name in a.names:
+            try:
+                print(network.remove_network(store, name))
+            except PyContainersError as exc:
+                print(f"Error: {exc}", file=sys.stderr)
+                status = 1
+        return status
+    elif a.action == "inspect":
+        print(json.dumps([network_inspect(store, n) for n in a.names], indent=4))
+    elif a.action == "prune":
+        if not _confirm("all custom networks not used by at least one container", a.force):
+            return 0
+        removed = network.prune_networks(store)
+        print("Deleted Networks:\n" + "".join(f"{name}\n" for name in removed) if removed else "", end="")
+    return 0
+
+
+def cmd_port(a: argparse.Namespace) -> int:
+    """``port CONTAINER [PORT]``: where its published ports are reachable on this machine."""
+    from .api import network_settings
+    from .container import get_container
+
+    ports = network_settings(get_container(_store(), a.container))["Ports"]
+    wanted = None if a.port is None else (a.port if "/" in a.port else f"{a.port}/tcp")
+    if wanted is not None and wanted not in ports:
+        print(f"Error: No public port '{wanted}' published for {a.container}", file=sys.stderr)
+        return 1
+    for key, bindings in ports.items():
+        if wanted in (None, key):
+            for b in bindings or []:
+                print(f"{b['HostIp']}:{b['HostPort']}" if wanted else f"{key} -> {b['HostIp']}:{b['HostPort']}")
+    return 0
+
+
 def _confirm(what: str, force: bool) -> bool:
     """Docker's question before a prune; asked whatever stdin is (``echo n |`` says no), and an end of input
     is a no: only ``-f`` skips it."""
@@ -715,11 +769,13 @@ def cmd_container_prune(a: argparse.Namespace) -> int:
 def cmd_system_prune(a: argparse.Namespace) -> int:
     from . import container as c
     from .api import prune_build_cache, prune_containers, prune_images
+    from .network import prune_networks
     from .units import human_size
 
-    what = ("all stopped containers, and all dangling images" if not a.all else
-            "all stopped containers, all images without at least one container associated to them, and all "
-            "build cache")
+    what = ("all stopped containers, all networks not used by at least one container, and all dangling images"
+            if not a.all else
+            "all stopped containers, all networks not used by at least one container, all images without at "
+            "least one container associated to them, and all build cache")
     if a.volumes:
         what = what.replace("all stopped containers, ", "all stopped containers, all volumes not used by at least "
                                                         "one container, ")
@@ -728,12 +784,15 @@ def cmd_system_prune(a: argparse.Namespace) -> int:
     store = _store()
     containers = prune_containers(store)["ContainersDeleted"]
     volumes = c.volume_prune(store) if a.volumes else []  # (after the containers that used them)
+    networks = prune_networks(store) if (store.home / "networks").is_dir() else []
     images = prune_images(store, all_images=a.all)
     cache = prune_build_cache(store) if a.all else {"CachesDeleted": [], "SpaceReclaimed": 0}
     for cid in containers:
         print(f"deleted container: {cid}")
     for name in volumes:
         print(f"deleted volume: {name}")
+    for name in networks:
+        print(f"deleted network: {name}")
     for line in images["ImagesDeleted"]:
         print(f"deleted image: {line['Deleted']}")
     _print_cache_deleted(cache["CachesDeleted"])
@@ -1030,7 +1089,10 @@ def _container_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--memory", help="memory limit (e.g. 64m)")
     p.add_argument("--pids-limit", type=int)
     p.add_argument("--cpus", type=float)
-    p.add_argument("--network", "--net", default="none", help="none (own, empty network) or host")
+    p.add_argument("--network", "--net", help="none (only loopback: the default without -p), host, bridge "
+                                               "(the default with -p) or a network's name (network create)")
+    p.add_argument("-p", "--publish", action="append", metavar="[IP:][HOST_PORT:]PORT",
+                   help="publish a container's TCP port on this machine (e.g. 8080:80)")
     p.add_argument("--runtime", choices=["native", "rootless", "runc", "proot"],
                    help="native (default as root), rootless (user namespaces; default without root), "
                         "runc (from an OCI bundle) or proot (where user namespaces are forbidden)")
@@ -1193,6 +1255,35 @@ def _add_volume(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_volume, action="inspect")
 
 
+def _add_network(sub: argparse._SubParsersAction) -> None:
+    group = _command_group(sub, "network", "manage networks (bridges that containers join)")
+    p = group.add_parser("create", help="create a network")
+    p.add_argument("name")
+    p.add_argument("--subnet", help="its IPv4 subnet in CIDR form (default: a free 10.89.N.0/24)")
+    p.add_argument("-d", "--driver", choices=["bridge"], default="bridge")
+    p.set_defaults(func=cmd_network, action="create")
+    p = group.add_parser("ls", aliases=["list"], help="list networks")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--no-trunc", action="store_true")
+    p.set_defaults(func=cmd_network, action="ls")
+    p = group.add_parser("rm", aliases=["remove"], help="remove networks (none may have containers)")
+    p.add_argument("names", nargs="+")
+    p.set_defaults(func=cmd_network, action="rm")
+    p = group.add_parser("inspect", help="show a network's details")
+    p.add_argument("names", nargs="+")
+    p.set_defaults(func=cmd_network, action="inspect")
+    p = group.add_parser("prune", help="remove the networks no container uses")
+    p.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
+    p.set_defaults(func=cmd_network, action="prune")
+
+
+def _add_port(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("port", help="list a container's published ports")
+    p.add_argument("container")
+    p.add_argument("port", nargs="?", help="PORT[/tcp]: only where this one is published")
+    p.set_defaults(func=cmd_port)
+
+
 def _add_registry(sub: argparse._SubParsersAction) -> None:
     group = _command_group(sub, "registry", "run a registry on this machine (to push to and pull from)")
     p = group.add_parser("serve", help="run Docker's registry on 127.0.0.1 until Ctrl-C")
@@ -1219,7 +1310,8 @@ _SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "ps": _add_ps, "logs": _add_logs, "build": _add_build, "exec": _add_exec, "bundle": _add_bundle,
     "top": _add_top, "diff": _add_diff, "commit": _add_commit, "start": _add_start, "stop": _add_stop,
     "kill": _add_kill, "rm": _add_rm, "wait": _add_wait, "container": _add_container, "vm": _add_vm,
-    "volume": _add_volume, "registry": _add_registry, "builder": _add_builder, "version": _add_version,
+    "volume": _add_volume, "network": _add_network, "port": _add_port,
+    "registry": _add_registry, "builder": _add_builder, "version": _add_version,
     "info": _add_info,
 }
 _BORROWERS = ("image", "container")

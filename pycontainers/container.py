@@ -446,6 +446,10 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
     if backend == "rootless" and limits:
         raise InvalidArgument(f"{limits[0]} needs a cgroup, and rootless containers have none here "
                               "(cgroups are not delegated to ordinary users on this machine)")
+    net = options.get("network")
+    if backend in ("rootless", "proot") and net not in (None, "none", "host", "bridge"):
+        raise InvalidArgument(f"--network {net}: networks of containers need root (a bridge and veth pairs); "
+                              f"the {backend} back end has only --network none, host and bridge")
     if backend == "proot":  # what proot cannot do is refused, not silently left undone
         if limits:
             raise InvalidArgument(f"{limits[0]} needs a cgroup, and the proot back end has none (no limits)")
@@ -471,6 +475,10 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
     container.image = image
     if backend == "proot" and options.get("hostname"):  # (once it is made: not before another error)
         print(PROOT_HOSTNAME_SENTENCE, file=sys.stderr)
+    if backend in ("rootless", "proot") and spec.on_a_network:
+        from . import network
+
+        print(network.NO_ROOT_SENTENCE if backend == "rootless" else network.PROOT_SENTENCE, file=sys.stderr)
     try:
         if options.get("entrypoint") is not None:  # for commit: which of the args are the entrypoint
             container.save(entrypoint=spec.args[:len(spec.args) - len(command or [])])
@@ -488,6 +496,10 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
             snapshot.save(snapshot.take(container.dir / "rootfs"), container.dir / PROOT_BASELINE)
         fill_new_volumes(store, image, spec, backend, id_maps(container))
     except BaseException:
+        if container.state.get("network"):
+            from . import network
+
+            network.leave(store, container)
         sh.rmtree(container.dir, ignore_errors=True)
         release_name(store, container.name, container.id)
         raise
@@ -587,8 +599,17 @@ def create(store: Store, spec: ContainerSpec, container_id: str, name: str | Non
     else:
         name = claim_random_name(store, container_id)
     try:
-        return _make_directory(store, spec, container_id, name, auto_remove, backend, labels or {})
+        container = _make_directory(store, spec, container_id, name, auto_remove, backend, labels or {})
+        if spec.on_a_network:
+            from . import network
+
+            network.join(store, container)  # an address on its network, its name in the others' /etc/hosts
+        return container
     except BaseException:
+        if spec.on_a_network:
+            from . import network
+
+            network.leave_by_id(store, spec.network, container_id)
         release_name(store, name, container_id)
         shutil.rmtree(containers_dir(store) / container_id, ignore_errors=True)
         raise
@@ -897,6 +918,11 @@ def discard_directory(container: Container) -> Path:
     trash = containers_dir(container.store) / f".{container.id}.removing"
     os.rename(container.dir, trash)
     release_name(container.store, container.name, container.id)
+    if container.state.get("network"):
+        from . import network
+
+        with contextlib.suppress(PyContainersError, OSError):  # (a lease left behind is dropped by the next join)
+            network.leave(container.store, container)
     return trash
 
 

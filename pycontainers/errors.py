@@ -11,7 +11,9 @@ The Python API's errors have docker-py's names and meanings (``docker.errors``):
     ├── APIError                  the engine refused or failed a request (docker-py: the daemon said so)
     │   ├── NotFound              no such image, container or volume
     │   │   ├── ImageNotFound
-    │   │   └── ContainerNotFound
+    │   │   ├── ContainerNotFound
+    │   │   └── NetworkNotFound
+    │   ├── NetworkError          a network could not be made, joined or removed (names the device and call)
     │   └── EngineError           a container could not be started, is not running, is running... (Docker's
     │       │                     409/500 answers); ``pycontainers.container.ContainerError`` is this class
     │       └── ContainerTimeout  ``wait(timeout=...)`` ran out of time
@@ -66,6 +68,17 @@ class ImageNotFound(NotFound):
 
 class ContainerNotFound(NotFound):
     """No container matches the name or ID (or, for volumes, no volume has the name)."""
+
+
+class NetworkNotFound(NotFound):
+    """No network matches the name or ID."""
+
+
+class NetworkError(APIError):
+    """A network could not be made, joined or removed: names the network, the device and the kernel's
+    answer (the netlink request that failed)."""
+
+    exit_code = 125
 
 
 class EngineError(APIError):

@@ -22,7 +22,8 @@ The *plan* is all PID 1 needs to know about its container, worked out by the mon
      "upper": "<writable layer>", "work": "<overlayfs scratch dir>", "userxattr": <rootless?>,
      "binds": [["<host path>", "<path inside>", <read-only?>], ...], "read_only": <--read-only?>,
      "hostname": "...", "user": "<uid|name>[:<gid|group>]", "env": ["K=V", ...], "workdir": "/...",
-     "args": ["<command>", ...], "tty": <-t?>, "network": "none|host"}
+     "args": ["<command>", ...], "tty": <-t?>,
+     "network": "none|host|given"}   (given: the monitor made the network namespace, with eth0, for us)
 
 This module imports only the standard library's smallest parts and ``linux``: a warm monitor runs it in a
 fresh, small interpreter (``forker``) whose forks are cheap to make and cheap to replace by ``execve``.

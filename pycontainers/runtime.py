@@ -85,6 +85,10 @@ from .pid1 import (
     workdir_error,
 )
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .network import PortForwarder
+
 # ------------------------------------------------------------------------------------------ caller
 
 
@@ -97,6 +101,10 @@ def launch(container: Container, lowers: list[str], stdio: tuple[int, int, int],
     if not is_external(container):
         seccomp_program(container)
         machine_layout()
+    if container.state.get("network"):
+        from .network import load_netlink
+
+        load_netlink()  # once per process, not in each monitor
     if is_external(container):
         spawn_detached(monitor_external, events_fd, container, lowers, stdio, events_fd)
     else:
@@ -165,7 +173,11 @@ def supervise(container: Container, lowers: list[str], stdio: tuple[int, int, in
     """The monitor's work: set up, fork the container's PID 1, wait for it, record how it ended."""
     program = seccomp_program(container)  # compiled (or read from its cache) here: PID 1 only loads it
     cgroup = enter_user_namespace_or_cgroup(container)
+    ports = None
     try:
+        ports = attach_network(container)  # (then we are in the container's network namespace)
+        if ports:
+            ports.start()  # a process of its own, forked before unshare: see network.PortForwarder
         unshare(CLONE_NEWPID)  # our next child is PID 1 of a new PID namespace
         tee = output_keeper(container, stdio)
         child_stdio = tee.container_stdio if tee else stdio
@@ -174,6 +186,8 @@ def supervise(container: Container, lowers: list[str], stdio: tuple[int, int, in
         go_r, go_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
     except BaseException:  # (unshare refused to a caller without CAP_SYS_ADMIN): the cgroup goes too
+        if ports:
+            ports.close()
         if cgroup:
             with contextlib.suppress(PyContainersError):
                 cgroup.remove()
@@ -187,18 +201,30 @@ def supervise(container: Container, lowers: list[str], stdio: tuple[int, int, in
     for fd in set(child_stdio):
         os.close(fd)  # the container holds them now; the caller sees EOF when it exits
     attach_error = join_cgroup(cgroup, pid, go_w)
-    follow(container, cgroup, pid, err_r, tee, events_fd, attach_error)
+    follow(container, cgroup, pid, err_r, tee, events_fd, attach_error, ports)
+
+
+def attach_network(container: Container) -> PortForwarder | None:
+    """A container on a network gets it now, from its monitor (``network.attach``): the forwarder of
+    its published ports comes back, not yet serving."""
+    if not container.spec.on_a_network:
+        return None
+    from .network import attach
+
+    return attach(container)
 
 
 def follow(container: Container, cgroup: Cgroup | None, pid: int, err_r: int,
            tee: OutputTee | TerminalLog | OpenStdin | None,
-           events_fd: int, attach_error: str = "") -> None:
+           events_fd: int, attach_error: str = "", ports: PortForwarder | None = None) -> None:
     """From PID 1's fork to the end: record it running, see it reach execve, wait, record how it ended.
 
     PID 1 reports a failure on the *err_r* pipe; the pipe closes without a word when execve succeeds.
     The "running" state is saved first, while PID 1 is still mounting the image on another CPU: saving
     is a millisecond that no one waits for then. Should PID 1 fail, its error replaces it at once.
     """
+    if ports:
+        container.state["ports"] = ports.bindings()
     container.save(status="running", pid=pid, pid_start=process_start_time(pid), monitor_pid=os.getpid(),
                    monitor_start=process_start_time(os.getpid()), started_at=now_iso())
     failure = _read_all(err_r)
@@ -209,8 +235,10 @@ def follow(container: Container, cgroup: Cgroup | None, pid: int, err_r: int,
             tee.close()
         _, status = os.waitpid(pid, 0)
         report = json.loads(failure)
+        if ports:
+            ports.close()
         container.save(status="exited", exit_code=report["exit_code"], error=report["message"],
-                       finished_at=now_iso())
+                       finished_at=now_iso(), ports=[])
         _finish(container, events_fd, {"event": "error", **report}, cgroup)
         os.close(events_fd)
         return
@@ -222,7 +250,9 @@ def follow(container: Container, cgroup: Cgroup | None, pid: int, err_r: int,
     code = os.waitstatus_to_exitcode(status)
     exit_code = 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell reports it
     oom = bool(cgroup and cgroup.oom_killed())
-    container.state.update(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=now_iso())
+    if ports:
+        ports.close()  # (its threads end before the monitor's last steps)
+    container.state.update(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=now_iso(), ports=[])
     if not container.state.get("auto_remove"):  # an auto-removed one's state is about to go with it
         container.save()
     _finish(container, events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": oom}, cgroup,
@@ -507,10 +537,12 @@ def monitor_external(container: Container, lowers: list[str], stdio: tuple[int, 
     runc in a mount namespace of the monitor's own (``prepare_runc_bundle``); proot's is a copy."""
     stdio, events_fd = become_monitor(stdio, events_fd)
     uses_runc = container.state.get("backend") == "runc"
+    ports = None
     try:
         if uses_runc:
             prepare_runc_bundle(container, lowers)
         argv, env = external_command(container)
+        ports = attach_network(container)  # runc's container shares our network namespace, then
     except StartError as exc:
         container.save(status="exited", exit_code=exc.exit_code, error=str(exc), finished_at=now_iso())
         _finish(container, events_fd, {"event": "error", "message": str(exc), "exit_code": exc.exit_code})
@@ -537,6 +569,9 @@ def monitor_external(container: Container, lowers: list[str], stdio: tuple[int, 
     # The container holds its ends now; an OutputTee still writes to the caller's stdout and stderr.
     for fd in set(child_stdio) | (set() if isinstance(keeper, OutputTee) else set(stdio)):
         os.close(fd)
+    if ports:
+        container.state["ports"] = ports.bindings()
+        ports.start()
     container.save(status="running", pid=pid, pid_start=process_start_time(pid), monitor_pid=os.getpid(),
                    monitor_start=process_start_time(os.getpid()), started_at=now_iso())
     _send(events_fd, {"event": "started", "pid": pid})  # runc's or proot's PID (see container.send_signal)
@@ -558,7 +593,9 @@ def monitor_external(container: Container, lowers: list[str], stdio: tuple[int, 
     if proot_signal:  # (see container.PROOT_SIGNAL_FILE)
         exit_code = 128 + proot_signal
     oom = end_runc_container(container) if uses_runc else False
-    container.save(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=now_iso())
+    if ports:
+        ports.close()
+    container.save(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=now_iso(), ports=[])
     _finish(container, events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": oom})
 
 
@@ -808,7 +845,8 @@ def init_plan(container: Container, lowers: list[str]) -> dict[str, object]:
     return {"root": str(container.dir / "rootfs"), "lowers": lowers, "upper": str(container.dir / "upper"),
             "work": str(container.dir / "work"), "userxattr": is_rootless(container), "binds": binds,
             "read_only": spec.read_only, "hostname": spec.hostname, "user": spec.user, "env": spec.env,
-            "workdir": spec.workdir, "args": spec.process_args(), "tty": spec.tty, "network": spec.network}
+            "workdir": spec.workdir, "args": spec.process_args(), "tty": spec.tty,
+            "network": "given" if spec.on_a_network else spec.network}
 
 
 # --------------------------------------------------------------------------------- starting, waiting

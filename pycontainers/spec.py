@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sys
 from dataclasses import asdict, dataclass, field
 
 from .errors import InvalidArgument
@@ -22,8 +23,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-NETWORK_MODES = ("none", "host")
+NETWORK_MODES = ("none", "host")  # no bridge: only loopback (none), or the host's own network (host)
 _VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_NETWORK_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
 
 
 class NoCommand(InvalidArgument):
@@ -59,6 +61,12 @@ class ContainerSpec:
     interactive: bool = False
     stop_signal: str = "SIGTERM"
     init: bool = False  # --init: Docker's tini is PID 1 and runs ``args`` (see process_args)
+    ports: list[list[Any]] = field(default_factory=list)  # -p: [[host ip, host port (0: any), port], ...]
+
+    @property
+    def on_a_network(self) -> bool:
+        """On a bridge (``bridge`` or a network's name), rather than ``none`` or the ``host``'s."""
+        return self.network not in NETWORK_MODES
 
     def process_args(self) -> list[str]:
         """The argv of the container's PID 1: the command, behind Docker's tini with ``--init``.
@@ -159,15 +167,22 @@ def make_spec(image: Image, image_name: str, command: list[str] | None = None, *
               user: str | None = None, volumes: list[str] = (),  # type: ignore[assignment]
               volumes_dir: str = "", hostname: str | None = None, read_only: bool = False,
               memory: str | int | None = None, pids_limit: int | None = None, cpus: float | None = None,
-              network: str = "none", tty: bool = False, interactive: bool = False, init: bool = False,
-              container_id: str = "") -> ContainerSpec:
+              network: str | None = None, tty: bool = False, interactive: bool = False, init: bool = False,
+              ports: list[str] | dict[str, Any] | None = None, container_id: str = "") -> ContainerSpec:
     cfg = image.settings
     args = combine_command(cfg.get("Entrypoint"), cfg.get("Cmd"), command, entrypoint)
     mounts = [parse_volume(v, volumes_dir) for v in volumes]
     if init:
         find_tini()  # missing: say so now, not when the container starts
-    if network not in NETWORK_MODES:
-        raise InvalidArgument(f"network {network!r} is not supported: use one of {', '.join(NETWORK_MODES)}")
+    bindings = parse_ports(ports)
+    network = network or ("bridge" if bindings else "none")  # (Docker's default is bridge: see README)
+    if not _NETWORK_NAME.match(network):
+        raise InvalidArgument(f"--network {network!r}: use none, host, bridge or the name of a network")
+    if bindings and network == "none":
+        raise InvalidArgument("published ports need a network, and --network none has only loopback")
+    if bindings and network == "host":
+        print("WARNING: Published ports are discarded when using host network mode", file=sys.stderr)
+        bindings = []
     wd = workdir if workdir is not None else (cfg.get("WorkingDir") or "/")
     if not wd.startswith("/"):
         raise InvalidArgument(f"the working directory {wd!r} is invalid, it needs to be an absolute path")
@@ -185,7 +200,17 @@ def make_spec(image: Image, image_name: str, command: list[str] | None = None, *
         hostname=hostname or (socket.gethostname() if network == "host" else container_id[:12]),
         mounts=mounts, read_only=read_only, memory=mem, pids_limit=pids_limit, cpus=cpus, network=network,
         tty=tty, interactive=interactive, stop_signal=cfg.get("StopSignal") or "SIGTERM", init=init,
+        ports=[b.to_json() for b in bindings],
     )
+
+
+def parse_ports(ports: list[str] | dict[str, Any] | None) -> list[Any]:
+    """``-p`` strings (the CLI's) or docker-py's ``ports={"80/tcp": 8080}``, as ``network.PortBinding``s."""
+    if not ports:
+        return []
+    from .network import parse_publish, ports_from_docker_py
+
+    return ports_from_docker_py(ports) if isinstance(ports, dict) else [parse_publish(p) for p in ports]
 
 
 INIT_PATH = "/sbin/docker-init"  # where Docker binds the host's static tini, read-only, for --init

@@ -172,7 +172,8 @@ def containers_table(containers: list, *, no_trunc: bool = False) -> Table:  # l
             "Command": f'"{command if no_trunc else truncate(command, 20)}"',
             "CreatedSince": since(created),
             "Status": c.status_text(),
-            "Ports": "",
+            "Ports": ", ".join(f"{ip}:{hp}->{cp}/tcp" for ip, hp, cp in c.state.get("ports") or [])
+                     if c.status == "running" else "",
             "Names": c.name,
             "State": c.status,
         })

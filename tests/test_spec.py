@@ -135,7 +135,7 @@ def test_flags_override_the_image() -> None:
 
 
 @pytest.mark.parametrize("options", [
-    {"workdir": "relative"}, {"network": "bridge"}, {"memory": "5m"}, {"cpus": 0.0},
+    {"workdir": "relative"}, {"network": "no such/net"}, {"memory": "5m"}, {"cpus": 0.0},
     {"cpus": float((os.cpu_count() or 1) + 1)}, {"volumes": ["x"]},
 ], ids=["relative-workdir", "unknown-network", "memory-below-6m", "zero-cpus", "more-cpus-than-machine", "volume"])
 def test_invalid_options(options: dict[str, Any]) -> None:

@@ -1,0 +1,645 @@
+"""Container networks: a Linux bridge per network, a veth pair per container, published ports.
+
+Docker's bridge driver, made of the same kernel parts::
+
+    host network namespace                                 container's network namespace
+    ┌────────────────────────────────────────┐             ┌──────────────────────────────┐
+    │ bridge pyc-<id> 10.89.0.1/24 (gateway) │             │ lo     127.0.0.1             │
+    │   └── veth pv<container id> ───────────┼── a pair ───┼── eth0 10.89.0.2/24          │
+    │ port forwarder 0.0.0.0:8080 ───────────┼── TCP ──────┼─> 10.89.0.2:80               │
+    └────────────────────────────────────────┘             └──────────────────────────────┘
+
+A *network* is a record in the store (``networks/<name>.json``, below) and a bridge device, made again
+whenever it is missing (after a reboot). Each container on it gets an address when it is created (its
+*lease*, freed when it is removed) and, when it starts, a veth pair: one end on the bridge, the other
+moved into the container's network namespace as ``eth0``. On networks made with ``network create`` (not
+on the default ``bridge``, as in Docker) containers find each other by name: each one's ``/etc/hosts``
+lists the others, and is rewritten in place when one joins or leaves.
+
+Published ports (``-p 8080:80``) go through a forwarder in the container's monitor, as Docker's
+``docker-proxy`` does: it listens on the host and opens a connection to the container for each client.
+
+Where there is no root (no veth pairs in the host's namespace), a container asking for a network gets its
+own namespace with only ``lo``, and the forwarder reaches its published ports on the container's
+loopback; under proot the container shares the host's network and the forwarder connects to 127.0.0.1.
+
+``networks/<name>.json``::
+
+    {"Name": "app", "Id": "<64 hex>", "Driver": "bridge", "Created": "<RFC 3339>",
+     "Subnet": "10.89.0.0/24", "Gateway": "10.89.0.1", "Bridge": "pyc-<10 hex>",
+     "Leases": {"<container id>": "10.89.0.2", ...}}
+
+The kernel work is done with pyroute2 (netlink), imported only by processes that set a network up: it
+costs a quarter of a second to import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+import json
+import os
+import selectors
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InvalidArgument, NetworkError, NetworkNotFound
+from .spec import _NETWORK_NAME
+from .spec import NETWORK_MODES as MODES
+from .store import Store, atomic_write
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .container import Container
+
+DEFAULT = "bridge"  # the network of `run -p` and `--network bridge`, as Docker's docker0
+PREDEFINED = (DEFAULT, *MODES)
+DEFAULT_SUBNETS = [f"10.{n}.0.0/16" for n in range(88, 80, -1)]
+USER_SUBNETS = [f"10.89.{n}.0/24" for n in range(256)]
+_NAME = _NETWORK_NAME
+NO_ROOT_SENTENCE = ("Without root this container gets a network namespace of its own with only loopback: "
+                    "published ports reach it through pycontainers' port forwarder, but containers cannot "
+                    "reach each other (a bridge and veth pairs need root).")
+PROOT_SENTENCE = ("Under proot the container shares this machine's network: a published port is forwarded to "
+                  "127.0.0.1 here, where the container's server listens.")
+
+
+# --------------------------------------------------------------------------------------- the records
+
+
+@dataclass
+class Network:
+    """One network's record (``networks/<name>.json``)."""
+
+    name: str
+    id: str
+    subnet: str
+    gateway: str
+    bridge: str
+    created: str
+    leases: dict[str, str] = field(default_factory=dict)  # container ID -> its address
+
+    @property
+    def prefixlen(self) -> int:
+        return ipaddress.ip_network(self.subnet).prefixlen
+
+    @property
+    def resolves_names(self) -> bool:
+        """Docker's rule: containers find each other by name on user-defined networks only."""
+        return self.name != DEFAULT
+
+    def to_json(self) -> dict[str, Any]:
+        return {"Name": self.name, "Id": self.id, "Driver": "bridge", "Created": self.created,
+                "Subnet": self.subnet, "Gateway": self.gateway, "Bridge": self.bridge, "Leases": self.leases}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Network:
+        return cls(obj["Name"], obj["Id"], obj["Subnet"], obj["Gateway"], obj["Bridge"], obj["Created"],
+                   dict(obj.get("Leases") or {}))
+
+
+def networks_dir(store: Store) -> Path:
+    return store.home / "networks"
+
+
+@contextlib.contextmanager
+def locked(store: Store) -> Iterator[Path]:
+    """Serialise changes to the network records (leases, /etc/hosts files) across processes (flock)."""
+    d = networks_dir(store)
+    d.mkdir(parents=True, exist_ok=True)
+    fd = os.open(d / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield d
+    finally:
+        os.close(fd)
+
+
+def _read(path: Path) -> Network:
+    try:
+        return Network.from_json(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise NetworkError(f"network record {path} is damaged: {exc}") from None
+
+
+def _save(store: Store, net: Network) -> None:
+    atomic_write(networks_dir(store) / f"{net.name}.json", json.dumps(net.to_json(), indent=1).encode(),
+                 durable=False)
+
+
+def list_networks(store: Store) -> list[Network]:
+    """The store's networks (the default ``bridge`` once a container has used it), oldest first."""
+    d = networks_dir(store)
+    if not d.is_dir():
+        return []
+    return sorted((_read(p) for p in d.glob("*.json")), key=lambda n: (n.created, n.name))
+
+
+def get_network(store: Store, ref: str) -> Network:
+    """A network by name, full ID or unique ID prefix."""
+    path = networks_dir(store) / f"{ref}.json"
+    if _NAME.match(ref) and path.is_file():
+        return _read(path)
+    if ref == DEFAULT:
+        with locked(store):
+            return _default_network(store)
+    matches = [n for n in list_networks(store) if len(ref) >= 3 and n.id.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    raise NetworkNotFound(f"network {ref} not found" + (" (the ID prefix is ambiguous)" if matches else ""))
+
+
+def create_network(store: Store, name: str, subnet: str | None = None) -> Network:
+    """``docker network create NAME [--subnet CIDR]``: a record now, a bridge when a container needs it."""
+    if name in PREDEFINED:
+        raise InvalidArgument(f"{name} is a pre-defined network and cannot be created")
+    if not _NAME.match(name):
+        raise InvalidArgument(f"invalid network name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    with locked(store) as d:
+        if (d / f"{name}.json").exists():
+            raise NetworkError(f"network with name {name} already exists")
+        net = _new_network(store, name, USER_SUBNETS, subnet)
+        _save(store, net)
+        return net
+
+
+def _default_network(store: Store) -> Network:
+    """The store's ``bridge`` network, made on first use (call with the lock held)."""
+    path = networks_dir(store) / f"{DEFAULT}.json"
+    if path.is_file():
+        return _read(path)
+    net = _new_network(store, DEFAULT, DEFAULT_SUBNETS, None)
+    _save(store, net)
+    return net
+
+
+def _new_network(store: Store, name: str, candidates: list[str], subnet: str | None) -> Network:
+    from .container import now_iso
+
+    taken = [ipaddress.ip_network(n.subnet) for n in list_networks(store)] + host_routes()
+    if subnet is not None:
+        try:
+            chosen = ipaddress.ip_network(subnet)
+        except ValueError as exc:
+            raise InvalidArgument(f"invalid subnet {subnet!r}: {exc}") from None
+        if chosen.version != 4 or chosen.prefixlen > 29:
+            raise InvalidArgument(f"subnet {subnet}: use an IPv4 network of at least 8 addresses (/29 or wider)")
+        clash = next((t for t in taken if t.overlaps(chosen)), None)
+        if clash is not None:
+            raise NetworkError(f"subnet {subnet} overlaps {clash}, which this machine or another network uses")
+    else:
+        free = [c for c in map(ipaddress.ip_network, candidates) if not any(c.overlaps(t) for t in taken)]
+        if not free:
+            raise NetworkError("no free subnet left for a new network: remove one (network rm) or give --subnet")
+        chosen = free[0]
+    net_id = os.urandom(32).hex()
+    return Network(name, net_id, str(chosen), str(next(chosen.hosts())), f"pyc-{net_id[:10]}", now_iso())
+
+
+def host_routes() -> list[ipaddress.IPv4Network]:
+    """The IPv4 networks this machine routes to directly (/proc/net/route), default route excepted."""
+    out = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/route").read_text().splitlines()[1:]:
+            f = line.split()
+            dest, mask = (ipaddress.IPv4Address(int(x, 16).to_bytes(4, "little")) for x in (f[1], f[7]))
+            if int(mask):
+                out.append(ipaddress.IPv4Network(f"{dest}/{mask}", strict=False))
+    return out
+
+
+def remove_network(store: Store, ref: str) -> str:
+    """``docker network rm``: refused while a container is on it; the bridge device goes with it."""
+    if ref in PREDEFINED:
+        raise NetworkError(f"{ref} is a pre-defined network and cannot be removed")
+    with locked(store) as d:
+        net = get_network(store, ref)
+        _forget_removed(store, net)
+        if net.leases:
+            users = ", ".join(sorted(_container_names(store, net)))
+            raise NetworkError(f"error while removing network {net.name}: it has active endpoints ({users})")
+        delete_bridge(net.bridge)
+        (d / f"{net.name}.json").unlink()
+        return net.name
+
+
+def prune_networks(store: Store) -> list[str]:
+    """``docker network prune``: the user-defined networks no container uses."""
+    removed = []
+    for net in list_networks(store):
+        if net.name in PREDEFINED:
+            continue
+        with contextlib.suppress(NetworkError, NetworkNotFound):
+            removed.append(remove_network(store, net.name))
+    return removed
+
+
+def _container_names(store: Store, net: Network) -> list[str]:
+    from .container import containers_dir, read_state
+
+    names = []
+    for cid in net.leases:
+        with contextlib.suppress(Exception):
+            names.append(read_state(containers_dir(store) / cid)["name"])
+    return names
+
+
+def _forget_removed(store: Store, net: Network) -> bool:
+    """Drop the leases of containers whose directory is gone (a process killed while removing one)."""
+    from .container import containers_dir
+
+    gone = [cid for cid in net.leases if not (containers_dir(store) / cid).is_dir()]
+    for cid in gone:
+        del net.leases[cid]
+    return bool(gone)
+
+
+# ---------------------------------------------------------------------- containers joining and leaving
+
+
+def uses_network(mode: str) -> bool:
+    """A container of this ``--network`` gets an address on a bridge (rather than none, or the host's)."""
+    return mode not in MODES
+
+
+def join(store: Store, container: Container) -> None:
+    """At ``create``: lease the container an address and, on a user-defined network, tell the others its
+    name (and it theirs) in /etc/hosts. Recorded in its state as ``network``."""
+    spec = container.spec
+    if not uses_network(spec.network) or container.state.get("backend") in ("rootless", "proot"):
+        return
+    with locked(store):
+        net = _default_network(store) if spec.network == DEFAULT else get_network(store, spec.network)
+        _forget_removed(store, net)
+        used = {ipaddress.ip_address(a) for a in net.leases.values()} | {ipaddress.ip_address(net.gateway)}
+        address = next((a for a in ipaddress.ip_network(net.subnet).hosts() if a not in used), None)
+        if address is None:
+            raise NetworkError(f"network {net.name} has no free address left in {net.subnet}")
+        net.leases[container.id] = str(address)
+        _save(store, net)
+        container.save(network={"name": net.name, "id": net.id, "address": str(address),
+                                "prefixlen": net.prefixlen, "gateway": net.gateway, "bridge": net.bridge})
+        if net.resolves_names:
+            rewrite_hosts_files(store, net)
+        else:
+            rewrite_hosts_file(container, [])
+
+
+def leave(store: Store, container: Container) -> None:
+    """At removal: free the container's address and take its name out of the others' /etc/hosts."""
+    info = container.state.get("network")
+    if not info:
+        return
+    with locked(store):
+        try:
+            net = get_network(store, info["name"])
+        except NetworkNotFound:
+            return
+        if net.leases.pop(container.id, None) is not None:
+            _save(store, net)
+            if net.resolves_names:
+                rewrite_hosts_files(store, net, leaving=container.id)
+
+
+def leave_by_id(store: Store, mode: str, container_id: str) -> None:
+    """A container whose creation failed half-way gives its lease back, if it had one by then."""
+    if not uses_network(mode) or not networks_dir(store).is_dir():
+        return
+    with contextlib.suppress(NetworkNotFound), locked(store):
+        net = get_network(store, mode)
+        if net.leases.pop(container_id, None) is not None:
+            _save(store, net)
+
+
+def rewrite_hosts_files(store: Store, net: Network, leaving: str = "") -> None:
+    """Every container on *net* gets an /etc/hosts naming all the others (a bind mount of a file in its
+    directory: rewritten in place, so the running container sees the change)."""
+    from .container import Container, containers_dir, read_state
+
+    members = []
+    for cid, address in net.leases.items():
+        if cid == leaving:
+            continue
+        with contextlib.suppress(Exception):
+            members.append((Container(store, cid, read_state(containers_dir(store) / cid)), address))
+    for container, _ in members:
+        others = [(a, f"{c.name} {c.id[:12]}") for c, a in members if c.id != container.id]
+        with contextlib.suppress(OSError):
+            rewrite_hosts_file(container, others)
+
+
+def hosts_text(hostname: str, address: str | None, others: list[tuple[str, str]]) -> str:
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
+             f"{address or '127.0.1.1'}\t{hostname}"]
+    lines += [f"{a}\t{names}" for a, names in sorted(others, key=lambda o: ipaddress.ip_address(o[0]))]
+    return "\n".join(lines) + "\n"
+
+
+def rewrite_hosts_file(container: Container, others: list[tuple[str, str]]) -> None:
+    text = hosts_text(container.spec.hostname, (container.state.get("network") or {}).get("address"), others)
+    with open(container.dir / "hosts", "r+") as f:  # the same inode: a running container's bind mount sees it
+        f.write(text)
+        f.truncate()
+
+
+# ----------------------------------------------------------------------------------- published ports
+
+
+@dataclass(frozen=True)
+class PortBinding:
+    """``-p [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/tcp]``; host port 0: any free one, chosen at start."""
+
+    container_port: int
+    host_port: int = 0
+    host_ip: str = "0.0.0.0"
+
+    def key(self) -> str:
+        return f"{self.container_port}/tcp"
+
+    def to_json(self) -> list[object]:
+        return [self.host_ip, self.host_port, self.container_port]
+
+
+def parse_publish(text: str) -> PortBinding:
+    """Docker's ``-p`` syntax, TCP only (UDP is refused in one line)."""
+    spec, _, proto = text.partition("/")
+    if proto not in ("", "tcp"):
+        raise InvalidArgument(f"-p {text}: only TCP ports can be published here")
+    parts = spec.rsplit(":", 2)
+    host_ip = parts[0].strip("[]") if len(parts) == 3 else "0.0.0.0"
+    try:
+        if host_ip:
+            ipaddress.IPv4Address(host_ip)
+        numbers = [int(p) if p else 0 for p in parts[-2:]] if len(parts) > 1 else [0, int(parts[0])]
+    except ValueError:
+        raise InvalidArgument(f"invalid port specification: {text!r} (use [HOST_IP:][HOST_PORT:]PORT)") from None
+    host_port, container_port = numbers
+    if not 0 < container_port < 65536 or not 0 <= host_port < 65536:
+        raise InvalidArgument(f"invalid port specification: {text!r}: ports are 1-65535")
+    return PortBinding(container_port, host_port, host_ip or "0.0.0.0")
+
+
+def ports_from_docker_py(ports: dict[str, Any]) -> list[PortBinding]:
+    """docker-py's ``ports={"80/tcp": 8080}`` (also ``None``, ``(ip, port)`` and lists of those)."""
+    out = []
+    for key, value in ports.items():
+        container_port = str(key).partition("/")[0]
+        for v in value if isinstance(value, list) else [value]:
+            if v is None:
+                out.append(parse_publish(container_port))
+            elif isinstance(v, tuple):
+                out.append(parse_publish(f"{v[0]}:{v[1] if len(v) > 1 else ''}:{container_port}"))
+            else:
+                out.append(parse_publish(f"{v}:{key}"))
+    return out
+
+
+class PortForwarder:
+    """The published ports of one container: host listeners, served by a small process of their own.
+
+    The listening sockets are made first, in the host's network namespace, by the monitor; connections to
+    the container are opened from inside its namespace (the monitor's by then), to its address on the
+    bridge or its loopback. The serving process (``pyc-ports``, a copy loop per connection in threads) is
+    forked by the monitor before anything else: once the monitor has called unshare(CLONE_NEWPID) the
+    kernel lets it make no more threads, and a container's PID 1 must not be the fork of a threaded process.
+    It ends when the monitor closes its end of a pipe (the container's end, or the monitor's death).
+    """
+
+    def __init__(self, bindings: list[PortBinding], target: str) -> None:
+        self.target = target
+        self.listeners: list[tuple[socket.socket, int]] = []
+        self.pid: int | None = None
+        self._stop_w: int | None = None
+        try:
+            for b in bindings:
+                self.listeners.append((self._listen(b), b.container_port))
+        except BaseException:
+            self.close()
+            raise
+        self._bindings = [[s.getsockname()[0], s.getsockname()[1], port] for s, port in self.listeners]
+
+    @staticmethod
+    def _listen(b: PortBinding) -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((b.host_ip, b.host_port))
+        except OSError as exc:
+            s.close()
+            reason = "port is already allocated" if exc.errno == 98 else exc.strerror
+            raise NetworkError(f"Bind for {b.host_ip}:{b.host_port} failed: {reason}") from None
+        s.listen(128)
+        return s
+
+    def bindings(self) -> list[list[Any]]:
+        """What is published, the host ports chosen by the kernel included: ``[[ip, host port, port]]``."""
+        return self._bindings
+
+    def start(self) -> None:
+        """Fork the serving process; from then on, only it holds the listening sockets."""
+        stop_r, stop_w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                os.close(stop_w)
+                from .linux import set_process_name
+
+                set_process_name("pyc-ports")
+                _keep_only({stop_r, *(s.fileno() for s, _ in self.listeners)})
+                self._serve(stop_r)
+            except BaseException:  # noqa: BLE001 (a forwarder that fails stops forwarding; nobody to tell)
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(stop_r)
+        self.pid, self._stop_w = pid, stop_w
+        for s, _ in self.listeners:
+            s.close()
+        self.listeners = []
+
+    def _serve(self, stop_r: int) -> None:
+        sel = selectors.DefaultSelector()
+        sel.register(stop_r, selectors.EVENT_READ, None)
+        for s, port in self.listeners:
+            sel.register(s, selectors.EVENT_READ, port)
+        while True:
+            for key, _ in sel.select():
+                if key.data is None:  # the monitor closed its end: the container has ended
+                    return
+                with contextlib.suppress(OSError):
+                    client, _ = key.fileobj.accept()  # type: ignore[union-attr]
+                    threading.Thread(target=self._forward, args=(client, key.data), daemon=True).start()
+
+    def _forward(self, client: socket.socket, port: int) -> None:
+        """One client: a connection to the container, and bytes copied both ways until both sides end."""
+        try:
+            upstream = socket.create_connection((self.target, port), timeout=5)
+        except OSError:
+            client.close()  # nothing listens in the container (yet): the client sees the connection close
+            return
+        upstream.settimeout(None)
+        back = threading.Thread(target=_copy, args=(upstream, client), daemon=True)
+        back.start()
+        _copy(client, upstream)
+        back.join()
+        client.close()
+        upstream.close()
+
+    def close(self) -> None:
+        """Stop forwarding: the serving process ends (and the ports are free again) before this returns."""
+        for s, _ in self.listeners:
+            s.close()
+        self.listeners = []
+        if self._stop_w is not None:
+            os.close(self._stop_w)
+            self._stop_w = None
+        if self.pid is not None:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
+            self.pid = None
+
+
+def _keep_only(fds: set[int]) -> None:
+    """Close every inherited descriptor but *fds* (the caller's stdio and the monitor's report pipe must
+    not stay open in the forwarder: their readers wait for the end of them); 0-2 become /dev/null."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _copy(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)  # the other side sees the end of this direction
+
+
+# ------------------------------------------------------------------------------ the kernel's side
+
+
+def load_netlink() -> None:
+    """Import pyroute2 in a long-lived process before it forks monitors, so each monitor does not."""
+    import pyroute2.iproute.linux  # noqa: F401
+
+
+def _netlink(what: str, device: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+    """One netlink request; a refusal becomes one line naming the device and the request."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        return call(*args, **kwargs)
+    except NetlinkError as exc:
+        raise NetworkError(f"cannot {what} {device}: {os.strerror(exc.code) if exc.code else exc} "
+                           f"(netlink {args[0] if args else ''})") from None
+
+
+def ensure_bridge(ipr: Any, bridge: str, gateway: str, prefixlen: int) -> int:
+    """The network's bridge, made (with the gateway's address) if it is missing; its interface index."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    if not ipr.link_lookup(ifname=bridge):
+        with contextlib.suppress(NetlinkError):  # EEXIST: another container's monitor made it just now
+            ipr.link("add", ifname=bridge, kind="bridge")
+    found = ipr.link_lookup(ifname=bridge)
+    if not found:
+        raise NetworkError(f"cannot create bridge {bridge}: the kernel did not make it (netlink add)")
+    index = found[0]
+    if not any(a.get_attr("IFA_ADDRESS") == gateway for a in ipr.get_addr(index=index, family=socket.AF_INET)):
+        with contextlib.suppress(NetlinkError):  # EEXIST, as above
+            ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)
+    _netlink("bring up", bridge, ipr.link, "set", index=index, state="up")
+    return index
+
+
+def delete_bridge(bridge: str) -> None:
+    """Remove a network's bridge device, if this machine has it (and we may: root)."""
+    if os.geteuid() != 0:
+        return
+    from pyroute2.iproute.linux import IPRoute
+
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=bridge)
+        if found:
+            _netlink("delete bridge", bridge, ipr.link, "del", index=found[0])
+
+
+def veth_names(container_id: str) -> tuple[str, str]:
+    """The host end's name (kept) and the container end's before it is renamed eth0 (15 characters at most)."""
+    return f"pv{container_id[:12]}", f"pc{container_id[:12]}"
+
+
+def attach(container: Container) -> PortForwarder | None:
+    """In the monitor, before PID 1 is forked: give the container its network, and return the forwarder
+    of its published ports (not yet started). Afterwards the monitor is in the container's network
+    namespace (made here, and inherited by PID 1): it goes away with the container's last process, and
+    the veth pair with it.
+    """
+    spec = container.spec
+    bindings = [PortBinding(c, h, ip) for ip, h, c in spec.ports]
+    backend = container.state.get("backend")
+    if backend == "proot":  # the host's network: connect to the server where it listens, on this machine
+        return PortForwarder(bindings, "127.0.0.1") if bindings else None
+    info = container.state.get("network")
+    forwarder = PortForwarder(bindings, info["address"] if info else "127.0.0.1") if bindings else None
+    try:
+        if info:
+            join_bridge(container, info)
+        else:  # rootless: no veth pair, only a namespace of its own, whose loopback the forwarder reaches
+            from .linux import CLONE_NEWNET, unshare
+            from .pid1 import bring_up_loopback
+
+            unshare(CLONE_NEWNET)
+            bring_up_loopback()
+    except BaseException:
+        if forwarder:
+            forwarder.close()
+        raise
+    return forwarder
+
+
+def join_bridge(container: Container, info: dict[str, Any]) -> None:
+    """The veth pair, made in the host's namespace; then a namespace of our own, the container end moved
+    into it (as eth0, with the leased address and a default route through the bridge)."""
+    from pyroute2.iproute.linux import IPRoute
+
+    from .linux import CLONE_NEWNET, unshare
+    from .pid1 import bring_up_loopback
+
+    host_end, container_end = veth_names(container.id)
+    with IPRoute() as host:  # its netlink socket stays in the host's namespace after unshare below
+        bridge = ensure_bridge(host, info["bridge"], info["gateway"], info["prefixlen"])
+        for stale in host.link_lookup(ifname=host_end):  # a pair whose namespace is still going away
+            _netlink("delete stale veth", host_end, host.link, "del", index=stale)
+        _netlink("create veth pair", host_end, host.link, "add", ifname=host_end, kind="veth",
+                 peer={"ifname": container_end})
+        end = host.link_lookup(ifname=host_end)[0]
+        try:
+            _netlink("attach", host_end, host.link, "set", index=end, master=bridge, state="up")
+            unshare(CLONE_NEWNET)
+            bring_up_loopback()
+            peer = host.link_lookup(ifname=container_end)[0]
+            _netlink("move into the container", container_end, host.link, "set", index=peer, net_ns_pid=os.getpid())
+        except BaseException:
+            with contextlib.suppress(Exception):
+                host.link("del", index=end)
+            raise
+    with IPRoute() as inside:  # opened now: in the container's namespace
+        index = inside.link_lookup(ifname=container_end)[0]
+        _netlink("rename", container_end, inside.link, "set", index=index, ifname="eth0")
+        _netlink("give an address to", "eth0", inside.addr, "add", index=index, address=info["address"],
+                 prefixlen=info["prefixlen"])
+        _netlink("bring up", "eth0", inside.link, "set", index=index, state="up")
+        _netlink("add the default route on", "eth0", inside.route, "add", gateway=info["gateway"])
