@@ -34,7 +34,14 @@ def container_cgroups() -> set[str]:
     return {d for d in found if re.fullmatch(r"[0-9a-f]{64}", os.path.basename(d))}
 
 
+def network_devices(prefix: str) -> set[str]:
+    """This machine's network devices whose names start with *prefix* (pv: a container's veth end on the
+    host; pyc-: a network's bridge)."""
+    return {d for d in os.listdir("/sys/class/net") if d.startswith(prefix)}
+
+
 _CGROUPS_BEFORE = container_cgroups()
+_VETHS_BEFORE, _BRIDGES_BEFORE = network_devices("pv"), network_devices("pyc-")
 
 
 def pytest_sessionstart(session: object) -> None:
@@ -53,8 +60,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     deadline = time.monotonic() + 10
     while (left := container_cgroups() - _CGROUPS_BEFORE) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if left:
-        print(f"\nleaked: {len(left)} container cgroup(s) outlived the tests: {' '.join(sorted(left))}",
-              file=sys.stderr)
-        if session.exitstatus == pytest.ExitCode.OK:  # (a worse status already said stays)
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    # ... nor its veth pair (which goes when its network namespace does: a moment after its last process).
+    while (veths := network_devices("pv") - _VETHS_BEFORE) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # The networks' bridges belong to the test stores, deleted above: they go too (as `network rm` does).
+    for bridge in network_devices("pyc-") - _BRIDGES_BEFORE:
+        from pycontainers.network import delete_bridge
+
+        delete_bridge(bridge)
+    for what, found in (("container cgroup(s)", left), ("veth device(s)", veths)):
+        if found:
+            print(f"\nleaked: {len(found)} {what} outlived the tests: {' '.join(sorted(found))}", file=sys.stderr)
+            if session.exitstatus == pytest.ExitCode.OK:  # (a worse status already said stays)
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -703,7 +703,7 @@ def cmd_network(a: argparse.Namespace) -> int:
                  "Scope": "local"} for d in docs]
         _print_table(Table(["ID", "Name", "Driver", "Scope"], rows,
                            headers={"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE"}),
-                     None, "ID", a.quiet)
+                     a.format, "ID", a.quiet)
     elif a.action == "rm":
         status = 0
         for name in a.names:
@@ -1264,6 +1264,7 @@ def _add_network(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_network, action="create")
     p = group.add_parser("ls", aliases=["list"], help="list networks")
     p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--format", help="a Go template, as docker's: {{.ID}} {{.Name}} {{.Driver}} {{.Scope}}")
     p.add_argument("--no-trunc", action="store_true")
     p.set_defaults(func=cmd_network, action="ls")
     p = group.add_parser("rm", aliases=["remove"], help="remove networks (none may have containers)")

@@ -101,6 +101,14 @@ class Launcher:
         return True
 
 
+def netlink_path() -> list[str]:
+    """Where pyroute2 is installed (the directory holding its package), for a helper without site-packages."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pyroute2")
+    return [str(Path(spec.origin).parent.parent)] if spec and spec.origin else []
+
+
 class Zygote:
     """The client side: starts the helper once per process and sends it launch requests."""
 
@@ -112,9 +120,10 @@ class Zygote:
 
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         package_parent = str(Path(__file__).resolve().parent.parent)
-        code = (f"import sys; sys.path.insert(0, {package_parent!r}); "
+        code = (f"import sys; sys.path.insert(0, {package_parent!r}); sys.path += {netlink_path()!r}; "
                 f"from pycontainers.zygote import serve; serve({child.fileno()})")
-        # -S skips site-packages (fast start); the engine needs nothing beyond the standard library.
+        # -S skips site-packages (fast start); the engine needs nothing beyond the standard library but
+        # pyroute2 (for containers on a network), found where this process has it.
         # Requests name their store; the helper needs no environment of the client's (nor keeps one alive).
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYCONTAINERS")}
         self.process: subprocess.Popen[bytes] | None = subprocess.Popen(

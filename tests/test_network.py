@@ -1,0 +1,396 @@
+"""Networks: bridges, veth pairs, leases, names in /etc/hosts, published ports, and what is left after.
+
+Containers here are real (native back end, as root); the forced back ends (rootless, proot, runc) get a
+published port each. Every test ends with nothing of its containers left: no veth on the host, no
+forwarder process, no lease (the session also fails on a leaked veth: see conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from processes import wait_for
+
+from pycontainers import network
+from pycontainers.api import Client, network_inspect
+from pycontainers.cli import main
+from pycontainers.errors import InvalidArgument, NetworkError, NetworkNotFound, PyContainersError
+from pycontainers.network import PortBinding, parse_publish, ports_from_docker_py
+from pycontainers.store import Store
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="bridges and veth pairs need root")
+HTTPD = ["httpd", "-f", "-p", "8000", "-h", "/etc"]  # busybox's web server, serving the container's /etc
+
+
+@pytest.fixture
+def client(busybox_store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
+    monkeypatch.setenv("PYCONTAINERS_HOME", str(busybox_store.home))
+    monkeypatch.delenv("PYCONTAINERS_BACKEND", raising=False)
+    before = veths()
+    c = Client(busybox_store.home)
+    yield c
+    for container in c.containers.list(all=True):
+        container.remove(force=True)
+    for net in network.list_networks(busybox_store):
+        network.delete_bridge(net.bridge)
+    wait_for(lambda: veths() <= before, "the veth pairs to go with their containers")
+    wait_for(lambda: not forwarders(), "the port forwarders to end")
+
+
+def veths() -> set[str]:
+    """The host ends of containers' veth pairs (``pv<container ID>``)."""
+    return {d for d in os.listdir("/sys/class/net") if d.startswith("pv")}
+
+
+def forwarders(store: Store | None = None) -> list[int]:
+    """Port forwarders (``pyc-ports``) of *store*'s containers, and any orphaned one (whose monitor died
+    and which did not end with it): others' on this machine (another test session's) are not ours."""
+    monitors = {1}
+    for state in (store.home / "containers").glob("*/state.json") if store else ():
+        monitors.add(json.loads(state.read_text()).get("monitor_pid"))
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm, ppid = stat[stat.index("(") + 1:stat.rindex(")")], int(stat[stat.rindex(")") + 2:].split()[1])
+        if comm == "pyc-ports" and ppid in monitors:
+            found.append(int(pid))
+    return found
+
+
+def fetch(port: int, path: str = "/hostname", host: str = "127.0.0.1") -> str:
+    with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=5) as response:
+        return response.read().decode()
+
+
+def host_port(container: object, port: str = "8000/tcp") -> int:
+    return int(container.ports[port][0]["HostPort"])  # type: ignore[attr-defined]
+
+
+def cli(capfd: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    capfd.readouterr()
+    code = main(list(args))
+    out, err = capfd.readouterr()
+    return code, out, err
+
+
+# ----------------------------------------------------------------------------------- -p, parsed
+
+
+@pytest.mark.parametrize(("text", "binding"), [
+    ("8080:80", PortBinding(80, 8080)),
+    ("80", PortBinding(80, 0)),
+    ("127.0.0.1:8080:80", PortBinding(80, 8080, "127.0.0.1")),
+    ("127.0.0.1::80", PortBinding(80, 0, "127.0.0.1")),
+    ("8080:80/tcp", PortBinding(80, 8080)),
+])
+def test_publish_specifications_are_read_as_docker_reads_them(text: str, binding: PortBinding) -> None:
+    assert parse_publish(text) == binding
+
+
+@pytest.mark.parametrize("text", ["8080:80/udp", "web", "70000:80", "8080:0", "1.2.3:80:80", "a:b:c:d"])
+def test_bad_publish_specifications_are_one_clear_error(text: str) -> None:
+    with pytest.raises(InvalidArgument, match="port"):
+        parse_publish(text)
+
+
+def test_docker_py_port_dictionaries() -> None:
+    assert ports_from_docker_py({"80/tcp": 8080, "81": None, "82/tcp": ("127.0.0.1", 9000), "83/tcp": [1, 2]}) == [
+        PortBinding(80, 8080), PortBinding(81, 0), PortBinding(82, 9000, "127.0.0.1"),
+        PortBinding(83, 1), PortBinding(83, 2)]
+
+
+# -------------------------------------------------------------------------------- the records
+
+
+def test_networks_are_created_listed_inspected_and_removed(busybox_store: Store) -> None:
+    app = network.create_network(busybox_store, "app")
+    other = network.create_network(busybox_store, "other")
+    assert app.subnet != other.subnet and app.bridge != other.bridge and len(app.bridge) <= 15
+    assert network.get_network(busybox_store, app.id[:12]).name == "app"
+    assert [n.name for n in network.list_networks(busybox_store)] == ["app", "other"]
+    doc = network_inspect(busybox_store, "app")
+    assert doc["IPAM"]["Config"] == [{"Subnet": app.subnet, "Gateway": app.gateway}] and doc["Containers"] == {}
+    with pytest.raises(NetworkError, match="already exists"):
+        network.create_network(busybox_store, "app")
+    assert network.remove_network(busybox_store, "app") == "app"
+    with pytest.raises(NetworkNotFound, match="network app not found"):
+        network.get_network(busybox_store, "app")
+    assert network.prune_networks(busybox_store) == ["other"]
+
+
+@pytest.mark.parametrize(("name", "subnet", "error"), [
+    ("bridge", None, "pre-defined"), ("../x", None, "invalid network name"), ("n", "10.1.0.0/30", "/29 or wider"),
+    ("n", "nonsense", "invalid subnet"), ("n", "fd00::/64", "IPv4"),
+])
+def test_bad_networks_are_refused_in_one_line(busybox_store: Store, name: str, subnet: str | None,
+                                               error: str) -> None:
+    with pytest.raises(PyContainersError, match=error):
+        network.create_network(busybox_store, name, subnet)
+    assert network.list_networks(busybox_store) == []
+
+
+def test_a_subnet_this_machine_routes_to_is_not_taken(busybox_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ipaddress
+
+    monkeypatch.setattr(network, "host_routes", lambda: [ipaddress.ip_network("10.89.0.0/23")])
+    assert network.create_network(busybox_store, "a").subnet == "10.89.2.0/24"
+    with pytest.raises(NetworkError, match="overlaps 10.89.0.0/23"):
+        network.create_network(busybox_store, "b", "10.89.1.0/24")
+
+
+def test_the_predefined_networks_cannot_be_removed(busybox_store: Store) -> None:
+    for name in network.PREDEFINED:
+        with pytest.raises(NetworkError, match="pre-defined"):
+            network.remove_network(busybox_store, name)
+
+
+def test_a_damaged_record_is_named(busybox_store: Store) -> None:
+    network.create_network(busybox_store, "app")
+    (network.networks_dir(busybox_store) / "app.json").write_text("{not json")
+    with pytest.raises(NetworkError, match=r"network record .*app.json is damaged"):
+        network.get_network(busybox_store, "app")
+
+
+# ---------------------------------------------------------------------------- containers on networks
+
+
+@root_only
+def test_containers_on_a_network_find_each_other_by_name_and_the_names_follow_them(client: Client) -> None:
+    client.networks.create("shop")
+    api = client.containers.run("busybox", HTTPD, detach=True, network="shop", name="api")
+    # the one started first learns the name of one started later: its /etc/hosts is rewritten in place
+    later = client.containers.run("busybox", ["sleep", "60"], detach=True, network="shop", name="later")
+    assert later.exec_run(["wget", "-qO-", "http://api:8000/hostname"]).output.decode() == api.short_id + "\n"
+    api_hosts = api.exec_run(["cat", "/etc/hosts"]).output.decode()
+    later_address = later.attrs["NetworkSettings"]["Networks"]["shop"]["IPAddress"]
+    assert f"{later_address}\tlater {later.short_id}" in api_hosts
+    assert api.exec_run(["ping", "-c", "1", "-W", "2", "later"]).exit_code == 0
+    later.remove(force=True)
+    assert "later" not in api.exec_run(["cat", "/etc/hosts"]).output.decode()
+    assert list(network_inspect(client.store, "shop")["Containers"]) == [api.id]
+
+
+@root_only
+def test_a_container_has_eth0_with_its_leased_address_and_a_route_out(client: Client) -> None:
+    net = client.networks.create("lab")
+    c = client.containers.run("busybox", ["sleep", "60"], detach=True, network="lab")
+    settings = c.attrs["NetworkSettings"]
+    address, gateway = settings["IPAddress"], settings["Gateway"]
+    assert address.startswith(net.attrs["IPAM"]["Config"][0]["Subnet"].rsplit(".", 1)[0])
+    shown = c.exec_run(["ip", "-4", "addr", "show", "eth0"]).output.decode()
+    assert f"inet {address}/24" in shown
+    assert f"default via {gateway} dev eth0" in c.exec_run(["ip", "route"]).output.decode()
+    assert c.exec_run(["ping", "-c", "1", "-W", "2", gateway]).exit_code == 0  # the bridge, on the host
+    assert network_inspect(client.store, "lab")["Containers"][c.id]["IPv4Address"] == f"{address}/24"
+
+
+@root_only
+def test_the_default_bridge_gives_addresses_but_no_names(client: Client) -> None:
+    web = client.containers.run("busybox", HTTPD, detach=True, network="bridge", name="web")
+    address = web.attrs["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+    out = client.containers.run("busybox", ["sh", "-c", f"wget -qO- http://{address}:8000/hostname; "
+                                                        "wget -qO- http://web:8000/hostname || echo no name"],
+                                network="bridge", remove=True)
+    assert out.decode() == f"{web.short_id}\nno name\n"
+
+
+@root_only
+def test_leases_are_unique_under_concurrent_creates_and_freed_on_removal(client: Client) -> None:
+    client.networks.create("busy")
+    made: list[object] = []
+    errors: list[BaseException] = []
+
+    def create() -> None:
+        try:
+            made.append(client.containers.create("busybox", ["true"], network="busy"))
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    leases = network.get_network(client.store, "busy").leases
+    assert len(leases) == 6 and len(set(leases.values())) == 6
+    for c in made:
+        c.remove()  # type: ignore[attr-defined]
+    assert network.get_network(client.store, "busy").leases == {}
+
+
+@root_only
+def test_a_network_in_use_is_not_removed(client: Client) -> None:
+    client.networks.create("busy")
+    client.containers.create("busybox", ["true"], network="busy", name="user")
+    with pytest.raises(NetworkError, match=r"has active endpoints \(user\)"):
+        client.networks.get("busy").remove()
+    client.containers.get("user").remove()
+    client.networks.get("busy").remove()
+    assert [n.name for n in client.networks.list()] == list(network.PREDEFINED)
+
+
+@root_only
+def test_a_lease_of_a_container_whose_directory_vanished_is_dropped(client: Client) -> None:
+    import shutil
+
+    client.networks.create("n")
+    gone = client.containers.create("busybox", ["true"], network="n")
+    shutil.rmtree(client.store.home / "containers" / gone.id)  # a process killed half-way through rm
+    client.containers.create("busybox", ["true"], network="n", name="next")
+    assert list(network.get_network(client.store, "n").leases) == [client.containers.get("next").id]
+
+
+@root_only
+def test_an_unknown_network_is_one_error_and_leaves_nothing(client: Client) -> None:
+    with pytest.raises(NetworkNotFound, match="network nowhere not found"):
+        client.containers.run("busybox", ["true"], network="nowhere", name="lost")
+    assert client.containers.list(all=True) == []
+    with pytest.raises(InvalidArgument, match="published ports need a network"):
+        client.containers.run("busybox", ["true"], network="none", ports={"80/tcp": None})
+
+
+# ----------------------------------------------------------------------------------- published ports
+
+
+@root_only
+def test_a_published_port_reaches_the_server_and_is_freed_when_the_container_ends(client: Client) -> None:
+    web = client.containers.run("busybox", HTTPD, detach=True, ports={"8000/tcp": None})
+    port = host_port(web)
+    assert web.attrs["HostConfig"]["NetworkMode"] == "bridge"  # -p alone means the default bridge
+    assert wait_for(lambda: _try_fetch(port), "the page through the published port") == web.short_id + "\n"
+    assert forwarders(client.store)
+    web.stop(timeout=1)
+    assert web.ports == {"8000/tcp": None}  # nothing published once it has stopped
+    wait_for(lambda: not forwarders(), "the forwarder to end with the container")
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # (our connection's TIME_WAIT is no listener)
+        s.bind(("0.0.0.0", port))  # free again: nobody listens there any more
+
+
+def _try_fetch(port: int) -> str | None:
+    try:
+        return fetch(port)
+    except OSError:
+        return None
+
+
+@root_only
+def test_a_port_already_taken_is_one_error_and_leaves_nothing(client: Client) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(PyContainersError, match=f"Bind for 127.0.0.1:{port} failed: port is already allocated"):
+            client.containers.run("busybox", HTTPD, detach=True, ports={"8000/tcp": ("127.0.0.1", port)})
+    assert not any(d[2:] for d in veths() if client.store.home.joinpath("containers", d[2:]).exists())
+    assert forwarders() == []
+
+
+@root_only
+def test_a_server_listening_on_loopback_inside_is_not_reached_through_a_published_port(client: Client) -> None:
+    """Docker's classic surprise: the forwarder connects to the container's address, not its loopback."""
+    c = client.containers.run("busybox", ["httpd", "-f", "-p", "127.0.0.1:8000", "-h", "/etc"], detach=True,
+                              ports={"8000/tcp": None})
+    with pytest.raises(OSError):
+        fetch(host_port(c))
+    assert c.exec_run(["wget", "-qO-", "http://127.0.0.1:8000/hostname"]).output.decode() == c.short_id + "\n"
+
+
+@root_only
+def test_the_cli_publishes_lists_and_reports_ports(client: Client, capfd: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capfd, "run", "-d", "--name", "web", "-p", "127.0.0.1::8000", "busybox", *HTTPD)
+    assert code == 0
+    code, out, _ = cli(capfd, "port", "web")
+    assert code == 0 and out.startswith("8000/tcp -> 127.0.0.1:")
+    port = int(out.strip().rsplit(":", 1)[1])
+    assert wait_for(lambda: _try_fetch(port), "the page") == client.containers.get("web").short_id + "\n"
+    code, out, _ = cli(capfd, "ps", "--format", "{{.Ports}}")
+    assert out.strip() == f"127.0.0.1:{port}->8000/tcp"
+    code, out, err = cli(capfd, "port", "web", "9999")
+    assert code == 1 and "No public port '9999/tcp' published for web" in err
+    code, out, err = cli(capfd, "run", "--rm", "-p", "80", "--network", "none", "busybox", "true")
+    assert code == 125 and "published ports need a network" in err
+
+
+@root_only
+def test_the_cli_manages_networks(client: Client, capfd: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capfd, "network", "create", "--subnet", "10.89.200.0/24", "backend")
+    assert code == 0 and len(out.strip()) == 64
+    code, out, _ = cli(capfd, "network", "ls", "--format", "{{.Name}} {{.Driver}}")
+    assert out.split("\n")[:4] == ["bridge bridge", "none null", "host host", "backend bridge"]
+    code, out, _ = cli(capfd, "run", "--rm", "--network", "backend", "busybox", "hostname", "-i")
+    assert code == 0 and out.startswith("10.89.200.")
+    [doc] = json.loads(cli(capfd, "network", "inspect", "backend")[1])
+    assert doc["IPAM"]["Config"][0]["Gateway"] == "10.89.200.1" and doc["Containers"] == {}
+    code, out, err = cli(capfd, "network", "rm", "backend", "bridge")
+    assert code == 1 and out == "backend\n" and "bridge is a pre-defined network" in err
+
+
+# ------------------------------------------------------------------------------- other back ends
+
+
+@pytest.mark.parametrize("backend", ["rootless", "proot", "runc"])
+def test_other_back_ends_publish_ports_too(client: Client, backend: str, monkeypatch: pytest.MonkeyPatch,
+                                           capfd: pytest.CaptureFixture[str]) -> None:
+    import shutil as sh
+
+    if backend in ("proot", "runc") and sh.which(backend) is None:
+        pytest.skip(f"{backend} is not installed")
+    if backend in ("runc",) and os.geteuid() != 0:
+        pytest.skip("runc needs root here")
+    monkeypatch.setenv("PYCONTAINERS_BACKEND", backend)
+    inner = 18000 + os.getpid() % 1000 if backend == "proot" else 8000  # proot: the host's own port
+    c = client.containers.run("busybox", ["httpd", "-f", "-p", str(inner), "-h", "/etc"], detach=True,
+                              ports={f"{inner}/tcp": None})
+    page = wait_for(lambda: _try_fetch(host_port(c, f"{inner}/tcp")), f"the page of a {backend} container")
+    assert page.strip() == c.short_id  # (its /etc/hostname: proot shows the container's files too)
+    err = capfd.readouterr().err
+    if backend != "runc":
+        assert ("loopback" if backend == "rootless" else "shares this machine's network") in err
+    c.remove(force=True)
+
+
+def test_user_networks_need_root(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYCONTAINERS_BACKEND", "rootless")
+    with pytest.raises(InvalidArgument, match="networks of containers need root"):
+        client.containers.create("busybox", ["true"], network="app")
+
+
+# ------------------------------------------------------------------------------------- no leaks
+
+
+@root_only
+def test_a_killed_monitor_takes_its_forwarder_along_and_rm_leaves_nothing(client: Client) -> None:
+    web = client.containers.run("busybox", HTTPD, detach=True, ports={"8000/tcp": None}, network="bridge")
+    port = host_port(web)
+    wait_for(lambda: _try_fetch(port), "the page")
+    monitor = json.loads((client.store.home / "containers" / web.id / "state.json").read_text())["monitor_pid"]
+    os.kill(monitor, signal.SIGKILL)
+    wait_for(lambda: not forwarders(client.store), "the forwarder to see its monitor die")
+    web.remove(force=True)
+    wait_for(lambda: f"pv{web.id[:12]}" not in veths(), "the veth pair to go")
+    assert network.get_network(client.store, "bridge").leases == {}
+
+
+@root_only
+def test_many_runs_leave_no_veth_lease_or_forwarder(client: Client) -> None:
+    client.networks.create("loop")
+    before = veths()
+    for _ in range(10):
+        out = client.containers.run("busybox", ["cat", "/sys/class/net/eth0/operstate"], network="loop",
+                                    ports={"8000/tcp": None}, remove=True)
+        assert out == b"up\n"
+    wait_for(lambda: veths() <= before, "every veth pair to go")
+    assert network.get_network(client.store, "loop").leases == {} and forwarders() == []
