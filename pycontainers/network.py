@@ -550,18 +550,28 @@ def ensure_bridge(ipr: Any, bridge: str, gateway: str, prefixlen: int) -> int:
     """The network's bridge, made (with the gateway's address) if it is missing; its interface index."""
     from pyroute2.netlink.exceptions import NetlinkError
 
-    if not ipr.link_lookup(ifname=bridge):
+    index = link_index(ipr, bridge)
+    if index is None:
         with contextlib.suppress(NetlinkError):  # EEXIST: another container's monitor made it just now
             ipr.link("add", ifname=bridge, kind="bridge")
-    found = ipr.link_lookup(ifname=bridge)
-    if not found:
-        raise NetworkError(f"cannot create bridge {bridge}: the kernel did not make it (netlink add)")
-    index = found[0]
+        index = link_index(ipr, bridge)
+        if index is None:
+            raise NetworkError(f"cannot create bridge {bridge}: the kernel did not make it (netlink add)")
     if not any(a.get_attr("IFA_ADDRESS") == gateway for a in ipr.get_addr(index=index, family=socket.AF_INET)):
         with contextlib.suppress(NetlinkError):  # EEXIST, as above
             ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)
     _netlink("bring up", bridge, ipr.link, "set", index=index, state="up")
     return index
+
+
+def link_index(ipr: Any, name: str) -> int | None:
+    """A device's interface index, None if there is none of that name (one request, not a dump)."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        return int(ipr.link("get", ifname=name)[0]["index"])
+    except NetlinkError:
+        return None
 
 
 def delete_bridge(bridge: str) -> None:
@@ -571,14 +581,14 @@ def delete_bridge(bridge: str) -> None:
     from pyroute2.iproute.linux import IPRoute
 
     with IPRoute() as ipr:
-        found = ipr.link_lookup(ifname=bridge)
-        if found:
-            _netlink("delete bridge", bridge, ipr.link, "del", index=found[0])
+        index = link_index(ipr, bridge)
+        if index is not None:
+            _netlink("delete bridge", bridge, ipr.link, "del", index=index)
 
 
 def veth_names(container_id: str) -> tuple[str, str]:
-    """The host end's name (kept) and the container end's before it is renamed eth0 (15 characters at most)."""
-    return f"pv{container_id[:12]}", f"pc{container_id[:12]}"
+    """The names of a container's veth pair: on the host (15 characters at most), and inside."""
+    return f"pv{container_id[:12]}", "eth0"
 
 
 def attach(container: Container) -> PortForwarder | None:
@@ -611,34 +621,35 @@ def attach(container: Container) -> PortForwarder | None:
 
 
 def join_bridge(container: Container, info: dict[str, Any]) -> None:
-    """The veth pair, made in the host's namespace; then a namespace of our own, the container end moved
-    into it (as eth0, with the leased address and a default route through the bridge)."""
+    """A network namespace of our own, then the veth pair: made by a netlink socket still in the host's
+    namespace, with its container end created right inside ours as eth0 (moving a device between
+    namespaces afterwards costs tens of milliseconds of RCU waits); then eth0's address and default route."""
     from pyroute2.iproute.linux import IPRoute
 
     from .linux import CLONE_NEWNET, unshare
     from .pid1 import bring_up_loopback
 
-    host_end, container_end = veth_names(container.id)
+    host_end, _ = veth_names(container.id)
     with IPRoute() as host:  # its netlink socket stays in the host's namespace after unshare below
         bridge = ensure_bridge(host, info["bridge"], info["gateway"], info["prefixlen"])
-        for stale in host.link_lookup(ifname=host_end):  # a pair whose namespace is still going away
+        stale = link_index(host, host_end)
+        if stale is not None:  # the pair of this container's last run, whose namespace is still going away
             _netlink("delete stale veth", host_end, host.link, "del", index=stale)
+        unshare(CLONE_NEWNET)
+        bring_up_loopback()
         _netlink("create veth pair", host_end, host.link, "add", ifname=host_end, kind="veth",
-                 peer={"ifname": container_end})
-        end = host.link_lookup(ifname=host_end)[0]
+                 peer={"ifname": "eth0", "net_ns_pid": os.getpid()})
+        end = link_index(host, host_end)
+        if end is None:
+            raise NetworkError(f"cannot create veth pair {host_end}: the kernel did not make it (netlink add)")
         try:
             _netlink("attach", host_end, host.link, "set", index=end, master=bridge, state="up")
-            unshare(CLONE_NEWNET)
-            bring_up_loopback()
-            peer = host.link_lookup(ifname=container_end)[0]
-            _netlink("move into the container", container_end, host.link, "set", index=peer, net_ns_pid=os.getpid())
         except BaseException:
             with contextlib.suppress(Exception):
                 host.link("del", index=end)
             raise
     with IPRoute() as inside:  # opened now: in the container's namespace
-        index = inside.link_lookup(ifname=container_end)[0]
-        _netlink("rename", container_end, inside.link, "set", index=index, ifname="eth0")
+        index = link_index(inside, "eth0")
         _netlink("give an address to", "eth0", inside.addr, "add", index=index, address=info["address"],
                  prefixlen=info["prefixlen"])
         _netlink("bring up", "eth0", inside.link, "set", index=index, state="up")

@@ -33,14 +33,14 @@ HTTPD = ["httpd", "-f", "-p", "8000", "-h", "/etc"]  # busybox's web server, ser
 def client(busybox_store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
     monkeypatch.setenv("PYCONTAINERS_HOME", str(busybox_store.home))
     monkeypatch.delenv("PYCONTAINERS_BACKEND", raising=False)
-    before = veths()
     c = Client(busybox_store.home)
     yield c
+    ours = {f"pv{container.id[:12]}" for container in c.containers.list(all=True)}
     for container in c.containers.list(all=True):
         container.remove(force=True)
     for net in network.list_networks(busybox_store):
         network.delete_bridge(net.bridge)
-    wait_for(lambda: veths() <= before, "the veth pairs to go with their containers")
+    wait_for(lambda: not veths() & ours, "the veth pairs to go with their containers")
     wait_for(lambda: not forwarders(), "the port forwarders to end")
 
 
