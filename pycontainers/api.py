@@ -578,14 +578,15 @@ def network_settings(c: core_container.Container) -> dict[str, Any]:
 
 
 RENAMED_OPTIONS = {"working_dir": "workdir", "network_mode": "network", "stdin_open": "interactive",
-                   "mem_limit": "memory", "auto_remove": "remove"}
+                   "mem_limit": "memory", "auto_remove": "remove", "publish_all_ports": "publish_all"}
 """docker-py's names for ``run``/``create`` options -> this engine's (``spec.make_spec``'s, as the CLI's flags);
 both are accepted."""
 ENGINE_OPTIONS = {"entrypoint", "environment", "env_files", "workdir", "user", "volumes", "hostname", "read_only",
-                  "memory", "pids_limit", "cpus", "network", "tty", "interactive", "init", "runtime", "ports"}
+                  "memory", "pids_limit", "cpus", "network", "tty", "interactive", "init", "runtime", "ports",
+                  "publish_all"}
 UNSUPPORTED_OPTIONS = {
     "privileged", "cap_add", "cap_drop", "devices", "device_requests", "device_cgroup_rules",
-    "publish_all_ports", "links", "network", "networking_config", "dns", "dns_opt", "dns_search", "extra_hosts",
+    "links", "network", "networking_config", "dns", "dns_opt", "dns_search", "extra_hosts",
     "domainname", "mac_address", "network_disabled", "healthcheck", "stop_signal", "restart_policy", "ipc_mode",
     "pid_mode", "uts_mode", "userns_mode", "cgroupns", "cgroup_parent", "security_opt", "sysctls", "tmpfs",
     "ulimits", "shm_size", "mounts", "volumes_from", "volume_driver", "group_add", "log_config", "oom_kill_disable",

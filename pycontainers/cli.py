@@ -244,7 +244,7 @@ def _run_options(a: argparse.Namespace) -> dict[str, Any]:
         "workdir": a.workdir, "user": a.user, "volumes": a.volume or [], "hostname": a.hostname,
         "read_only": a.read_only, "init": a.init, "memory": a.memory, "pids_limit": a.pids_limit, "cpus": a.cpus,
         "network": a.network, "tty": a.tty, "interactive": a.interactive, "runtime": a.runtime,
-        "ports": a.publish or [],
+        "ports": a.publish or [], "publish_all": a.publish_all,
     }
 
 
@@ -1093,6 +1093,8 @@ def _container_options(p: argparse.ArgumentParser) -> None:
                                                "(the default with -p) or a network's name (network create)")
     p.add_argument("-p", "--publish", action="append", metavar="[IP:][HOST_PORT:]PORT",
                    help="publish a container's TCP port on this machine (e.g. 8080:80)")
+    p.add_argument("-P", "--publish-all", action="store_true",
+                   help="publish every port the image EXPOSEs, each on a free port of this machine")
     p.add_argument("--runtime", choices=["native", "rootless", "runc", "proot"],
                    help="native (default as root), rootless (user namespaces; default without root), "
                         "runc (from an OCI bundle) or proot (where user namespaces are forbidden)")

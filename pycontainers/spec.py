@@ -168,13 +168,21 @@ def make_spec(image: Image, image_name: str, command: list[str] | None = None, *
               volumes_dir: str = "", hostname: str | None = None, read_only: bool = False,
               memory: str | int | None = None, pids_limit: int | None = None, cpus: float | None = None,
               network: str | None = None, tty: bool = False, interactive: bool = False, init: bool = False,
-              ports: list[str] | dict[str, Any] | None = None, container_id: str = "") -> ContainerSpec:
+              ports: list[str] | dict[str, Any] | None = None, publish_all: bool = False,
+              container_id: str = "") -> ContainerSpec:
     cfg = image.settings
     args = combine_command(cfg.get("Entrypoint"), cfg.get("Cmd"), command, entrypoint)
     mounts = [parse_volume(v, volumes_dir) for v in volumes]
     if init:
         find_tini()  # missing: say so now, not when the container starts
     bindings = parse_ports(ports)
+    if publish_all:  # -P: every port the image EXPOSEs (TCP), on a free port of this machine each
+        from .network import PortBinding
+
+        given = {b.container_port for b in bindings}
+        exposed = sorted(int(key.partition("/")[0]) for key in cfg.get("ExposedPorts") or {}
+                         if key.partition("/")[2] in ("", "tcp"))
+        bindings += [PortBinding(port) for port in exposed if port not in given]
     network = network or ("bridge" if bindings else "none")  # (Docker's default is bridge: see README)
     if not _NETWORK_NAME.match(network):
         raise InvalidArgument(f"--network {network!r}: use none, host, bridge or the name of a network")

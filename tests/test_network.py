@@ -325,6 +325,17 @@ def test_the_cli_publishes_lists_and_reports_ports(client: Client, capfd: pytest
 
 
 @root_only
+def test_publish_all_publishes_what_the_image_exposes(client: Client) -> None:
+    b = client.images.builder("busybox")
+    b.set(ExposedPorts={"8000/tcp": {}, "53/udp": {}, "9000": {}}, Cmd=HTTPD)
+    b.commit("exposed:v1")
+    c = client.containers.run("exposed:v1", detach=True, publish_all_ports=True, ports={"9000/tcp": 9999})
+    assert sorted(c.ports) == ["8000/tcp", "9000/tcp"]  # UDP is not published; -p wins over -P
+    assert c.ports["9000/tcp"][0]["HostPort"] == "9999" and int(c.ports["8000/tcp"][0]["HostPort"]) > 0
+    assert wait_for(lambda: _try_fetch(host_port(c)), "the page") == c.short_id + "\n"
+
+
+@root_only
 def test_the_cli_manages_networks(client: Client, capfd: pytest.CaptureFixture[str]) -> None:
     code, out, _ = cli(capfd, "network", "create", "--subnet", "10.89.200.0/24", "backend")
     assert code == 0 and len(out.strip()) == 64
