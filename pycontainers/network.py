@@ -393,8 +393,9 @@ def ports_from_docker_py(ports: dict[str, Any]) -> list[PortBinding]:
         for v in value if isinstance(value, list) else [value]:
             if v is None:
                 out.append(parse_publish(container_port))
-            elif isinstance(v, tuple):
-                out.append(parse_publish(f"{v[0]}:{v[1] if len(v) > 1 else ''}:{container_port}"))
+            elif isinstance(v, tuple):  # (host ip,) or (host ip, host port or None)
+                host = v[1] if len(v) > 1 and v[1] is not None else ""
+                out.append(parse_publish(f"{v[0]}:{host}:{container_port}"))
             else:
                 out.append(parse_publish(f"{v}:{key}"))
     return out
