@@ -28,6 +28,7 @@ from .errors import (
     EngineError,
     ImageNotFound,
     InvalidArgument,
+    NotFound,
     PyContainersError,
 )
 from .image import ImageBuilder
@@ -560,11 +561,13 @@ def container_inspect(c: core_container.Container) -> dict[str, Any]:
 
 
 def network_settings(c: core_container.Container) -> dict[str, Any]:
-    """``NetworkSettings``: the ports published now, and the container's address on its network."""
-    running = c.status == "running"
-    ports: dict[str, list[dict[str, str]] | None] = {f"{cp}/tcp": None for _, _, cp in c.spec.ports}
-    for ip, hp, cp in c.state.get("ports") or [] if running else []:
-        ports[f"{cp}/tcp"] = [{"HostIp": ip, "HostPort": str(hp)}]
+    """``NetworkSettings``: the ports published now (none once it has stopped), its address on its network
+    (``IPAddress`` at the top only on the default bridge, as Docker's)."""
+    ports: dict[str, list[dict[str, str]] | None] = {}
+    if c.status == "running":
+        ports = {f"{cp}/tcp": None for _, _, cp in c.spec.ports}
+        for ip, hp, cp in c.state.get("ports") or []:
+            ports[f"{cp}/tcp"] = [*(ports.get(f"{cp}/tcp") or []), {"HostIp": ip, "HostPort": str(hp)}]
     info = c.state.get("network")
     networks = {}
     if info:
@@ -573,8 +576,9 @@ def network_settings(c: core_container.Container) -> dict[str, Any]:
                                   "Aliases": [c.name, c.short_id] if info["name"] != "bridge" else None}
     elif c.spec.network in ("none", "host"):
         networks[c.spec.network] = {"NetworkID": "", "IPAddress": "", "IPPrefixLen": 0, "Gateway": ""}
-    return {"Ports": ports, "IPAddress": (info or {}).get("address", ""), "Gateway": (info or {}).get("gateway", ""),
-            "Networks": networks}
+    on_default = bool(info) and info["name"] == core_network.DEFAULT
+    return {"Ports": ports, "IPAddress": info["address"] if on_default else "",
+            "Gateway": info["gateway"] if on_default else "", "Networks": networks}
 
 
 RENAMED_OPTIONS = {"working_dir": "workdir", "network_mode": "network", "stdin_open": "interactive",
@@ -818,7 +822,13 @@ def network_inspect(store: Store, ref: str) -> dict[str, Any]:
         return {"Name": ref, "Id": ref, "Driver": "null" if ref == "none" else "host", "IPAM": {"Config": []},
                 "Containers": {c.id: {"Name": c.name} for c in core_container.list_containers(store)
                                if c.spec.network == ref}}
-    net = core_network.get_network(store, ref)
+    try:
+        net = core_network.get_network(store, ref)
+    except NotFound:
+        if ref != core_network.DEFAULT:
+            raise
+        return {"Name": ref, "Id": "", "Driver": "bridge", "IPAM": {"Driver": "default", "Config": []},
+                "Containers": {}, "Comment": "made when a container first uses it"}
     containers = {}
     for cid, address in net.leases.items():
         with contextlib.suppress(PyContainersError):

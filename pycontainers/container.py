@@ -633,7 +633,11 @@ def _make_directory(store: Store, spec: ContainerSpec, container_id: str, name: 
     _write_new(f"{cdir}/resolv.conf", resolv)
     for m in spec.mounts:
         if m.volume or not os.path.exists(m.source):
-            os.makedirs(m.source, exist_ok=True)
+            try:
+                os.makedirs(m.source, exist_ok=True)
+            except OSError as exc:
+                raise InvalidArgument(f"-v {m.source}:{m.destination}: cannot create {m.source}: "
+                                      f"{exc.strerror}") from None
     container = Container(store, container_id, {
         "id": container_id, "name": name, "status": "created",
         "pid": None, "pid_start": None, "monitor_pid": None, "monitor_start": None, "created": now_iso(),

@@ -30,13 +30,18 @@ if TYPE_CHECKING:
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # this machine's ports: never a proxy
 
 
-def _backend(client: Client, container: Container | None = None) -> str:
+def _backend(container: Container | None = None) -> str:
     """The back end *container* runs with, or the one a new container would get here ("none": no way)."""
     from . import host
 
     if container is not None:
         return str(container.attrs.get("RuntimeBackend", "native"))
     return host.backend_choice()[0]
+
+
+def _how(backend: str) -> str:
+    """How containers run, in a few words: "under proot", "rootless", "with runc"."""
+    return {"proot": "under proot", "rootless": "rootless"}.get(backend, f"with {backend}")
 
 
 def _get(client: Client, name: str) -> Container | None:
@@ -65,7 +70,7 @@ def check_host_port(client: Client, container_name: str, container_port: int, an
                             f"{container_port} is published on.")
     container = _get(client, container_name)
     if container is None:
-        if _backend(client) == "none":
+        if _backend() == "none":
             return cannot_check(f"there is no container {container_name!r}: containers cannot run here.")
         return Check(False, f"there is no container {container_name!r}.", "Run the cells above that start it.")
     attrs = container.attrs
@@ -77,6 +82,8 @@ def check_host_port(client: Client, container_name: str, container_port: int, an
         return Check(False, f"{container_name} does not publish port {container_port}.",
                      f"Run it again with -p {container_port} (ports={{'{container_port}/tcp': None}}).")
     published = {int(b["HostPort"]) for b in bindings}
+    asked = (attrs["HostConfig"].get("PortBindings") or {}).get(f"{container_port}/tcp") or [{}]
+    chosen = not any(b.get("HostPort") for b in asked)  # -p PORT, no host port: the kernel picked one
     value = _port_number(answer)
     if value is None:
         return Check(False, f"{_shown(answer)} is not a port.",
@@ -84,12 +91,14 @@ def check_host_port(client: Client, container_name: str, container_port: int, an
                      "HOST_IP:HOST_PORT.")
     if value in published:
         return Check(True, f"Right: port {container_port} of {container_name} is published on port {value} of this "
-                           f"machine, so http://localhost:{value}/ reaches it. -p {container_port} left the choice "
-                           "to the kernel, which picked a free port.")
+                           f"machine, so http://localhost:{value}/ reaches it."
+                           + (f" -p {container_port} named no port of this machine, so the kernel picked a free one."
+                              if chosen else ""))
     if value == container_port:
         return Check(False, f"{value} is the port inside the container, where its server listens.",
-                     f"-p {container_port} gives no host port, so the kernel picked a free one: "
-                     f"`pycontainers port {container_name}` or `.ports` tells which.")
+                     f"The port of this machine is the other one: `pycontainers port {container_name}` prints "
+                     f"{container_port}/tcp -> HOST_IP:HOST_PORT"
+                     + (f" (-p {container_port} named none, so the kernel picked a free one)." if chosen else "."))
     return Check(False, f"{container_name}'s port {container_port} is not published on port {value}.",
                  f"`pycontainers port {container_name}` prints where it is: HOST_IP:HOST_PORT.")
 
@@ -121,16 +130,16 @@ def check_found_by_name(client: Client, name: str, candidates: Sequence[str], an
     server), read inside it with ``cat``.
     """
     listed = ", ".join(candidates)
-    if is_unanswered(answer):
-        return not_answered(f"set `answer` to the set of containers among {listed} that can reach {name} by its "
-                            'name, e.g. {"' + candidates[0] + '"} (or set() for none).')
-    backend = _backend(client)
+    backend = _backend()
     if backend == "none":
         return cannot_check("containers cannot run here, so none of them can find another.")
     if backend != "native":
         return cannot_check("containers find each other by name on networks made with `network create`, and those "
-                            f"need root here (containers run {backend}), so the cells that start these containers did "
-                            "nothing.")
+                            f"need root (containers run {_how(backend)} here), so the cells that start these "
+                            "containers did nothing.")
+    if is_unanswered(answer):
+        return not_answered(f"set `answer` to the set of containers among {listed} that can reach {name} by its "
+                            'name, e.g. {"' + candidates[0] + '"} (or set() for none).')
     chosen = _container_names(answer)
     if chosen is None:
         return Check(False, f"{_shown(answer)} is not a set of container names.",
@@ -201,13 +210,16 @@ def check_published_page(client: Client, container_name: str, expected: str, wai
     port it publishes. Unanswered until it exists; then its pages are fetched, and if none comes, its listening
     sockets (in its own network namespace, from ``/proc``) tell whether the port or the address is wrong."""
     container = _get(client, container_name)
-    backend = _backend(client, container)
+    backend = _backend(container)
     if backend == "none":
         return cannot_check("containers cannot run here, so there is no page to fetch.")
     if backend != "native":
-        return cannot_check(f"containers run {backend} here, where a published port is forwarded to the container's "
-                            "loopback (rootless) or to this machine's 127.0.0.1 (proot): a server listening on "
-                            "127.0.0.1 only is reached anyway, so the mistake of this exercise cannot happen.")
+        where = {"proot": "this machine's 127.0.0.1 (proot containers share its network)",
+                 "rootless": "the container's own loopback (it has no other interface)"}.get(backend)
+        return cannot_check(f"containers run {_how(backend)} here, where "
+                            + (f"a published port is forwarded to {where}: a server that listens on 127.0.0.1 only "
+                               "is reached anyway" if where else "there is no bridge to reach a server through")
+                            + ", so the mistake of this exercise cannot happen. It can where containers run as root.")
     if container is None:
         return not_answered(f"run a container named {container_name!r} whose page can be fetched through a port it "
                             "publishes; this check looks for it.")

@@ -218,7 +218,9 @@ def network_graph(containers: Iterable[Any], networks: Iterable[Any] = (), *,
             inside.append((f"c{k}_lo", "lo\n127.0.0.1", {"fillcolor": VETH_COLOUR, **style}))
             if not target:
                 target, target_text = f"c{k}_lo", "127.0.0.1"
-            if backend == "rootless":
+            if not running:
+                what = "no namespace while it is not running" + (", but its address is kept" if attached else "")
+            elif backend == "rootless":
                 what = "rootless: its own namespace, only lo"
             elif not attached:
                 what = "--network none: only lo" if mode == "none" else f"network {mode}"

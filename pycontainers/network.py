@@ -36,13 +36,13 @@ costs a quarter of a second to import.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import ipaddress
 import json
 import os
 import selectors
 import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,13 +142,12 @@ def list_networks(store: Store) -> list[Network]:
 
 
 def get_network(store: Store, ref: str) -> Network:
-    """A network by name, full ID or unique ID prefix."""
+    """A network by name, full ID or unique ID prefix (the default ``bridge`` once a container has used it).
+
+    Takes no lock: a reader sees a record as a whole (records are replaced by a rename)."""
     path = networks_dir(store) / f"{ref}.json"
     if _NAME.match(ref) and path.is_file():
         return _read(path)
-    if ref == DEFAULT:
-        with locked(store):
-            return _default_network(store)
     matches = [n for n in list_networks(store) if len(ref) >= 3 and n.id.startswith(ref)]
     if len(matches) == 1:
         return matches[0]
@@ -165,6 +164,7 @@ def create_network(store: Store, name: str, subnet: str | None = None) -> Networ
         if (d / f"{name}.json").exists():
             raise NetworkError(f"network with name {name} already exists")
         net = _new_network(store, name, USER_SUBNETS, subnet)
+        make_bridge(net)
         _save(store, net)
         return net
 
@@ -175,6 +175,7 @@ def _default_network(store: Store) -> Network:
     if path.is_file():
         return _read(path)
     net = _new_network(store, DEFAULT, DEFAULT_SUBNETS, None)
+    make_bridge(net)
     _save(store, net)
     return net
 
@@ -190,6 +191,9 @@ def _new_network(store: Store, name: str, candidates: list[str], subnet: str | N
             raise InvalidArgument(f"invalid subnet {subnet!r}: {exc}") from None
         if chosen.version != 4 or chosen.prefixlen > 29:
             raise InvalidArgument(f"subnet {subnet}: use an IPv4 network of at least 8 addresses (/29 or wider)")
+        if not chosen.is_private or chosen.is_loopback or chosen.is_link_local or chosen.is_unspecified:
+            raise InvalidArgument(f"subnet {subnet}: use a private range (10.0.0.0/8, 172.16.0.0/12 or "
+                                  "192.168.0.0/16): any other would take over this machine's traffic to it")
         clash = next((t for t in taken if t.overlaps(chosen)), None)
         if clash is not None:
             raise NetworkError(f"subnet {subnet} overlaps {clash}, which this machine or another network uses")
@@ -220,6 +224,8 @@ def remove_network(store: Store, ref: str) -> str:
         raise NetworkError(f"{ref} is a pre-defined network and cannot be removed")
     with locked(store) as d:
         net = get_network(store, ref)
+        if net.name in PREDEFINED:  # (named by its ID)
+            raise NetworkError(f"{net.name} is a pre-defined network and cannot be removed")
         _forget_removed(store, net)
         if net.leases:
             users = ", ".join(sorted(_container_names(store, net)))
@@ -311,7 +317,7 @@ def leave_by_id(store: Store, mode: str, container_id: str) -> None:
     """A container whose creation failed half-way gives its lease back, if it had one by then."""
     if not uses_network(mode) or not networks_dir(store).is_dir():
         return
-    with contextlib.suppress(NetworkNotFound), locked(store):
+    with locked(store), contextlib.suppress(NetworkNotFound):
         net = get_network(store, mode)
         if net.leases.pop(container_id, None) is not None:
             _save(store, net)
@@ -334,18 +340,32 @@ def rewrite_hosts_files(store: Store, net: Network, leaving: str = "") -> None:
             rewrite_hosts_file(container, others)
 
 
-def hosts_text(hostname: str, address: str | None, others: list[tuple[str, str]]) -> str:
-    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
-             f"{address or '127.0.1.1'}\t{hostname}"]
+def hosts_text(hostname: str, address: str | None, others: list[tuple[str, str]], name: str = "") -> str:
+    """/etc/hosts: loopback, the container itself (its hostname, and its name on a network), the others."""
+    own = hostname if name in ("", hostname) else f"{hostname} {name}"
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", f"{address or '127.0.1.1'}\t{own}"]
     lines += [f"{a}\t{names}" for a, names in sorted(others, key=lambda o: ipaddress.ip_address(o[0]))]
     return "\n".join(lines) + "\n"
 
 
 def rewrite_hosts_file(container: Container, others: list[tuple[str, str]]) -> None:
-    text = hosts_text(container.spec.hostname, (container.state.get("network") or {}).get("address"), others)
-    with open(container.dir / "hosts", "r+") as f:  # the same inode: a running container's bind mount sees it
-        f.write(text)
-        f.truncate()
+    """Write the container's /etc/hosts in place (the same inode: its bind mount shows the change at once).
+
+    Never blocks: the container's root owns the file and could hold a lease on it, which would make an
+    ordinary open wait (``lease-break-time``, 45 s) with the store's network lock held; such a file is
+    left as it was (O_NONBLOCK: EWOULDBLOCK). O_NOFOLLOW: a symbolic link there is not followed."""
+    info = container.state.get("network") or {}
+    text = hosts_text(container.spec.hostname, info.get("address"), others,
+                      container.name if info.get("name") not in (None, DEFAULT) else "")
+    try:
+        fd = os.open(container.dir / "hosts", os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except BlockingIOError:
+        return
+    try:
+        os.write(fd, text.encode())
+        os.ftruncate(fd, len(text.encode()))
+    finally:
+        os.close(fd)
 
 
 # ----------------------------------------------------------------------------------- published ports
@@ -369,8 +389,10 @@ class PortBinding:
 def parse_publish(text: str) -> PortBinding:
     """Docker's ``-p`` syntax, TCP only (UDP is refused in one line)."""
     spec, _, proto = text.partition("/")
-    if proto not in ("", "tcp"):
+    if proto.lower() not in ("", "tcp"):
         raise InvalidArgument(f"-p {text}: only TCP ports can be published here")
+    if "-" in spec.rsplit(":", 2)[-1] or (spec.count(":") and "-" in spec.rsplit(":", 2)[-2]):
+        raise InvalidArgument(f"-p {text}: port ranges are not supported here: publish each port with its own -p")
     parts = spec.rsplit(":", 2)
     host_ip = parts[0].strip("[]") if len(parts) == 3 else "0.0.0.0"
     try:
@@ -401,29 +423,41 @@ def ports_from_docker_py(ports: dict[str, Any]) -> list[PortBinding]:
     return out
 
 
+MAX_CONNECTIONS = 512  # per container: beyond it a new client is closed at once (each one holds two sockets)
+DRAIN_SECONDS = 2.0  # after the container's end, what its last connections still carry reaches their clients
+BUFFER = 256 << 10  # bytes read ahead in each direction before reading waits for the other side
+
+
 class PortForwarder:
     """The published ports of one container: host listeners, served by a small process of their own.
 
     The listening sockets are made first, in the host's network namespace, by the monitor; connections to
     the container are opened from inside its namespace (the monitor's by then), to its address on the
-    bridge or its loopback. The serving process (``pyc-ports``, a copy loop per connection in threads) is
-    forked by the monitor before anything else: once the monitor has called unshare(CLONE_NEWPID) the
-    kernel lets it make no more threads, and a container's PID 1 must not be the fork of a threaded process.
-    It ends when the monitor closes its end of a pipe (the container's end, or the monitor's death).
+    bridge or its loopback. The serving process (``pyc-ports``: one thread, one ``selectors`` loop over
+    every socket: ``Relay``) is forked by the monitor before anything else, while it is single-threaded
+    (a container's PID 1 must not be the fork of a threaded process). It ends when the monitor closes
+    its end of a pipe (the container's end, or the monitor's death): the ports are free at once, and the
+    connections still open get ``DRAIN_SECONDS`` to deliver what the container sent before it ended.
     """
 
-    def __init__(self, bindings: list[PortBinding], target: str) -> None:
+    def __init__(self, bindings: list[PortBinding], target: str, served: list[PortBinding] = ()) -> None:  # type: ignore[assignment]
+        """*served*: bindings the container's server answers itself (proot: it is on this machine)."""
         self.target = target
         self.listeners: list[tuple[socket.socket, int]] = []
         self.pid: int | None = None
         self._stop_w: int | None = None
         try:
             for b in bindings:
-                self.listeners.append((self._listen(b), b.container_port))
+                s = self._listen(b)
+                while target.startswith("127.") and s.getsockname()[1] == b.container_port:
+                    s.close()  # (a free port chosen by the kernel that is the target's: it would loop)
+                    s = self._listen(b)
+                self.listeners.append((s, b.container_port))
         except BaseException:
             self.close()
             raise
         self._bindings = [[s.getsockname()[0], s.getsockname()[1], port] for s, port in self.listeners]
+        self._bindings += [[b.host_ip, b.host_port, b.container_port] for b in served]
 
     @staticmethod
     def _listen(b: PortBinding) -> socket.socket:
@@ -436,6 +470,7 @@ class PortForwarder:
             reason = "port is already allocated" if exc.errno == 98 else exc.strerror
             raise NetworkError(f"Bind for {b.host_ip}:{b.host_port} failed: {reason}") from None
         s.listen(128)
+        s.setblocking(False)
         return s
 
     def bindings(self) -> list[list[Any]]:
@@ -444,6 +479,8 @@ class PortForwarder:
 
     def start(self) -> None:
         """Fork the serving process; from then on, only it holds the listening sockets."""
+        if not self.listeners:
+            return
         stop_r, stop_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:
@@ -454,7 +491,7 @@ class PortForwarder:
 
                 set_process_name("pyc-ports")
                 _keep_only({stop_r, *(s.fileno() for s, _ in self.listeners)})
-                self._serve(stop_r)
+                Relay(self.listeners, self.target, stop_r).run()
             except BaseException:  # noqa: BLE001 (a forwarder that fails stops forwarding; nobody to tell)
                 code = 1
             finally:
@@ -464,34 +501,6 @@ class PortForwarder:
         for s, _ in self.listeners:
             s.close()
         self.listeners = []
-
-    def _serve(self, stop_r: int) -> None:
-        sel = selectors.DefaultSelector()
-        sel.register(stop_r, selectors.EVENT_READ, None)
-        for s, port in self.listeners:
-            sel.register(s, selectors.EVENT_READ, port)
-        while True:
-            for key, _ in sel.select():
-                if key.data is None:  # the monitor closed its end: the container has ended
-                    return
-                with contextlib.suppress(OSError):
-                    client, _ = key.fileobj.accept()  # type: ignore[union-attr]
-                    threading.Thread(target=self._forward, args=(client, key.data), daemon=True).start()
-
-    def _forward(self, client: socket.socket, port: int) -> None:
-        """One client: a connection to the container, and bytes copied both ways until both sides end."""
-        try:
-            upstream = socket.create_connection((self.target, port), timeout=5)
-        except OSError:
-            client.close()  # nothing listens in the container (yet): the client sees the connection close
-            return
-        upstream.settimeout(None)
-        back = threading.Thread(target=_copy, args=(upstream, client), daemon=True)
-        back.start()
-        _copy(client, upstream)
-        back.join()
-        client.close()
-        upstream.close()
 
     def close(self) -> None:
         """Stop forwarding: the serving process ends (and the ports are free again) before this returns."""
@@ -507,6 +516,154 @@ class PortForwarder:
             self.pid = None
 
 
+class Half:
+    """One direction of a relayed connection: bytes read from *source*, waiting to be sent to *sink*."""
+
+    def __init__(self, source: socket.socket, sink: socket.socket) -> None:
+        self.source, self.sink = source, sink
+        self.pending = bytearray()
+        self.ended = False  # the source said EOF: once pending is sent, the sink's writing side is shut
+        self.shut = False
+
+    @property
+    def done(self) -> bool:
+        return self.ended and not self.pending
+
+
+class Relay:
+    """The forwarder's loop: accept clients, connect each to the container, copy both ways; no threads
+    (a thread per copy costs a process limit's worth of tasks to a few hundred idle clients)."""
+
+    def __init__(self, listeners: list[tuple[socket.socket, int]], target: str, stop_r: int) -> None:
+        self.target = target
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(stop_r, selectors.EVENT_READ, "stop")
+        self.listeners = listeners
+        self.connections: dict[socket.socket, tuple[Half, Half]] = {}  # each end of each, to its halves
+        self.connecting: set[socket.socket] = set()  # connections to the container not yet made
+        self.paused_until = 0.0  # accepting paused (out of file descriptors) until this monotonic time
+        self._listen(True)
+
+    def _listen(self, on: bool) -> None:
+        for s, port in self.listeners:
+            if on:
+                self.sel.register(s, selectors.EVENT_READ, port)
+            else:
+                self.sel.unregister(s)
+
+    def run(self) -> None:
+        import time
+
+        deadline = None  # once the container has ended: when the last connections are cut
+        while deadline is None or (self.connections and time.monotonic() < deadline):
+            if self.paused_until and time.monotonic() >= self.paused_until and deadline is None:
+                self.paused_until = 0.0
+                self._listen(True)
+            timeout = 0.1 if self.paused_until or deadline else None
+            for key, mask in self.sel.select(timeout=timeout):
+                if key.data == "stop":  # the monitor closed its end: the container has ended
+                    self.sel.unregister(key.fileobj)
+                    if not self.paused_until:
+                        self._listen(False)
+                    for s, _ in self.listeners:
+                        s.close()  # the ports are free again now
+                    self.listeners = []
+                    deadline = time.monotonic() + DRAIN_SECONDS
+                elif isinstance(key.data, int):
+                    self.accept(key.fileobj, key.data)  # type: ignore[arg-type]
+                else:
+                    self.transfer(key.fileobj, mask)  # type: ignore[arg-type]
+
+    def accept(self, listener: socket.socket, port: int) -> None:
+        import errno
+        import time
+
+        try:
+            client, _ = listener.accept()
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                self._listen(False)  # wait a moment for connections to end, rather than spin on accept
+                self.paused_until = time.monotonic() + 0.1
+            return
+        if len(self.connections) >= 2 * MAX_CONNECTIONS:
+            client.close()
+            return
+        try:
+            upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
+        except OSError:
+            client.close()
+            return
+        client.setblocking(False)
+        if upstream.connect_ex((self.target, port)) not in (0, errno.EINPROGRESS):
+            client.close()  # nothing listens in the container: the client sees the connection close
+            upstream.close()
+            return
+        halves = (Half(client, upstream), Half(upstream, client))
+        self.connections[client] = self.connections[upstream] = halves
+        self.connecting.add(upstream)
+        self.watch(halves)
+
+    def transfer(self, sock: socket.socket, mask: int) -> None:
+        halves = self.connections.get(sock)
+        if halves is None:
+            return
+        try:
+            if sock in self.connecting:  # writable: connected, or refused (SO_ERROR says which)
+                error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if error:
+                    raise OSError(error, os.strerror(error))
+                self.connecting.discard(sock)
+            for half in halves:
+                if half.source is sock and mask & selectors.EVENT_READ and not half.ended:
+                    data = sock.recv(65536)
+                    if data:
+                        half.pending += data
+                    else:
+                        half.ended = True
+                if half.sink is sock and mask & selectors.EVENT_WRITE and half.pending:
+                    del half.pending[:sock.send(half.pending)]
+                if half.done and not half.shut and half.sink not in self.connecting:
+                    half.shut = True
+                    half.sink.shutdown(socket.SHUT_WR)  # the other side sees the end of this direction
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            self.drop(halves)
+            return
+        if all(h.shut for h in halves):
+            self.drop(halves)
+        else:
+            self.watch(halves)
+
+    def watch(self, halves: tuple[Half, Half]) -> None:
+        """What each end waits for now: data to read while its buffer has room, room to write its data."""
+        for sock in (halves[0].source, halves[1].source):
+            if sock in self.connecting:
+                events = selectors.EVENT_WRITE
+            else:
+                events = 0
+                for half in halves:
+                    if half.source is sock and not half.ended and len(half.pending) < BUFFER:
+                        events |= selectors.EVENT_READ
+                    if half.sink is sock and (half.pending or (half.done and not half.shut)):
+                        events |= selectors.EVENT_WRITE
+            registered = sock in self.sel.get_map()
+            if events and registered:
+                self.sel.modify(sock, events, "conn")
+            elif events:
+                self.sel.register(sock, events, "conn")
+            elif registered:  # nothing to wait for on it now (its peer's buffer is full, or it has ended)
+                self.sel.unregister(sock)
+
+    def drop(self, halves: tuple[Half, Half]) -> None:
+        for sock in (halves[0].source, halves[1].source):
+            self.connections.pop(sock, None)
+            self.connecting.discard(sock)
+            if sock in self.sel.get_map():
+                self.sel.unregister(sock)
+            sock.close()
+
+
 def _keep_only(fds: set[int]) -> None:
     """Close every inherited descriptor but *fds* (the caller's stdio and the monitor's report pipe must
     not stay open in the forwarder: their readers wait for the end of them); 0-2 become /dev/null."""
@@ -518,14 +675,6 @@ def _keep_only(fds: set[int]) -> None:
         if fd > 2 and fd not in fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
-
-
-def _copy(source: socket.socket, sink: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        while data := source.recv(65536):
-            sink.sendall(data)
-    with contextlib.suppress(OSError):
-        sink.shutdown(socket.SHUT_WR)  # the other side sees the end of this direction
 
 
 # ------------------------------------------------------------------------------ the kernel's side
@@ -553,11 +702,14 @@ def ensure_bridge(ipr: Any, bridge: str, gateway: str, prefixlen: int) -> int:
 
     index = link_index(ipr, bridge)
     if index is None:
-        with contextlib.suppress(NetlinkError):  # EEXIST: another container's monitor made it just now
+        try:
             ipr.link("add", ifname=bridge, kind="bridge")
+        except NetlinkError as exc:
+            if exc.code != errno.EEXIST:  # (EEXIST: another container's monitor made it just now)
+                raise NetworkError(f"cannot create bridge {bridge}: {os.strerror(exc.code)} (netlink add)") from None
         index = link_index(ipr, bridge)
         if index is None:
-            raise NetworkError(f"cannot create bridge {bridge}: the kernel did not make it (netlink add)")
+            raise NetworkError(f"cannot create bridge {bridge}: it went as soon as it was made (netlink add)")
     if not any(a.get_attr("IFA_ADDRESS") == gateway for a in ipr.get_addr(index=index, family=socket.AF_INET)):
         with contextlib.suppress(NetlinkError):  # EEXIST, as above
             ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)
@@ -573,6 +725,17 @@ def link_index(ipr: Any, name: str) -> int | None:
         return int(ipr.link("get", ifname=name)[0]["index"])
     except NetlinkError:
         return None
+
+
+def make_bridge(net: Network) -> None:
+    """As root, the network's bridge is made with its record: its address's route then keeps the subnet
+    from being chosen again (by another store on this machine: each only knows its own records)."""
+    if os.geteuid() != 0:
+        return
+    from pyroute2.iproute.linux import IPRoute
+
+    with IPRoute() as ipr:
+        ensure_bridge(ipr, net.bridge, net.gateway, net.prefixlen)
 
 
 def delete_bridge(bridge: str) -> None:
@@ -602,8 +765,11 @@ def attach(container: Container) -> PortForwarder | None:
     bindings = [PortBinding(c, h, ip) for ip, h, c in spec.ports]
     backend = container.state.get("backend")
     if backend == "proot":  # the host's network: connect to the server where it listens, on this machine
-        return PortForwarder(bindings, "127.0.0.1") if bindings else None
+        return proot_forwarder(bindings)
     info = container.state.get("network")
+    if not info and backend in ("native", "runc"):
+        raise NetworkError(f"container {container.name} has no address on network {spec.network} (its creation "
+                           "was interrupted): remove it and create it again")
     forwarder = PortForwarder(bindings, info["address"] if info else "127.0.0.1") if bindings else None
     try:
         if info:
@@ -621,6 +787,27 @@ def attach(container: Container) -> PortForwarder | None:
     return forwarder
 
 
+def running_elsewhere(container: Container) -> bool:
+    """The container's state on disk says another monitor runs it now."""
+    from .container import pid_alive, read_state
+
+    with contextlib.suppress(Exception):
+        state = read_state(container.dir)
+        return (state.get("status") == "running" and state.get("monitor_pid") != os.getpid()
+                and pid_alive(state.get("pid"), state.get("pid_start")))
+    return False
+
+
+def proot_forwarder(bindings: list[PortBinding]) -> PortForwarder | None:
+    """Under proot the server in the container listens on this machine itself: ``-p 8000:8000`` needs no
+    forwarding (a listener there would take the server's port, and connect to itself), ``-p 8080:8000``
+    forwards 8080 to 127.0.0.1:8000."""
+    same = [b for b in bindings if b.host_port == b.container_port]
+    moved = [b for b in bindings if b.host_port != b.container_port]
+    forwarder = PortForwarder(moved, "127.0.0.1", same)
+    return forwarder if bindings else None
+
+
 def join_bridge(container: Container, info: dict[str, Any]) -> None:
     """A network namespace of our own, then the veth pair: made by a netlink socket still in the host's
     namespace, with its container end created right inside ours as eth0 (moving a device between
@@ -635,6 +822,8 @@ def join_bridge(container: Container, info: dict[str, Any]) -> None:
         bridge = ensure_bridge(host, info["bridge"], info["gateway"], info["prefixlen"])
         stale = link_index(host, host_end)
         if stale is not None:  # the pair of this container's last run, whose namespace is still going away
+            if running_elsewhere(container):  # ... or of a start of the same container at the same time
+                raise NetworkError(f"container {container.name} is already running")
             _netlink("delete stale veth", host_end, host.link, "del", index=stale)
         unshare(CLONE_NEWNET)
         bring_up_loopback()

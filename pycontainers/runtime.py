@@ -250,13 +250,13 @@ def follow(container: Container, cgroup: Cgroup | None, pid: int, err_r: int,
     code = os.waitstatus_to_exitcode(status)
     exit_code = 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell reports it
     oom = bool(cgroup and cgroup.oom_killed())
-    if ports:
-        ports.close()  # (its threads end before the monitor's last steps)
     container.state.update(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=now_iso(), ports=[])
     if not container.state.get("auto_remove"):  # an auto-removed one's state is about to go with it
         container.save()
     _finish(container, events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": oom}, cgroup,
             mount_namespace)
+    if ports:
+        ports.close()  # its last connections deliver what the container sent (DRAIN_SECONDS at most)
     os.close(events_fd)
 
 
@@ -593,10 +593,10 @@ def monitor_external(container: Container, lowers: list[str], stdio: tuple[int, 
     if proot_signal:  # (see container.PROOT_SIGNAL_FILE)
         exit_code = 128 + proot_signal
     oom = end_runc_container(container) if uses_runc else False
-    if ports:
-        ports.close()
     container.save(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=now_iso(), ports=[])
     _finish(container, events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": oom})
+    if ports:
+        ports.close()  # (as in follow)
 
 
 # ------------------------------------------------------------------------------------ the runc back end

@@ -14,6 +14,7 @@ import socket
 import threading
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from processes import wait_for
@@ -93,12 +94,14 @@ def cli(capfd: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     ("127.0.0.1:8080:80", PortBinding(80, 8080, "127.0.0.1")),
     ("127.0.0.1::80", PortBinding(80, 0, "127.0.0.1")),
     ("8080:80/tcp", PortBinding(80, 8080)),
+    ("8080:80/TCP", PortBinding(80, 8080)),
 ])
 def test_publish_specifications_are_read_as_docker_reads_them(text: str, binding: PortBinding) -> None:
     assert parse_publish(text) == binding
 
 
-@pytest.mark.parametrize("text", ["8080:80/udp", "web", "70000:80", "8080:0", "1.2.3:80:80", "a:b:c:d"])
+@pytest.mark.parametrize("text", ["8080:80/udp", "web", "70000:80", "8080:0", "1.2.3:80:80", "a:b:c:d",
+                                  "8080-8081:80-81"])
 def test_bad_publish_specifications_are_one_clear_error(text: str) -> None:
     with pytest.raises(InvalidArgument, match="port"):
         parse_publish(text)
@@ -131,7 +134,8 @@ def test_networks_are_created_listed_inspected_and_removed(busybox_store: Store)
 
 @pytest.mark.parametrize(("name", "subnet", "error"), [
     ("bridge", None, "pre-defined"), ("../x", None, "invalid network name"), ("n", "10.1.0.0/30", "/29 or wider"),
-    ("n", "nonsense", "invalid subnet"), ("n", "fd00::/64", "IPv4"),
+    ("n", "nonsense", "invalid subnet"), ("n", "fd00::/64", "IPv4"), ("n", "8.8.8.0/24", "private range"),
+    ("n", "127.0.0.0/24", "private range"), ("n", "169.254.0.0/24", "private range"),
 ])
 def test_bad_networks_are_refused_in_one_line(busybox_store: Store, name: str, subnet: str | None,
                                                error: str) -> None:
@@ -153,6 +157,11 @@ def test_the_predefined_networks_cannot_be_removed(busybox_store: Store) -> None
     for name in network.PREDEFINED:
         with pytest.raises(NetworkError, match="pre-defined"):
             network.remove_network(busybox_store, name)
+    with network.locked(busybox_store):
+        bridge = network._default_network(busybox_store)
+    with pytest.raises(NetworkError, match="bridge is a pre-defined network"):
+        network.remove_network(busybox_store, bridge.id[:12])  # (by its ID)
+    network.delete_bridge(bridge.bridge)
 
 
 def test_a_damaged_record_is_named(busybox_store: Store) -> None:
@@ -175,6 +184,7 @@ def test_containers_on_a_network_find_each_other_by_name_and_the_names_follow_th
     api_hosts = api.exec_run(["cat", "/etc/hosts"]).output.decode()
     later_address = later.attrs["NetworkSettings"]["Networks"]["shop"]["IPAddress"]
     assert f"{later_address}\tlater {later.short_id}" in api_hosts
+    assert f"\t{api.short_id} api\n" in api_hosts  # its own name too
     assert api.exec_run(["ping", "-c", "1", "-W", "2", "later"]).exit_code == 0
     later.remove(force=True)
     assert "later" not in api.exec_run(["cat", "/etc/hosts"]).output.decode()
@@ -182,10 +192,41 @@ def test_containers_on_a_network_find_each_other_by_name_and_the_names_follow_th
 
 
 @root_only
+def test_two_stores_do_not_choose_the_same_subnet(busybox_store: Store, tmp_path: Path) -> None:
+    other = Store(tmp_path / "other")
+    a = network.create_network(busybox_store, "a")  # its bridge is made now: its route reserves the subnet
+    try:
+        b = network.create_network(other, "b")
+        assert a.subnet != b.subnet
+        network.remove_network(other, "b")
+    finally:
+        network.remove_network(busybox_store, "a")
+    assert not {a.bridge} & set(os.listdir("/sys/class/net"))
+
+
+@root_only
+def test_a_failed_create_gives_its_lease_back_without_waiting_for_itself(client: Client) -> None:
+    with pytest.raises(InvalidArgument, match="sub: Not a directory"):  # the creation fails after the lease
+        client.containers.create("busybox", ["true"], ports={"80/tcp": None}, volumes=["/etc/passwd/sub:/x"])
+    assert network_inspect(client.store, "bridge")["Containers"] == {}
+    assert client.containers.list(all=True) == []
+
+
+@root_only
+def test_a_container_whose_creation_was_cut_short_is_not_started_without_its_network(client: Client) -> None:
+    c = client.containers.create("busybox", ["true"], network="bridge")
+    state = json.loads((client.store.home / "containers" / c.id / "state.json").read_text())
+    del state["network"]  # as if killed between the lease and the container's state
+    (client.store.home / "containers" / c.id / "state.json").write_text(json.dumps(state))
+    with pytest.raises(PyContainersError, match="has no address on network bridge"):
+        client.containers.get(c.id).start()
+
+
+@root_only
 def test_a_container_has_eth0_with_its_leased_address_and_a_route_out(client: Client) -> None:
     net = client.networks.create("lab")
     c = client.containers.run("busybox", ["sleep", "60"], detach=True, network="lab")
-    settings = c.attrs["NetworkSettings"]
+    settings = c.attrs["NetworkSettings"]["Networks"]["lab"]
     address, gateway = settings["IPAddress"], settings["Gateway"]
     assert address.startswith(net.attrs["IPAM"]["Config"][0]["Subnet"].rsplit(".", 1)[0])
     shown = c.exec_run(["ip", "-4", "addr", "show", "eth0"]).output.decode()
@@ -272,8 +313,8 @@ def test_a_published_port_reaches_the_server_and_is_freed_when_the_container_end
     assert wait_for(lambda: _try_fetch(port), "the page through the published port") == web.short_id + "\n"
     assert forwarders(client.store)
     web.stop(timeout=1)
-    assert web.ports == {"8000/tcp": None}  # nothing published once it has stopped
-    wait_for(lambda: not forwarders(), "the forwarder to end with the container")
+    assert web.ports == {}  # nothing published once it has stopped
+    wait_for(lambda: not forwarders(client.store), "the forwarder to end with the container")
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # (our connection's TIME_WAIT is no listener)
         s.bind(("0.0.0.0", port))  # free again: nobody listens there any more
@@ -284,6 +325,49 @@ def _try_fetch(port: int) -> str | None:
         return fetch(port)
     except OSError:
         return None
+
+
+@root_only
+def test_hundreds_of_idle_clients_do_not_stop_the_forwarder(client: Client) -> None:
+    web = client.containers.run("busybox", HTTPD, detach=True, ports={"8000/tcp": ("127.0.0.1", None)})
+    port = host_port(web)
+    wait_for(lambda: _try_fetch(port), "the page")
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(300)]
+    try:
+        assert fetch(port) == web.short_id + "\n"
+        [forwarder] = forwarders(client.store)
+        assert os.listdir(f"/proc/{forwarder}/task") == [str(forwarder)]  # one thread, however many clients
+    finally:
+        for s in idle:
+            s.close()
+    payload = os.urandom(3 << 20)  # both ways at once, more than the forwarder buffers
+    echo = client.containers.run("busybox", ["nc", "-l", "-p", "9000", "-e", "cat"], detach=True,
+                                 ports={"9000/tcp": ("127.0.0.1", None)})
+    got = wait_for(lambda: _echo(host_port(echo, "9000/tcp"), payload), "the echo through the forwarder")
+    assert got == payload
+
+
+def _echo(port: int, payload: bytes) -> bytes | None:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            sender = threading.Thread(target=lambda: (s.sendall(payload), s.shutdown(socket.SHUT_WR)))
+            sender.start()
+            chunks = []
+            while chunk := s.recv(1 << 16):
+                chunks.append(chunk)
+            sender.join()
+    except OSError:
+        return None
+    return b"".join(chunks) or None
+
+
+@root_only
+def test_a_port_published_twice_is_listed_twice(client: Client, capfd: pytest.CaptureFixture[str]) -> None:
+    web = client.containers.run("busybox", HTTPD, detach=True, ports={"8000/tcp": [("127.0.0.1", None),
+                                                                                   ("127.0.0.1", None)]})
+    assert len(web.ports["8000/tcp"]) == 2
+    code, out, _ = cli(capfd, "port", web.name)
+    assert len(out.splitlines()) == 2 and all(line.startswith("8000/tcp -> 127.0.0.1:") for line in out.splitlines())
 
 
 @root_only
@@ -366,6 +450,13 @@ def test_other_back_ends_publish_ports_too(client: Client, backend: str, monkeyp
     c = client.containers.run("busybox", ["httpd", "-f", "-p", str(inner), "-h", "/etc"], detach=True,
                               ports={f"{inner}/tcp": None})
     page = wait_for(lambda: _try_fetch(host_port(c, f"{inner}/tcp")), f"the page of a {backend} container")
+    if backend == "proot":  # -p N:N: the server listens there itself, nothing in between
+        same = client.containers.run("busybox", ["httpd", "-f", "-p", str(inner + 1), "-h", "/etc"], detach=True,
+                                     ports={f"{inner + 1}/tcp": inner + 1})
+        assert wait_for(lambda: _try_fetch(inner + 1), "the page on the same port") == same.short_id + "\n"
+        assert same.status == "running" and same.ports == {f"{inner + 1}/tcp": [
+            {"HostIp": "0.0.0.0", "HostPort": str(inner + 1)}]}
+        same.remove(force=True)
     assert page.strip() == c.short_id  # (its /etc/hostname: proot shows the container's files too)
     err = capfd.readouterr().err
     if backend != "runc":

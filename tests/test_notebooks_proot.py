@@ -3,11 +3,13 @@
 nbval runs every notebook as root (native containers). Here notebooks 04 and 05 run with the proot back
 end, as on Binder: 04 builds and runs its Flask app on python:3.11-slim (which mmdebstrap makes without root
 there), 05's cells about a container's files and about one image with many commands must work, and its
-cells about isolation must say nothing rather than fail.
+cells about isolation must say nothing rather than fail; 08 publishes its web app's port (proot containers
+share this machine's network, and the forwarder connects to 127.0.0.1) and skips its bridges and networks.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -80,3 +82,28 @@ def test_notebook_04_under_proot_builds_and_serves_the_flask_app(tmp_path: Path,
         assert expected in everything, expected
     assert containers_left(store.home) == []
     assert [i.tags for i in list_images(store) if any(t.startswith("flask-app") for t in i.tags)] == []
+
+
+@needs_proot
+def test_notebook_08_under_proot_publishes_the_web_app_and_skips_the_networks(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Binder's case: no bridge, no veth pair and no network of its own, but a published port still reaches the app
+    (which listens on port 8080 of this machine: proot shares the host's network)."""
+    store = Store(tmp_path / "store")
+    try:
+        get_image(cache_store(), PYTHON_TAG)
+    except PyContainersError:
+        pytest.skip(f"{PYTHON_TAG} is not in the base cache (./setup.sh makes it)")
+    everything = "\n".join(run_under_proot("08-networking.ipynb", store, monkeypatch,
+                                           ("busybox", PYTHON_TAG)).values())
+    assert "Traceback" not in everything
+    assert "Containers run proot here" in everything
+    assert "Server running at http://0.0.0.0:8080/" in everything
+    assert re.search(r"http://localhost:\d+/ says: Hello world!", everything)  # through the published port
+    assert re.search(r"hello +hello-web +running +0\.0\.0\.0:\d+->8080/tcp", everything)  # ps's PORTS column
+    for skipped in ("eth0", "pyc-ports", "Our shop", "The shop is closed"):  # sections 2 and 3 did nothing
+        assert skipped not in everything, skipped
+    assert "Not answered yet" in everything  # exercise 1: a published port can be read here too
+    assert everything.count("Cannot be checked here") == 2  # exercises 2 and 3 need root
+    assert containers_left(store.home) == []
+    assert [i.tags for i in list_images(store) if any(t.startswith("hello-web") for t in i.tags)] == []
