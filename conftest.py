@@ -55,6 +55,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from pycontainers import server
 
     server.stop()  # the CLI's command server the notebooks' `!pycontainers` started (pycontainers/server.py)
+    from pycontainers.network import remove_bridges
+
+    remove_bridges(_HOME)
     shutil.rmtree(_HOME, ignore_errors=True)
     # No container may leave its cgroup behind (issue 4: clean-up). Removals in flight get a few seconds.
     deadline = time.monotonic() + 10
@@ -63,12 +66,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # ... nor its veth pair (which goes when its network namespace does: a moment after its last process).
     while (veths := network_devices("pv") - _VETHS_BEFORE) and time.monotonic() < deadline:
         time.sleep(0.1)
-    # The networks' bridges belong to the test stores, deleted above: they go too (as `network rm` does).
-    for bridge in network_devices("pyc-") - _BRIDGES_BEFORE:
-        from pycontainers.network import delete_bridge
-
-        delete_bridge(bridge)
-    for what, found in (("container cgroup(s)", left), ("veth device(s)", veths)):
+    bridges = network_devices("pyc-") - _BRIDGES_BEFORE  # each test removes its store's (remove_bridges)
+    for what, found in (("container cgroup(s)", left), ("veth device(s)", veths), ("bridge(s)", bridges)):
         if found:
             print(f"\nleaked: {len(found)} {what} outlived the tests: {' '.join(sorted(found))}", file=sys.stderr)
             if session.exitstatus == pytest.ExitCode.OK:  # (a worse status already said stays)

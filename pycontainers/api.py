@@ -800,6 +800,8 @@ class NetworkCollection:
         return Network(self.client, core_network.create_network(self.client.store, name, subnet).name)
 
     def get(self, network_id: str) -> Network:
+        if network_id in core_network.PREDEFINED:  # always there, as Docker's (bridge: made at first use)
+            return Network(self.client, network_id)
         return Network(self.client, core_network.get_network(self.client.store, network_id).name)
 
     def list(self, names: list[str] | None = None) -> list[Network]:

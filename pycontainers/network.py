@@ -43,7 +43,7 @@ import json
 import os
 import selectors
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -732,22 +732,68 @@ def make_bridge(net: Network) -> None:
     from being chosen again (by another store on this machine: each only knows its own records)."""
     if os.geteuid() != 0:
         return
-    from pyroute2.iproute.linux import IPRoute
 
-    with IPRoute() as ipr:
+    def make(ipr: Any) -> None:
         ensure_bridge(ipr, net.bridge, net.gateway, net.prefixlen)
+
+    with_netlink(make)
 
 
 def delete_bridge(bridge: str) -> None:
     """Remove a network's bridge device, if this machine has it (and we may: root)."""
     if os.geteuid() != 0:
         return
-    from pyroute2.iproute.linux import IPRoute
 
-    with IPRoute() as ipr:
+    def delete(ipr: Any) -> None:
         index = link_index(ipr, bridge)
         if index is not None:
             _netlink("delete bridge", bridge, ipr.link, "del", index=index)
+
+    with_netlink(delete)
+
+
+def remove_bridges(home: str | os.PathLike[str]) -> None:
+    """Delete the bridges of a store's networks: before its directory is deleted, since devices outlive
+    it (as docker0 outlives Docker's data)."""
+    for path in (Path(home) / "networks").glob("*.json"):
+        with contextlib.suppress(ValueError, KeyError, TypeError, OSError):  # a damaged record: others still go
+            bridge = json.loads(path.read_text())["Bridge"]
+            if isinstance(bridge, str) and bridge.startswith("pyc-"):
+                delete_bridge(bridge)
+
+
+def with_netlink(work: Callable[[Any], None]) -> None:
+    """``work(ipr)`` with a pyroute2 ``IPRoute``. Its synchronous API runs an asyncio loop of its own,
+    which Python refuses in a thread already running one (a Jupyter kernel's): there, a thread of its
+    own does the work (a thread, not a fork: the kernel is multithreaded)."""
+    import asyncio
+
+    from pyroute2.iproute.linux import IPRoute
+
+    def run() -> None:
+        with IPRoute() as ipr:
+            work(ipr)
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        run()
+        return
+    failure: list[BaseException] = []
+
+    def in_thread() -> None:
+        try:
+            run()
+        except BaseException as exc:  # noqa: BLE001 (raised again in the caller's thread)
+            failure.append(exc)
+
+    import threading
+
+    worker = threading.Thread(target=in_thread, name="pycontainers-netlink")
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]
 
 
 def veth_names(container_id: str) -> tuple[str, str]:
@@ -785,6 +831,13 @@ def attach(container: Container) -> PortForwarder | None:
             forwarder.close()
         raise
     return forwarder
+
+
+def mac_address(address: str) -> str:
+    """Docker's rule: the MAC address is 02:42 and the IPv4 address, so an address given to a new container
+    keeps the MAC its neighbours have cached for it (a new random one would be unreachable until the
+    neighbours' ARP entries expire, half a minute or more)."""
+    return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(address).packed)
 
 
 def running_elsewhere(container: Container) -> bool:
@@ -828,7 +881,7 @@ def join_bridge(container: Container, info: dict[str, Any]) -> None:
         unshare(CLONE_NEWNET)
         bring_up_loopback()
         _netlink("create veth pair", host_end, host.link, "add", ifname=host_end, kind="veth",
-                 peer={"ifname": "eth0", "net_ns_pid": os.getpid()})
+                 peer={"ifname": "eth0", "net_ns_pid": os.getpid(), "address": mac_address(info["address"])})
         end = link_index(host, host_end)
         if end is None:
             raise NetworkError(f"cannot create veth pair {host_end}: the kernel did not make it (netlink add)")

@@ -1,18 +1,21 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pycontainers.bases import cache_store, copy_image
 from pycontainers.image import get_image
+from pycontainers.network import remove_bridges
 from pycontainers.store import Store
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    """An empty store of the test's own."""
-    return Store(tmp_path / "store")
+def store(tmp_path: Path) -> Iterator[Store]:
+    """An empty store of the test's own (the bridges of its networks go with it)."""
+    yield Store(tmp_path / "store")
+    remove_bridges(tmp_path / "store")
 
 
 @pytest.fixture

@@ -165,10 +165,13 @@ def test_the_predefined_networks_cannot_be_removed(busybox_store: Store) -> None
 
 
 def test_a_damaged_record_is_named(busybox_store: Store) -> None:
-    network.create_network(busybox_store, "app")
+    net = network.create_network(busybox_store, "app")
     (network.networks_dir(busybox_store) / "app.json").write_text("{not json")
-    with pytest.raises(NetworkError, match=r"network record .*app.json is damaged"):
-        network.get_network(busybox_store, "app")
+    try:
+        with pytest.raises(NetworkError, match=r"network record .*app.json is damaged"):
+            network.get_network(busybox_store, "app")
+    finally:
+        network.delete_bridge(net.bridge)  # (the store cannot say which bridge it was any more)
 
 
 # ---------------------------------------------------------------------------- containers on networks
@@ -496,3 +499,20 @@ def test_many_runs_leave_no_veth_lease_or_forwarder(client: Client) -> None:
         assert out == b"up\n"
     wait_for(lambda: veths() <= before, "every veth pair to go")
     assert network.get_network(client.store, "loop").leases == {} and forwarders() == []
+
+
+@root_only
+def test_networks_are_made_and_removed_from_a_thread_running_an_event_loop(client: Client) -> None:
+    """As in a Jupyter kernel, whose thread runs asyncio's loop (pyroute2's own loop cannot run there)."""
+    import asyncio
+
+    async def in_a_kernel() -> list[str]:
+        net = client.networks.create("kernel")
+        web = client.containers.run("busybox", HTTPD, detach=True, ports={"8000/tcp": None})
+        names = [n.name for n in client.networks.list()]
+        web.remove(force=True)
+        net.remove()
+        return names
+
+    assert asyncio.run(in_a_kernel()) == [*network.PREDEFINED, "kernel"]
+    assert network.list_networks(client.store)[0].name == "bridge"  # made for the web server, at first use
