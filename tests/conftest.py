@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,3 +25,23 @@ def busybox_store(store: Store) -> Store:
     cache = cache_store()
     copy_image(cache, get_image(cache, "busybox"), store)
     return store
+
+
+@pytest.fixture
+def network_client(busybox_store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A client of the test's own store for network tests; afterwards its containers go, with their veth
+    pairs and port forwarders, and its networks' bridges."""
+    from processes import forwarders, veths, wait_for
+
+    from pycontainers.api import Client
+
+    monkeypatch.setenv("PYCONTAINERS_HOME", str(busybox_store.home))
+    monkeypatch.delenv("PYCONTAINERS_BACKEND", raising=False)
+    c = Client(busybox_store.home)
+    yield c
+    ours = {f"pv{container.id[:12]}" for container in c.containers.list(all=True)}
+    for container in c.containers.list(all=True):
+        container.remove(force=True)
+    remove_bridges(busybox_store.home)
+    wait_for(lambda: not veths() & ours, "the veth pairs to go with their containers")
+    wait_for(lambda: not forwarders(), "the port forwarders to end")

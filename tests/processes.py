@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pycontainers.store import Store
 
 
 def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
@@ -82,3 +87,27 @@ def container_entries(home: Path) -> list[str]:
         entries.remove(".names")
         entries += [f".names/{name}" for name in sorted(os.listdir(base / ".names"))]
     return entries
+
+
+def veths() -> set[str]:
+    """The host ends of containers' veth pairs (``pv<container ID>``)."""
+    return {d for d in os.listdir("/sys/class/net") if d.startswith("pv")}
+
+
+def forwarders(store: Store | None = None) -> list[int]:
+    """Port forwarders (``pyc-ports``) of *store*'s containers, and any orphaned one (whose monitor died
+    and which did not end with it): others' on this machine (another test session's) are not ours."""
+    monitors = {1}
+    for state in (store.home / "containers").glob("*/state.json") if store else ():
+        monitors.add(json.loads(state.read_text()).get("monitor_pid"))
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm, ppid = stat[stat.index("(") + 1:stat.rindex(")")], int(stat[stat.rindex(")") + 2:].split()[1])
+        if comm == "pyc-ports" and ppid in monitors:
+            found.append(int(pid))
+    return found

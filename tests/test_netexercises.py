@@ -10,12 +10,10 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-from collections.abc import Iterator
 
 import pytest
 from processes import wait_for
 
-from pycontainers import network
 from pycontainers.api import Client, Container
 from pycontainers.exercises import Check
 from pycontainers.netexercises import (
@@ -27,7 +25,6 @@ from pycontainers.netexercises import (
     hosts_names,
 )
 from pycontainers.netviews import listening_sockets
-from pycontainers.store import Store
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="bridges and veth pairs need root")
 needs_proot = pytest.mark.skipif(shutil.which("proot") is None, reason="proot is not installed")
@@ -35,19 +32,8 @@ CANDIDATES = ["ex-shop", "ex-bridge", "ex-none"]
 
 
 @pytest.fixture
-def client(busybox_store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
-    """A client of the test's own store; its containers, their veth pairs and its bridges go afterwards."""
-    monkeypatch.setenv("PYCONTAINERS_HOME", str(busybox_store.home))
-    monkeypatch.delenv("PYCONTAINERS_BACKEND", raising=False)
-    c = Client(busybox_store.home)
-    yield c
-    ids = [container.id for container in c.containers.list(all=True)]
-    for container in c.containers.list(all=True):
-        container.remove(force=True)
-    for net in network.list_networks(busybox_store):
-        network.delete_bridge(net.bridge)
-    wait_for(lambda: not any(os.path.exists(f"/sys/class/net/{network.veth_names(i)[0]}") for i in ids),
-             "the veth pairs to go with their containers")
+def client(network_client: Client) -> Client:
+    return network_client
 
 
 def assert_unanswered(check: Check) -> None:

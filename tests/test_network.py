@@ -13,11 +13,10 @@ import signal
 import socket
 import threading
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from processes import wait_for
+from processes import forwarders, veths, wait_for
 
 from pycontainers import network
 from pycontainers.api import Client, network_inspect
@@ -31,42 +30,8 @@ HTTPD = ["httpd", "-f", "-p", "8000", "-h", "/etc"]  # busybox's web server, ser
 
 
 @pytest.fixture
-def client(busybox_store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
-    monkeypatch.setenv("PYCONTAINERS_HOME", str(busybox_store.home))
-    monkeypatch.delenv("PYCONTAINERS_BACKEND", raising=False)
-    c = Client(busybox_store.home)
-    yield c
-    ours = {f"pv{container.id[:12]}" for container in c.containers.list(all=True)}
-    for container in c.containers.list(all=True):
-        container.remove(force=True)
-    for net in network.list_networks(busybox_store):
-        network.delete_bridge(net.bridge)
-    wait_for(lambda: not veths() & ours, "the veth pairs to go with their containers")
-    wait_for(lambda: not forwarders(), "the port forwarders to end")
-
-
-def veths() -> set[str]:
-    """The host ends of containers' veth pairs (``pv<container ID>``)."""
-    return {d for d in os.listdir("/sys/class/net") if d.startswith("pv")}
-
-
-def forwarders(store: Store | None = None) -> list[int]:
-    """Port forwarders (``pyc-ports``) of *store*'s containers, and any orphaned one (whose monitor died
-    and which did not end with it): others' on this machine (another test session's) are not ours."""
-    monitors = {1}
-    for state in (store.home / "containers").glob("*/state.json") if store else ():
-        monitors.add(json.loads(state.read_text()).get("monitor_pid"))
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        comm, ppid = stat[stat.index("(") + 1:stat.rindex(")")], int(stat[stat.rindex(")") + 2:].split()[1])
-        if comm == "pyc-ports" and ppid in monitors:
-            found.append(int(pid))
-    return found
+def client(network_client: Client) -> Client:
+    return network_client
 
 
 def fetch(port: int, path: str = "/hostname", host: str = "127.0.0.1") -> str:
