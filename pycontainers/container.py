@@ -705,7 +705,8 @@ def record_exit(container: Container, exit_code: int) -> None:
     base = containers_dir(container.store) / ".exits"
     minute = int(time.time() // 60)
     bucket = base / str(minute)
-    bucket.mkdir(parents=True, exist_ok=True)
+    base.mkdir(exist_ok=True)  # (not parents: a store deleted meanwhile is not made again)
+    bucket.mkdir(exist_ok=True)
     os.symlink(str(exit_code), bucket / container.id)
     for old in os.listdir(base):
         if old.isdigit() and int(old) < minute - 2:

@@ -491,7 +491,8 @@ def probe_network() -> Capability:
         return _yes(NETWORK, f"An IPv6 default route leaves through {route6}; no traffic was sent, so whether "
                              "the internet answers is not known.")
     return _no(NETWORK, "There is no default route, so nothing leaves this machine.",
-               "Containers get loopback networking only, and images come from a registry on this machine.")
+               "Containers reach each other and this machine (notebook 08), nothing beyond it; images come from a "
+               "registry on this machine.")
 
 
 # ------------------------------------------------------------------------------------------ kernel

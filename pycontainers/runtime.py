@@ -819,10 +819,10 @@ def _finish(container: Container, events_fd: int, event: dict[str, object], cgro
     if container.state.get("auto_remove"):
         with contextlib.suppress(OSError):
             trash = discard_directory(container)
-    _send(events_fd, event)
-    if trash is not None:
+    if trash is not None:  # (before the report: a caller may delete the whole store once it has it)
         with contextlib.suppress(OSError):
             record_exit(container, int(event["exit_code"]))  # type: ignore[call-overload]
+    _send(events_fd, event)
     if mount_namespace is not None:
         os.close(mount_namespace)  # the last reference: the kernel unmounts the container's file systems now
     if cgroup is not None:
