@@ -111,7 +111,7 @@ def inspect(image: core.Image) -> dict[str, Any]:
     return {
         "Id": image.id,
         "RepoTags": image.familiar_tags,
-        "RepoDigests": [f"{t.rpartition(':')[0]}@{image.manifest_digest}" for t in image.familiar_tags],
+        "RepoDigests": repo_digests(image),
         "Created": cfg.get("created"),
         "Comment": (cfg.get("history") or [{}])[-1].get("comment", ""),
         "Author": cfg.get("author", ""),
@@ -522,6 +522,15 @@ def environment_list(environment: dict[str, str] | list[str] | None) -> list[str
     if isinstance(environment, dict):
         return [f"{k}={v}" for k, v in environment.items()]
     return list(environment or [])
+
+
+def repo_digests(image: core.Image) -> list[str]:
+    """``RepoDigests``: the names registries know this image by (pushed or pulled), as Docker's: a manifest
+    pulled from a registry that compresses its layers is kept uncompressed here, under another digest."""
+    from .reference import parse
+
+    return sorted(f"{parse(key).familiar_name}@{key.rpartition('@')[2]}"
+                  for key, here in image.store.repo_digests().items() if here == image.manifest_digest)
 
 
 def container_inspect(c: core_container.Container) -> dict[str, Any]:

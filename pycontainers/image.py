@@ -290,6 +290,9 @@ def get_image(store: Store, name: str) -> Image:
             for e in entries:
                 if e.manifest.digest == ref.digest:
                     return _image_for(store, entries, e.manifest.digest)
+            here = store.repo_digests().get(f"{ref.name}@{ref.digest}")  # the registry's digest of a pull
+            if here is not None:
+                return _image_for(store, entries, here)
         else:
             for e in entries:
                 if e.ref == str(ref):

@@ -451,6 +451,7 @@ def pull(store: Store, name: str, *, on_event: Callable[[Event], None] | None = 
                     store.set_tag(str(ref.with_tag(ref.tag)), manifest_out)
                 else:
                     store.add_untagged(manifest_out)
+                store.add_repo_digest(f"{ref.name}@{manifest_digest}", manifest_out.digest)
         except BaseException as exc:
             store.remove_unreferenced({d for d in written if d.split(":", 1)[1] not in before})
             if isinstance(exc, OSError):  # the store's disk, not the network (those are RegistryErrors)
@@ -665,6 +666,7 @@ def push(store: Store, name: str, *, on_event: Callable[[Event], None] | None = 
         if claimed and claimed != digest:
             raise RegistryError(f"the registry stored the manifest of {ref.familiar} as {_clean(claimed, 80)}, not as "
                                 f"{digest}: it changed what was sent")
+    store.add_repo_digest(f"{ref.name}@{digest}", image.manifest_digest)
     emit({"status": f"{ref.tag}: digest: {digest} size: {len(manifest_bytes)}"})
     return digest
 

@@ -9,6 +9,9 @@
             blobs/sha256/<hex>       manifests, configs and layers, named by their digest
         tmp/                         blobs being written (same file system, so rename is atomic)
         lock, gc.lock                flock(2) files serialising writers
+        repodigests.json             {"<registry>/<repository>@<digest>": "<manifest digest here>", ...}:
+                                     the digest a registry knows an image by (pulled gzip layers are
+                                     kept uncompressed, so the manifest here is another one)
 
 Every write goes to a temporary file, is fsync'ed, then renamed over its final name, so a writer killed
 at any instant leaves either the old state or the new one. Blobs are verified against their digest as
@@ -386,6 +389,27 @@ class Store:
             entries.sort(key=lambda e: (e.ref is None, e.ref or "", e.manifest.digest))
             self._write_index(entries)
             return old
+
+    # ----------------------------------------------------------------------------- repository digests
+
+    def repo_digests(self) -> dict[str, str]:
+        """``<registry>/<repository>@<digest>`` -> the manifest digest of that image here, for the images
+        still in index.json (``docker images --digests``' and ``RepoDigests``' source)."""
+        try:
+            recorded = json.loads((self.home / "repodigests.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        present = {e.manifest.digest for e in self.entries()}
+        return {k: v for k, v in recorded.items() if isinstance(v, str) and v in present} if isinstance(
+            recorded, dict) else {}
+
+    def add_repo_digest(self, name_at_digest: str, manifest_digest: str) -> None:
+        """Remember that a registry knows this store's manifest *manifest_digest* as *name_at_digest*."""
+        with self.lock():
+            digests = self.repo_digests()  # (entries of images removed meanwhile are dropped here)
+            digests[name_at_digest] = manifest_digest
+            atomic_write(self.home / "repodigests.json", json.dumps(digests, indent=1, sort_keys=True).encode(),
+                         durable=False)
 
     def add_untagged(self, manifest: oci.Descriptor) -> None:
         with self.lock():

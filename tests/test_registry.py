@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from pycontainers import Client, oci, registry
+from pycontainers.api import inspect
 from pycontainers.archive import save
 from pycontainers.bases import cache_store, copy_image
 from pycontainers.build import build
@@ -68,6 +69,8 @@ def test_push_then_pull_into_another_store_gives_the_same_image(
         f"Status: Downloaded newer image for {local_registry.address}/greeter:v1")
     assert get_image(other, f"{local_registry.address}/greeter:v1").diff_ids == image.diff_ids
     assert other.check() == []
+    for store in (busybox_store, other):  # pushed from, and pulled into: both know its name in the registry
+        assert inspect(get_image(store, image.id))["RepoDigests"] == [f"{local_registry.address}/greeter@{digest}"]
 
 
 def test_a_second_push_and_pull_send_only_what_is_missing(
@@ -141,6 +144,16 @@ def test_pull_of_a_gzipped_docker_schema2_image_pushed_by_skopeo(
     assert pulled.image.id == image.id
     assert [d.digest for d in pulled.image.layers] == image.diff_ids  # kept uncompressed: digest = diff_id
     assert other.check() == []
+    # The registry knows it by the digest of its gzip manifest, which is not the manifest kept here: the name
+    # with that digest still finds it (no second pull), and RepoDigests gives the registry's digest.
+    by_digest = f"{local_registry.address}/zipped@{pulled.digest}"
+    assert pulled.digest != pulled.image.manifest_digest
+    assert get_image(other, by_digest).id == image.id
+    assert inspect(pulled.image)["RepoDigests"] == [by_digest]
+    with pytest.raises(ImageNotFound):
+        get_image(other, f"{local_registry.address}/elsewhere@{pulled.digest}")  # another repository's
+    again = registry.pull(other, by_digest)
+    assert not again.updated and again.image.id == image.id
 
 
 def test_run_and_from_pull_a_missing_image_named_with_a_registry(
