@@ -294,7 +294,7 @@ def join(store: Store, container: Container) -> None:
         if net.resolves_names:
             rewrite_hosts_files(store, net)
         else:
-            rewrite_hosts_file(container, [])
+            rewrite_hosts_file(container, None)
 
 
 def leave(store: Store, container: Container) -> None:
@@ -340,30 +340,42 @@ def rewrite_hosts_files(store: Store, net: Network, leaving: str = "") -> None:
             rewrite_hosts_file(container, others)
 
 
-def hosts_text(hostname: str, address: str | None, others: list[tuple[str, str]], name: str = "") -> str:
-    """/etc/hosts: loopback, the container itself (its hostname, and its name on a network), the others."""
+HOSTS_END = "# (end of the lines pycontainers keeps: yours may follow)"
+
+
+def hosts_text(hostname: str, address: str | None, others: list[tuple[str, str]] | None, name: str = "",
+               network: str = "", tail: str = "") -> str:
+    """/etc/hosts: loopback, the container itself (its hostname, and its name on a network), then on a
+    user-defined network the others between two comment lines, then *tail* (lines added inside)."""
     own = hostname if name in ("", hostname) else f"{hostname} {name}"
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", f"{address or '127.0.1.1'}\t{own}"]
-    lines += [f"{a}\t{names}" for a, names in sorted(others, key=lambda o: ipaddress.ip_address(o[0]))]
-    return "\n".join(lines) + "\n"
+    if others is not None:
+        lines.append(f"# the other containers on network {network}")
+        lines += [f"{a}\t{names}" for a, names in sorted(others, key=lambda o: ipaddress.ip_address(o[0]))]
+        lines.append(HOSTS_END)
+    return "\n".join(lines) + "\n" + tail
 
 
-def rewrite_hosts_file(container: Container, others: list[tuple[str, str]]) -> None:
-    """Write the container's /etc/hosts in place (the same inode: its bind mount shows the change at once).
+def rewrite_hosts_file(container: Container, others: list[tuple[str, str]] | None) -> None:
+    """Write the container's /etc/hosts in place (the same inode: its bind mount shows the change at once),
+    keeping the lines added inside after ours (``echo "1.2.3.4 db" >> /etc/hosts``), as Docker keeps them.
 
     Never blocks: the container's root owns the file and could hold a lease on it, which would make an
     ordinary open wait (``lease-break-time``, 45 s) with the store's network lock held; such a file is
     left as it was (O_NONBLOCK: EWOULDBLOCK). O_NOFOLLOW: a symbolic link there is not followed."""
     info = container.state.get("network") or {}
-    text = hosts_text(container.spec.hostname, info.get("address"), others,
-                      container.name if info.get("name") not in (None, DEFAULT) else "")
     try:
-        fd = os.open(container.dir / "hosts", os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(container.dir / "hosts", os.O_RDWR | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except BlockingIOError:
         return
     try:
-        os.write(fd, text.encode())
-        os.ftruncate(fd, len(text.encode()))
+        current = os.pread(fd, 1 << 20, 0).decode(errors="replace")
+        _, end, tail = current.partition(HOSTS_END + "\n")
+        text = hosts_text(container.spec.hostname, info.get("address"), others,
+                          container.name if info.get("name") not in (None, DEFAULT) else "", info.get("name", ""),
+                          tail if end else "").encode()
+        os.pwrite(fd, text, 0)
+        os.ftruncate(fd, len(text))
     finally:
         os.close(fd)
 

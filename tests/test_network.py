@@ -154,8 +154,10 @@ def test_containers_on_a_network_find_each_other_by_name_and_the_names_follow_th
     assert f"{later_address}\tlater {later.short_id}" in api_hosts
     assert f"\t{api.short_id} api\n" in api_hosts  # its own name too
     assert api.exec_run(["ping", "-c", "1", "-W", "2", "later"]).exit_code == 0
+    assert api.exec_run(["sh", "-c", "echo '192.0.2.7 mydb' >> /etc/hosts"]).exit_code == 0  # a line of its own
     later.remove(force=True)
-    assert "later" not in api.exec_run(["cat", "/etc/hosts"]).output.decode()
+    hosts = api.exec_run(["cat", "/etc/hosts"]).output.decode()
+    assert "later" not in hosts and hosts.endswith("192.0.2.7 mydb\n")  # kept, as Docker keeps it
     assert list(network_inspect(client.store, "shop")["Containers"]) == [api.id]
 
 
