@@ -423,6 +423,8 @@ class Container:
         """Start a created container in the background (docker-py raises if it cannot start; so do we)."""
         from . import runtime
 
+        if self._c.reload().status == "running":  # as docker-py (and `docker start`): nothing to do
+            return
         first = runtime.start_detached(self._c, helper=True)
         if first["event"] == "error":
             raise ContainerStartError(self, int(first["exit_code"]), self._c.spec.args,  # type: ignore[call-overload]

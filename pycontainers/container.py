@@ -259,6 +259,15 @@ def _parse(text: str | None) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
+def running_elsewhere(container: Container) -> bool:
+    """The container's state on disk says another monitor than this process runs it now."""
+    with contextlib.suppress(Exception):
+        state = read_state(container.dir)
+        return bool(state.get("status") == "running" and state.get("monitor_pid") != os.getpid()
+                    and pid_alive(state.get("pid"), state.get("pid_start")))
+    return False
+
+
 def read_state(cdir: Path) -> dict[str, Any]:
     try:
         return json.loads((cdir / "state.json").read_bytes())

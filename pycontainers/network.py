@@ -43,6 +43,7 @@ import json
 import os
 import selectors
 import socket
+import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,7 @@ DEFAULT = "bridge"  # the network of `run -p` and `--network bridge`, as Docker'
 PREDEFINED = (DEFAULT, *MODES)
 DEFAULT_SUBNETS = [f"10.{n}.0.0/16" for n in range(88, 80, -1)]
 USER_SUBNETS = [f"10.89.{n}.0/24" for n in range(256)]
+PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")  # RFC 1918
 _NAME = _NETWORK_NAME
 NO_ROOT_SENTENCE = ("Without root this container gets a network namespace of its own with only loopback: "
                     "published ports reach it through pycontainers' port forwarder, but containers cannot "
@@ -191,7 +193,7 @@ def _new_network(store: Store, name: str, candidates: list[str], subnet: str | N
             raise InvalidArgument(f"invalid subnet {subnet!r}: {exc}") from None
         if chosen.version != 4 or chosen.prefixlen > 29:
             raise InvalidArgument(f"subnet {subnet}: use an IPv4 network of at least 8 addresses (/29 or wider)")
-        if not chosen.is_private or chosen.is_loopback or chosen.is_link_local or chosen.is_unspecified:
+        if not any(chosen.subnet_of(ipaddress.IPv4Network(r)) for r in PRIVATE_RANGES):
             raise InvalidArgument(f"subnet {subnet}: use a private range (10.0.0.0/8, 172.16.0.0/12 or "
                                   "192.168.0.0/16): any other would take over this machine's traffic to it")
         clash = next((t for t in taken if t.overlaps(chosen)), None)
@@ -458,6 +460,7 @@ class PortForwarder:
         self.listeners: list[tuple[socket.socket, int]] = []
         self.pid: int | None = None
         self._stop_w: int | None = None
+        self._ack_r: int | None = None
         try:
             for b in bindings:
                 s = self._listen(b)
@@ -494,34 +497,48 @@ class PortForwarder:
         if not self.listeners:
             return
         stop_r, stop_w = os.pipe2(os.O_CLOEXEC)
+        ack_r, ack_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:
             code = 0
             try:
                 os.close(stop_w)
+                os.close(ack_r)
                 from .linux import set_process_name
 
                 set_process_name("pyc-ports")
-                _keep_only({stop_r, *(s.fileno() for s, _ in self.listeners)})
-                Relay(self.listeners, self.target, stop_r).run()
+                _keep_only({stop_r, ack_w, *(s.fileno() for s, _ in self.listeners)})
+                Relay(self.listeners, self.target, stop_r, ack_w).run()
             except BaseException:  # noqa: BLE001 (a forwarder that fails stops forwarding; nobody to tell)
                 code = 1
             finally:
                 os._exit(code)
         os.close(stop_r)
-        self.pid, self._stop_w = pid, stop_w
+        os.close(ack_w)
+        self.pid, self._stop_w, self._ack_r = pid, stop_w, ack_r
         for s, _ in self.listeners:
             s.close()
         self.listeners = []
 
-    def close(self) -> None:
-        """Stop forwarding: the serving process ends (and the ports are free again) before this returns."""
+    def stop_listening(self, timeout: float = 2.0) -> None:
+        """The container has ended: the ports are free again when this returns (the serving process has
+        closed its listening sockets, or is gone); its open connections may still deliver their last bytes."""
         for s, _ in self.listeners:
             s.close()
         self.listeners = []
         if self._stop_w is not None:
             os.close(self._stop_w)
             self._stop_w = None
+        if self._ack_r is not None:
+            import select
+
+            select.select([self._ack_r], [], [], timeout)  # a byte, or the end of the pipe (it is gone)
+            os.close(self._ack_r)
+            self._ack_r = None
+
+    def close(self) -> None:
+        """Stop forwarding: the serving process ends (and the ports are free again) before this returns."""
+        self.stop_listening()
         if self.pid is not None:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(self.pid, 0)
@@ -534,68 +551,98 @@ class Half:
     def __init__(self, source: socket.socket, sink: socket.socket) -> None:
         self.source, self.sink = source, sink
         self.pending = bytearray()
-        self.ended = False  # the source said EOF: once pending is sent, the sink's writing side is shut
-        self.shut = False
+        self.ended = False  # the source said EOF (or failed): nothing more is read from it
+        self.shut = False  # the sink's writing side is shut: this direction is over
 
     @property
     def done(self) -> bool:
         return self.ended and not self.pending
+
+    def fail(self) -> None:
+        """A send or receive failed (EPIPE, ECONNRESET): this direction is over, the other goes on."""
+        self.pending.clear()
+        self.ended = self.shut = True
 
 
 class Relay:
     """The forwarder's loop: accept clients, connect each to the container, copy both ways; no threads
     (a thread per copy costs a process limit's worth of tasks to a few hundred idle clients)."""
 
-    def __init__(self, listeners: list[tuple[socket.socket, int]], target: str, stop_r: int) -> None:
-        self.target = target
+    def __init__(self, listeners: list[tuple[socket.socket, int]], target: str, stop_r: int,
+                 ack_w: int | None = None) -> None:
+        self.target, self.ack_w = target, ack_w
         self.sel = selectors.DefaultSelector()
         self.sel.register(stop_r, selectors.EVENT_READ, "stop")
         self.listeners = listeners
+        self.listening = False
         self.connections: dict[socket.socket, tuple[Half, Half]] = {}  # each end of each, to its halves
         self.connecting: set[socket.socket] = set()  # connections to the container not yet made
         self.paused_until = 0.0  # accepting paused (out of file descriptors) until this monotonic time
         self._listen(True)
 
     def _listen(self, on: bool) -> None:
-        for s, port in self.listeners:
-            if on:
-                self.sel.register(s, selectors.EVENT_READ, port)
-            else:
-                self.sel.unregister(s)
+        if on != self.listening:
+            for s, port in self.listeners:
+                if on:
+                    self.sel.register(s, selectors.EVENT_READ, port)
+                else:
+                    self.sel.unregister(s)
+            self.listening = on
+
+    def _pause(self) -> None:
+        """Out of file descriptors: stop accepting for a moment (clients wait in the backlog) rather than
+        spin on accept or turn them all away."""
+        import time
+
+        self._listen(False)
+        self.paused_until = time.monotonic() + 0.1
 
     def run(self) -> None:
         import time
 
         deadline = None  # once the container has ended: when the last connections are cut
         while deadline is None or (self.connections and time.monotonic() < deadline):
-            if self.paused_until and time.monotonic() >= self.paused_until and deadline is None:
+            if self.paused_until and time.monotonic() >= self.paused_until:
                 self.paused_until = 0.0
-                self._listen(True)
+                if deadline is None:
+                    self._listen(True)
             timeout = 0.1 if self.paused_until or deadline else None
             for key, mask in self.sel.select(timeout=timeout):
                 if key.data == "stop":  # the monitor closed its end: the container has ended
                     self.sel.unregister(key.fileobj)
-                    if not self.paused_until:
-                        self._listen(False)
-                    for s, _ in self.listeners:
-                        s.close()  # the ports are free again now
-                    self.listeners = []
+                    self.stop_listening()
                     deadline = time.monotonic() + DRAIN_SECONDS
                 elif isinstance(key.data, int):
-                    self.accept(key.fileobj, key.data)  # type: ignore[arg-type]
+                    if self.listening:
+                        self.accept(key.fileobj, key.data)  # type: ignore[arg-type]
                 else:
                     self.transfer(key.fileobj, mask)  # type: ignore[arg-type]
+        for sock in list(self.connections):  # cut at the deadline: a reset, not an end that looks complete
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+        self.connections.clear()
+
+    def stop_listening(self) -> None:
+        """Close the listening sockets (the ports are free at once) and tell the monitor so."""
+        self._listen(False)
+        for s, _ in self.listeners:
+            s.close()
+        self.listeners = []
+        if self.ack_w is not None:
+            with contextlib.suppress(OSError):
+                os.write(self.ack_w, b"x")
+                os.close(self.ack_w)
+            self.ack_w = None
 
     def accept(self, listener: socket.socket, port: int) -> None:
         import errno
-        import time
 
         try:
             client, _ = listener.accept()
         except OSError as exc:
             if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                self._listen(False)  # wait a moment for connections to end, rather than spin on accept
-                self.paused_until = time.monotonic() + 0.1
+                self._pause()
             return
         if len(self.connections) >= 2 * MAX_CONNECTIONS:
             client.close()
@@ -604,6 +651,7 @@ class Relay:
             upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
         except OSError:
             client.close()
+            self._pause()
             return
         client.setblocking(False)
         if upstream.connect_ex((self.target, port)) not in (0, errno.EINPROGRESS):
@@ -619,13 +667,13 @@ class Relay:
         halves = self.connections.get(sock)
         if halves is None:
             return
-        try:
-            if sock in self.connecting:  # writable: connected, or refused (SO_ERROR says which)
-                error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if error:
-                    raise OSError(error, os.strerror(error))
-                self.connecting.discard(sock)
-            for half in halves:
+        if sock in self.connecting:  # writable: connected, or refused (SO_ERROR says which)
+            if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                self.drop(halves)
+                return
+            self.connecting.discard(sock)
+        for half in halves:
+            try:
                 if half.source is sock and mask & selectors.EVENT_READ and not half.ended:
                     data = sock.recv(65536)
                     if data:
@@ -637,11 +685,10 @@ class Relay:
                 if half.done and not half.shut and half.sink not in self.connecting:
                     half.shut = True
                     half.sink.shutdown(socket.SHUT_WR)  # the other side sees the end of this direction
-        except (BlockingIOError, InterruptedError):
-            pass
-        except OSError:
-            self.drop(halves)
-            return
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                half.fail()  # (the other direction still delivers what it has)
         if all(h.shut for h in halves):
             self.drop(halves)
         else:
@@ -715,7 +762,7 @@ def ensure_bridge(ipr: Any, bridge: str, gateway: str, prefixlen: int) -> int:
     index = link_index(ipr, bridge)
     if index is None:
         try:
-            ipr.link("add", ifname=bridge, kind="bridge")
+            ipr.link("add", ifname=bridge, kind="bridge", address=mac_address(gateway))  # (see mac_address)
         except NetlinkError as exc:
             if exc.code != errno.EEXIST:  # (EEXIST: another container's monitor made it just now)
                 raise NetworkError(f"cannot create bridge {bridge}: {os.strerror(exc.code)} (netlink add)") from None
@@ -768,7 +815,7 @@ def remove_bridges(home: str | os.PathLike[str]) -> None:
     """Delete the bridges of a store's networks: before its directory is deleted, since devices outlive
     it (as docker0 outlives Docker's data)."""
     for path in (Path(home) / "networks").glob("*.json"):
-        with contextlib.suppress(ValueError, KeyError, TypeError, OSError):  # a damaged record: others still go
+        with contextlib.suppress(ValueError, KeyError, TypeError, OSError, NetworkError):  # (the others still go)
             bridge = json.loads(path.read_text())["Bridge"]
             if isinstance(bridge, str) and bridge.startswith("pyc-"):
                 delete_bridge(bridge)
@@ -848,19 +895,9 @@ def attach(container: Container) -> PortForwarder | None:
 def mac_address(address: str) -> str:
     """Docker's rule: the MAC address is 02:42 and the IPv4 address, so an address given to a new container
     keeps the MAC its neighbours have cached for it (a new random one would be unreachable until the
-    neighbours' ARP entries expire, half a minute or more)."""
+    neighbours' ARP entries expire, half a minute or more). The bridge gets its gateway's, once: a bridge
+    without an address of its own takes its lowest port's, which changes as containers come and go."""
     return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(address).packed)
-
-
-def running_elsewhere(container: Container) -> bool:
-    """The container's state on disk says another monitor runs it now."""
-    from .container import pid_alive, read_state
-
-    with contextlib.suppress(Exception):
-        state = read_state(container.dir)
-        return (state.get("status") == "running" and state.get("monitor_pid") != os.getpid()
-                and pid_alive(state.get("pid"), state.get("pid_start")))
-    return False
 
 
 def proot_forwarder(bindings: list[PortBinding]) -> PortForwarder | None:
@@ -887,6 +924,8 @@ def join_bridge(container: Container, info: dict[str, Any]) -> None:
         bridge = ensure_bridge(host, info["bridge"], info["gateway"], info["prefixlen"])
         stale = link_index(host, host_end)
         if stale is not None:  # the pair of this container's last run, whose namespace is still going away
+            from .container import running_elsewhere
+
             if running_elsewhere(container):  # ... or of a start of the same container at the same time
                 raise NetworkError(f"container {container.name} is already running")
             _netlink("delete stale veth", host_end, host.link, "del", index=stale)

@@ -155,10 +155,25 @@ def become_monitor(stdio: tuple[int, int, int], events_fd: int) -> tuple[tuple[i
 
 def monitor(container: Container, lowers: list[str], stdio: tuple[int, int, int], events_fd: int) -> None:
     stdio, events_fd = become_monitor(stdio, events_fd)
+    if refuse_second_start(container, events_fd):
+        return
     try:
         supervise(container, lowers, stdio, events_fd)
     except BaseException as exc:  # noqa: BLE001 (the caller hears why; nobody sees a traceback)
         report_failure(container, events_fd, exc)
+
+
+def refuse_second_start(container: Container, events_fd: int) -> bool:
+    """Another monitor runs this container already (two starts at once): say so, and touch nothing of
+    it (not its cgroup, whose removal would kill it, nor its state)."""
+    from .container import running_elsewhere
+
+    if not running_elsewhere(container):
+        return False
+    _send(events_fd, {"event": "error", "message": f"container {container.name} is already running",
+                      "exit_code": EXIT_ENGINE})
+    os.close(events_fd)
+    return True
 
 
 def report_failure(container: Container, events_fd: int, exc: BaseException) -> None:
@@ -250,6 +265,8 @@ def follow(container: Container, cgroup: Cgroup | None, pid: int, err_r: int,
     code = os.waitstatus_to_exitcode(status)
     exit_code = 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell reports it
     oom = bool(cgroup and cgroup.oom_killed())
+    if ports:
+        ports.stop_listening()  # the ports are free before anyone hears that the container has ended
     container.state.update(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=now_iso(), ports=[])
     if not container.state.get("auto_remove"):  # an auto-removed one's state is about to go with it
         container.save()
@@ -536,6 +553,8 @@ def monitor_external(container: Container, lowers: list[str], stdio: tuple[int, 
     runc's root file system is the native one, overlayfs over *lowers* (the image's layers), mounted for
     runc in a mount namespace of the monitor's own (``prepare_runc_bundle``); proot's is a copy."""
     stdio, events_fd = become_monitor(stdio, events_fd)
+    if refuse_second_start(container, events_fd):
+        return
     uses_runc = container.state.get("backend") == "runc"
     ports = None
     try:
@@ -593,6 +612,8 @@ def monitor_external(container: Container, lowers: list[str], stdio: tuple[int, 
     if proot_signal:  # (see container.PROOT_SIGNAL_FILE)
         exit_code = 128 + proot_signal
     oom = end_runc_container(container) if uses_runc else False
+    if ports:
+        ports.stop_listening()
     container.save(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=now_iso(), ports=[])
     _finish(container, events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": oom})
     if ports:

@@ -7,6 +7,7 @@ forwarder process, no lease (the session also fails on a leaked veth: see confte
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -101,6 +102,7 @@ def test_networks_are_created_listed_inspected_and_removed(busybox_store: Store)
     ("bridge", None, "pre-defined"), ("../x", None, "invalid network name"), ("n", "10.1.0.0/30", "/29 or wider"),
     ("n", "nonsense", "invalid subnet"), ("n", "fd00::/64", "IPv4"), ("n", "8.8.8.0/24", "private range"),
     ("n", "127.0.0.0/24", "private range"), ("n", "169.254.0.0/24", "private range"),
+    ("n", "240.0.0.0/24", "private range"), ("n", "198.18.0.0/24", "private range"),
 ])
 def test_bad_networks_are_refused_in_one_line(busybox_store: Store, name: str, subnet: str | None,
                                                error: str) -> None:
@@ -483,3 +485,138 @@ def test_networks_are_made_and_removed_from_a_thread_running_an_event_loop(clien
 
     assert asyncio.run(in_a_kernel()) == [*network.PREDEFINED, "kernel"]
     assert network.list_networks(client.store)[0].name == "bridge"  # made for the web server, at first use
+
+
+@root_only
+def test_a_bridge_keeps_one_mac_address_whatever_its_ports(client: Client) -> None:
+    net = client.networks.create("steady")
+    record = network.get_network(client.store, "steady")
+    mac = Path(f"/sys/class/net/{record.bridge}/address").read_text().strip()
+    assert mac == network.mac_address(record.gateway) == "02:42:0a:" + ":".join(
+        f"{int(b):02x}" for b in record.gateway.split(".")[1:])
+    c = client.containers.run("busybox", ["sleep", "60"], detach=True, network="steady")
+    assert Path(f"/sys/class/net/{record.bridge}/address").read_text().strip() == mac
+    assert c.exec_run(["cat", "/sys/class/net/eth0/address"]).output.decode().strip() == network.mac_address(
+        c.attrs["NetworkSettings"]["Networks"]["steady"]["IPAddress"])
+    c.remove(force=True)
+    net.remove()
+
+
+@root_only
+def test_a_published_port_is_free_as_soon_as_the_exit_is_reported(client: Client) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for _ in range(10):  # each run can take the same port again at once
+        client.containers.run("busybox", ["true"], ports={"8000/tcp": ("127.0.0.1", port)}, remove=True)
+
+
+@root_only
+def test_starting_a_running_container_again_changes_nothing(client: Client) -> None:
+    c = client.containers.run("busybox", ["sleep", "60"], detach=True, network="bridge")
+    pid = c.attrs["State"]["Pid"]
+    c.start()
+    assert c.status == "running" and c.attrs["State"]["Pid"] == pid
+    assert c.exec_run(["true"]).exit_code == 0
+
+
+def _relay(listener: socket.socket, target: tuple[str, int]) -> tuple[network.Relay, int]:
+    """A Relay serving *listener* in a thread of this process, towards *target*; its stop pipe's write end."""
+    stop_r, stop_w = os.pipe()
+    listener.setblocking(False)
+    relay = network.Relay([(listener, target[1])], target[0], stop_r)
+    threading.Thread(target=relay.run, daemon=True).start()
+    return relay, stop_w
+
+
+def _listener(host: str = "127.0.0.1") -> socket.socket:
+    s = socket.socket()
+    s.bind((host, 0))
+    s.listen()
+    return s
+
+
+def test_the_relay_delivers_an_answer_sent_before_the_server_stopped_reading() -> None:
+    """A server that answers early and closes (HTTP 413) while the client is still sending: the client gets
+    the answer through the relay, as it does straight from the server."""
+    server = _listener("127.0.0.2")
+
+    def answer_early() -> None:
+        conn, _ = server.accept()
+        conn.recv(100)
+        conn.sendall(b"HTTP/1.0 413 Payload Too Large\r\n\r\n")
+        conn.close()
+
+    threading.Thread(target=answer_early, daemon=True).start()
+    front = _listener()
+    _, stop_w = _relay(front, server.getsockname())
+    with socket.create_connection(front.getsockname(), timeout=10) as client:
+        with contextlib.suppress(OSError):
+            client.sendall(os.urandom(4 << 20))
+        assert client.recv(100).startswith(b"HTTP/1.0 413")
+    os.close(stop_w)
+
+
+def test_the_relay_waits_when_out_of_descriptors_on_two_ports_at_once() -> None:
+    """accept() failing with EMFILE on two listeners in one batch: the relay pauses (once), listens again, and
+    serves the clients that waited in the backlog."""
+    import errno
+
+    server = _listener("127.0.0.2")
+
+    def echo_twice() -> None:
+        for _ in range(2):
+            conn, _ = server.accept()
+            conn.sendall(conn.recv(100))
+            conn.close()
+
+    threading.Thread(target=echo_twice, daemon=True).start()
+    fronts = [_listener(), _listener()]
+    failures = {"left": 2}
+
+    class Starved(socket.socket):
+        def accept(self) -> tuple[socket.socket, object]:  # type: ignore[override]
+            if failures["left"]:
+                failures["left"] -= 1
+                raise OSError(errno.EMFILE, "Too many open files")
+            return super().accept()
+
+    starved = []
+    for front in fronts:
+        s = Starved(fileno=os.dup(front.fileno()))
+        s.setblocking(False)
+        starved.append((s, server.getsockname()[1]))
+    clients = [socket.create_connection(f.getsockname(), timeout=10) for f in fronts]  # both wait, at once
+    stop_r, stop_w = os.pipe()
+    relay = network.Relay(starved, "127.0.0.2", stop_r)
+    runner = threading.Thread(target=relay.run, daemon=True)
+    runner.start()
+    for i, client in enumerate(clients):
+        client.sendall(b"ping %d" % i)
+        assert client.recv(100) == b"ping %d" % i
+        client.close()
+    assert failures["left"] == 0 and runner.is_alive()
+    os.close(stop_w)
+    runner.join(5)
+    for front in fronts:
+        front.close()
+
+
+def test_connections_cut_at_the_drain_deadline_are_reset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(network, "DRAIN_SECONDS", 0.3)
+    server = _listener("127.0.0.2")
+
+    def flood() -> None:
+        with contextlib.suppress(OSError):  # (until the relay resets it)
+            server.accept()[0].sendall(os.urandom(64 << 20))
+
+    threading.Thread(target=flood, daemon=True).start()
+    front = _listener()
+    relay, stop_w = _relay(front, server.getsockname())
+    with socket.create_connection(front.getsockname(), timeout=10) as client:
+        client.recv(1)
+        os.close(stop_w)  # the container ends; this client reads nothing more for longer than the drain
+        wait_for(lambda: not relay.connections, "the drain deadline")
+        with pytest.raises(ConnectionResetError):
+            while client.recv(1 << 20):
+                pass
