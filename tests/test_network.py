@@ -322,7 +322,12 @@ def test_hundreds_of_idle_clients_do_not_stop_the_forwarder(client: Client) -> N
 def _echo(port: int, payload: bytes) -> bytes | None:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-            sender = threading.Thread(target=lambda: (s.sendall(payload), s.shutdown(socket.SHUT_WR)))
+            def send() -> None:
+                with contextlib.suppress(OSError):  # (nc not listening yet: the forwarder hangs up, we try again)
+                    s.sendall(payload)
+                    s.shutdown(socket.SHUT_WR)
+
+            sender = threading.Thread(target=send)
             sender.start()
             chunks = []
             while chunk := s.recv(1 << 16):
