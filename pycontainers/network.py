@@ -280,7 +280,7 @@ def join(store: Store, container: Container) -> None:
     """At ``create``: lease the container an address and, on a user-defined network, tell the others its
     name (and it theirs) in /etc/hosts. Recorded in its state as ``network``."""
     spec = container.spec
-    if not uses_network(spec.network) or container.state.get("backend") in ("rootless", "proot"):
+    if not spec.on_a_network or container.state.get("backend") in ("rootless", "proot"):
         return
     with locked(store):
         net = _default_network(store) if spec.network == DEFAULT else get_network(store, spec.network)
@@ -392,9 +392,6 @@ class PortBinding:
     container_port: int
     host_port: int = 0
     host_ip: str = "0.0.0.0"
-
-    def key(self) -> str:
-        return f"{self.container_port}/tcp"
 
     def to_json(self) -> list[object]:
         return [self.host_ip, self.host_port, self.container_port]
