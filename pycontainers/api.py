@@ -423,9 +423,10 @@ class Container:
         """Start a created container in the background (docker-py raises if it cannot start; so do we)."""
         from . import runtime
 
-        if self._c.reload().status == "running":  # as docker-py (and `docker start`): nothing to do
-            return
-        first = runtime.start_detached(self._c, helper=True)
+        with core_container.starting(self._c) as to_start:
+            if not to_start:  # running already: as docker-py (and `docker start`), nothing to do
+                return
+            first = runtime.start_detached(self._c, helper=True)
         if first["event"] == "error":
             raise ContainerStartError(self, int(first["exit_code"]), self._c.spec.args,  # type: ignore[call-overload]
                                       self._c.spec.image_name, str(first["message"]).encode())

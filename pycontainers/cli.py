@@ -515,9 +515,12 @@ def cmd_start(a: argparse.Namespace) -> int:
                          deliver=lambda pid, sig: forward_signal(container, pid, sig))
 
     def start_one(container: Any) -> None:
-        if container.reload().status == "running":
-            return
-        first = start_detached(container)
+        from .container import starting
+
+        with starting(container) as to_start:
+            if not to_start:  # running already: nothing to do, as Docker
+                return
+            first = start_detached(container)
         if first["event"] == "error":
             raise ContainerError(str(first["message"]), int(first["exit_code"]))
 
@@ -931,7 +934,7 @@ def _add_images_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-a", "--all", action="store_true", help="show all images (also untagged ones)")
     p.add_argument("-q", "--quiet", action="store_true", help="only show image IDs")
     p.add_argument("--no-trunc", action="store_true", help="don't truncate output")
-    p.add_argument("--digests", action="store_true", help="show manifest digests")
+    p.add_argument("--digests", action="store_true", help="show the digests registries know the images by")
     p.add_argument("-f", "--filter", action="append", help="dangling=true|false")
     p.add_argument("--format", help="Go-template-like format, e.g. 'table {{.Repository}}\\t{{.Size}}'")
     p.set_defaults(func=cmd_images)

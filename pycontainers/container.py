@@ -259,6 +259,21 @@ def _parse(text: str | None) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
+@contextlib.contextmanager
+def starting(container: Container) -> Iterator[bool]:
+    """Serialise the starts of one container (``start`` twice at once, from two processes): flock on its
+    directory's ``start.lock``, held until the caller has its first event, by which time a started container's
+    state says running. Yields whether it is still to be started."""
+    import fcntl
+
+    fd = os.open(container.dir / "start.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # (the monitor forked meanwhile closes its copy: runtime.keep_only_fds)
+        yield container.reload().status != "running"
+    finally:
+        os.close(fd)
+
+
 def running_elsewhere(container: Container) -> bool:
     """The container's state on disk says another monitor than this process runs it now."""
     with contextlib.suppress(Exception):

@@ -113,19 +113,28 @@ def images_table(images: list[Image], *, no_trunc: bool = False, digests: bool =
 
     cols = ["Repository", "Tag", *(["Digest"] if digests else []), "ID", "CreatedSince", "Size"]
     rows = []
+    known = repo_digests(images[0].store) if images else {}
     for img in sorted(images, key=lambda i: (i.created, i.id), reverse=True):
         image_id = img.id if no_trunc else img.short_id
         common = {"ID": image_id, "CreatedSince": since(img.created), "Size": human_size(img.size),
-                  "CreatedAt": img.created.strftime("%Y-%m-%d %H:%M:%S +0000 UTC"),
-                  "Digest": img.manifest_digest}
+                  "CreatedAt": img.created.strftime("%Y-%m-%d %H:%M:%S +0000 UTC")}
         tags = img.familiar_tags or ["<none>:<none>"]
         if repository:
             tags = [f for f, t in zip(img.familiar_tags, img.tags, strict=True) if tag_matches(t, repository)]
         for tag in tags:
             repo, _, t = tag.rpartition(":")
-            rows.append({"Repository": repo, "Tag": t, **common})
+            # As Docker's: the digest a registry knows this repository's image by (pushed or pulled), if any
+            rows.append({"Repository": repo, "Tag": t, "Digest": known.get((repo, img.manifest_digest), "<none>"),
+                         **common})
     rows.sort(key=lambda r: (r["Repository"] == "<none>", r["Repository"], r["Tag"]))
     return Table(cols, rows)
+
+
+def repo_digests(store: Any) -> dict[tuple[str, str], str]:
+    """(familiar repository, manifest digest here) -> the registry's digest of it (``Store.repo_digests``)."""
+    from .reference import parse
+
+    return {(parse(key).familiar_name, here): key.rpartition("@")[2] for key, here in store.repo_digests().items()}
 
 
 def truncate(text: str, width: int = 45) -> str:

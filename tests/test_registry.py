@@ -189,6 +189,9 @@ def test_cli_pull_and_push_print_dockers_lines(
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"The push refers to repository [{local_registry.address}/cli]"
     assert out[-1].startswith("v1: digest: sha256:")
+    digest = out[-1].split()[2]
+    assert main(["images", "--digests", "--format", "{{.Repository}}:{{.Tag}} {{.Digest}}"]) == 0
+    assert sorted(capsys.readouterr().out.splitlines()) == sorted(["busybox:latest <none>", f"{name} {digest}"])
     assert main(["image", "pull", "-q", name]) == 0
     assert capsys.readouterr().out == f"{name}\n"
     assert main(["pull", f"{local_registry.address}/cli:nope"]) == 1

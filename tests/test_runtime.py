@@ -44,6 +44,7 @@ from pycontainers.container import (
     remove,
     top,
 )
+from pycontainers.container import processes as container_processes
 from pycontainers.errors import PyContainersError
 from pycontainers.image import ImageBuilder
 from pycontainers.spec import DEFAULT_PATH
@@ -1400,3 +1401,18 @@ def test_start_attach_runs_on_this_terminal_with_its_exit_code(home: Store) -> N
     assert pyc(home, "logs", "sa").stdout.count("out") == 1
     assert pyc(home, "start", "-a", "sa", "echoes").returncode == 125  # one at a time, as docker
     assert pyc(home, "rm", "sa", "echoes").returncode == 0
+
+
+def test_two_starts_at_once_start_one_container(home: Store) -> None:
+    """Two `pycontainers start` at the same instant (two terminals): one PID 1, and both commands succeed."""
+    created = pyc(home, "create", "--name", "twice", "busybox", "sleep", "3598")
+    assert created.returncode == 0, created.stderr
+    TRACK.note(created.stdout.strip())
+    env = {**os.environ, "PYCONTAINERS_HOME": str(home.home)}
+    starts = [subprocess.Popen([PYC, "start", "twice"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True) for _ in range(2)]
+    results = [(p.wait(60), p.stderr.read()) for p in starts]  # type: ignore[union-attr]
+    assert results == [(0, ""), (0, "")]
+    container = get_container(home, "twice")
+    assert len(container_processes(container)) == 1  # one `sleep`, PID 1 of the one container
+    assert pyc(home, "rm", "-f", "twice").returncode == 0
