@@ -523,7 +523,7 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
         if container.state.get("network"):
             from . import network
 
-            network.leave(store, container)
+            network.leave(store, container.state["network"]["name"], container.id)
         sh.rmtree(container.dir, ignore_errors=True)
         release_name(store, container.name, container.id)
         raise
@@ -633,7 +633,7 @@ def create(store: Store, spec: ContainerSpec, container_id: str, name: str | Non
         if spec.on_a_network:
             from . import network
 
-            network.leave_by_id(store, spec.network, container_id)
+            network.leave(store, spec.network, container_id)
         release_name(store, name, container_id)
         shutil.rmtree(containers_dir(store) / container_id, ignore_errors=True)
         raise
@@ -951,7 +951,7 @@ def discard_directory(container: Container) -> Path:
         from . import network
 
         with contextlib.suppress(PyContainersError, OSError):  # (a lease left behind is dropped by the next join)
-            network.leave(container.store, container)
+            network.leave(container.store, container.state["network"]["name"], container.id)
     return trash
 
 

@@ -258,22 +258,16 @@ def _container_names(store: Store, net: Network) -> list[str]:
     return names
 
 
-def _forget_removed(store: Store, net: Network) -> bool:
+def _forget_removed(store: Store, net: Network) -> None:
     """Drop the leases of containers whose directory is gone (a process killed while removing one)."""
     from .container import containers_dir
 
     gone = [cid for cid in net.leases if not (containers_dir(store) / cid).is_dir()]
     for cid in gone:
         del net.leases[cid]
-    return bool(gone)
 
 
 # ---------------------------------------------------------------------- containers joining and leaving
-
-
-def uses_network(mode: str) -> bool:
-    """A container of this ``--network`` gets an address on a bridge (rather than none, or the host's)."""
-    return mode not in MODES
 
 
 def join(store: Store, container: Container) -> None:
@@ -299,41 +293,26 @@ def join(store: Store, container: Container) -> None:
             rewrite_hosts_file(container, None)
 
 
-def leave(store: Store, container: Container) -> None:
-    """At removal: free the container's address and take its name out of the others' /etc/hosts."""
-    info = container.state.get("network")
-    if not info:
-        return
-    with locked(store):
-        try:
-            net = get_network(store, info["name"])
-        except NetworkNotFound:
-            return
-        if net.leases.pop(container.id, None) is not None:
-            _save(store, net)
-            if net.resolves_names:
-                rewrite_hosts_files(store, net, leaving=container.id)
-
-
-def leave_by_id(store: Store, mode: str, container_id: str) -> None:
-    """A container whose creation failed half-way gives its lease back, if it had one by then."""
-    if not uses_network(mode) or not networks_dir(store).is_dir():
+def leave(store: Store, ref: str, container_id: str) -> None:
+    """Free a container's address on network *ref* (at its removal, or when its creation failed half-way)
+    and take its name out of the others' /etc/hosts."""
+    if not networks_dir(store).is_dir():
         return
     with locked(store), contextlib.suppress(NetworkNotFound):
-        net = get_network(store, mode)
+        net = get_network(store, ref)
         if net.leases.pop(container_id, None) is not None:
             _save(store, net)
+            if net.resolves_names:
+                rewrite_hosts_files(store, net)
 
 
-def rewrite_hosts_files(store: Store, net: Network, leaving: str = "") -> None:
+def rewrite_hosts_files(store: Store, net: Network) -> None:
     """Every container on *net* gets an /etc/hosts naming all the others (a bind mount of a file in its
     directory: rewritten in place, so the running container sees the change)."""
     from .container import Container, containers_dir, read_state
 
     members = []
     for cid, address in net.leases.items():
-        if cid == leaving:
-            continue
         with contextlib.suppress(Exception):
             members.append((Container(store, cid, read_state(containers_dir(store) / cid)), address))
     for container, _ in members:
@@ -451,7 +430,7 @@ class PortForwarder:
     connections still open get ``DRAIN_SECONDS`` to deliver what the container sent before it ended.
     """
 
-    def __init__(self, bindings: list[PortBinding], target: str, served: list[PortBinding] = ()) -> None:  # type: ignore[assignment]
+    def __init__(self, bindings: list[PortBinding], target: str, served: list[PortBinding] | None = None) -> None:
         """*served*: bindings the container's server answers itself (proot: it is on this machine)."""
         self.target = target
         self.listeners: list[tuple[socket.socket, int]] = []
@@ -469,7 +448,7 @@ class PortForwarder:
             self.close()
             raise
         self._bindings = [[s.getsockname()[0], s.getsockname()[1], port] for s, port in self.listeners]
-        self._bindings += [[b.host_ip, b.host_port, b.container_port] for b in served]
+        self._bindings += [[b.host_ip, b.host_port, b.container_port] for b in served or []]
 
     @staticmethod
     def _listen(b: PortBinding) -> socket.socket:
