@@ -15,6 +15,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
@@ -32,6 +33,7 @@ from .errors import (
     PyContainersError,
 )
 from .image import ImageBuilder
+from .logs import parse_time
 from .store import Store
 from .units import human_size
 
@@ -395,19 +397,16 @@ class Container:
         self._c.reload()
 
     def logs(self, stdout: bool = True, stderr: bool = True, stream: bool = False, timestamps: bool = False,
-             tail: str | int = "all", follow: bool | None = None) -> bytes | Iterator[bytes]:
-        """The container's output, as docker-py's ``logs``: bytes, or with *stream* an iterator of chunks.
+             tail: str | int = "all", since: datetime | int | float | None = None, follow: bool | None = None,
+             until: datetime | int | float | None = None) -> bytes | Iterator[bytes]:
+        """The container's output, as docker-py's ``logs``: bytes, or with *stream* an iterator of lines.
 
-        *tail*: ``"all"`` or the number of last lines. *follow* (by default: *stream*, as docker-py) goes on
-        reading until the container exits. The log keeps stdout and stderr as one stream (as ``docker logs``
-        of a ``-t`` container), so both must be asked for; it records no times (no *timestamps*).
+        *stdout*, *stderr*: which streams (the log keeps them apart, as Docker's ``json-file``). *timestamps*:
+        each line begins with when it was logged. *tail*: ``"all"`` or the number of last lines. *since*,
+        *until*: a ``datetime`` or a Unix time. *follow* (by default: *stream*, as docker-py) goes on reading
+        until the container exits.
         """
         self._c.reload()  # gone (auto-removed): NotFound, as docker-py's, not an empty log
-        if not (stdout and stderr) and not self._c.spec.tty:
-            raise InvalidArgument("logs(): this engine logs stdout and stderr as one stream, so it cannot give "
-                                  "one without the other: leave stdout=True, stderr=True")
-        if timestamps:
-            raise InvalidArgument("logs(timestamps=True) is not supported: the log records no times")
         lines: int | None = None
         if tail != "all" and tail is not None:
             try:
@@ -416,7 +415,14 @@ class Container:
                 raise InvalidArgument(f"logs(tail={tail!r}): give 'all' or a number of lines") from None
             if lines < 0:
                 lines = None  # as Docker: a negative number means all
-        chunks = core_container.log_chunks(self._c, follow=stream if follow is None else follow, tail=lines)
+        try:
+            window = [None if t is None else parse_time(t) for t in (since, until)]
+        except (ValueError, TypeError, OverflowError, OSError):
+            raise InvalidArgument(f"logs(since={since!r}, until={until!r}): give a datetime or a Unix time") from None
+        streams = {name for name, asked in (("stdout", stdout), ("stderr", stderr)) if asked}
+        entries = core_container.log_entries(self._c, follow=stream if follow is None else follow, tail=lines,
+                                             since=window[0], until=window[1])
+        chunks = ((f"{e.time} ".encode() + e.data if timestamps else e.data) for e in entries if e.stream in streams)
         return chunks if stream else b"".join(chunks)
 
     def start(self) -> None:

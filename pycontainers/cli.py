@@ -368,6 +368,7 @@ def _attached_tty(starter: Callable[[tuple[int, int, int]], Any], interactive: b
     import termios
     import tty
 
+    from .logs import LogWriter
     from .runtime import ConsoleEnd
 
     def window_size() -> bytes | None:
@@ -403,7 +404,7 @@ def _attached_tty(starter: Callable[[tuple[int, int, int]], Any], interactive: b
                 os.kill(target, signum)
 
         previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600) if log else -1
+    log_writer = LogWriter(log) if log else None
     saved = None
     if interactive and os.isatty(0):
         saved = termios.tcgetattr(0)
@@ -420,8 +421,8 @@ def _attached_tty(starter: Callable[[tuple[int, int, int]], Any], interactive: b
                 if not data:
                     break
                 os.write(1, data)
-                if log_fd >= 0:
-                    os.write(log_fd, data)
+                if log_writer:
+                    log_writer.write("stdout", data)  # (a terminal has one stream)
             if 0 in ready:
                 data = os.read(0, 65536)
                 if data:
@@ -434,8 +435,8 @@ def _attached_tty(starter: Callable[[tuple[int, int, int]], Any], interactive: b
         console.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        if log_fd >= 0:
-            os.close(log_fd)
+        if log_writer:
+            log_writer.close()
     last = events.next()
     events.close()
     return int(last.get("exit_code", 125))
@@ -462,13 +463,24 @@ def cmd_ps(a: argparse.Namespace) -> int:
 
 
 def cmd_logs(a: argparse.Namespace) -> int:
-    from .container import get_container, log_chunks
+    """``docker logs``: the container's stdout to ours, its stderr to our stderr, in the order they came."""
+    from .container import get_container, log_entries
 
-    out = sys.stdout.buffer
     tail = None if a.tail == "all" else int(a.tail)  # (argparse checked it: see _add_logs)
-    for chunk in log_chunks(get_container(_store(), a.container), follow=a.follow, tail=tail):
-        out.write(chunk)
-        out.flush()
+    entries = log_entries(get_container(_store(), a.container), follow=a.follow, tail=tail, since=a.since,
+                          until=a.until)
+    outputs = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
+    last = None
+    for entry in entries:
+        out = outputs.get(entry.stream, sys.stdout.buffer)
+        if last is not None and out is not last:
+            last.flush()  # (the other stream's lines came first)
+        out.write(f"{entry.time} ".encode() + entry.data if a.timestamps else entry.data)
+        if a.follow:
+            out.flush()
+        last = out
+    if last is not None:
+        last.flush()
     return 0
 
 
@@ -913,6 +925,16 @@ def _tail_value(text: str) -> str:
     raise argparse.ArgumentTypeError(f"invalid --tail value {text!r}: a number of lines, or all")
 
 
+def _time_value(text: str) -> str:
+    """``logs --since``/``--until``: a time or a duration back from now (``logs.parse_time``)."""
+    from .logs import parse_time
+
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _usage(message: str) -> _UsageError:
     return _UsageError(message)
 
@@ -1121,6 +1143,10 @@ def _add_logs(sub: argparse._SubParsersAction) -> None:
     p.add_argument("container")
     p.add_argument("-f", "--follow", action="store_true")
     p.add_argument("-n", "--tail", default="all", type=_tail_value, help="lines from the end (default: all)")
+    p.add_argument("-t", "--timestamps", action="store_true", help="show when each line was logged")
+    p.add_argument("--since", type=_time_value, help="lines logged since a time (2026-11-26T13:45:00Z, a Unix "
+                   "time) or for a while (10m, 1h30m)")
+    p.add_argument("--until", type=_time_value, help="lines logged before a time, or a while ago (as --since)")
     p.set_defaults(func=cmd_logs)
 
 

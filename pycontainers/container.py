@@ -7,7 +7,7 @@ Daemonless, like runc or podman: no service runs in the background. Each contain
     upper/ work/   overlayfs's writable layer and its scratch space (deleted with the container)
     rootfs/        the mount point of the merged file system (mounted only inside the container)
     hostname hosts resolv.conf   bind-mounted over /etc/... inside
-    container.log  stdout and stderr of a detached container
+    container-json.log   its output, each line with its stream and time, as Docker's json-file (``logs.py``)
 
 A removed container's directory is first renamed ``.<id>.removing`` (one atomic step: it is gone from
 ``ps -a`` at once), then deleted; ``container prune`` finishes any that a killed process left behind.
@@ -28,9 +28,9 @@ A removed container's directory is first renamed ``.<id>.removing`` (one atomic 
 A *monitor* process (a fork of a clean, single-threaded process: the CLI itself, or the zygote for
 the Python API and notebooks, whose monitors are made ahead of time: see ``warm.py``) owns each running
 container: it creates the cgroup (rootless: enters a new user namespace instead), forks the container's
-PID 1, waits for it, records how it ended, and cleans up. It runs in its own session, so the container outlives
-the CLI, the notebook kernel and every other helper; ``ps`` checks that the recorded PID is still the
-same process (its start time) so a container whose monitor was killed is shown truthfully.
+PID 1, logs its output, waits for it, records how it ended, and cleans up. It runs in its own session, so
+the container outlives the CLI, the notebook kernel and every other helper; ``ps`` checks that the recorded
+PID is still the same process (its start time) so a container whose monitor was killed is shown truthfully.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import logs
 from .errors import ContainerNotFound, ContainerTimeout, EngineError, ImageNotFound, InvalidArgument, PyContainersError
 from .spec import ContainerSpec
 from .store import Store, atomic_write
@@ -195,34 +196,16 @@ class Container:
         return "Created"
 
     def log_path(self) -> Path:
-        return self.dir / "container.log"
+        return self.dir / logs.LOG_NAME
 
 
-def log_chunks(container: Container, *, follow: bool = False, tail: int | None = None,
-               poll: float = 0.05) -> Iterator[bytes]:
-    """``docker logs``: the container's output (stdout and stderr as they interleaved), chunk by chunk.
-
-    *tail*: only the last *tail* lines of what is logged so far. *follow* (``-f``): then go on reading what
-    comes, until the container is no longer running (or is removed). The CLI and the API both read logs here.
-    """
-    try:
-        f = open(container.log_path(), "rb")  # noqa: SIM115 (closed below)
-    except FileNotFoundError:
-        return
-    with f:
-        if tail is not None:
-            f.seek(_tail_start(f, tail))
-        while True:
-            chunk = f.read(1 << 16)
-            if chunk:
-                yield chunk
-                continue
-            if not follow:
-                return
-            if not _still_running(container):
-                follow = False  # read what was written while we looked, then stop
-                continue
-            time.sleep(poll)
+def log_entries(container: Container, *, follow: bool = False, tail: int | None = None,
+                since: str | None = None, until: str | None = None) -> Iterator[logs.Entry]:
+    """``docker logs``: the entries of the container's log (``logs.py``), oldest first; with *follow*
+    (``-f``), then those that come until it is no longer running (or is removed). *tail*, *since*, *until*:
+    see ``logs.read_entries``. The CLI and the API both read logs here."""
+    return logs.read_entries(container.log_path(), tail=tail, since=since, until=until,
+                             running=(lambda: _still_running(container)) if follow else None)
 
 
 def _still_running(container: Container) -> bool:
@@ -230,25 +213,6 @@ def _still_running(container: Container) -> bool:
         return container.reload().status == "running"
     except ContainerNotFound:  # auto-removed (--rm) once it exited
         return False
-
-
-def _tail_start(f: BinaryIO, lines: int) -> int:
-    """The offset in *f* where its last *lines* lines begin (a final newline ends a line, begins none)."""
-    end = f.seek(0, os.SEEK_END)
-    if lines <= 0:
-        return end
-    pos = end
-    while pos > 0:
-        size = min(1 << 16, pos)
-        pos -= size
-        f.seek(pos)
-        block = f.read(size)
-        i = len(block) - 1 if pos + size == end and block.endswith(b"\n") else len(block)
-        while (i := block.rfind(b"\n", 0, i)) >= 0:
-            lines -= 1
-            if lines == 0:
-                return pos + i + 1
-    return 0
 
 
 def _parse(text: str | None) -> datetime:

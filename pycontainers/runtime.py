@@ -69,6 +69,7 @@ from .linux import (
     setns,
     unshare,
 )
+from .logs import LogWriter
 from .pid1 import (
     EXIT_ENGINE,
     EXIT_NOT_EXECUTABLE,
@@ -213,8 +214,7 @@ def supervise(container: Container, lowers: list[str], stdio: tuple[int, int, in
         start_container(plan, child_stdio, err_w, go_r, program)  # never returns
     os.close(err_w)
     os.close(go_r)
-    for fd in set(child_stdio):
-        os.close(fd)  # the container holds them now; the caller sees EOF when it exits
+    close_handed_over(stdio, tee)  # the container holds them now; the caller sees EOF when it exits
     attach_error = join_cgroup(cgroup, pid, go_w)
     follow(container, cgroup, pid, err_r, tee, events_fd, attach_error, ports)
 
@@ -230,7 +230,7 @@ def attach_network(container: Container) -> PortForwarder | None:
 
 
 def follow(container: Container, cgroup: Cgroup | None, pid: int, err_r: int,
-           tee: OutputTee | TerminalLog | OpenStdin | None,
+           tee: OutputTee | TerminalLog | None,
            events_fd: int, attach_error: str = "", ports: PortForwarder | None = None) -> None:
     """From PID 1's fork to the end: record it running, see it reach execve, wait, record how it ended.
 
@@ -292,21 +292,31 @@ def hold_mount_namespace(pid: int) -> int | None:
 
 
 def output_keeper(container: Container, stdio: tuple[int, int, int],
-                  console_socket: bool = True) -> OutputTee | TerminalLog | OpenStdin | None:
+                  console_socket: bool = True) -> OutputTee | TerminalLog | None:
     """What the monitor puts between the container and *stdio*, the caller's, to log the output.
 
-    A detached container writes to its log itself, unless it has a terminal: then the monitor holds the
-    terminal and logs what it shows (``TerminalLog``). An attached one's output is copied to the caller and
-    the log (``OutputTee``), except with ``--rm`` (the log goes with the container at once) and with
-    ``-t``, whose session the caller relays and logs itself. *console_socket*: see ``TerminalLog``.
+    A detached container's output goes to its log through its monitor (``OutputTee`` with no caller to copy
+    to), or with a terminal, what the terminal shows (``TerminalLog``). An attached one's output is copied to
+    the caller and the log (``OutputTee``), except with ``--rm`` (the log goes with the container at once)
+    and with ``-t``, whose session the caller relays and logs itself. *console_socket*: see ``TerminalLog``.
     """
+    detached = is_detached(container, stdio)
     if container.spec.tty:
-        return TerminalLog(container, console_socket) if is_detached(container, stdio) else None
-    if is_detached(container, stdio):
-        return OpenStdin(stdio) if container.spec.interactive else None
+        return TerminalLog(container, console_socket) if detached else None
+    if detached:
+        return OutputTee(container, stdio, to_caller=False, open_stdin=container.spec.interactive)
     if container.state.get("auto_remove"):
         return None
     return OutputTee(container, stdio)
+
+
+def close_handed_over(stdio: tuple[int, int, int], keeper: OutputTee | TerminalLog | None) -> None:
+    """Once PID 1 has its stdio: close the monitor's copies, and the caller's descriptors, but for those an
+    ``OutputTee`` still copies the container's output to."""
+    child = keeper.container_stdio if keeper else stdio
+    copying = keeper.callers if isinstance(keeper, OutputTee) else set()
+    for fd in (set(child) | set(stdio)) - copying:
+        os.close(fd)
 
 
 def is_detached(container: Container, stdio: tuple[int, int, int]) -> bool:
@@ -320,20 +330,32 @@ def is_detached(container: Container, stdio: tuple[int, int, int]) -> bool:
 
 
 class OutputTee:
-    """An attached container's stdout and stderr, copied to the caller and appended to its log, as the
-    monitor of every Docker container (containerd-shim, conmon) does."""
+    """A container's stdout and stderr, entered in its log (``logs.py``: each line with its stream and time),
+    and for an attached container copied to the caller too, as the monitor of every Docker container
+    (containerd-shim, conmon) does.
 
-    def __init__(self, container: Container, stdio: tuple[int, int, int]) -> None:
-        self.log = os.open(container.log_path(), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    A detached container (*to_caller* false) has no caller to copy to: its monitor only logs. With
+    *open_stdin* (``run -di``) its stdin is a pipe that nobody writes to, whose other end the monitor holds
+    while it runs, as under Docker (``sh`` waits on it, instead of reading the end of /dev/null and exiting).
+    """
+
+    def __init__(self, container: Container, stdio: tuple[int, int, int], to_caller: bool = True,
+                 open_stdin: bool = False) -> None:
+        self.log = LogWriter(container.log_path())
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        self.routes: dict[int, int | None] = {out_r: stdio[1], err_r: stdio[2]}  # pipe -> the caller's fd
-        self.callers = {stdio[1], stdio[2]}
-        self.container_stdio = (stdio[0], out_w, err_w)
+        self.streams = {out_r: "stdout", err_r: "stderr"}
+        self.routes: dict[int, int | None] = {out_r: stdio[1], err_r: stdio[2]} if to_caller else {}
+        self.callers = {stdio[1], stdio[2]} if to_caller else set()  # (not to close: the caller closes those)
+        self.stdin_end = -1
+        stdin = stdio[0]
+        if open_stdin:
+            stdin, self.stdin_end = os.pipe2(os.O_CLOEXEC)
+        self.container_stdio = (stdin, out_w, err_w)
 
     def copy_until_eof(self) -> None:
         with selectors.DefaultSelector() as sel:
-            for fd in self.routes:
+            for fd in self.streams:
                 sel.register(fd, selectors.EVENT_READ)
             while sel.get_map():
                 for key, _ in sel.select():
@@ -342,11 +364,11 @@ class OutputTee:
                         sel.unregister(key.fd)
                         continue
                     self._forward(key.fd, data)
-                    _write_all(self.log, data)
+                    self.log.write(self.streams[key.fd], data)
         self.close()
 
     def _forward(self, pipe: int, data: bytes) -> None:
-        target = self.routes[pipe]
+        target = self.routes.get(pipe)
         if target is None:
             return
         try:
@@ -355,26 +377,13 @@ class OutputTee:
             self.routes[pipe] = None
 
     def close(self) -> None:
-        for fd in {*self.routes, *self.callers, self.log}:
+        for fd in {*self.streams, *self.callers, self.stdin_end} - {-1}:
             with contextlib.suppress(OSError):
                 os.close(fd)
-
-
-class OpenStdin:
-    """``run -di``: a detached container whose stdin stays open, as under Docker: a pipe that nobody writes
-    to, whose other end its monitor holds while it runs (``sh`` waits on it, instead of reading the end of
-    file of /dev/null and exiting at once). Its output goes to the log directly."""
-
-    def __init__(self, stdio: tuple[int, int, int]) -> None:
-        read_end, self.write_end = os.pipe2(os.O_CLOEXEC)
-        self.container_stdio = (read_end, stdio[1], stdio[2])
-
-    def copy_until_eof(self) -> None:
-        """Nothing to copy: the pipe stays open until the monitor exits (or lets it go, ``close``)."""
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self.write_end)
+        self.streams = {}
+        self.callers = set()
+        self.stdin_end = -1
+        self.log.close()
 
 
 class ConsoleEnd:
@@ -438,7 +447,7 @@ class TerminalLog:
     appends what the terminal shows to the log. Nobody types into it: there is no ``attach``."""
 
     def __init__(self, container: Container, console_socket: bool) -> None:
-        self.log = os.open(container.log_path(), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self.log = LogWriter(container.log_path())
         self.console = ConsoleEnd(console_socket)
         self.container_stdio = (self.console.container_end,) * 3
 
@@ -446,13 +455,12 @@ class TerminalLog:
         master = self.console.receive()
         if master >= 0:
             for data in read_terminal(master):
-                _write_all(self.log, data)
+                self.log.write("stdout", data)  # (a terminal has one stream, as in Docker's log)
         self.close()
 
     def close(self) -> None:
         self.console.close()
-        with contextlib.suppress(OSError):
-            os.close(self.log)
+        self.log.close()
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -585,9 +593,7 @@ def monitor_external(container: Container, lowers: list[str], stdio: tuple[int, 
             os.execvpe(argv[0], argv, env)
         finally:
             os._exit(EXIT_ENGINE)
-    # The container holds its ends now; an OutputTee still writes to the caller's stdout and stderr.
-    for fd in set(child_stdio) | (set() if isinstance(keeper, OutputTee) else set(stdio)):
-        os.close(fd)
+    close_handed_over(stdio, keeper)
     if ports:
         container.state["ports"] = ports.bindings()
         ports.start()
@@ -1001,14 +1007,17 @@ def capture_terminal(starter: Callable[[tuple[int, int, int]], Events], console_
             return int(first["exit_code"]), b"", str(first["message"]).encode() + b"\n"  # type: ignore[call-overload]
         master = console.receive()
         chunks = []
-        with contextlib.ExitStack() as stack:
-            log_file = stack.enter_context(open(log, "ab")) if log else None
+        log_writer = LogWriter(log) if log else None
+        try:
             for data in read_terminal(master) if master >= 0 else ():
                 chunks.append(data)
-                if log_file:
-                    log_file.write(data)
+                if log_writer:
+                    log_writer.write("stdout", data)
                 if on_output:
                     on_output(1, data)
+        finally:
+            if log_writer:
+                log_writer.close()
     finally:
         console.close()
     last = events.next()

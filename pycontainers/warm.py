@@ -57,7 +57,7 @@ from .cgroup import Cgroup, CgroupError, machine_layout
 from .container import Container
 from .linux import PR_SET_CHILD_SUBREAPER, prctl, receive_fds, set_process_name
 from .pid1 import FORKER_LINGER, fork_warm_pid1, keep_only
-from .runtime import follow, init_plan, output_keeper, report_failure
+from .runtime import close_handed_over, follow, init_plan, output_keeper, report_failure
 from .store import Store
 
 PREFIX = "warm-"
@@ -297,8 +297,7 @@ def monitor_one(sock: socket.socket, cgroup_name: str | None, forker: Forker, qu
         init_sock.close()
         forker.busy()  # (what nobody waits for comes after PID 1 has its plan)
         set_process_name("pyc-monitor")
-        for fd in set(child_stdio):
-            os.close(fd)  # PID 1 holds them now
+        close_handed_over(stdio, tee)  # PID 1 holds them now
         # Meanwhile the cgroup gets the container's limit; PID 1 waits for it before execve. (Its name stays:
         # a rename waits for the cgroup lock, which a warm monitor joining its cgroup holds for milliseconds.)
         if cgroup:

@@ -111,3 +111,10 @@ def forwarders(store: Store | None = None) -> list[int]:
         if comm == "pyc-ports" and ppid in monitors:
             found.append(int(pid))
     return found
+
+
+def logged(container: Any) -> bytes:
+    """Everything in a container's log (``logs.py``), both streams, as ``docker logs`` shows it."""
+    from pycontainers.container import log_entries
+
+    return b"".join(entry.data for entry in log_entries(container))

@@ -10,7 +10,9 @@ import io
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,8 +22,9 @@ import pycontainers.api
 import pycontainers.container
 from pycontainers import errors
 from pycontainers.api import Client
-from pycontainers.container import _tail_start, list_containers, log_chunks
+from pycontainers.container import list_containers, log_entries
 from pycontainers.errors import PyContainersError
+from pycontainers.logs import _tail_start
 from pycontainers.store import Store
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="the native runtime needs root")
@@ -195,10 +198,27 @@ def test_logs_tail(client: Client) -> None:
     assert c.logs(tail=10) == b"1\n2\n3\n4\n"
     with pytest.raises(errors.InvalidArgument, match="tail"):
         c.logs(tail="last")
-    with pytest.raises(errors.InvalidArgument, match="one stream"):
-        c.logs(stderr=False)
-    with pytest.raises(errors.InvalidArgument, match="timestamps"):
-        c.logs(timestamps=True)
+    with pytest.raises(errors.InvalidArgument, match="since"):
+        c.logs(since="yesterday")
+
+
+@root_only
+def test_logs_keep_the_streams_apart_in_order_with_their_times(client: Client) -> None:
+    script = "echo out1; sleep 0.2; echo err1 >&2; sleep 0.2; echo out2; sleep 0.2; printf 'no newline' >&2"
+    c = client.containers.run("busybox", ["sh", "-c", script], detach=True)  # (pauses: the order is the pipes')
+    assert c.wait(timeout=30)["StatusCode"] == 0
+    assert c.logs() == b"out1\nerr1\nout2\nno newline"  # both, in the order the monitor read them
+    assert c.logs(stderr=False) == b"out1\nout2\n"
+    assert c.logs(stdout=False) == b"err1\nno newline"
+    assert c.logs(stdout=False, stderr=False) == b""
+    stamped = c.logs(timestamps=True).split(b"\n")
+    assert [line.split(b" ", 1)[1] for line in stamped] == [b"out1", b"err1", b"out2", b"no newline"]
+    times = [datetime.strptime(line.split(b" ")[0].decode()[:26], "%Y-%m-%dT%H:%M:%S.%f") for line in stamped]
+    started = datetime.fromisoformat(c.attrs["State"]["StartedAt"].replace("Z", "+00:00")).replace(tzinfo=None)
+    assert times == sorted(times) and all(abs((t - started).total_seconds()) < 30 for t in times)
+    later = time.time() + 3600
+    assert c.logs(since=later) == b"" and c.logs(until=later) == c.logs()
+    assert c.logs(until=datetime(2000, 1, 1, tzinfo=UTC)) == b""
 
 
 @root_only
@@ -233,9 +253,9 @@ def test_tail_start_across_blocks(final_newline: bool) -> None:
     assert _tail_start(io.BytesIO(b""), 3) == 0
 
 
-def test_log_chunks_of_a_container_never_started(client: Client) -> None:
+def test_log_entries_of_a_container_never_started(client: Client) -> None:
     c = client.containers.create("busybox", "true")
-    assert list(log_chunks(c._c, follow=True)) == []
+    assert list(log_entries(c._c, follow=True)) == []
     assert c.logs(stream=True, tail=3) is not None and c.logs() == b""
 
 

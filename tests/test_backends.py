@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from processes import children, cmdline
+from processes import children, cmdline, logged
 
 from pycontainers import container as containers
 from pycontainers import runtime
@@ -80,7 +80,7 @@ def test_runc_stop_uses_the_stop_signal(busybox_store: Store) -> None:
     script = "trap 'exit 42' TERM; echo ready; sleep 60 & wait"
     c = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", script], runtime="runc")
     runtime.start_detached(c)
-    assert eventually(lambda: b"ready" in c.log_path().read_bytes())  # the trap is set
+    assert eventually(lambda: b"ready" in logged(c))  # the trap is set
     containers.stop(c, timeout=5)
     assert c.reload().state["exit_code"] == 42
 
@@ -238,9 +238,9 @@ def test_proot_stop_signals_the_command_not_proot(busybox_store: Store) -> None:
     script = "trap 'echo got-term; exit 42' TERM; echo ready; sleep 60 & wait"
     c = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", script], runtime="proot")
     runtime.start_detached(c)
-    assert eventually(lambda: b"ready" in c.log_path().read_bytes())
+    assert eventually(lambda: b"ready" in logged(c))
     containers.stop(c, timeout=5)
-    assert c.reload().state["exit_code"] == 42 and b"got-term" in c.log_path().read_bytes()
+    assert c.reload().state["exit_code"] == 42 and b"got-term" in logged(c)
     containers.remove(c)
 
 
@@ -255,7 +255,7 @@ def test_a_proot_command_ended_by_stop_or_kill_exits_128_plus_the_signal(busybox
         assert eventually(lambda: bool(containers.child_pids(c.reload().state["pid"])))
         ending()
         assert containers.wait(c, 10) == expected
-    assert b"proot" not in c.log_path().read_bytes()
+    assert b"proot" not in logged(c)
     suicide = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", "kill -TERM $$"], runtime="proot")
     assert runtime.run_attached(suicide)[0] == 255  # no signal of ours: proot's own code, not a guess
     containers.remove(suicide)
@@ -272,8 +272,7 @@ def test_proot_exit_codes_after_a_signal_a_shell_dies_of_or_catches(busybox_stor
              lambda c: containers.send_signal(c.reload(), signal.SIGUSR1), 255)):
         c = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", script], runtime="proot")
         runtime.start_detached(c)
-        log = c.log_path()
-        assert eventually(lambda log=log: b"ready" in log.read_bytes())  # (its trap is set)
+        assert eventually(lambda c=c: b"ready" in logged(c))  # (its trap is set)
         ending(c)
         assert containers.wait(c, 10) == expected
         containers.remove(c)
@@ -378,9 +377,9 @@ def test_a_killed_proot_container_leaves_nothing_in_tmp(busybox_store: Store, ho
     runtime.start_detached(c)
     proot = c.reload().state["pid"]
     try:
-        assert eventually(lambda: b"ready" in c.log_path().read_bytes())
+        assert eventually(lambda: b"ready" in logged(c))
         assert proot_leftovers(proot)  # there is something to leave behind
-        assert b"PROOT_" not in c.log_path().read_bytes()  # proot's own settings are not the container's
+        assert b"PROOT_" not in logged(c)  # proot's own settings are not the container's
         if how == "rm -f":
             containers.remove(c, force=True)  # returns once the monitor has recorded the exit, /tmp clean
         else:
@@ -525,7 +524,7 @@ def test_runc_and_proot_log_an_attached_run_and_keep_a_detached_stdin_open(busyb
     c = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", "echo out; echo err >&2"],
                                      runtime=backend)
     assert runtime.run_attached(c) == (0, b"out\n", b"err\n")
-    assert sorted(c.log_path().read_bytes().splitlines()) == [b"err", b"out"]
+    assert sorted(logged(c).splitlines()) == [b"err", b"out"]
     containers.remove(c)
     listening = containers.create_from_image(busybox_store, "busybox", ["sh"], runtime=backend, interactive=True)
     assert runtime.start_detached(listening)["event"] == "started"

@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+from processes import logged
 
 from pycontainers import container as c
 from pycontainers import server
@@ -27,7 +28,7 @@ def test_start_reruns_on_the_same_writable_layer(busybox_store: Store, monkeypat
     again = c.get_container(busybox_store, "again")
     assert c.wait(again, timeout=10) == 0
     # The file written by the first run is still there; the log has both runs' output, as Docker's does.
-    assert again.log_path().read_text().split() == ["1", "2"]
+    assert logged(again).decode().split() == ["1", "2"]
     assert main(["rm", "again"]) == 0
     assert c.list_containers(busybox_store) == []
 
@@ -97,7 +98,7 @@ def test_a_terminal_session_is_logged_as_docker_logs_it(busybox_store: Store) ->
                            [(b"", 3.0)], env)
     assert code == 0 and b"hello" in out and b"/dev/pts/0" in out  # (our own terminal adds a \r of its own)
     session = c.get_container(busybox_store, "session")
-    assert session.log_path().read_bytes() == b"hello\r\n/dev/pts/0\r\n"
+    assert logged(session) == b"hello\r\n/dev/pts/0\r\n"
     c.remove(session)
 
 
@@ -118,7 +119,7 @@ def test_detached_with_a_terminal(busybox_store: Store, how: str, monkeypatch: p
                                                   name="shown")
     shown = c.get_container(busybox_store, "shown")
     assert c.wait(shown, timeout=10) == 0
-    assert shown.log_path().read_bytes() == b"/dev/pts/0\r\ndone\r\n"
+    assert logged(shown) == b"/dev/pts/0\r\ndone\r\n"
     c.remove(shown)
     assert main(["run", "-dit", "--name", "waiting", "busybox", "sh"]) == 0
     waiting = c.get_container(busybox_store, "waiting")
@@ -149,7 +150,7 @@ def test_the_other_back_ends_give_a_terminal_too(busybox_store: Store, backend: 
 
     assert runtime.start_detached(detached)["event"] == "started"
     assert c.wait(detached, timeout=10) == 0
-    log = detached.log_path().read_bytes()
+    log = logged(detached)
     assert log.startswith(b"/dev/pts/") and log.endswith(b"\r\ndone\r\n")
     c.remove(detached)
 
