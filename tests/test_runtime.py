@@ -928,6 +928,19 @@ def test_an_attached_run_is_logged_too(home: Store, cli: Run) -> None:
     assert cli("rm", "talker")[0] == 0
 
 
+def test_logs_timestamps_since_and_until(home: Store, cli: Run) -> None:
+    assert cli("run", "--name", "stamped", "busybox", "sh", "-c", "echo a; echo b >&2")[0] == 0
+    code, out, err = cli("logs", "-t", "stamped")
+    assert code == 0 and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z a\n", out), out
+    assert re.fullmatch(r"\S+Z b\n", err), err
+    assert cli("logs", "--since", "10m", "stamped") == (0, "a\n", "b\n")  # logged in the last ten minutes
+    assert cli("logs", "--until", "10m", "stamped") == (0, "", "")  # ... none before that
+    assert cli("logs", "--since", str(int(time.time()) + 60), "stamped") == (0, "", "")
+    code, _, err = cli("logs", "--since", "yesterday", "stamped")
+    assert code != 0 and "'yesterday' is not a time" in err
+    assert cli("rm", "stamped")[0] == 0
+
+
 def test_stop_honours_a_term_trap(cli: Run, home: Store) -> None:
     assert cli("run", "-d", "--name", "polite", "busybox", "sh", "-c",
                "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 0.1; done")[0] == 0
