@@ -181,7 +181,7 @@ def test_check_own_namespaces(client: Client) -> None:
         check = check_own_namespaces(client, "web", answer)
         assert_wrong(check, missing)
         assert not any(name in str(check) for name in OWN - set(answer))
-    assert_wrong(check_own_namespaces(client, "web", {"mnt", "time"}), "'time' is not a namespace")
+    assert_wrong(check_own_namespaces(client, "web", {"mnt", "clock"}), "'clock' is not a namespace")
     assert_wrong(check_own_namespaces(client, "web", 42), "not a set")
     assert_wrong(check_own_namespaces(client, "nobody", OWN), "no container")
 
