@@ -452,9 +452,13 @@ class Container:
         sig = signals.Signals[signal] if isinstance(signal, str) else signals.Signals(signal)
         core_container.kill(self._c, sig)
 
-    def remove(self, force: bool = False) -> None:
+    def remove(self, v: bool = False, link: bool = False, force: bool = False) -> None:
+        """docker-py's: *v* removes the container's anonymous volumes too (``rm -v``); *link* is refused
+        (no legacy links here)."""
+        if link:
+            raise InvalidArgument("remove(link=True): legacy container links are not supported")
         self._c.reload()  # gone already (auto-removed): NotFound, as docker-py's
-        core_container.remove(self._c, force=force)
+        core_container.remove(self._c, force=force, volumes=v)
 
     def exec_run(self, cmd: str | list[str], stdout: bool = True, stderr: bool = True, stdin: bytes | bool = False,
                  tty: bool = False, privileged: bool = False, user: str = "", detach: bool = False,

@@ -562,7 +562,7 @@ def cmd_rm(a: argparse.Namespace) -> int:
     from .container import remove
 
     # as docker rm -f: a container that is not there is nothing to do, not an error
-    return _each_container(a.containers, lambda c: remove(c, force=a.force), missing_ok=a.force)
+    return _each_container(a.containers, lambda c: remove(c, force=a.force, volumes=a.volumes), missing_ok=a.force)
 
 
 def cmd_wait(a: argparse.Namespace) -> int:
@@ -631,7 +631,7 @@ def cmd_bundle(a: argparse.Namespace) -> int:
     store = _store()
     image = get_image(store, a.image)
     spec = make_spec(image, a.image, a.command or None, hostname=a.hostname or "pycontainers",
-                     volumes_dir=str(store.home / "volumes"))
+                     volumes_dir=str(store.home / "volumes"), with_image_volumes=False)
     dest = export_bundle(store, image, spec, Path(a.directory))
     print(f"{dest}: config.json and rootfs/ (try: runc run --bundle {dest} my-container)")
     return 0
@@ -1105,7 +1105,8 @@ def _container_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env-file", action="append", help="read environment variables from a file")
     p.add_argument("-w", "--workdir", help="working directory inside the container")
     p.add_argument("-u", "--user", help="USER[:GROUP] (name or number)")
-    p.add_argument("-v", "--volume", action="append", help="HOST:CONTAINER[:ro] or VOLUME:CONTAINER[:ro]")
+    p.add_argument("-v", "--volume", action="append",
+                   help="HOST:CONTAINER[:ro], VOLUME:CONTAINER[:ro], or CONTAINER (an anonymous volume)")
     p.add_argument("--hostname")
     p.add_argument("--entrypoint", help="overwrite the image's ENTRYPOINT")
     p.add_argument("--read-only", action="store_true", help="mount the root file system read-only")
@@ -1233,6 +1234,7 @@ def _add_kill(sub: argparse._SubParsersAction) -> None:
 def _add_rm(sub: argparse._SubParsersAction) -> None:
     p = _add_containers_command(sub, "rm", cmd_rm, "remove containers")
     p.add_argument("-f", "--force", action="store_true", help="kill a running container first")
+    p.add_argument("-v", "--volumes", action="store_true", help="remove its anonymous volumes too")
 
 
 def _add_wait(sub: argparse._SubParsersAction) -> None:

@@ -490,6 +490,8 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
             network.leave(store, container.state["network"]["name"], container.id)
         sh.rmtree(container.dir, ignore_errors=True)
         release_name(store, container.name, container.id)
+        with contextlib.suppress(OSError, PyContainersError):
+            remove_anonymous_volumes(container)
         raise
     return container
 
@@ -857,8 +859,9 @@ def stop(container: Container, timeout: float = 10.0) -> None:
         wait(container, 10)
 
 
-def remove(container: Container, force: bool = False) -> None:
-    """Delete the container and its writable layer (``docker rm``); ``force`` kills it first."""
+def remove(container: Container, force: bool = False, volumes: bool = False) -> None:
+    """Delete the container and its writable layer (``docker rm``); ``force`` kills it first; *volumes*
+    (``rm -v``) removes its anonymous volumes too."""
     with contextlib.suppress(ContainerNotFound):
         container.reload()
     if container.status == "running":
@@ -877,6 +880,8 @@ def remove(container: Container, force: bool = False) -> None:
         runc(container, "delete", "--force", container.id)  # `runc run` normally does this when it ends
         remove_runc_cgroups(container)
     delete_directory(container)
+    if volumes:
+        remove_anonymous_volumes(container)
 
 
 def remove_runc_cgroups(container: Container) -> None:
@@ -943,6 +948,9 @@ def remove_leftovers(store: Store) -> None:
     from .runtime import remove_stale_proot_temp_files
 
     remove_stale_proot_temp_files()
+    for volume in volumes_dir(store).glob(".*.removing"):
+        with contextlib.suppress(PyContainersError, OSError):
+            remove_volume_directory(volume)
     base = containers_dir(store)
     if not base.exists():
         return
@@ -1314,19 +1322,20 @@ def volume_create(store: Store, name: str | None = None) -> str:
 
 
 def volume_list(store: Store) -> list[str]:
-    base = volumes_dir(store)
-    return sorted(d.name for d in base.iterdir() if (d / "_data").is_dir()) if base.exists() else []
+    base = volumes_dir(store)  # (a name starting with "." is being removed: discard_anonymous_volumes)
+    return sorted(d.name for d in base.iterdir()
+                  if not d.name.startswith(".") and (d / "_data").is_dir()) if base.exists() else []
 
 
 def volume_prune(store: Store) -> list[str]:
     """``docker volume prune``: remove the volumes no container (running or not) uses; their names."""
     removed = unused_volumes(store)
     for name in removed:
-        _remove_volume_dir(volumes_dir(store) / name)
+        remove_volume_directory(volumes_dir(store) / name)
     return removed
 
 
-def _remove_volume_dir(path: Path) -> None:
+def remove_volume_directory(path: Path) -> None:
     """rm -rf a volume: a rootless container's users (subordinate ids) may have made files in it that only
     root of a namespace with the student's maps may delete (see userns)."""
     if os.geteuid() == 0:
@@ -1395,7 +1404,35 @@ def volume_remove(store: Store, name: str, force: bool = False) -> None:
     users = volume_users(store, name)
     if users and not force:
         raise ContainerError(f"remove {name}: volume is in use - [{', '.join(c.id for c in users)}]", 1)
-    _remove_volume_dir(path)
+    remove_volume_directory(path)
+
+
+def remove_anonymous_volumes(container: Container) -> list[str]:
+    """Remove the volumes made for *container* alone (``-v /path``, the image's VOLUME) once it is gone, as
+    ``docker rm -v`` and ``--rm`` do; their names. One that another container mounts too (by name) stays."""
+    discarded = discard_anonymous_volumes(container)
+    for path in discarded:
+        remove_volume_directory(path)
+    return [path.name[1:-len(".removing")] for path in discarded]
+
+
+def discard_anonymous_volumes(container: Container) -> list[Path]:
+    """``remove_anonymous_volumes``' first half: rename them ``.<name>.removing`` (gone from ``volume ls`` at
+    once, as ``discard_directory``); the paths left to delete."""
+    mine = [m.volume for m in container.spec.mounts if m.anonymous and m.volume]
+    if not mine:
+        return []
+    store = container.store
+    used = {m.volume for c in list_containers(store) if c.id != container.id for m in c.spec.mounts}
+    discarded = []
+    for name in mine:
+        if name in used:
+            continue
+        trash = volumes_dir(store) / f".{name}.removing"
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(volumes_dir(store) / name, trash)
+            discarded.append(trash)
+    return discarded
 
 
 def volume_inspect(store: Store, name: str) -> dict[str, Any]:

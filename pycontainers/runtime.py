@@ -840,12 +840,20 @@ def _finish(container: Container, events_fd: int, event: dict[str, object], cgro
     cgroup tree waits while any other process is being moved in that tree: an RCU grace period on v1)
     and unmounting its file systems (see ``hold_mount_namespace``).
     """
-    from .container import discard_directory, record_exit, remove_discarded
+    from .container import (
+        discard_anonymous_volumes,
+        discard_directory,
+        record_exit,
+        remove_discarded,
+        remove_volume_directory,
+    )
 
-    trash = None
+    trash, volumes = None, []
     if container.state.get("auto_remove"):
         with contextlib.suppress(OSError):
             trash = discard_directory(container)
+        with contextlib.suppress(OSError, PyContainersError):  # (`volume prune` removes what stays)
+            volumes = discard_anonymous_volumes(container)
     if trash is not None:  # (before the report: a caller may delete the whole store once it has it)
         with contextlib.suppress(OSError):
             record_exit(container, int(event["exit_code"]))  # type: ignore[call-overload]
@@ -858,6 +866,9 @@ def _finish(container: Container, events_fd: int, event: dict[str, object], cgro
     if trash is not None:
         with contextlib.suppress(OSError, PyContainersError):  # `container prune` finishes the job
             remove_discarded(container, trash)
+    for volume in volumes:
+        with contextlib.suppress(OSError, PyContainersError):  # (`container prune` finishes the job)
+            remove_volume_directory(volume)
 
 
 # ---------------------------------------------------------------------------- the container's PID 1
@@ -909,10 +920,11 @@ def start(container: Container, stdio: tuple[int, int, int], image: Image | None
 
     def no_monitor_came() -> None:  # a --rm container has nobody to remove it: it goes now
         if container.state.get("auto_remove"):
-            from .container import delete_directory
+            from .container import delete_directory, remove_anonymous_volumes
 
             with contextlib.suppress(Exception):
                 delete_directory(container)
+                remove_anonymous_volumes(container)
 
     try:
         image = image or container.image or get_image(store, container.spec.image_id)

@@ -34,12 +34,13 @@ class NoCommand(InvalidArgument):
 
 @dataclass
 class Mount:
-    """A bind mount of a host path, or of a named volume's directory, into the container."""
+    """A bind mount of a host path, or of a volume's directory, into the container."""
 
     source: str
     destination: str
     readonly: bool = False
-    volume: str | None = None  # the volume's name when this is a named volume
+    volume: str | None = None  # the volume's name when this is a volume
+    anonymous: bool = False  # a volume made for this container (``-v /path``, the image's VOLUME): see make_spec
 
 
 @dataclass
@@ -141,7 +142,10 @@ def merge_env(image_env: list[str], extra: list[str]) -> list[str]:
 
 
 def parse_volume(text: str, volumes_dir: str) -> Mount:
-    """``-v /host:/ctr[:ro]`` (bind) or ``-v NAME:/ctr[:ro]`` (named volume, created on first use)."""
+    """``-v /host:/ctr[:ro]`` (bind), ``-v NAME:/ctr[:ro]`` (named volume, created on first use) or
+    ``-v /ctr`` (an anonymous volume: a new one, with a random name, for this container)."""
+    if text.startswith("/") and ":" not in text:
+        return anonymous_volume(text, volumes_dir)
     parts = text.split(":")
     if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
         raise InvalidArgument(f"invalid volume specification: {text!r} (use HOST:CONTAINER[:ro])")
@@ -161,6 +165,23 @@ def parse_volume(text: str, volumes_dir: str) -> Mount:
     return Mount(os.path.join(volumes_dir, source, "_data"), os.path.normpath(dest), mode == "ro", source)
 
 
+def anonymous_volume(destination: str, volumes_dir: str) -> Mount:
+    """A volume of this container's own at *destination*, named by 64 random hex digits, as Docker's: it
+    goes with the container when the container is removed with ``rm -v`` or was started with ``--rm``."""
+    if ".." in destination.split("/") or os.path.normpath(destination) == "/":
+        raise InvalidArgument(f"invalid volume specification: {destination!r}: use an absolute path below /")
+    name = os.urandom(32).hex()
+    return Mount(os.path.join(volumes_dir, name, "_data"), os.path.normpath(destination), False, name, True)
+
+
+def image_volumes(declared: dict[str, Any] | None, mounts: list[Mount], volumes_dir: str) -> list[Mount]:
+    """The image's ``VOLUME`` paths that no ``-v`` covers, each an anonymous volume (as ``docker run`` does:
+    what the container writes there goes to the volume, not to its writable layer or a ``commit``)."""
+    taken = {m.destination for m in mounts}
+    paths = sorted({os.path.normpath(p) for p in declared or {} if p.startswith("/")} - taken - {"/"})
+    return [anonymous_volume(p, volumes_dir) for p in paths]
+
+
 def make_spec(image: Image, image_name: str, command: list[str] | None = None, *,
               entrypoint: str | list[str] | None = None, environment: list[str] = (),  # type: ignore[assignment]
               env_files: list[str] = (), workdir: str | None = None,  # type: ignore[assignment]
@@ -169,10 +190,14 @@ def make_spec(image: Image, image_name: str, command: list[str] | None = None, *
               memory: str | int | None = None, pids_limit: int | None = None, cpus: float | None = None,
               network: str | None = None, tty: bool = False, interactive: bool = False, init: bool = False,
               ports: list[str] | dict[str, Any] | None = None, publish_all: bool = False,
-              container_id: str = "") -> ContainerSpec:
+              container_id: str = "", with_image_volumes: bool = True) -> ContainerSpec:
+    """The container's spec from the image's settings and ``run``'s options. *with_image_volumes*: make the
+    image's VOLUME paths anonymous volumes (not for an exported bundle, which has no store to keep them)."""
     cfg = image.settings
     args = combine_command(cfg.get("Entrypoint"), cfg.get("Cmd"), command, entrypoint)
     mounts = [parse_volume(v, volumes_dir) for v in volumes]
+    if with_image_volumes:
+        mounts += image_volumes(cfg.get("Volumes"), mounts, volumes_dir)
     if init:
         find_tini()  # missing: say so now, not when the container starts
     bindings = parse_ports(ports)

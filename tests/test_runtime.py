@@ -941,6 +941,16 @@ def test_logs_timestamps_since_and_until(home: Store, cli: Run) -> None:
     assert cli("rm", "stamped")[0] == 0
 
 
+def test_anonymous_volumes_on_the_command_line(home: Store, cli: Run) -> None:
+    assert cli("run", "--rm", "-v", "/data", "busybox", "sh", "-c", "echo x > /data/f") == (0, "", "")
+    assert cli("volume", "ls", "-q") == (0, "", "")  # --rm took its anonymous volume along
+    assert cli("create", "--name", "keeper", "-v", "/data", "busybox", "true")[0] == 0
+    code, out, _ = cli("volume", "ls", "-q")
+    assert code == 0 and re.fullmatch(r"[0-9a-f]{64}\n", out)
+    assert cli("rm", "-v", "keeper") == (0, "keeper\n", "")
+    assert cli("volume", "ls", "-q") == (0, "", "")
+
+
 def test_stop_honours_a_term_trap(cli: Run, home: Store) -> None:
     assert cli("run", "-d", "--name", "polite", "busybox", "sh", "-c",
                "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 0.1; done")[0] == 0

@@ -87,3 +87,68 @@ def test_etc_files_go_on_top_of_a_volume_on_etc(busybox_store: Store, backend: s
     out = Client(busybox_store.home).containers.run("busybox", ["cat", "/etc/hostname"], hostname="on-top",
                                                    volumes=["etc:/etc"], remove=True, runtime=backend)
     assert out == b"on-top\n"
+
+
+# ------------------------------------------------------------------------------------- anonymous volumes
+
+
+def anonymous(store: Store) -> list[str]:
+    return [name for name in c.volume_list(store) if len(name) == 64]
+
+
+def test_an_anonymous_volume_keeps_writes_out_of_the_layer_and_goes_with_rm_v(busybox_store: Store) -> None:
+    client = Client(busybox_store.home)
+    first = client.containers.run("busybox", ["sh", "-c", "echo kept > /data/f"], volumes=["/data"], detach=True)
+    assert first.wait(timeout=30)["StatusCode"] == 0
+    (name,) = anonymous(busybox_store)
+    mounts = first.attrs["Mounts"]
+    assert [(m["Type"], m["Name"], m["Destination"]) for m in mounts] == [("volume", name, "/data")]
+    assert (busybox_store.home / "volumes" / name / "_data" / "f").read_text() == "kept\n"
+    assert not [d for d in c.diff(first._c) if d[1].startswith("/data/")]  # the volume's, not the layer's
+    # Another container may mount it by its name; while one does, rm -v leaves it.
+    second = client.containers.create("busybox", ["cat", "/more/f"], volumes=[f"{name}:/more"])
+    first.remove(v=True)
+    assert anonymous(busybox_store) == [name]
+    second.start()
+    assert second.wait(timeout=30)["StatusCode"] == 0 and second.logs() == b"kept\n"
+    second.remove(v=True)  # (not its own anonymous volume: mounted by name, it is a named one to it)
+    assert anonymous(busybox_store) == [name]
+    c.volume_remove(busybox_store, name)
+    third = client.containers.create("busybox", ["true"], volumes=["/scratch"])
+    third.remove()  # rm without -v: kept, as Docker's
+    assert len(anonymous(busybox_store)) == 1
+    c.volume_prune(busybox_store)
+
+
+def test_rm_and_a_failed_start_take_the_anonymous_volume_along(busybox_store: Store) -> None:
+    client = Client(busybox_store.home)
+    assert client.containers.run("busybox", ["sh", "-c", "echo x > /tmpdata/y; cat /tmpdata/y"],
+                                 volumes=["/tmpdata"], remove=True) == b"x\n"
+    assert anonymous(busybox_store) == []
+    with pytest.raises(PyContainersError):
+        client.containers.run("busybox", ["no-such-command"], volumes=["/tmpdata"], remove=True)
+    assert anonymous(busybox_store) == [] and c.list_containers(busybox_store, all=True) == []
+    with pytest.raises(InvalidArgument, match="absolute path below /"):
+        client.containers.create("busybox", ["true"], volumes=["/a/../.."])
+
+
+def test_the_images_volume_paths_become_anonymous_volumes_filled_from_the_image(busybox_store: Store,
+                                                                                 tmp_path) -> None:
+    from pycontainers.build import build
+
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN mkdir /db && echo seed > /db/seed\nVOLUME /db /cache\n")
+    build(busybox_store, tmp_path, tags=["withvol"], on_event=lambda e: None)
+    client = Client(busybox_store.home)
+    db = client.containers.run("withvol", ["sh", "-c", "cat /db/seed; echo new > /db/new"], detach=True)
+    assert db.wait(timeout=30)["StatusCode"] == 0 and db.logs() == b"seed\n"  # filled from the image first
+    assert sorted(m["Destination"] for m in db.attrs["Mounts"]) == ["/cache", "/db"]
+    assert len(anonymous(busybox_store)) == 2
+    snapshot = db.commit("withvol-snapshot")
+    shown = client.containers.run(snapshot.id, ["ls", "/db"], remove=True)
+    assert shown == b"seed\n"  # what went to the volume is not in the commit, as Docker's
+    assert len(anonymous(busybox_store)) == 2  # (that run's own two went with it: --rm)
+    db.remove(v=True)
+    assert anonymous(busybox_store) == []
+    # A -v over a declared path replaces its anonymous volume.
+    named = client.containers.run("withvol", ["ls", "/db"], volumes=["dbdata:/db"], remove=True)
+    assert named == b"seed\n" and anonymous(busybox_store) == [] and c.volume_list(busybox_store) == ["dbdata"]
