@@ -399,18 +399,34 @@ def _outdated(image: Image) -> bool:
     return LABEL_MADE_BY in labels and labels.get(LABEL_RECIPE) != str(RECIPE_VERSION)
 
 
+def _remove_if_unused(store: Store, image: Image) -> None:
+    """Delete an outdated base that a remade one has just replaced, unless something still uses it: a tag of its
+    own (the remade base took the base's names), or a container made from it. Otherwise `images` would go on
+    listing it as <none>. Blobs that other images share stay; only those nothing else reaches are freed."""
+    from .container import list_containers
+
+    if any(e.ref is not None for e in store.entries() if e.manifest.digest == image.manifest_digest):
+        return
+    if any(c.spec.image_id == image.id for c in list_containers(store)):
+        return
+    store.remove_entries(manifests={image.manifest_digest})
+    store.gc()
+
+
 def ensure_bases(store: Store, names: tuple[str, ...] = BASES,
                  log: Callable[[str], None] = print) -> dict[str, str]:
     """Make sure *store* has each base; return ``{name: outcome}`` (one sentence each)."""
     cache = cache_store()
     outcome: dict[str, str] = {}
     for name in names:
+        replaced = None
         try:
             present = get_image(store, name)
             if not _outdated(present):
                 outcome[name] = f"{present.short_id} (already in the store)"
                 continue
             log(f"{name}: made by an older recipe, remaking it")
+            replaced = present
         except PyContainersError:
             pass
         try:
@@ -426,6 +442,8 @@ def ensure_bases(store: Store, names: tuple[str, ...] = BASES,
                 cached = get_image(cache, name)
             image = copy_image(cache, cached, store)
             outcome[name] = f"{image.short_id} (imported)"
+            if replaced is not None and replaced.manifest_digest != image.manifest_digest:
+                _remove_if_unused(store, replaced)
         except BaseUnavailable as exc:
             outcome[name] = f"not available: {exc}"
     return outcome

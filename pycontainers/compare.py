@@ -194,7 +194,7 @@ def run_container(store: Store, image: str, command: Sequence[str], *, origin: f
         code, out, err = runtime.capture(lambda stdio: _TimedEvents(runtime.start(c, stdio), seen))  # type: ignore[arg-type, return-value]
     except BaseException:
         with contextlib.suppress(PyContainersError, OSError):
-            core_container.remove(c, force=True)
+            core_container.remove(c, force=True, volumes=True)
         raise
     end = time.monotonic() - origin
     if len(marks) < 3:  # no "started": the engine could not start the command
@@ -698,7 +698,7 @@ def sleeping_containers(store: Store, image: str, count: int,
     finally:
         for c in started:
             with contextlib.suppress(PyContainersError, OSError):
-                core_container.remove(c, force=True)
+                core_container.remove(c, force=True, volumes=True)
 
 
 def container_footprint(c: core_container.Container) -> Footprint:

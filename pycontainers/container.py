@@ -31,6 +31,8 @@ container: it creates the cgroup (rootless: enters a new user namespace instead)
 PID 1, logs its output, waits for it, records how it ended, and cleans up. It runs in its own session, so
 the container outlives the CLI, the notebook kernel and every other helper; ``ps`` checks that the recorded
 PID is still the same process (its start time) so a container whose monitor was killed is shown truthfully.
+Such a container runs on, but its output has nowhere to go: the monitor read it from pipes, so its next write
+fails (EPIPE, or SIGPIPE, which ends a command that does not ignore it), as under conmon or containerd's shim.
 """
 
 from __future__ import annotations
@@ -204,7 +206,11 @@ def log_entries(container: Container, *, follow: bool = False, tail: int | None 
     """``docker logs``: the entries of the container's log (``logs.py``), oldest first; with *follow*
     (``-f``), then those that come until it is no longer running (or is removed). *tail*, *since*, *until*:
     see ``logs.read_entries``. The CLI and the API both read logs here."""
-    return logs.read_entries(container.log_path(), tail=tail, since=since, until=until,
+    path = container.log_path()
+    legacy = container.dir / "container.log"  # (the raw output, as logged before logs.py)
+    if not path.exists() and legacy.exists() and since is None and until is None:
+        return iter([logs.Entry("stdout", "", legacy.read_bytes())])
+    return logs.read_entries(path, tail=tail, since=since, until=until,
                              running=(lambda: _still_running(container)) if follow else None)
 
 
@@ -602,6 +608,9 @@ def create(store: Store, spec: ContainerSpec, container_id: str, name: str | Non
             network.leave(store, spec.network, container_id)
         release_name(store, name, container_id)
         shutil.rmtree(containers_dir(store) / container_id, ignore_errors=True)
+        for m in spec.mounts:  # its anonymous volumes are new, and nobody else's
+            if m.anonymous and m.volume:
+                shutil.rmtree(volumes_dir(store) / m.volume, ignore_errors=True)
         raise
 
 
@@ -880,7 +889,7 @@ def remove(container: Container, force: bool = False, volumes: bool = False) -> 
         runc(container, "delete", "--force", container.id)  # `runc run` normally does this when it ends
         remove_runc_cgroups(container)
     delete_directory(container)
-    if volumes:
+    if volumes or container.state.get("auto_remove"):  # (a --rm container whose monitor could not do it)
         remove_anonymous_volumes(container)
 
 

@@ -316,7 +316,7 @@ def check_stored_bytes(client: Client, image_names: Iterable[str], answer: objec
                             f"({sharing.stored:,} bytes).", "Run `pycontainers system check`: the store is damaged.")
     if _same_size(answer, value, on_disk):
         return Check(True, f"Right: {len(sharing.layers)} distinct layers, {on_disk:,} bytes on disk, while the "
-                           f"images' SIZE column adds up to {sharing.unshared:,} bytes.")
+                           f"images' sizes add up to {sharing.unshared:,} bytes.")
     if _same_size(answer, value, sharing.unshared):
         return Check(False, f"{value:,} bytes is the sum of the images' sizes.",
                      "That counts a shared base layer once per image; the store keeps each layer (blob) once.")

@@ -23,6 +23,7 @@ import os
 import re
 import time
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as escape  # (C: a JSON string, quotes and all)
 from pathlib import Path
 
 TYPE_CHECKING = False  # (typing's, without importing typing: this module is on every start's path)
@@ -41,26 +42,54 @@ def timestamp(ns: int | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
 
 
+MAX_ENTRY = 16 * 1024  # a longer line is logged in pieces of this size, as Docker's
+
+
 class LogWriter:
-    """Appends entries to a log file (``O_APPEND``: a second run of the container adds to the first's)."""
+    """Appends entries to a log file (``O_APPEND``: a second run of the container adds to the first's).
+
+    An entry is a line: what comes of a line is held until its newline, as Docker's copier holds it, unless
+    it reaches ``MAX_ENTRY`` bytes or the stream ends (``close``). A log that cannot be written (a full disk)
+    is given up, and the container goes on: its output still reaches an attached caller.
+    """
 
     def __init__(self, path: Path) -> None:
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self.pending: dict[str, bytes] = {}  # per stream: the start of a line whose newline has not come
 
     def write(self, stream: str, data: bytes) -> None:
-        """One entry per line of *data* (the last one may be unfinished), all in one ``write``."""
-        if not data:
+        """Log the lines *data* completes, in one ``write``; keep the rest for later."""
+        *lines, rest = (self.pending.pop(stream, b"") + data).split(b"\n")
+        pieces = [line + b"\n" for line in lines]
+        if len(rest) >= MAX_ENTRY:
+            cut = len(rest) - len(rest) % MAX_ENTRY
+            pieces.append(rest[:cut])  # (split in MAX_ENTRY pieces by _append)
+            rest = rest[cut:]
+        if rest:
+            self.pending[stream] = rest
+        self._append(stream, pieces)
+
+    def _append(self, stream: str, pieces: list[bytes]) -> None:
+        if not pieces or self.fd < 0:
             return
-        when = timestamp()
+        # {"log":...,"stream":...,"time":...} with the text escaped by json's C encoder: the monitor of a
+        # chatty container formats every line it outputs, so this is the fast way round json.dumps.
+        tail = f',"stream":"{stream}","time":"{timestamp()}"}}\n'.encode()
         records = b"".join(
-            json.dumps({"log": line.decode("utf-8", "surrogateescape"), "stream": stream, "time": when},
-                       separators=(",", ":")).encode() + b"\n"
-            for line in data.splitlines(keepends=True))
+            b'{"log":' + escape(piece[i:i + MAX_ENTRY].decode("utf-8", "surrogateescape")).encode() + tail
+            for piece in pieces for i in range(0, max(len(piece), 1), MAX_ENTRY))
         view = memoryview(records)
-        while view:
-            view = view[os.write(self.fd, view):]
+        try:
+            while view:
+                view = view[os.write(self.fd, view):]
+        except OSError:  # ENOSPC, EIO: no more log (what was written stays), never the monitor's end
+            self.close()
 
     def close(self) -> None:
+        """Log the unfinished lines (the stream has ended), then close."""
+        pending, self.pending = self.pending, {}
+        for stream, rest in pending.items():
+            self._append(stream, [rest])
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -97,12 +126,15 @@ def read_entries(path: Path, *, tail: int | None = None, since: str | None = Non
                 *complete, pending = (pending + chunk).split(b"\n")
                 for record in complete:
                     entry = _entry(record)
-                    if entry and (since is None or entry.time >= since) and (until is None or entry.time <= until):
-                        yield entry
+                    if entry is None or (since is not None and entry.time < since):
+                        continue
+                    if until is not None and entry.time > until:
+                        return  # (entries come in time order: none after this one is wanted either)
+                    yield entry
                 continue
             if running is None:
                 return
-            if not running():
+            if not running() or (until is not None and timestamp() > until):
                 running = None  # read what was written while we looked, then stop
                 continue
             time.sleep(poll)
@@ -135,16 +167,18 @@ def _tail_start(f, lines: int) -> int:  # noqa: ANN001 (a binary file)
     return 0
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")  # Go's time.ParseDuration, as Docker's
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_FRACTION = re.compile(r"(.*T\d\d:\d\d:\d\d)\.(\d+)(.*)", re.IGNORECASE)  # nanoseconds, which datetime cannot hold
 
 
 def parse_time(value: str | int | float | datetime, now_ns: int | None = None) -> str:
     """A time as ``--since``/``--until`` take it, as a ``timestamp`` string.
 
     Docker's forms: a Unix time (``1764164717``, ``1764164717.5``), an RFC 3339 time
-    (``2026-11-26T13:45:17Z``, ``2026-11-26T14:45:17+01:00``, ``2026-11-26``), or a duration back from now
-    (``10m``, ``1h30m``, ``2.5s``); the API's also a ``datetime``. A bad one raises ValueError naming it.
+    (``2026-11-26T13:45:17.123456789Z``, ``2026-11-26T14:45:17+01:00``, ``2026-11-26``; no zone: local time),
+    or a duration back from now (``10m``, ``1h30m``, ``.5s``; ``-2s`` is two seconds ahead); the API's also a
+    ``datetime``. A bad one raises ValueError naming it.
     """
     from datetime import datetime  # (only here: a start never needs it)
 
@@ -158,9 +192,13 @@ def parse_time(value: str | int | float | datetime, now_ns: int | None = None) -
     if re.fullmatch(r"\d+(\.\d+)?", text):
         seconds, _, fraction = text.partition(".")
         return timestamp(int(seconds) * 1_000_000_000 + int((fraction + "000000000")[:9]))
-    if text and _DURATION.sub("", text) == "":
-        seconds = sum(float(n) * _UNITS[unit] for n, unit in _DURATION.findall(text))
-        return timestamp(now_ns - int(seconds * 1_000_000_000))
+    unsigned = text[1:] if text[:1] in "+-" else text
+    if unsigned and _DURATION.sub("", unsigned) == "":
+        seconds = sum(float(n) * _UNITS[unit] for n, unit in _DURATION.findall(unsigned))
+        return timestamp(now_ns - int(seconds * 1_000_000_000) * (-1 if text.startswith("-") else 1))
+    nanos = 0
+    if match := _FRACTION.fullmatch(text):
+        text, nanos = match[1] + match[3], int((match[2] + "000000000")[:9])
     try:
         moment = datetime.fromisoformat(text.replace("z", "Z"))
     except ValueError:
@@ -168,4 +206,4 @@ def parse_time(value: str | int | float | datetime, now_ns: int | None = None) -
                          "(2026-11-26T13:45:17Z) or a duration back from now (10m, 1h30m)") from None
     if moment.tzinfo is None:
         moment = moment.astimezone()  # no zone given: the local one, as Docker's client reads it
-    return timestamp(int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000)
+    return timestamp(int(moment.timestamp()) * 1_000_000_000 + nanos)

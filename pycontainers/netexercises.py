@@ -221,13 +221,14 @@ def check_published_page(client: Client, container_name: str, expected: str, wai
                                "is reached anyway" if where else "there is no bridge to reach a server through")
                             + ", so the mistake of this exercise cannot happen. It can where containers run as root.")
     if container is None:
-        return not_answered(f"run a container named {container_name!r} whose page can be fetched through a port it "
-                            "publishes; this check looks for it.")
+        return not_answered(f"run a container named {container_name!r} in the background (-d) whose page can be "
+                            "fetched through a port it publishes; this check looks for it.")
     attrs = container.attrs
     if not attrs["State"]["Running"]:
         return Check(False, f"{container_name} is not running (it is {attrs['State']['Status']}).",
                      f"Its output says why: `!pycontainers logs {container_name}`. Then remove it "
-                     f"(`!pycontainers rm -f {container_name}`) and run it again.")
+                     f"(`!pycontainers rm -f {container_name}`) and run it again, in the background (-d): a server "
+                     "never exits by itself.")
     published = _published(container)
     pages = _pages(published, wait) if published else {}
     if any(expected in page for page in pages.values()):

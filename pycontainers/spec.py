@@ -155,30 +155,36 @@ def parse_volume(text: str, volumes_dir: str) -> Mount:
         raise InvalidArgument(f"invalid volume specification: {text!r}: mode must be ro or rw")
     if not dest.startswith("/") or ".." in dest.split("/"):
         raise InvalidArgument(f"invalid volume specification: {text!r}: the container path must be absolute")
-    if os.path.normpath(dest) == "/":  # over the whole image: nothing of it would be left to run
+    if container_path(dest) == "/":  # over the whole image: nothing of it would be left to run
         raise InvalidArgument(f"invalid volume specification: {text!r}: destination can't be '/'")
     if source.startswith("/") or source.startswith("."):
         path = os.path.abspath(source)
-        return Mount(path, os.path.normpath(dest), mode == "ro")  # created at create time, as docker run -v
+        return Mount(path, container_path(dest), mode == "ro")  # created at create time, as docker run -v
     if not _VOLUME_NAME.match(source):
         raise InvalidArgument(f"invalid volume name {source!r}: use letters, digits, '_', '.', '-'")
-    return Mount(os.path.join(volumes_dir, source, "_data"), os.path.normpath(dest), mode == "ro", source)
+    return Mount(os.path.join(volumes_dir, source, "_data"), container_path(dest), mode == "ro", source)
+
+
+def container_path(path: str) -> str:
+    """An absolute path inside the container, normalised as Docker's (Go's filepath.Clean): unlike
+    os.path.normpath, a leading ``//`` becomes ``/``."""
+    return "/" + os.path.normpath(path).lstrip("/")
 
 
 def anonymous_volume(destination: str, volumes_dir: str) -> Mount:
     """A volume of this container's own at *destination*, named by 64 random hex digits, as Docker's: it
     goes with the container when the container is removed with ``rm -v`` or was started with ``--rm``."""
-    if ".." in destination.split("/") or os.path.normpath(destination) == "/":
+    if ".." in destination.split("/") or container_path(destination) == "/":
         raise InvalidArgument(f"invalid volume specification: {destination!r}: use an absolute path below /")
     name = os.urandom(32).hex()
-    return Mount(os.path.join(volumes_dir, name, "_data"), os.path.normpath(destination), False, name, True)
+    return Mount(os.path.join(volumes_dir, name, "_data"), container_path(destination), False, name, True)
 
 
 def image_volumes(declared: dict[str, Any] | None, mounts: list[Mount], volumes_dir: str) -> list[Mount]:
     """The image's ``VOLUME`` paths that no ``-v`` covers, each an anonymous volume (as ``docker run`` does:
     what the container writes there goes to the volume, not to its writable layer or a ``commit``)."""
     taken = {m.destination for m in mounts}
-    paths = sorted({os.path.normpath(p) for p in declared or {} if p.startswith("/")} - taken - {"/"})
+    paths = sorted({container_path(p) for p in declared or {} if p.startswith("/")} - taken - {"/"})
     return [anonymous_volume(p, volumes_dir) for p in paths]
 
 
@@ -196,6 +202,11 @@ def make_spec(image: Image, image_name: str, command: list[str] | None = None, *
     cfg = image.settings
     args = combine_command(cfg.get("Entrypoint"), cfg.get("Cmd"), command, entrypoint)
     mounts = [parse_volume(v, volumes_dir) for v in volumes]
+    seen: set[str] = set()
+    for m in mounts:
+        if m.destination in seen:
+            raise InvalidArgument(f"Duplicate mount point: {m.destination}")
+        seen.add(m.destination)
     if with_image_volumes:
         mounts += image_volumes(cfg.get("Volumes"), mounts, volumes_dir)
     if init:

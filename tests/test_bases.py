@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 
 from pycontainers import bases
+from pycontainers.api import Client
+from pycontainers.bases import copy_image
+from pycontainers.image import Image, commit_image, get_image, list_images
 from pycontainers.store import Store
 
 
@@ -164,3 +167,40 @@ def test_the_runs_are_told_the_mirror_the_key_and_to_leave_the_key_out_of_the_im
                 in args)
         assert "--mode=fakechroot" in args and "--variant=minbase" in args
     assert "--include=python3,python3-pip" in (tmp_path / "python.args").read_text().splitlines()
+
+
+# ------------------------------------------------------------------------- an outdated base, remade
+
+
+def outdated_busybox(store: Store, tags: list[str]) -> Image:
+    """The set-up's busybox as an older recipe made it: the same layer, another recipe label, hence another ID."""
+    current = get_image(bases.cache_store(), "busybox")
+    copy_image(bases.cache_store(), current, store)
+    config = current.config
+    config["config"]["Labels"] = {**config["config"]["Labels"], bases.LABEL_RECIPE: "1"}
+    old = commit_image(store, config, current.layers, tags)
+    assert old.id != current.id and bases._outdated(old)
+    return old
+
+
+def test_ensure_bases_removes_the_outdated_base_it_replaced(store: Store) -> None:
+    old = outdated_busybox(store, ["busybox:latest", "busybox:1.35.0"])
+    bases.ensure_bases(store, ("busybox",), log=lambda message: None)
+    assert [image.id for image in list_images(store)] == [get_image(bases.cache_store(), "busybox").id]
+    assert not store.has_blob(old.id)  # its config went with it; the layer, shared, stayed
+    assert all(store.has_blob(layer.digest) for layer in old.layers)
+
+
+def test_ensure_bases_keeps_an_outdated_base_that_is_still_used(store: Store) -> None:
+    tagged = outdated_busybox(store, ["busybox:latest", "mine:kept"])  # a name of the user's own
+    bases.ensure_bases(store, ("busybox",), log=lambda message: None)
+    assert get_image(store, "mine:kept").id == tagged.id
+    assert get_image(store, "busybox").id == get_image(bases.cache_store(), "busybox").id
+    store.remove_entries(refs={"docker.io/library/mine:kept"})
+    used = outdated_busybox(store, ["busybox:latest"])
+    container = Client(store.home).containers.create("busybox:latest", ["true"], name="from-the-old-base")
+    try:
+        bases.ensure_bases(store, ("busybox",), log=lambda message: None)
+        assert used.id in {image.id for image in list_images(store)}  # untagged, but a container was made from it
+    finally:
+        container.remove(force=True)

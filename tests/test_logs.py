@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pycontainers.logs import Entry, LogWriter, parse_time, read_entries, timestamp
+from pycontainers.logs import MAX_ENTRY, Entry, LogWriter, parse_time, read_entries, timestamp
 
 
 def write(path: Path, *chunks: tuple[str, bytes]) -> None:
@@ -101,3 +101,42 @@ def test_timestamps_sort_as_text() -> None:
     moments = [0, 5, 999_999_999, 10**9, 1_764_164_717 * 10**9 + 1]
     assert sorted(timestamp(m) for m in moments) == [timestamp(m) for m in moments]
     assert Entry("stdout", timestamp(0), b"") == Entry("stdout", "1970-01-01T00:00:00.000000000Z", b"")
+
+
+def test_an_entry_is_a_line_however_the_reads_cut_it(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    writer = LogWriter(log)
+    writer.write("stdout", b"a")  # held: its newline has not come
+    writer.write("stderr", b"err\n")
+    writer.write("stdout", b"b\nx\ry\n")  # only \n ends a line, as in Docker's log
+    writer.write("stdout", b"z" * (MAX_ENTRY + 10))  # a long line: logged in pieces of MAX_ENTRY
+    writer.write("stdout", b"\nend without newline")
+    writer.close()  # the stream ended: the unfinished line is logged
+    got = [(e.stream, e.data) for e in read_entries(log)]
+    assert got == [("stderr", b"err\n"), ("stdout", b"ab\n"), ("stdout", b"x\ry\n"), ("stdout", b"z" * MAX_ENTRY),
+                   ("stdout", b"z" * 10 + b"\n"), ("stdout", b"end without newline")]
+
+
+def test_a_log_that_cannot_be_written_is_given_up_quietly() -> None:
+    writer = LogWriter(Path("/dev/full"))  # every write: ENOSPC, as on a full disk
+    writer.write("stdout", b"lost\n")  # no exception: the monitor must go on watching the container
+    assert writer.fd == -1
+    writer.write("stdout", b"also lost\n")
+    writer.close()
+
+
+def test_follow_stops_at_until_though_the_container_runs_on(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    write(log, ("stdout", b"before\n"))
+    started = time.monotonic()
+    got = list(read_entries(log, until=timestamp(time.time_ns() + 200_000_000), running=lambda: True, poll=0.01))
+    assert [e.data for e in got] == [b"before\n"] and time.monotonic() - started < 5
+
+
+def test_parse_time_keeps_nanoseconds_and_takes_go_durations() -> None:
+    now = 1_764_164_717 * 10**9
+    assert parse_time("2025-11-26T13:45:17.123456789Z", now) == "2025-11-26T13:45:17.123456789Z"
+    assert parse_time("2025-11-26T14:45:17.5+01:00", now) == "2025-11-26T13:45:17.500000000Z"
+    assert parse_time(".5s", now) == "2025-11-26T13:45:16.500000000Z"
+    assert parse_time("-2s", now) == "2025-11-26T13:45:19.000000000Z"  # ahead of now
+    assert parse_time("+1m", now) == "2025-11-26T13:44:17.000000000Z"

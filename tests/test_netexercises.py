@@ -205,7 +205,9 @@ def test_found_by_name_without_root_cannot_be_checked(client: Client, monkeypatc
 
 @root_only
 def test_published_page_right_and_wrong(client: Client) -> None:
-    assert_unanswered(check_published_page(client, "ex-fixed", "Hello world!"))
+    unanswered = check_published_page(client, "ex-fixed", "Hello world!")
+    assert_unanswered(unanswered)
+    assert "in the background (-d)" in unanswered.message  # a server in the foreground would block the notebook
     server(client, "ex-fixed")
     check = check_published_page(client, "ex-fixed", "Hello world!")
     assert_right(check)
@@ -235,7 +237,8 @@ def test_published_page_of_a_container_without_a_server(client: Client) -> None:
     assert_wrong(check_published_page(client, "ex-fixed", "Hello world!", wait=0.5), "nothing listens", "logs")
     client.containers.get("ex-fixed").remove(force=True)
     client.containers.run("busybox", ["true"], name="ex-fixed", ports={"5000/tcp": None})
-    assert_wrong(check_published_page(client, "ex-fixed", "Hello world!"), "is not running", "rm -f ex-fixed")
+    assert_wrong(check_published_page(client, "ex-fixed", "Hello world!"), "is not running", "rm -f ex-fixed",
+                 "in the background (-d)")
 
 
 @needs_proot

@@ -951,6 +951,16 @@ def test_anonymous_volumes_on_the_command_line(home: Store, cli: Run) -> None:
     assert cli("volume", "ls", "-q") == (0, "", "")
 
 
+def test_a_log_that_cannot_be_written_costs_the_log_not_the_container(home: Store, cli: Run) -> None:
+    assert cli("create", "--name", "full", "busybox", "sh", "-c", "for i in 1 2 3; do echo line $i; done")[0] == 0
+    log = get_container(home, "full").log_path()
+    log.symlink_to("/dev/full")  # every write: ENOSPC, as on a full disk
+    assert cli("start", "full") == (0, "full\n", "")
+    assert cli("wait", "full") == (0, "0\n", "")  # its monitor saw it to its end
+    assert status(home, "full") == "exited"
+    assert cli("rm", "full")[0] == 0
+
+
 def test_stop_honours_a_term_trap(cli: Run, home: Store) -> None:
     assert cli("run", "-d", "--name", "polite", "busybox", "sh", "-c",
                "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 0.1; done")[0] == 0

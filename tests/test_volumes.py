@@ -152,3 +152,22 @@ def test_the_images_volume_paths_become_anonymous_volumes_filled_from_the_image(
     # A -v over a declared path replaces its anonymous volume.
     named = client.containers.run("withvol", ["ls", "/db"], volumes=["dbdata:/db"], remove=True)
     assert named == b"seed\n" and anonymous(busybox_store) == [] and c.volume_list(busybox_store) == ["dbdata"]
+
+
+def test_anonymous_volume_edge_cases(busybox_store: Store) -> None:
+    client = Client(busybox_store.home)
+    with pytest.raises(PyContainersError):  # -v /proc/nope/x cannot be made: nothing of the container stays
+        client.containers.create("busybox", ["true"], volumes=["/data", "/proc/nope/x:/x"])
+    assert anonymous(busybox_store) == [] and c.list_containers(busybox_store, all=True) == []
+    with pytest.raises(InvalidArgument, match="Duplicate mount point: /data"):
+        client.containers.create("busybox", ["true"], volumes=["/data", "//data/"])
+    with pytest.raises(InvalidArgument, match="below /"):
+        client.containers.create("busybox", ["true"], volumes=["//"])
+    odd = client.containers.create("busybox", ["true"], volumes=["//data//sub/"])
+    assert [m["Destination"] for m in odd.attrs["Mounts"]] == ["/data/sub"]  # as Go's filepath.Clean
+    odd.remove(v=True)
+    # A --rm container removed by someone else (its monitor was killed, say): its volumes go too.
+    orphan = client.containers.create("busybox", ["true"], volumes=["/data"], auto_remove=True)
+    assert len(anonymous(busybox_store)) == 1
+    orphan.remove()
+    assert anonymous(busybox_store) == []
