@@ -308,7 +308,7 @@ def check_stored_bytes(client: Client, image_names: Iterable[str], answer: objec
         images.append(image)
     value, why = _read_size(answer)
     if value is None:
-        return Check(False, why, "Write a number of bytes, e.g. 2_136_576.")
+        return Check(False, why, "Write a number of bytes, e.g. 12_345_678.")
     sharing = layer_sharing(images)
     on_disk = sum(client.store.blob_path(d.digest).stat().st_size for d in sharing.layers)
     if on_disk != sharing.stored:

@@ -22,7 +22,7 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass
+from collections import namedtuple
 from json.encoder import encode_basestring_ascii as escape  # (C: a JSON string, quotes and all)
 from pathlib import Path
 
@@ -95,13 +95,10 @@ class LogWriter:
             self.fd = -1
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One entry of the log: a line (or the part of one that had come), its stream and time."""
-
-    stream: str
-    time: str
-    data: bytes
+# One entry of the log: a line (or the part of one that had come), its stream and its time. A plain tuple with
+# names: a log can hold millions of entries, each made in a blink (and typing's NamedTuple would cost a start
+# the import of typing).
+Entry = namedtuple("Entry", ["stream", "time", "data"])
 
 
 def read_entries(path: Path, *, tail: int | None = None, since: str | None = None, until: str | None = None,
@@ -124,9 +121,8 @@ def read_entries(path: Path, *, tail: int | None = None, since: str | None = Non
             chunk = f.read(1 << 16)
             if chunk:
                 *complete, pending = (pending + chunk).split(b"\n")
-                for record in complete:
-                    entry = _entry(record)
-                    if entry is None or (since is not None and entry.time < since):
+                for entry in _entries(complete):
+                    if since is not None and entry.time < since:
                         continue
                     if until is not None and entry.time > until:
                         return  # (entries come in time order: none after this one is wanted either)
@@ -138,6 +134,16 @@ def read_entries(path: Path, *, tail: int | None = None, since: str | None = Non
                 running = None  # read what was written while we looked, then stop
                 continue
             time.sleep(poll)
+
+
+def _entries(records: list[bytes]) -> list[Entry]:
+    """The entries of complete log lines. All at once, as one JSON array, which json's C parser reads many
+    times faster than line by line; line by line only if one of them is not an entry (it is skipped)."""
+    try:
+        fields = json.loads(b"[" + b",".join(records) + b"]")
+        return [Entry(f["stream"], f["time"], f["log"].encode("utf-8", "surrogateescape")) for f in fields]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return [e for e in map(_entry, records) if e is not None]
 
 
 def _entry(record: bytes) -> Entry | None:

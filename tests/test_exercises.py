@@ -242,6 +242,15 @@ def apps(busybox_store: Store) -> tuple[int, int]:
     return stored_and_summed(busybox_store)
 
 
+def test_stored_bytes_example_is_not_the_answer(client: Client, apps: tuple[int, int]) -> None:
+    """Notebook 03's answer is busybox plus three 2,560-byte layers (2_136_576 with the set-up's busybox): the
+    example a hint gives must be nowhere near it."""
+    stored, _summed = apps
+    check = check_stored_bytes(client, NAMES, "lots")
+    assert_wrong(check, "12_345_678")
+    assert f"{stored:_}" not in check.hint and "2_136_576" not in check.hint
+
+
 @pytest.mark.parametrize("placeholder", [..., None])
 def test_stored_bytes_placeholder(client: Client, placeholder: object) -> None:
     assert_unanswered(check_stored_bytes(client, NAMES, placeholder))  # the apps need not exist yet
