@@ -595,7 +595,8 @@ def network_settings(c: core_container.Container) -> dict[str, Any]:
     if info:
         networks[info["name"]] = {"NetworkID": info["id"], "IPAddress": info["address"],
                                   "IPPrefixLen": info["prefixlen"], "Gateway": info["gateway"],
-                                  "Aliases": [c.name, c.short_id] if info["name"] != "bridge" else None}
+                                  "Aliases": [c.name, *c.spec.aliases, c.short_id] if info["name"] != "bridge"
+                                  else None}
     elif c.spec.network in ("none", "host"):
         networks[c.spec.network] = {"NetworkID": "", "IPAddress": "", "IPPrefixLen": 0, "Gateway": ""}
     on_default = bool(info) and info["name"] == core_network.DEFAULT

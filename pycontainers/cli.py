@@ -244,7 +244,7 @@ def _run_options(a: argparse.Namespace) -> dict[str, Any]:
         "workdir": a.workdir, "user": a.user, "volumes": a.volume or [], "hostname": a.hostname,
         "read_only": a.read_only, "init": a.init, "memory": a.memory, "pids_limit": a.pids_limit, "cpus": a.cpus,
         "network": a.network, "tty": a.tty, "interactive": a.interactive, "runtime": a.runtime,
-        "ports": a.publish or [], "publish_all": a.publish_all,
+        "ports": a.publish or [], "publish_all": a.publish_all, "network_aliases": a.network_alias or [],
     }
 
 
@@ -738,6 +738,71 @@ def cmd_network(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compose(a: argparse.Namespace) -> int:
+    """``compose``: a multi-container application from its compose file (pycontainers/compose.py)."""
+    from . import compose
+
+    store = _store()
+    project = compose.load(a.file, a.project_name)
+    if a.subcommand == "config":
+        print(json.dumps({"name": project.name, "services": {
+            name: {"image": s.image, "container_name": s.container_name, "command": s.command,
+                   "depends_on": s.depends_on, "network": s.network, **s.options}
+            for name, s in project.services.items()}, "networks": project.networks, "volumes": project.volumes},
+            indent=2))
+    elif a.subcommand == "build":
+        compose.build(store, project, a.services)
+    elif a.subcommand == "up":
+        started = compose.up(store, project, a.services, build=a.build, remove_orphans=a.remove_orphans)
+        if not a.detach:
+            return _compose_attached(started)
+    elif a.subcommand == "down":
+        compose.down(store, project, volumes=a.volumes, remove_orphans=a.remove_orphans)
+    elif a.subcommand == "ps":
+        from .tables import Table, containers_table
+
+        chosen = set(a.services or project.services)
+        mine = [c for c in compose.project_containers(store, project.name)
+                if (c.state.get("labels") or {}).get(compose.SERVICE_LABEL) in chosen
+                and (a.all or c.status == "running")]
+        rows = [{**row, "Service": (c.state.get("labels") or {}).get(compose.SERVICE_LABEL, "")}
+                for c, row in zip(mine, containers_table(mine).rows, strict=True)]
+        _print_table(Table(["Names", "Image", "Service", "Status", "Ports"], rows,
+                           headers={"Names": "NAME", "Image": "IMAGE", "Service": "SERVICE", "Status": "STATUS",
+                                    "Ports": "PORTS"}), None, "Names", a.quiet)
+    elif a.subcommand == "logs":
+        _print_compose_logs(compose.log_lines(store, project, a.services, follow=a.follow, timestamps=a.timestamps))
+    return 0
+
+
+def _print_compose_logs(lines: Any) -> None:
+    for prefix, stream, data in lines:
+        out = sys.stderr.buffer if stream == "stderr" else sys.stdout.buffer
+        out.write(prefix.encode() + data + (b"" if data.endswith(b"\n") else b"\n"))
+        out.flush()
+
+
+def _compose_attached(started: list[Any]) -> int:
+    """``compose up`` without -d: every container's output, prefixed, until all have stopped; Ctrl-C
+    stops them (as Compose: "Gracefully stopping...")."""
+    from .compose import merged_logs
+    from .container import stop
+
+    print("Attaching to " + ", ".join(c.name for c in started))
+    try:
+        _print_compose_logs(merged_logs(started, follow=True))
+    except KeyboardInterrupt:
+        print("Gracefully stopping... (press Ctrl+C again to force)", file=sys.stderr)
+        for c in reversed(started):
+            stop(c.reload(), 10)
+            print(f" Container {c.name}  Stopped")
+        return 130
+    for c in started:
+        c.reload()
+        print(f"{c.name} exited with code {c.state.get('exit_code')}")
+    return 0
+
+
 def cmd_port(a: argparse.Namespace) -> int:
     """``port CONTAINER [PORT]``: where its published ports are reachable on this machine."""
     from .api import network_settings
@@ -1117,6 +1182,8 @@ def _container_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus", type=float)
     p.add_argument("--network", "--net", help="none (only loopback: the default without -p), host, bridge "
                                                "(the default with -p) or a network's name (network create)")
+    p.add_argument("--network-alias", action="append", metavar="NAME",
+                   help="another name the others on a user-defined network find this container by")
     p.add_argument("-p", "--publish", action="append", metavar="[IP:][HOST_PORT:]PORT",
                    help="publish a container's TCP port on this machine (e.g. 8080:80)")
     p.add_argument("-P", "--publish-all", action="store_true",
@@ -1311,6 +1378,34 @@ def _add_network(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_network, action="prune")
 
 
+def _add_compose(sub: argparse._SubParsersAction) -> None:
+    parent = sub.add_parser("compose", help="run a multi-container application from compose.yaml")
+    parent.add_argument("-f", "--file", help="the compose file (default: compose.yaml here, or docker-compose.yml)")
+    parent.add_argument("-p", "--project-name", help="the project's name (default: the file's directory's)")
+    group = parent.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=_Parser)
+    group.required = True
+    p = group.add_parser("up", help="create and start the services' containers")
+    p.add_argument("-d", "--detach", action="store_true", help="start them in the background and return")
+    p.add_argument("--build", action="store_true", help="build the images first, even if they exist")
+    p.add_argument("--remove-orphans", action="store_true", help="remove containers of services no longer in the file")
+    p.add_argument("services", nargs="*")
+    p = group.add_parser("down", help="stop and remove the containers and networks")
+    p.add_argument("-v", "--volumes", action="store_true", help="remove the named volumes and anonymous ones too")
+    p.add_argument("--remove-orphans", action="store_true")
+    p = group.add_parser("ps", help="list the project's containers")
+    p.add_argument("-a", "--all", action="store_true", help="stopped ones too")
+    p.add_argument("-q", "--quiet", action="store_true", help="only names")
+    p.add_argument("services", nargs="*")
+    p = group.add_parser("logs", help="the services' output, each line with its container's name")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-t", "--timestamps", action="store_true")
+    p.add_argument("services", nargs="*")
+    p = group.add_parser("build", help="build the images of services that have a build section")
+    p.add_argument("services", nargs="*")
+    group.add_parser("config", help="show the project as pycontainers understood the file")
+    parent.set_defaults(func=cmd_compose)
+
+
 def _add_port(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("port", help="list a container's published ports")
     p.add_argument("container")
@@ -1344,7 +1439,7 @@ _SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "ps": _add_ps, "logs": _add_logs, "build": _add_build, "exec": _add_exec, "bundle": _add_bundle,
     "top": _add_top, "diff": _add_diff, "commit": _add_commit, "start": _add_start, "stop": _add_stop,
     "kill": _add_kill, "rm": _add_rm, "wait": _add_wait, "container": _add_container, "vm": _add_vm,
-    "volume": _add_volume, "network": _add_network, "port": _add_port,
+    "volume": _add_volume, "network": _add_network, "port": _add_port, "compose": _add_compose,
     "registry": _add_registry, "builder": _add_builder, "version": _add_version,
     "info": _add_info,
 }

@@ -316,7 +316,7 @@ def rewrite_hosts_files(store: Store, net: Network) -> None:
         with contextlib.suppress(Exception):
             members.append((Container(store, cid, read_state(containers_dir(store) / cid)), address))
     for container, _ in members:
-        others = [(a, f"{c.name} {c.id[:12]}") for c, a in members if c.id != container.id]
+        others = [(a, " ".join([c.name, *c.spec.aliases, c.id[:12]])) for c, a in members if c.id != container.id]
         with contextlib.suppress(OSError):
             rewrite_hosts_file(container, others)
 

@@ -26,6 +26,7 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NETWORK_MODES = ("none", "host")  # no bridge: only loopback (none), or the host's own network (host)
 _VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 _NETWORK_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
+_HOSTNAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,251}[a-zA-Z0-9])?$")  # (RFC 1123, loosely: what /etc/hosts takes)
 
 
 class NoCommand(InvalidArgument):
@@ -63,6 +64,7 @@ class ContainerSpec:
     stop_signal: str = "SIGTERM"
     init: bool = False  # --init: Docker's tini is PID 1 and runs ``args`` (see process_args)
     ports: list[list[Any]] = field(default_factory=list)  # -p: [[host ip, host port (0: any), port], ...]
+    aliases: list[str] = field(default_factory=list)  # --network-alias: more names on a user-defined network
 
     @property
     def on_a_network(self) -> bool:
@@ -196,7 +198,8 @@ def make_spec(image: Image, image_name: str, command: list[str] | None = None, *
               memory: str | int | None = None, pids_limit: int | None = None, cpus: float | None = None,
               network: str | None = None, tty: bool = False, interactive: bool = False, init: bool = False,
               ports: list[str] | dict[str, Any] | None = None, publish_all: bool = False,
-              container_id: str = "", with_image_volumes: bool = True) -> ContainerSpec:
+              container_id: str = "", with_image_volumes: bool = True,
+              network_aliases: list[str] = ()) -> ContainerSpec:  # type: ignore[assignment]
     """The container's spec from the image's settings and ``run``'s options. *with_image_volumes*: make the
     image's VOLUME paths anonymous volumes (not for an exported bundle, which has no store to keep them)."""
     cfg = image.settings
@@ -222,6 +225,11 @@ def make_spec(image: Image, image_name: str, command: list[str] | None = None, *
     network = network or ("bridge" if bindings else "none")  # (Docker's default is bridge: see README)
     if not _NETWORK_NAME.match(network):
         raise InvalidArgument(f"--network {network!r}: use none, host, bridge or the name of a network")
+    if network_aliases and network in ("bridge", *NETWORK_MODES):
+        raise InvalidArgument("network-scoped aliases are supported only for containers on user-defined networks")
+    bad = next((a for a in network_aliases if not _HOSTNAME.match(a)), None)
+    if bad is not None:
+        raise InvalidArgument(f"--network-alias {bad!r}: use a host name (letters, digits, '-', '.')")
     if bindings and network == "none":
         raise InvalidArgument("published ports need a network, and --network none has only loopback")
     if bindings and network == "host":
@@ -244,7 +252,7 @@ def make_spec(image: Image, image_name: str, command: list[str] | None = None, *
         hostname=hostname or (socket.gethostname() if network == "host" else container_id[:12]),
         mounts=mounts, read_only=read_only, memory=mem, pids_limit=pids_limit, cpus=cpus, network=network,
         tty=tty, interactive=interactive, stop_signal=cfg.get("StopSignal") or "SIGTERM", init=init,
-        ports=[b.to_json() for b in bindings],
+        ports=[b.to_json() for b in bindings], aliases=list(dict.fromkeys(network_aliases)),
     )
 
 

@@ -1,0 +1,264 @@
+"""Compose (pycontainers/compose.py): reading compose files (every refusal is one sentence naming the file,
+the service and the key), then real projects: up, a second up, down, builds, the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from processes import wait_for
+
+from pycontainers import compose
+from pycontainers import container as containers
+from pycontainers.compose import ComposeError
+from pycontainers.network import list_networks
+from pycontainers.store import Store
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="networks need root")
+
+
+def project(tmp_path: Path, text: str, name: str = "shop", env: dict[str, str] | None = None,
+            file: str = "compose.yaml") -> compose.Project:
+    directory = tmp_path / name
+    directory.mkdir(exist_ok=True)
+    (directory / file).write_text(textwrap.dedent(text))
+    return compose.load(directory, environ=env or {})
+
+
+# ------------------------------------------------------------------------------------------ reading
+
+
+def test_a_project_is_read_in_start_order_with_its_names(tmp_path: Path) -> None:
+    p = project(tmp_path, """
+        services:
+          web:
+            image: busybox
+            command: sh -c 'echo "$$HOME is ${WHO:-nobody}"'
+            ports: [8080, "127.0.0.1:9090:90/tcp"]
+            volumes: ["./site:/srv:ro", "data:/data", "/tmp/cache"]
+            environment: {A: "1", B: null, C: true}
+            depends_on: [api]
+          api:
+            build: ./api
+            depends_on: {db: {condition: service_started}}
+            networks: {default: {aliases: [backend]}}
+          db:
+            image: busybox
+            network_mode: none
+        volumes:
+          data: {}
+        """, name="My Shop!")
+    assert p.name == "myshop" and list(p.services) == ["db", "api", "web"]
+    web, api, db = p.services["web"], p.services["api"], p.services["db"]
+    assert web.container_name == "myshop-web-1" and web.network == "myshop_default"
+    assert web.command == ["sh", "-c", 'echo "$HOME is nobody"']  # $$ is a dollar; WHO unset: the default
+    assert web.options["ports"] == ["8080", "127.0.0.1:9090:90"]
+    assert web.options["volumes"] == [f"{tmp_path / 'My Shop!' / 'site'}:/srv:ro", "myshop_data:/data", "/tmp/cache"]
+    assert web.options["environment"] == ["A=1", "B", "C=true"]
+    assert web.options["network_aliases"] == ["web"]
+    assert api.image == "myshop-api" and api.build is not None and api.build.context == tmp_path / "My Shop!" / "api"
+    assert api.options["network_aliases"] == ["api", "backend"]
+    assert db.network == "none" and "network_aliases" not in db.options
+    assert p.volumes == {"data": "myshop_data"} and p.networks == {"default": "myshop_default"}
+
+
+def test_variables_come_from_the_environment_over_the_dot_env_file(tmp_path: Path) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / ".env").write_text("# settings\nTAG=from-file\nPORT='8081'\n")
+    p = project(tmp_path, """
+        name: ${NAME-fromname}
+        services:
+          s:
+            image: "busybox:${TAG}"
+            ports: ["${PORT}:80"]
+        """, name="app", env={"TAG": "from-env"})
+    assert p.name == "fromname" and p.services["s"].image == "busybox:from-env"
+    assert p.services["s"].options["ports"] == ["8081:80"]
+    with pytest.raises(ComposeError, match="variable TAG is required: give a tag"):
+        project(tmp_path, "services: {s: {image: 'busybox:${TAG:?give a tag}'}}", name="strict")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("services: {}", "needs a 'services' section"),
+    ("services: {s: {image: busybox}}\nconfigs: {}", "top-level key 'configs' is not supported"),
+    ("services: {s: {image: busybox, deploy: {}}}", "service 's': 'deploy' is not supported"),
+    ("services: {s: {image: busybox, restart: always}}", "needs a daemon"),
+    ("services: {s: {command: x}}", "give an 'image' to run or a 'build'"),
+    ("services: {a: {image: busybox, depends_on: [b]}, b: {image: busybox, depends_on: [a]}}",
+     "in a circle: a -> b -> a"),
+    ("services: {a: {image: busybox, depends_on: [nope]}}", "depends on 'nope', which is not a service"),
+    ("services: {a: {image: busybox, depends_on: {b: {condition: service_healthy}}}, b: {image: busybox}}",
+     "only condition service_started"),
+    ("services: {s: {image: busybox, volumes: ['data:/data']}}", "volume 'data' is not declared"),
+    ("services: {s: {image: busybox, volumes: [{type: volume}]}}", "use the short syntax"),
+    ("services: {s: {image: busybox, networks: [back]}}", "network 'back' is not declared"),
+    ("services: {s: {image: busybox, networks: [a, b]}}\nnetworks: {a: {}, b: {}}", "joins one network"),
+    ("services: {s: {image: busybox, ports: ['53:53/udp']}}", "only TCP ports"),
+    ("services: {s: {image: busybox, command: [true]}}", "True is not a string: quote it"),
+    ("services: {s: {image: busybox, command: \"sh -c 'unclosed\"}}", "command: No closing quotation"),
+    ("services: {s: {image: busybox, build: {context: ., ssh: [default]}}}", "'ssh' is not supported"),
+    ("services:\n  s:\n    image: [unclosed\n", "compose.yaml (line 4): not valid YAML"),
+    ("services: {'bad name': {image: busybox}}", "a service name may have only"),
+])
+def test_what_cannot_be_run_is_refused_in_one_sentence(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ComposeError, match=message.replace("(", r"\(").replace(")", r"\)")) as caught:
+        project(tmp_path, text)
+    assert "\n" not in str(caught.value) and str(caught.value).startswith("compose.yaml")
+
+
+def test_the_file_is_found_by_composes_names(tmp_path: Path) -> None:
+    p = project(tmp_path, "services: {s: {image: busybox}}", file="docker-compose.yml")
+    assert p.file.name == "docker-compose.yml"
+    with pytest.raises(ComposeError, match="no compose file in"):
+        compose.load(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------ running
+
+
+SHOP = """
+    services:
+      web:
+        image: busybox
+        command: ["sh", "-c", "wget -qO- http://api:8000/hostname && wget -qO- http://backend:8000/hostname"]
+        depends_on: [api]
+        volumes: ["notes:/notes"]
+      api:
+        image: busybox
+        command: ["httpd", "-f", "-p", "8000", "-h", "/etc"]
+        networks: {default: {aliases: [backend]}}
+    volumes:
+      notes: {}
+    """
+
+
+def names(store: Store) -> list[str]:
+    return sorted(c.name for c in containers.list_containers(store, all=True))
+
+
+@root_only
+def test_up_starts_the_services_in_order_where_they_find_each_other_by_name(busybox_store: Store,
+                                                                           tmp_path: Path) -> None:
+    p = project(tmp_path, SHOP)
+    said: list[str] = []
+    started = compose.up(busybox_store, p, say=said.append)
+    assert [c.name for c in started] == ["shop-api-1", "shop-web-1"]
+    assert said == [" Network shop_default  Created", " Volume shop_notes  Created",
+                    " Container shop-api-1  Created", " Container shop-api-1  Started",
+                    " Container shop-web-1  Created", " Container shop-web-1  Started"]
+    api, web = started
+    assert containers.wait(web, 30) == 0
+    assert [e.data for e in containers.log_entries(web)] == [f"{api.id[:12]}\n".encode()] * 2  # by both names
+    labels = api.state["labels"]
+    assert labels[compose.PROJECT_LABEL] == "shop" and labels[compose.SERVICE_LABEL] == "api"
+    lines = list(compose.log_lines(busybox_store, p, ["web"]))
+    assert lines == [("web-1  | ", "stdout", f"{api.id[:12]}\n".encode())] * 2
+
+    # Again: api is as the file says and runs on; web has ended, and starts again. Nothing is made anew.
+    said.clear()
+    again = compose.up(busybox_store, p, say=said.append)
+    assert [c.id for c in again] == [api.id, web.id]
+    assert said == [" Container shop-api-1  Running", " Container shop-web-1  Started"]
+
+    # A changed file: the changed service's container is replaced, the other left alone.
+    p = project(tmp_path, SHOP.replace("http://backend:8000/hostname", "http://api:8000/passwd"))
+    said.clear()
+    changed = compose.up(busybox_store, p, say=said.append)
+    assert changed[0].id == api.id and changed[1].id != web.id
+    assert " Container shop-web-1  Recreated" in said
+
+    said.clear()
+    compose.down(busybox_store, p, volumes=True, say=said.append)
+    assert said[-2:] == [" Network shop_default  Removed", " Volume shop_notes  Removed"]
+    assert names(busybox_store) == [] and [n.name for n in list_networks(busybox_store)] == []
+    assert containers.volume_list(busybox_store) == []
+
+
+@root_only
+def test_a_service_is_built_and_one_that_cannot_start_is_named(busybox_store: Store, tmp_path: Path) -> None:
+    (tmp_path / "shop" / "api").mkdir(parents=True)
+    dockerfile = 'FROM busybox\nRUN echo built > /built\nCMD ["cat", "/built"]\n'
+    (tmp_path / "shop" / "api" / "Dockerfile").write_text(dockerfile)
+    p = project(tmp_path, """
+        services:
+          api: {build: ./api}
+          broken: {image: busybox, command: [no-such-command], network_mode: none}
+        """)
+    said: list[str] = []
+    with pytest.raises(ComposeError, match="service broken: container shop-broken-1 could not start: .*no-such"):
+        compose.up(busybox_store, p, say=said.append)
+    assert said[:3] == [" Network shop_default  Created", " Building api (shop-api)", " Image shop-api  Built"]
+    api = containers.get_container(busybox_store, "shop-api-1")
+    assert containers.wait(api, 30) == 0 and b"".join(e.data for e in containers.log_entries(api)) == b"built\n"
+    said.clear()
+    compose.up(busybox_store, p, ["api"], say=said.append)  # (only api: broken is not tried again)
+    assert " Building api (shop-api)" not in said  # the image is there: no build without --build
+    compose.down(busybox_store, p, say=lambda line: None)
+    assert names(busybox_store) == []
+
+
+@root_only
+def test_services_removed_from_the_file_are_orphans(busybox_store: Store, tmp_path: Path) -> None:
+    both = project(tmp_path, "services: {a: {image: busybox, command: ['true'], network_mode: none},"
+                             " b: {image: busybox, command: ['true'], network_mode: none}}")
+    compose.up(busybox_store, both, say=lambda line: None)
+    only_a = project(tmp_path, "services: {a: {image: busybox, command: ['true'], network_mode: none}}")
+    said: list[str] = []
+    compose.up(busybox_store, only_a, say=said.append)
+    assert said[0].startswith("WARN Found orphan containers (shop-b-1)")
+    compose.up(busybox_store, only_a, remove_orphans=True, say=said.append)
+    assert names(busybox_store) == ["shop-a-1"]
+    compose.down(busybox_store, only_a, say=lambda line: None)
+    assert names(busybox_store) == []
+
+
+@root_only
+def test_the_cli_runs_a_project_attached_and_detached(busybox_store: Store, tmp_path: Path) -> None:
+    directory = tmp_path / "hello"
+    directory.mkdir()
+    (directory / "compose.yaml").write_text(textwrap.dedent("""
+        services:
+          one: {image: busybox, command: [echo, from one], network_mode: none}
+          two: {image: busybox, command: [sh, -c, "echo from two >&2; exit 3"], network_mode: none}
+        """))
+
+    def cli(*args: str) -> Any:
+        env = {**os.environ, "PYCONTAINERS_HOME": str(busybox_store.home), "PYCONTAINERS_SERVER": "0"}
+        return subprocess.run([sys.executable, "-m", "pycontainers", "compose", *args], cwd=directory, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    up = cli("up")
+    assert up.returncode == 0, up.stderr
+    assert "Attaching to hello-one-1, hello-two-1" in up.stdout
+    assert "one-1  | from one\n" in up.stdout and "two-1  | from two\n" in up.stderr
+    assert "hello-two-1 exited with code 3" in up.stdout
+    ps = cli("ps", "-a")
+    assert ps.stdout.splitlines()[0].split() == ["NAME", "IMAGE", "SERVICE", "STATUS", "PORTS"]
+    assert {line.split()[0] for line in ps.stdout.splitlines()[1:]} == {"hello-one-1", "hello-two-1"}
+    assert cli("logs", "two").stderr == "two-1  | from two\n"
+    assert cli("-p", "other", "ps", "-a").stdout.splitlines()[1:] == []  # another project: none of these
+    bad = cli("-f", "missing.yaml", "up")
+    assert bad.returncode != 0 and bad.stderr.startswith("Error: cannot read") and "Traceback" not in bad.stderr
+    down = cli("down")
+    assert down.returncode == 0 and " Container hello-one-1  Removed" in down.stdout
+    wait_for(lambda: names(busybox_store) == [], "the containers to go")
+
+
+def test_network_aliases_are_for_user_defined_networks(busybox_store: Store) -> None:
+    from pycontainers.errors import InvalidArgument
+    from pycontainers.image import get_image
+    from pycontainers.spec import make_spec
+
+    image = get_image(busybox_store, "busybox")
+    for network in ("bridge", "none", "host"):
+        with pytest.raises(InvalidArgument, match="only for containers on user-defined networks"):
+            make_spec(image, "busybox", ["true"], network=network, network_aliases=["db"])
+    with pytest.raises(InvalidArgument, match="--network-alias 'no way'"):
+        make_spec(image, "busybox", ["true"], network="shop", network_aliases=["no way"])
+    assert make_spec(image, "busybox", ["true"], network="shop", network_aliases=["db", "db", "cache"]).aliases == [
+        "db", "cache"]
