@@ -573,7 +573,8 @@ def container_inspect(c: core_container.Container) -> dict[str, Any]:
                        "PortBindings": {f"{cp}/tcp": [{"HostIp": ip, "HostPort": str(hp or "")}]
                                         for ip, hp, cp in spec.ports},
                        "Binds": [f"{m.volume or m.source}:{m.destination}{':ro' if m.readonly else ''}"
-                                 for m in spec.mounts]},
+                                 for m in spec.mounts],
+                       "ExtraHosts": [f"{name}:{address}" for name, address in spec.extra_hosts] or None},
         "Mounts": [{"Type": "volume" if m.volume else "bind", "Name": m.volume or "", "Source": m.source,
                     "Destination": m.destination, "RW": not m.readonly} for m in spec.mounts],
         "NetworkSettings": network_settings(c),
@@ -610,7 +611,7 @@ RENAMED_OPTIONS = {"working_dir": "workdir", "network_mode": "network", "stdin_o
 both are accepted."""
 ENGINE_OPTIONS = {"entrypoint", "environment", "env_files", "workdir", "user", "volumes", "hostname", "read_only",
                   "memory", "pids_limit", "cpus", "network", "tty", "interactive", "init", "runtime", "ports",
-                  "publish_all"}
+                  "publish_all", "extra_hosts"}
 UNSUPPORTED_OPTIONS = {
     "privileged", "cap_add", "cap_drop", "devices", "device_requests", "device_cgroup_rules",
     "links", "network", "networking_config", "dns", "dns_opt", "dns_search", "extra_hosts",

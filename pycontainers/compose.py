@@ -37,7 +37,7 @@ import os
 import re
 import shlex
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ TOP_KEYS = {"name", "version", "services", "networks", "volumes"}
 SERVICE_KEYS = {"image", "build", "command", "entrypoint", "environment", "env_file", "ports", "volumes",
                 "depends_on", "working_dir", "user", "hostname", "container_name", "networks", "network_mode",
                 "init", "read_only", "tty", "stdin_open", "mem_limit", "cpus", "pids_limit", "labels", "expose",
-                "restart"}
+                "restart", "extra_hosts"}
 BUILD_KEYS = {"context", "dockerfile", "args", "network", "target"}
 OPTIONS = {"working_dir": "workdir", "user": "user", "hostname": "hostname", "init": "init",
            "read_only": "read_only", "tty": "tty", "stdin_open": "interactive", "mem_limit": "memory",
@@ -240,6 +240,9 @@ def _service(svc: str, spec: Any, project: str, directory: Path, networks: dict[
     env_files = spec.get("env_file") or []
     options["env_files"] = [str(directory / f) for f in ([env_files] if isinstance(env_files, str) else env_files)]
     options["ports"] = [_port(p, f"{at}: ports") for p in spec.get("ports") or []]
+    hosts = spec.get("extra_hosts") or []
+    options["extra_hosts"] = ([f"{k}:{v}" for k, v in hosts.items()] if isinstance(hosts, dict)
+                              else [str(h) for h in hosts])
     options["volumes"] = [_volume(v, directory, volumes, f"{at}: volumes") for v in spec.get("volumes") or []]
     network, aliases = _network(spec, networks, f"{at}")
     options["network"] = network
@@ -421,6 +424,9 @@ def up(store: Store, project: Project, services: list[str] | None = None, *, bui
     from .image import get_image
 
     chosen = _chosen(project, services, with_dependencies=True)
+    if os.geteuid() != 0 and any(s.network not in ("none", "host", "bridge") for s in chosen):
+        say(NO_ROOT_SENTENCE)
+        chosen = [_on_the_hosts_network(s, project) for s in chosen]
     orphans = [c for c in project_containers(store, project.name)
                if (c.state.get("labels") or {}).get(SERVICE_LABEL) not in project.services]
     if orphans and remove_orphans:
@@ -456,6 +462,23 @@ def up(store: Store, project: Project, services: list[str] | None = None, *, bui
                 _build_image(store, svc, say)
         started.append(_up_one(store, project, svc, say))
     return started
+
+
+NO_ROOT_SENTENCE = ("Without root there are no networks: the services share this machine's network and find each "
+                    "other by name at 127.0.0.1, so no two may listen on the same port (and ports need no publishing).")
+
+
+def _on_the_hosts_network(svc: Service, project: Project) -> Service:
+    """Without root (no bridges): the service on the host's network, with every service on its network named
+    in its /etc/hosts as 127.0.0.1 (``--add-host``), where their servers listen."""
+    if svc.network in ("none", "host", "bridge"):
+        return svc
+    names = [n for s in project.services.values() if s.network == svc.network
+             for n in s.options.get("network_aliases") or [s.name]]
+    options = {k: v for k, v in svc.options.items() if k not in ("ports", "network_aliases")}
+    options["network"] = "host"
+    options["extra_hosts"] = [*options.get("extra_hosts", []), *(f"{n}:127.0.0.1" for n in dict.fromkeys(names))]
+    return replace(svc, network="host", options=options)
 
 
 def _up_one(store: Store, project: Project, svc: Service, say: Say) -> Any:

@@ -624,7 +624,7 @@ def _make_directory(store: Store, spec: ContainerSpec, container_id: str, name: 
         os.mkdir(f"{cdir}/{d}")
     _write_new(f"{cdir}/hostname", spec.hostname + "\n")
     _write_new(f"{cdir}/hosts", f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                                 f"127.0.1.1\t{spec.hostname}\n")
+                                 f"127.0.1.1\t{spec.hostname}\n" + "".join(f"{a}\t{n}\n" for n, a in spec.extra_hosts))
     resolv = ""
     if spec.network == "host":
         with contextlib.suppress(OSError):

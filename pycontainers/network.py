@@ -325,11 +325,13 @@ HOSTS_END = "# (end of the lines pycontainers keeps: yours may follow)"
 
 
 def hosts_text(hostname: str, address: str | None, others: list[tuple[str, str]] | None, name: str = "",
-               network: str = "", tail: str = "") -> str:
-    """/etc/hosts: loopback, the container itself (its hostname, and its name on a network), then on a
-    user-defined network the others between two comment lines, then *tail* (lines added inside)."""
+               network: str = "", tail: str = "", extra: list[list[str]] = ()) -> str:  # type: ignore[assignment]
+    """/etc/hosts: loopback, the container itself (its hostname, and its name on a network), the *extra*
+    lines of ``--add-host``, then on a user-defined network the others between two comment lines, then *tail*
+    (lines added inside)."""
     own = hostname if name in ("", hostname) else f"{hostname} {name}"
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", f"{address or '127.0.1.1'}\t{own}"]
+    lines += [f"{a}\t{n}" for n, a in extra]
     if others is not None:
         lines.append(f"# the other containers on network {network}")
         lines += [f"{a}\t{names}" for a, names in sorted(others, key=lambda o: ipaddress.ip_address(o[0]))]
@@ -354,7 +356,7 @@ def rewrite_hosts_file(container: Container, others: list[tuple[str, str]] | Non
         _, end, tail = current.partition(HOSTS_END + "\n")
         text = hosts_text(container.spec.hostname, info.get("address"), others,
                           container.name if info.get("name") not in (None, DEFAULT) else "", info.get("name", ""),
-                          tail if end else "").encode()
+                          tail if end else "", container.spec.extra_hosts).encode()
         os.pwrite(fd, text, 0)
         os.ftruncate(fd, len(text))
     finally:

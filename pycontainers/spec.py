@@ -65,6 +65,7 @@ class ContainerSpec:
     init: bool = False  # --init: Docker's tini is PID 1 and runs ``args`` (see process_args)
     ports: list[list[Any]] = field(default_factory=list)  # -p: [[host ip, host port (0: any), port], ...]
     aliases: list[str] = field(default_factory=list)  # --network-alias: more names on a user-defined network
+    extra_hosts: list[list[str]] = field(default_factory=list)  # --add-host: [[name, address], ...] in /etc/hosts
 
     @property
     def on_a_network(self) -> bool:
@@ -199,7 +200,8 @@ def make_spec(image: Image, image_name: str, command: list[str] | None = None, *
               network: str | None = None, tty: bool = False, interactive: bool = False, init: bool = False,
               ports: list[str] | dict[str, Any] | None = None, publish_all: bool = False,
               container_id: str = "", with_image_volumes: bool = True,
-              network_aliases: list[str] = ()) -> ContainerSpec:  # type: ignore[assignment]
+              network_aliases: list[str] = (),  # type: ignore[assignment]
+              extra_hosts: list[str] | dict[str, str] | None = None) -> ContainerSpec:
     """The container's spec from the image's settings and ``run``'s options. *with_image_volumes*: make the
     image's VOLUME paths anonymous volumes (not for an exported bundle, which has no store to keep them)."""
     cfg = image.settings
@@ -253,7 +255,25 @@ def make_spec(image: Image, image_name: str, command: list[str] | None = None, *
         mounts=mounts, read_only=read_only, memory=mem, pids_limit=pids_limit, cpus=cpus, network=network,
         tty=tty, interactive=interactive, stop_signal=cfg.get("StopSignal") or "SIGTERM", init=init,
         ports=[b.to_json() for b in bindings], aliases=list(dict.fromkeys(network_aliases)),
+        extra_hosts=parse_extra_hosts(extra_hosts),
     )
+
+
+def parse_extra_hosts(given: list[str] | dict[str, str] | None) -> list[list[str]]:
+    """``--add-host NAME:ADDRESS`` (docker-py's ``extra_hosts={NAME: ADDRESS}``): more lines of /etc/hosts."""
+    import ipaddress
+
+    pairs = list(given.items()) if isinstance(given, dict) else [str(g).partition(":")[::2] for g in given or []]
+    out = []
+    for name, address in pairs:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise InvalidArgument(f"invalid argument {name}:{address} for --add-host: give NAME:IP-ADDRESS") from None
+        if not _HOSTNAME.match(name):
+            raise InvalidArgument(f"invalid argument {name}:{address} for --add-host: {name!r} is not a host name")
+        out.append([name, address])
+    return out
 
 
 def parse_ports(ports: list[str] | dict[str, Any] | None) -> list[Any]:

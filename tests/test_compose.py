@@ -262,3 +262,25 @@ def test_network_aliases_are_for_user_defined_networks(busybox_store: Store) -> 
         make_spec(image, "busybox", ["true"], network="shop", network_aliases=["no way"])
     assert make_spec(image, "busybox", ["true"], network="shop", network_aliases=["db", "db", "cache"]).aliases == [
         "db", "cache"]
+
+
+@root_only
+def test_add_host_lines_stay_in_etc_hosts_through_network_rewrites(busybox_store: Store, tmp_path: Path) -> None:
+    from pycontainers.api import Client
+    from pycontainers.errors import InvalidArgument
+
+    client = Client(busybox_store.home)
+    hosts = client.containers.run("busybox", ["cat", "/etc/hosts"], extra_hosts={"db": "10.1.2.3"}, remove=True)
+    assert b"10.1.2.3\tdb\n" in hosts
+    p = project(tmp_path, """
+        services:
+          a: {image: busybox, command: [sleep, "30"], extra_hosts: ["cache:10.9.9.9"]}
+          b: {image: busybox, command: [sleep, "30"]}
+        """)
+    a, _ = compose.up(busybox_store, p, say=lambda line: None)  # b joined after a: a's file was rewritten
+    text = (a.dir / "hosts").read_text()
+    assert "10.9.9.9\tcache\n" in text and "\tshop-b-1 b " in text
+    assert client.containers.get("shop-a-1").attrs["HostConfig"]["ExtraHosts"] == ["cache:10.9.9.9"]
+    compose.down(busybox_store, p, say=lambda line: None)
+    with pytest.raises(InvalidArgument, match="for --add-host: give NAME:IP-ADDRESS"):
+        client.containers.create("busybox", ["true"], extra_hosts=["db:not-an-address"])

@@ -541,3 +541,30 @@ def test_a_student_without_root_makes_the_same_debian_and_python_images(student:
     made = {name: ok(student.run("images", "-q", "--no-trunc", name)).strip() for name in made_by_root}
     assert made == made_by_root
     assert ok(student.run("run", "--rm", PYTHON_TAG, "python3", "-c", "import os; print(os.getuid())")) == "0\n"
+
+
+def test_compose_without_root_puts_the_services_on_the_hosts_network_found_by_name(
+        student: unprivileged.Student) -> None:
+    project = student.home / "duo"
+    project.mkdir()
+    (project / "compose.yaml").write_text(
+        "services:\n"
+        "  api: {image: busybox, command: [httpd, -f, -p, '127.0.0.1:18081', -h, /etc]}\n"
+        "  web:\n"
+        "    image: busybox\n"
+        "    command: [sh, -c, 'sleep 0.5; wget -qO- http://api:18081/hostname']\n"
+        "    depends_on: [api]\n")
+    os.chown(project, student.uid, student.gid)
+    up = student.run("compose", "-f", str(project / "compose.yaml"), "up", "-d")
+    assert up.returncode == 0, up.stderr
+    assert "Without root there are no networks" in up.stdout and " Container duo-web-1  Started" in up.stdout
+    logs = ""
+    for _ in range(50):
+        logs = student.run("compose", "-f", str(project / "compose.yaml"), "logs", "web").stdout
+        if logs:
+            break
+        time.sleep(0.1)
+    assert logs.startswith("web-1  | ") and logs.strip() != "web-1  |"  # api's hostname, through "api"
+    down = student.run("compose", "-f", str(project / "compose.yaml"), "down")
+    assert down.returncode == 0 and " Container duo-api-1  Removed" in down.stdout, down.stderr
+    assert ok(student.run("ps", "-aq")) == ""

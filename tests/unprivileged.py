@@ -22,7 +22,7 @@ from pathlib import Path
 import pycontainers
 
 NAME = "pycstudent"
-DEPENDENCIES = ("rich", "pygments", "markdown_it", "mdurl", "dockerfile")
+DEPENDENCIES = ("rich", "pygments", "markdown_it", "mdurl", "dockerfile", "yaml")
 
 
 def system_python() -> str | None:
