@@ -63,7 +63,8 @@ PHASE_MEANING = {  # (kind, phase) -> what the phase is
     ("container", "start"): "namespaces, mounts (and as root a cgroup), until the command is executed",
     ("container", "command"): "the command itself, until it exits and the container is removed",
     ("vm", "prepare"): "the image packed as an initramfs, QEMU's options chosen",
-    ("vm", "kernel start"): "QEMU starts, loads the kernel and initramfs, until the kernel's first console line",
+    ("vm", "kernel start"): "QEMU starts and loads the kernel, which unpacks itself and boots until its first "
+                            "console line (booted quiet: the first warning it prints)",
     ("vm", "boot"): "the rest of the kernel's boot and the image's /init, until user space is ready",
     ("vm", "command"): "the command itself, until it exits",
     ("vm", "power off"): "the guest shuts down, QEMU exits",
