@@ -754,15 +754,18 @@ def cmd_compose(a: argparse.Namespace) -> int:
     elif a.subcommand == "build":
         compose.build(store, project, a.services)
     elif a.subcommand == "up":
+        from .logs import timestamp
+
+        began = timestamp()  # (attached: what the containers print from now on, not what they printed before)
         started = compose.up(store, project, a.services, build=a.build, remove_orphans=a.remove_orphans)
         if not a.detach:
-            return _compose_attached(started)
+            return _compose_attached(started, began)
     elif a.subcommand == "down":
         compose.down(store, project, volumes=a.volumes, remove_orphans=a.remove_orphans)
     elif a.subcommand == "ps":
         from .tables import Table, containers_table
 
-        chosen = set(a.services or project.services)
+        chosen = {svc.name for svc in compose.services_named(project, a.services)}
         mine = [c for c in compose.project_containers(store, project.name)
                 if (c.state.get("labels") or {}).get(compose.SERVICE_LABEL) in chosen
                 and (a.all or c.status == "running")]
@@ -783,21 +786,37 @@ def _print_compose_logs(lines: Any) -> None:
         out.flush()
 
 
-def _compose_attached(started: list[Any]) -> int:
-    """``compose up`` without -d: every container's output, prefixed, until all have stopped; Ctrl-C
-    stops them (as Compose: "Gracefully stopping...")."""
-    from .compose import merged_logs
-    from .container import stop
+def _compose_attached(started: list[Any], since: str) -> int:
+    """``compose up`` without -d: every container's output, prefixed, until all have stopped. Ctrl-C (or
+    SIGTERM) stops them, SIGTERM first; a second Ctrl-C kills them, as Compose does."""
+    import contextlib
 
+    from .compose import merged_logs
+    from .container import kill, stop
+    from .errors import PyContainersError
+
+    def interrupted(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupted)
     print("Attaching to " + ", ".join(c.name for c in started))
     try:
-        _print_compose_logs(merged_logs(started, follow=True))
-    except KeyboardInterrupt:
-        print("Gracefully stopping... (press Ctrl+C again to force)", file=sys.stderr)
-        for c in reversed(started):
-            stop(c.reload(), 10)
-            print(f" Container {c.name}  Stopped")
-        return 130
+        try:
+            _print_compose_logs(merged_logs(started, follow=True, since=since))
+        except KeyboardInterrupt:
+            print("Gracefully stopping... (press Ctrl+C again to force)", file=sys.stderr)
+            try:
+                for c in reversed(started):
+                    stop(c.reload(), 10)
+                    print(f" Container {c.name}  Stopped")
+            except KeyboardInterrupt:
+                for c in started:
+                    with contextlib.suppress(PyContainersError):
+                        kill(c.reload())
+                print(" Containers killed", file=sys.stderr)
+            return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     for c in started:
         c.reload()
         print(f"{c.name} exited with code {c.state.get('exit_code')}")

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PyContainersError
+from .spec import _HOSTNAME, parse_env, parse_extra_hosts, parse_volume
 from .store import Store
 
 FILE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
@@ -118,9 +119,11 @@ def load(path: str | os.PathLike[str] | None = None, project_name: str | None = 
         file = find_file(file)
     where = file.name
     try:
-        document = yaml.safe_load(file.read_text())
+        document = yaml.load(file.read_text(), Loader=_loader())  # noqa: S506 (a SafeLoader: see _loader)
     except OSError as exc:
         raise ComposeError(f"cannot read {file}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ComposeError(f"{where}: not UTF-8 text") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark is not None else ""
@@ -137,52 +140,148 @@ def load(path: str | os.PathLike[str] | None = None, project_name: str | None = 
     name = _project_name(project_name or env.get("COMPOSE_PROJECT_NAME") or document.get("name") or directory.name,
                          where)
     networks, volumes, external = _declared(document, name, where)
-    services = {svc: _service(svc, spec, name, directory, networks, volumes, where)
+    services = {str(svc): _service(str(svc), spec, name, directory, networks, volumes, where)
                 for svc, spec in document["services"].items()}
     return Project(name, directory, file.resolve(), _in_start_order(services, where), networks, volumes, external)
 
 
+def _loader() -> type:
+    """PyYAML's SafeLoader read as YAML 1.2, as Compose reads its files: ``22:22`` is a string (not the
+    sexagesimal 1342 of YAML 1.1), ``yes``/``no``/``on``/``off`` are strings (only true and false are
+    booleans), ``0755`` is a string (not an octal number: no reading differs between YAML versions), and a
+    key given twice in one mapping is an error (not the last one silently winning)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag not in (
+            "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    for tag, pattern, first in (
+            ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+            ("tag:yaml.org,2002:int", r"^(?:[-+]?(?:0|[1-9][0-9]*)|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+            ("tag:yaml.org,2002:float", r"^(?:[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)(?:[eE][-+]?[0-9]+)?"
+                                        r"|[-+]?[0-9]+[eE][-+]?[0-9]+"
+                                        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", "-+0123456789."),
+    ):
+        Loader.add_implicit_resolver(tag, re.compile(pattern), list(first))
+
+    def mapping(loader: Any, node: Any) -> dict[Any, Any]:
+        loader.flatten_mapping(node)
+        seen: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"mapping key {key!r} is given twice",
+                                                        key_node.start_mark)
+            seen[key] = loader.construct_object(value_node, deep=True)
+        return seen
+
+    Loader.add_constructor("tag:yaml.org,2002:map", mapping)
+    return Loader
+
+
 def _dot_env(path: Path) -> dict[str, str]:
-    """``KEY=VALUE`` lines of the project's ``.env`` (comments and blank lines skipped, quotes taken off)."""
+    """The project's ``.env``, by Compose's rules: ``KEY=VALUE`` lines (``export KEY=VALUE`` too), blank lines
+    and ``#`` comments skipped, a value in quotes taken as it is, an unquoted one up to a `` #`` comment."""
     values = {}
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, UnicodeDecodeError):
         for line in path.read_text().splitlines():
-            key, eq, value = line.strip().partition("=")
-            if eq and key and not key.startswith("#"):
-                value = value.strip()
-                if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-                    value = value[1:-1]
-                values[key.strip()] = value
+            line = line.strip()
+            if line.startswith("export "):
+                line = line[len("export "):].lstrip()
+            key, eq, value = line.partition("=")
+            key, value = key.strip(), value.strip()
+            if not eq or not key or key.startswith("#"):
+                continue
+            if value[:1] in ("'", '"') and value[0] in value[1:]:
+                value = value[1:value.index(value[0], 1)]  # (what follows the closing quote: a comment)
+            else:
+                value = value.split(" #", 1)[0].rstrip()
+            values[key] = value
     return values
 
 
-_VARIABLE = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
-
-
 def _interpolate(value: Any, env: dict[str, str], where: str) -> Any:
-    """``${VAR}``, ``$VAR``, ``${VAR:-default}`` (unset or empty), ``${VAR-default}`` (unset),
-    ``${VAR:?message}`` (an error), ``$$`` (a dollar sign) in every string of the document."""
+    """Compose's interpolation in every string of the document (see ``_substitute``)."""
     if isinstance(value, dict):
         return {k: _interpolate(v, env, where) for k, v in value.items()}
     if isinstance(value, list):
         return [_interpolate(v, env, where) for v in value]
     if not isinstance(value, str):
         return value
+    return _substitute(value, env, where)
 
-    def substitute(m: re.Match[str]) -> str:
-        if m[1]:
-            return "$"
-        name = m[2] or m[5]
-        given = env.get(name)
-        if m[3] in (":-", ":?") and not given:
-            given = None
-        if given is not None:
-            return given
-        if m[3] and m[3].endswith("?"):
-            raise ComposeError(f"{where}: variable {name} is required: {m[4] or 'it is not set'}")
-        return m[4] if m[3] else ""
 
-    return _VARIABLE.sub(substitute, value)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _substitute(text: str, env: dict[str, str], where: str) -> str:
+    """``$$`` (a dollar sign), ``$VAR``, ``${VAR}``; ``${VAR:-default}`` (unset or empty) and ``${VAR-default}``
+    (unset); ``${VAR:+other}`` (set and not empty) and ``${VAR+other}`` (set); ``${VAR:?message}`` and
+    ``${VAR?message}`` (an error). Defaults are interpolated in turn, so they may nest: ``${A:-${B:-x}}``."""
+    out, i = [], 0
+    while (j := text.find("$", i)) >= 0:
+        out.append(text[i:j])
+        if text.startswith("$$", j):
+            out.append("$")
+            i = j + 2
+            continue
+        if text.startswith("${", j):
+            end = _closing_brace(text, j + 2)
+            if end < 0:
+                raise ComposeError(f"{where}: invalid interpolation format for {text!r}: a '${{' is never closed")
+            out.append(_expand(text[j + 2:end], env, where, text))
+            i = end + 1
+            continue
+        name = _NAME.match(text, j + 1)
+        if name is None:
+            out.append("$")
+            i = j + 1
+            continue
+        out.append(env.get(name[0], ""))
+        i = name.end()
+    out.append(text[i:])
+    return "".join(out)
+
+
+def _closing_brace(text: str, start: int) -> int:
+    depth = 1
+    for k in range(start, len(text)):
+        if text.startswith("${", k):
+            depth += 1
+        elif text[k] == "}":
+            depth -= 1
+            if depth == 0:
+                return k
+    return -1
+
+
+def _expand(inside: str, env: dict[str, str], where: str, text: str) -> str:
+    name = _NAME.match(inside)
+    if name is None:
+        raise ComposeError(f"{where}: invalid interpolation format for {text!r}: {inside!r} is not a variable name")
+    rest = inside[name.end():]
+    value = env.get(name[0])
+    if not rest:
+        return value or ""
+    for operator in (":-", ":+", ":?", "-", "+", "?"):
+        if rest.startswith(operator):
+            word = rest[len(operator):]
+            break
+    else:
+        raise ComposeError(f"{where}: invalid interpolation format for {text!r}")
+    is_set = value is not None and (value != "" or ":" not in operator)
+    if operator.endswith("-"):
+        return value if is_set else _substitute(word, env, where)  # type: ignore[return-value]
+    if operator.endswith("+"):
+        return _substitute(word, env, where) if is_set else ""
+    if not is_set:
+        raise ComposeError(f"{where}: variable {name[0]} is required: "
+                           f"{_substitute(word, env, where) or ('it is empty' if value == '' else 'it is not set')}")
+    return value  # type: ignore[return-value]
 
 
 def _project_name(raw: str, where: str) -> str:
@@ -236,14 +335,19 @@ def _service(svc: str, spec: Any, project: str, directory: Path, networks: dict[
     options: dict[str, Any] = {engine: spec[key] for key, engine in OPTIONS.items() if key in spec}
     if "entrypoint" in spec:
         options["entrypoint"] = _words(spec["entrypoint"], f"{at}: entrypoint")
-    options["environment"] = _environment(spec.get("environment"), f"{at}: environment")
-    env_files = spec.get("env_file") or []
-    options["env_files"] = [str(directory / f) for f in ([env_files] if isinstance(env_files, str) else env_files)]
-    options["ports"] = [_port(p, f"{at}: ports") for p in spec.get("ports") or []]
+    env_files = [str(directory / f) for f in _strings(spec.get("env_file"), f"{at}: env_file", single=True)]
+    try:  # read now, values from this environment included: a changed file or variable changes the hash
+        options["environment"] = parse_env(_environment(spec.get("environment"), f"{at}: environment"), env_files)
+    except PyContainersError as exc:
+        raise ComposeError(f"{at}: {exc}") from None
+    options["ports"] = [_port(p, f"{at}: ports") for p in _strings(spec.get("ports"), f"{at}: ports", numbers=True)]
     hosts = spec.get("extra_hosts") or []
     options["extra_hosts"] = ([f"{k}:{v}" for k, v in hosts.items()] if isinstance(hosts, dict)
-                              else [str(h) for h in hosts])
-    options["volumes"] = [_volume(v, directory, volumes, f"{at}: volumes") for v in spec.get("volumes") or []]
+                              else _strings(hosts, f"{at}: extra_hosts"))
+    given = spec.get("volumes") or []
+    if not isinstance(given, list):
+        raise ComposeError(f"{at}: volumes: give a list")
+    options["volumes"] = [_volume(v, directory, volumes, f"{at}: volumes") for v in given]
     network, aliases = _network(spec, networks, f"{at}")
     options["network"] = network
     if network not in ("none", "host", "bridge"):  # found by its service's name there, as under Compose
@@ -255,13 +359,52 @@ def _service(svc: str, spec: Any, project: str, directory: Path, networks: dict[
             if wanted != "service_started":
                 raise ComposeError(f"{at}: depends_on {other!r}: only condition service_started is supported "
                                    "(there are no health checks)")
-        depends = list(depends)
-    labels = spec.get("labels") or {}
-    if isinstance(labels, list):
-        labels = dict(item.partition("=")[::2] for item in map(str, labels))
+        depends = [str(d) for d in depends]
+    depends = _strings(depends, f"{at}: depends_on")
+    labels = _mapping(spec.get("labels"), f"{at}: labels")
+    _check_options(options, f"{at}")
     return Service(svc, image, str(spec.get("container_name") or f"{project}-{svc}-1"),
                    _words(spec["command"], f"{at}: command") if "command" in spec else None, build,
-                   [str(d) for d in depends], network, {str(k): str(v) for k, v in labels.items()}, options)
+                   depends, network, labels, options)
+
+
+def _strings(value: Any, at: str, single: bool = False, numbers: bool = False) -> list[str]:
+    """A list of strings (a single string too, where Compose takes one: *single*; numbers, for ports)."""
+    if value is None:
+        return []
+    if single and isinstance(value, str):
+        return [value]
+    kinds = (str, int) if numbers else (str,)
+    if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, kinds) for v in value):
+        raise ComposeError(f"{at}: give a list of strings")
+    return [str(v) for v in value]
+
+
+def _mapping(value: Any, at: str) -> dict[str, str]:
+    """``KEY: value`` pairs, or a list of ``KEY=value`` strings."""
+    if value is None:
+        return {}
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return dict(item.partition("=")[::2] for item in value)
+    if isinstance(value, dict) and all(not isinstance(v, dict | list) for v in value.values()):
+        return {str(k): "" if v is None else str(v) for k, v in value.items()}
+    raise ComposeError(f"{at}: give a mapping or a list of KEY=VALUE")
+
+
+def _check_options(options: dict[str, Any], at: str) -> None:
+    """What ``create`` would refuse, refused now: before any service of the project has started."""
+    from .network import parse_publish
+
+    for key, check in (("ports", parse_publish), ("extra_hosts", lambda h: parse_extra_hosts([h])),
+                       ("volumes", lambda v: parse_volume(v, "/"))):
+        for value in options.get(key) or []:
+            try:
+                check(value)
+            except (PyContainersError, ValueError) as exc:
+                raise ComposeError(f"{at}: {key}: {exc}") from None
+    bad = next((a for a in options.get("network_aliases") or [] if not _HOSTNAME.match(a)), None)
+    if bad is not None:
+        raise ComposeError(f"{at}: the alias {bad!r} is not a host name")
 
 
 def _build(value: Any, directory: Path, at: str) -> Build:
@@ -270,14 +413,12 @@ def _build(value: Any, directory: Path, at: str) -> Build:
     if not isinstance(value, dict) or set(value) - BUILD_KEYS:
         extra = sorted(set(value) - BUILD_KEYS) if isinstance(value, dict) else []
         raise ComposeError(f"{at}: {repr(extra[0]) + ' is not supported' if extra else 'give a directory'}")
-    args = value.get("args") or {}
-    if isinstance(args, list):
-        args = dict(item.partition("=")[::2] for item in map(str, args))
+    args = _mapping(value.get("args"), f"{at}: args")
     network = str(value.get("network") or "none")
     if network not in ("none", "host"):
         raise ComposeError(f"{at}: network {network!r}: RUN steps have only none and host")
     return Build((directory / str(value.get("context", "."))).resolve(), str(value.get("dockerfile", "Dockerfile")),
-                 {str(k): str(v) for k, v in args.items()}, network, value.get("target"))
+                 args, network, value.get("target"))
 
 
 def _words(value: Any, at: str) -> list[str]:
@@ -298,16 +439,17 @@ def _words(value: Any, at: str) -> list[str]:
 def _environment(value: Any, at: str) -> list[str]:
     if value is None:
         return []
-    if isinstance(value, dict):  # KEY: null takes KEY from this environment, as -e KEY does
-        return [k if v is None else f"{k}={'true' if v is True else 'false' if v is False else v}"
+    if isinstance(value, dict) and all(not isinstance(v, dict | list) for v in value.values()):
+        # KEY: null takes KEY from this environment, as -e KEY does
+        return [str(k) if v is None else f"{k}={'true' if v is True else 'false' if v is False else v}"
                 for k, v in value.items()]
-    if isinstance(value, list):
-        return [str(v) for v in value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
     raise ComposeError(f"{at}: give a mapping or a list of KEY=VALUE")
 
 
-def _port(value: Any, at: str) -> str:
-    text = str(value)
+def _port(value: str, at: str) -> str:
+    text = value
     text, _, protocol = text.partition("/")
     if protocol not in ("", "tcp"):
         raise ComposeError(f"{at}: {value!r}: only TCP ports can be published here")
@@ -340,6 +482,8 @@ def _network(spec: dict[str, Any], networks: dict[str, str], at: str) -> tuple[s
             raise ComposeError(f"{at}: network_mode {mode!r}: use none, host or bridge, without 'networks'")
         return str(mode), []
     wanted = spec.get("networks") or ["default"]
+    if not isinstance(wanted, dict):
+        wanted = _strings(wanted, f"{at}: networks")
     names = list(wanted)
     if len(names) != 1:
         raise ComposeError(f"{at}: networks: a container joins one network here (it lists {len(names)})")
@@ -347,8 +491,9 @@ def _network(spec: dict[str, Any], networks: dict[str, str], at: str) -> tuple[s
     if net not in networks:
         raise ComposeError(f"{at}: network {net!r} is not declared in the top-level 'networks' section")
     settings = wanted[net] if isinstance(wanted, dict) else None
-    aliases = [str(a) for a in (settings or {}).get("aliases") or []] if isinstance(settings, dict) else []
-    return networks[net], aliases
+    if settings is not None and (not isinstance(settings, dict) or set(settings) - {"aliases"}):
+        raise ComposeError(f"{at}: networks: {net}: only 'aliases' is supported there")
+    return networks[net], _strings((settings or {}).get("aliases"), f"{at}: networks: {net}: aliases")
 
 
 def _in_start_order(services: dict[str, Service], where: str) -> dict[str, Service]:
@@ -398,7 +543,7 @@ def config_hash(service: Service, image_id: str) -> str:
 
 def build(store: Store, project: Project, services: list[str] | None = None, say: Say = print) -> None:
     """``compose build``: the images of the services that have a ``build`` section."""
-    for svc in _chosen(project, services):
+    for svc in services_named(project, services):
         if svc.build is not None:
             _build_image(store, svc, say)
 
@@ -409,8 +554,17 @@ def _build_image(store: Store, svc: Service, say: Say) -> None:
     b = svc.build
     assert b is not None
     say(f" Building {svc.name} ({svc.image})")
-    builder.build(store, b.context, dockerfile=b.dockerfile, tags=[svc.image], build_args=b.args, target=b.target,
-                  network=b.network, on_event=lambda e: None)
+
+    def show(event: Any) -> None:
+        line = builder.transcript_line(event)
+        if line is not None and event["type"] in ("step", "cache", "output"):
+            say(f"  {svc.name}  {line.rstrip()}")
+
+    try:
+        builder.build(store, b.context, dockerfile=b.dockerfile, tags=[svc.image], build_args=b.args,
+                      target=b.target, network=b.network, on_event=show)
+    except PyContainersError as exc:
+        raise ComposeError(f"service {svc.name}: the build failed: {exc}") from None
     say(f" Image {svc.image}  Built")
 
 
@@ -423,7 +577,7 @@ def up(store: Store, project: Project, services: list[str] | None = None, *, bui
     from .errors import ImageNotFound, NetworkNotFound
     from .image import get_image
 
-    chosen = _chosen(project, services, with_dependencies=True)
+    chosen = services_named(project, services, with_dependencies=True)
     if os.geteuid() != 0 and any(s.network not in ("none", "host", "bridge") for s in chosen):
         say(NO_ROOT_SENTENCE)
         chosen = [_on_the_hosts_network(s, project) for s in chosen]
@@ -431,6 +585,8 @@ def up(store: Store, project: Project, services: list[str] | None = None, *, bui
                if (c.state.get("labels") or {}).get(SERVICE_LABEL) not in project.services]
     if orphans and remove_orphans:
         for c in orphans:
+            if c.status == "running":
+                containers.stop(c, 10)
             containers.remove(c, force=True, volumes=True)
             say(f" Container {c.name}  Removed")
     elif orphans:
@@ -489,11 +645,16 @@ def _up_one(store: Store, project: Project, svc: Service, say: Say) -> Any:
 
     try:
         image_id = get_image(store, svc.image).id
-    except ImageNotFound:
-        image_id = svc.image  # (create pulls it, if a registry is named, or says why it cannot)
+    except ImageNotFound as exc:
+        from . import registry
+
+        if not registry.names_a_registry(svc.image):
+            raise ComposeError(f"service {svc.name}: {exc}") from None
+        image_id = registry.pull_missing(store, svc.image).id
     digest = config_hash(svc, image_id)
     current = [c for c in project_containers(store, project.name)
                if (c.state.get("labels") or {}).get(SERVICE_LABEL) == svc.name]
+    kept: dict[str, str] = {}  # the anonymous volumes of the container replaced: destination -> name
     for c in current:
         if (c.state.get("labels") or {}).get(HASH_LABEL) == digest and c.name == svc.container_name:
             if c.status == "running":
@@ -502,12 +663,15 @@ def _up_one(store: Store, project: Project, svc: Service, say: Say) -> Any:
             _start(c, svc, start_detached)
             say(f" Container {c.name}  Started")
             return c
-        containers.remove(c, force=True, volumes=True)
+        if c.status == "running":
+            containers.stop(c, 10)  # (SIGTERM first, as Compose: a database gets to close its files)
+        kept.update({m.destination: m.volume for m in c.spec.mounts if m.anonymous and m.volume})
+        containers.remove(c, force=True)  # its anonymous volumes go on, with the new container
         say(f" Container {c.name}  Recreated")
     labels = {**svc.labels, PROJECT_LABEL: project.name, SERVICE_LABEL: svc.name, HASH_LABEL: digest,
               DIRECTORY_LABEL: str(project.directory)}
     c = containers.create_from_image(store, svc.image, svc.command, name=svc.container_name, labels=labels,
-                                     **svc.options)
+                                     reuse_volumes=kept, **svc.options)
     say(f" Container {c.name}  Created")
     _start(c, svc, start_detached)
     say(f" Container {c.name}  Started")
@@ -523,18 +687,21 @@ def _start(c: Any, svc: Service, start_detached: Callable[[Any], dict[str, objec
         raise ComposeError(f"service {svc.name}: container {c.name} could not start: {first['message']}")
 
 
-def down(store: Store, project: Project, *, volumes: bool = False, remove_orphans: bool = True,
+def down(store: Store, project: Project, *, volumes: bool = False, remove_orphans: bool = False,
          say: Say = print) -> None:
     """``compose down``: stop and remove the project's containers (in reverse start order), then its
     networks; with *volumes*, the named volumes it declares and the containers' anonymous ones."""
     from . import container as containers
     from . import network as networks
-    from .errors import NetworkNotFound
+    from .errors import NetworkError, NetworkNotFound
 
     order = list(project.services)
     mine = project_containers(store, project.name)
-    if not remove_orphans:
-        mine = [c for c in mine if (c.state.get("labels") or {}).get(SERVICE_LABEL) in project.services]
+    orphans = [c for c in mine if (c.state.get("labels") or {}).get(SERVICE_LABEL) not in project.services]
+    if orphans and not remove_orphans:
+        say(f"WARN Found orphan containers ({', '.join(c.name for c in orphans)}) for this project: remove them "
+            "with --remove-orphans")
+        mine = [c for c in mine if c not in orphans]
 
     def rank(c: Any) -> int:
         service = (c.state.get("labels") or {}).get(SERVICE_LABEL)
@@ -547,9 +714,13 @@ def down(store: Store, project: Project, *, volumes: bool = False, remove_orphan
         containers.remove(c, force=True, volumes=volumes)
         say(f" Container {c.name}  Removed")
     for engine_name in sorted(set(project.networks.values()) - project.external):
-        with contextlib.suppress(NetworkNotFound):
+        try:
             networks.remove_network(store, engine_name)
             say(f" Network {engine_name}  Removed")
+        except NetworkNotFound:
+            pass
+        except NetworkError:  # (an orphan, or a container of someone else's, is on it)
+            say(f" Network {engine_name}  Resource is still in use")
     if volumes:
         for engine_name in sorted(set(project.volumes.values()) - project.external):
             if engine_name in containers.volume_list(store):
@@ -557,7 +728,7 @@ def down(store: Store, project: Project, *, volumes: bool = False, remove_orphan
                 say(f" Volume {engine_name}  Removed")
 
 
-def _chosen(project: Project, names: list[str] | None, with_dependencies: bool = False) -> list[Service]:
+def services_named(project: Project, names: list[str] | None, with_dependencies: bool = False) -> list[Service]:
     """The services named (all if none are), in start order; with what they depend on, if asked."""
     if not names:
         return list(project.services.values())
@@ -580,15 +751,16 @@ def log_lines(store: Store, project: Project, services: list[str] | None = None,
     """The project's logs as ``compose logs`` shows them: (prefix, stream, line), the prefix naming the
     container (``api-1  | ``). Without *follow*, one container after the other; with it, as lines come,
     from all of them at once (a thread reads each log), until every container has stopped."""
-    chosen = {s.name for s in _chosen(project, services)}
+    chosen = {s.name for s in services_named(project, services)}
     mine = [c for c in project_containers(store, project.name)
             if (c.state.get("labels") or {}).get(SERVICE_LABEL) in chosen]
     return merged_logs(mine, follow=follow, timestamps=timestamps)
 
 
-def merged_logs(mine: list[Any], *, follow: bool = False, timestamps: bool = False
+def merged_logs(mine: list[Any], *, follow: bool = False, timestamps: bool = False, since: str | None = None
                 ) -> Iterator[tuple[str, str, bytes]]:
-    """Several containers' logs, each line with its container's prefix (see ``log_lines``)."""
+    """Several containers' logs, each line with its container's prefix (see ``log_lines``); *since*: only
+    what was logged from then on (a ``logs.timestamp``)."""
     import queue
     import threading
 
@@ -598,7 +770,7 @@ def merged_logs(mine: list[Any], *, follow: bool = False, timestamps: bool = Fal
 
     def lines(c: Any) -> Iterator[tuple[str, str, bytes]]:
         prefix = f"{_prefix_name(c):<{width}}  | "
-        for entry in log_entries(c, follow=follow):
+        for entry in log_entries(c, follow=follow, since=since):
             yield prefix, entry.stream, (f"{entry.time} ".encode() if timestamps else b"") + entry.data
 
     if not follow:

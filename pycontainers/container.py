@@ -496,8 +496,8 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
             network.leave(store, container.state["network"]["name"], container.id)
         sh.rmtree(container.dir, ignore_errors=True)
         release_name(store, container.name, container.id)
-        with contextlib.suppress(OSError, PyContainersError):
-            remove_anonymous_volumes(container)
+        with contextlib.suppress(OSError, PyContainersError):  # (not those taken over from a replaced container)
+            remove_anonymous_volumes(container, keep=set((options.get("reuse_volumes") or {}).values()))
         raise
     return container
 
@@ -594,6 +594,7 @@ def create(store: Store, spec: ContainerSpec, container_id: str, name: str | Non
                                   "able to reuse that name.")
     else:
         name = claim_random_name(store, container_id)
+    taken_over = {m.volume for m in spec.mounts if m.anonymous and (volumes_dir(store) / str(m.volume)).is_dir()}
     try:
         container = _make_directory(store, spec, container_id, name, auto_remove, backend, labels or {})
         if spec.on_a_network:
@@ -608,8 +609,8 @@ def create(store: Store, spec: ContainerSpec, container_id: str, name: str | Non
             network.leave(store, spec.network, container_id)
         release_name(store, name, container_id)
         shutil.rmtree(containers_dir(store) / container_id, ignore_errors=True)
-        for m in spec.mounts:  # its anonymous volumes are new, and nobody else's
-            if m.anonymous and m.volume:
+        for m in spec.mounts:  # its new anonymous volumes are nobody else's (a replaced container's stay)
+            if m.anonymous and m.volume and m.volume not in taken_over:
                 shutil.rmtree(volumes_dir(store) / m.volume, ignore_errors=True)
         raise
 
@@ -1416,19 +1417,20 @@ def volume_remove(store: Store, name: str, force: bool = False) -> None:
     remove_volume_directory(path)
 
 
-def remove_anonymous_volumes(container: Container) -> list[str]:
+def remove_anonymous_volumes(container: Container, keep: set[str] | None = None) -> list[str]:
     """Remove the volumes made for *container* alone (``-v /path``, the image's VOLUME) once it is gone, as
-    ``docker rm -v`` and ``--rm`` do; their names. One that another container mounts too (by name) stays."""
-    discarded = discard_anonymous_volumes(container)
+    ``docker rm -v`` and ``--rm`` do; their names. One that another container mounts too (by name) stays,
+    and so do those named in *keep*."""
+    discarded = discard_anonymous_volumes(container, keep)
     for path in discarded:
         remove_volume_directory(path)
     return [path.name[1:-len(".removing")] for path in discarded]
 
 
-def discard_anonymous_volumes(container: Container) -> list[Path]:
+def discard_anonymous_volumes(container: Container, keep: set[str] | None = None) -> list[Path]:
     """``remove_anonymous_volumes``' first half: rename them ``.<name>.removing`` (gone from ``volume ls`` at
     once, as ``discard_directory``); the paths left to delete."""
-    mine = [m.volume for m in container.spec.mounts if m.anonymous and m.volume]
+    mine = [m.volume for m in container.spec.mounts if m.anonymous and m.volume and m.volume not in (keep or ())]
     if not mine:
         return []
     store = container.store

@@ -355,7 +355,8 @@ def rewrite_hosts_file(container: Container, others: list[tuple[str, str]] | Non
         current = os.pread(fd, 1 << 20, 0).decode(errors="replace")
         _, end, tail = current.partition(HOSTS_END + "\n")
         text = hosts_text(container.spec.hostname, info.get("address"), others,
-                          container.name if info.get("name") not in (None, DEFAULT) else "", info.get("name", ""),
+                          " ".join([container.name, *container.spec.aliases])  # (its own names too)
+                          if info.get("name") not in (None, DEFAULT) else "", info.get("name", ""),
                           tail if end else "", container.spec.extra_hosts).encode()
         os.pwrite(fd, text, 0)
         os.ftruncate(fd, len(text))

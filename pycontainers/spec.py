@@ -26,7 +26,8 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NETWORK_MODES = ("none", "host")  # no bridge: only loopback (none), or the host's own network (host)
 _VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 _NETWORK_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
-_HOSTNAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,251}[a-zA-Z0-9])?$")  # (RFC 1123, loosely: what /etc/hosts takes)
+# A name in /etc/hosts: RFC 1123's, and '_' (Compose's service names have it, and resolvers take it)
+_HOSTNAME = re.compile(r"^[a-zA-Z0-9_]([a-zA-Z0-9_.-]{0,251}[a-zA-Z0-9_])?$")
 
 
 class NoCommand(InvalidArgument):
@@ -144,11 +145,11 @@ def merge_env(image_env: list[str], extra: list[str]) -> list[str]:
     return [f"{k}={v}" for k, v in merged.items()]
 
 
-def parse_volume(text: str, volumes_dir: str) -> Mount:
+def parse_volume(text: str, volumes_dir: str, reuse: dict[str, str] | None = None) -> Mount:
     """``-v /host:/ctr[:ro]`` (bind), ``-v NAME:/ctr[:ro]`` (named volume, created on first use) or
     ``-v /ctr`` (an anonymous volume: a new one, with a random name, for this container)."""
     if text.startswith("/") and ":" not in text:
-        return anonymous_volume(text, volumes_dir)
+        return anonymous_volume(text, volumes_dir, reuse)
     parts = text.split(":")
     if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
         raise InvalidArgument(f"invalid volume specification: {text!r} (use HOST:CONTAINER[:ro])")
@@ -174,21 +175,23 @@ def container_path(path: str) -> str:
     return "/" + os.path.normpath(path).lstrip("/")
 
 
-def anonymous_volume(destination: str, volumes_dir: str) -> Mount:
+def anonymous_volume(destination: str, volumes_dir: str, reuse: dict[str, str] | None = None) -> Mount:
     """A volume of this container's own at *destination*, named by 64 random hex digits, as Docker's: it
-    goes with the container when the container is removed with ``rm -v`` or was started with ``--rm``."""
+    goes with the container when the container is removed with ``rm -v`` or was started with ``--rm``.
+    *reuse*: destination -> the name of a replaced container's volume there, taken over (compose's recreate)."""
     if ".." in destination.split("/") or container_path(destination) == "/":
         raise InvalidArgument(f"invalid volume specification: {destination!r}: use an absolute path below /")
-    name = os.urandom(32).hex()
+    name = (reuse or {}).get(container_path(destination)) or os.urandom(32).hex()
     return Mount(os.path.join(volumes_dir, name, "_data"), container_path(destination), False, name, True)
 
 
-def image_volumes(declared: dict[str, Any] | None, mounts: list[Mount], volumes_dir: str) -> list[Mount]:
+def image_volumes(declared: dict[str, Any] | None, mounts: list[Mount], volumes_dir: str,
+                  reuse: dict[str, str] | None = None) -> list[Mount]:
     """The image's ``VOLUME`` paths that no ``-v`` covers, each an anonymous volume (as ``docker run`` does:
     what the container writes there goes to the volume, not to its writable layer or a ``commit``)."""
     taken = {m.destination for m in mounts}
     paths = sorted({container_path(p) for p in declared or {} if p.startswith("/")} - taken - {"/"})
-    return [anonymous_volume(p, volumes_dir) for p in paths]
+    return [anonymous_volume(p, volumes_dir, reuse) for p in paths]
 
 
 def make_spec(image: Image, image_name: str, command: list[str] | None = None, *,
@@ -201,19 +204,20 @@ def make_spec(image: Image, image_name: str, command: list[str] | None = None, *
               ports: list[str] | dict[str, Any] | None = None, publish_all: bool = False,
               container_id: str = "", with_image_volumes: bool = True,
               network_aliases: list[str] = (),  # type: ignore[assignment]
-              extra_hosts: list[str] | dict[str, str] | None = None) -> ContainerSpec:
+              extra_hosts: list[str] | dict[str, str] | None = None,
+              reuse_volumes: dict[str, str] | None = None) -> ContainerSpec:
     """The container's spec from the image's settings and ``run``'s options. *with_image_volumes*: make the
     image's VOLUME paths anonymous volumes (not for an exported bundle, which has no store to keep them)."""
     cfg = image.settings
     args = combine_command(cfg.get("Entrypoint"), cfg.get("Cmd"), command, entrypoint)
-    mounts = [parse_volume(v, volumes_dir) for v in volumes]
+    mounts = [parse_volume(v, volumes_dir, reuse_volumes) for v in volumes]
     seen: set[str] = set()
     for m in mounts:
         if m.destination in seen:
             raise InvalidArgument(f"Duplicate mount point: {m.destination}")
         seen.add(m.destination)
     if with_image_volumes:
-        mounts += image_volumes(cfg.get("Volumes"), mounts, volumes_dir)
+        mounts += image_volumes(cfg.get("Volumes"), mounts, volumes_dir, reuse_volumes)
     if init:
         find_tini()  # missing: say so now, not when the container starts
     bindings = parse_ports(ports)
@@ -231,7 +235,7 @@ def make_spec(image: Image, image_name: str, command: list[str] | None = None, *
         raise InvalidArgument("network-scoped aliases are supported only for containers on user-defined networks")
     bad = next((a for a in network_aliases if not _HOSTNAME.match(a)), None)
     if bad is not None:
-        raise InvalidArgument(f"--network-alias {bad!r}: use a host name (letters, digits, '-', '.')")
+        raise InvalidArgument(f"--network-alias {bad!r}: use a host name (letters, digits, '-', '_', '.')")
     if bindings and network == "none":
         raise InvalidArgument("published ports need a network, and --network none has only loopback")
     if bindings and network == "host":

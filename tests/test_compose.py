@@ -33,7 +33,8 @@ def project(tmp_path: Path, text: str, name: str = "shop", env: dict[str, str] |
 # ------------------------------------------------------------------------------------------ reading
 
 
-def test_a_project_is_read_in_start_order_with_its_names(tmp_path: Path) -> None:
+def test_a_project_is_read_in_start_order_with_its_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("B", "from the shell")
     p = project(tmp_path, """
         services:
           web:
@@ -59,7 +60,7 @@ def test_a_project_is_read_in_start_order_with_its_names(tmp_path: Path) -> None
     assert web.command == ["sh", "-c", 'echo "$HOME is nobody"']  # $$ is a dollar; WHO unset: the default
     assert web.options["ports"] == ["8080", "127.0.0.1:9090:90"]
     assert web.options["volumes"] == [f"{tmp_path / 'My Shop!' / 'site'}:/srv:ro", "myshop_data:/data", "/tmp/cache"]
-    assert web.options["environment"] == ["A=1", "B", "C=true"]
+    assert web.options["environment"] == ["A=1", "B=from the shell", "C=true"]  # (B: null takes this one's)
     assert web.options["network_aliases"] == ["web"]
     assert api.image == "myshop-api" and api.build is not None and api.build.context == tmp_path / "My Shop!" / "api"
     assert api.options["network_aliases"] == ["api", "backend"]
@@ -100,6 +101,19 @@ def test_variables_come_from_the_environment_over_the_dot_env_file(tmp_path: Pat
     ("services: {s: {image: busybox, networks: [a, b]}}\nnetworks: {a: {}, b: {}}", "joins one network"),
     ("services: {s: {image: busybox, ports: ['53:53/udp']}}", "only TCP ports"),
     ("services: {s: {image: busybox, command: [true]}}", "True is not a string: quote it"),
+    ("services: {s: {image: busybox}, s: {image: busybox}}", "mapping key 's' is given twice"),
+    ("services: {s: {image: busybox, depends_on: db}}", "depends_on: give a list of strings"),
+    ("services: {s: {image: busybox, networks: {default: {aliases: web2}}}}", "aliases: give a list of strings"),
+    ("services: {s: {image: busybox, extra_hosts: 'a:1.2.3.4'}}", "extra_hosts: give a list of strings"),
+    ("services: {s: {image: busybox, extra_hosts: ['a:host-gateway']}}", "service 's': extra_hosts: invalid arg"),
+    ("services: {s: {image: busybox, ports: ['8080:80:90']}}", "service 's': ports: "),
+    ("services: {s: {image: busybox, env_file: [{path: a.env}]}}", "env_file: give a list of strings"),
+    ("services: {s: {image: busybox, env_file: [missing.env]}}", "service 's': --env-file"),
+    ("services: {s: {image: busybox, labels: 5}}", "labels: give a mapping"),
+    ("services: {s: {build: {context: ., args: 5}}}", "args: give a mapping"),
+    ("services: {s: {image: 'busybox${'}}", "invalid interpolation format"),
+    ("services: {s: {image: '${busy box}'}}", "invalid interpolation format for"),
+    ("services: {s: {image: '${1x}'}}", "'1x' is not a variable name"),
     ("services: {s: {image: busybox, command: \"sh -c 'unclosed\"}}", "command: No closing quotation"),
     ("services: {s: {image: busybox, build: {context: ., ssh: [default]}}}", "'ssh' is not supported"),
     ("services:\n  s:\n    image: [unclosed\n", "compose.yaml (line 4): not valid YAML"),
@@ -109,6 +123,47 @@ def test_what_cannot_be_run_is_refused_in_one_sentence(tmp_path: Path, text: str
     with pytest.raises(ComposeError, match=message.replace("(", r"\(").replace(")", r"\)")) as caught:
         project(tmp_path, text)
     assert "\n" not in str(caught.value) and str(caught.value).startswith("compose.yaml")
+
+
+def test_yaml_is_read_as_compose_reads_it(tmp_path: Path) -> None:
+    """YAML 1.2, as Compose: 22:22 is not the sexagesimal 1342 of YAML 1.1, yes/on/no are words."""
+    p = project(tmp_path, """
+        services:
+          my_db:
+            image: busybox
+            ports: [22:22, 8000:50]
+            environment: {E: 10:30, D: yes, G: on, N: 0755, F: 1.5}
+            restart: no
+        """)
+    db = p.services["my_db"]
+    assert db.options["ports"] == ["22:22", "8000:50"]
+    assert db.options["environment"] == ["E=10:30", "D=yes", "G=on", "N=0755", "F=1.5"]
+    assert db.options["network_aliases"] == ["my_db"]  # (a '_' is fine in a name to look up)
+
+
+def test_interpolation_and_dot_env_follow_composes_rules(tmp_path: Path) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / ".env").write_text(
+        "export EXPORTED=yes\nCOMMENTED=value # a comment\nQUOTED=\"a # b\" # c\nEMPTY=\n")
+    p = project(tmp_path, """
+        services:
+          s:
+            image: busybox
+            environment:
+              - NESTED=${UNSET:-${ALSO_UNSET:-deep}}
+              - PLUS=${EXPORTED:+was set}
+              - PLUS_EMPTY=${EMPTY:+not shown}
+              - DASH_EMPTY=${EMPTY-kept empty}
+              - COLON_EMPTY=${EMPTY:-replaced}
+              - DEFAULT_VAR=${UNSET-$EXPORTED}
+              - DOLLARS=$$x ${UNSET:-$$y}
+              - FILE=${EXPORTED} ${COMMENTED} ${QUOTED}
+        """, name="app")
+    assert p.services["s"].options["environment"] == [
+        "NESTED=deep", "PLUS=was set", "PLUS_EMPTY=", "DASH_EMPTY=", "COLON_EMPTY=replaced", "DEFAULT_VAR=yes",
+        "DOLLARS=$x $y", "FILE=yes value a # b"]
+    with pytest.raises(ComposeError, match="variable EMPTY is required: it is empty"):
+        project(tmp_path, "services: {s: {image: '${EMPTY:?}'}}", name="app")
 
 
 def test_the_file_is_found_by_composes_names(tmp_path: Path) -> None:
@@ -192,7 +247,9 @@ def test_a_service_is_built_and_one_that_cannot_start_is_named(busybox_store: St
     said: list[str] = []
     with pytest.raises(ComposeError, match="service broken: container shop-broken-1 could not start: .*no-such"):
         compose.up(busybox_store, p, say=said.append)
-    assert said[:3] == [" Network shop_default  Created", " Building api (shop-api)", " Image shop-api  Built"]
+    assert said[:3] == [" Network shop_default  Created", " Building api (shop-api)", "  api  Step 1/3 : FROM busybox"]
+    assert "  api   ---> Cache miss: not built before" in said or any("RUN echo built" in line for line in said)
+    assert " Image shop-api  Built" in said
     api = containers.get_container(busybox_store, "shop-api-1")
     assert containers.wait(api, 30) == 0 and b"".join(e.data for e in containers.log_entries(api)) == b"built\n"
     said.clear()
@@ -284,3 +341,67 @@ def test_add_host_lines_stay_in_etc_hosts_through_network_rewrites(busybox_store
     compose.down(busybox_store, p, say=lambda line: None)
     with pytest.raises(InvalidArgument, match="for --add-host: give NAME:IP-ADDRESS"):
         client.containers.create("busybox", ["true"], extra_hosts=["db:not-an-address"])
+
+
+@root_only
+def test_a_recreated_service_is_stopped_gently_and_keeps_its_anonymous_volumes(busybox_store: Store,
+                                                                               tmp_path: Path) -> None:
+    directory = tmp_path / "db"
+    directory.mkdir()
+    (directory / "out").mkdir()
+    (directory / "app.env").write_text("FOO=1\n")
+    text = """
+        services:
+          db:
+            image: busybox
+            command: [sh, -c, "trap 'echo stopped >> /out/log; exit 0' TERM; echo $$FOO >> /data/seen; ping -c1 db
+              > /out/self; while :; do sleep 0.1; done"]
+            env_file: app.env
+            volumes: [/data, ./out:/out]
+        """
+    first = project(tmp_path, text, name="db")
+    (db,) = compose.up(busybox_store, first, say=lambda line: None)
+    wait_for(lambda: (directory / "out" / "self").exists(), "the ping of its own name")
+    assert "1 packets received" in (directory / "out" / "self").read_text()  # its service name is its own too
+    (directory / "app.env").write_text("FOO=2\n")  # the file's content, not its name, is in the hash
+    said: list[str] = []
+    (again,) = compose.up(busybox_store, project(tmp_path, text, name="db"), say=said.append)
+    assert " Container db-db-1  Recreated" in said and again.id != db.id
+    assert (directory / "out" / "log").read_text() == "stopped\n"  # SIGTERM first: its trap ran
+    (volume,) = [m.volume for m in again.spec.mounts if m.anonymous]
+    assert volume == next(m.volume for m in db.spec.mounts if m.anonymous)  # the same anonymous volume
+    data = busybox_store.home / "volumes" / str(volume) / "_data" / "seen"
+    wait_for(lambda: data.read_text() == "1\n2\n", "the new container's line after the old one's")
+    said.clear()
+    compose.down(busybox_store, first, volumes=True, say=said.append)
+    assert containers.volume_list(busybox_store) == []
+
+
+@root_only
+def test_down_leaves_orphans_and_their_network_with_a_warning(busybox_store: Store, tmp_path: Path) -> None:
+    both = project(tmp_path, "services: {a: {image: busybox, command: [sleep, '30']},"
+                             " b: {image: busybox, command: [sleep, '30']}}")
+    compose.up(busybox_store, both, say=lambda line: None)
+    only_a = project(tmp_path, "services: {a: {image: busybox, command: [sleep, '30']}}")
+    said: list[str] = []
+    compose.down(busybox_store, only_a, say=said.append)
+    assert said[0].startswith("WARN Found orphan containers (shop-b-1)")
+    assert said[-1] == " Network shop_default  Resource is still in use"
+    assert names(busybox_store) == ["shop-b-1"]
+    with pytest.raises(ComposeError, match="no such service: c"):
+        compose.log_lines(busybox_store, only_a, ["c"])
+    said.clear()
+    compose.down(busybox_store, only_a, remove_orphans=True, say=said.append)
+    assert names(busybox_store) == [] and said[-1] == " Network shop_default  Removed"
+
+
+@root_only
+def test_a_failed_build_names_its_service(busybox_store: Store, tmp_path: Path) -> None:
+    (tmp_path / "shop" / "api").mkdir(parents=True)
+    (tmp_path / "shop" / "api" / "Dockerfile").write_text("FROM busybox\nRUN echo about to fail; exit 3\n")
+    p = project(tmp_path, "services: {api: {build: ./api, network_mode: none}}")
+    said: list[str] = []
+    with pytest.raises(ComposeError, match="service api: the build failed: .*returned a non-zero code: 3"):
+        compose.up(busybox_store, p, say=said.append)
+    assert any("about to fail" in line for line in said)  # the step's output was shown
+    assert names(busybox_store) == []
