@@ -511,7 +511,7 @@ def cmd_start(a: argparse.Namespace) -> int:
     """``docker start``: run a created or exited container again, on the same writable layer; with ``-a``,
     on this terminal, as ``run`` without ``-d`` (its exit code is ours)."""
     from .container import ContainerError, forward_signal, get_container
-    from .runtime import is_external, start, start_detached
+    from .runtime import is_external, start_detached, start_locked
 
     if a.attach or a.interactive:
         if len(a.containers) > 1:
@@ -523,7 +523,7 @@ def cmd_start(a: argparse.Namespace) -> int:
         tty = container.spec.tty
         if _no_terminal_to_read(tty, a.interactive):
             return 1
-        return _attached(lambda stdio: start(container, stdio), a.interactive, tty,
+        return _attached(lambda stdio: start_locked(container, stdio), a.interactive, tty,
                          console_socket=not is_external(container), log=container.log_path(),
                          deliver=lambda pid, sig: forward_signal(container, pid, sig))
 

@@ -906,6 +906,40 @@ class Events:
         self.file.close()
 
 
+class FirstEventUnlocks(Events):
+    """Events of a start made under ``container.starting``'s lock, which it lets go with the first event
+    (an attached ``start -a`` holds the terminal for the container's whole life, not the lock)."""
+
+    def __init__(self, events: Events, lock: contextlib.ExitStack) -> None:
+        self.file, self.lock = events.file, lock
+
+    def next(self) -> dict[str, object]:
+        try:
+            return super().next()
+        finally:
+            self.lock.close()
+
+    def close(self) -> None:
+        self.lock.close()
+        super().close()
+
+
+def start_locked(container: Container, stdio: tuple[int, int, int]) -> Events:
+    """``start`` under the container's start lock (``container.starting``): a second start at the same
+    instant, from anywhere, waits for this one's first event and then finds it running."""
+    from .container import ContainerError, starting
+
+    lock = contextlib.ExitStack()
+    if not lock.enter_context(starting(container)):
+        lock.close()
+        raise ContainerError(f"container {container.name} is already running", 1)
+    try:
+        return FirstEventUnlocks(start(container, stdio), lock)
+    except BaseException:
+        lock.close()
+        raise
+
+
 def start(container: Container, stdio: tuple[int, int, int], image: Image | None = None,
           helper: bool = False) -> Events:
     """Unpack the image's layers (if needed) and launch the container; fork only when it is safe.

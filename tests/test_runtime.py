@@ -1440,6 +1440,21 @@ def test_start_attach_runs_on_this_terminal_with_its_exit_code(home: Store) -> N
     assert pyc(home, "rm", "sa", "echoes").returncode == 0
 
 
+def test_two_attached_starts_at_once_run_the_container_once(home: Store) -> None:
+    """`start -a` twice at the same instant: one runs it on its terminal, the other is told it is running."""
+    created = pyc(home, "create", "--name", "attached", "busybox", "sh", "-c", "sleep 2; echo ran")
+    assert created.returncode == 0, created.stderr
+    TRACK.note(created.stdout.strip())
+    env = {**os.environ, "PYCONTAINERS_HOME": str(home.home)}
+    starts = [subprocess.Popen([PYC, "start", "-a", "attached"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = sorted((p.wait(60), p.stdout.read(), p.stderr.read()) for p in starts)  # type: ignore[union-attr]
+    assert results[0] == (0, "ran\n", "")
+    assert results[1][0] == 1 and "container attached is already running" in results[1][2]
+    assert pyc(home, "logs", "attached").stdout == "ran\n"  # it ran once
+    assert pyc(home, "rm", "-f", "attached").returncode == 0
+
+
 def test_two_starts_at_once_start_one_container(home: Store) -> None:
     """Two `pycontainers start` at the same instant (two terminals): one PID 1, and both commands succeed."""
     created = pyc(home, "create", "--name", "twice", "busybox", "sleep", "3598")
