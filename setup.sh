@@ -29,6 +29,7 @@ SYSTEM_PACKAGES=(
     ca-certificates
     debian-archive-keyring
     qemu-system-x86
+    nftables
 )
 EDITABLE_MODE="editable_mode=compat"
 # Interpreters to try, best first; the first one that is >= 3.11 wins.

@@ -615,6 +615,23 @@ def create(store: Store, spec: ContainerSpec, container_id: str, name: str | Non
         raise
 
 
+def resolv_conf_for_a_network() -> str:
+    """A networked container's /etc/resolv.conf, by Docker's rule for its default bridge: this machine's, without
+    the name servers on its loopback (unreachable from the container's own); behind systemd-resolved's stub,
+    the servers it forwards to. No servers left: none (Docker would name Google's; a course machine has no
+    internet, and a failed lookup should fail at once)."""
+    for path in ("/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"):
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError:
+            continue
+        kept = [line for line in lines if not (line.split()[:1] == ["nameserver"] and len(line.split()) > 1
+                                              and line.split()[1].startswith(("127.", "::1")))]
+        if any(line.split()[:1] == ["nameserver"] for line in kept):
+            return "\n".join(kept) + "\n"
+    return ""
+
+
 def _make_directory(store: Store, spec: ContainerSpec, container_id: str, name: str, auto_remove: bool,
                     backend: str, labels: dict[str, str]) -> Container:
     cdir = containers_dir(store) / container_id
@@ -630,6 +647,8 @@ def _make_directory(store: Store, spec: ContainerSpec, container_id: str, name: 
     if spec.network == "host":
         with contextlib.suppress(OSError):
             resolv = Path("/etc/resolv.conf").read_text()
+    elif spec.on_a_network:
+        resolv = resolv_conf_for_a_network()
     _write_new(f"{cdir}/resolv.conf", resolv)
     for m in spec.mounts:
         if m.volume or not os.path.exists(m.source):

@@ -44,6 +44,7 @@ import os
 import selectors
 import socket
 import struct
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -734,12 +735,15 @@ def _netlink(what: str, device: str, call: Any, *args: Any, **kwargs: Any) -> An
                            f"(netlink {args[0] if args else ''})") from None
 
 
-def ensure_bridge(ipr: Any, bridge: str, gateway: str, prefixlen: int) -> int:
-    """The network's bridge, made (with the gateway's address) if it is missing; its interface index."""
+def ensure_bridge(ipr: Any, bridge: str, gateway: str, prefixlen: int, route: bool = True) -> int:
+    """The network's bridge, made (with the gateway's address, and with *route* its way out: ``route_outside``)
+    if it is missing; its interface index."""
     from pyroute2.netlink.exceptions import NetlinkError
 
     index = link_index(ipr, bridge)
     if index is None:
+        if route:
+            route_outside(bridge, str(ipaddress.ip_interface(f"{gateway}/{prefixlen}").network))
         try:
             ipr.link("add", ifname=bridge, kind="bridge", address=mac_address(gateway))  # (see mac_address)
         except NetlinkError as exc:
@@ -753,6 +757,49 @@ def ensure_bridge(ipr: Any, bridge: str, gateway: str, prefixlen: int) -> int:
             ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)
     _netlink("bring up", bridge, ipr.link, "set", index=index, state="up")
     return index
+
+
+NAT_MISSING_SENTENCE = ("Containers on this network reach this machine and each other but nothing beyond it: "
+                        "routing them out needs nftables (apt-get install nftables) and IP forwarding.")
+
+
+def route_outside(bridge: str, subnet: str) -> bool:
+    """Let the network's containers reach beyond this machine, as Docker's bridge driver does: IPv4
+    forwarding on, and a masquerade rule (source NAT: what leaves carries this machine's address, so the
+    answers find their way back). Each network's rules are an nftables table named after its bridge (gone
+    with it: ``delete_bridge``), which also drops new connections forwarded into the network from anywhere
+    else (another network's containers included): as Docker, networks are kept apart, and the way in is a
+    published port. False if that cannot be done (no ``nft``, no nf_tables): the network then stays within this
+    machine."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nft") is None:
+        return False
+    try:
+        with open("/proc/sys/net/ipv4/ip_forward", "r+") as f:  # (this namespace's: the host's, here)
+            if f.read().strip() != "1":
+                f.seek(0)
+                f.write("1")
+    except OSError:  # (a read-only /proc/sys: a container without the right to route)
+        return False
+    rules = (f"add table ip {bridge}\ndelete table ip {bridge}\n"  # (made anew, in one transaction)
+             f"table ip {bridge} {{\n"
+             f"  chain postrouting {{ type nat hook postrouting priority srcnat; policy accept;\n"
+             f'    ip saddr {subnet} oifname != "{bridge}" masquerade\n  }}\n'
+             f"  chain forward {{ type filter hook forward priority filter; policy accept;\n"
+             f'    oifname "{bridge}" iifname != "{bridge}" ct state new drop\n  }}\n}}\n')
+    done = subprocess.run(["nft", "-f", "-"], input=rules, capture_output=True, text=True, check=False)
+    return done.returncode == 0
+
+
+def forget_routes(bridge: str) -> None:
+    """Delete the network's nftables table (``route_outside``), if there is one."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nft") is not None:
+        subprocess.run(["nft", "delete", "table", "ip", bridge], capture_output=True, check=False)
 
 
 def link_index(ipr: Any, name: str) -> int | None:
@@ -772,8 +819,10 @@ def make_bridge(net: Network) -> None:
         return
 
     def make(ipr: Any) -> None:
-        ensure_bridge(ipr, net.bridge, net.gateway, net.prefixlen)
+        ensure_bridge(ipr, net.bridge, net.gateway, net.prefixlen, route=False)
 
+    if not route_outside(net.bridge, net.subnet):
+        print(NAT_MISSING_SENTENCE, file=sys.stderr)
     with_netlink(make)
 
 
@@ -788,6 +837,7 @@ def delete_bridge(bridge: str) -> None:
             _netlink("delete bridge", bridge, ipr.link, "del", index=index)
 
     with_netlink(delete)
+    forget_routes(bridge)
 
 
 def remove_bridges(home: str | os.PathLike[str]) -> None:

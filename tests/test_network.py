@@ -12,8 +12,11 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -206,6 +209,78 @@ def test_a_container_has_eth0_with_its_leased_address_and_a_route_out(client: Cl
     assert f"default via {gateway} dev eth0" in c.exec_run(["ip", "route"]).output.decode()
     assert c.exec_run(["ping", "-c", "1", "-W", "2", gateway]).exit_code == 0  # the bridge, on the host
     assert network_inspect(client.store, "lab")["Containers"][c.id]["IPv4Address"] == f"{address}/24"
+
+
+@pytest.fixture
+def outside() -> Iterator[str]:
+    """Another machine, as far as containers can tell: a network namespace behind a veth pair, 198.18.7.2
+    (a benchmarking range), which knows no route to the containers' networks; its web server answers with the
+    address the request came from."""
+    ns = f"pyctest-out-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    server = None
+    try:
+        for command in (f"link add natt-h{os.getpid() % 10000} type veth peer name eth0 netns {ns}",
+                        f"addr add 198.18.7.1/24 dev natt-h{os.getpid() % 10000}",
+                        f"link set natt-h{os.getpid() % 10000} up",
+                        f"-n {ns} addr add 198.18.7.2/24 dev eth0", f"-n {ns} link set eth0 up",
+                        f"-n {ns} link set lo up"):
+            subprocess.run(["ip", *command.split()], check=True)
+        code = ("import http.server as h\n"
+                "class A(h.BaseHTTPRequestHandler):\n"
+                "    def do_GET(self):\n"
+                "        self.send_response(200); self.end_headers()\n"
+                "        self.wfile.write(self.client_address[0].encode())\n"
+                "    def log_message(self, *a): pass\n"
+                "h.HTTPServer(('198.18.7.2', 8099), A).serve_forever()\n")
+        server = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", code])
+        wait_for(lambda: subprocess.run(["ip", "netns", "exec", ns, "ss", "-ltn"], capture_output=True,
+                                        text=True).stdout.count(":8099") > 0, "the outside server")
+        yield "198.18.7.2:8099"
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+        subprocess.run(["ip", "link", "del", f"natt-h{os.getpid() % 10000}"], capture_output=True, check=False)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+
+
+@root_only
+def test_containers_reach_beyond_this_machine_through_nat_and_networks_stay_apart(client: Client,
+                                                                                  outside: str) -> None:
+    client.networks.create("out")
+    seen = client.containers.run("busybox", ["wget", "-qO-", f"http://{outside}/"], network="out", remove=True)
+    assert seen == b"198.18.7.1"  # masqueraded: the outside saw this machine's address, and could answer it
+    other = client.networks.create("other")
+    web = client.containers.run("busybox", HTTPD, detach=True, network="other")
+    address = web.attrs["NetworkSettings"]["Networks"]["other"]["IPAddress"]
+    probe = ["sh", "-c", f"echo | nc -w 2 {address} 8000 && echo reached || echo kept apart"]
+    assert client.containers.run("busybox", probe, network="out", remove=True) == b"kept apart\n"
+    assert client.containers.run("busybox", probe, network="other", remove=True) == b"reached\n"
+    other_bridge = other.attrs["Options"]["com.docker.network.bridge.name"]
+    web.remove(force=True)
+    other.remove()
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True).stdout
+    assert other_bridge not in tables  # its rules went with its bridge
+
+
+def test_a_networked_containers_resolv_conf_has_no_loopback_servers(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from pycontainers import container as containers
+
+    stub = tmp_path / "stub"
+    stub.write_text("nameserver 127.0.0.53\noptions edns0\nsearch lan\n")
+    upstream = tmp_path / "upstream"
+    upstream.write_text("nameserver 10.1.1.1\nnameserver ::1\nsearch lan\n")
+    real = Path
+
+    def fake(path: str) -> Path:
+        return {"/etc/resolv.conf": stub, "/run/systemd/resolve/resolv.conf": upstream}.get(path, real(path))
+
+    monkeypatch.setattr(containers, "Path", fake)
+    assert containers.resolv_conf_for_a_network() == "nameserver 10.1.1.1\nsearch lan\n"
+    upstream.write_text("nameserver 127.0.0.1\n")
+    assert containers.resolv_conf_for_a_network() == ""
 
 
 @root_only
