@@ -24,8 +24,12 @@ removes the containers and the network (``-v``: the volumes too). No daemon watc
 no restart policies (``restart: "no"`` only), as pycontainers has nothing running in the background.
 
 What this module understands is a subset of the Compose specification; anything else in the file is
-refused in one sentence naming the file, the service and the key, never silently ignored. Values may use
-``${VAR}``, ``${VAR:-default}`` and ``$$``, from the environment and the project's ``.env`` file.
+refused in one sentence naming the file, the service and the key, never silently ignored, and every value is
+checked when the file is read, before anything starts. The file is read as YAML 1.2, as Compose reads it
+(``22:22`` is a string, not a number in base 60). Values may use ``${VAR}``, ``${VAR:-default}``,
+``${VAR:+other}``, ``${VAR:?error}`` and ``$$``, from the environment and the project's ``.env`` file.
+Without root there are no networks: the services then share this machine's network, and each finds the others
+by name at 127.0.0.1 (``--add-host``), which ``up`` says in one sentence.
 """
 
 from __future__ import annotations
