@@ -4,11 +4,13 @@ nbval runs every notebook as root (native containers). Here notebooks 04 and 05 
 end, as on Binder: 04 builds and runs its Flask app on python:3.11-slim (which mmdebstrap makes without root
 there), 05's cells about a container's files and about one image with many commands must work, and its
 cells about isolation must say nothing rather than fail; 08 publishes its web app's port (proot containers
-share this machine's network, and the forwarder connects to 127.0.0.1) and skips its bridges and networks.
+share this machine's network, and the forwarder connects to 127.0.0.1) and skips its bridges and networks;
+09 runs its Compose projects on this machine's network, as compose does without root.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -107,3 +109,81 @@ def test_notebook_08_under_proot_publishes_the_web_app_and_skips_the_networks(tm
     assert everything.count("Cannot be checked here") == 2  # exercises 2 and 3 need root
     assert containers_left(store.home) == []
     assert [i.tags for i in list_images(store) if any(t.startswith("hello-web") for t in i.tags)] == []
+
+
+# Binder runs the notebooks as an ordinary user. This test runs them as root with PYCONTAINERS_BACKEND=proot, and
+# compose.up decides that there are no networks by the user ID alone (os.geteuid() != 0), not by the back end: as
+# root it would make the project's bridge and then fail to put proot containers on it. So that the compose cells
+# take Binder's path, the kernel and every command it starts load this sitecustomize, which shows
+# pycontainers.compose (and nothing else) the user ID of an ordinary user. (Once compose asks the back end instead,
+# this is needed no more, and does no harm.)
+AS_ON_BINDER = '''\
+import importlib.machinery
+import os
+import sys
+
+
+class _OrdinaryUser:
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    @staticmethod
+    def geteuid():
+        return 1000
+
+
+class _ComposeFinder:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name != "pycontainers.compose":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path, target)
+        if spec is not None and spec.loader is not None:
+            load = spec.loader.exec_module
+
+            def exec_module(module):
+                load(module)
+                module.os = _OrdinaryUser()
+
+            spec.loader.exec_module = exec_module
+        return spec
+
+
+sys.meta_path.insert(0, _ComposeFinder)
+'''
+
+
+@needs_proot
+def test_notebook_09_under_proot_runs_the_shop_on_this_machines_network(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Binder's case: no network of its own for a project, so compose says so in one sentence and runs every
+    service on this machine's network, where the services find each other at 127.0.0.1 and the frontend's
+    port needs no publishing; the builds, the second up, start order, down and down -v work as with root."""
+    from pycontainers.compose import NO_ROOT_SENTENCE
+
+    store = Store(tmp_path / "store")
+    try:
+        get_image(cache_store(), PYTHON_TAG)
+    except PyContainersError:
+        pytest.skip(f"{PYTHON_TAG} is not in the base cache (./setup.sh makes it)")
+    shim = tmp_path / "as-on-binder"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(AS_ON_BINDER)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(shim), os.environ.get("PYTHONPATH")])))
+    everything = "\n".join(run_under_proot("09-compose.ipynb", store, monkeypatch, ("busybox", PYTHON_TAG)).values())
+    assert "Traceback" not in everything and "Error:" not in everything.replace("Error: restart.yaml", "")
+    assert "Containers run under proot here" in everything and NO_ROOT_SENTENCE in everything
+    assert "Network shop_default" not in everything and "Network startorder_default" not in everything  # none made
+    assert re.search(r"shop-frontend-1 +shop-frontend +running *\r?\n", everything)  # ps: no published port
+    assert "http://127.0.0.1:8080/ says:" in everything  # the frontend's own port, on this machine's network
+    for expected in ("The coffee shop (products from http://api:5000/products):", "moka pot",
+                     "Container shop-api-1  Recreated", "Container shop-frontend-1  Running", "milk frother",
+                     "patient-1  | slow is ready", "startorder-eager-1 exited with code 1",
+                     "startorder-patient-1 exited with code 0", "You are visitor number 5.",
+                     "You are visitor number 1.", "needs a daemon",
+                     "No container, network, volume or image of this notebook is left."):
+        assert expected in everything, expected
+    assert everything.count("Not answered yet") == 3
+    assert containers_left(store.home) == []
+    assert [i.tags for i in list_images(store) if any(t.startswith("shop-") for t in i.tags)] == []
+    assert not (NOTEBOOKS / "contexts" / "shop").exists()
