@@ -540,7 +540,9 @@ def project_containers(store: Store, project: str) -> list[Any]:
 
 def config_hash(service: Service, image_id: str) -> str:
     """What the container was made from: a second ``up`` replaces it when this changes."""
-    made_of = {"image": image_id, "command": service.command, "options": service.options,
+    environment = dict(item.partition("=")[::2] for item in service.options.get("environment", []))
+    options = {**service.options, "environment": sorted(environment.items())}  # (the order of keys is no change)
+    made_of = {"image": image_id, "command": service.command, "options": options,
                "labels": service.labels, "name": service.container_name}
     return hashlib.sha256(json.dumps(made_of, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -582,7 +584,8 @@ def up(store: Store, project: Project, services: list[str] | None = None, *, bui
     from .image import get_image
 
     chosen = services_named(project, services, with_dependencies=True)
-    if os.geteuid() != 0 and any(s.network not in ("none", "host", "bridge") for s in chosen):
+    networked = any(s.network not in ("none", "host", "bridge") for s in chosen)
+    if networked and containers.default_backend(store) in ("rootless", "proot"):  # (no root: no bridges)
         say(NO_ROOT_SENTENCE)
         chosen = [_on_the_hosts_network(s, project) for s in chosen]
     orphans = [c for c in project_containers(store, project.name)

@@ -417,13 +417,32 @@ def bind_file(source: str, root: str, dest: str, readonly: bool = False) -> None
 
 
 def _resolve_inside(root: str, dest: str) -> str:
-    """*dest* under *root*, refusing a path that crosses a symlink (it could point at the host)."""
-    path = root
-    for part in [p for p in dest.split("/") if p]:
-        path = f"{path}/{part}"
-        if os.path.islink(path):
-            raise LayerError(f"mount point {dest!r} goes through a symlink in the image; refusing to follow it")
-    return path
+    """*dest* under *root*, the image's symbolic links followed as if *root* were / (as runc's securejoin
+    does: ``/sbin`` -> ``usr/sbin`` in a merged-/usr image): an absolute target starts again at *root*, and
+    ``..`` stops there, so no link leads out to the host. (Nothing of the container runs yet to change them.)"""
+    parts = [p for p in dest.split("/") if p]
+    resolved: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        path = os.path.join(root, *resolved, part)
+        if not os.path.islink(path):
+            resolved.append(part)
+            continue
+        hops += 1
+        if hops > 40:  # (the kernel's own limit: ELOOP)
+            raise LayerError(f"mount point {dest!r}: too many symbolic links in the image (a loop?)")
+        target = os.readlink(path)
+        if target.startswith("/"):
+            resolved = []
+        parts = [p for p in target.split("/") if p] + parts
+    return os.path.join(root, *resolved)
 
 
 def enter_rootfs(root: str) -> None:

@@ -405,3 +405,27 @@ def test_a_failed_build_names_its_service(busybox_store: Store, tmp_path: Path) 
         compose.up(busybox_store, p, say=said.append)
     assert any("about to fail" in line for line in said)  # the step's output was shown
     assert names(busybox_store) == []
+
+
+def test_the_order_of_environment_keys_is_no_change(tmp_path: Path) -> None:
+    one = project(tmp_path, "services: {s: {image: busybox, environment: {A: '1', B: '2'}}}")
+    other = project(tmp_path, "services: {s: {image: busybox, environment: [B=2, A=1]}}")
+    changed = project(tmp_path, "services: {s: {image: busybox, environment: [B=2, A=3]}}")
+    digest = compose.config_hash(one.services["s"], "sha256:x")
+    assert compose.config_hash(other.services["s"], "sha256:x") == digest
+    assert compose.config_hash(changed.services["s"], "sha256:x") != digest
+
+
+@root_only
+def test_a_forced_rootless_or_proot_back_end_takes_the_no_network_path(busybox_store: Store, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYCONTAINERS_BACKEND", "proot")
+    p = project(tmp_path, "services: {a: {image: busybox, command: [sh, -c, 'grep -w b /etc/hosts']},"
+                          " b: {image: busybox, command: ['true']}}")
+    said: list[str] = []
+    a, _ = compose.up(busybox_store, p, say=said.append)
+    assert said[0] == compose.NO_ROOT_SENTENCE and not any("Network" in line for line in said)
+    assert containers.wait(a, 30) == 0
+    assert b"".join(e.data for e in containers.log_entries(a)) == b"127.0.0.1\tb\n"
+    compose.down(busybox_store, p, say=lambda line: None)
+    assert names(busybox_store) == [] and list_networks(busybox_store) == []

@@ -10,7 +10,6 @@ share this machine's network, and the forwarder connects to 127.0.0.1) and skips
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from pathlib import Path
@@ -111,48 +110,6 @@ def test_notebook_08_under_proot_publishes_the_web_app_and_skips_the_networks(tm
     assert [i.tags for i in list_images(store) if any(t.startswith("hello-web") for t in i.tags)] == []
 
 
-# Binder runs the notebooks as an ordinary user. This test runs them as root with PYCONTAINERS_BACKEND=proot, and
-# compose.up decides that there are no networks by the user ID alone (os.geteuid() != 0), not by the back end: as
-# root it would make the project's bridge and then fail to put proot containers on it. So that the compose cells
-# take Binder's path, the kernel and every command it starts load this sitecustomize, which shows
-# pycontainers.compose (and nothing else) the user ID of an ordinary user. (Once compose asks the back end instead,
-# this is needed no more, and does no harm.)
-AS_ON_BINDER = '''\
-import importlib.machinery
-import os
-import sys
-
-
-class _OrdinaryUser:
-    def __getattr__(self, name):
-        return getattr(os, name)
-
-    @staticmethod
-    def geteuid():
-        return 1000
-
-
-class _ComposeFinder:
-    @staticmethod
-    def find_spec(name, path=None, target=None):
-        if name != "pycontainers.compose":
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(name, path, target)
-        if spec is not None and spec.loader is not None:
-            load = spec.loader.exec_module
-
-            def exec_module(module):
-                load(module)
-                module.os = _OrdinaryUser()
-
-            spec.loader.exec_module = exec_module
-        return spec
-
-
-sys.meta_path.insert(0, _ComposeFinder)
-'''
-
-
 @needs_proot
 def test_notebook_09_under_proot_runs_the_shop_on_this_machines_network(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
@@ -166,10 +123,6 @@ def test_notebook_09_under_proot_runs_the_shop_on_this_machines_network(tmp_path
         get_image(cache_store(), PYTHON_TAG)
     except PyContainersError:
         pytest.skip(f"{PYTHON_TAG} is not in the base cache (./setup.sh makes it)")
-    shim = tmp_path / "as-on-binder"
-    shim.mkdir()
-    (shim / "sitecustomize.py").write_text(AS_ON_BINDER)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(shim), os.environ.get("PYTHONPATH")])))
     everything = "\n".join(run_under_proot("09-compose.ipynb", store, monkeypatch, ("busybox", PYTHON_TAG)).values())
     assert "Traceback" not in everything and "Error:" not in everything.replace("Error: restart.yaml", "")
     assert "Containers run under proot here" in everything and NO_ROOT_SENTENCE in everything

@@ -318,6 +318,26 @@ def test_init_is_pid_1_and_passes_ctrl_c_on(cli: Run, home: Store) -> None:
     assert proc.wait(timeout=15) == 130
 
 
+def test_init_and_volumes_follow_the_images_symlinks_without_leaving_it(cli: Run, home: Store, tmp_path: Path) -> None:
+    """A merged-/usr image (/sbin -> usr/sbin, as debian's and python's): tini's mount point goes through the
+    link, as under Docker; a link pointing out of the image (absolute, or with ..) stays inside it."""
+    from pycontainers.build import build
+
+    (tmp_path / "Dockerfile").write_text(
+        "FROM busybox\nRUN mkdir -p /usr/local/merged && cp -a /sbin/. /usr/local/merged/ && rm -rf /sbin && "
+        "ln -s usr/local/merged /sbin && ln -s /etc /abs && ln -s ../../../../tmp /up\n")
+    build(home, tmp_path, tags=["merged"], on_event=lambda e: None)
+    assert cli("run", "--init", "--rm", "merged", "sh", "-c", "cat /proc/1/comm; ls /usr/local/merged/docker-init") \
+        == (0, "docker-init\n/usr/local/merged/docker-init\n", "")
+    host = tmp_path / "shared"
+    host.mkdir()
+    (host / "marker").write_text("from the host\n")
+    shown = cli("run", "--rm", "-v", f"{host}:/abs/shared", "-v", f"{host}:/up/shared", "merged", "sh", "-c",
+                "cat /etc/shared/marker /tmp/shared/marker")
+    assert shown == (0, "from the host\nfrom the host\n", "")  # (the image's /etc and /tmp, not the host's)
+    assert not Path("/etc/shared").exists()
+
+
 def test_init_is_recorded_and_refused_where_there_is_no_pid_namespace(cli: Run, home: Store) -> None:
     client = Client(home.home)
     c = client.containers.run("busybox", ["sleep", "30"], init=True, detach=True)
