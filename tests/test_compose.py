@@ -361,8 +361,9 @@ def test_a_recreated_service_is_stopped_gently_and_keeps_its_anonymous_volumes(b
         """
     first = project(tmp_path, text, name="db")
     (db,) = compose.up(busybox_store, first, say=lambda line: None)
-    wait_for(lambda: (directory / "out" / "self").exists(), "the ping of its own name")
-    assert "1 packets received" in (directory / "out" / "self").read_text()  # its service name is its own too
+    ping = directory / "out" / "self"  # (written as ping goes: the shell makes it empty first)
+    wait_for(lambda: ping.exists() and "packets received" in ping.read_text(), "the ping of its own name")
+    assert "1 packets received" in ping.read_text()  # its service name is its own too
     (directory / "app.env").write_text("FOO=2\n")  # the file's content, not its name, is in the hash
     said: list[str] = []
     (again,) = compose.up(busybox_store, project(tmp_path, text, name="db"), say=said.append)
