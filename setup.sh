@@ -30,6 +30,7 @@ SYSTEM_PACKAGES=(
     debian-archive-keyring
     qemu-system-x86
     nftables
+    iproute2
 )
 EDITABLE_MODE="editable_mode=compat"
 # Interpreters to try, best first; the first one that is >= 3.11 wins.

@@ -204,8 +204,8 @@ def test_logs_tail(client: Client) -> None:
 
 @root_only
 def test_logs_keep_the_streams_apart_in_order_with_their_times(client: Client) -> None:
-    script = "echo out1; sleep 0.2; echo err1 >&2; sleep 0.2; echo out2; sleep 0.2; printf 'no newline' >&2"
-    c = client.containers.run("busybox", ["sh", "-c", script], detach=True)  # (pauses: the order is the pipes')
+    script = "echo out1; sleep 0.5; echo err1 >&2; sleep 0.5; echo out2; sleep 0.5; printf 'no newline' >&2"
+    c = client.containers.run("busybox", ["sh", "-c", script], detach=True)  # (pauses: two pipes have no order)
     assert c.wait(timeout=30)["StatusCode"] == 0
     assert c.logs() == b"out1\nerr1\nout2\nno newline"  # both, in the order the monitor read them
     assert c.logs(stderr=False) == b"out1\nout2\n"
