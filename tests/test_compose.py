@@ -3,10 +3,12 @@ the service and the key), then real projects: up, a second up, down, builds, the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,22 @@ from processes import wait_for
 from pycontainers import compose
 from pycontainers import container as containers
 from pycontainers.compose import ComposeError
+from pycontainers.errors import PyContainersError
 from pycontainers.network import list_networks
 from pycontainers.store import Store
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="networks need root")
+
+
+@pytest.fixture(autouse=True)
+def _nothing_left_running(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that fails half-way leaves no container running (its project's down never came)."""
+    store = request.getfixturevalue("busybox_store") if "busybox_store" in request.fixturenames else None
+    yield  # (asked for first, the store is torn down after this)
+    if store is not None:
+        for c in containers.list_containers(store, all=True):
+            with contextlib.suppress(PyContainersError):
+                containers.remove(c, force=True, volumes=True)
 
 
 def project(tmp_path: Path, text: str, name: str = "shop", env: dict[str, str] | None = None,
