@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PyContainersError
-from .spec import _HOSTNAME, parse_env, parse_extra_hosts, parse_volume
+from .spec import parse_aliases, parse_env, parse_extra_hosts, parse_volume
 from .store import Store
 
 FILE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
@@ -399,16 +399,15 @@ def _check_options(options: dict[str, Any], at: str) -> None:
     """What ``create`` would refuse, refused now: before any service of the project has started."""
     from .network import parse_publish
 
-    for key, check in (("ports", parse_publish), ("extra_hosts", lambda h: parse_extra_hosts([h])),
-                       ("volumes", lambda v: parse_volume(v, "/"))):
+    for key, shown, check in (("ports", "ports", parse_publish),
+                              ("extra_hosts", "extra_hosts", lambda h: parse_extra_hosts([h])),
+                              ("volumes", "volumes", lambda v: parse_volume(v, "/")),
+                              ("network_aliases", "networks: aliases", lambda a: parse_aliases([a]))):
         for value in options.get(key) or []:
             try:
                 check(value)
             except (PyContainersError, ValueError) as exc:
-                raise ComposeError(f"{at}: {key}: {exc}") from None
-    bad = next((a for a in options.get("network_aliases") or [] if not _HOSTNAME.match(a)), None)
-    if bad is not None:
-        raise ComposeError(f"{at}: the alias {bad!r} is not a host name")
+                raise ComposeError(f"{at}: {shown}: {exc}") from None
 
 
 def _build(value: Any, directory: Path, at: str) -> Build:

@@ -233,9 +233,7 @@ def make_spec(image: Image, image_name: str, command: list[str] | None = None, *
         raise InvalidArgument(f"--network {network!r}: use none, host, bridge or the name of a network")
     if network_aliases and network in ("bridge", *NETWORK_MODES):
         raise InvalidArgument("network-scoped aliases are supported only for containers on user-defined networks")
-    bad = next((a for a in network_aliases if not _HOSTNAME.match(a)), None)
-    if bad is not None:
-        raise InvalidArgument(f"--network-alias {bad!r}: use a host name (letters, digits, '-', '_', '.')")
+    aliases = parse_aliases(network_aliases)
     if bindings and network == "none":
         raise InvalidArgument("published ports need a network, and --network none has only loopback")
     if bindings and network == "host":
@@ -258,9 +256,17 @@ def make_spec(image: Image, image_name: str, command: list[str] | None = None, *
         hostname=hostname or (socket.gethostname() if network == "host" else container_id[:12]),
         mounts=mounts, read_only=read_only, memory=mem, pids_limit=pids_limit, cpus=cpus, network=network,
         tty=tty, interactive=interactive, stop_signal=cfg.get("StopSignal") or "SIGTERM", init=init,
-        ports=[b.to_json() for b in bindings], aliases=list(dict.fromkeys(network_aliases)),
+        ports=[b.to_json() for b in bindings], aliases=aliases,
         extra_hosts=parse_extra_hosts(extra_hosts),
     )
+
+
+def parse_aliases(names: list[str]) -> list[str]:
+    """``--network-alias NAME``: host names (once each) that others on a user-defined network find it by."""
+    bad = next((a for a in names if not _HOSTNAME.match(a)), None)
+    if bad is not None:
+        raise InvalidArgument(f"network alias {bad!r} is not a host name: use letters, digits, '-', '_', '.'")
+    return list(dict.fromkeys(names))
 
 
 def parse_extra_hosts(given: list[str] | dict[str, str] | None) -> list[list[str]]:

@@ -120,6 +120,8 @@ def test_variables_come_from_the_environment_over_the_dot_env_file(tmp_path: Pat
     ("services: {s: {image: busybox, networks: {default: {aliases: web2}}}}", "aliases: give a list of strings"),
     ("services: {s: {image: busybox, extra_hosts: 'a:1.2.3.4'}}", "extra_hosts: give a list of strings"),
     ("services: {s: {image: busybox, extra_hosts: ['a:host-gateway']}}", "service 's': extra_hosts: invalid arg"),
+    ("services: {s: {image: busybox, networks: {default: {aliases: ['a b']}}}}",
+     "service 's': networks: aliases: network alias 'a b' is not a host name"),
     ("services: {s: {image: busybox, ports: ['8080:80:90']}}", "service 's': ports: "),
     ("services: {s: {image: busybox, env_file: [{path: a.env}]}}", "env_file: give a list of strings"),
     ("services: {s: {image: busybox, env_file: [missing.env]}}", "service 's': --env-file"),
@@ -329,7 +331,7 @@ def test_network_aliases_are_for_user_defined_networks(busybox_store: Store) -> 
     for network in ("bridge", "none", "host"):
         with pytest.raises(InvalidArgument, match="only for containers on user-defined networks"):
             make_spec(image, "busybox", ["true"], network=network, network_aliases=["db"])
-    with pytest.raises(InvalidArgument, match="--network-alias 'no way'"):
+    with pytest.raises(InvalidArgument, match="network alias 'no way' is not a host name"):
         make_spec(image, "busybox", ["true"], network="shop", network_aliases=["no way"])
     assert make_spec(image, "busybox", ["true"], network="shop", network_aliases=["db", "db", "cache"]).aliases == [
         "db", "cache"]
