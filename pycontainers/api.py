@@ -14,6 +14,7 @@ import io
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +37,8 @@ from .image import ImageBuilder
 from .logs import parse_time
 from .store import Store
 from .units import human_size
+
+DEFAULT_DATA_CHUNK_SIZE = 2 * 1024 * 1024  # docker-py's: get_archive's and export's chunks
 
 
 class Image:
@@ -377,7 +380,7 @@ class Container:
 
     @property
     def status(self) -> str:
-        return self._c.reload().status if self._c.dir.exists() else "removed"
+        return self._c.reload().docker_status if self._c.dir.exists() else "removed"
 
     @property
     def attrs(self) -> dict[str, Any]:
@@ -436,6 +439,58 @@ class Container:
         if first["event"] == "error":
             raise ContainerStartError(self, int(first["exit_code"]), self._c.spec.args,  # type: ignore[call-overload]
                                       self._c.spec.image_name, str(first["message"]).encode())
+
+    def restart(self, timeout: float = 10) -> None:
+        """``docker restart``: stop (SIGKILL after *timeout* seconds), then start in the background again."""
+        from . import runtime
+
+        first = runtime.restart(self._c, timeout, helper=True)
+        if first is not None and first["event"] == "error":
+            raise ContainerStartError(self, int(first["exit_code"]), self._c.spec.args,  # type: ignore[call-overload]
+                                      self._c.spec.image_name, str(first["message"]).encode())
+
+    def pause(self) -> None:
+        """Freeze every process of the container (the cgroup freezer); ``unpause`` thaws them."""
+        core_container.pause(self._c)
+
+    def unpause(self) -> None:
+        core_container.unpause(self._c)
+
+    def rename(self, name: str) -> None:
+        core_container.rename(self._c, name)
+
+    def stats(self, decode: bool | None = None, stream: bool = True,
+              one_shot: bool | None = None) -> dict[str, Any] | Iterator[bytes] | Iterator[dict[str, Any]]:
+        """Resource use as Docker's stats API reports it (``stats.py``): with *stream*, a reading a second
+        (JSON bytes, or dicts with *decode*), else one dict; CPU % needs two readings a second apart
+        (``precpu_stats``), so a single one takes a second, unless *one_shot*."""
+        import time
+
+        from . import stats as core_stats
+
+        if decode and not stream:
+            raise InvalidArgument("decode is only available in conjunction with stream=True")
+        if one_shot and stream:
+            raise InvalidArgument("one_shot is only available in conjunction with stream=False")
+        if not stream:
+            previous = None if one_shot else core_stats.sample(self._c)
+            if not one_shot:
+                time.sleep(1.0)
+            return core_stats.sample(self._c, previous)
+
+        def readings() -> Iterator[Any]:
+            previous = None
+            while True:
+                try:
+                    previous = core_stats.sample(self._c, previous)
+                except NotFound:  # removed meanwhile: the stream ends, as Docker's
+                    return
+                yield previous if decode else json.dumps(previous).encode()
+                if previous["cpu_stats"] == {}:  # it has stopped: Docker's stream ends too
+                    return
+                time.sleep(1.0)
+
+        return readings()
 
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
         """``{"StatusCode": exit code, "Error": None}`` once it exits; ``errors.ContainerTimeout`` (an
@@ -521,6 +576,53 @@ class Container:
         image = core_container.commit(self._c, name, message=message, author=author)
         return Image(self.client, image)
 
+    def get_archive(self, path: str, chunk_size: int | None = DEFAULT_DATA_CHUNK_SIZE,
+                    encode_stream: bool = False) -> tuple[Iterator[bytes], dict[str, Any]]:
+        """docker-py's: a tar of *path* in the container, in chunks, and its stat (``name``, ``size``,
+        ``mode`` as Go's FileMode, ``mtime``, ``linkTarget``). A missing path raises ``NotFound``."""
+        from . import cp
+
+        spool = tempfile.SpooledTemporaryFile(max_size=DEFAULT_DATA_CHUNK_SIZE)  # noqa: SIM115 (its chunks close it)
+        try:
+            stat = cp.get_archive(self._c, path, spool)  # type: ignore[arg-type]
+        except BaseException:
+            spool.close()
+            raise
+        spool.seek(0)
+        return _chunks(spool, chunk_size), stat  # type: ignore[arg-type]
+
+    def put_archive(self, path: str, data: bytes | BinaryIO) -> bool:
+        """docker-py's: extract the tar *data* (bytes or a file) into the directory *path*; True when done."""
+        from . import cp
+
+        if not isinstance(data, bytes):
+            try:
+                data.fileno()
+            except (AttributeError, OSError, io.UnsupportedOperation):
+                data = data.read()  # (the helper process reads a file descriptor, or bytes)
+        cp.put_archive(self._c, path, data)
+        return True
+
+    def export(self, chunk_size: int | None = DEFAULT_DATA_CHUNK_SIZE) -> Iterator[bytes]:
+        """docker-py's: the container's file system as a tar, in chunks."""
+        from . import cp
+
+        spool = tempfile.SpooledTemporaryFile(max_size=DEFAULT_DATA_CHUNK_SIZE)  # noqa: SIM115 (its chunks close it)
+        try:
+            cp.export(self._c, spool)  # type: ignore[arg-type]
+        except BaseException:
+            spool.close()
+            raise
+        spool.seek(0)
+        return _chunks(spool, chunk_size)  # type: ignore[arg-type]
+
+
+def _chunks(f: BinaryIO, chunk_size: int | None) -> Iterator[bytes]:
+    """*f*'s bytes in pieces of *chunk_size* (None: all at once), as docker-py streams a response; closes *f*."""
+    with f:
+        while chunk := f.read(chunk_size or -1):
+            yield chunk
+
 
 class ExecResult(NamedTuple):
     """docker-py's: the exit code (None when detached) and the output (bytes, ``(stdout, stderr)`` with
@@ -559,14 +661,17 @@ def container_inspect(c: core_container.Container) -> dict[str, Any]:
     return {
         "Id": c.id, "Name": "/" + c.name, "Created": st["created"], "Image": spec.image_id,
         "Path": spec.args[0], "Args": spec.args[1:],
-        "State": {"Status": c.status, "Running": running, "Pid": (st.get("pid") or 0) if running else 0,
+        "State": {"Status": c.docker_status, "Running": running, "Paused": running and c.paused,
+                  "Pid": (st.get("pid") or 0) if running else 0,
                   "ExitCode": st.get("exit_code") or 0, "OOMKilled": bool(st.get("oom_killed")),
                   "Error": st.get("error", ""), "StartedAt": st.get("started_at"),
-                  "FinishedAt": st.get("finished_at"), "Dead": c.status == "dead"},
+                  "FinishedAt": st.get("finished_at"), "Dead": c.status == "dead",
+                  **({"Health": st["health"]} if st.get("health") else {})},
         "Config": {"Image": spec.image_name, "Entrypoint": entrypoint or None, "Cmd": cmd or None,
                    "Env": spec.env, "WorkingDir": spec.workdir,
                    "User": spec.user, "Hostname": spec.hostname, "Tty": spec.tty, "OpenStdin": spec.interactive,
-                   "Labels": dict(st.get("labels") or {})},
+                   "Labels": dict(st.get("labels") or {}),
+                   **({"Healthcheck": spec.healthcheck} if spec.healthcheck else {})},
         "HostConfig": {"Memory": spec.memory or 0, "PidsLimit": spec.pids_limit, "NanoCpus":
                        int((spec.cpus or 0) * 1e9), "NetworkMode": spec.network, "ReadonlyRootfs": spec.read_only,
                        "AutoRemove": bool(st.get("auto_remove")), "Init": spec.init,
@@ -611,7 +716,7 @@ RENAMED_OPTIONS = {"working_dir": "workdir", "network_mode": "network", "stdin_o
 both are accepted."""
 ENGINE_OPTIONS = {"entrypoint", "environment", "env_files", "workdir", "user", "volumes", "hostname", "read_only",
                   "memory", "pids_limit", "cpus", "network", "tty", "interactive", "init", "runtime", "ports",
-                  "publish_all", "extra_hosts"}
+                  "publish_all", "extra_hosts", "healthcheck"}
 UNSUPPORTED_OPTIONS = {
     "privileged", "cap_add", "cap_drop", "devices", "device_requests", "device_cgroup_rules",
     "links", "network", "networking_config", "dns", "dns_opt", "dns_search", "extra_hosts",

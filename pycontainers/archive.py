@@ -27,7 +27,7 @@ from typing import IO, Any, BinaryIO
 
 from . import layer as layers
 from . import oci
-from .errors import ArchiveError, LayerError, StoreError
+from .errors import ArchiveError, LayerError, PyContainersError, StoreError
 from .image import Image, get_image
 from .reference import InvalidReference, parse
 from .store import Store
@@ -158,16 +158,46 @@ def _verified_bytes(f: IO[bytes], digest: str | None, what: str) -> bytes:
 
 
 @contextlib.contextmanager
-def _decompressed(f: IO[bytes], what: str) -> Iterator[IO[bytes]]:
-    head = f.read(4)
-    f.seek(0)
+def decompressed(f: IO[bytes], what: str, *, error: type[PyContainersError] = ArchiveError,
+                 outcome: str = "") -> Iterator[IO[bytes]]:
+    """*f* uncompressed if it is gzip, bzip2 or xz (``docker load`` and ``docker import`` read them all), as it
+    is otherwise. Only its first bytes are read to tell, and given back: *f* need not be seekable (a pipe).
+    zstd is refused with *error* naming *what*; *outcome* ends the message (what became of the work)."""
+    import bz2
+    import lzma
+
+    head = f.read(6)
+    stream: IO[bytes] = io.BufferedReader(PrefixedStream(head, f))  # type: ignore[arg-type]
+    if head[:4] == ZSTD_MAGIC:
+        ending = f"; {outcome}" if outcome else ""
+        raise error(f"{what} is zstd-compressed, which pycontainers cannot read yet (use gzip, bzip2 or xz){ending}")
     if head[:2] == GZIP_MAGIC:
-        with gzip.GzipFile(fileobj=f) as g:
-            yield g  # type: ignore[misc]
-    elif head == ZSTD_MAGIC:
-        raise ArchiveError(f"{what} is zstd-compressed, which pycontainers cannot read yet (use gzip)")
-    else:
-        yield f
+        stream = gzip.GzipFile(fileobj=stream)  # type: ignore[assignment]
+    elif head[:3] == b"BZh":
+        stream = bz2.BZ2File(stream)  # type: ignore[assignment]
+    elif head == b"\xfd7zXZ\x00":
+        stream = lzma.LZMAFile(stream)  # type: ignore[assignment]  # noqa: SIM115 (closed below)
+    with stream:
+        yield stream
+
+
+class PrefixedStream(io.RawIOBase):
+    """A stream whose first bytes, read already to see what it is, are given back first."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        self.head, self.rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        if self.head:
+            n = min(len(buf), len(self.head))
+            buf[:n], self.head = self.head[:n], self.head[n:]
+            return n
+        data = self.rest.read(len(buf))
+        buf[:len(data)] = data
+        return len(data)
 
 
 def _images_in(arc: _Unpacked) -> list[tuple[str | None, Any, str | None, list[str | None]]]:
@@ -249,7 +279,7 @@ def _stage_image(store: Store, arc: _Unpacked, config_ref: str, tag: str | None,
                 if "sha256:" + h.hexdigest() != ref:
                     raise ArchiveError(f"blob {ref} does not match its digest: the archive lies about it")
                 f.seek(0)
-            with _decompressed(f, what) as plain:
+            with decompressed(f, what) as plain:
                 desc = store.put_stream(plain, oci.MEDIA_LAYER)
         written.add(desc.digest)
         if desc.digest != diff_id:

@@ -349,15 +349,17 @@ class Builder:
             return self._run(ins, state, scope, shell, stage)
         if isinstance(ins, df.CopyInstruction | df.AddInstruction):
             return self._copy(ins, state, scope, stage)
-        shown = self._metadata(ins, settings, scope, shell, state)
+        shown = self.apply_metadata(ins, settings, scope, shell, state)
         if isinstance(ins, df.WorkdirInstruction):
             return self._workdir(ins, state, cfg, f"{' '.join(shell)} #(nop) {shown}", stage)
         created_by = f"{' '.join(shell)} #(nop) {shown}"
         return self._step(state, cfg, None, created_by, created_by, {}, stage, ins)
 
-    def _metadata(self, ins: df.Instruction, settings: dict[str, Any], scope: df.StageScope,
+    @staticmethod
+    def apply_metadata(ins: df.Instruction, settings: dict[str, Any], scope: df.StageScope,
                   shell: list[str], state: State) -> str:
-        """Apply a config-only instruction to *settings*; return how history shows it."""
+        """Apply a config-only instruction to *settings*; return how history shows it. (Static: ``import -c``
+        applies its changes with it too, ``cp.config_with_changes``.)"""
         if isinstance(ins, df.CmdInstruction | df.EntrypointInstruction):
             value = list(ins.command) if ins.exec_form else [*shell, ins.command[0]]
             key = "Cmd" if isinstance(ins, df.CmdInstruction) else "Entrypoint"
@@ -412,7 +414,8 @@ class Builder:
         if isinstance(ins, df.HealthcheckInstruction):
             check: dict[str, Any] = {"Test": list(ins.test)}
             for key, value in (("Interval", ins.interval), ("Timeout", ins.timeout),
-                               ("StartPeriod", ins.start_period), ("Retries", ins.retries)):
+                               ("StartPeriod", ins.start_period), ("StartInterval", ins.start_interval),
+                               ("Retries", ins.retries)):
                 if value is not None:
                     check[key] = value
             settings["Healthcheck"] = check

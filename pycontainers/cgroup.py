@@ -17,6 +17,7 @@ import os
 import re
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -173,6 +174,12 @@ def join_self(opened: list[tuple[int, Path]]) -> None:
             raise CgroupError(f"write '0' to {path}: {exc.strerror}") from None
 
 
+def _pids_in(d: Path) -> list[int]:
+    with contextlib.suppress(OSError):
+        return [int(p) for p in (d / "cgroup.procs").read_text().split()]
+    return []
+
+
 def _write(path: Path, value: str) -> None:
     try:
         path.write_text(value)
@@ -189,6 +196,7 @@ class Cgroup:
         # Hybrid machines count as v1 here: their cgroup2 tree has none of the controllers we use.
         self.version = "v2" if layout.version == "v2" else "v1"
         self.dirs: dict[str, Path] = {}
+        self.freezer: Path | None = None  # v1: made by the first ``freeze`` only (see there)
         if layout.version == "v2" and layout.v2_mount:
             self.root = Path(layout.v2_mount)
             self.dirs = {"unified": self.root / PARENT / name}
@@ -196,6 +204,8 @@ class Cgroup:
             for controller, mount_point in layout.v1_mounts:
                 if controller in V1_CONTROLLERS:
                     self.dirs[controller] = Path(mount_point) / PARENT / name
+                elif controller == "freezer":
+                    self.freezer = Path(mount_point) / PARENT / name
 
     def _dir(self, controller: str) -> Path | None:
         return self.dirs.get("unified") if self.version == "v2" else self.dirs.get(controller)
@@ -272,6 +282,12 @@ class Cgroup:
         """``cgroup.procs`` in each tree this container uses (a hierarchy it does not is not made: see create)."""
         return [d / "cgroup.procs" for d in self.dirs.values() if d.exists()]
 
+    def procs_files_to_join(self) -> list[Path]:
+        """What a process joining the container later (``exec``) writes itself into: ``procs_files``, and
+        the v1 freezer's once a ``pause`` has made it, so that the next pause freezes it too."""
+        frozen_too = [self.freezer / "cgroup.procs"] if self.freezer is not None and self.freezer.is_dir() else []
+        return [*self.procs_files(), *frozen_too]
+
     def add(self, pid: int) -> None:
         for procs in self.procs_files():
             _write(procs, str(pid))
@@ -312,14 +328,92 @@ class Cgroup:
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(CgroupError):
+                self.thaw()  # a frozen process dies of SIGKILL only once thawed (v1)
             time.sleep(0.005)
+
+    # -------------------------------------------------------------------------- the freezer (docker pause)
+
+    def freeze(self, timeout: float = 5.0) -> None:
+        """Stop every process of the cgroup where it stands (``docker pause``): the kernel's freezer, which
+        a process cannot see or catch, unlike SIGSTOP.
+
+        cgroup v2 has ``cgroup.freeze`` in every cgroup. On v1 the freezer is a hierarchy of its own, which
+        a container joins only now (joining it at start would cost every start an RCU grace period): its
+        processes are moved in one by one, and, since one may fork meanwhile, again until none is left
+        outside; a process moved into a frozen cgroup is frozen at once."""
+        try:
+            self._freeze(timeout)
+        except CgroupError:
+            with contextlib.suppress(CgroupError):
+                self.thaw()  # all or nothing: none stays frozen
+            raise
+
+    def _freeze(self, timeout: float) -> None:
+        if self.version == "v2":
+            d = self.dirs["unified"]
+            _write(d / "cgroup.freeze", "1")
+            self._wait_until(lambda: "frozen 1" in _read(str(d / "cgroup.events")).splitlines(), timeout, d)
+            return
+        if self.freezer is None:
+            raise CgroupError("this machine has no cgroup freezer (the v1 freezer controller is not mounted)")
+        if not self.pids():  # ended, and maybe cleaned up already: no freezer cgroup made again behind it
+            raise CgroupError("no process is left to freeze")
+        self.freezer.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            inside = set(_pids_in(self.freezer))
+            outside = [pid for pid in self.pids() if pid not in inside]
+            if not outside and not inside:  # everything ended meanwhile
+                with contextlib.suppress(OSError):
+                    self.freezer.rmdir()
+                raise CgroupError("no process is left to freeze")
+            if not outside and _read(str(self.freezer / "freezer.state")).strip() == "FROZEN":
+                return
+            if time.monotonic() > deadline:
+                raise CgroupError(f"{self.freezer}: the processes did not all freeze within {timeout:g} s")
+            for pid in outside:
+                with contextlib.suppress(CgroupError):  # (ended meanwhile: ESRCH)
+                    _write(self.freezer / "cgroup.procs", str(pid))
+            _write(self.freezer / "freezer.state", "FROZEN")
+            with contextlib.suppress(CgroupError):  # FREEZING until every task has stopped (as runc waits)
+                self._wait_until(lambda: _read(str(self.freezer / "freezer.state")).strip() != "FREEZING",
+                                 deadline - time.monotonic(), self.freezer)
+
+    def thaw(self) -> None:
+        """Let the processes run again (``docker unpause``)."""
+        if self.version == "v2":
+            d = self.dirs["unified"]
+            if (d / "cgroup.freeze").exists():
+                _write(d / "cgroup.freeze", "0")
+        elif self.freezer is not None and self.freezer.is_dir():
+            _write(self.freezer / "freezer.state", "THAWED")
+
+    def frozen(self) -> bool:
+        """Is the cgroup frozen, or freezing (the processes being stopped now)? On v1, only with processes in
+        it: an empty freezer cgroup left by a pause that met the end of its container freezes nobody."""
+        if self.version == "v2":
+            return _read(str(self.dirs["unified"] / "cgroup.freeze")).strip() == "1"
+        if self.freezer is None:
+            return False
+        return _read(str(self.freezer / "freezer.state")).strip() in ("FROZEN", "FREEZING") \
+            and bool(_pids_in(self.freezer))
+
+    @staticmethod
+    def _wait_until(done: Callable[[], bool], timeout: float, where: Path) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                raise CgroupError(f"{where}: the processes did not all freeze within {timeout:g} s")
+            time.sleep(0.001)
 
     def remove(self) -> None:
         """Kill what is left inside, then rmdir each tree's directory (the kernel refuses one that still holds a
         process or a child cgroup: EBUSY); every tree is tried, and the first failure is raised at the end."""
         self.kill_all()
         failures = []
-        for d in self.dirs.values():
+        dirs = [*self.dirs.values(), *([self.freezer] if self.freezer is not None and self.freezer.is_dir() else [])]
+        for d in dirs:
             for _ in range(200):
                 try:
                     d.rmdir()

@@ -245,8 +245,16 @@ def _run_options(a: argparse.Namespace) -> dict[str, Any]:
         "read_only": a.read_only, "init": a.init, "memory": a.memory, "pids_limit": a.pids_limit, "cpus": a.cpus,
         "network": a.network, "tty": a.tty, "interactive": a.interactive, "runtime": a.runtime,
         "ports": a.publish or [], "publish_all": a.publish_all, "network_aliases": a.network_alias or [],
-        "extra_hosts": a.add_host or [],
+        "extra_hosts": a.add_host or [], "healthcheck": _health_flags(a),
     }
+
+
+def _health_flags(a: argparse.Namespace) -> dict[str, Any] | None:
+    """``--health-*`` and ``--no-healthcheck`` as the container's health check (over the image's)."""
+    from .spec import healthcheck_from_flags
+
+    return healthcheck_from_flags(a.health_cmd, a.health_interval, a.health_timeout, a.health_retries,
+                                  a.health_start_period, a.health_start_interval, a.no_healthcheck)
 
 
 def _no_terminal_to_read(tty: bool, interactive: bool) -> bool:
@@ -510,8 +518,8 @@ def _each_container(names: list[str], action: Callable[[Any], None], echo: bool 
 def cmd_start(a: argparse.Namespace) -> int:
     """``docker start``: run a created or exited container again, on the same writable layer; with ``-a``,
     on this terminal, as ``run`` without ``-d`` (its exit code is ours)."""
-    from .container import ContainerError, forward_signal, get_container
-    from .runtime import is_external, start_detached, start_locked
+    from .container import forward_signal, get_container
+    from .runtime import is_external, start_in_background, start_locked
 
     if a.attach or a.interactive:
         if len(a.containers) > 1:
@@ -527,17 +535,90 @@ def cmd_start(a: argparse.Namespace) -> int:
                          console_socket=not is_external(container), log=container.log_path(),
                          deliver=lambda pid, sig: forward_signal(container, pid, sig))
 
-    def start_one(container: Any) -> None:
-        from .container import starting
+    return _each_container(a.containers, lambda c: _started(start_in_background(c)))
 
-        with starting(container) as to_start:
-            if not to_start:  # running already: nothing to do, as Docker
-                return
-            first = start_detached(container)
-        if first["event"] == "error":
-            raise ContainerError(str(first["message"]), int(first["exit_code"]))
 
-    return _each_container(a.containers, start_one)
+def _started(first: dict[str, Any] | None) -> None:
+    """A container's first event after ``start`` or ``restart``: its error, if it could not start."""
+    from .container import ContainerError
+
+    if first is not None and first["event"] == "error":
+        raise ContainerError(str(first["message"]), int(first["exit_code"]))
+
+
+def cmd_restart(a: argparse.Namespace) -> int:
+    from .runtime import restart
+
+    return _each_container(a.containers, lambda c: _started(restart(c, a.time)))
+
+
+def cmd_pause(a: argparse.Namespace) -> int:
+    from .container import pause
+
+    return _each_container(a.containers, pause)
+
+
+def cmd_unpause(a: argparse.Namespace) -> int:
+    from .container import unpause
+
+    return _each_container(a.containers, unpause)
+
+
+def cmd_stats(a: argparse.Namespace) -> int:
+    """``docker stats``: CPU %, memory, network and block I/O, PIDs of containers, read from the kernel
+    (``stats.py``) once a second; ``--no-stream``: one table (two readings a second apart, for CPU %)."""
+    import time
+
+    from . import stats
+    from .container import ContainerNotFound, get_container, list_containers
+    from .tables import Table
+
+    store = _store()
+
+    first = True
+
+    def containers() -> list[Any]:
+        if not a.containers:
+            return [c for c in list_containers(store) if a.all or c.status == "running"]
+        if first:  # a name that matches nothing is an error at once; one removed later leaves the table
+            return [get_container(store, name) for name in a.containers]
+        found = []
+        for name in a.containers:
+            with contextlib.suppress(ContainerNotFound):
+                found.append(get_container(store, name))
+        return found
+
+    previous: dict[str, dict[str, Any]] = {}
+    for c in containers():
+        with contextlib.suppress(ContainerNotFound):
+            previous[c.id] = stats.sample(c)
+    explained = False
+    while True:
+        time.sleep(1.0)
+        readings = []
+        for c in containers():
+            with contextlib.suppress(ContainerNotFound):  # removed meanwhile: gone from the table
+                readings.append((c, stats.sample(c, previous.get(c.id))))
+        previous, first = {c.id: r for c, r in readings}, False
+        table = Table(list(stats.HEADERS), [stats.row(r, c, a.no_trunc) for c, r in readings],
+                      headers=dict(stats.HEADERS))
+        if not a.no_stream and sys.stdout.isatty():
+            print("\033[2J\033[H", end="")  # clear the screen, as docker stats redraws its table
+        _print_table(table, a.format)
+        sys.stdout.flush()
+        if not explained:
+            for sentence in stats.summed_from_processes([r for _, r in readings]):
+                print(sentence, file=sys.stderr)
+            explained = True
+        if a.no_stream:
+            return 0
+
+
+def cmd_rename(a: argparse.Namespace) -> int:
+    from .container import get_container, rename
+
+    rename(get_container(_store(), a.container), a.new_name)
+    return 0
 
 
 def cmd_stop(a: argparse.Namespace) -> int:
@@ -664,6 +745,87 @@ def cmd_commit(a: argparse.Namespace) -> int:
 
     image = commit(get_container(_store(), a.container), a.repository, message=a.message or "",
                    author=a.author or "")
+    print(image.id)
+    return 0
+
+
+def cmd_cp(a: argparse.Namespace) -> int:
+    """``docker cp``: one side is ``CONTAINER:PATH``, the other a local path or ``-`` (a tar on stdin/stdout)."""
+    from . import cp
+    from .container import get_container
+
+    if not a.src:
+        raise cp.CopyError("source can not be empty")
+    if not a.dest:
+        raise cp.CopyError("destination can not be empty")
+    (src_container, src), (dest_container, dest) = cp.split_cp_arg(a.src), cp.split_cp_arg(a.dest)
+    if src_container and dest_container:
+        raise cp.CopyError("copying between containers is not supported")
+    if not src_container and not dest_container:
+        raise cp.CopyError("must specify at least one container source")
+    quiet = a.quiet or not sys.stdout.isatty()  # Docker's default: no summary when not on a terminal
+    store = _store()
+    if src_container:
+        container = get_container(store, src_container)
+        if dest == "-":
+            cp.get_archive(container, src, sys.stdout.buffer, follow_link=a.follow_link)
+            return 0
+        size, transferred, shown = cp.copy_from_container(container, src, dest, follow_link=a.follow_link)
+    else:
+        container = get_container(store, dest_container)
+        if src == "-":
+            cp.put_archive(container, dest, sys.stdin.buffer, archive=a.archive)
+            return 0
+        size, transferred = cp.copy_to_container(container, src, dest, archive=a.archive, follow_link=a.follow_link)
+        shown = f"{dest_container}:{dest}"
+    if not quiet:
+        print(cp.copy_summary(size, transferred, shown), file=sys.stderr)
+    return 0
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from . import cp
+    from .container import get_container
+    from .errors import InvalidArgument
+
+    container = get_container(_store(), a.container)
+    if not a.output:
+        if sys.stdout.isatty():
+            raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+        cp.export(container, sys.stdout.buffer)
+        return 0
+    tmp = a.output + ".partial"
+    try:
+        with open(tmp, "wb") as f:
+            cp.export(container, f)
+        os.replace(tmp, a.output)
+    except OSError as exc:
+        raise _file_error(f"failed to export container: cannot write {a.output}: {exc.strerror}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return 0
+
+
+def cmd_import(a: argparse.Namespace) -> int:
+    """``docker import``: a one-layer image from a tar file (or ``-``); prints its ID."""
+    from . import cp
+    from .errors import InvalidArgument
+
+    if a.file.startswith(("http://", "https://")):
+        raise InvalidArgument(f"{a.file}: pycontainers imports a file or - (stdin), not a URL: download it first")
+    store = _store()
+    if a.file == "-":
+        if sys.stdin.isatty():
+            raise InvalidArgument("requested import from stdin, but stdin is a terminal: pipe a tar archive in")
+        image = cp.import_image(store, sys.stdin.buffer, a.repository, changes=a.change or [], message=a.message or "")
+    else:
+        try:
+            f = open(a.file, "rb")  # noqa: SIM115 (closed below)
+        except OSError as exc:
+            raise _file_error(f"open {a.file}: {exc.strerror}") from None
+        with f:
+            image = cp.import_image(store, f, a.repository, changes=a.change or [], message=a.message or "")
     print(image.id)
     return 0
 
@@ -1130,7 +1292,7 @@ def _add_image(sub: argparse._SubParsersAction) -> None:
     _add_images_flags(image.add_parser("ls", aliases=["list"], help="list images"))
     _add_history_flags(image.add_parser("history", help="show the history of an image"))
     for name, src in (("inspect", "inspect"), ("tag", "tag"), ("rm", "rmi"), ("save", "save"),
-                      ("load", "load"), ("pull", "pull"), ("push", "push")):
+                      ("load", "load"), ("pull", "pull"), ("push", "push"), ("import", "import")):
         parent = sub.choices[src]
         p = image.add_parser(name, help=parent.description or src)
         for action in parent._actions[1:]:
@@ -1212,6 +1374,15 @@ def _container_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime", choices=["native", "rootless", "runc", "proot"],
                    help="native (default as root), rootless (user namespaces; default without root), "
                         "runc (from an OCI bundle) or proot (where user namespaces are forbidden)")
+    p.add_argument("--health-cmd", metavar="COMMAND", help="command to run to check health (in a shell)")
+    p.add_argument("--health-interval", metavar="DURATION", help="time between running the check (ms|s|m|h)")
+    p.add_argument("--health-timeout", metavar="DURATION", help="maximum time to allow one check to run (ms|s|m|h)")
+    p.add_argument("--health-retries", type=int, metavar="N", help="consecutive failures needed to report unhealthy")
+    p.add_argument("--health-start-period", metavar="DURATION",
+                   help="start period for the container to initialize before failures count (ms|s|m|h)")
+    p.add_argument("--health-start-interval", metavar="DURATION",
+                   help="time between running the check during the start period (ms|s|m|h)")
+    p.add_argument("--no-healthcheck", action="store_true", help="disable any container-specified HEALTHCHECK")
 
 
 def _add_ps(sub: argparse._SubParsersAction) -> None:
@@ -1221,7 +1392,8 @@ def _add_ps(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-trunc", action="store_true")
     p.add_argument("--format")
     p.add_argument("-f", "--filter", action="append",
-                   help="KEY=VALUE: id, name, status (created, running, exited), ancestor (an image), exited (a code)")
+                   help="KEY=VALUE: id, name, status (created, running, exited), ancestor (an image), exited (a code), "
+                        "health (starting, healthy, unhealthy, none)")
     p.add_argument("-n", "--last", type=int, help="the N containers created last (all states)")
     p.add_argument("-l", "--latest", action="store_true", help="the container created last (all states)")
     p.set_defaults(func=cmd_ps)
@@ -1295,6 +1467,36 @@ def _add_commit(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_commit)
 
 
+def _add_cp(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cp", help="copy files/folders between a container and the local filesystem "
+                                  "(CONTAINER:SRC_PATH DEST_PATH|-, or SRC_PATH|- CONTAINER:DEST_PATH)")
+    p.add_argument("src", metavar="SRC")
+    p.add_argument("dest", metavar="DEST")
+    p.add_argument("-a", "--archive", action="store_true",
+                   help="archive mode (keep the source's uid/gid when copying to a container)")
+    p.add_argument("-L", "--follow-link", action="store_true", help="always follow a symbolic link in SRC_PATH")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no summary line (the default when stdout is not a terminal)")
+    p.set_defaults(func=cmd_cp)
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a container's file system as a tar archive")
+    p.add_argument("container")
+    p.add_argument("-o", "--output", help="write to a file instead of standard output")
+    p.set_defaults(func=cmd_export)
+
+
+def _add_import(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("import", help="create an image from a tarball (FILE or -)")
+    p.add_argument("file", metavar="FILE|-")
+    p.add_argument("repository", nargs="?", metavar="REPOSITORY[:TAG]")
+    p.add_argument("-c", "--change", action="append", help="apply a Dockerfile instruction to the image "
+                                                            "(CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, ...)")
+    p.add_argument("-m", "--message", help="the commit message of the imported image")
+    p.set_defaults(func=cmd_import)
+
+
 def _add_containers_command(sub: argparse._SubParsersAction, verb: str, func: Handler,
                             helptext: str) -> argparse.ArgumentParser:
     p = sub.add_parser(verb, help=helptext)
@@ -1329,12 +1531,44 @@ def _add_wait(sub: argparse._SubParsersAction) -> None:
     _add_containers_command(sub, "wait", cmd_wait, "block until containers stop, print exit codes")
 
 
+def _add_restart(sub: argparse._SubParsersAction) -> None:
+    p = _add_containers_command(sub, "restart", cmd_restart, "stop, then start containers again")
+    p.add_argument("-t", "--time", type=float, default=10.0, help="seconds to wait before killing")
+
+
+def _add_pause(sub: argparse._SubParsersAction) -> None:
+    _add_containers_command(sub, "pause", cmd_pause, "freeze every process of containers (cgroup freezer)")
+
+
+def _add_unpause(sub: argparse._SubParsersAction) -> None:
+    _add_containers_command(sub, "unpause", cmd_unpause, "thaw the processes of paused containers")
+
+
+def _add_rename(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("rename", help="rename a container")
+    p.add_argument("container")
+    p.add_argument("new_name", metavar="NEW_NAME")
+    p.set_defaults(func=cmd_rename)
+
+
+def _add_stats(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("stats", help="show containers' resource use (CPU, memory, network, block I/O, PIDs)")
+    p.add_argument("containers", nargs="*")
+    p.add_argument("-a", "--all", action="store_true", help="all containers (default: the running ones)")
+    p.add_argument("--no-stream", action="store_true", help="one table, then exit")
+    p.add_argument("--no-trunc", action="store_true", help="full container IDs")
+    p.add_argument("--format", help="Go template, e.g. 'table {{.Name}}\\t{{.MemUsage}}'")
+    p.set_defaults(func=cmd_stats)
+
+
 def _add_container(sub: argparse._SubParsersAction) -> None:
     container = _command_group(sub, "container", "manage containers")
     for name, src in (("ls", "ps"), ("run", "run"), ("logs", "logs"), ("start", "start"), ("stop", "stop"),
                       ("kill", "kill"),
                       ("rm", "rm"), ("wait", "wait"), ("diff", "diff"), ("commit", "commit"), ("exec", "exec"),
-                      ("top", "top"), ("inspect", "inspect")):
+                      ("cp", "cp"), ("export", "export"),
+                      ("top", "top"), ("inspect", "inspect"), ("restart", "restart"), ("pause", "pause"),
+                      ("unpause", "unpause"), ("rename", "rename"), ("stats", "stats")):
         parent = sub.choices[src]
         p = container.add_parser(name, help=src)
         for action in parent._actions[1:]:
@@ -1455,11 +1689,14 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 # Every top-level command, in the order of --help. image and container borrow the flags of others.
 _SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "images": _add_images, "history": _add_history, "inspect": _add_inspect, "tag": _add_tag, "rmi": _add_rmi,
-    "save": _add_save, "load": _add_load, "pull": _add_pull, "push": _add_push, "image": _add_image,
+    "save": _add_save, "load": _add_load, "import": _add_import, "pull": _add_pull, "push": _add_push,
+    "image": _add_image,
     "system": _add_system, "run": _add_run,
     "ps": _add_ps, "logs": _add_logs, "build": _add_build, "exec": _add_exec, "bundle": _add_bundle,
     "top": _add_top, "diff": _add_diff, "commit": _add_commit, "start": _add_start, "stop": _add_stop,
-    "kill": _add_kill, "rm": _add_rm, "wait": _add_wait, "container": _add_container, "vm": _add_vm,
+    "kill": _add_kill, "rm": _add_rm, "wait": _add_wait, "cp": _add_cp, "export": _add_export,
+    "restart": _add_restart, "pause": _add_pause, "unpause": _add_unpause, "rename": _add_rename, "stats": _add_stats,
+    "container": _add_container, "vm": _add_vm,
     "volume": _add_volume, "network": _add_network, "port": _add_port, "compose": _add_compose,
     "registry": _add_registry, "builder": _add_builder, "version": _add_version,
     "info": _add_info,

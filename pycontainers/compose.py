@@ -58,7 +58,10 @@ TOP_KEYS = {"name", "version", "services", "networks", "volumes"}
 SERVICE_KEYS = {"image", "build", "command", "entrypoint", "environment", "env_file", "ports", "volumes",
                 "depends_on", "working_dir", "user", "hostname", "container_name", "networks", "network_mode",
                 "init", "read_only", "tty", "stdin_open", "mem_limit", "cpus", "pids_limit", "labels", "expose",
-                "restart", "extra_hosts"}
+                "restart", "extra_hosts", "healthcheck"}
+HEALTH_KEYS = {"test", "interval", "timeout", "retries", "start_period", "start_interval", "disable"}
+CONDITIONS = ("service_started", "service_healthy", "service_completed_successfully")
+COMPLETION_LIMIT = 300.0  # seconds `up` waits for a service_completed_successfully dependency to end
 BUILD_KEYS = {"context", "dockerfile", "args", "network", "target"}
 OPTIONS = {"working_dir": "workdir", "user": "user", "hostname": "hostname", "init": "init",
            "read_only": "read_only", "tty": "tty", "stdin_open": "interactive", "mem_limit": "memory",
@@ -89,6 +92,7 @@ class Service:
     network: str = "none"  # the engine's network (``<project>_default``...), or none/host/bridge
     labels: dict[str, str] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)  # for container.create_from_image
+    conditions: dict[str, str] = field(default_factory=dict)  # depends_on's long syntax: service -> condition
 
 
 @dataclass
@@ -356,20 +360,79 @@ def _service(svc: str, spec: Any, project: str, directory: Path, networks: dict[
     options["network"] = network
     if network not in ("none", "host", "bridge"):  # found by its service's name there, as under Compose
         options["network_aliases"] = list(dict.fromkeys([svc, *aliases]))
+    if "healthcheck" in spec:
+        options["healthcheck"] = _healthcheck(spec["healthcheck"], f"{at}: healthcheck")
     depends = spec.get("depends_on") or []
-    if isinstance(depends, dict):
-        for other, condition in depends.items():
-            wanted = (condition or {}).get("condition", "service_started") if isinstance(condition, dict) else None
-            if wanted != "service_started":
-                raise ComposeError(f"{at}: depends_on {other!r}: only condition service_started is supported "
-                                   "(there are no health checks)")
-        depends = [str(d) for d in depends]
-    depends = _strings(depends, f"{at}: depends_on")
+    conditions = _conditions(depends, f"{at}: depends_on") if isinstance(depends, dict) else {}
+    depends = _strings(list(conditions) if isinstance(depends, dict) else depends, f"{at}: depends_on")
     labels = _mapping(spec.get("labels"), f"{at}: labels")
     _check_options(options, f"{at}")
     return Service(svc, image, str(spec.get("container_name") or f"{project}-{svc}-1"),
                    _words(spec["command"], f"{at}: command") if "command" in spec else None, build,
-                   depends, network, labels, options)
+                   depends, network, labels, options, conditions=conditions)
+
+
+def _conditions(depends: dict[Any, Any], at: str) -> dict[str, str]:
+    """depends_on's long syntax: ``{db: {condition: service_healthy}}`` -> ``{"db": "service_healthy"}``."""
+    conditions = {}
+    for other, settings in depends.items():
+        settings = {} if settings is None else settings
+        if not isinstance(settings, dict) or set(settings) - {"condition"}:
+            raise ComposeError(f"{at}: {other!r}: give a mapping with a condition (only 'condition' is supported)")
+        condition = settings.get("condition", "service_started")
+        if condition not in CONDITIONS:
+            raise ComposeError(f"{at}: {other!r}: condition {condition!r} is not one of {', '.join(CONDITIONS)}")
+        conditions[str(other)] = str(condition)
+    return conditions
+
+
+def _healthcheck(value: Any, at: str) -> dict[str, Any]:
+    """The service's ``healthcheck`` as Docker's HealthConfig (``spec``'s), checked now: ``test`` (a command
+    line for the shell, or a list starting with CMD, CMD-SHELL or NONE), ``interval``, ``timeout``,
+    ``start_period``, ``start_interval`` (Go durations: 30s, 1m30s, 500ms), ``retries``, ``disable``."""
+    from .spec import HEALTH_DURATIONS, merge_healthcheck
+    from .units import parse_duration
+
+    if not isinstance(value, dict):
+        raise ComposeError(f"{at}: give a mapping ({', '.join(sorted(HEALTH_KEYS))})")
+    unknown = sorted(set(value) - HEALTH_KEYS)
+    if unknown:
+        raise ComposeError(f"{at}: {unknown[0]!r} is not supported (use {', '.join(sorted(HEALTH_KEYS))})")
+    if value.get("disable") not in (None, True, False):
+        raise ComposeError(f"{at}: disable: give true or false")
+    if value.get("disable"):
+        if "test" in value:
+            raise ComposeError(f"{at}: test and disable cannot both be set")
+        return {"Test": ["NONE"]}
+    config: dict[str, Any] = {}
+    test = value.get("test")
+    if isinstance(test, str):
+        config["Test"] = ["CMD-SHELL", test]
+    elif test is not None:
+        if not isinstance(test, list):  # (YAML reads `test: true` as a boolean)
+            raise ComposeError(f"{at}: test: give a command line or a list of strings, not {test!r}")
+        config["Test"] = _strings(test, f"{at}: test")
+        if not config["Test"] or config["Test"][0] not in ("CMD", "CMD-SHELL", "NONE"):
+            raise ComposeError(f"{at}: test: a list starts with CMD, CMD-SHELL or NONE (or give a command line)")
+    for docker, key in HEALTH_DURATIONS.items():
+        if value.get(key) is not None:
+            try:
+                ns = parse_duration(value[key]) if isinstance(value[key], str) else -1
+            except ValueError:
+                ns = -1
+            if ns < 0:
+                raise ComposeError(f"{at}: {key}: {value[key]!r} is not a duration (use e.g. 30s, 1m30s, 500ms)")
+            config[docker] = ns
+    retries = value.get("retries")
+    if retries is not None:
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ComposeError(f"{at}: retries: give a whole number, not {retries!r}")
+        config["Retries"] = retries
+    try:
+        merge_healthcheck(config, None)
+    except PyContainersError as exc:
+        raise ComposeError(f"{at}: {exc}") from None
+    return {key: item for key, item in config.items() if item}
 
 
 def _strings(value: Any, at: str, single: bool = False, numbers: bool = False) -> list[str]:
@@ -612,7 +675,7 @@ def up(store: Store, project: Project, services: list[str] | None = None, *, bui
                 raise ComposeError(f"volume {engine_name} is declared external but does not exist")
             containers.volume_create(store, engine_name)
             say(f" Volume {engine_name}  Created")
-    started = []
+    started: dict[str, Any] = {}
     for svc in chosen:
         if svc.build is not None:
             try:
@@ -622,8 +685,64 @@ def up(store: Store, project: Project, services: list[str] | None = None, *, bui
                 missing = True
             if build or missing:
                 _build_image(store, svc, say)
-        started.append(_up_one(store, project, svc, say))
-    return started
+        for other, condition in svc.conditions.items():
+            if condition != "service_started" and other in started:
+                wait_for_dependency(started[other], other, condition, svc.name, say)
+        started[svc.name] = _up_one(store, project, svc, say)
+    return list(started.values())
+
+
+def wait_for_dependency(c: Any, service: str, condition: str, dependent: str, say: Say) -> None:
+    """Before *dependent* starts: wait until *service*'s container *c* is healthy (``service_healthy``) or
+    has exited 0 (``service_completed_successfully``), as Compose waits; a dependency that turns unhealthy or
+    fails stops ``up`` with Compose's sentence. Waiting has a limit: a check's whole course (its start period,
+    then each of its retries at its interval, each taking up to its timeout), or ``COMPLETION_LIMIT``."""
+    import time
+
+    say(f" Container {c.name}  Waiting")
+    limit = _wait_limit(c, condition)
+    deadline = time.monotonic() + limit
+    while not _condition_met(c, service, condition):
+        if time.monotonic() > deadline:
+            wanted = "become healthy" if condition == "service_healthy" else "complete"
+            raise ComposeError(f"service {dependent}: gave up after {limit:.0f} s waiting for its dependency "
+                               f"{service} (container {c.name}) to {wanted}")
+        time.sleep(0.05)
+    say(f" Container {c.name}  {'Healthy' if condition == 'service_healthy' else 'Exited'}")
+
+
+def _wait_limit(c: Any, condition: str) -> float:
+    if condition != "service_healthy":
+        return COMPLETION_LIMIT
+    from .health import SECOND, setting
+
+    check = c.spec.healthcheck or {}
+    cycle = setting(check, "Interval") + setting(check, "Timeout")
+    return (setting(check, "StartPeriod") + (setting(check, "Retries") + 1) * cycle) / SECOND + 10
+
+
+def _condition_met(c: Any, service: str, condition: str) -> bool:
+    """Has the dependency met *condition*? ComposeError (Compose's words) if it never will."""
+    from .errors import ContainerNotFound
+    from .spec import has_healthcheck
+
+    try:
+        c.reload()
+    except ContainerNotFound:
+        raise ComposeError(f"dependency failed to start: container {c.name} was removed") from None
+    status, code = c.status, c.state.get("exit_code")
+    if condition == "service_completed_successfully":
+        if status in ("exited", "dead") and code != 0:
+            raise ComposeError(f'service "{service}" didn\'t complete successfully: exit {code}')
+        return status == "exited"
+    if status in ("exited", "dead"):
+        raise ComposeError(f"dependency failed to start: container {c.name} exited ({code})")
+    if not has_healthcheck(c.spec.healthcheck):
+        raise ComposeError(f"dependency failed to start: container {c.name} has no healthcheck configured")
+    health = (c.state.get("health") or {}).get("Status", "starting")
+    if health == "unhealthy":
+        raise ComposeError(f"dependency failed to start: container {c.name} is unhealthy")
+    return health == "healthy"
 
 
 NO_ROOT_SENTENCE = ("Without root there are no networks: the services share this machine's network and find each "

@@ -3,7 +3,9 @@
 Daemonless, like runc or podman: no service runs in the background. Each container has a directory
 ``$PYCONTAINERS_HOME/containers/<id>/``::
 
-    state.json     the container's state (below); rewritten atomically at every change
+    state.json     the container's state (below); rewritten atomically at every change, each writer
+                   writing only what it changes, under ``state.lock`` (see ``Container.save``)
+    start.lock monitor.lock   flock'ed by a start, and by the monitor until it has cleaned up (``starting``)
     upper/ work/   overlayfs's writable layer and its scratch space (deleted with the container)
     rootfs/        the mount point of the merged file system (mounted only inside the container)
     hostname hosts resolv.conf   bind-mounted over /etc/... inside
@@ -21,8 +23,10 @@ A removed container's directory is first renamed ``.<id>.removing`` (one atomic 
      "started_at": "...", "finished_at": "...", "exit_code": <int|null>, "oom_killed": <bool>,
      "error": "<why it could not start>", "auto_remove": <bool>,
      "backend": "native|rootless|runc|proot", "spec": {<ContainerSpec>},
-     "cgroup": "warm-<PID>.<N>"   (only when it started warm: its cgroup's name, else its ID)
+     "cgroup": "<name>"           (its cgroup's: its ID, or warm-<PID>.<N> when it started warm)
      "entrypoint": [...]          (only with --entrypoint: the part of the command it is, for commit)
+     "health": {"Status": "starting|healthy|unhealthy", "FailingStreak": N, "Log": [...]}
+                                  (only with a health check: Docker's State.Health, kept by health.py)
      "id_maps": {"uid": [[inside, host, count], ...], "gid": [...]}}   (rootless only)
 
 A *monitor* process (a fork of a clean, single-threaded process: the CLI itself, or the zygote for
@@ -152,8 +156,20 @@ class Container:
         return self
 
     def save(self, **changes: Any) -> None:
-        """Update state.json all at once (write a temporary file, rename it), without fsync: the state
-        describes processes, which a power cut ends anyway (runc writes its state.json the same way)."""
+        """Write *changes* to state.json: what is on disk now, with *changes* applied (the whole of
+        ``state`` when there is no file yet), all at once (a temporary file renamed over it).
+
+        Several processes write one container's state: its monitor records the exit while ``rename``
+        gives it a new name. So each writes only what it changes, reading the file afresh under the
+        state lock (flock), and nobody's change is lost. No fsync: the state describes processes, which a
+        power cut ends anyway (runc writes its state.json the same way)."""
+        with self.state_lock():
+            self.save_locked(**changes)
+
+    def save_locked(self, **changes: Any) -> None:
+        """``save``, by a caller that holds the state lock already (``state_lock``)."""
+        with contextlib.suppress(ContainerNotFound):
+            self.state = read_state(self.dir)
         self.state.update(changes)
         tmp = self.dir / f".state.json.{os.getpid()}.{threading.get_ident()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
@@ -162,6 +178,22 @@ class Container:
         finally:
             os.close(fd)
         os.replace(tmp, self.dir / "state.json")
+
+    @contextlib.contextmanager
+    def state_lock(self) -> Iterator[None]:
+        """flock ``state.lock``: one writer of the state at a time (``save``), or one reader-then-writer
+        (``rename``, ``discard_directory``). ContainerNotFound if its directory is gone."""
+        import fcntl
+
+        try:
+            lock = os.open(self.dir / "state.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            raise ContainerNotFound(f"No such container: {self.name}") from None
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(lock)
 
     @property
     def status(self) -> str:
@@ -180,8 +212,20 @@ class Container:
             return "dead"  # neither the container nor its monitor exists, and nobody recorded why
         return st
 
+    @property
+    def paused(self) -> bool:
+        """Frozen by ``pause`` (its cgroup's freezer says so: the kernel, not the file)."""
+        return self.state.get("status") == "running" and self.state.get("backend") in ("native", "runc") \
+            and cgroup_of(self).frozen()
+
+    @property
+    def docker_status(self) -> str:
+        """Docker's State.Status: ``status``, or "paused" for a running container that is."""
+        status = self.status
+        return "paused" if status == "running" and self.paused else status
+
     def status_text(self) -> str:
-        """Docker's STATUS column: ``Up 3 seconds``, ``Exited (0) 5 seconds ago``, ``Created``."""
+        """Docker's STATUS column: ``Up 3 seconds``, ``Up 3 seconds (Paused)``, ``Exited (0) 5 seconds ago``."""
         from datetime import UTC, datetime
 
         from .units import human_duration, since
@@ -189,7 +233,14 @@ class Container:
         st = self.status
         if st == "running":
             started = _parse(self.state.get("started_at"))
-            return "Up " + human_duration((datetime.now(UTC) - started).total_seconds())
+            up = "Up " + human_duration((datetime.now(UTC) - started).total_seconds())
+            if self.paused:
+                return f"{up} (Paused)"
+            if self.state.get("health"):  # Docker's `Up 5 seconds (healthy)`, `(health: starting)`
+                from .health import status_suffix
+
+                up += status_suffix(self.state["health"])
+            return up
         if st == "exited":
             code = self.state.get("exit_code")
             return f"Exited ({code}) {since(_parse(self.state.get('finished_at')))}"
@@ -239,7 +290,93 @@ def starting(container: Container) -> Iterator[bool]:
     fd = os.open(container.dir / "start.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # (the monitor forked meanwhile closes its copy: runtime.keep_only_fds)
-        yield container.reload().status != "running"
+        to_start = container.reload().status != "running"
+        if to_start:
+            wait_for_last_monitor(container)
+        yield to_start
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def not_starting(container: Container, patience: float = 30.0) -> Iterator[None]:
+    """The start lock, waited for (up to *patience* seconds): a start in progress, or a ``cp`` working on the
+    stopped container's file system (its helper holds the lock), ends before the directory goes from under it.
+    Still running after the wait, or started meanwhile: one clear error, nothing removed."""
+    import fcntl
+
+    try:
+        fd = os.open(container.dir / "start.lock", os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:  # never started, or gone already
+        yield
+        return
+    busy = ContainerError(f"cannot remove container {container.name}: it is being started, or copied to or from "
+                          f"(still after {patience:g} s); try again when that is done")
+    try:
+        deadline, waited = time.monotonic() + patience, False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise busy from None
+                waited = True
+                time.sleep(0.05)
+        with contextlib.suppress(ContainerNotFound):
+            if waited and container.reload().status == "running":
+                raise ContainerError(f"cannot remove container {container.name}: it was started meanwhile")
+        yield
+    finally:
+        os.close(fd)
+
+
+# A monitor holds its container's ``monitor.lock`` (flock) from before the container runs until it has
+# cleaned up after it (``monitoring``). Cleaning up empties the cgroup named after the container with
+# SIGKILL and removes it, after the exit is recorded: a new start of the same container (``restart``, or
+# ``start`` just after ``stop``) waits for that first (``wait_for_last_monitor``), or its processes would
+# be killed in the cgroup they share with the last run.
+
+
+@contextlib.contextmanager
+def monitoring(container: Container) -> Iterator[None]:
+    """Hold the container's monitor lock while the body follows it; without waiting: should another
+    monitor hold it still (one stuck for longer than a start waits), this one goes on without it."""
+    import fcntl
+
+    fd = None
+    with contextlib.suppress(OSError):
+        fd = os.open(container.dir / "monitor.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            fd = None
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def wait_for_last_monitor(container: Container, patience: float = 10.0) -> None:
+    """Wait until no monitor holds the container's monitor lock: the last run is cleaned up."""
+    import fcntl
+
+    try:
+        fd = os.open(container.dir / "monitor.lock", os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:  # never started
+        return
+    try:
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return  # (a monitor stuck for that long: start anyway, as before this lock existed)
+                time.sleep(0.002)
     finally:
         os.close(fd)
 
@@ -318,6 +455,38 @@ def _index_names(store: Store) -> None:
     for c in list_containers(store):
         with contextlib.suppress(FileExistsError):
             os.symlink(c.id, base / c.name)
+
+
+def rename(container: Container, new_name: str) -> None:
+    """``docker rename``: claim *new_name*, write it to the state, let the old name go; on a network, the
+    other containers' /etc/hosts learn it (and forget the old one) at once."""
+    new_name = new_name.lstrip("/")  # (Docker's names may be written as /name)
+    with container.state_lock():  # (two renames at once: one after the other; a removal: before or after)
+        container.reload()
+        old = container.name
+        if new_name == old:
+            raise InvalidArgument(f"renaming container {old}: it has that name already")
+        check_name(container.store, new_name, container.id)
+        try:
+            container.save_locked(name=new_name)
+        except BaseException:
+            release_name(container.store, new_name, container.id)
+            raise
+        release_name(container.store, old, container.id)
+    if container.state.get("network"):
+        from . import network
+
+        network.renamed(container.store, container)
+
+
+def check_name(store: Store, name: str, container_id: str) -> None:
+    """A name given by the user: Docker's characters, and free (then it is this container's: ``claim_name``)."""
+    if not name or not set(name) <= NAME_CHARS or not name[0].isalnum():
+        raise InvalidArgument(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    if not claim_name(store, name, container_id):
+        raise InvalidArgument(f'Conflict. The container name "/{name}" is already in use by container '
+                              f'"{_named(store, name)}". You have to remove (or rename) that container to be '
+                              "able to reuse that name.")
 
 
 def claim_random_name(store: Store, container_id: str) -> str:
@@ -586,12 +755,7 @@ def create(store: Store, spec: ContainerSpec, container_id: str, name: str | Non
            auto_remove: bool = False, backend: str = "native", labels: dict[str, str] | None = None) -> Container:
     """Make the container's directory and its state (status ``created``); nothing runs yet."""
     if name is not None:
-        if not name or not set(name) <= NAME_CHARS or not name[0].isalnum():
-            raise InvalidArgument(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
-        if not claim_name(store, name, container_id):
-            raise InvalidArgument(f'Conflict. The container name "/{name}" is already in use by container '
-                                  f'"{_named(store, name)}". You have to remove (or rename) that container to be '
-                                  "able to reuse that name.")
+        check_name(store, name, container_id)
     else:
         name = claim_random_name(store, container_id)
     taken_over = {m.volume for m in spec.mounts if m.anonymous and (volumes_dir(store) / str(m.volume)).is_dir()}
@@ -746,7 +910,56 @@ def kill(container: Container, sig: int = signal.SIGKILL) -> None:
     container.reload()
     if container.status != "running":
         raise ContainerError(f"cannot kill container {container.name}: it is not running")
+    signal_waking(container, sig)
+
+
+def stop_signal(container: Container) -> signal.Signals:
+    """The signal ``stop`` sends first: SIGTERM, or the image's STOPSIGNAL (a name or a number)."""
+    name = container.spec.stop_signal
+    return signal.Signals[name] if name.startswith("SIG") else signal.Signals(int(name))
+
+
+def signal_waking(container: Container, sig: int) -> None:
+    """``send_signal``; a paused container is then thawed if *sig* is SIGKILL or its stop signal, as Docker
+    does: frozen, it could not act on them (other signals wait for ``unpause``)."""
+    paused = container.paused
     send_signal(container, sig)
+    if paused and sig in (signal.SIGKILL, stop_signal(container)):
+        with contextlib.suppress(PyContainersError):
+            cgroup_of(container).thaw()
+
+
+# ---------------------------------------------------------------------------------- pause and unpause
+NO_FREEZER = {"rootless": "a rootless container has no cgroup of its own to freeze",
+              "proot": "a proot container has no cgroup of its own to freeze"}
+
+
+def pause(container: Container) -> None:
+    """``docker pause``: freeze every process of the container in its cgroup (``Cgroup.freeze``)."""
+    container.reload()
+    if container.status != "running":
+        raise ContainerError(f"container {container.name} is not running")
+    if container.paused:
+        raise ContainerError(f"container {container.name} is already paused")
+    backend = container.state.get("backend", "native")
+    if backend in NO_FREEZER:
+        raise ContainerError(f"cannot pause container {container.name}: {NO_FREEZER[backend]}")
+    from .cgroup import CgroupError
+
+    try:
+        cgroup_of(container).freeze()
+    except CgroupError as exc:
+        if container.reload().status != "running":  # it ended meanwhile
+            raise ContainerError(f"container {container.name} is not running") from None
+        raise ContainerError(f"cannot pause container {container.name}: {exc}") from None
+
+
+def unpause(container: Container) -> None:
+    """``docker unpause``: thaw its processes; they go on where they stood."""
+    container.reload()
+    if not container.paused:
+        raise ContainerError(f"container {container.name} is not paused")
+    cgroup_of(container).thaw()
 
 
 def send_signal(container: Container, sig: int) -> None:
@@ -878,13 +1091,11 @@ def stop(container: Container, timeout: float = 10.0) -> None:
     container.reload()
     if container.status != "running":
         return
-    sig = signal.Signals[container.spec.stop_signal] if container.spec.stop_signal.startswith("SIG") \
-        else signal.Signals(int(container.spec.stop_signal))
-    send_signal(container, sig)
+    signal_waking(container, stop_signal(container))
     try:
         wait(container, timeout)
     except ContainerError:
-        send_signal(container, signal.SIGKILL)
+        signal_waking(container, signal.SIGKILL)
         wait(container, 10)
 
 
@@ -895,8 +1106,8 @@ def remove(container: Container, force: bool = False, volumes: bool = False) -> 
         container.reload()
     if container.status == "running":
         if not force:
-            raise ContainerError(f"cannot remove container {container.name}: it is running "
-                                 "(stop it first, or use force)")
+            what = "paused (unpause and stop it first" if container.paused else "running (stop it first"
+            raise ContainerError(f"cannot remove container {container.name}: it is {what}, or use force)")
         with contextlib.suppress(ContainerError):  # it may have ended on its own since: nothing to kill
             kill(container)
         with contextlib.suppress(ContainerError):
@@ -908,7 +1119,8 @@ def remove(container: Container, force: bool = False, volumes: bool = False) -> 
     if container.state.get("backend") == "runc":
         runc(container, "delete", "--force", container.id)  # `runc run` normally does this when it ends
         remove_runc_cgroups(container)
-    delete_directory(container)
+    with not_starting(container):
+        delete_directory(container)
     if volumes or container.state.get("auto_remove"):  # (a --rm container whose monitor could not do it)
         remove_anonymous_volumes(container)
 
@@ -943,7 +1155,13 @@ def discard_directory(container: Container) -> Path:
     files (milliseconds: the writable layer, overlayfs's work directory) comes after.
     """
     trash = containers_dir(container.store) / f".{container.id}.removing"
-    os.rename(container.dir, trash)
+    try:
+        with container.state_lock():
+            with contextlib.suppress(ContainerNotFound):  # renamed meanwhile: its name now is the one to let go
+                container.reload()
+            os.rename(container.dir, trash)
+    except ContainerNotFound:  # (removed by another process already: as os.rename would say)
+        raise FileNotFoundError(2, "No such file or directory", str(container.dir)) from None
     release_name(container.store, container.name, container.id)
     if container.state.get("network"):
         from . import network
@@ -1375,20 +1593,24 @@ def remove_volume_directory(path: Path) -> None:
     remove_tree(str(path), default_maps())
 
 
-FILTERS = ("id", "name", "status", "ancestor", "exited")
-STATUSES = ("created", "running", "exited", "dead")
+FILTERS = ("id", "name", "status", "ancestor", "exited", "health")
+HEALTH_STATUSES = ("starting", "healthy", "unhealthy", "none")  # none: no health check
+STATUSES = ("created", "running", "paused", "exited", "dead")
 
 
 def filter_containers(containers: list[Container], filters: dict[str, list[str]]) -> list[Container]:
     """``docker ps --filter``: keep the containers that match every key (any of its values): ``id`` and
     ``name`` (a prefix, a part), ``status`` (created, running, exited...), ``ancestor`` (the image, as
-    named or by ID prefix), ``exited`` (the exit code)."""
+    named or by ID prefix), ``exited`` (the exit code), ``health`` (starting, healthy, unhealthy, none)."""
     unknown = set(filters) - set(FILTERS)
     if unknown:
         raise InvalidArgument(f"invalid filter '{sorted(unknown)[0]}' (use {', '.join(FILTERS)})")
     for value in filters.get("status", []):
         if value not in STATUSES:
             raise InvalidArgument(f"invalid filter 'status={value}' (use {', '.join(STATUSES)})")
+    for value in filters.get("health", []):
+        if value not in HEALTH_STATUSES:
+            raise InvalidArgument(f"Unrecognised filter value for health: {value} (use {', '.join(HEALTH_STATUSES)})")
     for value in filters.get("exited", []):
         if not value.lstrip("-").isdigit():
             raise InvalidArgument(f"invalid filter 'exited={value}': an exit code is a number")
@@ -1405,11 +1627,13 @@ def filter_containers(containers: list[Container], filters: dict[str, list[str]]
         if key == "name":
             return any(pattern.search(c.name) for pattern in names)
         if key == "status":
-            return c.status == value
+            return c.docker_status == value
         if key == "ancestor":
             image_id = c.spec.image_id.removeprefix("sha256:")
             return value in (c.spec.image_name, f"{c.spec.image_name}:latest") or image_id.startswith(
                 value.removeprefix("sha256:"))
+        if key == "health":
+            return (c.state.get("health") or {}).get("Status", "none") == value
         return c.status == "exited" and str(c.state.get("exit_code")) == value  # exited
 
     return [c for c in containers

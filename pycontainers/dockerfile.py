@@ -739,9 +739,6 @@ _KNOWN_DIRECTIVES = ("escape", "syntax")
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9-_.]*$")
 _HEREDOC_WORD = re.compile(r"^(\d*)<<(-?)([^<]*)$")
 _ONBUILD_PREFIX = re.compile(r"(?i)^\s*ONBUILD\s*")
-_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_DURATION_UNITS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9}
-_DURATION_UNITS["h"] = 3600 * 10**9
 _MIN_DURATION_NS = 10**6
 
 # Flags each instruction accepts (buildkit's BFlags): "string", "bool", or "strings" (repeatable).
@@ -1075,13 +1072,14 @@ def _duration_ns(raw: _Raw, name: str, text: str | None) -> int | None:
     """A Go duration ("30s", "1m30s", "1.5h") in nanoseconds; Docker refuses non-zero values under 1ms."""
     if not text:
         return None
-    body = text.removeprefix("+")
-    if body == "0":
-        return 0
-    parts = _DURATION_PART.findall(body)
-    if not parts or "".join(number + unit for number, unit in parts) != body:
+    from .units import parse_duration
+
+    try:
+        total = parse_duration(text) if not text.startswith("-") else -1
+    except ValueError:
+        total = -1
+    if total < 0:
         raise raw.error(f'HEALTHCHECK: invalid duration "{text}" for --{name} (use e.g. 30s, 1m30s, 500ms)')
-    total = round(sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts))
     if 0 < total < _MIN_DURATION_NS:
         raise raw.error(f"HEALTHCHECK: --{name} cannot be less than 1ms")
     return total

@@ -360,6 +360,13 @@ def _running(client: Client, name: str) -> tuple[Container, dict[str, Any]] | Ch
     return container._c, attrs
 
 
+def _never_started(client: Client, name: str) -> Check | None:
+    """Why the exercise about *name* cannot be done here (under proot the cells that start it do nothing), said
+    before the student answers; None where it can."""
+    running = _running(client, name)
+    return running if isinstance(running, Check) and not running.checkable else None
+
+
 def check_host_pid(client: Client, container_name: str, answer: object) -> Check:
     """What PID does the host give the container's PID 1? Read live: ``state.json``'s ``pid``.
 
@@ -369,7 +376,9 @@ def check_host_pid(client: Client, container_name: str, answer: object) -> Check
     from .container import processes
 
     if is_unanswered(answer):
-        return not_answered(f"set `answer` to the host's PID of {container_name}'s PID 1.")
+        never = _never_started(client, container_name)
+        return never if never is not None else not_answered(
+            f"set `answer` to the host's PID of {container_name}'s PID 1.")
     running = _running(client, container_name)
     if isinstance(running, Check):
         return running
@@ -427,8 +436,9 @@ def check_own_namespaces(client: Client, container_name: str, answer: object) ->
     from .views import own_namespaces
 
     if is_unanswered(answer):
-        return not_answered(f"set `answer` to the set of namespaces {container_name} has of its own, "
-                            'e.g. {"mnt", "uts"}.')
+        never = _never_started(client, container_name)
+        return never if never is not None else not_answered(
+            f"set `answer` to the set of namespaces {container_name} has of its own, " 'e.g. {"mnt", "uts"}.')
     names, why = _namespace_names(answer)
     if names is None:
         return Check(False, why, "Use the names in /proc/PID/ns: mnt, uts, ipc, pid, net, cgroup, user, time.")
@@ -502,7 +512,50 @@ def check_oom_killed(client: Client, container_name: str, memory: str) -> Check:
                        f"{state['ExitCode']} (128 + 9, SIGKILL) and OOMKilled true.")
 
 
-__all__ += ["check_host_pid", "check_oom_killed", "check_own_namespaces"]
+_NO_LIMIT_WORDS = {"0", "none", "no limit", "unlimited", "max", "infinite", "inf", "-1"}
+
+
+def check_stats_limit(client: Client, container_name: str, answer: object) -> Check:
+    """What LIMIT does ``stats`` give a container started without ``-m``? Read live, from a stats reading: all of
+    the machine's memory (MemTotal), as Docker shows it.
+
+    Right within 1%, so that the size as ``stats`` prints it (four digits, binary units: '23.54GiB') passes; the
+    usual slips (no number at all, decimal units for binary ones) get hints of their own.
+    """
+    from .stats import machine_memory, sample
+    from .units import bytes_size
+
+    if is_unanswered(answer):
+        never = _never_started(client, container_name)
+        return never if never is not None else not_answered(
+            f"set `answer` to the LIMIT `stats` shows for {container_name}, e.g. '1.5GiB'.")
+    if isinstance(answer, str) and answer.strip().lower() in _NO_LIMIT_WORDS or answer == 0:
+        return Check(False, f"{_shown(answer)} is not what `stats` shows: it prints a number as the LIMIT of every "
+                            "running container.",
+                     f"Run `!pycontainers stats --no-stream {container_name}` and look at MEM USAGE / LIMIT.")
+    value, why = _read_size(answer)
+    if value is None:
+        return Check(False, why, "Write the limit as stats prints it, with its unit (e.g. '1.5GiB'), or in bytes.")
+    running = _running(client, container_name)
+    if isinstance(running, Check):
+        return running
+    container, _attrs = running
+    limit = (sample(container).get("memory_stats") or {}).get("limit", 0)
+    if _close(value, limit, 0.01):
+        everything = " all of this machine's memory (MemTotal in /proc/meminfo)" if limit == machine_memory() else ""
+        return Check(True, f"Right: {bytes_size(limit)},{everything}. Without -m nothing but the machine itself "
+                           f"limits {container_name}; when the machine runs out, the OOM killer chooses among all of "
+                           "its processes.")
+    if isinstance(answer, str) and re.search(r"[kmgtp]b", answer, re.IGNORECASE) \
+            and _close(as_bytes(re.sub(r"([kmgtp])b", r"\1iB", answer, flags=re.IGNORECASE)) or 0, limit, 0.01):
+        return Check(False, f"{_shown(answer)} has a decimal unit (1 GB = 1,000,000,000 bytes), but stats prints "
+                            "binary ones.", "Write the unit as stats prints it: GiB (1,073,741,824 bytes), MiB, KiB.")
+    return Check(False, f"{_shown(answer)} is not the LIMIT stats shows for {container_name}.",
+                 f"Run `!pycontainers stats --no-stream {container_name}`: a container started without -m may use "
+                 "as much memory as the whole machine has (`!head -1 /proc/meminfo`).")
+
+
+__all__ += ["check_host_pid", "check_oom_killed", "check_own_namespaces", "check_stats_limit"]
 
 
 # ----------------------------------------------------------------------------------------- notebook 02

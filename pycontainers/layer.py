@@ -20,6 +20,7 @@ even a check that missed something could not be tricked into following a link.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import os
@@ -44,6 +45,7 @@ OPAQUE_WHITEOUT = ".wh..wh..opq"
 DEFAULT_SOURCE_DATE_EPOCH = 0
 # Larger than any file a teaching image holds; a header claiming more is a lie or an attack.
 MAX_ENTRY_SIZE = 64 << 30
+NAME_MAX = 255  # bytes in one name (a path component): longer, and no Linux file system can make it
 _CHUNK = 1 << 20
 _BLOCK = tarfile.BLOCKSIZE
 
@@ -237,7 +239,9 @@ def tree_entries(root: str, *, owner: tuple[int, int] | None = None, overlay_upp
     return entries
 
 
-def _copy_exact(src: BinaryIO, out: BinaryIO, size: int, buf: memoryview, what: str) -> None:
+def copy_exact(src: BinaryIO, out: BinaryIO, size: int, buf: memoryview, what: str) -> None:
+    """Copy exactly *size* bytes of *src* to *out* through *buf*: a file that shrank since its size was taken
+    is an error naming *what*, not a short entry that would shift every later one in the tar."""
     remaining = size
     while remaining:
         n = src.readinto(buf[: min(remaining, len(buf))])  # type: ignore[attr-defined]
@@ -266,7 +270,7 @@ def write_tar(entries: Iterable[Entry], out: BinaryIO) -> int:
             out.write(entry.source)
         elif isinstance(entry.source, str):
             with open(entry.source, "rb", buffering=0) as src:
-                _copy_exact(src, out, info.size, buf, entry.source)  # type: ignore[arg-type]
+                copy_exact(src, out, info.size, buf, entry.source)  # type: ignore[arg-type]
         else:
             raise LayerError(f"{info.name}: no data for a file of {info.size} bytes")
         pad = -info.size % _BLOCK
@@ -532,14 +536,16 @@ class LayerChecker:
     *lower_symlinks* are the symlinks the layers below already have: writing ``etc/x`` where a lower
     layer made ``etc`` a link to ``/`` is an escape just like doing it inside one layer. A whiteout hides
     only what the lower layers have (layer.md), so it never makes this layer's own symlink harmless.
-    *outcome* ends every error: what became of the layer.
+    *outcome* ends every error: what became of the layer. *whiteouts* False: ``.wh.`` names are plain files
+    (a tar that is no layer: the files ``cp`` copies out of a container).
     """
 
     def __init__(self, where: str, *, allow_devices: bool, lower_symlinks: Iterable[str] = (),
-                 outcome: str = "nothing was extracted") -> None:
+                 outcome: str = "nothing was extracted", whiteouts: bool = True) -> None:
         self.where = where
         self.allow_devices = allow_devices
         self.outcome = outcome
+        self.whiteouts = whiteouts
         self.symlinks = set(lower_symlinks)
         self.own_symlinks: set[str] = set()  # the symlinks this layer wrote
         self.dirs: set[str] = set()  # directories this layer has (entries, or parents of entries)
@@ -556,6 +562,8 @@ class LayerChecker:
             path = clean_path(member.name)
         except ValueError as exc:
             raise self.fail(member.name, str(exc)) from None
+        if any(len(os.fsencode(part)) > NAME_MAX for part in path.split("/")):
+            raise self.fail(member.name, f"has a name longer than {NAME_MAX} bytes, which no file system can hold")
         if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE,
                                tarfile.LNKTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE,
                                tarfile.CONTTYPE):
@@ -570,9 +578,9 @@ class LayerChecker:
         if member.type == tarfile.LNKTYPE:
             self._check_hard_link(member)
         parent, _, name = path.rpartition("/")
-        if name == OPAQUE_WHITEOUT:
+        if self.whiteouts and name == OPAQUE_WHITEOUT:
             self._hide_lower(parent, keep_top=True)
-        elif name.startswith(WHITEOUT_PREFIX):
+        elif self.whiteouts and name.startswith(WHITEOUT_PREFIX):
             hidden = name[len(WHITEOUT_PREFIX):]
             if hidden in ("", ".", ".."):  # would hide the directory itself, or its parent
                 raise self.fail(member.name, f"is a whiteout of {hidden!r}, which is not an entry of its "
@@ -622,7 +630,7 @@ class LayerChecker:
 def check_layer(fileobj: BinaryIO, where: str, *, allow_devices: bool | None = None,
                 lower_symlinks: Iterable[str] = ()) -> set[str]:
     """Check a whole layer without extracting it; return the symlinks the image has after it."""
-    checker = LayerChecker(where, allow_devices=_is_root() if allow_devices is None else allow_devices,
+    checker = LayerChecker(where, allow_devices=is_root() if allow_devices is None else allow_devices,
                            lower_symlinks=lower_symlinks)
     for member in read_members(fileobj, where):
         checker.check(member)
@@ -632,7 +640,7 @@ def check_layer(fileobj: BinaryIO, where: str, *, allow_devices: bool | None = N
 # ------------------------------------------------------------------------------------------ extraction
 
 
-def _is_root() -> bool:
+def is_root() -> bool:
     """Root of the host: may make devices and write trusted.* xattrs. Root of a user namespace may not."""
     return os.geteuid() == 0 and _in_initial_user_namespace()
 
@@ -690,7 +698,7 @@ def _join(parent: str, name: str) -> str:
     return f"{parent}/{name}" if parent else name
 
 
-def _open_dir(root_fd: int, path: str) -> int | None:
+def open_dir(root_fd: int, path: str) -> int | None:
     """Open the directory *path* one component at a time, never following a symlink.
 
     ``None`` when *path* is not (or no longer) a directory: missing, a file, or a symlink that
@@ -728,20 +736,21 @@ def _set_opaque(dir_fd: int) -> None:
     # trusted.* as root, user.* in a user namespace (userxattr); root writes both, so a layer directory
     # serves native and rootless containers alike.
     os.setxattr(dir_fd, "user.overlay.opaque", b"y")
-    if _is_root():
+    if is_root():
         os.setxattr(dir_fd, "trusted.overlay.opaque", b"y")
 
 
 class _Extractor:
-    def __init__(self, dest: str, where: str, whiteouts: str, lower_symlinks: Iterable[str]) -> None:
-        if whiteouts not in ("apply", "overlay"):
-            raise ValueError(f"whiteouts={whiteouts!r}: 'apply' or 'overlay'")
+    def __init__(self, dest: str, where: str, whiteouts: str, lower_symlinks: Iterable[str],
+                 outcome: str = EXTRACT_OUTCOME) -> None:
+        if whiteouts not in ("apply", "overlay", "plain"):
+            raise ValueError(f"whiteouts={whiteouts!r}: 'apply', 'overlay' or 'plain'")
         self.root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
-        self.root = _is_root()
+        self.root = is_root()
         self.chown = os.geteuid() == 0  # root of the host or of a user namespace (a rootless store's)
         self.whiteouts = whiteouts
         self.checker = LayerChecker(where, allow_devices=self.root, lower_symlinks=lower_symlinks,
-                                    outcome=EXTRACT_OUTCOME)
+                                    outcome=outcome, whiteouts=whiteouts != "plain")
         # The paths this layer wrote, and their parents: its whiteouts never remove them (layer.md:
         # whiteouts apply to lower layers only). A path is never taken out again: once this layer
         # replaced or removed it, nothing of the lower layers is left there to hide.
@@ -784,10 +793,10 @@ class _Extractor:
 
     def _one(self, tar: tarfile.TarFile, m: tarfile.TarInfo, path: str, pfd: int, buf: memoryview) -> None:
         parent, _, name = path.rpartition("/")
-        if name == OPAQUE_WHITEOUT:
+        if self.whiteouts != "plain" and name == OPAQUE_WHITEOUT:
             self._opaque(parent, pfd)
             return
-        if name.startswith(WHITEOUT_PREFIX):
+        if self.whiteouts != "plain" and name.startswith(WHITEOUT_PREFIX):
             self._whiteout(_join(parent, name[len(WHITEOUT_PREFIX):]), pfd)
             return
         self.ours.update([*_parents(path), path])
@@ -796,11 +805,7 @@ class _Extractor:
             return
         self._remove(pfd, name, path)
         if m.isreg():
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=pfd)
-            with os.fdopen(fd, "wb") as out, tar.extractfile(m) as src:  # type: ignore[union-attr]
-                _copy_exact(src, out, m.size, buf, m.name)  # type: ignore[arg-type]
-                out.flush()  # before the mtime is set: a later write would change it
-                self._set_metadata_fd(out.fileno(), m)
+            self._file(tar, m, name, pfd, buf)
             return
         if m.islnk():
             self._hard_link(m, name, pfd)
@@ -813,6 +818,20 @@ class _Extractor:
         elif m.isfifo():
             os.mkfifo(name, 0o600, dir_fd=pfd)
         self._set_metadata_at(pfd, name, m)
+
+    def _file(self, tar: tarfile.TarFile, m: tarfile.TarInfo, name: str, pfd: int, buf: memoryview) -> None:
+        """A regular file, whole or not at all: one cut short (a full disk, a read-only file system) goes,
+        so that no truncated file is left looking like a copy."""
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=pfd)
+        try:
+            with os.fdopen(fd, "wb") as out, tar.extractfile(m) as src:  # type: ignore[union-attr]
+                copy_exact(src, out, m.size, buf, m.name)  # type: ignore[arg-type]
+                out.flush()  # before the mtime is set: a later write would change it
+                self._set_metadata_fd(out.fileno(), m)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=pfd)
+            raise
 
     def _remove(self, pfd: int, name: str, path: str) -> None:
         """Remove *path* and forget the deferred metadata of the directories that went with it."""
@@ -866,7 +885,7 @@ class _Extractor:
         os.utime(name, ns=(m.mtime * 10**9, m.mtime * 10**9), dir_fd=pfd, follow_symlinks=False)
 
     def _set_dir_metadata(self, path: str, m: tarfile.TarInfo) -> None:
-        fd = _open_dir(self.root_fd, path)
+        fd = open_dir(self.root_fd, path)
         if fd is None:
             return  # no longer a directory (replaced by a symlink, say): its metadata went with it
         try:
@@ -930,16 +949,17 @@ class _Extractor:
 
 
 def extract(fileobj: BinaryIO, dest: str, where: str, *, whiteouts: str = "apply",
-            lower_symlinks: Iterable[str] = ()) -> None:
+            lower_symlinks: Iterable[str] = (), outcome: str = EXTRACT_OUTCOME) -> None:
     """Extract one layer into *dest*, an existing directory.
 
     ``whiteouts="apply"`` applies the layer on top of what *dest* holds (deleting what whiteouts name):
     several layers applied in order give the image's root file system. ``"overlay"`` turns whiteouts
-    into overlayfs's own marks, for a layer unpacked alone as one ``lowerdir`` (needs root).
+    into overlayfs's own marks, for a layer unpacked alone as one ``lowerdir`` (needs root). ``"plain"``: no
+    layer, ``.wh.`` names are files like any other (``cp`` out of a container). *outcome* ends every error.
     Raises ``LayerError`` naming the entry at the first unsafe member; the caller extracts into a fresh
     directory and removes it on failure, so a bad layer leaves nothing behind.
     """
-    ex = _Extractor(dest, where, whiteouts, lower_symlinks)
+    ex = _Extractor(dest, where, whiteouts, lower_symlinks, outcome)
     try:
         with tarfile.open(fileobj=fileobj, mode="r:") as tar:
             ex.extract(tar)

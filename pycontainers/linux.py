@@ -54,6 +54,10 @@ OPEN_TREE_CLONE = 1
 AT_RECURSIVE = 0x8000
 AT_FDCWD = -100
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
+# openat2(2) (Linux 5.6): a lookup the kernel itself confines to a directory, whatever symlinks it meets.
+SYS_OPENAT2 = 437
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_IN_ROOT = 0x10  # the directory is "/" for the lookup: absolute symlinks and ".." stay inside it
 
 # <sys/prctl.h>
 PR_SET_PDEATHSIG = 1
@@ -112,6 +116,17 @@ def move_mount(tree: int, target: str) -> None:
     """Attach a detached mount tree (from ``open_tree``) at *target*."""
     _check(_libc.syscall(ctypes.c_long(SYS_MOVE_MOUNT), ctypes.c_int(tree), b"", ctypes.c_int(AT_FDCWD),
                          _b(target), ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)), f"move_mount({target!r})")
+
+
+class _OpenHow(ctypes.Structure):  # struct open_how
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dir_fd: int, path: str, flags: int, resolve: int) -> int:
+    """open *path* relative to *dir_fd* with the ``RESOLVE_*`` rules *resolve*; a new descriptor (close-on-exec)."""
+    how = _OpenHow(flags | os.O_CLOEXEC, 0, resolve)
+    return _check(_libc.syscall(ctypes.c_long(SYS_OPENAT2), ctypes.c_int(dir_fd), _b(path), ctypes.byref(how),
+                                ctypes.c_size_t(ctypes.sizeof(how))), f"openat2({path!r})")
 
 
 def pivot_root(new_root: str, put_old: str) -> None:

@@ -307,6 +307,21 @@ def leave(store: Store, ref: str, container_id: str) -> None:
                 rewrite_hosts_files(store, net)
 
 
+def renamed(store: Store, container: Container) -> None:
+    """After ``rename``: the /etc/hosts files that name the container (on a user-defined network, every
+    member's; on the default bridge, its own) say its new name."""
+    info = container.state.get("network")
+    if not info:
+        return
+    with locked(store), contextlib.suppress(NetworkNotFound):
+        net = get_network(store, info["name"])
+        if net.resolves_names:
+            rewrite_hosts_files(store, net)
+        else:
+            with contextlib.suppress(OSError):
+                rewrite_hosts_file(container, None)
+
+
 def rewrite_hosts_files(store: Store, net: Network) -> None:
     """Every container on *net* gets an /etc/hosts naming all the others (a bind mount of a file in its
     directory: rewritten in place, so the running container sees the change)."""

@@ -218,9 +218,19 @@ def _is_layer(d: Path) -> bool:
 def host_path(root: str, path: str, binds: dict[str, str] | None = None) -> str:
     """Where *path*, as a container rooted at *root* sees it, is on the host: symlinks are followed
     inside *root* (an absolute target starts again from *root*, as in a chroot), and a path under a bind
-    mount's destination leads to its source. For checks made from outside, before proot enters *root*.
+    mount's destination leads to its source, where symlinks are followed the same way (a venv's
+    ``bin/python -> /usr/bin/python3`` points into the container's /usr, not the host's). For checks made
+    from outside, before proot enters *root*.
     """
     binds = binds or {}
+
+    def on_host(here: str) -> str:  # *here* has no symlink in it: under the deepest bind that holds it, or root
+        for destination in sorted(binds, key=len, reverse=True):
+            inner = destination.rstrip("/")
+            if here == inner or here.startswith(inner + "/"):
+                return binds[destination] + here[len(inner):]
+        return root + here
+
     parts, inside, hops = [p for p in path.split("/") if p], [], 40
     while parts:
         part = parts.pop(0)
@@ -229,10 +239,8 @@ def host_path(root: str, path: str, binds: dict[str, str] | None = None) -> str:
                 inside.pop()
             continue
         here = "/" + "/".join([*inside, part])
-        if here in binds:
-            return os.path.join(binds[here], *parts)
-        candidate = root + here
-        if os.path.islink(candidate) and hops > 0:
+        candidate = on_host(here)
+        if here not in binds and os.path.islink(candidate) and hops > 0:  # (a bind's source is mounted, not read)
             hops -= 1
             target = os.readlink(candidate)
             if target.startswith("/"):
@@ -240,6 +248,6 @@ def host_path(root: str, path: str, binds: dict[str, str] | None = None) -> str:
             parts = [p for p in target.split("/") if p] + parts
             continue
         inside.append(part)
-    return root + "/" + "/".join(inside)
+    return on_host("/" + "/".join(inside))
 
 

@@ -53,6 +53,7 @@ from .container import (
     cgroup_of,
     id_maps,
     is_rootless,
+    monitoring,
     now_iso,
     process_start_time,
     signal_sent_to_proot,
@@ -88,6 +89,7 @@ from .pid1 import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from .health import Checker as HealthChecker
     from .network import PortForwarder
 
 # ------------------------------------------------------------------------------------------ caller
@@ -189,11 +191,15 @@ def supervise(container: Container, lowers: list[str], stdio: tuple[int, int, in
     """The monitor's work: set up, fork the container's PID 1, wait for it, record how it ended."""
     program = seccomp_program(container)  # compiled (or read from its cache) here: PID 1 only loads it
     cgroup = enter_user_namespace_or_cgroup(container)
-    ports = None
+    ports = checker = None
     try:
         ports = attach_network(container)  # (then we are in the container's network namespace)
         if ports:
             ports.start()  # a process of its own, forked before unshare: see network.PortForwarder
+        if health_checks_wanted(container):  # forked before unshare, it stays out of the container's PIDs
+            from .health import Checker
+
+            checker = Checker.fork(container)
         unshare(CLONE_NEWPID)  # our next child is PID 1 of a new PID namespace
         tee = output_keeper(container, stdio)
         child_stdio = tee.container_stdio if tee else stdio
@@ -202,6 +208,8 @@ def supervise(container: Container, lowers: list[str], stdio: tuple[int, int, in
         go_r, go_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
     except BaseException:  # (unshare refused to a caller without CAP_SYS_ADMIN): the cgroup goes too
+        if checker:
+            checker.end()
         if ports:
             ports.close()
         if cgroup:
@@ -216,7 +224,8 @@ def supervise(container: Container, lowers: list[str], stdio: tuple[int, int, in
     os.close(go_r)
     close_handed_over(stdio, tee)  # the container holds them now; the caller sees EOF when it exits
     attach_error = join_cgroup(cgroup, pid, go_w)
-    follow(container, cgroup, pid, err_r, tee, events_fd, attach_error, ports)
+    with monitoring(container):
+        follow(container, cgroup, pid, err_r, tee, events_fd, attach_error, ports, checker)
 
 
 def attach_network(container: Container) -> PortForwarder | None:
@@ -231,23 +240,29 @@ def attach_network(container: Container) -> PortForwarder | None:
 
 def follow(container: Container, cgroup: Cgroup | None, pid: int, err_r: int,
            tee: OutputTee | TerminalLog | None,
-           events_fd: int, attach_error: str = "", ports: PortForwarder | None = None) -> None:
+           events_fd: int, attach_error: str = "", ports: PortForwarder | None = None,
+           checker: HealthChecker | None = None) -> None:
     """From PID 1's fork to the end: record it running, see it reach execve, wait, record how it ended.
 
     PID 1 reports a failure on the *err_r* pipe; the pipe closes without a word when execve succeeds.
     The "running" state is saved first, while PID 1 is still mounting the image on another CPU: saving
     is a millisecond that no one waits for then. Should PID 1 fail, its error replaces it at once.
+    A container with a health check has its checks run meanwhile (``health``): by *checker*, forked
+    already (a cold monitor's, before its PID namespace), or by one forked here once it runs.
     """
-    if ports:
-        container.state["ports"] = ports.bindings()
+    wants_health = checker is not None or health_checks_wanted(container)
     container.save(status="running", pid=pid, pid_start=process_start_time(pid), monitor_pid=os.getpid(),
-                   monitor_start=process_start_time(os.getpid()), started_at=now_iso())
+                   monitor_start=process_start_time(os.getpid()), started_at=now_iso(),
+                   **({"ports": ports.bindings()} if ports else {}), **({"cgroup": cgroup.name} if cgroup else {}),
+                   **(health_at_start(container) if wants_health else {}))
     failure = _read_all(err_r)
     if attach_error:  # PID 1 saw the pipe close without a go, and gave up
         failure = json.dumps({"message": attach_error, "exit_code": EXIT_ENGINE}).encode()
     if failure:
         if tee:
             tee.close()
+        if checker:
+            checker.end()
         _, status = os.waitpid(pid, 0)
         report = json.loads(failure)
         if ports:
@@ -259,6 +274,8 @@ def follow(container: Container, cgroup: Cgroup | None, pid: int, err_r: int,
         return
     mount_namespace = hold_mount_namespace(pid)
     _send(events_fd, {"event": "started", "pid": pid})
+    if wants_health:
+        checker = begin_health_checks(container, checker)
     if tee:
         tee.copy_until_eof()
     _, status = os.waitpid(pid, 0)
@@ -267,14 +284,42 @@ def follow(container: Container, cgroup: Cgroup | None, pid: int, err_r: int,
     oom = bool(cgroup and cgroup.oom_killed())
     if ports:
         ports.stop_listening()  # the ports are free before anyone hears that the container has ended
-    container.state.update(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=now_iso(), ports=[])
-    if not container.state.get("auto_remove"):  # an auto-removed one's state is about to go with it
-        container.save()
+    ended = {"status": "exited", "exit_code": exit_code, "oom_killed": oom, "finished_at": now_iso(), "ports": [],
+             **(checker.end(container) if checker else {})}
+    if container.state.get("auto_remove"):  # its state is about to go with it
+        container.state.update(ended)
+    else:
+        container.save(**ended)
     _finish(container, events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": oom}, cgroup,
             mount_namespace)
     if ports:
         ports.close()  # its last connections deliver what the container sent (DRAIN_SECONDS at most)
     os.close(events_fd)
+
+
+def health_checks_wanted(container: Container) -> bool:
+    """Has the container a health check to run? A dictionary lookup, for every start: no parsing, no import."""
+    from .spec import has_healthcheck  # (imported with container.py already)
+
+    return has_healthcheck(container.state["spec"].get("healthcheck"))
+
+
+def health_at_start(container: Container) -> dict[str, object]:
+    """What the "running" state says of a container with a health check: starting (``health.starting``)."""
+    from .health import starting
+
+    return {"health": starting(container.state.get("health"))}
+
+
+def begin_health_checks(container: Container, checker: HealthChecker | None) -> HealthChecker:
+    """The container runs: let its health process check it, forked now if it was not before. (Forking here is
+    for monitors whose children are not born in the container's PID namespace: warm, runc's and proot's.)"""
+    if checker is None:
+        from .health import Checker
+
+        checker = Checker.fork(container)
+    checker.begin()
+    return checker
 
 
 def hold_mount_namespace(pid: int) -> int | None:
@@ -563,6 +608,12 @@ def monitor_external(container: Container, lowers: list[str], stdio: tuple[int, 
     stdio, events_fd = become_monitor(stdio, events_fd)
     if refuse_second_start(container, events_fd):
         return
+    with monitoring(container):
+        follow_external(container, lowers, stdio, events_fd)
+
+
+def follow_external(container: Container, lowers: list[str], stdio: tuple[int, int, int], events_fd: int) -> None:
+    """``monitor_external``'s work, from the birth of the container to the end of its clean-up."""
     uses_runc = container.state.get("backend") == "runc"
     ports = None
     try:
@@ -595,11 +646,13 @@ def monitor_external(container: Container, lowers: list[str], stdio: tuple[int, 
             os._exit(EXIT_ENGINE)
     close_handed_over(stdio, keeper)
     if ports:
-        container.state["ports"] = ports.bindings()
         ports.start()
     container.save(status="running", pid=pid, pid_start=process_start_time(pid), monitor_pid=os.getpid(),
-                   monitor_start=process_start_time(os.getpid()), started_at=now_iso())
+                   monitor_start=process_start_time(os.getpid()), started_at=now_iso(),
+                   **({"ports": ports.bindings()} if ports else {}),
+                   **(health_at_start(container) if health_checks_wanted(container) else {}))
     _send(events_fd, {"event": "started", "pid": pid})  # runc's or proot's PID (see container.send_signal)
+    checker = begin_health_checks(container, None) if health_checks_wanted(container) else None  # (before threads)
     copier = None
     if keeper:  # a thread: the monitor forks nothing more, and proot's end is watched meanwhile
         import threading
@@ -610,6 +663,7 @@ def monitor_external(container: Container, lowers: list[str], stdio: tuple[int, 
         end_with_the_first_tracee(pid)
         remove_temp_files_when_proot_ends(pid)
     _, status = os.waitpid(pid, 0)
+    health = checker.end(container) if checker else {}
     if copier:
         copier.join(timeout=5)  # the last output: EOF (EIO) once every process inside has let it go
     code = os.waitstatus_to_exitcode(status)
@@ -620,7 +674,7 @@ def monitor_external(container: Container, lowers: list[str], stdio: tuple[int, 
     oom = end_runc_container(container) if uses_runc else False
     if ports:
         ports.stop_listening()
-    container.save(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=now_iso(), ports=[])
+    container.save(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=now_iso(), ports=[], **health)
     _finish(container, events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": oom})
     if ports:
         ports.close()  # (as in follow)
@@ -988,6 +1042,28 @@ def start_detached(container: Container, helper: bool = False) -> dict[str, obje
     return first
 
 
+def start_in_background(container: Container, helper: bool = False) -> dict[str, object] | None:
+    """``docker start`` of one container, detached: its first event (an "error" one if it could not
+    start), or None if it runs already (nothing to do, as Docker). Under the start lock (``starting``)."""
+    from .container import ContainerError, starting
+
+    with starting(container) as to_start:
+        if not to_start:
+            if container.paused:
+                raise ContainerError(f"cannot start container {container.name}: it is paused (try unpause)")
+            return None
+        return start_detached(container, helper=helper)
+
+
+def restart(container: Container, timeout: float = 10.0, helper: bool = False) -> dict[str, object] | None:
+    """``docker restart``: ``stop`` (its signal, then SIGKILL after *timeout* seconds), then start again on the
+    same writable layer; see ``start_in_background``."""
+    from .container import stop
+
+    stop(container, timeout)
+    return start_in_background(container, helper)
+
+
 def _forked(direct: Callable[[int], None], via_zygote: Callable[[int], None], helper: bool = False,
             no_monitor_came: Callable[[], None] | None = None) -> Events:
     """Fork here if this process is single-threaded (and no *helper* is asked for), else ask the zygote;
@@ -1244,15 +1320,24 @@ def exec_under_proot(container: Container, args: list[str], env: list[str], work
 def container_init_pid(container: Container) -> int:
     """The container's PID 1 as the host sees it: recorded in state.json, except under runc, whose monitor
     records runc's own PID (runc keeps its container's in its own state file)."""
+    return container_init_process(container)[0]
+
+
+def container_init_process(container: Container) -> tuple[int, int | None]:
+    """The container's PID 1 and its start time (clock ticks since boot, /proc/PID/stat's 22nd field; None if
+    not recorded): with both, whoever reaches it through /proc can tell it from a process that got its PID
+    after it ended. runc records them in its own state file."""
     if container.state.get("backend") == "runc":
         deadline = time.monotonic() + 5  # (just started: runc writes its state once the container runs)
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError, ValueError, KeyError), \
                     open(runc_root(container) / container.id / "state.json") as f:
-                return int(json.load(f)["init_process_pid"])
+                state = json.load(f)
+                return int(state["init_process_pid"]), int(state["init_process_start"])
             time.sleep(0.01)
         raise StartError(f"runc has no running container {container.name}")
-    return int(container.state["pid"])
+    start = container.state.get("pid_start")
+    return int(container.state["pid"]), None if start is None else int(start)
 
 
 def join_container(container: Container) -> tuple[list[tuple[int, Path]], int]:
@@ -1273,14 +1358,31 @@ def join_container(container: Container) -> tuple[list[tuple[int, Path]], int]:
     elif container.state.get("backend") == "runc":
         procs = procs_files_of(pid)  # runc's are in every hierarchy, not only ours (memory, pids, cpu)
     else:
-        procs = cgroup_of(container).procs_files()
+        procs = cgroup_of(container).procs_files_to_join()
     cgroups = open_for_joining(procs)
+    if order[0] == "user" and already_in_user_namespace_of(pid):  # (a health check from a rootless monitor)
+        order = NAMESPACE_ORDER
+    # One it shares with us (--network host: the host's) is not joined: we are in it, and from a rootless container's
+    # user namespace, setns into one the host's user namespace owns is refused (EPERM).
+    order = tuple(ns for ns in order if ns == "user" or not shares_namespace(pid, ns))
     ns_fds = [os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC) for ns in (*order, "cgroup")]
     cgroup_ns = ns_fds.pop()
     for fd in ns_fds:
         setns(fd)
         os.close(fd)
     return cgroups, cgroup_ns
+
+
+def shares_namespace(pid: int, ns: str) -> bool:
+    """Is *pid*'s namespace of kind *ns* (net, pid, ...) this process's own?"""
+    ours, theirs = os.stat(f"/proc/self/ns/{ns}"), os.stat(f"/proc/{pid}/ns/{ns}")
+    return (ours.st_dev, ours.st_ino) == (theirs.st_dev, theirs.st_ino)
+
+
+def already_in_user_namespace_of(pid: int) -> bool:
+    """Are we in *pid*'s user namespace? Then it is not to be joined: setns refuses one's own (EINVAL)."""
+    ours, theirs = os.stat("/proc/self/ns/user"), os.stat(f"/proc/{pid}/ns/user")
+    return (ours.st_dev, ours.st_ino) == (theirs.st_dev, theirs.st_ino)
 
 
 def enter_cgroup(cgroups: list[tuple[int, Path]], cgroup_ns: int) -> None:
@@ -1301,6 +1403,8 @@ def exec_start(container: Container, args: list[str], stdio: tuple[int, int, int
 
     if container.reload().status != "running":
         raise ContainerError(f"container {container.name} is not running", EXIT_ENGINE)
+    if container.paused:
+        raise ContainerError(f"container {container.name} is paused, unpause the container before exec", EXIT_ENGINE)
     if not args:
         raise ContainerError("no command given to exec", EXIT_ENGINE)
     spec = container.spec

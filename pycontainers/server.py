@@ -319,7 +319,8 @@ def start_server(key: str) -> None:
     null = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
     defaults = [s for s in _signal.valid_signals() if s not in (9, 19)]  # what our caller ignores is not for it
     try:  # noqa: SIM105 (no server, then: every command runs in its own process)
-        os.posix_spawn(sys.executable, [sys.executable, "-c", code], os.environ, setsid=True, file_actions=null,
+        # -P: nothing of the current directory on sys.path (a file there named json.py would run as root)
+        os.posix_spawn(sys.executable, [sys.executable, "-P", "-c", code], os.environ, setsid=True, file_actions=null,
                        setsigdef=defaults, setsigmask=())
     except OSError:
         pass

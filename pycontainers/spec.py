@@ -67,6 +67,7 @@ class ContainerSpec:
     ports: list[list[Any]] = field(default_factory=list)  # -p: [[host ip, host port (0: any), port], ...]
     aliases: list[str] = field(default_factory=list)  # --network-alias: more names on a user-defined network
     extra_hosts: list[list[str]] = field(default_factory=list)  # --add-host: [[name, address], ...] in /etc/hosts
+    healthcheck: dict[str, Any] | None = None  # Docker's Config.Healthcheck (Test, Interval... in ns): health.py
 
     @property
     def on_a_network(self) -> bool:
@@ -205,10 +206,14 @@ def make_spec(image: Image, image_name: str, command: list[str] | None = None, *
               container_id: str = "", with_image_volumes: bool = True,
               network_aliases: list[str] = (),  # type: ignore[assignment]
               extra_hosts: list[str] | dict[str, str] | None = None,
-              reuse_volumes: dict[str, str] | None = None) -> ContainerSpec:
+              reuse_volumes: dict[str, str] | None = None,
+              healthcheck: dict[str, Any] | None = None) -> ContainerSpec:
     """The container's spec from the image's settings and ``run``'s options. *with_image_volumes*: make the
-    image's VOLUME paths anonymous volumes (not for an exported bundle, which has no store to keep them)."""
+    image's VOLUME paths anonymous volumes (not for an exported bundle, which has no store to keep them).
+    *healthcheck*: ``run``'s (``healthcheck_from_flags``) or docker-py's, over the image's HEALTHCHECK."""
     cfg = image.settings
+    check = merge_healthcheck(None if healthcheck is None else healthcheck_from_dict(healthcheck),
+                              cfg.get("Healthcheck"))
     args = combine_command(cfg.get("Entrypoint"), cfg.get("Cmd"), command, entrypoint)
     mounts = [parse_volume(v, volumes_dir, reuse_volumes) for v in volumes]
     seen: set[str] = set()
@@ -257,8 +262,105 @@ def make_spec(image: Image, image_name: str, command: list[str] | None = None, *
         mounts=mounts, read_only=read_only, memory=mem, pids_limit=pids_limit, cpus=cpus, network=network,
         tty=tty, interactive=interactive, stop_signal=cfg.get("StopSignal") or "SIGTERM", init=init,
         ports=[b.to_json() for b in bindings], aliases=aliases,
-        extra_hosts=parse_extra_hosts(extra_hosts),
+        extra_hosts=parse_extra_hosts(extra_hosts), healthcheck=check,
     )
+
+
+# ------------------------------------------------------------------------------------------ health checks
+# Docker's HealthConfig: {"Test": [...], "Interval": ns, "Timeout": ns, "StartPeriod": ns, "StartInterval": ns,
+# "Retries": n}, each left out when zero (Go's omitempty). Test is [] (the image's), ["NONE"] (none at all),
+# ["CMD", argv...] or ["CMD-SHELL", "command line"]. What runs them: health.py.
+
+HEALTH_DURATIONS = {"Interval": "interval", "Timeout": "timeout", "StartPeriod": "start_period",
+                    "StartInterval": "start_interval"}  # Docker's key -> docker-py's (and Compose's)
+MIN_HEALTH_DURATION = 10**6  # ns: Docker refuses a non-zero duration under 1ms
+
+
+def healthcheck_from_flags(cmd: str | None = None, interval: str | None = None, timeout: str | None = None,
+                           retries: int | None = None, start_period: str | None = None,
+                           start_interval: str | None = None, disable: bool = False) -> dict[str, Any] | None:
+    """``run``'s ``--health-*`` flags and ``--no-healthcheck`` as a HealthConfig, by the Docker CLI's rules:
+    None when none is given (the image's check, as it is); a flag left out keeps the image's value."""
+    texts = {"Interval": ("health-interval", interval), "Timeout": ("health-timeout", timeout),
+             "StartPeriod": ("health-start-period", start_period),
+             "StartInterval": ("health-start-interval", start_interval)}
+    config: dict[str, Any] = {key: _flag_duration(flag, text) for key, (flag, text) in texts.items()}
+    if retries:
+        if retries < 0:
+            raise InvalidArgument("--health-retries cannot be negative")
+        config["Retries"] = retries
+    if cmd:
+        config["Test"] = ["CMD-SHELL", cmd]
+    config = {key: value for key, value in config.items() if value}
+    if disable:
+        if config:
+            raise InvalidArgument("--no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    return config or None
+
+
+def _flag_duration(flag: str, text: str | None) -> int:
+    from .units import parse_duration
+
+    if not text:
+        return 0
+    try:
+        value = parse_duration(text)
+    except ValueError:
+        raise InvalidArgument(f'invalid argument "{text}" for "--{flag}" flag: time: invalid duration "{text}"') \
+            from None
+    if value < 0:
+        raise InvalidArgument(f"--{flag} cannot be negative")
+    return value
+
+
+def healthcheck_from_dict(given: dict[str, Any], where: str = "healthcheck") -> dict[str, Any]:
+    """docker-py's ``healthcheck=`` dict (``test``, ``interval``... in ns, or Docker's own ``Test``,
+    ``Interval``...) as a HealthConfig; a string ``test`` is a ``CMD-SHELL`` command, as docker-py makes it."""
+    if not isinstance(given, dict):
+        raise InvalidArgument(f"{where}: give a dict (test, interval, timeout, retries, start_period)")
+    names = {"test": "Test", "retries": "Retries"} | {ours: docker for docker, ours in HEALTH_DURATIONS.items()}
+    config: dict[str, Any] = {}
+    for key, value in given.items():
+        docker = names.get(key, key if key in names.values() else None)
+        if docker is None:
+            raise InvalidArgument(f"{where}: unknown key {key!r} (use {', '.join(names)})")
+        if value is None:
+            continue
+        if docker == "Test":
+            test = ["CMD-SHELL", value] if isinstance(value, str) else value
+            if not isinstance(test, list | tuple) or not all(isinstance(v, str) for v in test):
+                raise InvalidArgument(f"{where}: test is a command line or a list of strings, not {value!r}")
+            config["Test"] = list(test)
+        elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            unit = "a count" if docker == "Retries" else "nanoseconds"
+            raise InvalidArgument(f"{where}: {key} must be a whole number of {unit}, not below 0: {value!r}")
+        elif value:
+            config[docker] = value
+    return config
+
+
+def merge_healthcheck(user: dict[str, Any] | None, image: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The container's check: the image's, each field that ``run`` gives replacing its own (Docker's merge,
+    daemon/commit.go), checked as Docker's daemon checks it."""
+    if user is None:
+        return dict(image) if image else None
+    merged = {**(image or {}), **{key: value for key, value in user.items() if value}}
+    test = merged.get("Test") or []
+    if test and (test[0] not in ("NONE", "CMD", "CMD-SHELL") or (test[0] == "NONE") != (len(test) == 1)
+                 or test[0] == "CMD-SHELL" and len(test) != 2):
+        raise InvalidArgument(f"healthcheck test {test!r}: give [\"CMD\", program, args...], "
+                              "[\"CMD-SHELL\", \"command line\"] or [\"NONE\"]")
+    for key in HEALTH_DURATIONS:
+        if 0 < merged.get(key, 0) < MIN_HEALTH_DURATION:
+            raise InvalidArgument(f"{key} in Healthcheck cannot be less than 1ms")
+    return merged
+
+
+def has_healthcheck(check: dict[str, Any] | None) -> bool:
+    """Is there a check to run (not none, not ``NONE``, not only settings without a test)?"""
+    test = (check or {}).get("Test") or [""]
+    return test[0] in ("CMD", "CMD-SHELL")
 
 
 def parse_aliases(names: list[str]) -> list[str]:

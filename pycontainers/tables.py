@@ -184,7 +184,7 @@ def containers_table(containers: list, *, no_trunc: bool = False) -> Table:  # l
             "Ports": ", ".join(f"{ip}:{hp}->{cp}/tcp" for ip, hp, cp in c.state.get("ports") or [])
                      if c.status == "running" else "",
             "Names": c.name,
-            "State": c.status,
+            "State": c.docker_status,
         })
     table = Table(["ID", "Image", "Command", "CreatedSince", "Status", "Ports", "Names"], rows,
                   extra_fields=("State",))

@@ -21,6 +21,17 @@ def human_size(size: float, precision: int = 3) -> str:
     return f"{size:.{precision}g}{_DECIMAL_UNITS[i]}"
 
 
+def bytes_size(size: float) -> str:
+    """``BytesSize``: binary units, four significant digits (``1.203MiB``, ``15.55GiB``), as ``docker stats``
+    shows memory."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+    i = 0
+    while size >= 1024 and i < len(units) - 1:
+        size /= 1024
+        i += 1
+    return f"{size:.4g}{units[i]}"
+
+
 def human_duration(seconds: float) -> str:
     """``HumanDuration``: "Less than a second", "About a minute", "3 weeks", "56 years"."""
     s = int(seconds)
@@ -102,3 +113,46 @@ def _number(digits: str, text: str) -> float:
         else:
             raise ValueError(f"invalid size {text!r}: its commas are not where thousands separators go")
     return float(digits)
+
+
+_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_DURATION_UNITS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9,
+                   "h": 3600 * 10**9}
+
+
+def parse_duration(text: str) -> int:
+    """A Go duration (``30s``, ``1m30s``, ``1.5h``, ``100ms``, ``-5s``) in nanoseconds, as Go's
+    ``time.ParseDuration`` reads it (Docker's ``--health-*`` flags, HEALTHCHECK, Compose). ValueError if it
+    is not one."""
+    sign = -1 if text.startswith("-") else 1
+    body = text.removeprefix("-") if sign < 0 else text.removeprefix("+")
+    if body == "0":
+        return 0
+    parts = _DURATION_PART.findall(body)
+    if not parts or "".join(number + unit for number, unit in parts) != body:
+        raise ValueError(f"invalid duration {text!r} (use e.g. 30s, 1m30s, 500ms)")
+    return sign * round(sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts))
+
+
+def go_duration(ns: int) -> str:
+    """Nanoseconds as Go's ``Duration.String`` writes them: ``100ms``, ``1.5s``, ``1m30s``, ``1h0m0s``
+    (Docker's "Health check exceeded timeout (30s)")."""
+    if ns == 0:
+        return "0s"
+    sign, ns = ("-" if ns < 0 else ""), abs(ns)
+    if ns < 10**9:
+        unit, size = next((u, s) for u, s in (("ms", 10**6), ("µs", 10**3), ("ns", 1)) if ns >= s)
+        return sign + _with_fraction(ns, size) + unit
+    hours, rest = divmod(ns, 3600 * 10**9)
+    minutes, rest = divmod(rest, 60 * 10**9)
+    seconds = _with_fraction(rest, 10**9) + "s"
+    if hours:
+        return f"{sign}{hours}h{minutes}m{seconds}"
+    return f"{sign}{minutes}m{seconds}" if minutes else sign + seconds
+
+
+def _with_fraction(ns: int, size: int) -> str:
+    whole, fraction = divmod(ns, size)
+    if not fraction:
+        return str(whole)
+    return f"{whole}." + str(fraction).rjust(len(str(size)) - 1, "0").rstrip("0")

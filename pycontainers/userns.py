@@ -214,6 +214,21 @@ def enter_user_namespace(maps: IdMaps) -> None:
         raise UserNamespaceError(answer or "the id-map helper process died")
 
 
+def join_user_namespace(pid: int) -> None:
+    """setns(2) into the user namespace of *pid*: root there, with every capability over what it owns. Its
+    creator may (the owner of a namespace holds every capability in it), and so may root."""
+    from .linux import setns
+
+    try:
+        fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise UserNamespaceError(f"the user namespace of process {pid}: {exc.strerror}") from None
+    try:
+        setns(fd, CLONE_NEWUSER)
+    finally:
+        os.close(fd)
+
+
 def remove_tree(path: str, maps: IdMaps | None) -> None:
     """rm -rf *path*; what a rootless container's other users made is removed from inside a namespace.
 
@@ -250,11 +265,12 @@ _INSIDE = ("import sys; sys.path.insert(0, sys.argv[1]); from pycontainers impor
            "userns.call_inside(*sys.argv[2:])")
 _REPORT = "pycontainers-error: "  # how the helper's last line of stderr carries a PyContainersError
 EXIT_INTERRUPTED = 130  # the helper was interrupted (Ctrl-C), as a shell reports it: 128 + SIGINT
+EXIT_ORPHANED = 137  # the helper's caller ended before it began: as if killed with it (128 + SIGKILL)
 _COPY_CHUNK = 1 << 20  # the helper's output is copied to the caller's file in pieces of this size
 
 
-def run_inside(maps: IdMaps, what: str, function: str, *args: str, stdin: IO[bytes] | bytes | None = None,
-               stdout: IO[bytes] | None = None) -> None:
+def run_inside(maps: IdMaps | None, what: str, function: str, *args: str, stdin: IO[bytes] | bytes | None = None,
+               stdout: IO[bytes] | None = None, join: int | None = None, pass_fds: tuple[int, ...] = ()) -> None:
     """Call ``module.function(*args)`` as root of a new user namespace with *maps*, in a fresh Python process
     whose stdin is *stdin* (a file, or bytes).
 
@@ -265,16 +281,28 @@ def run_inside(maps: IdMaps, what: str, function: str, *args: str, stdin: IO[byt
     What the call writes to its standard output is discarded, or with *stdout* (any object with ``write``:
     a blob being written) copied there as it comes: files only the namespace may read reach the caller as a
     stream (``container.upper_entries``). An error raised while copying ends the helper too.
+
+    *join* (a PID): join that process's user namespace instead of making one (a running rootless container's:
+    ``cp``). *maps* None (and no *join*): no user namespace at all, for work that must still not be done in a
+    possibly multithreaded caller (a private mount namespace: ``cp`` into a stopped container as root).
+
+    The helper dies with its caller (SIGKILL, ``PR_SET_PDEATHSIG``): killed, the caller cannot leave it working
+    on a container behind its back. *pass_fds* are inherited by it: a lock the caller holds (an flock belongs
+    to the open file, so the helper then holds it too, until it ends however it ends).
     """
-    argv = [sys.executable, "-c", _INSIDE, _package_parent(), json.dumps(maps.to_json()), function, *args]
+    how = {"join": join} if join is not None else maps.to_json() if maps is not None else None
+    # -P: no current directory on sys.path, where a container's files may have been copied (``cp``)
+    argv = [sys.executable, "-P", "-c", _INSIDE, _package_parent(), str(os.getpid()), json.dumps(how), function,
+            *args]
     if stdout is None:
         feed = {"input": stdin} if isinstance(stdin, bytes) else {"stdin": stdin}
-        done = subprocess.run(argv, capture_output=True, check=False, **feed)  # type: ignore[call-overload]
+        done = subprocess.run(argv, capture_output=True, check=False, pass_fds=pass_fds,  # type: ignore[call-overload]
+                              **feed)
         code, err = done.returncode, done.stderr
     else:
         if isinstance(stdin, bytes):
             raise TypeError("run_inside: stdin given as bytes cannot be combined with a stdout to copy to")
-        code, err = _copy_output(argv, stdin, stdout)
+        code, err = _copy_output(argv, stdin, stdout, pass_fds)
     if code in (EXIT_INTERRUPTED, -signal.SIGINT):
         raise KeyboardInterrupt  # Ctrl-C in a terminal reaches the helper too (one process group): not its error
     if code != 0:
@@ -286,11 +314,12 @@ def _package_parent() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _copy_output(argv: list[str], stdin: IO[bytes] | None, out: IO[bytes]) -> tuple[int, bytes]:
+def _copy_output(argv: list[str], stdin: IO[bytes] | None, out: IO[bytes], pass_fds: tuple[int, ...] = (),
+                 ) -> tuple[int, bytes]:
     """Run *argv*, copying its stdout to *out*; return its exit status and stderr. stderr goes to a file, not a
     pipe: a helper writing a long traceback there while we wait on its stdout could otherwise block us both."""
     with tempfile.TemporaryFile() as err:
-        with subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=err) as helper:
+        with subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=err, pass_fds=pass_fds) as helper:
             assert helper.stdout is not None
             try:
                 shutil.copyfileobj(helper.stdout, out, _COPY_CHUNK)
@@ -310,10 +339,16 @@ def _failure(what: str, code: int, err: str) -> PyContainersError:
     return UserNamespaceError(f"{what} inside a user namespace failed: {last}")
 
 
-def call_inside(maps_json: str, function: str, *args: str) -> None:
-    """(In ``run_inside``'s process.) Become root of a namespace with these maps, then make the call."""
+def call_inside(parent: str, maps_json: str, function: str, *args: str) -> None:
+    """(In ``run_inside``'s process.) Become root of a namespace with these maps (or join one: ``run_inside``'s
+    *join*), then make the call, dying with *parent* (the caller's PID)."""
     try:
-        enter_user_namespace(IdMaps.from_json(json.loads(maps_json)))
+        how = json.loads(maps_json)
+        if how is not None and "join" in how:
+            join_user_namespace(int(how["join"]))
+        elif how is not None:
+            enter_user_namespace(IdMaps.from_json(how))
+        die_with_parent(int(parent))
         module, _, name = function.rpartition(".")
         getattr(importlib.import_module(module), name)(*args)
     except PyContainersError as exc:
@@ -323,6 +358,16 @@ def call_inside(maps_json: str, function: str, *args: str) -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)  # no traceback: the caller raises KeyboardInterrupt again
+
+
+def die_with_parent(parent: int) -> None:
+    """SIGKILL when *parent* ends. Set after the namespace is entered, which changes our credentials: the kernel
+    clears the setting then. A parent that ended already (we are someone else's child now): end at once."""
+    from .linux import PR_SET_PDEATHSIG, prctl
+
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(EXIT_ORPHANED)
 
 
 def _error_from(report: dict[str, str]) -> PyContainersError:

@@ -54,7 +54,7 @@ import time
 from pathlib import Path
 
 from .cgroup import Cgroup, CgroupError, machine_layout
-from .container import Container
+from .container import Container, monitoring
 from .linux import PR_SET_CHILD_SUBREAPER, prctl, receive_fds, set_process_name
 from .pid1 import FORKER_LINGER, fork_warm_pid1, keep_only
 from .runtime import close_handed_over, follow, init_plan, output_keeper, report_failure
@@ -191,7 +191,8 @@ def start_warm_monitor(seccomp_filter: bytes | None,
 
 def remove_abandoned() -> None:
     """rmdir each ``warm-<PID>.<N>`` cgroup whose monitor is gone (the kernel refuses one with a process)."""
-    for parent in {d.parent for d in Cgroup("any").dirs.values()}:
+    any_group = Cgroup("any")
+    for parent in {d.parent for d in (*any_group.dirs.values(), *filter(None, [any_group.freezer]))}:
         with contextlib.suppress(OSError):
             for d in parent.glob(f"{PREFIX}*"):
                 pid = d.name[len(PREFIX):].partition(".")[0]
@@ -300,10 +301,8 @@ def monitor_one(sock: socket.socket, cgroup_name: str | None, forker: Forker, qu
         close_handed_over(stdio, tee)  # PID 1 holds them now
         # Meanwhile the cgroup gets the container's limit; PID 1 waits for it before execve. (Its name stays:
         # a rename waits for the cgroup lock, which a warm monitor joining its cgroup holds for milliseconds.)
-        if cgroup:
-            container.state["cgroup"] = cgroup.name  # saved with the container's "running" state
-            if container.spec.pids_limit is not None:
-                cgroup.limit_pids(container.spec.pids_limit)
+        if cgroup and container.spec.pids_limit is not None:  # (its name is saved by runtime.follow)
+            cgroup.limit_pids(container.spec.pids_limit)
         with contextlib.suppress(BrokenPipeError):  # PID 1 failed already: its error is on err_r
             os.write(go_w, b"1")
         os.close(go_w)
@@ -316,7 +315,8 @@ def monitor_one(sock: socket.socket, cgroup_name: str | None, forker: Forker, qu
                 cgroup.remove()
         report_failure(container, events_fd, exc)
         return None
-    follow(container, cgroup, pid, err_r, tee, events_fd)
+    with monitoring(container):
+        follow(container, cgroup, pid, err_r, tee, events_fd)
     return time.monotonic() - began
 
 

@@ -127,7 +127,9 @@ class Zygote:
         # Requests name their store; the helper needs no environment of the client's (nor keeps one alive).
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYCONTAINERS")}
         self.process: subprocess.Popen[bytes] | None = subprocess.Popen(
-            [sys.executable, "-S", "-c", code], pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, close_fds=True,
+            # -P: nothing of the current directory on sys.path (a notebook's folder, where files come and go)
+            [sys.executable, "-P", "-S", "-c", code], pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL,
+            close_fds=True,
             env=env)
         child.close()
         self.sock = parent

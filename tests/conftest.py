@@ -28,6 +28,20 @@ def busybox_store(store: Store) -> Store:
 
 
 @pytest.fixture
+def client(busybox_store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The API on the test's own busybox store (and the CLI, through PYCONTAINERS_HOME); its containers are
+    removed afterwards."""
+    from pycontainers.api import Client
+
+    monkeypatch.setenv("PYCONTAINERS_HOME", str(busybox_store.home))
+    monkeypatch.delenv("PYCONTAINERS_BACKEND", raising=False)
+    c = Client(busybox_store.home)
+    yield c
+    for container in c.containers.list(all=True):
+        container.remove(force=True)
+
+
+@pytest.fixture
 def network_client(busybox_store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A client of the test's own store for network tests; afterwards its containers go, with their veth
     pairs and port forwarders, and its networks' bridges."""

@@ -37,6 +37,7 @@ from pycontainers.exercises import (
     check_pulled_by_digest,
     check_push_prediction,
     check_slowest_vm_phase,
+    check_stats_limit,
     check_stored_bytes,
     push_outcome,
 )
@@ -670,6 +671,51 @@ def test_oom_killed_without_its_container_says_not_to_use_rm(client: Client, mon
     check = check_oom_killed(client, "ex-oom", "32m")
     assert_unanswered(check)
     assert "without --rm" in check.message and "removed when it stops" in check.message
+
+
+@needs_root
+@pytest.mark.parametrize("backend", ["native", "rootless"])
+def test_stats_limit_without_m_is_the_machines_memory(running: Client, monkeypatch: pytest.MonkeyPatch,
+                                                     backend: str) -> None:
+    from pycontainers.stats import machine_memory
+    from pycontainers.units import bytes_size
+
+    monkeypatch.setenv("PYCONTAINERS_BACKEND", backend)
+    assert_unanswered(check_stats_limit(running, "hostnet", ...))
+    start_web(running, "hostnet", network="host")
+    assert_unanswered(check_stats_limit(running, "hostnet", None))
+    total = machine_memory()
+    for right in (total, str(total), bytes_size(total), f" {bytes_size(total).lower()} ", human_size(total)):
+        check = check_stats_limit(running, "hostnet", right)
+        assert_right(check)
+        assert "all of this machine's memory" in check.message
+    decimal_for_binary = bytes_size(total).replace("iB", "B")  # '23.54GB' for '23.54GiB': 7% less
+    assert_wrong(check_stats_limit(running, "hostnet", decimal_for_binary), "GiB")
+    for nothing in ("unlimited", "none", 0, "0", "max"):
+        assert_wrong(check_stats_limit(running, "hostnet", nothing), "stats --no-stream hostnet")
+    check = check_stats_limit(running, "hostnet", "64m")  # a limit it was never given
+    assert_wrong(check, "/proc/meminfo")
+    assert check.message == "'64m' is not the LIMIT stats shows for hostnet."
+    assert_wrong(check_stats_limit(running, "hostnet", "lots"), "with its unit")
+
+
+@needs_root
+def test_stats_limit_of_a_limited_container_is_its_limit(running: Client) -> None:
+    """Read from the stats reading, not assumed: with -m, the limit is the cgroup's."""
+    start_web(running, "capped", mem_limit="48m")
+    assert_right(check_stats_limit(running, "capped", "48MiB"))
+    assert "all of this machine's memory" not in check_stats_limit(running, "capped", 48 * 1024**2).message
+
+
+def test_stats_limit_without_its_container(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYCONTAINERS_BACKEND", "proot")  # Binder: the cells that start hostnet do nothing
+    for answer in (..., "1GiB"):
+        check = check_stats_limit(client, "hostnet", answer)
+        assert_not_checkable(check)
+        assert "there is no container 'hostnet'" in check.message
+    monkeypatch.setenv("PYCONTAINERS_BACKEND", "native")
+    assert_unanswered(check_stats_limit(client, "hostnet", ...))
+    assert_wrong(check_stats_limit(client, "hostnet", "1GiB"), "Run the cells above")
 
 
 # ------------------------------------------------------------------------------- sharing images (07)

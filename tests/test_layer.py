@@ -725,7 +725,7 @@ def test_devices_refused_without_root(box: Path, monkeypatch: pytest.MonkeyPatch
     with pytest.raises(LayerError, match="'dev/null'"):
         L.check_layer(io.BytesIO(data), "w", allow_devices=False)
     L.check_layer(io.BytesIO(data), "w", allow_devices=True)
-    monkeypatch.setattr(L, "_is_root", lambda: False)
+    monkeypatch.setattr(L, "is_root", lambda: False)
     with pytest.raises(LayerError, match="'dev/null'"):
         extract(data, box / "target")
     assert not (box / "target/dev/null").exists()

@@ -98,7 +98,7 @@ def test_notebook_08_under_proot_publishes_the_web_app_and_skips_the_networks(tm
     everything = "\n".join(run_under_proot("08-networking.ipynb", store, monkeypatch,
                                            ("busybox", PYTHON_TAG)).values())
     assert "Traceback" not in everything
-    assert "Containers run proot here" in everything
+    assert "Containers run under proot here" in everything
     assert "Server running at http://0.0.0.0:8080/" in everything
     assert re.search(r"http://localhost:\d+/ says: Hello world!", everything)  # through the published port
     assert re.search(r"hello +hello-web +running +0\.0\.0\.0:\d+->8080/tcp", everything)  # ps's PORTS column

@@ -100,3 +100,22 @@ def test_in_the_hosts_network_namespace_sys_is_the_hosts_read_only(tmp_path: Pat
     assert after[f"{tmp_path}/root/sys"] == ["sysfs", "ro"]
     assert host_mounts()["/sys"] == ["sysfs", "rw"]
     assert not [p for p in after if p.startswith(f"{tmp_path}/root/sys/fs/")]  # not the host's cgroup trees
+
+
+def test_host_path_follows_symlinks_in_a_bind_mount_as_the_container_sees_them(tmp_path: Path) -> None:
+    """proot's missing-command check: a venv mounted at /venv has bin/python -> /usr/bin/python3.11, which is the
+    container's /usr (absent from busybox), not the host's. Bind sources themselves are mounted, not followed."""
+    from pycontainers.rootfs import host_path
+
+    root, venv = tmp_path / "root", tmp_path / "venv"
+    (root / "usr" / "bin").mkdir(parents=True)
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to("/usr/bin/python3.11")
+    (venv / "bin" / "relative").symlink_to("python")
+    (tmp_path / "link-to-venv").symlink_to(venv)
+    binds = {"/venv": str(tmp_path / "link-to-venv"), "/etc/hostname": str(tmp_path / "hostname")}
+    assert host_path(str(root), "/venv/bin/python", binds) == f"{root}/usr/bin/python3.11"
+    assert host_path(str(root), "/venv/bin/relative", binds) == f"{root}/usr/bin/python3.11"
+    assert host_path(str(root), "/venv/bin", binds) == f"{tmp_path}/link-to-venv/bin"
+    assert host_path(str(root), "/etc/hostname", binds) == f"{tmp_path}/hostname"
+    assert host_path(str(root), "/usr/../venv/./bin", binds) == f"{tmp_path}/link-to-venv/bin"

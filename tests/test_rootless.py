@@ -99,6 +99,17 @@ def test_detached_rootless_container_lifecycle_leaves_nothing_behind(student: un
     assert not any("sleep 60" in p for p in student.processes())
 
 
+def test_exec_into_a_rootless_container_on_the_hosts_network(student: unprivileged.Student) -> None:
+    """Its net namespace is the host's, which the container's user namespace does not own: exec must not try to
+    join it (setns failed with EPERM, and compose's services, on the host's network without root, could not be
+    entered)."""
+    ok(student.run("run", "-d", "--name", "hostnet", "--network", "host", "busybox", "sleep", "60"))
+    try:
+        assert ok(student.run("exec", "hostnet", "sh", "-c", "echo $$")).strip() != "1"  # sleep is PID 1
+    finally:
+        ok(student.run("rm", "-f", "hostnet"))
+
+
 def test_escapes_are_denied_in_a_rootless_container(student: unprivileged.Student) -> None:
     script = ("mount -t tmpfs none /mnt 2>/dev/null && echo mounted; "
               "echo 1 > /proc/sys/kernel/panic 2>/dev/null && echo wrote-proc; "

@@ -524,7 +524,8 @@ def test_kill_takes_this_stores_server_and_its_commands_only(shell: Shell, tmp_p
     pid = shell.started_server()
     assert shell("run", "-d", "--name", "web", "busybox", "sleep", "60").returncode == 0
     running_command = shell.popen("run", "--rm", "busybox", "sleep", "60")
-    wait_for(lambda: len(list_containers(Store(shell.env["PYCONTAINERS_HOME"]))) == 2, "the command's container")
+    wait_for(lambda: [c.status for c in list_containers(Store(shell.env["PYCONTAINERS_HOME"]))] == ["running"] * 2,
+             "the command's container to run (not only to exist: a start cut short by the kill would end it)")
     commands = children(pid, "pyc-cli")
     killed = server.kill(shell.env)
     assert killed[0] == pid and set(commands) <= set(killed)

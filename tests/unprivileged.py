@@ -14,6 +14,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -143,6 +144,45 @@ def make_student() -> Student:
     return Student(entry.pw_uid, entry.pw_gid, base, python, created)
 
 
+def without_user_namespaces(uid: int, gid: int, argv: list[str]) -> list[str]:
+    """A command line (for root to start) that runs *argv* as *uid*:*gid* where no user namespace can be made,
+    as on Binder, without changing the machine for anyone else: in a user namespace of its own (mapping only root
+    and that user, each to itself) whose ``user.max_user_namespaces`` is 0. Its ``unshare --user`` then fails
+    (ENOSPC), so pycontainers falls back to proot. Exits 125 with one line where the kernel does not allow this."""
+    return [sys.executable, __file__, "--without-user-namespaces", str(uid), str(gid), *argv]
+
+
+def _exec_without_user_namespaces(uid: int, gid: int, argv: list[str]) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    ready_r, ready_w = os.pipe()
+    helper = os.fork()
+    if helper == 0:  # stays in root's user namespace: only from there may a map hold two lines
+        os.close(ready_w)
+        os.read(ready_r, 1)
+        try:
+            for name, own in (("uid_map", uid), ("gid_map", gid)):
+                with open(f"/proc/{os.getppid()}/{name}", "w") as f:
+                    f.write(f"0 0 1\n{own} {own} 1\n" if own != 0 else "0 0 1\n")
+        except OSError:
+            os._exit(1)
+        os._exit(0)
+    os.close(ready_r)
+    if libc.unshare(0x10000000) != 0:  # CLONE_NEWUSER
+        raise OSError(ctypes.get_errno(), f"unshare: {os.strerror(ctypes.get_errno())}")
+    os.write(ready_w, b"x")
+    os.close(ready_w)
+    if os.waitpid(helper, 0)[1] != 0:
+        raise OSError("the user namespace's id maps could not be written")
+    with open("/proc/sys/user/max_user_namespaces", "w") as f:  # this namespace's own limit, not the machine's
+        f.write("0")
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+    os.execvp(argv[0], argv)
+
+
 @contextlib.contextmanager
 def student_with_busybox() -> Iterator[Student]:
     """The test user, with busybox loaded into its store (``pytest.skip`` where it cannot exist)."""
@@ -165,3 +205,11 @@ def student_with_busybox() -> Iterator[Student]:
         yield someone
     finally:
         someone.close()
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--without-user-namespaces"]:
+    try:
+        _exec_without_user_namespaces(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:])
+    except OSError as exc:
+        print(f"cannot run without user namespaces here: {exc}", file=sys.stderr)
+        sys.exit(125)

@@ -1,0 +1,351 @@
+"""``cp``, ``export`` and ``import``: Docker's path rules, every back end, symlinks that must not lead out of
+the container, untrusted tars, and nothing left behind when something fails."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import unprivileged
+from processes import children, cmdline
+
+from pycontainers import cp
+from pycontainers.api import Client
+from pycontainers.cli import main
+from pycontainers.container import get_container
+from pycontainers.errors import InvalidArgument, LayerError, NotFound
+from pycontainers.image import get_image, list_images
+
+
+def tar_of(*entries: tuple[str, bytes | None]) -> bytes:
+    """A tar of files (bytes) and directories (None), in order."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                info.size, info.mode, info.uid, info.gid = len(data), 0o640, 1234, 4321
+                tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def members(chunks: Iterator[bytes] | bytes) -> dict[str, tarfile.TarInfo]:
+    data = chunks if isinstance(chunks, bytes) else b"".join(chunks)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return {m.name.rstrip("/"): m for m in tar.getmembers()}
+
+
+def read_member(chunks: Iterator[bytes] | bytes, name: str) -> bytes:
+    data = chunks if isinstance(chunks, bytes) else b"".join(chunks)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        f = tar.extractfile(name)
+        assert f is not None
+        return f.read()
+
+
+def source_tree(base: Path) -> Path:
+    src = base / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("alpha\n")
+    (src / "sub" / "b.txt").write_text("beta\n")
+    os.chown(src / "a.txt", 1234, 4321)
+    return src
+
+
+def mounts_mentioning(text: str) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line for line in f if text in line]
+
+
+def helpers_left() -> list[int]:
+    """Our children still running a copy's helper (``cp.serve``)."""
+    return [pid for pid in children(os.getpid()) if b"pycontainers.cp.serve" in cmdline(pid)]
+
+
+# ------------------------------------------------------------------------------------- Docker's rules
+
+
+def test_container_and_local_paths_are_told_apart_as_docker_does() -> None:
+    assert cp.split_cp_arg("web:/etc/hosts") == ("web", "/etc/hosts")
+    assert cp.split_cp_arg("web:tmp") == ("web", "tmp")
+    assert cp.split_cp_arg("/abs/file:name.txt") == ("", "/abs/file:name.txt")  # absolute: local
+    assert cp.split_cp_arg("./file:name.txt") == ("", "./file:name.txt")  # explicit relative: local
+    assert cp.split_cp_arg("plain") == ("", "plain")
+
+
+def test_where_a_copy_lands_follows_dockers_table() -> None:
+    file, directory = cp.CopyInfo("/src/f.txt", True, False), cp.CopyInfo("/src/d", True, True)
+    contents = cp.CopyInfo("/src/d/.", True, True)
+    assert cp.prepare_archive_copy(file, cp.CopyInfo("/dst", True, True)) == ("/dst", None)  # into the dir
+    assert cp.prepare_archive_copy(file, cp.CopyInfo("/dst/new.txt")) == ("/dst", ("f.txt", "new.txt"))
+    assert cp.prepare_archive_copy(file, cp.CopyInfo("/dst/old.txt", True)) == ("/dst", ("f.txt", "old.txt"))
+    assert cp.prepare_archive_copy(directory, cp.CopyInfo("/dst/new")) == ("/dst", ("d", "new"))
+    assert cp.prepare_archive_copy(contents, cp.CopyInfo("/dst/new")) == ("/dst", (".", "new"))
+    with pytest.raises(cp.CopyError, match="destination directory must exist"):
+        cp.prepare_archive_copy(file, cp.CopyInfo("/dst/missing/"))
+    with pytest.raises(cp.CopyError, match="cannot copy directory"):
+        cp.prepare_archive_copy(directory, cp.CopyInfo("/dst/file", True, False))
+    assert cp.rebased("./sub/b.txt", (".", "new")) == "new/sub/b.txt"
+    assert cp.rebased("d2/x", ("d", "new")) == "d2/x"  # a prefix of a name is not its first element
+    assert cp.copy_summary(1536, 1536, "web:/tmp") == "Successfully copied 1.54kB to web:/tmp"
+    assert cp.copy_summary(7, 2048, "/tmp/x") == "Successfully copied 7B (transferred 2.05kB) to /tmp/x"
+
+
+# ------------------------------------------------------------------------------ stopped and running
+
+
+def test_copy_into_a_stopped_container_and_back_out(client: Client, tmp_path: Path) -> None:
+    src = source_tree(tmp_path)
+    c = client.containers.create("busybox", ["sh", "-c", "cat /tmp/src/a.txt /opt/sub/b.txt; ls -n /tmp/kept"])
+    core = get_container(client.store, c.id)
+    cp.copy_to_container(core, str(src), "/tmp")  # an existing directory: src goes inside it
+    cp.copy_to_container(core, f"{src}/.", "/opt")  # "/.": the contents
+    cp.copy_to_container(core, str(src / "a.txt"), "/tmp/kept", archive=True)  # -a: the owners stay
+    c.start()
+    assert c.wait()["StatusCode"] == 0
+    logs = c.logs().decode()
+    assert "alpha\nbeta\n" in logs and " 1234 " in logs and " 4321 " in logs
+    changes = {d["Path"] for d in c.diff()}
+    assert {"/tmp/src/a.txt", "/opt/a.txt", "/opt/sub/b.txt", "/tmp/kept"} <= changes
+    chunks, info = c.get_archive("/tmp/src")
+    found = members(chunks)
+    assert set(found) == {"src", "src/a.txt", "src/sub", "src/sub/b.txt"}
+    assert (found["src/a.txt"].uid, found["src/a.txt"].gid) == (0, 0)  # copied in as root's
+    assert info["name"] == "src" and info["mode"] & (1 << 31)  # Go's ModeDir
+    assert not mounts_mentioning(c.id)  # the helper's overlay went with its mount namespace
+    # back out to the host: a missing destination takes the source's place, contents included
+    size, transferred, dest = cp.copy_from_container(core, "/tmp/src", str(tmp_path / "out"))
+    assert (tmp_path / "out" / "sub" / "b.txt").read_text() == "beta\n"
+    assert dest == str(tmp_path / "out") and size == transferred
+    cp.copy_from_container(core, "/opt/.", str(tmp_path / "out"))
+    assert (tmp_path / "out" / "a.txt").read_text() == "alpha\n"
+
+
+def test_copy_into_a_running_container_and_stream_tars(client: Client, tmp_path: Path,
+                                                       capsysbinary: pytest.CaptureFixture[bytes],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    c = client.containers.run("busybox", ["sleep", "300"], detach=True, name="busy")
+    assert c.put_archive("/tmp", tar_of(("in", None), ("in/note.txt", b"hello\n")))
+    assert c.exec_run(["cat", "/tmp/in/note.txt"]).output == b"hello\n"
+    assert c.exec_run(["stat", "-c", "%u:%g %a", "/tmp/in/note.txt"]).output == b"0:0 640\n"  # root's
+    stream = tmp_path / "stream.tar"
+    stream.write_bytes(tar_of(("piped.txt", b"from stdin\n")))
+    with open(stream) as stdin:
+        monkeypatch.setattr(sys, "stdin", stdin)
+        assert main(["cp", "-", "busy:/tmp"]) == 0  # "-": a tar on stdin, into a directory
+    assert c.exec_run(["cat", "/tmp/piped.txt"]).output == b"from stdin\n"
+    capsysbinary.readouterr()
+    assert main(["cp", "busy:/tmp/piped.txt", "-"]) == 0  # "-": the tar on stdout
+    assert read_member(capsysbinary.readouterr().out, "piped.txt") == b"from stdin\n"
+    with open(stream) as stdin:
+        monkeypatch.setattr(sys, "stdin", stdin)
+        assert main(["cp", "-", "busy:/tmp/piped.txt"]) == 1  # a tar goes into a directory only
+    assert 'destination "busy:/tmp/piped.txt" must be a directory' in capsysbinary.readouterr().err.decode()
+    assert main(["container", "cp", "busy:/etc/hostname", str(tmp_path / "hostname")]) == 0
+    assert (tmp_path / "hostname").read_text() == c.exec_run(["cat", "/etc/hostname"]).output.decode()
+
+
+def test_a_missing_path_is_one_error_with_exit_code_1(client: Client, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    c = client.containers.create("busybox", ["true"], name="quiet")
+    with pytest.raises(NotFound, match="Could not find the file /nope in container quiet"):
+        c.get_archive("/nope")
+    assert main(["cp", "quiet:/nope", str(tmp_path / "x")]) == 1
+    err = capsys.readouterr().err
+    assert err == "Error: Could not find the file /nope in container quiet\n"
+    assert main(["cp", "quiet:/etc", "quiet:/tmp"]) == 1
+    assert "copying between containers is not supported" in capsys.readouterr().err
+    assert main(["cp", str(tmp_path), str(tmp_path)]) == 1
+    assert "must specify at least one container source" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+# --------------------------------------------------------------------------------- what must not leak
+
+
+def test_container_symlinks_never_lead_to_host_files(client: Client, tmp_path: Path) -> None:
+    secret = tmp_path / "shadow"
+    secret.write_text("host secret\n")
+    script = (f"echo container > /tmp/shadow; ln -s {secret} /abs; ln -s ../../../..{tmp_path} /rel; "
+              "ln -s / /loop; sleep 300")
+    c = client.containers.run("busybox", ["sh", "-c", script], detach=True)
+    for _ in range(100):
+        if c.exec_run(["test", "-L", "/loop"]).exit_code == 0:
+            break
+    core = get_container(client.store, c.id)
+    chunks, info = c.get_archive("/abs")  # without -L: the link itself
+    assert info["linkTarget"] == str(secret) and members(chunks)["abs"].issym()
+    with pytest.raises(NotFound):  # -L follows it inside the container, which has no such file
+        cp.get_archive(core, "/abs", io.BytesIO(), follow_link=True)
+    with pytest.raises(NotFound):  # .. stops at the container's root
+        cp.copy_from_container(core, "/rel/shadow", str(tmp_path / "stolen"))
+    cp.copy_from_container(core, "/loop/loop/tmp/shadow", str(tmp_path / "got"))
+    assert (tmp_path / "got").read_text() == "container\n" and not (tmp_path / "stolen").exists()
+    # write: a destination link is followed, inside the container
+    payload = tmp_path / "payload"
+    payload.write_text("payload\n")
+    with pytest.raises(NotFound):
+        cp.copy_to_container(core, str(payload), "/abs")  # its directory does not exist in the container
+    c.exec_run(["mkdir", "-p", str(tmp_path)])
+    cp.copy_to_container(core, str(payload), "/abs")
+    cp.copy_to_container(core, str(payload), f"/loop/..{tmp_path}/")
+    assert secret.read_text() == "host secret\n"
+    assert c.exec_run(["cat", str(secret)]).output == b"payload\n"
+    assert c.exec_run(["cat", str(payload)]).output == b"payload\n"
+
+
+def test_an_untrusted_tar_is_refused_whole_and_writes_nothing(client: Client, tmp_path: Path) -> None:
+    c = client.containers.create("busybox", ["true"])
+    before = sorted(d["Path"] for d in c.diff())
+    escape = tar_of(("ok.txt", b"fine\n"), ("../../../../../../../../tmp/escaped", b"x"))
+    with pytest.raises(LayerError, match="contains '..'; nothing was copied"):
+        c.put_archive("/tmp", escape)
+    absolute = tar_of((f"{tmp_path}/abs", b"x"))
+    with pytest.raises(LayerError, match="is an absolute path"):
+        c.put_archive("/tmp", absolute)
+    through_link = io.BytesIO()
+    with tarfile.open(fileobj=through_link, mode="w") as tar:
+        link = tarfile.TarInfo("up")
+        link.type, link.linkname = tarfile.SYMTYPE, "/"
+        tar.addfile(link)
+        tar.addfile(tarfile.TarInfo(f"up{tmp_path}/through"), io.BytesIO(b""))
+    with pytest.raises(LayerError, match="written through the symlink 'up'"):
+        c.put_archive("/", through_link.getvalue())
+    with pytest.raises(LayerError, match="not a valid tar archive"):
+        c.put_archive("/tmp", b"this is not a tar" * 100)
+    assert sorted(d["Path"] for d in c.diff()) == before  # not even ok.txt, which came first
+    assert not Path("/tmp/escaped").exists() and not (tmp_path / "abs").exists()
+    assert not (tmp_path / "through").exists()
+    assert not mounts_mentioning(c.id) and not helpers_left()
+    c.start()  # the container's start lock was let go
+    assert c.wait()["StatusCode"] == 0
+
+
+def test_a_directory_is_not_replaced_by_a_file(client: Client) -> None:
+    c = client.containers.create("busybox", ["true"])
+    with pytest.raises(cp.CopyError, match='cannot overwrite directory "/etc" with non-directory "etc"'):
+        c.put_archive("/", tar_of(("etc", b"not a directory\n")))
+    chunks, _ = c.get_archive("/etc/passwd")
+    assert read_member(chunks, "passwd").startswith(b"root:")
+
+
+# ----------------------------------------------------------------------------------- export and import
+
+
+def test_export_then_import_makes_an_image_that_runs(client: Client, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    c = client.containers.run("busybox", ["sh", "-c", "echo made > /made.txt; rm /etc/group"], detach=True)
+    assert c.wait()["StatusCode"] == 0
+    exported = b"".join(c.export())
+    names = members(exported)
+    assert "made.txt" in names and "bin/busybox" in names and "etc/group" not in names  # merged: deletions too
+    listed = [m for m in members(exported)]
+    assert listed == sorted(listed, key=lambda n: n.split("/"))  # a reproducible order
+    tarball = tmp_path / "fs.tar"
+    tarball.write_bytes(exported)
+    assert main(["export", c.id, "-o", str(tmp_path / "again.tar")]) == 0
+    assert (tmp_path / "again.tar").read_bytes() == exported
+    with monkeypatch.context() as m:
+        m.setattr(sys.stdout, "isatty", lambda: True)
+        assert main(["export", c.id]) == 1  # never a tar on a terminal
+    assert "cowardly refusing to save to a terminal" in capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["import", "-c", "CMD cat /made.txt", "-c", "ENV GREETING=hi", "-m", "round trip",
+                 str(tarball), "roundtrip:v1"]) == 0
+    image_id = capsys.readouterr().out.strip()
+    assert image_id.startswith("sha256:") and len(image_id) == 71
+    image = get_image(client.store, "roundtrip:v1")
+    assert image.id == image_id and len(image.layers) == 1
+    assert image.config["config"]["Cmd"] == ["/bin/sh", "-c", "cat /made.txt"]
+    assert "GREETING=hi" in image.config["config"]["Env"]
+    assert image.config["history"][-1]["comment"] == "round trip"
+    assert client.containers.run("roundtrip:v1", remove=True) == b"made\n"
+    with open(tarball, "rb") as f:  # the same files give the same image
+        assert cp.import_image(client.store, f, changes=["CMD cat /made.txt", "ENV GREETING=hi"],
+                               message="round trip").id == image_id
+    with pytest.raises(InvalidArgument, match="RUN is not a valid change command"):
+        cp.import_image(client.store, io.BytesIO(exported), changes=["RUN rm -rf /"])
+
+
+def test_an_untrusted_import_is_one_error_and_stores_nothing(client: Client, capsys: pytest.CaptureFixture[str],
+                                                             ) -> None:
+    blobs = sorted(os.listdir(client.store.blobs))
+    images = [i.id for i in list_images(client.store)]
+    with pytest.raises(LayerError, match="contains '..'; nothing was imported"):
+        cp.import_image(client.store, io.BytesIO(tar_of(("../evil", b"x"))), "evil:1")
+    with pytest.raises(LayerError, match="cannot decompress the archive"):
+        cp.import_image(client.store, io.BytesIO(b"\x1f\x8b garbage"))
+    with pytest.raises(LayerError, match="import -: not a valid tar archive"):
+        cp.import_image(client.store, io.BytesIO(b"not a tar at all" * 64))
+    assert sorted(os.listdir(client.store.blobs)) == blobs
+    assert [i.id for i in list_images(client.store)] == images
+    assert not os.listdir(client.store.tmp_dir)
+
+
+# --------------------------------------------------------------------------------------- the back ends
+
+
+@pytest.mark.parametrize("backend", ["rootless", "proot", "runc"])
+def test_every_back_end_copies_in_and_out(client: Client, tmp_path: Path, backend: str) -> None:
+    if backend == "runc" and subprocess.run(["which", "runc"], capture_output=True).returncode:
+        pytest.skip("runc is not installed")
+    src = source_tree(tmp_path)
+    stopped = client.containers.create("busybox", ["sh", "-c", "ls -n /tmp/src/a.txt; cat /data/v.txt"],
+                                       runtime=backend, volumes=["vol:/data"])
+    core = get_container(client.store, stopped.id)
+    cp.copy_to_container(core, str(src), "/tmp")
+    cp.copy_to_container(core, str(src / "sub" / "b.txt"), "/data/v.txt")  # into its volume
+    stopped.start()
+    assert stopped.wait()["StatusCode"] == 0
+    out = stopped.logs().decode()
+    assert " 0 " in out.split("\n")[0] and "beta" in out
+    running = client.containers.run("busybox", ["sleep", "300"], detach=True, runtime=backend)
+    running_core = get_container(client.store, running.id)
+    cp.copy_to_container(running_core, str(src / "a.txt"), "/tmp/a.txt")
+    assert running.exec_run(["cat", "/tmp/a.txt"]).output == b"alpha\n"
+    assert running.exec_run(["stat", "-c", "%u", "/tmp/a.txt"]).output == b"0\n"
+    assert read_member(running.get_archive("/tmp/a.txt")[0], "a.txt") == b"alpha\n"
+    assert "tmp/a.txt" in members(running.export())
+    assert not mounts_mentioning(stopped.id)
+
+
+# ------------------------------------------------------------------------------- as an ordinary user
+
+
+@pytest.fixture(scope="module")
+def student() -> Iterator[unprivileged.Student]:
+    with unprivileged.student_with_busybox() as someone:
+        yield someone
+
+
+def test_a_student_copies_in_and_out_of_rootless_containers(student: unprivileged.Student) -> None:
+    (student.home / "note.txt").write_text("from the student\n")
+    os.chown(student.home / "note.txt", student.uid, student.gid)
+
+    def ok(*args: str) -> str:
+        done = student.run(*args)
+        assert done.returncode == 0, (args, done.stderr)
+        return done.stdout
+
+    # a stopped container whose user 1000 keeps a private directory (a subordinate id on the host)
+    ok("run", "--name", "made", "busybox", "sh", "-c", "mkdir -m 700 /priv; echo secret > /priv/s; chown -R 1000 /priv")
+    ok("cp", "note.txt", "made:/priv/note.txt")
+    ok("cp", "made:/priv", "copied")
+    assert (student.home / "copied" / "s").read_text() == "secret\n"
+    assert (student.home / "copied" / "note.txt").stat().st_uid == student.uid  # the copier's, as Docker
+    ok("run", "-d", "--name", "up", "busybox", "sleep", "300")
+    ok("cp", "note.txt", "up:/tmp/")
+    assert ok("exec", "up", "stat", "-c", "%u %n", "/tmp/note.txt") == "0 /tmp/note.txt\n"  # root inside
+    assert ok("exec", "up", "cat", "/tmp/note.txt") == "from the student\n"
+    ok("rm", "-f", "made", "up")
+    assert not student.processes()
