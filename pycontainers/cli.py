@@ -245,8 +245,15 @@ def _run_options(a: argparse.Namespace) -> dict[str, Any]:
         "read_only": a.read_only, "init": a.init, "memory": a.memory, "pids_limit": a.pids_limit, "cpus": a.cpus,
         "network": a.network, "tty": a.tty, "interactive": a.interactive, "runtime": a.runtime,
         "ports": a.publish or [], "publish_all": a.publish_all, "network_aliases": a.network_alias or [],
-        "extra_hosts": a.add_host or [], "healthcheck": _health_flags(a),
+        "extra_hosts": a.add_host or [], "healthcheck": _health_flags(a), "labels": _labels(a.label),
     }
+
+
+def _labels(given: list[str] | None) -> dict[str, str] | None:
+    """``-l KEY=VALUE`` (or ``-l KEY``: an empty value, as Docker's) as a dict; None when there are none."""
+    if not given:
+        return None
+    return dict((key, value) for key, _, value in (text.partition("=") for text in given))
 
 
 def _health_flags(a: argparse.Namespace) -> dict[str, Any] | None:
@@ -763,7 +770,7 @@ def cmd_cp(a: argparse.Namespace) -> int:
         raise cp.CopyError("copying between containers is not supported")
     if not src_container and not dest_container:
         raise cp.CopyError("must specify at least one container source")
-    quiet = a.quiet or not sys.stdout.isatty()  # Docker's default: no summary when not on a terminal
+    quiet = a.quiet or not sys.stderr.isatty()  # Docker: the summary only when stderr (where it goes) is a terminal
     store = _store()
     if src_container:
         container = get_container(store, src_container)
@@ -1348,6 +1355,7 @@ def _container_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-i", "--interactive", action="store_true", help="keep STDIN open")
     p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
     p.add_argument("--name")
+    p.add_argument("-l", "--label", action="append", metavar="KEY[=VALUE]", help="set a label on the container")
     p.add_argument("-e", "--env", action="append", help="set an environment variable (K=V)")
     p.add_argument("--env-file", action="append", help="read environment variables from a file")
     p.add_argument("-w", "--workdir", help="working directory inside the container")

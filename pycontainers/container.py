@@ -61,7 +61,7 @@ from .store import Store, atomic_write
 
 TYPE_CHECKING = False  # typing's, without importing typing (~4 ms at start-up)
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from datetime import datetime
     from typing import Any, BinaryIO
 
@@ -1593,7 +1593,7 @@ def remove_volume_directory(path: Path) -> None:
     remove_tree(str(path), default_maps())
 
 
-FILTERS = ("id", "name", "status", "ancestor", "exited", "health")
+FILTERS = ("id", "name", "label", "status", "ancestor", "exited", "health")
 HEALTH_STATUSES = ("starting", "healthy", "unhealthy", "none")  # none: no health check
 STATUSES = ("created", "running", "paused", "exited", "dead")
 
@@ -1601,7 +1601,8 @@ STATUSES = ("created", "running", "paused", "exited", "dead")
 def filter_containers(containers: list[Container], filters: dict[str, list[str]]) -> list[Container]:
     """``docker ps --filter``: keep the containers that match every key (any of its values): ``id`` and
     ``name`` (a prefix, a part), ``status`` (created, running, exited...), ``ancestor`` (the image, as
-    named or by ID prefix), ``exited`` (the exit code), ``health`` (starting, healthy, unhealthy, none)."""
+    named or by ID prefix), ``exited`` (the exit code), ``health`` (starting, healthy, unhealthy, none),
+    ``label`` (``KEY`` or ``KEY=VALUE``; every label given must match, as Docker's)."""
     unknown = set(filters) - set(FILTERS)
     if unknown:
         raise InvalidArgument(f"invalid filter '{sorted(unknown)[0]}' (use {', '.join(FILTERS)})")
@@ -1634,10 +1635,17 @@ def filter_containers(containers: list[Container], filters: dict[str, list[str]]
                 value.removeprefix("sha256:"))
         if key == "health":
             return (c.state.get("health") or {}).get("Status", "none") == value
+        if key == "label":
+            name, has_value, wanted = value.partition("=")
+            labels = c.state.get("labels") or {}
+            return name in labels and (not has_value or labels[name] == wanted)
         return c.status == "exited" and str(c.state.get("exit_code")) == value  # exited
 
+    def all_or_any(key: str) -> Callable[[Iterable[bool]], bool]:
+        return all if key == "label" else any
+
     return [c for c in containers
-            if all(any(matches(c, key, v) for v in values) for key, values in filters.items())]
+            if all(all_or_any(key)(matches(c, key, v) for v in values) for key, values in filters.items())]
 
 
 def unused_volumes(store: Store) -> list[str]:

@@ -10,19 +10,22 @@ from a possibly multithreaded caller), through one of three *views* of its root 
                                       with its volumes bound, in the helper's private mount namespace: the host
                                       never sees the mount, and it goes with the helper however that ends. The
                                       kernel keeps overlayfs's rules (whiteouts, opaque directories, copy-up);
-                                      the container's start.lock is held meanwhile, so it cannot start on the
-                                      same upper directory.
+                                      the container's start.lock is held meanwhile by the helper itself (it
+                                      inherits the locked file), so it cannot start, nor be removed, on the
+                                      same upper directory; and the helper dies with its caller (``run_inside``).
     proot                             its private copy of the image, a plain directory
 
 A rootless container's helper is root of its user namespace (a running one's joined, a stopped one's made again
 with its maps): what is copied in belongs to its root (the student, outside), and its other users' files can
 be read. As Docker says, /proc, /sys, /dev and what the container mounted itself cannot be copied: only the
-volumes are followed below the root file system.
+volumes (and /etc/hosts, hostname, resolv.conf) are followed below the root file system (``Mounts``); ``export``
+follows none, a mount point there is an empty directory or an empty file.
 
 Every container path is looked up by the kernel inside that root (openat2's ``RESOLVE_IN_ROOT``, as runc's
-securejoin: an absolute symlink starts again at the container's /, ``..`` stops there), and everything below
-it is opened one name at a time without following symlinks: a link the container made, even one it swaps while
-we copy, leads nowhere on the host. A tar coming in is untrusted: it is checked whole by the layer module's
+securejoin: an absolute symlink starts again at the container's /, ``..`` stops there; without openat2, the same
+walk in user space, one descriptor per name, ``walk_in_root``), and everything below it is opened one name at a
+time without following symlinks: a link the container made, even one it swaps while we copy, leads nowhere on
+the host. A tar coming in is untrusted: it is checked whole by the layer module's
 checks (``layer.LayerChecker``) before anything is written, and extracted by its extractor.
 """
 

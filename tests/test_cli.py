@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -428,6 +429,13 @@ def test_ps_filters_logs_tail_volume_prune(cli: Run) -> None:
     assert names("-n", "2") == ["runs", "fails"] and names("-l") == ["runs"]
     assert names("-a", "--filter", "ancestor=busybox") == ["runs", "fails", "counts"]
     assert names("-a", "--filter", "name=^runs$") == ["runs"]  # a regular expression, as docker's
+    assert cli("run", "-d", "--name", "tagged", "-l", "tier=web", "-l", "team", "busybox", "sleep", "30")[0] == 0
+    assert names("--filter", "label=tier=web") == names("--filter", "label=team") == ["tagged"]
+    assert names("--filter", "label=tier=web", "--filter", "label=team") == ["tagged"]  # labels: all must match
+    assert names("--filter", "label=tier=db") == names("--filter", "label=tier=web", "--filter", "label=x") == []
+    labels = json.loads(cli("inspect", "-f", "{{json .Config.Labels}}", "tagged")[1])
+    assert labels["tier"] == "web" and labels["team"] == ""  # (over the image's own)
+    assert cli("rm", "-f", "tagged")[0] == 0
     assert names("-n", "0") == names("-n", "-1") == ["runs", "fails", "counts"]  # all
     for bad in ("colour=red", "status=bogus", "exited=x"):
         code, _, err = cli("ps", "--filter", bad)

@@ -3,22 +3,28 @@ the container, untrusted tars, and nothing left behind when something fails."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import io
 import os
+import signal
 import subprocess
 import sys
 import tarfile
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import unprivileged
 from processes import children, cmdline
 
-from pycontainers import cp
+from pycontainers import cp, layer
 from pycontainers.api import Client
 from pycontainers.cli import main
-from pycontainers.container import get_container
+from pycontainers.container import ContainerError, get_container
 from pycontainers.errors import InvalidArgument, LayerError, NotFound
 from pycontainers.image import get_image, list_images
 
@@ -349,3 +355,309 @@ def test_a_student_copies_in_and_out_of_rootless_containers(student: unprivilege
     assert ok("exec", "up", "cat", "/tmp/note.txt") == "from the student\n"
     ok("rm", "-f", "made", "up")
     assert not student.processes()
+
+
+# ------------------------------------------------------------------------------- without openat2
+
+
+def refuse_openat2(monkeypatch: pytest.MonkeyPatch, errno_: int) -> None:
+    """openat2 as an old kernel (ENOSYS) or a seccomp profile (EPERM) has it."""
+    from pycontainers import linux
+
+    def refused(*_args: object) -> int:
+        raise linux.KernelError("openat2", errno_)
+
+    monkeypatch.setattr(linux, "openat2", refused)
+
+
+def read_in_root(root_fd: int, path: str) -> str:
+    with open(cp.open_in_root(root_fd, path, os.O_RDONLY)) as f:
+        return f.read()
+
+
+@pytest.mark.parametrize("refusal", [errno.ENOSYS, errno.EPERM])
+def test_without_openat2_symlinks_are_still_resolved_inside_the_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      refusal: int) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "passwd").write_text("container\n")
+    (root / "sub").mkdir()
+    (root / "file").write_text("")
+    os.symlink("/etc", root / "abs")
+    os.symlink("../../../../../../../etc", root / "sub" / "rel")
+    os.symlink("loop", root / "loop")
+    refuse_openat2(monkeypatch, refusal)
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY)
+    try:
+        for path in ("/abs/passwd", "/sub/rel/passwd", "../../../etc/passwd", "/sub/../../abs/../etc/passwd"):
+            assert read_in_root(root_fd, path) == "container\n", path
+        with pytest.raises(OSError) as looped:
+            cp.open_in_root(root_fd, "/loop/x")
+        assert looped.value.errno == errno.ELOOP
+        with pytest.raises(NotADirectoryError):
+            cp.open_in_root(root_fd, "/file/x", os.O_PATH)
+        with pytest.raises(FileNotFoundError):
+            cp.open_in_root(root_fd, "/abs/shadow", os.O_PATH)
+        assert cp.resolved_path(root_fd, "/sub/rel/missing/../x") == "/etc/x"
+    finally:
+        os.close(root_fd)
+
+
+def test_without_openat2_a_component_swapped_for_a_symlink_never_leads_out(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A running container swaps a directory and a symlink to / again and again while we open a path through
+    it: whatever we open must be the container's file, never the host's (a path resolved in user space, then
+    opened by name, would be)."""
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "passwd").write_text("container\n")
+    (root / "etc").mkdir()
+    (root / "etc" / "passwd").write_text("container too\n")
+    os.symlink("/etc", root / "a.link")
+    host = os.stat("/etc/passwd")
+    refuse_openat2(monkeypatch, errno.ENOSYS)
+    stop = threading.Event()
+
+    def swap() -> None:
+        while not stop.is_set():
+            os.rename(root / "a", root / "a.dir")
+            os.rename(root / "a.link", root / "a")
+            os.rename(root / "a", root / "a.link")
+            os.rename(root / "a.dir", root / "a")
+
+    swapper = threading.Thread(target=swap)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY)
+    escaped = opened = 0
+    try:
+        swapper.start()
+        for _ in range(20000):
+            try:
+                fd = cp.open_in_root(root_fd, "/a/passwd", os.O_RDONLY)
+            except OSError:  # (caught between two renames: no "a" at all)
+                continue
+            st = os.fstat(fd)
+            os.close(fd)
+            opened += 1
+            escaped += (st.st_dev, st.st_ino) == (host.st_dev, host.st_ino)
+    finally:
+        stop.set()
+        swapper.join()
+        sys.setswitchinterval(interval)
+        os.close(root_fd)
+    assert opened and not escaped, f"{escaped} of {opened} opens reached the host's /etc/passwd"
+
+
+# ----------------------------------------------------------------------- the helper and its container
+
+
+def helpers_of(container_id: str) -> list[int]:
+    """Every process (anyone's child) running a copy's helper for this container."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            line = cmdline(int(entry))
+            if b"pycontainers.cp.serve" in line and container_id.encode() in line:
+                found.append(int(entry))
+    return found
+
+
+def mounted_by_helper(container_id: str) -> int | None:
+    """The helper of a copy into this stopped container, once it has the container's overlay mounted."""
+    for pid in helpers_of(container_id):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/mountinfo") as f:
+            if container_id in f.read():
+                return pid
+    return None
+
+
+def wait_until(condition: Callable[[], object], seconds: float = 15) -> object:
+    deadline = time.monotonic() + seconds
+    while not (found := condition()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+    return found
+
+
+def cli_copying_stdin(target: str) -> tuple[subprocess.Popen[bytes], int]:
+    """``pycontainers cp - TARGET`` in its own process, its stdin a pipe we keep open: it copies until we close it."""
+    read, write = os.pipe()
+    cli = subprocess.Popen([sys.executable, "-m", "pycontainers", "cp", "-", target], stdin=read,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    os.close(read)
+    return cli, write
+
+
+def start_lock_is_free(container_dir: Path) -> bool:
+    fd = os.open(container_dir / "start.lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def test_a_copy_killed_with_its_caller_leaves_nothing_working_on_the_container(client: Client) -> None:
+    c = client.containers.create("busybox", ["true"], name="slow")
+    core = get_container(client.store, c.id)
+    cli, write = cli_copying_stdin("slow:/tmp")
+    try:
+        wait_until(lambda: mounted_by_helper(c.id))
+        assert not start_lock_is_free(core.dir)
+        os.kill(cli.pid, signal.SIGKILL)  # (kill -9: no cleanup of its own)
+        cli.wait()
+        wait_until(lambda: not helpers_of(c.id), 5)  # it died with its caller, its overlay with it
+        assert start_lock_is_free(core.dir)
+    finally:
+        os.close(write)
+    c.start()
+    assert c.wait()["StatusCode"] == 0
+
+
+def test_rm_waits_for_a_copy_into_the_stopped_container(client: Client) -> None:
+    c = client.containers.create("busybox", ["true"], name="copied")
+    cli, write = cli_copying_stdin("copied:/tmp")
+    try:
+        wait_until(lambda: mounted_by_helper(c.id))
+        rm = subprocess.Popen([sys.executable, "-m", "pycontainers", "rm", "copied"], stderr=subprocess.PIPE)
+        time.sleep(1)
+        assert rm.poll() is None  # waiting for the copy
+        os.write(write, tar_of(("late.txt", b"late\n")))
+    finally:
+        os.close(write)
+    _, cp_err = cli.communicate(timeout=30)
+    assert cli.returncode == 0, cp_err
+    _, rm_err = rm.communicate(timeout=30)
+    assert rm.returncode == 0, rm_err
+    assert not helpers_of(c.id) and not mounts_mentioning(c.id)
+    with pytest.raises(NotFound):
+        client.containers.get("copied")
+
+
+def test_a_runc_container_is_reached_only_as_the_process_runc_started(client: Client) -> None:
+    if subprocess.run(["which", "runc"], capture_output=True).returncode:
+        pytest.skip("runc is not installed")
+    c = client.containers.run("busybox", ["sleep", "300"], detach=True, runtime="runc")
+    with cp._reach(get_container(client.store, c.id)) as reach:
+        view = reach.view
+    proc = os.open(f"/proc/{view['pid']}", os.O_PATH | os.O_DIRECTORY)
+    try:
+        assert view["start"] == cp.process_start_time(proc)  # runc's init_process_start, checked
+    finally:
+        os.close(proc)
+    with pytest.raises(ContainerError, match="is not running"):  # as if its PID had been given to another
+        cp.open_view({**view, "start": view["start"] + 1}, c.name)
+
+
+# ------------------------------------------------------------------------------------- the host's side
+
+
+def test_a_full_or_read_only_destination_is_one_error_and_leaves_no_half_file(client: Client, tmp_path: Path,
+                                                                              capsys: pytest.CaptureFixture[str],
+                                                                              ) -> None:
+    client.containers.create("busybox", ["true"], name="big")
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], check=True)
+    try:
+        assert main(["cp", "big:/bin/busybox", str(small / "bb")]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"Error: cannot copy big:/bin/busybox to {small}/bb: No space left on device")
+        assert not (small / "bb").exists()
+        subprocess.run(["mount", "-o", "remount,ro", str(small)], check=True)
+        assert main(["cp", "big:/etc/passwd", str(small / "passwd")]) == 1
+        assert "Read-only file system" in capsys.readouterr().err
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+
+
+def test_the_summary_is_printed_when_stderr_is_a_terminal(client: Client, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    client.containers.create("busybox", ["true"], name="summed")
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["cp", "summed:/etc/passwd", str(tmp_path / "passwd")]) == 0
+    assert capsys.readouterr().err.startswith(f"Successfully copied {(tmp_path / 'passwd').stat().st_size}B ")
+
+
+# ------------------------------------------------------------------------------- Docker's path rules, more
+
+
+def test_container_paths_are_cleaned_and_links_followed_as_docker_does(client: Client, tmp_path: Path) -> None:
+    script = ("mkdir -p /w/src/sub; echo a > /w/src/a; ln -s /etc /tmp/el; ln -s ../etc/passwd /tmp/rel; "
+              "ln -s /tmp/rel /tmp/chain; echo wh > /w/.wh.file; sleep 300")
+    c = client.containers.run("busybox", ["sh", "-c", script], detach=True)
+    wait_until(lambda: c.exec_run(["test", "-e", "/w/.wh.file"]).exit_code == 0)
+    core = get_container(client.store, c.id)
+    cp.copy_from_container(core, "/tmp/el/", str(tmp_path / "y"))  # a trailing / follows the link
+    assert (tmp_path / "y" / "passwd").read_text().startswith("root:")
+    chunks, info = c.get_archive("/tmp/el/")
+    assert info["name"] == "el" and cp.is_dir_mode(info["mode"]) and "el/passwd" in members(chunks)
+    cp.copy_from_container(core, "/w/src/sub/..", str(tmp_path / "dest"))  # cleaned: /w/src
+    assert (tmp_path / "dest" / "a").read_text() == "a\n"
+    chunks, info = c.get_archive("/w/src/sub/../.")
+    assert info["name"] == "." and "./a" in members(chunks)
+    cp.copy_from_container(core, "/w/.wh.file", str(tmp_path))  # not a whiteout outside a layer
+    assert (tmp_path / ".wh.file").read_text() == "wh\n"
+    assert c.get_archive("/tmp/rel")[1]["linkTarget"] == "/etc/passwd"  # resolved in the container
+    assert c.get_archive("/tmp/chain")[1]["linkTarget"] == "/etc/passwd"
+    assert c.get_archive("/tmp/el")[1]["linkTarget"] == "/etc"
+    assert cp.go_rfc3339_nano(1_700_000_000_120_000_000) == "2023-11-14T22:13:20.12Z"
+    assert cp.go_rfc3339_nano(1_700_000_000_000_000_000) == "2023-11-14T22:13:20Z"
+    with pytest.raises(NotFound, match="Could not find the file /nope"):
+        c.put_archive("/nope", tar_of(("x", b"")))
+    assert c.put_archive("/tmp", b"")  # an empty body: nothing to do, as Docker
+
+
+def test_export_leaves_what_is_mounted_on_a_file_empty(client: Client, tmp_path: Path) -> None:
+    secret = tmp_path / "hostsecret"
+    secret.write_text("host secret\n")
+    c = client.containers.run("busybox", ["sleep", "300"], detach=True, volumes=[f"{secret}:/secret"])
+    exported = b"".join(c.export())
+    assert members(exported)["secret"].isfile() and read_member(exported, "secret") == b""
+    assert read_member(exported, "etc/hosts") == b""
+    assert read_member(exported, "etc/passwd").startswith(b"root:")
+    assert read_member(c.get_archive("/secret")[0], "secret") == b"host secret\n"  # cp follows volumes
+    assert read_member(c.get_archive("/etc")[0], "etc/hosts") != b""  # and the files Docker mounts in /etc
+
+
+# ----------------------------------------------------------------------------------- untrusted tars, more
+
+
+def test_a_hard_link_to_nothing_is_refused_before_anything_is_written(client: Client) -> None:
+    c = client.containers.create("busybox", ["true"])
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        tar.addfile(tarfile.TarInfo("first.txt"), io.BytesIO(b""))
+        link = tarfile.TarInfo("second")
+        link.type, link.linkname = tarfile.LNKTYPE, "missing"
+        tar.addfile(link)
+    with pytest.raises(LayerError, match="'second' is a hard link to 'missing', which is neither an earlier entry "
+                                         "of the tar nor a file in /tmp; nothing was copied"):
+        c.put_archive("/tmp", out.getvalue())
+    with pytest.raises(NotFound):
+        c.get_archive("/tmp/first.txt")
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        link = tarfile.TarInfo("passwd2")
+        link.type, link.linkname = tarfile.LNKTYPE, "passwd"
+        tar.addfile(link)
+    c.put_archive("/etc", out.getvalue())  # a file there already: as Docker, it may be linked
+    assert read_member(c.get_archive("/etc/passwd2")[0], "passwd2").startswith(b"root:")
+
+
+def test_names_no_file_system_takes_and_from_in_changes_are_refused(client: Client) -> None:
+    images = [i.id for i in list_images(client.store)]
+    with pytest.raises(LayerError, match="has a name longer than 255 bytes"):
+        cp.import_image(client.store, io.BytesIO(tar_of(("d", None), ("d/" + "x" * 256, b"x"))), "long:1")
+    assert [i.id for i in list_images(client.store)] == images
+    assert layer.LayerChecker("w", allow_devices=False).check(tarfile.TarInfo("é" * 127)) == "é" * 127
+    with pytest.raises(InvalidArgument, match="FROM is not a valid change command"):
+        cp.config_with_changes({}, ["FROM busybox"])
+    with pytest.raises(InvalidArgument) as bad:
+        cp.config_with_changes({}, ["ENV"])
+    assert str(bad.value) == "invalid --change 'ENV': ENV requires at least one argument"

@@ -132,7 +132,8 @@ def test_notebook_09_under_proot_runs_the_shop_on_this_machines_network(tmp_path
     for expected in ("The coffee shop (products from http://api:5000/products):", "moka pot",
                      "Container shop-api-1  Recreated", "Container shop-frontend-1  Running", "milk frother",
                      "patient-1  | slow is ready", "startorder-eager-1 exited with code 1",
-                     "startorder-patient-1 exited with code 0", "You are visitor number 5.",
+                     "startorder-patient-1 exited with code 0", "Container startorder-slow-1  Healthy",
+                     "startorder-eager-1 exited with code 0", "You are visitor number 5.",
                      "You are visitor number 1.", "needs a daemon",
                      "No container, network, volume or image of this notebook is left."):
         assert expected in everything, expected

@@ -148,6 +148,7 @@ def test_notebooks_05_and_09_rootless(student: tuple[Student, dict[str, str]]) -
     assert "Containers run rootless here" in compose
     assert re.search(r"127\.0\.0\.1\s+api\b", compose)  # exec_run into a service on the host's network
     for expected in ("The coffee shop (products from http://api:5000/products):", "You are visitor number 5.",
+                     "Container startorder-slow-1  Healthy", "startorder-eager-1 exited with code 0",
                      "No container, network, volume or image of this notebook is left."):
         assert expected in compose, expected
     assert compose.count("Not answered yet") == 3
