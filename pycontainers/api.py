@@ -317,7 +317,8 @@ def prune_images(store: Store, all_images: bool = False) -> dict[str, Any]:
     used = images_in_use(store)
     victims = core.list_images(store) if all_images else core.list_images(store, dangling=True)
     victims = [i for i in victims if i.id not in used]  # an image a container uses is never pruned
-    deleted = [{"Deleted": i.id} for i in victims]  # read before gc deletes their manifests
+    # read before gc deletes their manifests; as Docker's report, each tag's removal first (prune -a)
+    deleted = [line for i in victims for line in ([{"Untagged": t} for t in i.familiar_tags] + [{"Deleted": i.id}])]
     store.remove_entries(manifests={i.manifest_digest for i in victims})
     return {"ImagesDeleted": deleted, "SpaceReclaimed": collect_garbage(store)}
 

@@ -43,19 +43,9 @@ def _print_table(table: Any, fmt: str | None = None, quiet_column: str | None = 
         if out:
             print(out)
         return
-    if sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
-        from rich import box
-        from rich.console import Console
-        from rich.table import Table
-
-        rt = Table(box=box.SIMPLE_HEAD, header_style="bold")
-        for col in table.columns:
-            rt.add_column(table.header(col), overflow="fold")
-        for row in table.rows:
-            rt.add_row(*[row.get(c, "") for c in table.columns])
-        Console().print(rt)
-    else:
-        print(table.plain())
+    # Docker's plain columns on a terminal too: a boxed table folds IDs across lines, which students
+    # then cannot copy into the next command (pycontainers rm 6368153a0...)
+    print(table.plain())
 
 
 # ------------------------------------------------------------------------------------------- images
@@ -179,11 +169,7 @@ def cmd_image_prune(a: argparse.Namespace) -> int:
     if not _confirm(what, a.force):
         return 0
     result = prune_images(_store(), all_images=a.all)
-    if result["ImagesDeleted"]:
-        print("Deleted Images:")
-        for line in result["ImagesDeleted"]:
-            print(f"deleted: {line['Deleted']}")
-        print()
+    _print_section("Deleted Images:", _image_report_lines(result["ImagesDeleted"]))
     print(f"Total reclaimed space: {human_size(result['SpaceReclaimed'])}")
     return 0
 
@@ -660,6 +646,16 @@ def cmd_wait(a: argparse.Namespace) -> int:
     return _each_container(a.containers, lambda c: print(wait(c)), echo=False)
 
 
+def _dockerfile_path(given: str | None, context: str) -> str:
+    """``-f`` as Docker's CLI reads it: relative to the current directory, not to the context
+    (``docker build -f app/Dockerfile.dev app``); a path that names a file only inside the context still works."""
+    if not given:
+        return "Dockerfile"
+    if os.path.isabs(given) or (not os.path.exists(given) and os.path.exists(os.path.join(context, given))):
+        return given
+    return os.path.abspath(given)
+
+
 def cmd_build(a: argparse.Namespace) -> int:
     from .build import build, transcript_line
 
@@ -670,14 +666,24 @@ def cmd_build(a: argparse.Namespace) -> int:
             value = os.environ.get(key, "")
         build_args[key] = value
 
+    mid_line = [False]  # the last RUN output ended without a newline
+
     def show(event: dict[str, Any]) -> None:
         if a.quiet:
             return
+        if event["type"] == "output":  # as it comes, as Docker's: a chunk may end mid-line ("W" + ": Failed")
+            sys.stdout.write(event["text"])
+            sys.stdout.flush()
+            if event["text"]:
+                mid_line[0] = not event["text"].endswith("\n")
+            return
         line = transcript_line(event)
         if line is not None:
-            print(line, flush=True)
+            print(("\n" if mid_line[0] else "") + line, flush=True)
+            mid_line[0] = False
 
-    result = build(_store(), a.context, dockerfile=a.file or "Dockerfile", tags=a.tag or [], build_args=build_args,
+    result = build(_store(), a.context, dockerfile=_dockerfile_path(a.file, a.context), tags=a.tag or [],
+                   build_args=build_args,
                    target=a.target, no_cache=a.no_cache, network=a.network, on_event=show)
     if a.quiet:
         print(result.image.id)
@@ -921,16 +927,17 @@ def cmd_compose(a: argparse.Namespace) -> int:
             for name, s in project.services.items()}, "networks": project.networks, "volumes": project.volumes},
             indent=2))
     elif a.subcommand == "build":
-        compose.build(store, project, a.services)
+        compose.build(store, project, a.services, say=_say_now)
     elif a.subcommand == "up":
         from .logs import timestamp
 
         began = timestamp()  # (attached: what the containers print from now on, not what they printed before)
-        started = compose.up(store, project, a.services, build=a.build, remove_orphans=a.remove_orphans)
+        started = compose.up(store, project, a.services, build=a.build, remove_orphans=a.remove_orphans,
+                             say=_say_now)
         if not a.detach:
             return _compose_attached(started, began)
     elif a.subcommand == "down":
-        compose.down(store, project, volumes=a.volumes, remove_orphans=a.remove_orphans)
+        compose.down(store, project, volumes=a.volumes, remove_orphans=a.remove_orphans, say=_say_now)
     elif a.subcommand == "ps":
         from .tables import Table, containers_table
 
@@ -946,6 +953,11 @@ def cmd_compose(a: argparse.Namespace) -> int:
     elif a.subcommand == "logs":
         _print_compose_logs(compose.log_lines(store, project, a.services, follow=a.follow, timestamps=a.timestamps))
     return 0
+
+
+def _say_now(line: str) -> None:
+    """A line of compose's progress, flushed: into a pipe, "Waiting" must show while it waits, not after."""
+    print(line, flush=True)
 
 
 def _print_compose_logs(lines: Any) -> None:
@@ -1027,10 +1039,7 @@ def cmd_container_prune(a: argparse.Namespace) -> int:
     if not _confirm("all stopped containers", a.force):
         return 0
     result = prune_containers(_store())
-    if result["ContainersDeleted"]:
-        print("Deleted Containers:")
-        print("\n".join(result["ContainersDeleted"]))
-        print()
+    _print_section("Deleted Containers:", result["ContainersDeleted"])
     print("Total reclaimed space: 0B")
     return 0
 
@@ -1056,14 +1065,10 @@ def cmd_system_prune(a: argparse.Namespace) -> int:
     networks = prune_networks(store) if (store.home / "networks").is_dir() else []
     images = prune_images(store, all_images=a.all)
     cache = prune_build_cache(store) if a.all else {"CachesDeleted": [], "SpaceReclaimed": 0}
-    for cid in containers:
-        print(f"deleted container: {cid}")
-    for name in volumes:
-        print(f"deleted volume: {name}")
-    for name in networks:
-        print(f"deleted network: {name}")
-    for line in images["ImagesDeleted"]:
-        print(f"deleted image: {line['Deleted']}")
+    _print_section("Deleted Containers:", containers)
+    _print_section("Deleted Volumes:", volumes)
+    _print_section("Deleted Networks:", networks)
+    _print_section("Deleted Images:", _image_report_lines(images["ImagesDeleted"]))
     _print_cache_deleted(cache["CachesDeleted"])
     print(f"Total reclaimed space: {human_size(images['SpaceReclaimed'] + cache['SpaceReclaimed'])}")
     return 0
@@ -1081,11 +1086,22 @@ def cmd_builder_prune(a: argparse.Namespace) -> int:
     return 0
 
 
+def _print_section(title: str, lines: list[str]) -> None:
+    """One part of Docker's prune report: a title, a line per thing removed, a blank line; nothing if none."""
+    if lines:
+        print(title)
+        print("\n".join(lines))
+        print()
+
+
+def _image_report_lines(report: list[dict[str, str]]) -> list[str]:
+    """Docker's lines for an image removal report: ``untagged: busybox:latest``, ``deleted: sha256:...``."""
+    return [f"untagged: {line['Untagged']}" if "Untagged" in line else f"deleted: {line['Deleted']}"
+            for line in report]
+
+
 def _print_cache_deleted(steps: list[str]) -> None:
-    if steps:
-        print("Deleted build cache objects:")
-        for key in steps:
-            print(key.split(":", 1)[-1][:25])  # as Docker's: short cache keys
+    _print_section("Deleted build cache objects:", [key.split(":", 1)[-1][:25] for key in steps])  # short keys
 
 
 # ------------------------------------------------------------------------------------------- system
@@ -1187,6 +1203,14 @@ def _time_value(text: str) -> str:
         return parse_time(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _restart_policy(text: str) -> str:
+    """``run --restart``: only "no", said in one sentence, since a policy needs something to outlive the command."""
+    if text == "no":
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} needs a daemon to restart containers, and pycontainers has none: "
+                                     "leave it out (or write no)")
 
 
 def _usage(message: str) -> _UsageError:
@@ -1301,7 +1325,7 @@ def _add_image(sub: argparse._SubParsersAction) -> None:
     for name, src in (("inspect", "inspect"), ("tag", "tag"), ("rm", "rmi"), ("save", "save"),
                       ("load", "load"), ("pull", "pull"), ("push", "push"), ("import", "import")):
         parent = sub.choices[src]
-        p = image.add_parser(name, help=parent.description or src)
+        p = image.add_parser(name, aliases=["remove"] if name == "rm" else [], help=parent.description or src)
         for action in parent._actions[1:]:
             p._add_action(action)
         p.set_defaults(func=parent.get_default("func"))
@@ -1364,6 +1388,7 @@ def _container_options(p: argparse.ArgumentParser) -> None:
                    help="HOST:CONTAINER[:ro], VOLUME:CONTAINER[:ro], or CONTAINER (an anonymous volume)")
     p.add_argument("--hostname")
     p.add_argument("--entrypoint", help="overwrite the image's ENTRYPOINT")
+    p.add_argument("--restart", type=_restart_policy, default="no", help="no (the only policy without a daemon)")
     p.add_argument("--read-only", action="store_true", help="mount the root file system read-only")
     p.add_argument("--init", action="store_true",
                    help="run an init (tini) as PID 1 that passes signals on (Ctrl-C) and reaps zombies")
@@ -1571,14 +1596,15 @@ def _add_stats(sub: argparse._SubParsersAction) -> None:
 
 def _add_container(sub: argparse._SubParsersAction) -> None:
     container = _command_group(sub, "container", "manage containers")
-    for name, src in (("ls", "ps"), ("run", "run"), ("logs", "logs"), ("start", "start"), ("stop", "stop"),
-                      ("kill", "kill"),
+    aliases = {"ls": ["list", "ps"], "rm": ["remove"]}  # Docker's: docker container list, docker container ps
+    for name, src in (("ls", "ps"), ("run", "run"), ("create", "create"), ("logs", "logs"), ("start", "start"),
+                      ("stop", "stop"), ("kill", "kill"),
                       ("rm", "rm"), ("wait", "wait"), ("diff", "diff"), ("commit", "commit"), ("exec", "exec"),
-                      ("cp", "cp"), ("export", "export"),
+                      ("cp", "cp"), ("export", "export"), ("port", "port"),
                       ("top", "top"), ("inspect", "inspect"), ("restart", "restart"), ("pause", "pause"),
                       ("unpause", "unpause"), ("rename", "rename"), ("stats", "stats")):
         parent = sub.choices[src]
-        p = container.add_parser(name, help=src)
+        p = container.add_parser(name, aliases=aliases.get(name, []), help=src)
         for action in parent._actions[1:]:
             p._add_action(action)
         p.set_defaults(func=parent.get_default("func"))
@@ -1704,8 +1730,8 @@ _SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "top": _add_top, "diff": _add_diff, "commit": _add_commit, "start": _add_start, "stop": _add_stop,
     "kill": _add_kill, "rm": _add_rm, "wait": _add_wait, "cp": _add_cp, "export": _add_export,
     "restart": _add_restart, "pause": _add_pause, "unpause": _add_unpause, "rename": _add_rename, "stats": _add_stats,
-    "container": _add_container, "vm": _add_vm,
-    "volume": _add_volume, "network": _add_network, "port": _add_port, "compose": _add_compose,
+    "port": _add_port, "container": _add_container, "vm": _add_vm,
+    "volume": _add_volume, "network": _add_network, "compose": _add_compose,
     "registry": _add_registry, "builder": _add_builder, "version": _add_version,
     "info": _add_info,
 }
@@ -1720,12 +1746,24 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     the same either way.
     """
     parser = _Parser(prog="pycontainers", description="A small, real container engine for teaching.")
-    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("-v", "--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, add in _SUBCOMMANDS.items():
         if command is None or name == command:
             add(sub)
     return parser
+
+
+# Docker commands pycontainers leaves out on purpose, each with the sentence that says why and what to use.
+_NOT_HERE = {
+    "login": "login: not needed; the course's registry (pycontainers registry serve) takes pushes and pulls "
+             "without one",
+    "logout": "logout: there is no login; the course's registry takes pushes and pulls without one",
+    "search": "search: Docker Hub is out of reach, this course works offline (pycontainers images lists this "
+              "store's images; pycontainers system bases makes busybox, debian and python)",
+    "attach": "attach is not available: pycontainers logs -f CONTAINER follows a container's output "
+              "(and exec -it opens a shell in it)",
+}
 
 
 def _lone_command(argv: Sequence[str]) -> str | None:
@@ -1740,6 +1778,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import PyContainersError
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in _NOT_HERE:
+        print(f"pycontainers: {_NOT_HERE[argv[0]]}", file=sys.stderr)
+        return 1
     try:
         parser = build_parser(_lone_command(argv))
         args = parser.parse_args(argv)

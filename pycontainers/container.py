@@ -628,8 +628,10 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
         from . import registry
 
         if not registry.names_a_registry(image_name):  # Docker Hub: not reachable from the course's machines
+            hint = registry.instead_of_image(image_name)
             raise ImageNotFound(f"{exc}: it is not in this store (pycontainers images lists what is; "
-                                "pycontainers system bases makes busybox, debian and python)") from None
+                                "pycontainers system bases makes busybox, debian and python)"
+                                + (f"; {hint}" if hint else "")) from None
         image = registry.pull_missing(store, image_name)
     cid = new_container_id()
     spec = make_spec(image, image_name, command, volumes_dir=str(store.home / "volumes"), container_id=cid,

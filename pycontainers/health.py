@@ -8,6 +8,10 @@ There is no daemon here, so each container's monitor runs them, through a proces
                                             container's namespaces and cgroup, forks the check, reports
                                             ``started`` and ``exited`` (proot: a second proot on its files)
 
+The check dies with its runner (``runtime.die_with_parent``; not under proot, whose monitor adopts nothing),
+the runner with the health process: no check lives on orphaned, except one frozen by ``pause`` (it dies at the
+thaw). A warm monitor, a subreaper, adopts what is orphaned, and reaps it (``runtime.wait_for_pid1``).
+
 Only a container that has a check gets one (``runtime.health_checks_wanted`` is a dictionary lookup): the
 others start exactly as before. The monitor never waits for a check: it waits for the container, and when
 that ends it closes the pipe the health process watches; the health process kills the check in flight (its
@@ -25,6 +29,21 @@ failure (1 is unhealthy, the rest reserved), and ``retries`` failures in a row, 
 make the container unhealthy. A timed-out check is killed and gets -1 with "Health check exceeded timeout
 (30s)". When the container ends its status becomes unhealthy, as Docker's does. The health process writes
 only this key, under the state file's lock (``Container.save``): no other writer's change is lost.
+
+Where Docker's choices are followed, and where not:
+
+* ``pause``: no check starts while the container is paused, and the status stays what it was (Docker's
+  ``ps`` shows ``Up 5 minutes (Paused)`` then, and inspect the last status). A check whose time is up while
+  the container is paused is cancelled, as Docker cancels it: killed once thawed (frozen, it could not die),
+  and nothing recorded, no failure counted.
+* A check killed by a signal because its container ended (PID 1's exit kills the rest of its PID namespace)
+  has no result: only the end itself makes the container unhealthy. So does a command that could not start.
+* The start interval: see ``next_wait``.
+* No daemon: should the monitor or the health process be killed (``kill -9``), nobody checks the container
+  any longer, and its health stays as last recorded (``(health: starting)`` for ever, if no check had ended):
+  ``ps`` and inspect show the last status, as Docker's would after its daemon died. A container whose monitor
+  was killed is itself beyond the engine's reach (see ``Container.status``); one whose health process was
+  killed becomes unhealthy when it ends, as any other.
 """
 
 from __future__ import annotations
@@ -47,6 +66,9 @@ DEFAULTS = {"Interval": 30 * SECOND, "Timeout": 30 * SECOND, "StartPeriod": 0, "
             "Retries": 3}
 EXEC_START_LIMIT = 30.0  # seconds a check may take to start: that time is not the check's (as Docker)
 STOP_PATIENCE = 2.0  # seconds the monitor gives the health process to end before it kills it
+PAUSE_POLL = 0.1  # seconds between looks at the freezer while a check waits for its container's unpause
+CANCELLED = "cancelled"  # ``probe``'s outcome for a check the container's pause cancelled: nothing is recorded
+PF_EXITING = 0x4  # /proc/PID/stat's flags: the process is in do_exit
 
 
 def setting(config: dict[str, Any], key: str) -> int:
@@ -93,6 +115,9 @@ class Checker:
             finally:
                 os._exit(code)
         os.close(go_r)
+        from .runtime import keep_status_of
+
+        keep_status_of(pid)  # (reaped for us should the monitor reap all its children: runtime.wait_for_pid1)
         return cls(pid, go_w)
 
     def begin(self) -> None:
@@ -103,19 +128,25 @@ class Checker:
     def end(self, container: Container | None = None) -> dict[str, Any]:
         """Stop the checks and reap the health process; the state to record with the container's exit
         (its health, now unhealthy, as Docker's after a container stops), given *container*."""
+        from .runtime import reap, reaped_already
+
         with contextlib.suppress(OSError):
             os.close(self.go_w)
-        if not _ended_within(self.pid, STOP_PATIENCE):
+        if not (reaped_already(self.pid) or _ended_within(self.pid, STOP_PATIENCE)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
-            os.waitpid(self.pid, 0)
-        if container is None:
-            return {}
-        health = container.state.get("health")
-        with contextlib.suppress(PyContainersError, OSError):
-            health = read_state(container.dir).get("health") or health
-        return {"health": {**starting(health), **(health or {}), "Status": "unhealthy"}}
+            reap(self.pid)
+        return {} if container is None else ended(container)
+
+
+def ended(container: Container) -> dict[str, Any]:
+    """The health to record with the container's exit: unhealthy, as Docker's after a container stops (also
+    when its command could not start), its last results kept. (Read once its health process has ended.)"""
+    health = container.state.get("health")
+    with contextlib.suppress(PyContainersError, OSError):
+        health = read_state(container.dir).get("health") or health
+    return {"health": {**starting(health), **(health or {}), "Status": "unhealthy"}}
 
 
 def _ended_within(pid: int, seconds: float) -> bool:
@@ -156,6 +187,7 @@ def serve(container: Container, go_r: int, monitor: int) -> None:
     config = container.spec.healthcheck or {}
     argv = probe_argv(container, config["Test"])
     started = _epoch(container.state.get("started_at"))
+    init = _init_process(container)
     health = container.state.get("health") or starting(None)
     while not _stop_within(go_r, next_wait(config, started, health["Status"], time.time())):
         if _paused(container):  # frozen: a check would freeze too and time out (Docker checks none then)
@@ -163,7 +195,12 @@ def serve(container: Container, go_r: int, monitor: int) -> None:
         outcome = probe(container, argv, setting(config, "Timeout"), go_r)
         if outcome is None:  # the container ended meanwhile
             return
-        health = record(health, *outcome, config, started)
+        if outcome == CANCELLED:  # paused past its deadline: Docker cancels the check and records nothing
+            continue
+        result, began = outcome
+        if _killed_with_its_container(result, init):  # no result of the check's: the container has ended
+            return
+        health = record(health, result, began, config, started)
         try:
             container.save(health=health)
         except (OSError, PyContainersError):  # removed meanwhile
@@ -183,16 +220,17 @@ def probe_argv(container: Container, test: list[str]) -> list[str]:
 
 
 def next_wait(config: dict[str, Any], started: float, status: str, now: float) -> float:
-    """Seconds until the next check (Docker's getInterval): the interval; in the start period, the start
-    interval while starting, and never past the period's end."""
+    """Seconds until the next check (Docker's getInterval, with moby#52317): after the start period, the
+    interval; during it, the start interval while starting (else the interval), but never past the period's
+    end, so that the interval takes over then. (Capping only the interval, as moby did before, made a start
+    period shorter than the interval ignore the start interval altogether.)"""
     interval = setting(config, "Interval") / SECOND
     period = setting(config, "StartPeriod") / SECOND
     elapsed = now - started
     if elapsed >= period:
         return interval
-    if period - elapsed < interval:
-        return period - elapsed
-    return setting(config, "StartInterval") / SECOND if status == "starting" else interval
+    every = setting(config, "StartInterval") / SECOND if status == "starting" else interval
+    return min(every, period - elapsed)
 
 
 def record(health: dict[str, Any], result: dict[str, Any], began: float, config: dict[str, Any],
@@ -208,6 +246,32 @@ def record(health: dict[str, Any], result: dict[str, Any], began: float, config:
         if streak >= setting(config, "Retries"):
             status = "unhealthy"
     return {"Status": status, "FailingStreak": streak, "Log": [*(health.get("Log") or []), result][-MAX_LOG:]}
+
+
+def _init_process(container: Container) -> tuple[int, int | None]:
+    """The container's PID 1 and its start time (under runc, runc's container's, not runc's own)."""
+    from .runtime import container_init_process
+
+    with contextlib.suppress(Exception):  # (runc's state file unreadable: runc's own PID, which ends with it)
+        return container_init_process(container)
+    return int(container.state["pid"]), container.state.get("pid_start")
+
+
+def _killed_with_its_container(result: dict[str, Any], init: tuple[int, int | None]) -> bool:
+    """Was the check killed by a signal (128 + N) because its container ended? When PID 1 exits, the kernel
+    kills every other process of its PID namespace, the check among them, before the monitor tells us to
+    stop: Docker, which stops the checks first, records no such result, nor do we."""
+    return result["ExitCode"] > 128 and not _running(*init)
+
+
+def _running(pid: int, start: int | None) -> bool:
+    """Is *pid* (with that start time) running, neither exiting nor a zombie? (PID 1 kills the rest of its PID
+    namespace from do_exit: it is still there then, with PF_EXITING.)"""
+    from .container import _proc_stat
+
+    fields = _proc_stat(pid)
+    return bool(fields) and (start is None or int(fields[19]) == start) and fields[0] not in ("Z", "X") \
+        and not int(fields[6]) & PF_EXITING
 
 
 def _paused(container: Container) -> bool:
@@ -233,9 +297,11 @@ def _epoch(text: str | None) -> float:
 # ------------------------------------------------------------------------------------------ one check
 
 
-def probe(container: Container, argv: list[str], timeout: int, stop_fd: int) -> tuple[dict[str, Any], float] | None:
+def probe(container: Container, argv: list[str], timeout: int,
+          stop_fd: int) -> tuple[dict[str, Any], float] | str | None:
     """Run the check once in the container, as ``exec`` (``runtime.exec_monitor``, in a child: it joins the
-    container's namespaces for good); its result and when it began. None if *stop_fd* said stop meanwhile."""
+    container's namespaces for good); its result and when it began. None if *stop_fd* said stop meanwhile,
+    ``CANCELLED`` if the container was paused when its time was up."""
     from .linux import PR_SET_PDEATHSIG, prctl
     from .runtime import exec_monitor
 
@@ -248,18 +314,19 @@ def probe(container: Container, argv: list[str], timeout: int, stop_fd: int) -> 
     if runner == 0:
         try:
             prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-            exec_monitor(container, argv, spec.env, spec.workdir, spec.user, False, (null, out_w, out_w), events_w)
+            exec_monitor(container, argv, spec.env, spec.workdir, spec.user, False, (null, out_w, out_w), events_w,
+                         die_with_runner=True)
         finally:
             os._exit(0)
     for fd in (out_w, events_w, null):
         os.close(fd)
-    run = Run(runner, out_r, events_r, container.state.get("backend") == "proot")
+    run = Run(container, runner, out_r, events_r)
     try:
         ended = run.watch(timeout, stop_fd)
     finally:
         run.close()
-    if ended is None:
-        return None
+    if ended is None or ended == CANCELLED:
+        return ended
     code, message = ended
     return {"Start": start, "End": now_iso(), "ExitCode": code, "Output": message}, began
 
@@ -267,14 +334,15 @@ def probe(container: Container, argv: list[str], timeout: int, stop_fd: int) -> 
 class Run:
     """One check in flight: its runner's report pipe, its output (the first ``MAX_OUTPUT`` bytes kept)."""
 
-    def __init__(self, runner: int, out_r: int, events_r: int, proot: bool) -> None:
-        self.runner, self.out_r, self.events_r, self.proot = runner, out_r, events_r, proot
+    def __init__(self, container: Container, runner: int, out_r: int, events_r: int) -> None:
+        self.container, self.runner, self.out_r, self.events_r = container, runner, out_r, events_r
         self.command: int | None = None  # the check's PID, once started
         self.output, self.truncated, self.pending = bytearray(), False, b""
 
-    def watch(self, timeout: int, stop_fd: int) -> tuple[int, str] | None:
-        """Until the check ends (its exit code, its output), times out (-1, Docker's message: it is killed)
-        or *stop_fd* says stop (None: it is killed)."""
+    def watch(self, timeout: int, stop_fd: int) -> tuple[int, str] | str | None:
+        """Until the check ends (its exit code, its output), times out (-1, Docker's message: it is killed),
+        *stop_fd* says stop (None: it is killed) or its time is up while the container is paused
+        (``CANCELLED``: killed once thawed)."""
         poller = select.poll()
         for fd in (self.out_r, self.events_r, stop_fd):
             poller.register(fd, select.POLLIN)
@@ -282,6 +350,8 @@ class Run:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
+                if _paused(self.container):
+                    return self.cancel_when_thawed(stop_fd)
                 self.kill()
                 if self.command is None:
                     return -1, "timed out starting the health check"
@@ -310,6 +380,17 @@ class Run:
                         return int(event["exit_code"]), self.text()
                     else:  # could not start (no such command...): Docker's -1 with the error
                         return -1, str(event.get("message", ""))
+
+    def cancel_when_thawed(self, stop_fd: int) -> str | None:
+        """The check's time is up while its container is paused: Docker cancels it and records nothing. It is
+        frozen: SIGKILL does not end it before the thaw (cgroup v1's freezer), and killing its runner instead
+        would leave it, when it ends, to the nearest subreaper (a warm monitor). So wait for the thaw (or the
+        container's end: it is thawed to end), then end it as any other; ``CANCELLED`` (None: stop)."""
+        stopping = False
+        while _paused(self.container) and not stopping:
+            stopping = _stop_within(stop_fd, PAUSE_POLL)
+        self.kill()
+        return None if stopping else CANCELLED
 
     def events(self, data: bytes) -> list[dict[str, Any]]:
         self.pending += data

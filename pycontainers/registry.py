@@ -474,6 +474,16 @@ def names_a_registry(name: str) -> bool:
         return False
 
 
+def instead_of_image(name: str) -> str | None:
+    """What to run instead of Docker Hub's ``registry`` image (``docker run -d -p 5000:5000 registry:2``, as
+    Docker's guides start a local registry): here the registry is a command of its own."""
+    try:
+        wanted = parse(name).familiar_name == "registry"
+    except ValueError:
+        return None
+    return "a registry runs as: pycontainers registry serve (port 5000)" if wanted else None
+
+
 def line_printer(file: Any = None) -> Callable[[Event], None]:
     """An ``on_event`` that prints each event's line as it happens (to *file*, else the current stdout)."""
 

@@ -166,6 +166,52 @@ def monitor(container: Container, lowers: list[str], stdio: tuple[int, int, int]
         report_failure(container, events_fd, exc)
 
 
+# The monitor's children other than PID 1 whose owner waits for them (the health process, a warm monitor's
+# forker): their PID, and their exit status once ``wait_for_pid1`` has reaped it for them.
+_KEPT_STATUSES: dict[int, int | None] = {}
+
+
+def keep_status_of(pid: int) -> None:
+    """*pid*, a new child of the monitor, is waited for by its owner (with ``reap``): should ``wait_for_pid1``
+    reap it first, its exit status is kept for that owner. (A stale entry for a reused PID is reset here.)"""
+    _KEPT_STATUSES[pid] = None
+
+
+def reap(pid: int, options: int = 0) -> tuple[int, int]:
+    """``os.waitpid(pid, options)`` for a child registered with ``keep_status_of``: its kept status if
+    ``wait_for_pid1`` reaped it already. ChildProcessError as waitpid's if it is no child of ours."""
+    status = _KEPT_STATUSES.get(pid)
+    if status is not None:
+        del _KEPT_STATUSES[pid]
+        return pid, status
+    got, status = os.waitpid(pid, options)
+    if got:
+        _KEPT_STATUSES.pop(pid, None)
+    return got, status
+
+
+def reaped_already(pid: int) -> bool:
+    """Has ``wait_for_pid1`` reaped *pid* (registered with ``keep_status_of``), its status kept for ``reap``?"""
+    return _KEPT_STATUSES.get(pid) is not None
+
+
+def wait_for_pid1(pid: int) -> int:
+    """Wait for the container's PID 1 and return its wait status, reaping every other child meanwhile.
+
+    A warm monitor is a subreaper: a process of the container whose parent outside it dies first (a health
+    check whose runner was killed) becomes the monitor's child. When PID 1 exits, the kernel waits, PID 1
+    still unreaped (zap_pid_ns_processes), until every process of its PID namespace has been reaped: a
+    waitpid(PID 1) alone would wait for ever for such a zombie. So: waitpid(-1), one call for a container
+    that has no other child; the statuses of children someone waits for are kept (``keep_status_of``), the
+    others' dropped (an orphan; a port forwarder that died early, whose owner ignores ECHILD)."""
+    while True:
+        got, status = os.waitpid(-1, 0)
+        if got == pid:
+            return status
+        if got in _KEPT_STATUSES:
+            _KEPT_STATUSES[got] = status
+
+
 def refuse_second_start(container: Container, events_fd: int) -> bool:
     """Another monitor runs this container already (two starts at once): say so, and touch nothing of
     it (not its cgroup, whose removal would kill it, nor its state)."""
@@ -261,14 +307,13 @@ def follow(container: Container, cgroup: Cgroup | None, pid: int, err_r: int,
     if failure:
         if tee:
             tee.close()
-        if checker:
-            checker.end()
+        health = health_at_end(container, checker) if wants_health else {}
         _, status = os.waitpid(pid, 0)
         report = json.loads(failure)
         if ports:
             ports.close()
         container.save(status="exited", exit_code=report["exit_code"], error=report["message"],
-                       finished_at=now_iso(), ports=[])
+                       finished_at=now_iso(), ports=[], **health)
         _finish(container, events_fd, {"event": "error", **report}, cgroup)
         os.close(events_fd)
         return
@@ -278,7 +323,7 @@ def follow(container: Container, cgroup: Cgroup | None, pid: int, err_r: int,
         checker = begin_health_checks(container, checker)
     if tee:
         tee.copy_until_eof()
-    _, status = os.waitpid(pid, 0)
+    status = wait_for_pid1(pid)
     code = os.waitstatus_to_exitcode(status)
     exit_code = 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell reports it
     oom = bool(cgroup and cgroup.oom_killed())
@@ -309,6 +354,16 @@ def health_at_start(container: Container) -> dict[str, object]:
     from .health import starting
 
     return {"health": starting(container.state.get("health"))}
+
+
+def health_at_end(container: Container, checker: HealthChecker | None) -> dict[str, object]:
+    """What the "exited" state says of a container with a health check, its health process (if any) ended
+    first: unhealthy (``health.ended``), also when its command never started, as Docker's."""
+    if checker is not None:
+        return checker.end(container)
+    from .health import ended
+
+    return ended(container)
 
 
 def begin_health_checks(container: Container, checker: HealthChecker | None) -> HealthChecker:
@@ -622,7 +677,8 @@ def follow_external(container: Container, lowers: list[str], stdio: tuple[int, i
         argv, env = external_command(container)
         ports = attach_network(container)  # runc's container shares our network namespace, then
     except StartError as exc:
-        container.save(status="exited", exit_code=exc.exit_code, error=str(exc), finished_at=now_iso())
+        container.save(status="exited", exit_code=exc.exit_code, error=str(exc), finished_at=now_iso(),
+                       **(health_at_end(container, None) if health_checks_wanted(container) else {}))
         _finish(container, events_fd, {"event": "error", "message": str(exc), "exit_code": exc.exit_code})
         return
     except BaseException as exc:  # noqa: BLE001 (the caller hears why, in one line)
@@ -1222,9 +1278,10 @@ NAMESPACE_ORDER = ("ipc", "uts", "net", "pid", "mnt")
 
 
 def exec_monitor(container: Container, args: list[str], env: list[str], workdir: str, user: str, tty: bool,
-                 stdio: tuple[int, int, int], events_fd: int) -> None:
+                 stdio: tuple[int, int, int], events_fd: int, die_with_runner: bool = False) -> None:
     """``docker exec``: join a running container's namespaces, fork a child that joins its cgroup and execs
-    there, report (see ``join_container``)."""
+    there, report (see ``join_container``). *die_with_runner*: the command is killed if we die (a health
+    check: see ``die_with_parent``)."""
     os.setsid()
     stdio, events_fd = keep_only_fds(stdio, events_fd)
     if container.state.get("backend") == "proot":
@@ -1253,6 +1310,8 @@ def exec_monitor(container: Container, args: list[str], env: list[str], workdir:
             prctl(PR_SET_NO_NEW_PRIVS, 1)
             drop_capabilities()
             switch_user(account)
+            if die_with_runner:
+                die_with_parent(err_w)
             if program is not None:
                 seccomp.load_filter(program)
             os.execve(path, args, env_dict(full_env))
@@ -1275,6 +1334,22 @@ def exec_monitor(container: Container, args: list[str], env: list[str], workdir:
     _, status = os.waitpid(child, 0)
     code = os.waitstatus_to_exitcode(status)
     _send(events_fd, {"event": "exited", "exit_code": 128 - code if code < 0 else code})
+
+
+def die_with_parent(err_w: int) -> None:
+    """Be killed when our parent dies (a health check's runner, killed with the health process): orphaned, a
+    check would be left to the nearest subreaper, a warm monitor, not to the container's PID 1.
+
+    Set after ``switch_user``: a change of user clears it. Our parent may have died already, and getppid()
+    cannot tell (it is outside our PID namespace: 0 either way): *err_w*'s reading end is its alone, and a
+    pipe whose readers are all gone polls POLLERR."""
+    from .linux import PR_SET_PDEATHSIG
+
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    poller = select.poll()
+    poller.register(err_w, 0)  # (POLLERR is always reported)
+    if poller.poll(0):
+        os._exit(EXIT_ENGINE)
 
 
 def exec_under_proot(container: Container, args: list[str], env: list[str], workdir: str, user: str, tty: bool,

@@ -51,7 +51,7 @@ class Table:
         for f in fields:
             if f not in self.columns and f not in self.extra_fields and not any(f in row for row in self.rows):
                 raise ValueError(f"template: can't evaluate field {f}")
-        if template.strip() == "{{json .}}":
+        if template.strip() in ("{{json .}}", "json"):  # (Docker 23's --format json is the same)
             return "\n".join(go_json(row) for row in self.rows)
 
         def fill(values: dict[str, str]) -> str:
@@ -180,6 +180,8 @@ def containers_table(containers: list, *, no_trunc: bool = False) -> Table:  # l
             "Image": spec.image_name,
             "Command": f'"{command if no_trunc else truncate(command, 20)}"',
             "CreatedSince": since(created),
+            "RunningFor": since(created),  # Docker's name for the CREATED column in ps --format
+            "CreatedAt": created.strftime("%Y-%m-%d %H:%M:%S +0000 UTC"),
             "Status": c.status_text(),
             "Ports": ", ".join(f"{ip}:{hp}->{cp}/tcp" for ip, hp, cp in c.state.get("ports") or [])
                      if c.status == "running" else "",
@@ -189,5 +191,5 @@ def containers_table(containers: list, *, no_trunc: bool = False) -> Table:  # l
     table = Table(["ID", "Image", "Command", "CreatedSince", "Status", "Ports", "Names"], rows,
                   extra_fields=("State",))
     table.headers.update({"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "Status": "STATUS",
-                          "Ports": "PORTS", "Names": "NAMES"})
+                          "Ports": "PORTS", "Names": "NAMES", "RunningFor": "CREATED"})
     return table

@@ -19,8 +19,10 @@ monitors with all of this done, and a launch only has to tell one which containe
             (``runtime.follow``), and when the container has ended it gets ready for the next one.
 
 PID 1 is forked through a child that makes its PID namespace and exits at once, so the monitor, a
-subreaper, becomes PID 1's parent and waits for it as for any child (``pid1.fork_warm_pid1``). Forked
-from the monitor, whose memory is the zygote's (the engine imported), PID 1 costs a few ms: the fork, the
+subreaper, becomes PID 1's parent and waits for it as for any child (``pid1.fork_warm_pid1``). As a
+subreaper it also adopts any process of the container whose parent outside died first (a health check
+whose runner died): ``runtime.wait_for_pid1`` reaps those too, or PID 1's exit would wait for them for ever.
+Forked from the monitor, whose memory is the zygote's (the engine imported), PID 1 costs a few ms: the fork, the
 copies of every page the monitor then writes, ``execve`` tearing it all down. So while containers come
 quickly (the last one ran for less than ``pid1.FORKER_LINGER``), a *forker* forks them instead: a fresh
 interpreter with nothing but ``pid1`` imported, half the memory. Starting one costs tens of ms, which only
@@ -57,7 +59,7 @@ from .cgroup import Cgroup, CgroupError, machine_layout
 from .container import Container, monitoring
 from .linux import PR_SET_CHILD_SUBREAPER, prctl, receive_fds, set_process_name
 from .pid1 import FORKER_LINGER, fork_warm_pid1, keep_only
-from .runtime import close_handed_over, follow, init_plan, output_keeper, report_failure
+from .runtime import close_handed_over, follow, init_plan, keep_status_of, output_keeper, reap, report_failure
 from .store import Store
 
 PREFIX = "warm-"
@@ -377,6 +379,7 @@ class Forker:
                                       file_actions=[(os.POSIX_SPAWN_DUP2, theirs.fileno(), 3)])
         finally:
             theirs.close()
+        keep_status_of(self.pid)  # (``runtime.wait_for_pid1`` reaps every child of ours: it keeps its status)
         self.sock = ours
         ours.settimeout(FORKER_ANSWER_TIMEOUT)
         ours.send(b"seccomp " + (self.seccomp_filter or b""))
@@ -385,7 +388,7 @@ class Forker:
         """Collect the exit status of a forker that has exited on its own (``pid1.FORKER_LINGER``), at once:
         our SIGCHLD handler, so that no ``<defunct>`` forker stays in ``ps`` while the monitor is busy."""
         with contextlib.suppress(ChildProcessError):
-            if self.pid is not None and os.waitpid(self.pid, os.WNOHANG)[0]:
+            if self.pid is not None and reap(self.pid, os.WNOHANG)[0]:
                 self.pid = None
 
     def close(self, kill: bool = False) -> None:
@@ -400,7 +403,7 @@ class Forker:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(self.pid, signal.SIGKILL)
                 with contextlib.suppress(ChildProcessError):
-                    os.waitpid(self.pid, 0)
+                    reap(self.pid)
                 self.pid = None
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})

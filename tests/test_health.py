@@ -229,6 +229,90 @@ def test_the_cli_flags_and_ps(busybox_store: Store) -> None:
     assert "Traceback" not in bad.stderr
 
 
+def running_check(c: Any, command: str) -> list[int]:
+    return [p for p in containers.processes(c) if Path(f"/proc/{p}/cmdline").read_bytes() == command.encode()]
+
+
+def warm_started(client: Any, command: list[str], **options: Any) -> Any:
+    """A container started by a warm monitor (a subreaper): the API's first container starts cold, and fills
+    the zygote's pool."""
+    client.containers.run("busybox", ["true"], remove=True)
+    api = client.containers.run("busybox", command, detach=True, **options)
+    c = containers.get_container(client.store, api.id)
+    assert c.state["cgroup"].startswith("warm-"), c.state
+    return c
+
+
+def test_a_warm_monitor_reaps_a_check_whose_health_process_was_killed(client: Any) -> None:
+    """A warm monitor is a subreaper: a check orphaned by its runner's death becomes its child. The check dies
+    with its runner; unreaped, its zombie would keep PID 1's exit waiting (zap_pid_ns_processes) while the
+    monitor waits for PID 1: a container nobody can stop."""
+    import signal
+    import time
+
+    c = warm_started(client, ["sleep", "1000"], healthcheck={
+        "test": "sleep 30", "interval": 200 * MS, "timeout": 60_000 * MS})
+    wait_for(lambda: running_check(c, "sleep\x0030\x00"), "a check running")
+    [checker] = health_processes(c)
+    os.kill(checker, signal.SIGKILL)
+    wait_for(lambda: not running_check(c, "sleep\x0030\x00"), "the check to die with its runner")
+    began = time.monotonic()
+    containers.stop(c, timeout=1)
+    assert time.monotonic() - began < 5 and c.reload().status == "exited"
+
+
+def test_a_pause_during_a_check_cancels_it_and_leaves_the_monitor_able_to_stop(client: Any) -> None:
+    """A check whose time is up while its container is paused is cancelled, as Docker's: nothing recorded, no
+    failure counted. It is frozen: its runner is not killed (which would orphan it), it ends once thawed."""
+    import time
+
+    c = warm_started(client, ["sleep", "1000"], healthcheck={
+        "test": "sleep 1", "interval": 100 * MS, "timeout": 1500 * MS, "retries": 1})
+    wait_for(lambda: running_check(c, "sleep\x001\x00"), "a check running")
+    containers.pause(c)
+    time.sleep(2.5)  # past the check's timeout
+    assert c.status_text().endswith("(Paused)")
+    containers.unpause(c)
+    wait_for(lambda: len(health(c).get("Log") or []) >= 2, "two checks after the pause")
+    h = health(c)
+    assert [r["ExitCode"] for r in h["Log"]] == [0] * len(h["Log"]) and h["Status"] == "healthy", h
+    began = time.monotonic()
+    containers.stop(c, timeout=1)
+    assert time.monotonic() - began < 5 and c.reload().status == "exited"
+
+
+def test_the_start_interval_is_used_in_a_start_period_shorter_than_the_interval(busybox_store: Store) -> None:
+    from pycontainers.health import next_wait
+
+    config = {"Interval": 30 * 10**9, "StartPeriod": 5 * 10**9, "StartInterval": 500 * MS}
+    assert next_wait(config, 100.0, "starting", 100.0) == 0.5  # (was 5: the period's end)
+    assert next_wait(config, 100.0, "starting", 104.75) == pytest.approx(0.25)  # never past the period's end
+    assert next_wait(config, 100.0, "healthy", 101.0) == 4  # the interval, capped by the period's end
+    assert next_wait(config, 100.0, "starting", 105.0) == 30
+    c = started(busybox_store, healthcheck=healthcheck_from_flags("true", start_period="5s", start_interval="200ms"))
+    wait_for(lambda: health(c).get("Status") == "healthy", "healthy at the start interval", timeout=3)
+
+
+def test_a_check_killed_by_its_containers_end_records_nothing(busybox_store: Store) -> None:
+    c = started(busybox_store, ["sleep", "1"], healthcheck=check("sleep 5", interval="200ms"))
+    wait_for(lambda: c.reload().status == "exited", "the container to end")
+    h = health(c)
+    assert h["Status"] == "unhealthy" and h["FailingStreak"] == 0 and h["Log"] == [], h  # (was [137])
+
+
+def test_a_command_that_cannot_start_leaves_it_unhealthy(busybox_store: Store, client: Any) -> None:
+    from pycontainers.errors import PyContainersError
+
+    c = containers.create_from_image(busybox_store, "busybox", ["/nonexistent"], healthcheck=check("true"))
+    assert runtime.start_detached(c)["event"] == "error"  # (a cold monitor)
+    assert c.reload().status == "exited" and health(c)["Status"] == "unhealthy"
+    with pytest.raises(PyContainersError):  # a warm monitor's
+        client.containers.run("busybox", ["/nonexistent"], detach=True, name="warm-fail",
+                              healthcheck={"test": "true", "interval": 100 * MS})
+    warm = containers.get_container(busybox_store, "warm-fail")
+    assert warm.status == "exited" and health(warm)["Status"] == "unhealthy"
+
+
 # ------------------------------------------------------------------------------------------------ compose
 
 
@@ -322,3 +406,30 @@ def test_up_stops_at_a_dependency_that_fails(busybox_store: Store, tmp_path: Pat
         """, name="plain")
     with pytest.raises(ComposeError, match="container plain-db-1 has no healthcheck configured"):
         compose.up(busybox_store, p, say=said.append)
+
+
+def test_up_through_a_pipe_says_waiting_while_it_waits(busybox_store: Store, tmp_path: Path) -> None:
+    import time
+
+    directory = tmp_path / "piped"
+    directory.mkdir()
+    (directory / "compose.yaml").write_text(textwrap.dedent("""
+        services:
+          db:
+            image: busybox
+            command: [sh, -c, "sleep 1.5; touch /ready; exec sleep 30"]
+            network_mode: none
+            healthcheck: {test: test -e /ready, interval: 100ms, retries: 30}
+          web:
+            image: busybox
+            command: [sleep, "30"]
+            network_mode: none
+            depends_on: {db: {condition: service_healthy}}
+        """))
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},  # (stdout a pipe: block-buffered)
+           "PYCONTAINERS_HOME": str(busybox_store.home), "PYCONTAINERS_SERVER": "0"}
+    up = subprocess.Popen([sys.executable, "-m", "pycontainers", "compose", "-f", str(directory / "compose.yaml"),
+                           "up", "-d"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    heard = {line.split()[-1]: time.monotonic() for line in up.stdout}  # type: ignore[union-attr]
+    assert up.wait(timeout=30) == 0, up.stderr.read()  # type: ignore[union-attr]
+    assert heard["Healthy"] - heard["Waiting"] > 0.5  # (buffered, all came at the end)
