@@ -47,6 +47,7 @@ class Table:
         template = template.replace("\\t", "\t").replace("\\n", "\n")
         is_table = template.startswith("table")
         template = template.removeprefix("table").lstrip() if is_table else template
+        refuse_unsupported_actions(template)
         fields = re.findall(r"{{\s*\.(\w+)\s*}}", template)
         for f in fields:
             if f not in self.columns and f not in self.extra_fields and not any(f in row for row in self.rows):
@@ -88,7 +89,20 @@ def format_document(doc: Any, template: str) -> str:
         return go_json(node) if as_json else go_text(node)
 
     template = template.replace("\\t", "\t").replace("\\n", "\n")
+    refuse_unsupported_actions(template)
     return re.sub(r"{{\s*(json\s+)?\.([\w.]*)\s*}}", value, template)
+
+
+SUPPORTED_ACTION = re.compile(r"{{\s*(json\s+)?\.[\w.]*\s*}}")
+
+
+def refuse_unsupported_actions(template: str) -> None:
+    """Go templates can do much more (range, index, if...); what is not understood here is one clear error,
+    not printed back as if it were text."""
+    for action in re.findall(r"{{.*?}}", template, flags=re.S):
+        if not SUPPORTED_ACTION.fullmatch(action):
+            raise ValueError(f"template: {action} is not supported here (only {{{{.Field}}}}, "
+                             "{{.Field.Sub}} and {{json .Field}} are)")
 
 
 def go_text(node: Any) -> str:

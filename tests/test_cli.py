@@ -338,6 +338,11 @@ def test_inspect_format_walks_the_document_like_go_templates(cli: Run) -> None:
     assert code == 0 and len(set(out.split())) == 1 and out.startswith("sha256:")  # one line per object
     code, out, err = cli("inspect", "-f", "{{.Config.Nope}}", "busybox")
     assert code == 1 and out == "" and err.count("\n") == 1 and "can't evaluate field Nope" in err  # as docker
+    for template in ("{{range .Config.Env}}{{println .}}{{end}}", '{{index .Config.Labels "x"}}'):
+        code, out, err = cli("inspect", "-f", template, "busybox")  # more of Go's templates: said, not echoed
+        assert (code, out) == (1, "") and "is not supported here" in err and err.count("\n") == 1
+    code, out, err = cli("images", "--format", "{{.Repository}}{{if .Tag}}:{{.Tag}}{{end}}")
+    assert (code, out) == (1, "") and "{{if .Tag}} is not supported here" in err
 
 
 def test_inspect_format_on_a_container(cli: Run) -> None:
