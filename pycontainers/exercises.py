@@ -367,6 +367,12 @@ def _never_started(client: Client, name: str) -> Check | None:
     return running if isinstance(running, Check) and not running.checkable else None
 
 
+def _not_answered_about(client: Client, name: str, what: str) -> Check:
+    """No answer yet: why it cannot be checked here, if it cannot (``_never_started``), else what to set."""
+    never = _never_started(client, name)
+    return never if never is not None else not_answered(f"set `answer` to {what}")
+
+
 def check_host_pid(client: Client, container_name: str, answer: object) -> Check:
     """What PID does the host give the container's PID 1? Read live: ``state.json``'s ``pid``.
 
@@ -376,9 +382,7 @@ def check_host_pid(client: Client, container_name: str, answer: object) -> Check
     from .container import processes
 
     if is_unanswered(answer):
-        never = _never_started(client, container_name)
-        return never if never is not None else not_answered(
-            f"set `answer` to the host's PID of {container_name}'s PID 1.")
+        return _not_answered_about(client, container_name, f"the host's PID of {container_name}'s PID 1.")
     running = _running(client, container_name)
     if isinstance(running, Check):
         return running
@@ -436,9 +440,8 @@ def check_own_namespaces(client: Client, container_name: str, answer: object) ->
     from .views import own_namespaces
 
     if is_unanswered(answer):
-        never = _never_started(client, container_name)
-        return never if never is not None else not_answered(
-            f"set `answer` to the set of namespaces {container_name} has of its own, " 'e.g. {"mnt", "uts"}.')
+        return _not_answered_about(client, container_name, f"the set of namespaces {container_name} has of its own, "
+                                   'e.g. {"mnt", "uts"}.')
     names, why = _namespace_names(answer)
     if names is None:
         return Check(False, why, "Use the names in /proc/PID/ns: mnt, uts, ipc, pid, net, cgroup, user, time.")
@@ -526,9 +529,8 @@ def check_stats_limit(client: Client, container_name: str, answer: object) -> Ch
     from .units import bytes_size
 
     if is_unanswered(answer):
-        never = _never_started(client, container_name)
-        return never if never is not None else not_answered(
-            f"set `answer` to the LIMIT `stats` shows for {container_name}, e.g. '1.5GiB'.")
+        return _not_answered_about(client, container_name,
+                                   f"the LIMIT `stats` shows for {container_name}, e.g. '1.5GiB'.")
     if isinstance(answer, str) and answer.strip().lower() in _NO_LIMIT_WORDS or answer == 0:
         return Check(False, f"{_shown(answer)} is not what `stats` shows: it prints a number as the LIMIT of every "
                             "running container.",

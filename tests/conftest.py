@@ -42,6 +42,23 @@ def client(busybox_store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[An
 
 
 @pytest.fixture
+def cli(busybox_store: Store, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
+    """Run ``pycontainers ARGS`` in-process on the test's own store: (exit code, stdout, stderr)."""
+    from pycontainers.cli import main
+
+    monkeypatch.setenv("PYCONTAINERS_HOME", str(busybox_store.home))
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    capsys.readouterr()
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture
 def network_client(busybox_store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A client of the test's own store for network tests; afterwards its containers go, with their veth
     pairs and port forwarders, and its networks' bridges."""

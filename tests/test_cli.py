@@ -12,28 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from pycontainers.cli import main
 from pycontainers.image import Image, ImageBuilder, get_image, list_images
 from pycontainers.store import Store
 
 HEX12 = re.compile(r"^[0-9a-f]{12}$")
 SIZE = re.compile(r"^\d+(\.\d+)?(B|kB|MB|GB)$")
 Run = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def cli(busybox_store: Store, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
-    """Run ``pycontainers ARGS`` in-process on the test's own store: (exit code, stdout, stderr)."""
-    monkeypatch.setenv("PYCONTAINERS_HOME", str(busybox_store.home))
-    monkeypatch.delenv("NO_COLOR", raising=False)
-    capsys.readouterr()
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def build(store: Store, *tags: str, content: str = "x") -> Image:

@@ -13,9 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from pycontainers.cli import main
-from pycontainers.store import Store
-
 Run = Callable[..., tuple[int, str, str]]
 
 DOCKERFILE_CMD = """\
@@ -24,20 +21,6 @@ RUN printf W && sleep 0.2 && printf ': Failed to fetch\\n'
 ENTRYPOINT ["/bin/echo", "Hello"]
 CMD ["world"]
 """
-
-
-@pytest.fixture
-def cli(busybox_store: Store, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
-    """``pycontainers ARGS`` in-process on the test's own store: (exit code, stdout, stderr)."""
-    monkeypatch.setenv("PYCONTAINERS_HOME", str(busybox_store.home))
-    capsys.readouterr()
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def test_checking_the_version(cli: Run) -> None:
