@@ -553,8 +553,13 @@ class Half:
     def done(self) -> bool:
         return self.ended and not self.pending
 
-    def fail(self) -> None:
-        """A send or receive failed (EPIPE, ECONNRESET): this direction is over, the other goes on."""
+    def source_failed(self) -> None:
+        """A receive failed (ECONNRESET): nothing more comes, but what was read before is still delivered
+        (a server that answers and closes at once, as with HTTP 413, resets after its answer)."""
+        self.ended = True
+
+    def sink_failed(self) -> None:
+        """A send failed (EPIPE, ECONNRESET): this direction is over, the other goes on."""
         self.pending.clear()
         self.ended = self.shut = True
 
@@ -631,8 +636,6 @@ class Relay:
             self.ack_w = None
 
     def accept(self, listener: socket.socket, port: int) -> None:
-        import errno
-
         try:
             client, _ = listener.accept()
         except OSError as exc:
@@ -663,18 +666,25 @@ class Relay:
         if halves is None:
             return
         if sock in self.connecting:  # writable: connected, or refused (SO_ERROR says which)
-            if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if error and error != errno.ECONNRESET:  # (reset: it was connected, and answered: read that)
                 self.drop(halves)
                 return
             self.connecting.discard(sock)
-        for half in halves:
-            try:
-                if half.source is sock and mask & selectors.EVENT_READ and not half.ended:
+        for half in halves:  # (a failure ends one direction; the other still delivers what it has)
+            if half.source is sock and mask & selectors.EVENT_READ and not half.ended:
+                try:
                     data = sock.recv(65536)
-                    if data:
-                        half.pending += data
-                    else:
-                        half.ended = True
+                except (BlockingIOError, InterruptedError):
+                    data = None
+                except OSError:
+                    half.source_failed()
+                    data = None
+                if data:
+                    half.pending += data
+                elif data is not None:
+                    half.ended = True
+            try:
                 if half.sink is sock and mask & selectors.EVENT_WRITE and half.pending:
                     del half.pending[:sock.send(half.pending)]
                 if half.done and not half.shut and half.sink not in self.connecting:
@@ -683,7 +693,7 @@ class Relay:
             except (BlockingIOError, InterruptedError):
                 continue
             except OSError:
-                half.fail()  # (the other direction still delivers what it has)
+                half.sink_failed()
         if all(h.shut for h in halves):
             self.drop(halves)
         else:

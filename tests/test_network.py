@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -634,6 +635,31 @@ def test_the_relay_delivers_an_answer_sent_before_the_server_stopped_reading() -
         with contextlib.suppress(OSError):
             client.sendall(os.urandom(4 << 20))
         assert client.recv(100).startswith(b"HTTP/1.0 413")
+    os.close(stop_w)
+
+
+def test_the_relay_delivers_what_it_read_before_the_server_reset() -> None:
+    """A server that answers and resets at once (close with SO_LINGER 0): the answer read before the reset
+    still reaches the client, then the connection ends."""
+    server = _listener("127.0.0.2")
+    answer = b"HTTP/1.0 413 Payload Too Large\r\n\r\n" * 100
+
+    def answer_and_reset() -> None:
+        while True:
+            conn, _ = server.accept()
+            conn.sendall(answer)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    threading.Thread(target=answer_and_reset, daemon=True).start()
+    front = _listener()
+    _, stop_w = _relay(front, server.getsockname())
+    for _ in range(20):
+        received = b""
+        with socket.create_connection(front.getsockname(), timeout=10) as client:
+            while chunk := client.recv(65536):
+                received += chunk
+        assert received == answer
     os.close(stop_w)
 
 
