@@ -410,7 +410,7 @@ def _attached_tty(starter: Callable[[tuple[int, int, int]], Any], interactive: b
     saved = None
     if interactive and os.isatty(0):
         saved = termios.tcgetattr(0)
-        tty.setraw(0)
+        tty.setraw(0, termios.TCSANOW)  # (not the default TCSAFLUSH: keys typed ahead reach the container)
     try:
         sources = [master, 0] if interactive else [master]
         while True:

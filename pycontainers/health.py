@@ -357,6 +357,7 @@ class Run:
                     return -1, "timed out starting the health check"
                 from .units import go_duration
 
+                self.drain()  # (what it wrote just before its time was up)
                 said = self.text()
                 return -1, f"Health check exceeded timeout ({go_duration(timeout)})" + (f": {said}" if said else "")
             for fd, _ in poller.poll(left * 1000):

@@ -180,7 +180,10 @@ def fetch(url: str, timeout: float = 5) -> tuple[str | None, str]:
     except ConnectionResetError:  # http.client.RemoteDisconnected too: the forwarder found no server
         return None, "the connection was closed without an answer"
     except (OSError, ValueError) as error:
-        return None, str(getattr(error, "reason", error))
+        reason = getattr(error, "reason", error)
+        if isinstance(reason, (ConnectionResetError, BrokenPipeError)):  # (the close came while sending)
+            return None, "the connection was closed without an answer"
+        return None, str(reason)
 
 
 def _published(container: Container) -> list[tuple[str, int, int]]:

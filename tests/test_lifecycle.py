@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -33,10 +34,11 @@ def test_start_reruns_on_the_same_writable_layer(busybox_store: Store, monkeypat
     assert c.list_containers(busybox_store) == []
 
 
-def _drive_tty(argv: list[str], keys: list[tuple[bytes | tuple[int, int], float]],
+def _drive_tty(argv: list[str], keys: list[tuple[bytes | tuple[int, int], float | bytes]],
                env: dict[str, str]) -> tuple[bytes, int]:
-    """Run *argv* on a pseudo-terminal of ours, type *keys* (bytes, or a new window size, then seconds to
-    read), return output."""
+    """Run *argv* on a pseudo-terminal of ours and type *keys*: each is bytes (or a new window size), then
+    how long to read (seconds, or until the end of the output), or what to read until (bytes, 30 s at most:
+    a loaded machine is slow, not wrong); the output and the exit code."""
     import fcntl
     import pty
     import select
@@ -48,23 +50,31 @@ def _drive_tty(argv: list[str], keys: list[tuple[bytes | tuple[int, int], float]
     if pid == 0:  # the child only execs: nothing of pytest runs in it
         os.execve(argv[0], argv, env)
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
-    out = b""
-    for data, seconds in keys:
+    out, ended = b"", False
+    for data, until in keys:
         if isinstance(data, tuple):  # the kernel sends SIGWINCH to the terminal's foreground process
             fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", *data, 0, 0))
         elif data:
             os.write(fd, data)
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
+        end = time.monotonic() + (30.0 if isinstance(until, bytes) else until)
+        while not ended and time.monotonic() < end and not (isinstance(until, bytes) and until in out):
             ready, _, _ = select.select([fd], [], [], 0.05)
             if ready:
                 try:
                     out += os.read(fd, 4096)
-                except OSError:
-                    break
-    _, status = os.waitpid(pid, 0)
+                except OSError:  # EIO: every process holding the terminal has ended
+                    ended = True
+        if isinstance(until, bytes):
+            assert until in out, f"{until!r} never came; the output was {out!r}"
+    end = time.monotonic() + 30
+    while not (reaped := os.waitpid(pid, os.WNOHANG))[0]:
+        if time.monotonic() > end:  # (a failure, not a hang: the CLI is told to stop as by a closed window)
+            os.kill(pid, signal.SIGHUP)
+            os.waitpid(pid, 0)
+            raise AssertionError(f"{argv[1:]} did not end; the output was {out!r}")
+        time.sleep(0.05)
     os.close(fd)
-    return out, os.waitstatus_to_exitcode(status)
+    return out, os.waitstatus_to_exitcode(reaped[1])
 
 
 @pytest.mark.parametrize("through_server", [False, True], ids=["by-itself", "command-server"])
@@ -77,8 +87,9 @@ def test_run_it_gives_a_real_terminal_inside(busybox_store: Store, through_serve
             time.sleep(0.05)
     try:
         out, code = _drive_tty([cli, "run", "-it", "--rm", "busybox", "sh"],
-                               [(b"", 1.0), (b"tty; stty size; sleep 30\r", 1.0), (b"\x03", 0.5),
-                                ((40, 120), 0.3), (b"stty size; echo still here; exit 7\r", 1.5)], env)
+                               [(b"", b"# "), (b"tty; stty size; echo m-$((1+1)); sleep 30\r", b"m-2"),
+                                (b"\x03", 0.5), ((40, 120), 0.3),
+                                (b"stty size; echo still here; exit 7\r", 30.0)], env)
     finally:
         server.stop(env)
     text = out.decode(errors="replace")
@@ -90,12 +101,22 @@ def test_run_it_gives_a_real_terminal_inside(busybox_store: Store, through_serve
     assert c.list_containers(busybox_store) == []
 
 
+def test_keys_typed_before_the_container_is_ready_reach_it(busybox_store: Store) -> None:
+    """`run -it` with keys typed at once, before the CLI made the terminal raw: they are not thrown away
+    (tty.setraw's default, TCSAFLUSH, discarded them; Docker's CLI keeps them)."""
+    cli = os.path.join(os.path.dirname(sys.executable), "pycontainers")
+    env = {**os.environ, "PYCONTAINERS_HOME": str(busybox_store.home), "PYCONTAINERS_SERVER": "0"}
+    out, code = _drive_tty([cli, "run", "-it", "--rm", "busybox", "sh"],
+                           [(b"echo typed-$((2+3)); exit 5\r", 30.0)], env)
+    assert b"typed-5" in out and code == 5
+
+
 def test_a_terminal_session_is_logged_as_docker_logs_it(busybox_store: Store) -> None:
     """`run -t`: the session (as the terminal shows it, \\r\\n and all) is in `logs` afterwards."""
     cli = os.path.join(os.path.dirname(sys.executable), "pycontainers")
     env = {**os.environ, "PYCONTAINERS_HOME": str(busybox_store.home), "PYCONTAINERS_SERVER": "0"}
     out, code = _drive_tty([cli, "run", "-t", "--name", "session", "busybox", "sh", "-c", "echo hello; tty"],
-                           [(b"", 3.0)], env)
+                           [(b"", 30.0)], env)
     assert code == 0 and b"hello" in out and b"/dev/pts/0" in out  # (our own terminal adds a \r of its own)
     session = c.get_container(busybox_store, "session")
     assert logged(session) == b"hello\r\n/dev/pts/0\r\n"
@@ -142,7 +163,7 @@ def test_the_other_back_ends_give_a_terminal_too(busybox_store: Store, backend: 
     cli = os.path.join(os.path.dirname(sys.executable), "pycontainers")
     env = {**os.environ, "PYCONTAINERS_HOME": str(busybox_store.home), "PYCONTAINERS_SERVER": "0"}
     argv = [cli, "run", "-t", "--rm", "--runtime", backend, "busybox", "sh", "-c", "tty; exit 3"]
-    out, code = _drive_tty(argv, [(b"", 10.0)], env)
+    out, code = _drive_tty(argv, [(b"", 30.0)], env)
     assert code == 3 and out.startswith(b"/dev/pts/0\r" if backend == "rootless" else b"/dev/pts/")
     detached = c.create_from_image(busybox_store, "busybox", ["sh", "-c", "tty; echo done"], runtime=backend,
                                    tty=True)
@@ -179,7 +200,7 @@ def test_the_terminal_has_its_size_from_the_first_instant(busybox_store: Store) 
     env = {**os.environ, "PYCONTAINERS_HOME": str(busybox_store.home), "PYCONTAINERS_SERVER": "0"}
     for argv in (["run", "-it", "--rm", "busybox", "stty", "size"],
                  ["run", "-it", "--rm", "--runtime", "rootless", "busybox", "stty", "size"]):
-        out, code = _drive_tty([cli, *argv], [(b"", 10.0)], env)
+        out, code = _drive_tty([cli, *argv], [(b"", 30.0)], env)
         assert (code, out) == (0, b"33 101\r\n")
 
 
@@ -215,7 +236,7 @@ def test_the_terminal_belongs_to_the_commands_user(busybox_store: Store, backend
     env = {**os.environ, "PYCONTAINERS_HOME": str(busybox_store.home), "PYCONTAINERS_SERVER": "0"}
     argv = [cli, "run", "--rm", "-t", "-u", "nobody", "--runtime", backend, "busybox", "sh", "-c",
             "stat -c %U $(tty); echo written > $(tty)"]
-    out, code = _drive_tty(argv, [(b"", 10.0)], env)
+    out, code = _drive_tty(argv, [(b"", 30.0)], env)
     assert code == 0 and out.replace(b"\r", b"") == b"nobody\nwritten\n"  # (our own terminal adds \r's)
 
 
@@ -226,6 +247,6 @@ def test_ctrl_c_reaches_a_t_container_without_i(busybox_store: Store) -> None:
     env = {**os.environ, "PYCONTAINERS_HOME": str(busybox_store.home), "PYCONTAINERS_SERVER": "0"}
     script = 'trap "echo got INT; exit 7" INT; echo ready; sleep 20 & wait'
     out, code = _drive_tty([cli, "run", "--rm", "-t", "busybox", "sh", "-c", script],
-                           [(b"", 1.5), (b"\x03", 5.0)], env)
+                           [(b"", b"ready"), (b"\x03", 30.0)], env)
     assert code == 7 and b"got INT" in out
     assert c.list_containers(busybox_store) == []

@@ -1441,7 +1441,8 @@ def test_wait_gives_the_exit_code_of_a_container_removed_by_force(home: Store) -
     assert pyc(home, "run", "-d", "--name", "w", "busybox", "sleep", "100").returncode == 0
     env = {**os.environ, "PYCONTAINERS_HOME": str(home.home)}
     waiter = subprocess.Popen([PYC, "wait", "w"], env=env, stdout=subprocess.PIPE, text=True)
-    time.sleep(0.3)  # (it is polling by now; either way it must get 137)
+    wait_for(lambda: Path(f"/proc/{waiter.pid}/wchan").read_text() in ("hrtimer_nanosleep", "do_nanosleep"),
+             "the waiter to poll")  # (it has found the container by now)
     assert pyc(home, "rm", "-f", "w").returncode == 0
     out, _ = waiter.communicate(timeout=30)
     assert (waiter.returncode, out) == (0, "137\n")
@@ -1462,7 +1463,7 @@ def test_start_attach_runs_on_this_terminal_with_its_exit_code(home: Store) -> N
 
 def test_two_attached_starts_at_once_run_the_container_once(home: Store) -> None:
     """`start -a` twice at the same instant: one runs it on its terminal, the other is told it is running."""
-    created = pyc(home, "create", "--name", "attached", "busybox", "sh", "-c", "sleep 2; echo ran")
+    created = pyc(home, "create", "--name", "attached", "busybox", "sh", "-c", "sleep 5; echo ran")
     assert created.returncode == 0, created.stderr
     TRACK.note(created.stdout.strip())
     env = {**os.environ, "PYCONTAINERS_HOME": str(home.home)}

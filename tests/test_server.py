@@ -253,11 +253,17 @@ def test_a_server_with_older_code_steps_down(shell: Shell) -> None:
 
 
 def test_an_idle_server_exits_and_takes_its_warm_monitors_along(busybox_store: Store) -> None:
-    shell = Shell(busybox_store.home, PYCONTAINERS_SERVER_IDLE="1")
+    shell = Shell(busybox_store.home, PYCONTAINERS_SERVER_IDLE="3")
     pid = shell.started_server()
     assert shell("run", "--rm", "busybox", "true").returncode == 0
+    # Look at its helpers while a command runs: the idle clock only starts when none does.
+    running = shell.popen("run", "--rm", "busybox", "sh", "-c", "echo ready; sleep 3")
+    assert running.stdout is not None and running.stdout.readline() == "ready\n"
     monitors = wait_for(lambda: children(pid, "pyc-warm"), "the warm monitors")
     spares = wait_for(lambda: children(pid, "pyc-cli"), "the next command's worker, forked ahead")
+    assert running.wait(timeout=30) == 0
+    running.stdout.close()
+    running.stderr.close()  # type: ignore[union-attr]
     wait_for(lambda: not alive(pid), "the idle server to exit")
     wait_for(lambda: not any(alive(m) for m in monitors), "its warm monitors to exit")
     wait_for(lambda: not any(alive(w) for w in spares), "its spare worker to exit")

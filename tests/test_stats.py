@@ -240,14 +240,22 @@ def test_restart_runs_again_on_the_same_layer_and_the_last_runs_clean_up_spares_
     """stop, then start at once: the last monitor's clean-up (its cgroup emptied with SIGKILL) must not meet
     the new run, which has a cgroup of the same name (``container.monitoring``). A memory limit makes it
     start cold, from a monitor of its own, in a cgroup named after it (a warm monitor's is its own)."""
-    k = client.containers.run("busybox", ["sh", "-c", "echo x >> /runs; trap 'exit 3' TERM; "
+    k = client.containers.run("busybox", ["sh", "-c", "trap 'exit 3' TERM; echo x >> /runs; "
                                                      "while :; do sleep 0.05; done"], detach=True, mem_limit="64m")
-    for _ in range(5):
+
+    def runs() -> int:
+        k.reload()
+        try:
+            return Path(f"/proc/{k.attrs['State']['Pid']}/root/runs").read_text().count("x")
+        except OSError:
+            return 0
+
+    for run in range(1, 6):  # (each run has set its trap before it is stopped)
+        wait_for(lambda n=run: runs() == n, f"run {run} to begin")
         k.restart(timeout=5)
         time.sleep(0.2)  # (time for a stray SIGKILL to land)
         assert k.status == "running"
-    runs = Path(f"/proc/{k.attrs['State']['Pid']}/root/runs")
-    wait_for(lambda: runs.exists() and runs.read_text().count("x") == 6, "six runs, each on the same writable layer")
+    wait_for(lambda: runs() == 6, "six runs, each on the same writable layer")
     assert k.attrs["State"]["ExitCode"] == 3  # the last run ended by its TERM trap
 
 
@@ -290,7 +298,7 @@ def test_rename_frees_the_old_name_and_survives_the_monitors_last_word(client: A
 
 
 def test_a_renamed_auto_removed_container_lets_its_new_name_go(client: Any) -> None:
-    k = client.containers.run("busybox", ["sleep", "0.5"], detach=True, remove=True, name="rmold")
+    k = client.containers.run("busybox", ["sleep", "3"], detach=True, remove=True, name="rmold")
     k.rename("rmnew")
     k.wait(timeout=10)
     wait_for(lambda: not k._c.dir.exists(), "the --rm container to go")

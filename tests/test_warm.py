@@ -97,8 +97,11 @@ def warm_monitors(client: Client) -> list[int]:
 
 
 def test_the_zygote_keeps_a_batch_of_warm_monitors_each_with_a_waiting_pid_1(client: Client) -> None:
-    monitors = warm_monitors(client)
-    assert len(monitors) == warm.SIZE
+    warm_monitors(client)
+    zygote = Zygote._instance
+    assert zygote is not None  # (the batch is forked after the answer: wait for all of it)
+    monitors = wait_for(lambda: len(ms := [p for p in children(zygote.process.pid) if comm(p) == "pyc-warm"])
+                        == warm.SIZE and ms, "a whole batch of warm monitors")
     for monitor in monitors:
         # (Forked by a child of the monitor that exits at once, PID 1 then names itself.)
         init = wait_for(lambda m=monitor: [p for p in children(m) if comm(p) == "pyc-warm-init"], "the monitor's PID 1")
