@@ -18,6 +18,12 @@ Medians and 90th percentiles, then the ratios. Then 100 detached ``sleep`` conta
 and remove them all, and the memory each one costs (the monitor and the container's processes).
 
     sudo python benchmarks/run_latency.py [--runs 50]
+
+Run it on a quiet machine, not right after the test suite. On ext4 without a journal (these course machines'
+disk) the inode allocator skips every inode freed in the last minute or more (``recently_deleted`` in the
+kernel), checking each one, so after tens of thousands of files were deleted (a test suite, a build) each
+file a container's start creates costs up to a millisecond, for minutes: measured here, (a) went from 7.8 ms to
+21-23 ms after 20,000 files were created and deleted beside the store. The benchmark says so when it applies.
 """
 
 from __future__ import annotations
@@ -86,6 +92,16 @@ def pss_kib(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def without_a_journal(path: Path) -> bool:
+    """Is *path* on an ext4 file system without a journal (see the module's docstring)?"""
+    st = os.stat(path)
+    try:
+        device = Path(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}").resolve().name
+        return Path(f"/sys/fs/ext4/{device}/journal_task").read_text().strip() == "<none>"
+    except OSError:  # not ext4 (or not a block device)
+        return False
 
 
 def main() -> int:
@@ -163,6 +179,9 @@ def main() -> int:
                 out.append((time.perf_counter() - t0) * 1000)
         cpu_per_run = api_cpu / (ROUNDS * (block + 1))
         args.runs = block * ROUNDS
+        if without_a_journal(home):
+            print("(the store is on ext4 without a journal: right after many files were deleted, every start "
+                  "pays for it; see this file's docstring)")
         print(f"running `true` in busybox, {args.runs} runs each (milliseconds)")
         for name, values in results.items():
             print(f"  {name:<22} median {statistics.median(values):7.1f}   p90 {p90(values):7.1f}")
