@@ -2,19 +2,21 @@
 views so both show the same columns with the same values.
 
 Field names are Docker's ``--format`` names (``{{.Repository}}``, ``{{.ID}}``, ``{{.CreatedBy}}``), and
-``Table.format`` understands that template syntax for the simple cases the lectures use.
+``Table.format`` and ``format_document`` run Go templates on them with :mod:`.gotemplate`, as Docker does.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
+from .gotemplate import DOCKER_FUNCS, DOCKER_HEADER_FUNCS, Template, go_json, go_text
 from .image import Image
 from .units import human_size, since
+
+__all__ = ["HEADERS", "Table", "containers_table", "format_document", "go_json", "go_text", "history_table",
+           "images_table", "repo_digests", "truncate"]
 
 HEADERS = {
     "Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "Digest": "DIGEST",
@@ -43,24 +45,25 @@ class Table:
         return "\n".join(lines)
 
     def format(self, template: str) -> str:
-        """Docker's ``--format``: ``{{.Field}}`` placeholders, a leading ``table`` adds headers, ``{{json .}}``."""
+        """Docker's ``--format``: a Go template (:mod:`.gotemplate`, with Docker's functions) run on each row.
+
+        As Docker's formatter: ``\\t`` and ``\\n`` typed in the shell are a tab and a newline; ``json`` is
+        ``{{json .}}``; a leading ``table`` adds a header line, made by running the same template on the
+        column names (with ``lower``, ``join``... leaving them as they are, so ``table {{lower .Names}}`` is
+        still headed NAMES), and aligns tab-separated columns; ``table`` alone is the default columns."""
         template = template.replace("\\t", "\t").replace("\\n", "\n")
+        if template.strip() == "json":  # (Docker 23's --format json)
+            template = "{{json .}}"
         is_table = template.startswith("table")
-        template = template.removeprefix("table").lstrip() if is_table else template
-        refuse_unsupported_actions(template)
-        fields = re.findall(r"{{\s*\.(\w+)\s*}}", template)
-        for f in fields:
-            if f not in self.columns and f not in self.extra_fields and not any(f in row for row in self.rows):
-                raise ValueError(f"template: can't evaluate field {f}")
-        if template.strip() in ("{{json .}}", "json"):  # (Docker 23's --format json is the same)
-            return "\n".join(go_json(row) for row in self.rows)
-
-        def fill(values: dict[str, str]) -> str:
-            return re.sub(r"{{\s*\.(\w+)\s*}}", lambda m: values.get(m.group(1), ""), template)
-
-        lines = [fill(row) for row in self.rows]
+        template = template.removeprefix("table").strip(" ") if is_table else template.strip(" ")
+        if is_table and not template:
+            return self.plain()
+        compiled = Template(template, funcs=DOCKER_FUNCS)
+        known = frozenset([*self.columns, *self.extra_fields])
+        # a field no row has fails as Docker's does on its row struct (can't evaluate field Nope)
+        lines = [compiled.execute(_Row(row, known), missing_key="field") for row in self.rows]
         if is_table:
-            header = fill({f: self.header(f) for f in fields})
+            header = compiled.execute(_Headers(self), funcs=DOCKER_HEADER_FUNCS)
             if "\t" in template:  # align tab-separated columns like tabwriter
                 grid = [header.split("\t")] + [line.split("\t") for line in lines]
                 widths = [max(len(r[i]) if i < len(r) else 0 for r in grid) for i in range(len(grid[0]))]
@@ -70,52 +73,39 @@ class Table:
         return "\n".join(lines)
 
 
-def go_json(value: object) -> str:
-    """JSON as Go's encoding/json writes it (templates' ``json``): no spaces, and <, >, & escaped."""
-    text = json.dumps(value, separators=(",", ":"))
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+class _Row(dict[str, Any]):
+    """A table row as a template sees it: the columns and extra fields it lacks are empty, as Docker's
+    context methods return "" for them; any other name is missing."""
+
+    def __init__(self, row: dict[str, str], known: frozenset[str]) -> None:
+        super().__init__(row)
+        self.known = known
+
+    def __missing__(self, key: str) -> str:
+        if key in self.known:
+            return ""
+        raise KeyError(key)
+
+
+class _Headers(dict[str, Any]):
+    """What a ``table`` format's header line is made from: every field name gives its column header."""
+
+    def __init__(self, table: Table) -> None:
+        super().__init__()
+        self.table = table
+
+    def __missing__(self, key: str) -> str:
+        return self.table.header(key)
 
 
 def format_document(doc: Any, template: str) -> str:
-    """``inspect --format``: ``{{.State.Status}}`` walks the JSON document, ``{{json .Config}}`` prints a part."""
+    """``inspect --format``: a Go template (:mod:`.gotemplate`, with Docker's functions) run on the JSON
+    document: ``{{.State.Status}}``, ``{{json .Config}}``, ``{{range .NetworkSettings.Networks}}...{{end}}``.
 
-    def value(match: re.Match[str]) -> str:
-        as_json, path = match.group(1), match.group(2)
-        node = doc
-        for key in filter(None, path.split(".")):
-            if not isinstance(node, dict) or key not in node:
-                raise ValueError(f"template: can't evaluate field {key}")
-            node = node[key]
-        return go_json(node) if as_json else go_text(node)
-
+    A missing key fails (``can't evaluate field Nope``), as Docker's inspect does, rather than printing
+    ``<no value>``; ``\\t`` and ``\\n`` typed in the shell are a tab and a newline."""
     template = template.replace("\\t", "\t").replace("\\n", "\n")
-    refuse_unsupported_actions(template)
-    return re.sub(r"{{\s*(json\s+)?\.([\w.]*)\s*}}", value, template)
-
-
-SUPPORTED_ACTION = re.compile(r"{{\s*(json\s+)?\.[\w.]*\s*}}")
-
-
-def refuse_unsupported_actions(template: str) -> None:
-    """Go templates can do much more (range, index, if...); what is not understood here is one clear error,
-    not printed back as if it were text."""
-    for action in re.findall(r"{{.*?}}", template, flags=re.S):
-        if not SUPPORTED_ACTION.fullmatch(action):
-            raise ValueError(f"template: {action} is not supported here (only {{{{.Field}}}}, "
-                             "{{.Field.Sub}} and {{json .Field}} are)")
-
-
-def go_text(node: Any) -> str:
-    """A value printed the way Go's text/template prints it: ``[a b]``, ``map[k:v]``, ``true``, ``<no value>``."""
-    if node is None:
-        return "<no value>"
-    if isinstance(node, bool):
-        return str(node).lower()
-    if isinstance(node, list):
-        return "[" + " ".join(go_text(v) for v in node) + "]"
-    if isinstance(node, dict):
-        return "map[" + " ".join(f"{k}:{go_text(v)}" for k, v in sorted(node.items())) + "]"
-    return str(node)
+    return Template(template, funcs=DOCKER_FUNCS).execute(doc, missing_key="field")
 
 
 def images_table(images: list[Image], *, no_trunc: bool = False, digests: bool = False,
