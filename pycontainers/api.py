@@ -690,25 +690,26 @@ def container_inspect(c: core_container.Container) -> dict[str, Any]:
 
 
 def network_settings(c: core_container.Container) -> dict[str, Any]:
-    """``NetworkSettings``: the ports published now (none once it has stopped), its address on its network
-    (``IPAddress`` at the top only on the default bridge, as Docker's)."""
+    """``NetworkSettings``: the ports published now (none once it has stopped), an entry for each network it
+    is on, first the one its ports lead to (``IPAddress`` at the top only on the default bridge, as Docker's)."""
     ports: dict[str, list[dict[str, str]] | None] = {}
     if c.status == "running":
         ports = {f"{cp}/tcp": None for _, _, cp in c.spec.ports}
         for ip, hp, cp in c.state.get("ports") or []:
             ports[f"{cp}/tcp"] = [*(ports.get(f"{cp}/tcp") or []), {"HostIp": ip, "HostPort": str(hp)}]
-    info = c.state.get("network")
-    networks = {}
-    if info:
-        networks[info["name"]] = {"NetworkID": info["id"], "IPAddress": info["address"],
-                                  "IPPrefixLen": info["prefixlen"], "Gateway": info["gateway"],
-                                  "Aliases": [c.name, *c.spec.aliases, c.short_id] if info["name"] != "bridge"
-                                  else None}
-    elif c.spec.network in ("none", "host"):
-        networks[c.spec.network] = {"NetworkID": "", "IPAddress": "", "IPPrefixLen": 0, "Gateway": ""}
-    on_default = bool(info) and info["name"] == core_network.DEFAULT
-    return {"Ports": ports, "IPAddress": info["address"] if on_default else "",
-            "Gateway": info["gateway"] if on_default else "", "Networks": networks}
+    joined = core_network.endpoints(c)
+    networks: dict[str, dict[str, Any]] = {}
+    for name, e in joined.items():
+        networks[name] = {"NetworkID": e["id"], "IPAddress": e["address"], "IPPrefixLen": e["prefixlen"],
+                          "Gateway": e["gateway"], "MacAddress": core_network.mac_address(e["address"]),
+                          "Aliases": [c.name, *e.get("aliases", []), c.short_id] if name != core_network.DEFAULT
+                          else None}
+    if not joined and c.spec.network in ("none", "host"):
+        networks[c.spec.network] = {"NetworkID": "", "IPAddress": "", "IPPrefixLen": 0, "Gateway": "",
+                                    "MacAddress": ""}
+    default = joined.get(core_network.DEFAULT) or {}
+    return {"Ports": ports, "IPAddress": default.get("address", ""), "Gateway": default.get("gateway", ""),
+            "MacAddress": core_network.mac_address(default["address"]) if default else "", "Networks": networks}
 
 
 RENAMED_OPTIONS = {"working_dir": "workdir", "network_mode": "network", "stdin_open": "interactive",
@@ -911,6 +912,28 @@ class Network:
     def reload(self) -> None:
         self.attrs  # noqa: B018 (NotFound if it has gone)
 
+    def connect(self, container: Container | str, ipv4_address: str | None = None, ipv6_address: str | None = None,
+                aliases: list[str] | None = None, links: Any = None, link_local_ips: Any = None,
+                driver_opt: Any = None, mac_address: str | None = None) -> None:
+        """``docker network connect``: the container (created, stopped or running) joins this network too,
+        with *aliases* there and, if given, the address *ipv4_address* (docker-py's parameters, in its order)."""
+        unsupported = {"ipv6_address": ipv6_address, "links": links, "link_local_ips": link_local_ips,
+                       "driver_opt": driver_opt, "mac_address": mac_address}
+        if any(v is not None for v in unsupported.values()):
+            raise InvalidArgument(f"connect({next(k for k, v in unsupported.items() if v is not None)}=...) "
+                                  "is not supported here: aliases and ipv4_address are")
+        if isinstance(aliases, str):
+            raise InvalidArgument("connect(aliases=...) takes a list of names, not one string")
+        core_network.connect(self.client.store, self._core(container), self.name, aliases, ipv4_address)
+
+    def disconnect(self, container: Container | str, force: bool = False) -> None:
+        """``docker network disconnect``: the container leaves this network (its interface at once if it runs)."""
+        core_network.disconnect(self.client.store, self._core(container), self.name, force)
+
+    def _core(self, container: Container | str) -> core_container.Container:
+        ref = container.id if isinstance(container, Container) else container
+        return core_container.get_container(self.client.store, ref)
+
     def remove(self) -> None:
         """``docker network rm``: refused while a container is on it."""
         core_network.remove_network(self.client.store, self.name)
@@ -965,6 +988,7 @@ def network_inspect(store: Store, ref: str) -> dict[str, Any]:
     for cid, address in net.leases.items():
         with contextlib.suppress(PyContainersError):
             containers[cid] = {"Name": core_container.get_container(store, cid).name,
+                               "MacAddress": core_network.mac_address(address),
                                "IPv4Address": f"{address}/{net.prefixlen}"}
     return {"Name": net.name, "Id": net.id, "Created": net.created, "Driver": "bridge",
             "IPAM": {"Driver": "default", "Config": [{"Subnet": net.subnet, "Gateway": net.gateway}]},

@@ -906,6 +906,18 @@ def cmd_network(a: argparse.Namespace) -> int:
         return status
     elif a.action == "inspect":
         print(json.dumps([network_inspect(store, n) for n in a.names], indent=4))
+    elif a.action in ("connect", "disconnect"):
+        from .container import get_container
+
+        try:  # (Docker's words: its errors come from the daemon)
+            container = get_container(store, a.container)
+            if a.action == "connect":
+                network.connect(store, container, a.network, a.alias, a.ip)
+            else:
+                network.disconnect(store, container, a.network, a.force)
+        except PyContainersError as exc:
+            print(f"Error response from daemon: {exc}", file=sys.stderr)
+            return 1
     elif a.action == "prune":
         if not _confirm("all custom networks not used by at least one container", a.force):
             return 0
@@ -923,7 +935,8 @@ def cmd_compose(a: argparse.Namespace) -> int:
     if a.subcommand == "config":
         print(json.dumps({"name": project.name, "services": {
             name: {"image": s.image, "container_name": s.container_name, "command": s.command,
-                   "depends_on": s.depends_on, "network": s.network, **s.options}
+                   "depends_on": s.depends_on, "network": s.network,
+                   **({"more_networks": s.more_networks} if s.more_networks else {}), **s.options}
             for name, s in project.services.items()}, "networks": project.networks, "volumes": project.volumes},
             indent=2))
     elif a.subcommand == "build":
@@ -1665,6 +1678,17 @@ def _add_network(sub: argparse._SubParsersAction) -> None:
     p = group.add_parser("prune", help="remove the networks no container uses")
     p.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
     p.set_defaults(func=cmd_network, action="prune")
+    p = group.add_parser("connect", help="connect a container to one more network (at once if it runs)")
+    p.add_argument("--alias", action="append", metavar="NAME", help="another name it is found by on that network")
+    p.add_argument("--ip", help="its IPv4 address there (default: the first free one)")
+    p.add_argument("network")
+    p.add_argument("container")
+    p.set_defaults(func=cmd_network, action="connect")
+    p = group.add_parser("disconnect", help="disconnect a container from a network")
+    p.add_argument("-f", "--force", action="store_true", help="even if the network's record has gone")
+    p.add_argument("network")
+    p.add_argument("container")
+    p.set_defaults(func=cmd_network, action="disconnect")
 
 
 def _add_compose(sub: argparse._SubParsersAction) -> None:

@@ -17,10 +17,12 @@ what notebook 08 does once; ``compose.yaml`` writes it down::
 
 ``up`` makes (once) the project's network ``<project>_default`` and its named volumes ``<project>_<name>``,
 builds what must be built, and starts one container per service, named ``<project>-<service>-1``, in the
-order ``depends_on`` gives; on its network each is found by its service name too (a network alias). Each
+order ``depends_on`` gives; on its networks each is found by its service name too (a network alias). A
+service may list several networks (tiers kept apart: the api on ``front`` and ``back``, the database on
+``back`` only): its container is created on the first and connected to the others before it starts. Each
 container carries Compose's labels (project, service, a hash of its configuration), so a second ``up``
 leaves a container whose configuration did not change as it is, and replaces one whose did. ``down``
-removes the containers and the network (``-v``: the volumes too). No daemon watches over them: there are
+removes the containers and the networks (``-v``: the volumes too). No daemon watches over them: there are
 no restart policies (``restart: "no"`` only), as pycontainers has nothing running in the background.
 
 What this module understands is a subset of the Compose specification; anything else in the file is
@@ -93,6 +95,7 @@ class Service:
     labels: dict[str, str] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)  # for container.create_from_image
     conditions: dict[str, str] = field(default_factory=dict)  # depends_on's long syntax: service -> condition
+    more_networks: dict[str, list[str]] = field(default_factory=dict)  # the others it joins -> its aliases there
 
 
 @dataclass
@@ -356,10 +359,12 @@ def _service(svc: str, spec: Any, project: str, directory: Path, networks: dict[
     if not isinstance(given, list):
         raise ComposeError(f"{at}: volumes: give a list")
     options["volumes"] = [_volume(v, directory, volumes, f"{at}: volumes") for v in given]
-    network, aliases = _network(spec, networks, f"{at}")
+    joined = _networks(spec, networks, f"{at}")
+    network, aliases = next(iter(joined.items()))
     options["network"] = network
     if network not in ("none", "host", "bridge"):  # found by its service's name there, as under Compose
         options["network_aliases"] = list(dict.fromkeys([svc, *aliases]))
+    more = {n: list(dict.fromkeys([svc, *a])) for n, a in list(joined.items())[1:]}
     if "healthcheck" in spec:
         options["healthcheck"] = _healthcheck(spec["healthcheck"], f"{at}: healthcheck")
     depends = spec.get("depends_on") or []
@@ -369,7 +374,7 @@ def _service(svc: str, spec: Any, project: str, directory: Path, networks: dict[
     _check_options(options, f"{at}")
     return Service(svc, image, str(spec.get("container_name") or f"{project}-{svc}-1"),
                    _words(spec["command"], f"{at}: command") if "command" in spec else None, build,
-                   depends, network, labels, options, conditions=conditions)
+                   depends, network, labels, options, conditions=conditions, more_networks=more)
 
 
 def _conditions(depends: dict[Any, Any], at: str) -> dict[str, str]:
@@ -539,27 +544,26 @@ def _volume(value: Any, directory: Path, volumes: dict[str, str], at: str) -> st
     return f"{source}:{rest}"
 
 
-def _network(spec: dict[str, Any], networks: dict[str, str], at: str) -> tuple[str, list[str]]:
-    """The service's one network (the engine gives a container one) and its aliases there: its own name
-    first, as Compose gives every service on every network."""
+def _networks(spec: dict[str, Any], networks: dict[str, str], at: str) -> dict[str, list[str]]:
+    """The service's networks (the engine's names), each with its aliases there, in the file's order: its
+    container is created on the first and connected to the others (``up``)."""
     mode = spec.get("network_mode")
     if mode is not None:
         if "networks" in spec or mode not in ("none", "host", "bridge"):
             raise ComposeError(f"{at}: network_mode {mode!r}: use none, host or bridge, without 'networks'")
-        return str(mode), []
+        return {str(mode): []}
     wanted = spec.get("networks") or ["default"]
     if not isinstance(wanted, dict):
         wanted = _strings(wanted, f"{at}: networks")
-    names = list(wanted)
-    if len(names) != 1:
-        raise ComposeError(f"{at}: networks: a container joins one network here (it lists {len(names)})")
-    net = str(names[0])
-    if net not in networks:
-        raise ComposeError(f"{at}: network {net!r} is not declared in the top-level 'networks' section")
-    settings = wanted[net] if isinstance(wanted, dict) else None
-    if settings is not None and (not isinstance(settings, dict) or set(settings) - {"aliases"}):
-        raise ComposeError(f"{at}: networks: {net}: only 'aliases' is supported there")
-    return networks[net], _strings((settings or {}).get("aliases"), f"{at}: networks: {net}: aliases")
+    joined = {}
+    for net in map(str, wanted):
+        if net not in networks:
+            raise ComposeError(f"{at}: network {net!r} is not declared in the top-level 'networks' section")
+        settings = wanted[net] if isinstance(wanted, dict) else None
+        if settings is not None and (not isinstance(settings, dict) or set(settings) - {"aliases"}):
+            raise ComposeError(f"{at}: networks: {net}: only 'aliases' is supported there")
+        joined[networks[net]] = _strings((settings or {}).get("aliases"), f"{at}: networks: {net}: aliases")
+    return joined
 
 
 def _in_start_order(services: dict[str, Service], where: str) -> dict[str, Service]:
@@ -606,6 +610,8 @@ def config_hash(service: Service, image_id: str) -> str:
     options = {**service.options, "environment": sorted(environment.items())}  # (the order of keys is no change)
     made_of = {"image": image_id, "command": service.command, "options": options,
                "labels": service.labels, "name": service.container_name}
+    if service.more_networks:  # (only then: the hash of a service on one network is as before)
+        made_of["more_networks"] = service.more_networks
     return hashlib.sha256(json.dumps(made_of, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -661,7 +667,7 @@ def up(store: Store, project: Project, services: list[str] | None = None, *, bui
     elif orphans:
         say(f"WARN Found orphan containers ({', '.join(c.name for c in orphans)}) for this project: remove them "
             "with --remove-orphans")
-    for engine_name in sorted({s.network for s in chosen} - {"none", "host", "bridge"}):
+    for engine_name in sorted({n for s in chosen for n in (s.network, *s.more_networks)} - {"none", "host", "bridge"}):
         try:
             networks.get_network(store, engine_name)
         except NetworkNotFound:
@@ -754,16 +760,20 @@ def _on_the_hosts_network(svc: Service, project: Project) -> Service:
     in its /etc/hosts as 127.0.0.1 (``--add-host``), where their servers listen."""
     if svc.network in ("none", "host", "bridge"):
         return svc
-    names = [n for s in project.services.values() if s.network == svc.network
+    mine = {svc.network, *svc.more_networks}
+    names = [n for s in project.services.values() if s.network in mine
              for n in s.options.get("network_aliases") or [s.name]]
+    names += [n for s in project.services.values() for net, aliases in s.more_networks.items() if net in mine
+              for n in aliases or [s.name]]
     options = {k: v for k, v in svc.options.items() if k not in ("ports", "network_aliases")}
     options["network"] = "host"
     options["extra_hosts"] = [*options.get("extra_hosts", []), *(f"{n}:127.0.0.1" for n in dict.fromkeys(names))]
-    return replace(svc, network="host", options=options)
+    return replace(svc, network="host", options=options, more_networks={})
 
 
 def _up_one(store: Store, project: Project, svc: Service, say: Say) -> Any:
     from . import container as containers
+    from . import network as networks
     from .errors import ImageNotFound
     from .image import get_image
     from .runtime import start_detached
@@ -797,6 +807,12 @@ def _up_one(store: Store, project: Project, svc: Service, say: Say) -> Any:
               DIRECTORY_LABEL: str(project.directory)}
     c = containers.create_from_image(store, svc.image, svc.command, name=svc.container_name, labels=labels,
                                      reuse_volumes=kept, **svc.options)
+    try:
+        for engine_name, aliases in svc.more_networks.items():  # (before it starts: all its interfaces at once)
+            networks.connect(store, c, engine_name, aliases)
+    except BaseException:
+        containers.remove(c, force=True)
+        raise
     say(f" Container {c.name}  Created")
     _start(c, svc, start_detached)
     say(f" Container {c.name}  Started")

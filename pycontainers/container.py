@@ -27,6 +27,14 @@ A removed container's directory is first renamed ``.<id>.removing`` (one atomic 
      "entrypoint": [...]          (only with --entrypoint: the part of the command it is, for commit)
      "health": {"Status": "starting|healthy|unhealthy", "FailingStreak": N, "Log": [...]}
                                   (only with a health check: Docker's State.Health, kept by health.py)
+     "networks": {"<network name>": {"id": "<its ID>", "address": "10.89.0.2", "prefixlen": 24,
+                  "gateway": "10.89.0.1", "bridge": "pyc-<10 hex>", "aliases": ["db", ...]}, ...}
+                                  (only on a bridge, root only: the networks it is on, in the order of its
+                                  interfaces eth0, eth1...; the first one's address gets its published ports.
+                                  Made at create, changed by network connect/disconnect under the network
+                                  lock (network.py); {} once it has left them all. State files written
+                                  before this held one "network": {"name": ..., <the same keys>}, without
+                                  "aliases" (the spec's were used): read_state converts them.)
      "id_maps": {"uid": [[inside, host, count], ...], "gid": [...]}}   (rootless only)
 
 A *monitor* process (a fork of a clean, single-threaded process: the CLI itself, or the zygote for
@@ -299,6 +307,23 @@ def starting(container: Container) -> Iterator[bool]:
 
 
 @contextlib.contextmanager
+def holding_start_lock(container: Container) -> Iterator[None]:
+    """The start lock, waited for: no start of the container is under way while the body runs (``network
+    connect`` changes the list of networks a start reads once, when it makes the interfaces)."""
+    import fcntl
+
+    try:
+        fd = os.open(container.dir / "start.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except FileNotFoundError:
+        raise ContainerNotFound(f"No such container: {container.name}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
 def not_starting(container: Container, patience: float = 30.0) -> Iterator[None]:
     """The start lock, waited for (up to *patience* seconds): a start in progress, or a ``cp`` working on the
     stopped container's file system (its helper holds the lock), ends before the directory goes from under it.
@@ -392,11 +417,24 @@ def running_elsewhere(container: Container) -> bool:
 
 def read_state(cdir: Path) -> dict[str, Any]:
     try:
-        return json.loads((cdir / "state.json").read_bytes())
+        state = json.loads((cdir / "state.json").read_bytes())
     except FileNotFoundError:
         raise ContainerNotFound(f"No such container: {cdir.name[:12]}") from None
     except ValueError as exc:
         raise PyContainersError(f"{cdir / 'state.json'} is not valid JSON: {exc}") from None
+    if "network" in state:
+        _upgrade_network(state)
+    return state
+
+
+def _upgrade_network(state: dict[str, Any]) -> None:
+    """A state written before containers joined several networks: its one ``network`` becomes ``networks``
+    (written so at its next save)."""
+    old = state.pop("network")
+    if old and "networks" not in state:
+        aliases = list((state.get("spec") or {}).get("aliases") or [])
+        state["networks"] = {old["name"]: {**{k: old[k] for k in ("id", "address", "prefixlen", "gateway", "bridge")},
+                                           "aliases": aliases}}
 
 
 # ------------------------------------------------------------------------------------------- names
@@ -473,7 +511,7 @@ def rename(container: Container, new_name: str) -> None:
             release_name(container.store, new_name, container.id)
             raise
         release_name(container.store, old, container.id)
-    if container.state.get("network"):
+    if container.state.get("networks"):
         from . import network
 
         network.renamed(container.store, container)
@@ -661,10 +699,10 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
             snapshot.save(snapshot.take(container.dir / "rootfs"), container.dir / PROOT_BASELINE)
         fill_new_volumes(store, image, spec, backend, id_maps(container))
     except BaseException:
-        if container.state.get("network"):
+        if container.state.get("networks"):
             from . import network
 
-            network.leave(store, container.state["network"]["name"], container.id)
+            network.leave_all(store, container)
         sh.rmtree(container.dir, ignore_errors=True)
         release_name(store, container.name, container.id)
         with contextlib.suppress(OSError, PyContainersError):  # (not those taken over from a replaced container)
@@ -1165,11 +1203,11 @@ def discard_directory(container: Container) -> Path:
     except ContainerNotFound:  # (removed by another process already: as os.rename would say)
         raise FileNotFoundError(2, "No such file or directory", str(container.dir)) from None
     release_name(container.store, container.name, container.id)
-    if container.state.get("network"):
+    if container.state.get("networks"):
         from . import network
 
         with contextlib.suppress(PyContainersError, OSError):  # (a lease left behind is dropped by the next join)
-            network.leave(container.store, container.state["network"]["name"], container.id)
+            network.leave_all(container.store, container)
     return trash
 
 

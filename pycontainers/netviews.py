@@ -139,7 +139,8 @@ def network_graph(containers: Iterable[Any], networks: Iterable[Any] = (), *,
 
     Left, the host's network namespace: each network's bridge with the gateway's address, the host's end of
     each container's veth pair, and each published port's listening socket, held by the forwarder. Right, each
-    container's own network namespace: ``eth0`` (the other end of its veth pair) with its address, and ``lo``.
+    container's own network namespace: ``eth0``, ``eth1``... (the other ends of its veth pairs, one per
+    network it is on) with their addresses, and ``lo``.
     A published port points at where the forwarder connects: the container's address on its bridge; its
     loopback for a rootless container; this machine's 127.0.0.1 under proot, whose containers share the
     host's network, like those of ``--network host``. Node names are positions (``net0``, ``c1_eth0``), so
@@ -203,18 +204,18 @@ def network_graph(containers: Iterable[Any], networks: Iterable[Any] = (), *,
             target, target_text = node, "127.0.0.1"
         else:
             inside: list[tuple[str, str, dict[str, str]]] = []
-            for network_name, info in attached:
+            for n, (network_name, info) in enumerate(attached):  # eth0, eth1...: one per network it is on
                 prefix = f"/{info['IPPrefixLen']}" if info.get("IPPrefixLen") else ""
-                inside.append((f"c{k}_eth0", f"eth0\n{info['IPAddress']}{prefix}",
+                inside.append((f"c{k}_eth{n}", f"eth{n}\n{info['IPAddress']}{prefix}",
                                {"fillcolor": CONTAINER_COLOUR, "color": CONTAINER_BORDER, **style}))
                 if running:  # the namespace, and the pair with it, exist only while it runs
-                    veth = f"c{k}_veth"
-                    host_nodes.append((veth, f"{veth_names(doc['Id'])[0]}\n{cname}'s veth, host end",
-                                       {"fillcolor": VETH_COLOUR}))
+                    veth = f"c{k}_veth" + (str(n) if n else "")
+                    host_end = veth_names(doc["Id"], "" if network_name == mode else info["NetworkID"])[0]
+                    host_nodes.append((veth, f"{host_end}\n{cname}'s veth, host end", {"fillcolor": VETH_COLOUR}))
                     edges.append((net_ids[network_name], veth, {"dir": "none"}))
-                    edges.append((veth, f"c{k}_eth0", {"dir": "none", "penwidth": "2", "label": "veth pair"}))
-                target, target_text = f"c{k}_eth0", info["IPAddress"]
-                break  # one network per container here
+                    edges.append((veth, f"c{k}_eth{n}", {"dir": "none", "penwidth": "2", "label": "veth pair"}))
+                if not n:  # published ports lead to the first network's address
+                    target, target_text = f"c{k}_eth0", info["IPAddress"]
             inside.append((f"c{k}_lo", "lo\n127.0.0.1", {"fillcolor": VETH_COLOUR, **style}))
             if not target:
                 target, target_text = f"c{k}_lo", "127.0.0.1"

@@ -16,6 +16,17 @@ moved into the container's network namespace as ``eth0``. On networks made with 
 on the default ``bridge``, as in Docker) containers find each other by name: each one's ``/etc/hosts``
 lists the others, and is rewritten in place when one joins or leaves.
 
+A container may be on several networks (tiers kept apart: an api on ``front`` and ``back``, a database on
+``back`` only). Its state's ``networks`` lists them in the order of its interfaces (eth0, eth1...: see
+container.py); ``network connect`` adds one, ``network disconnect`` takes one away. A created or stopped
+container gets its interfaces at its next start; a running one at once (``plug``): a veth pair whose
+container end is made right inside the namespace of its PID 1, as the next free ethN, then given its
+address (its subnet's route comes with it) from a thread that has entered that namespace (setns(2)).
+The default route and the published ports stay with the first network. Each pair's host end has a name of
+its own (``veth_names``): ``pv<12 hex of the container ID>`` on the network it was created on,
+``pv<8 hex><5 hex of the network ID>`` on the others (15 characters, the kernel's most). Its /etc/hosts
+lists the members of each user-defined network it is on.
+
 Published ports (``-p 8080:80``) go through a forwarder in the container's monitor, as Docker's
 ``docker-proxy`` does: it listens on the host and opens a connection to the container for each client.
 
@@ -49,7 +60,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InvalidArgument, NetworkError, NetworkNotFound
+from .errors import ContainerNotFound, InvalidArgument, NetworkError, NetworkNotFound, PyContainersError
 from .spec import _NETWORK_NAME
 from .spec import NETWORK_MODES as MODES
 from .store import Store, atomic_write
@@ -260,38 +271,179 @@ def _container_names(store: Store, net: Network) -> list[str]:
 
 
 def _forget_removed(store: Store, net: Network) -> None:
-    """Drop the leases of containers whose directory is gone (a process killed while removing one)."""
-    from .container import containers_dir
+    """Drop the leases of containers whose directory is gone (a process killed while removing one), or whose
+    state does not list *net* (killed between the lease and the state: every writer of both holds the lock)."""
+    from .container import containers_dir, read_state
 
-    gone = [cid for cid in net.leases if not (containers_dir(store) / cid).is_dir()]
-    for cid in gone:
-        del net.leases[cid]
+    for cid in list(net.leases):
+        try:
+            listed = net.name in (read_state(containers_dir(store) / cid).get("networks") or {})
+        except ContainerNotFound:
+            listed = False
+        except (PyContainersError, OSError):  # (unreadable: not ours to judge)
+            listed = True
+        if not listed:
+            del net.leases[cid]
 
 
 # ---------------------------------------------------------------------- containers joining and leaving
 
 
+def endpoints(container: Container) -> dict[str, dict[str, Any]]:
+    """The networks the container is on (its state's ``networks``), in the order of its interfaces: the
+    first one's is eth0, with the default route, and its published ports lead to that address."""
+    return container.state.get("networks") or {}
+
+
+def host_veth(container: Container, network: str, info: dict[str, Any]) -> str:
+    """The host end's name of the container's veth pair on *network* (``veth_names``)."""
+    return veth_names(container.id, "" if network == container.spec.network else info["id"])[0]
+
+
+def _lease(net: Network, container_id: str, wanted: str | None = None) -> str:
+    """A free address on *net* (or the one asked for, if it is free), recorded in its leases (not yet saved)."""
+    subnet = ipaddress.ip_network(net.subnet)
+    used = {ipaddress.ip_address(a) for c, a in net.leases.items() if c != container_id}
+    used.add(ipaddress.ip_address(net.gateway))
+    if wanted is None:
+        address = next((a for a in subnet.hosts() if a not in used), None)
+        if address is None:
+            raise NetworkError(f"network {net.name} has no free address left in {net.subnet}")
+    else:
+        try:
+            address = ipaddress.IPv4Address(wanted)
+        except ValueError:
+            raise InvalidArgument(f"invalid IPv4 address: {wanted}") from None
+        if address not in subnet or address in (subnet.network_address, subnet.broadcast_address):
+            raise InvalidArgument(f"no configured subnet or ip-range contain the IP address {wanted}")
+        if address in used:
+            raise NetworkError(f"Address already in use: {wanted} on network {net.name}")
+    net.leases[container_id] = str(address)
+    return str(address)
+
+
+def _endpoint(net: Network, address: str, aliases: list[str]) -> dict[str, Any]:
+    """What the container's state keeps of its place on *net* (an entry of ``networks``)."""
+    return {"id": net.id, "address": address, "prefixlen": net.prefixlen, "gateway": net.gateway,
+            "bridge": net.bridge, "aliases": aliases}
+
+
 def join(store: Store, container: Container) -> None:
-    """At ``create``: lease the container an address and, on a user-defined network, tell the others its
-    name (and it theirs) in /etc/hosts. Recorded in its state as ``network``."""
+    """At ``create``: lease the container an address on its network and, on a user-defined network, tell
+    the others its name (and it theirs) in /etc/hosts. Recorded in its state's ``networks``."""
     spec = container.spec
     if not spec.on_a_network or container.state.get("backend") in ("rootless", "proot"):
         return
     with locked(store):
         net = _default_network(store) if spec.network == DEFAULT else get_network(store, spec.network)
         _forget_removed(store, net)
-        used = {ipaddress.ip_address(a) for a in net.leases.values()} | {ipaddress.ip_address(net.gateway)}
-        address = next((a for a in ipaddress.ip_network(net.subnet).hosts() if a not in used), None)
-        if address is None:
-            raise NetworkError(f"network {net.name} has no free address left in {net.subnet}")
-        net.leases[container.id] = str(address)
+        address = _lease(net, container.id)
         _save(store, net)
-        container.save(network={"name": net.name, "id": net.id, "address": str(address),
-                                "prefixlen": net.prefixlen, "gateway": net.gateway, "bridge": net.bridge})
-        if net.resolves_names:
-            rewrite_hosts_files(store, net)
-        else:
-            rewrite_hosts_file(container, None)
+        container.save(networks={net.name: _endpoint(net, address, list(spec.aliases))})
+        _rewrite_for(store, container, net)
+
+
+HOST_CONFLICT = "container cannot be disconnected from host network or connected to host network"
+NONE_CONFLICT = "container cannot be connected to multiple networks with one of the networks in private (none) mode"
+
+
+def _refuse_modes(container: Container, ref: str) -> None:
+    """Docker's refusals: ``host`` and ``none`` are no networks to join or leave, and a container on one of
+    them (its own namespace with only loopback, or the host's) joins no other; nor does one without bridges."""
+    backend = container.state.get("backend")
+    if backend in ("rootless", "proot"):
+        raise NetworkError(f"container {container.name} uses the {backend} back end, which has no bridges or "
+                           "veth pairs (they need root): its containers cannot be connected to networks")
+    if "host" in (ref, container.spec.network):
+        raise NetworkError(HOST_CONFLICT)
+    if "none" in (ref, container.spec.network):
+        raise NetworkError(NONE_CONFLICT)
+
+
+def connect(store: Store, container: Container, ref: str, aliases: list[str] | None = None,
+            ip: str | None = None) -> None:
+    """``docker network connect [--alias A] [--ip IP] NETWORK CONTAINER``: an address on one more network,
+    the names of its members in /etc/hosts, and, while the container runs, its interface at once (``plug``);
+    otherwise at its next start.
+
+    Under the container's start lock first (a start reads the networks once, when it makes the interfaces:
+    it ends before the list changes), then the store's network lock, in the order ``rm`` takes them."""
+    from .container import holding_start_lock
+    from .spec import parse_aliases
+
+    _refuse_modes(container, ref)
+    wanted = parse_aliases(list(aliases or []))
+    with holding_start_lock(container), locked(store):
+        net = _default_network(store) if ref == DEFAULT else get_network(store, ref)
+        container.reload()
+        joined = endpoints(container)
+        if net.name in joined:
+            raise NetworkError(f"endpoint with name {container.name} already exists in network {net.name}")
+        if not net.resolves_names and wanted:
+            raise InvalidArgument("network-scoped aliases are supported only for containers on user-defined networks")
+        if not net.resolves_names and ip is not None:
+            raise InvalidArgument("user specified IP address is supported on user defined networks only")
+        _forget_removed(store, net)
+        info = _endpoint(net, _lease(net, container.id, ip), wanted)
+        if host_veth(container, net.name, info) in {host_veth(container, n, e) for n, e in joined.items()}:
+            raise NetworkError(f"container {container.name} is on a network whose ID begins as {net.name}'s: "
+                               "their interfaces would have the same name")
+        _save(store, net)
+        try:
+            _save_networks(container, {**joined, net.name: info})
+            if container.status == "running":
+                plug(container, net.name, info)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                _save_networks(container, joined)
+            net.leases.pop(container.id, None)
+            _save(store, net)
+            raise
+        _rewrite_for(store, container, net)
+
+
+def disconnect(store: Store, container: Container, ref: str, force: bool = False) -> None:
+    """``docker network disconnect [-f] NETWORK CONTAINER``: its interface there goes at once if it runs
+    (``unplug``), its address is freed and its name leaves the members' /etc/hosts. With *force*, a network
+    whose record has gone is still let go of. The locks as ``connect``'s."""
+    from .container import holding_start_lock
+
+    _refuse_modes(container, ref)
+    with holding_start_lock(container), locked(store):
+        container.reload()
+        joined = endpoints(container)
+        try:
+            net: Network | None = get_network(store, ref)
+        except NetworkNotFound:
+            if ref == DEFAULT or (force and ref in joined):  # (the default network is made on first use only)
+                net = None
+            else:
+                raise
+        name = net.name if net else ref
+        info = joined.get(name)
+        if info is None:
+            raise NetworkError(f"container {container.name} is not connected to network {name}")
+        left = {n: e for n, e in joined.items() if n != name}
+        if container.status == "running":
+            first = next(iter(joined))
+            if name == first and container.spec.ports:
+                raise NetworkError(f"container {container.name} publishes ports at its address on network {name}: "
+                                   "stop it before disconnecting it from that network")
+            unplug(host_veth(container, name, info))
+            if name == first and left:  # the default route went with that interface: through the next network
+                reroute(container, next(iter(left.values()))["gateway"])
+        _save_networks(container, left)
+        if net is not None and net.leases.pop(container.id, None) is not None:
+            _save(store, net)
+        _rewrite_for(store, container, net)
+
+
+def _save_networks(container: Container, networks: dict[str, dict[str, Any]]) -> None:
+    """Record the container's networks; a container removed meanwhile is said to be gone."""
+    try:
+        container.save(networks=networks)
+    except FileNotFoundError:
+        raise ContainerNotFound(f"No such container: {container.name}") from None
 
 
 def leave(store: Store, ref: str, container_id: str) -> None:
@@ -307,62 +459,104 @@ def leave(store: Store, ref: str, container_id: str) -> None:
                 rewrite_hosts_files(store, net)
 
 
+def leave_all(store: Store, container: Container) -> None:
+    """At the container's removal: ``leave`` every network it is on (one damaged record spares the others)."""
+    for name in endpoints(container):
+        with contextlib.suppress(PyContainersError, OSError):
+            leave(store, name, container.id)
+
+
 def renamed(store: Store, container: Container) -> None:
-    """After ``rename``: the /etc/hosts files that name the container (on a user-defined network, every
-    member's; on the default bridge, its own) say its new name."""
-    info = container.state.get("network")
-    if not info:
-        return
-    with locked(store), contextlib.suppress(NetworkNotFound):
-        net = get_network(store, info["name"])
-        if net.resolves_names:
-            rewrite_hosts_files(store, net)
-        else:
-            with contextlib.suppress(OSError):
-                rewrite_hosts_file(container, None)
+    """After ``rename``: the /etc/hosts files that name the container (every member's of each user-defined
+    network it is on; its own) say its new name."""
+    with locked(store):
+        for name in endpoints(container):
+            with contextlib.suppress(NetworkNotFound):
+                net = get_network(store, name)
+                if net.resolves_names:
+                    rewrite_hosts_files(store, net)
+        with contextlib.suppress(OSError):
+            rewrite_hosts_file(store, container)
+
+
+def _rewrite_for(store: Store, container: Container, net: Network | None) -> None:
+    """After the container joined or left *net* (the lock held): the /etc/hosts of *net*'s members, and its own."""
+    if net is not None and net.resolves_names:
+        rewrite_hosts_files(store, net)
+    with contextlib.suppress(OSError):
+        rewrite_hosts_file(store, container)
+
+
+def _members(store: Store, net: Network, known: dict[str, Container]) -> list[tuple[Container, str]]:
+    """The containers on *net* and their addresses there (read once each, into *known*)."""
+    from .container import Container, containers_dir, read_state
+
+    found = []
+    for cid, address in net.leases.items():
+        if cid not in known:
+            with contextlib.suppress(Exception):
+                known[cid] = Container(store, cid, read_state(containers_dir(store) / cid))
+        if cid in known:
+            found.append((known[cid], address))
+    return found
 
 
 def rewrite_hosts_files(store: Store, net: Network) -> None:
-    """Every container on *net* gets an /etc/hosts naming all the others (a bind mount of a file in its
-    directory: rewritten in place, so the running container sees the change)."""
-    from .container import Container, containers_dir, read_state
-
-    members = []
-    for cid, address in net.leases.items():
-        with contextlib.suppress(Exception):
-            members.append((Container(store, cid, read_state(containers_dir(store) / cid)), address))
-    for container, _ in members:
-        others = [(a, " ".join([c.name, *c.spec.aliases, c.id[:12]])) for c, a in members if c.id != container.id]
+    """Every container on *net* gets an /etc/hosts naming the members of each of its user-defined networks
+    (a bind mount of a file in its directory: rewritten in place, so the running container sees the change)."""
+    known: dict[str, Container] = {}
+    for container, _ in _members(store, net, known):
         with contextlib.suppress(OSError):
-            rewrite_hosts_file(container, others)
+            rewrite_hosts_file(store, container, known)
+
+
+def _others(store: Store, container: Container, known: dict[str, Container]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """For each user-defined network the container is on: its name, and its other members' addresses and
+    names there (their name, their aliases on it, their short ID)."""
+    groups = []
+    for name in endpoints(container):
+        if name == DEFAULT:
+            continue
+        try:
+            net = get_network(store, name)
+        except NetworkNotFound:
+            continue
+        others = [(a, " ".join([c.name, *endpoints(c).get(name, {}).get("aliases", []), c.id[:12]]))
+                  for c, a in _members(store, net, known) if c.id != container.id]
+        groups.append((name, others))
+    return groups
 
 
 HOSTS_END = "# (end of the lines pycontainers keeps: yours may follow)"
 
 
-def hosts_text(hostname: str, address: str | None, others: list[tuple[str, str]] | None, name: str = "",
-               network: str = "", tail: str = "", extra: list[list[str]] = ()) -> str:  # type: ignore[assignment]
-    """/etc/hosts: loopback, the container itself (its hostname, and its name on a network), the *extra*
-    lines of ``--add-host``, then on a user-defined network the others between two comment lines, then *tail*
-    (lines added inside)."""
+def hosts_text(hostname: str, address: str | None, groups: list[tuple[str, list[tuple[str, str]]]], name: str = "",
+               tail: str = "", extra: list[list[str]] = ()) -> str:  # type: ignore[assignment]
+    """/etc/hosts: loopback, the container itself (its hostname, and its names on its networks), the *extra*
+    lines of ``--add-host``, then for each user-defined network it is on, the others there (*groups*: the
+    network's name, and its members' addresses and names), then a comment line and *tail* (lines added inside)."""
     own = hostname if name in ("", hostname) else f"{hostname} {name}"
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", f"{address or '127.0.1.1'}\t{own}"]
     lines += [f"{a}\t{n}" for n, a in extra]
-    if others is not None:
+    for network, others in groups:
         lines.append(f"# the other containers on network {network}")
         lines += [f"{a}\t{names}" for a, names in sorted(others, key=lambda o: ipaddress.ip_address(o[0]))]
+    if groups:
         lines.append(HOSTS_END)
     return "\n".join(lines) + "\n" + tail
 
 
-def rewrite_hosts_file(container: Container, others: list[tuple[str, str]] | None) -> None:
+def rewrite_hosts_file(store: Store, container: Container, known: dict[str, Container] | None = None) -> None:
     """Write the container's /etc/hosts in place (the same inode: its bind mount shows the change at once),
     keeping the lines added inside after ours (``echo "1.2.3.4 db" >> /etc/hosts``), as Docker keeps them.
 
     Never blocks: the container's root owns the file and could hold a lease on it, which would make an
     ordinary open wait (``lease-break-time``, 45 s) with the store's network lock held; such a file is
     left as it was (O_NONBLOCK: EWOULDBLOCK). O_NOFOLLOW: a symbolic link there is not followed."""
-    info = container.state.get("network") or {}
+    joined = endpoints(container)
+    first = next(iter(joined.values()), {})
+    groups = _others(store, container, {} if known is None else known)
+    aliases = [a for n, e in joined.items() if n != DEFAULT for a in e.get("aliases", [])]
     try:
         fd = os.open(container.dir / "hosts", os.O_RDWR | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except BlockingIOError:
@@ -370,10 +564,11 @@ def rewrite_hosts_file(container: Container, others: list[tuple[str, str]] | Non
     try:
         current = os.pread(fd, 1 << 20, 0).decode(errors="replace")
         _, end, tail = current.partition(HOSTS_END + "\n")
-        text = hosts_text(container.spec.hostname, info.get("address"), others,
-                          " ".join([container.name, *container.spec.aliases])  # (its own names too)
-                          if info.get("name") not in (None, DEFAULT) else "", info.get("name", ""),
-                          tail if end else "", container.spec.extra_hosts).encode()
+        if not end:  # no other containers listed yet: ours are the first lines, then any added inside
+            tail = "".join(current.splitlines(keepends=True)[3 + len(container.spec.extra_hosts):])
+        text = hosts_text(container.spec.hostname, first.get("address"), groups,
+                          " ".join(dict.fromkeys([container.name, *aliases])) if groups else "",  # (its own too)
+                          tail, container.spec.extra_hosts).encode()
         os.pwrite(fd, text, 0)
         os.ftruncate(fd, len(text))
     finally:
@@ -909,31 +1104,36 @@ def with_netlink(work: Callable[[Any], None]) -> None:
         raise failure[0]
 
 
-def veth_names(container_id: str) -> tuple[str, str]:
-    """The names of a container's veth pair: on the host (15 characters at most), and inside."""
-    return f"pv{container_id[:12]}", "eth0"
+def veth_names(container_id: str, network_id: str = "") -> tuple[str, str]:
+    """The names of a container's veth pair: on the host (15 characters at most, the kernel's limit), and
+    the first one's inside. On the network it was created on (no *network_id*): ``pv`` and 12 hex digits of
+    its ID (14 characters); on each network connected later: ``pv``, 8 of its ID and 5 of the network's (15)."""
+    if not network_id:
+        return f"pv{container_id[:12]}", "eth0"
+    return f"pv{container_id[:8]}{network_id[:5]}", "eth0"
 
 
 def attach(container: Container) -> PortForwarder | None:
-    """In the monitor, before PID 1 is forked: give the container its network, and return the forwarder
-    of its published ports (not yet started). Afterwards the monitor is in the container's network
-    namespace (made here, and inherited by PID 1): it goes away with the container's last process, and
-    the veth pair with it.
+    """In the monitor, before PID 1 is forked: give the container its networks, and return the forwarder
+    of its published ports (not yet started), which lead to its first network's address. Afterwards the
+    monitor is in the container's network namespace (made here, and inherited by PID 1): it goes away with
+    the container's last process, and the veth pairs with it.
     """
     spec = container.spec
     bindings = [PortBinding(c, h, ip) for ip, h, c in spec.ports]
     backend = container.state.get("backend")
     if backend == "proot":  # the host's network: connect to the server where it listens, on this machine
         return proot_forwarder(bindings)
-    info = container.state.get("network")
-    if not info and backend in ("native", "runc"):
+    if "networks" not in container.state and backend in ("native", "runc"):
         raise NetworkError(f"container {container.name} has no address on network {spec.network} (its creation "
                            "was interrupted): remove it and create it again")
-    forwarder = PortForwarder(bindings, info["address"] if info else "127.0.0.1") if bindings else None
+    joined = endpoints(container)
+    first = next(iter(joined.values()), None)
+    forwarder = PortForwarder(bindings, first["address"] if first else "127.0.0.1") if bindings else None
     try:
-        if info:
-            join_bridge(container, info)
-        else:  # rootless: no veth pair, only a namespace of its own, whose loopback the forwarder reaches
+        if joined:
+            join_bridges(container, joined)
+        else:  # rootless (or every network disconnected): a namespace of its own, whose loopback the forwarder reaches
             from .linux import CLONE_NEWNET, unshare
             from .pid1 import bring_up_loopback
 
@@ -964,41 +1164,167 @@ def proot_forwarder(bindings: list[PortBinding]) -> PortForwarder | None:
     return forwarder if bindings else None
 
 
-def join_bridge(container: Container, info: dict[str, Any]) -> None:
-    """A network namespace of our own, then the veth pair: made by a netlink socket still in the host's
-    namespace, with its container end created right inside ours as eth0 (moving a device between
-    namespaces afterwards costs tens of milliseconds of RCU waits); then eth0's address and default route."""
+def join_bridges(container: Container, joined: dict[str, dict[str, Any]]) -> None:
+    """A network namespace of our own, then a veth pair per network: made by a netlink socket still in the
+    host's namespace, with the container end created right inside ours as eth0, eth1... (moving a device
+    between namespaces afterwards costs tens of milliseconds of RCU waits); then their addresses, and the
+    default route through the first network's gateway."""
     from pyroute2.iproute.linux import IPRoute
 
     from .linux import CLONE_NEWNET, unshare
     from .pid1 import bring_up_loopback
 
-    host_end, _ = veth_names(container.id)
     with IPRoute() as host:  # its netlink socket stays in the host's namespace after unshare below
-        bridge = ensure_bridge(host, info["bridge"], info["gateway"], info["prefixlen"])
-        stale = link_index(host, host_end)
-        if stale is not None:  # the pair of this container's last run, whose namespace is still going away
-            from .container import running_elsewhere
+        pairs = []
+        for n, (name, info) in enumerate(joined.items()):
+            host_end = host_veth(container, name, info)
+            bridge = ensure_bridge(host, info["bridge"], info["gateway"], info["prefixlen"])
+            stale = link_index(host, host_end)
+            if stale is not None:  # the pair of this container's last run, whose namespace is still going away
+                from .container import running_elsewhere
 
-            if running_elsewhere(container):  # ... or of a start of the same container at the same time
-                raise NetworkError(f"container {container.name} is already running")
-            _netlink("delete stale veth", host_end, host.link, "del", index=stale)
+                if running_elsewhere(container):  # ... or of a start of the same container at the same time
+                    raise NetworkError(f"container {container.name} is already running")
+                _netlink("delete stale veth", host_end, host.link, "del", index=stale)
+            pairs.append((host_end, f"eth{n}", bridge, info))
         unshare(CLONE_NEWNET)
         bring_up_loopback()
-        _netlink("create veth pair", host_end, host.link, "add", ifname=host_end, kind="veth",
-                 peer={"ifname": "eth0", "net_ns_pid": os.getpid(), "address": mac_address(info["address"])})
-        end = link_index(host, host_end)
-        if end is None:
-            raise NetworkError(f"cannot create veth pair {host_end}: the kernel did not make it (netlink add)")
-        try:
-            _netlink("attach", host_end, host.link, "set", index=end, master=bridge, state="up")
-        except BaseException:
-            with contextlib.suppress(Exception):
-                host.link("del", index=end)
-            raise
+        for host_end, inside_end, bridge, info in pairs:
+            make_veth_pair(host, host_end, inside_end, {"net_ns_pid": os.getpid()}, bridge, info["address"])
     with IPRoute() as inside:  # opened now: in the container's namespace
-        index = link_index(inside, "eth0")
-        _netlink("give an address to", "eth0", inside.addr, "add", index=index, address=info["address"],
-                 prefixlen=info["prefixlen"])
-        _netlink("bring up", "eth0", inside.link, "set", index=index, state="up")
-        _netlink("add the default route on", "eth0", inside.route, "add", gateway=info["gateway"])
+        for _, inside_end, _, info in pairs:
+            configure_inside(inside, inside_end, info)
+        _netlink("add the default route on", "eth0", inside.route, "add", gateway=pairs[0][3]["gateway"])
+
+
+def make_veth_pair(host: Any, host_end: str, inside_end: str, namespace: dict[str, int], bridge: int,
+                   address: str) -> None:
+    """A veth pair: *host_end* on the bridge (index *bridge*), up; *inside_end* made in the network namespace
+    *namespace* names (``{"net_ns_pid": PID}`` or ``{"net_ns_fd": FD}``), with *address*'s MAC (``mac_address``)."""
+    _netlink("create veth pair", host_end, host.link, "add", ifname=host_end, kind="veth",
+             peer={"ifname": inside_end, **namespace, "address": mac_address(address)})
+    end = link_index(host, host_end)
+    if end is None:
+        raise NetworkError(f"cannot create veth pair {host_end}: the kernel did not make it (netlink add)")
+    try:
+        _netlink("attach", host_end, host.link, "set", index=end, master=bridge, state="up")
+    except BaseException:
+        with contextlib.suppress(Exception):
+            host.link("del", index=end)
+        raise
+
+
+def configure_inside(inside: Any, ifname: str, info: dict[str, Any]) -> None:
+    """The container's end of a pair: its address (the subnet's route comes with it), and up."""
+    index = link_index(inside, ifname)
+    if index is None:
+        raise NetworkError(f"cannot configure {ifname}: the container's namespace has no such device")
+    _netlink("give an address to", ifname, inside.addr, "add", index=index, address=info["address"],
+             prefixlen=info["prefixlen"])
+    _netlink("bring up", ifname, inside.link, "set", index=index, state="up")
+
+
+def container_netns(container: Container) -> int | None:
+    """An open descriptor of the running container's network namespace, or None if its PID 1 has ended (or
+    its PID is another process's by now: the start time recorded tells, checked after the open)."""
+    from .container import pid_alive
+    from .runtime import container_init_process
+
+    pid, start = container_init_process(container)
+    try:
+        ns_fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    ours = os.stat("/proc/self/ns/net")
+    theirs = os.fstat(ns_fd)
+    if not pid_alive(pid, start) or (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
+        os.close(ns_fd)
+        return None
+    return ns_fd
+
+
+def plug(container: Container, network: str, info: dict[str, Any]) -> None:
+    """``network connect`` of a running container: a veth pair whose container end is made right in the
+    namespace of its PID 1, as the next free ethN, then given its address. Undone if a step fails. A
+    container that has just ended gets it at its next start."""
+    ns_fd = container_netns(container)
+    if ns_fd is None:
+        return
+    host_end = host_veth(container, network, info)
+    try:
+        names = in_namespace(ns_fd, lambda ipr: {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()})
+        inside_end = next(f"eth{n}" for n in range(len(names) + 1) if f"eth{n}" not in names)
+
+        def make(host: Any) -> None:
+            bridge = ensure_bridge(host, info["bridge"], info["gateway"], info["prefixlen"])
+            stale = link_index(host, host_end)
+            if stale is not None:  # (left by a disconnect that could not finish)
+                _netlink("delete stale veth", host_end, host.link, "del", index=stale)
+            make_veth_pair(host, host_end, inside_end, {"net_ns_fd": ns_fd}, bridge, info["address"])
+
+        with_netlink(make)
+        try:
+            in_namespace(ns_fd, lambda ipr: configure_inside(ipr, inside_end, info))
+        except BaseException:
+            unplug(host_end)
+            raise
+    finally:
+        os.close(ns_fd)
+
+
+def reroute(container: Container, gateway: str) -> None:
+    """The running container's default route, through *gateway* (its first network left it without one)."""
+    ns_fd = container_netns(container)
+    if ns_fd is None:
+        return
+    try:
+        in_namespace(ns_fd, lambda ipr: _netlink("add the default route through", gateway, ipr.route, "replace",
+                                                 dst="0.0.0.0/0", gateway=gateway))
+    finally:
+        os.close(ns_fd)
+
+
+def unplug(host_end: str) -> None:
+    """``network disconnect`` of a running container: delete the host end of its pair (its end in the
+    container goes with it), if it is there."""
+
+    def delete(ipr: Any) -> None:
+        index = link_index(ipr, host_end)
+        if index is not None:
+            _netlink("delete veth", host_end, ipr.link, "del", index=index)
+
+    with_netlink(delete)
+
+
+def in_namespace(ns_fd: int, work: Callable[[Any], Any]) -> Any:
+    """``work(ipr)`` with an ``IPRoute`` opened inside the network namespace *ns_fd*: from a thread of its own,
+    which enters it (setns(2) moves the calling thread only) and ends with the work."""
+    import threading
+
+    from pyroute2.iproute.linux import IPRoute
+
+    from .linux import CLONE_NEWNET, setns
+
+    result: list[Any] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        try:
+            setns(ns_fd, CLONE_NEWNET)
+            with IPRoute() as ipr:
+                result.append(work(ipr))
+        except (OSError, NetlinkError) as exc:  # (one line for the caller, not a traceback)
+            code = getattr(exc, "code", None) or getattr(exc, "errno", None)
+            failure.append(NetworkError(f"cannot work in the container's network namespace: "
+                                        f"{os.strerror(code) if code else exc}"))
+        except BaseException as exc:  # noqa: BLE001 (raised again in the caller's thread)
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, name="pycontainers-netns")
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]
+    return result[0]

@@ -104,7 +104,7 @@ def launch(container: Container, lowers: list[str], stdio: tuple[int, int, int],
     if not is_external(container):
         seccomp_program(container)
         machine_layout()
-    if container.state.get("network"):
+    if container.state.get("networks"):
         from .network import load_netlink
 
         load_netlink()  # once per process, not in each monitor

@@ -70,9 +70,9 @@ def network_client(busybox_store: Store, monkeypatch: pytest.MonkeyPatch) -> Ite
     monkeypatch.delenv("PYCONTAINERS_BACKEND", raising=False)
     c = Client(busybox_store.home)
     yield c
-    ours = {f"pv{container.id[:12]}" for container in c.containers.list(all=True)}
+    ours = tuple(f"pv{container.id[:8]}" for container in c.containers.list(all=True))  # (network.veth_names)
     for container in c.containers.list(all=True):
         container.remove(force=True)
     remove_bridges(busybox_store.home)
-    wait_for(lambda: not veths() & ours, "the veth pairs to go with their containers")
+    wait_for(lambda: not any(v.startswith(ours) for v in veths()), "the veth pairs to go with their containers")
     wait_for(lambda: not forwarders(), "the port forwarders to end")

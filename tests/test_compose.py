@@ -112,7 +112,7 @@ def test_variables_come_from_the_environment_over_the_dot_env_file(tmp_path: Pat
     ("services: {s: {image: busybox, volumes: ['data:/data']}}", "volume 'data' is not declared"),
     ("services: {s: {image: busybox, volumes: [{type: volume}]}}", "use the short syntax"),
     ("services: {s: {image: busybox, networks: [back]}}", "network 'back' is not declared"),
-    ("services: {s: {image: busybox, networks: [a, b]}}\nnetworks: {a: {}, b: {}}", "joins one network"),
+    ("services: {s: {image: busybox, networks: [a, c]}}\nnetworks: {a: {}, b: {}}", "network 'c' is not declared"),
     ("services: {s: {image: busybox, ports: ['53:53/udp']}}", "only TCP ports"),
     ("services: {s: {image: busybox, command: [true]}}", "True is not a string: quote it"),
     ("services: {s: {image: busybox}, s: {image: busybox}}", "mapping key 's' is given twice"),

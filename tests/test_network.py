@@ -192,7 +192,7 @@ def test_a_failed_create_gives_its_lease_back_without_waiting_for_itself(client:
 def test_a_container_whose_creation_was_cut_short_is_not_started_without_its_network(client: Client) -> None:
     c = client.containers.create("busybox", ["true"], network="bridge")
     state = json.loads((client.store.home / "containers" / c.id / "state.json").read_text())
-    del state["network"]  # as if killed between the lease and the container's state
+    del state["networks"]  # as if killed between the lease and the container's state
     (client.store.home / "containers" / c.id / "state.json").write_text(json.dumps(state))
     with pytest.raises(PyContainersError, match="has no address on network bridge"):
         client.containers.get(c.id).start()
