@@ -191,17 +191,8 @@ class Container:
     def state_lock(self) -> Iterator[None]:
         """flock ``state.lock``: one writer of the state at a time (``save``), or one reader-then-writer
         (``rename``, ``discard_directory``). ContainerNotFound if its directory is gone."""
-        import fcntl
-
-        try:
-            lock = os.open(self.dir / "state.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except FileNotFoundError:
-            raise ContainerNotFound(f"No such container: {self.name}") from None
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with flocked(self, "state.lock"):
             yield
-        finally:
-            os.close(lock)
 
     @property
     def status(self) -> str:
@@ -310,10 +301,18 @@ def starting(container: Container) -> Iterator[bool]:
 def holding_start_lock(container: Container) -> Iterator[None]:
     """The start lock, waited for: no start of the container is under way while the body runs (``network
     connect`` changes the list of networks a start reads once, when it makes the interfaces)."""
+    with flocked(container, "start.lock"):
+        yield
+
+
+@contextlib.contextmanager
+def flocked(container: Container, lock: str) -> Iterator[None]:
+    """flock the container's file *lock* (made if missing), waiting for it; ContainerNotFound if its
+    directory is gone."""
     import fcntl
 
     try:
-        fd = os.open(container.dir / "start.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(container.dir / lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except FileNotFoundError:
         raise ContainerNotFound(f"No such container: {container.name}") from None
     try:

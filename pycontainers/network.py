@@ -1087,21 +1087,28 @@ def with_netlink(work: Callable[[Any], None]) -> None:
     except RuntimeError:
         run()
         return
+    in_a_thread(run, "pycontainers-netlink")
+
+
+def in_a_thread(work: Callable[[], Any], name: str) -> Any:
+    """``work()``'s result, computed in a thread of its own (whose exception is raised again here)."""
+    import threading
+
+    result: list[Any] = []
     failure: list[BaseException] = []
 
-    def in_thread() -> None:
+    def run() -> None:
         try:
-            run()
+            result.append(work())
         except BaseException as exc:  # noqa: BLE001 (raised again in the caller's thread)
             failure.append(exc)
 
-    import threading
-
-    worker = threading.Thread(target=in_thread, name="pycontainers-netlink")
+    worker = threading.Thread(target=run, name=name)
     worker.start()
     worker.join()
     if failure:
         raise failure[0]
+    return result[0]
 
 
 def veth_names(container_id: str, network_id: str = "") -> tuple[str, str]:
@@ -1299,32 +1306,19 @@ def unplug(host_end: str) -> None:
 def in_namespace(ns_fd: int, work: Callable[[Any], Any]) -> Any:
     """``work(ipr)`` with an ``IPRoute`` opened inside the network namespace *ns_fd*: from a thread of its own,
     which enters it (setns(2) moves the calling thread only) and ends with the work."""
-    import threading
-
     from pyroute2.iproute.linux import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
 
     from .linux import CLONE_NEWNET, setns
 
-    result: list[Any] = []
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        from pyroute2.netlink.exceptions import NetlinkError
-
+    def run() -> Any:
         try:
             setns(ns_fd, CLONE_NEWNET)
             with IPRoute() as ipr:
-                result.append(work(ipr))
+                return work(ipr)
         except (OSError, NetlinkError) as exc:  # (one line for the caller, not a traceback)
             code = getattr(exc, "code", None) or getattr(exc, "errno", None)
-            failure.append(NetworkError(f"cannot work in the container's network namespace: "
-                                        f"{os.strerror(code) if code else exc}"))
-        except BaseException as exc:  # noqa: BLE001 (raised again in the caller's thread)
-            failure.append(exc)
+            raise NetworkError("cannot work in the container's network namespace: "
+                               f"{os.strerror(code) if code else exc}") from None
 
-    worker = threading.Thread(target=run, name="pycontainers-netns")
-    worker.start()
-    worker.join()
-    if failure:
-        raise failure[0]
-    return result[0]
+    return in_a_thread(run, "pycontainers-netns")
