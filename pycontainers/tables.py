@@ -102,10 +102,11 @@ def format_document(doc: Any, template: str) -> str:
     """``inspect --format``: a Go template (:mod:`.gotemplate`, with Docker's functions) run on the JSON
     document: ``{{.State.Status}}``, ``{{json .Config}}``, ``{{range .NetworkSettings.Networks}}...{{end}}``.
 
-    A missing key fails (``can't evaluate field Nope``), as Docker's inspect does, rather than printing
-    ``<no value>``; ``\\t`` and ``\\n`` typed in the shell are a tab and a newline."""
+    A missing key fails (``map has no entry for key "Nope"``), as Docker's inspect does (it runs the template on
+    the raw document with Go's ``missingkey=error``), rather than printing ``<no value>``; ``\\t`` and ``\\n``
+    typed in the shell are a tab and a newline."""
     template = template.replace("\\t", "\t").replace("\\n", "\n")
-    return Template(template, funcs=DOCKER_FUNCS).execute(doc, missing_key="field")
+    return Template(template, funcs=DOCKER_FUNCS).execute(doc, missing_key="error")
 
 
 def images_table(images: list[Image], *, no_trunc: bool = False, digests: bool = False,
