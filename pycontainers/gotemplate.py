@@ -1705,10 +1705,23 @@ class _State:
     def eval_field_chain(self, dot: Any, receiver: Any, node: _Node, idents: list[str], args: list[_Node] | None,
                          final: Any) -> Any:
         for name in idents[:-1]:
-            receiver = self.eval_field(name, None, _MISSING, receiver)
-        return self.eval_field(idents[-1], args, final, receiver)
+            receiver = self.eval_field(dot, name, None, _MISSING, receiver)
+        return self.eval_field(dot, idents[-1], args, final, receiver)
 
-    def eval_field(self, name: str, args: list[_Node] | None, final: Any, receiver: Any) -> Any:
+    def eval_field(self, dot: Any, name: str, args: list[_Node] | None, final: Any, receiver: Any) -> Any:
+        method = (getattr(receiver, "go_methods", None) or {}).get(name)
+        if method is not None:  # a Go method of the value (Docker's ``{{.Label "key"}}``): before its fields, as Go
+            values = [self.eval_arg(dot, arg, "any") for arg in (args or [])[1:]]
+            if final is not _MISSING:
+                values.append(final)
+            import inspect
+
+            try:
+                inspect.signature(method).bind(*values)
+            except TypeError:
+                wanted = sum(p.default is p.empty for p in inspect.signature(method).parameters.values())
+                self.errorf(f"wrong number of args for {name}: want {wanted} got {len(values)}")
+            return method(*values)
         if receiver is None:
             if self.missing_key == "default":
                 return None

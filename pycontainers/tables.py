@@ -32,6 +32,7 @@ class Table:
     rows: list[dict[str, str]] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
     extra_fields: tuple[str, ...] = ()  # fields --format may use that are not shown as columns
+    methods: list[dict[str, Any]] = field(default_factory=list)  # each row's Go methods (``{{.Label "k"}}``)
 
     def header(self, column: str) -> str:
         return self.headers.get(column) or HEADERS.get(column, column.upper())
@@ -61,7 +62,8 @@ class Table:
         compiled = Template(template, funcs=DOCKER_FUNCS)
         known = frozenset([*self.columns, *self.extra_fields])
         # a field no row has fails as Docker's does on its row struct (can't evaluate field Nope)
-        lines = [compiled.execute(_Row(row, known), missing_key="field") for row in self.rows]
+        lines = [compiled.execute(_Row(row, known, self.methods[n] if n < len(self.methods) else {}),
+                                  missing_key="field") for n, row in enumerate(self.rows)]
         if is_table:
             header = compiled.execute(_Headers(self), funcs=DOCKER_HEADER_FUNCS)
             if "\t" in template:  # align tab-separated columns like tabwriter
@@ -77,9 +79,9 @@ class _Row(dict[str, Any]):
     """A table row as a template sees it: the columns and extra fields it lacks are empty, as Docker's
     context methods return "" for them; any other name is missing."""
 
-    def __init__(self, row: dict[str, str], known: frozenset[str]) -> None:
+    def __init__(self, row: dict[str, str], known: frozenset[str], methods: dict[str, Any]) -> None:
         super().__init__(row)
-        self.known = known
+        self.known, self.go_methods = known, methods
 
     def __missing__(self, key: str) -> str:
         if key in self.known:
@@ -93,6 +95,8 @@ class _Headers(dict[str, Any]):
     def __init__(self, table: Table) -> None:
         super().__init__()
         self.table = table
+        self.go_methods = {name: _header_method(name.upper()) for name in
+                           (table.methods[0] if table.methods else {})}  # (``{{.Label "k"}}`` heads LABEL)
 
     def __missing__(self, key: str) -> str:
         return self.table.header(key)
@@ -171,14 +175,25 @@ def history_table(image: Image, *, no_trunc: bool = False, human: bool = True) -
     return table
 
 
+def _header_method(header: str) -> Any:
+    return lambda _key: header
+
+
+def _label_method(labels: dict[str, str]) -> Any:
+    """Docker's ``ContainerContext.Label``: ``{{.Label "com.docker.compose.service"}}``, "" if it has none."""
+    return lambda key: labels.get(key, "")
+
+
 def containers_table(containers: list, *, no_trunc: bool = False) -> Table:  # list[container.Container]
     """``docker ps``: CONTAINER ID, IMAGE, COMMAND, CREATED, STATUS, PORTS, NAMES."""
     from datetime import datetime
 
-    rows = []
+    rows, methods = [], []
     for c in containers:
         spec = c.spec
         command = " ".join(spec.args)
+        labels = c.state.get("labels") or {}
+        networks = sorted(c.state.get("networks") or {}) or ([spec.network] if spec.network in ("host", "none") else [])
         created = datetime.strptime(c.state["created"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
         rows.append({
             "ID": c.id if no_trunc else c.short_id,
@@ -192,9 +207,12 @@ def containers_table(containers: list, *, no_trunc: bool = False) -> Table:  # l
                      if c.status == "running" else "",
             "Names": c.name,
             "State": c.docker_status,
+            "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+            "Networks": ",".join(networks),
         })
+        methods.append({"Label": _label_method(labels)})
     table = Table(["ID", "Image", "Command", "CreatedSince", "Status", "Ports", "Names"], rows,
-                  extra_fields=("State",))
+                  extra_fields=("State", "Labels", "Networks"), methods=methods)
     table.headers.update({"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "Status": "STATUS",
                           "Ports": "PORTS", "Names": "NAMES", "RunningFor": "CREATED"})
     return table

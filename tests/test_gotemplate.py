@@ -281,3 +281,19 @@ def test_ps_format_with_if(cli: Run) -> None:
     code, out, _ = cli("ps", "-a", "--format", "table {{.Names}}\\t{{.Status}}")
     assert code == 0 and out.splitlines()[0].split() == ["NAMES", "STATUS"] and out.splitlines()[1].startswith("made")
     assert cli("rm", "made")[0] == 0
+
+
+def test_ps_format_has_docker_s_label_method_labels_and_networks(cli: Run) -> None:
+    """``{{.Label "k"}}`` (a Go method of Docker's row, with an argument), ``{{.Labels}}`` and ``{{.Networks}}``."""
+    made = cli("create", "--name", "tiered", "-l", "tier=back", "-l", "a=1", "--network", "none", "busybox", "true")
+    assert made[0] == 0
+    fmt = '{{.Names}} {{.Label "tier"}} [{{.Label "nope"}}] {{.Networks}}'
+    assert cli("ps", "-a", "--format", fmt) == (0, "tiered back [] none\n", "")
+    code, out, _ = cli("ps", "-a", "--format", "{{.Labels}}")  # (the image's labels too, as Docker's)
+    assert code == 0 and {"a=1", "tier=back"} <= set(out.strip().split(",")) and out.startswith("a=1,")
+    code, out, _ = cli("ps", "-a", "--format", 'table {{.Names}}\\t{{.Label "tier"}}')
+    assert code == 0 and out.splitlines()[0].split() == ["NAMES", "LABEL"] and out.splitlines()[1].split() == [
+        "tiered", "back"]
+    code, _, err = cli("ps", "-a", "--format", "{{.Label}}")
+    assert code != 0 and "wrong number of args for Label: want 1 got 0" in err and err.count("\n") == 1
+    assert cli("rm", "tiered")[0] == 0
