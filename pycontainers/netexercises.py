@@ -1,4 +1,5 @@
-"""Self-checking exercises of the networking notebook (08): published ports, names, the loopback pitfall.
+"""Self-checking exercises of the networking notebook (08): published ports, names, the loopback pitfall,
+a container joining a second network.
 
 The same pattern as ``pycontainers.exercises``: a notebook cell ends with ``check_...(client, ..., answer)``,
 which returns a ``Check`` (✓, ✗ with a hint, "not answered yet", or "cannot be checked here"), and never
@@ -164,10 +165,43 @@ def check_found_by_name(client: Client, name: str, candidates: Sequence[str], an
     wrong = sorted(chosen ^ truth)
     return Check(False, f"Not quite: you are wrong about {', '.join(wrong)}.",
                  f"Look at what {wrong[0]} resolves names with, `!pycontainers exec {wrong[0]} cat /etc/hosts`, and "
-                 f"at its network: `!pycontainers inspect -f '{{{{.HostConfig.NetworkMode}}}}' {wrong[0]} {name}`.")
+                 f"at its network: `client.containers.get(\"{wrong[0]}\").attrs[\"HostConfig\"][\"NetworkMode\"]`.")
 
 
 # ---------------------------------------------------------------------------------- a published page
+
+
+def check_connected(client: Client, name: str, target: str, page: str, home: str) -> Check:
+    """Running container *name*, on network *home*, must fetch *target*'s page (which contains *page*) by
+    *target*'s name, while it keeps its place on *home*: ``network connect``, not a new container elsewhere.
+
+    Not answered while *name* is on *home* alone; then the truth is a ``wget`` inside *name*.
+    """
+    backend = _backend()
+    if backend == "none":
+        return cannot_check("containers cannot run here, so the cell that starts these two did nothing.")
+    if backend != "native":
+        return cannot_check(f"networks need root (containers run {_how(backend)} here), so the cell that starts "
+                            f"{name} and {target} did nothing.")
+    container, other = _get(client, name), _get(client, target)
+    for who, c in ((name, container), (target, other)):
+        if c is None or c.status != "running":
+            return Check(False, f"{who} is not running.", "Run the cell above that starts these containers again.")
+    assert container is not None and other is not None
+    joined = list(container.attrs["NetworkSettings"]["Networks"])
+    if joined == [home]:
+        return not_answered(f"{name} is on {home} only: give it a way to {target}, while it runs, then run this check.")
+    if home not in joined:
+        return Check(False, f"{name} is not on {home} any more (it is on {', '.join(joined) or 'no network'}).",
+                     f"The frontend still needs {name} on {home}: add a network to it, do not swap one for another "
+                     f"(run the cell above again to start over).")
+    got = container.exec_run(["timeout", "3", "wget", "-qO-", f"http://{target}/"]).output.decode(errors="replace")
+    if page in got:
+        return Check(True, f"Right: {name} is on {' and '.join(joined)} now, and finds {target} by its name on the "
+                           "network they share, while its place on the first one stays: a second interface, at once.")
+    return Check(False, f"{name} is on {', '.join(joined)}, and `wget http://{target}/` inside it still gets no page.",
+                 f"Which networks is {target} on? "
+                 f"`list(client.containers.get(\"{target}\").attrs[\"NetworkSettings\"][\"Networks\"])` says.")
 
 
 def fetch(url: str, timeout: float = 5) -> tuple[str | None, str]:

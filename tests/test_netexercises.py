@@ -18,6 +18,7 @@ from pycontainers.api import Client, Container
 from pycontainers.exercises import Check
 from pycontainers.netexercises import (
     _port_number,
+    check_connected,
     check_found_by_name,
     check_host_port,
     check_published_page,
@@ -198,6 +199,56 @@ def test_found_by_name_without_root_cannot_be_checked(client: Client, monkeypatc
             check = check_found_by_name(client, "api", CANDIDATES, answer)
             assert_not_checkable(check)
             assert f"containers run {'under proot' if backend == 'proot' else backend} here" in check.message
+
+
+# ------------------------------------------------------------------------------- a second network
+
+
+@pytest.fixture
+def tiers(client: Client) -> Client:
+    """ex-db serving a page on ex-back; ex-report on ex-front, sleeping."""
+    client.networks.create("ex-front")
+    client.networks.create("ex-back")
+    script = "mkdir -p /www && echo 'ex-db: 3 orders' > /www/index.html && exec httpd -f -p 80 -h /www"
+    db = client.containers.run("busybox", ["sh", "-c", script], detach=True, name="ex-db", network="ex-back")
+    wait_for(lambda: listening_sockets(db.attrs["State"]["Pid"]), "httpd to listen")
+    sleeper(client, "ex-report", network="ex-front")
+    return client
+
+
+def connected(client: Client) -> Check:
+    return check_connected(client, "ex-report", "ex-db", "3 orders", "ex-front")
+
+
+@root_only
+def test_connected_right_and_wrong(tiers: Client) -> None:
+    assert_unanswered(connected(tiers))
+    other = tiers.networks.create("ex-other")
+    other.connect(tiers.containers.get("ex-report"))
+    assert_wrong(connected(tiers), "on ex-front, ex-other", "still gets no page",
+                 '.get("ex-db").attrs["NetworkSettings"]["Networks"]')
+    other.disconnect(tiers.containers.get("ex-report"))
+    tiers.networks.get("ex-back").connect(tiers.containers.get("ex-report"))
+    check = connected(tiers)
+    assert_right(check)
+    assert "on ex-front and ex-back now" in check.message
+
+
+@root_only
+def test_connected_wants_a_network_added_not_swapped(tiers: Client) -> None:
+    tiers.containers.get("ex-report").remove(force=True)
+    sleeper(tiers, "ex-report", network="ex-back")  # it reaches ex-db, but the frontend lost it
+    assert_wrong(connected(tiers), "not on ex-front any more", "do not swap")
+    tiers.containers.get("ex-report").stop(timeout=0)
+    assert_wrong(connected(tiers), "ex-report is not running", "cell above")
+
+
+def test_connected_without_root_cannot_be_checked(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    for backend in ("proot", "rootless"):
+        monkeypatch.setenv("PYCONTAINERS_BACKEND", backend)
+        check = connected(client)
+        assert_not_checkable(check)
+        assert "networks need root" in check.message
 
 
 # ------------------------------------------------------------------------------------ a published page
