@@ -24,18 +24,23 @@ from pathlib import Path
 
 MAX_FDS = 4
 MAX_REQUEST = 1 << 20  # a container's state, with its environment
+REAP_INTERVAL = 1.0  # seconds an idle zygote waits before it collects warm monitors that ended
 LARGE_STATE = 64 << 10  # larger states are not sent: the zygote reads them from the store
 
 
 def serve(fd: int) -> None:
     """The helper's loop: one request, one ``launch``, one answer, until the client goes away."""
+    import select
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C / interrupt in the notebook is not for us
     sock = socket.socket(fileno=fd)
     launcher = Launcher()
-    while launcher.handle(sock):
-        pass
+    while True:
+        if not select.select([sock], [], [], REAP_INTERVAL)[0]:
+            launcher.reap()  # a warm monitor that ended while no request came (killed): no <defunct> stays
+        elif not launcher.handle(sock):
+            return
 
 
 class Launcher:
@@ -51,6 +56,11 @@ class Launcher:
 
         self.pools: dict[str, warm.WarmPool] = {}  # native, or rootless with given id maps (warm.pool_key)
         self.stores: dict[str, Store] = {}
+
+    def reap(self) -> None:
+        """Collect the warm monitors of every pool that have ended."""
+        for pool in self.pools.values():
+            pool.reap()
 
     def handle(self, sock: socket.socket) -> bool:
         """Serve one request from *sock*; False when its client has gone."""

@@ -117,7 +117,7 @@ def test_names_follow_a_rename_and_go_with_an_auto_removed_container(client: Cli
     client.networks.create("n1")
     n2 = client.networks.create("n2")
     watcher = client.containers.create("busybox", SLEEP, network="n2", name="watcher")
-    c = client.containers.run("busybox", ["sleep", "3"], detach=True, network="n1", name="brief", auto_remove=True)
+    c = client.containers.run("busybox", SLEEP, detach=True, network="n1", name="brief", auto_remove=True)
     n2.connect(c, aliases=["short"])
     hosts = client.store.home / "containers" / watcher.id / "hosts"
     assert "\tbrief short " in hosts.read_text()
@@ -125,8 +125,9 @@ def test_names_follow_a_rename_and_go_with_an_auto_removed_container(client: Cli
     assert "the other containers on network n2" in own and "\twatcher " in own
     c.rename("renamed")
     assert "\trenamed short " in hosts.read_text() and "brief" not in hosts.read_text()
+    c.kill()  # (it ends: auto-removed, it takes its names along)
     wait_for(lambda: c.status == "removed", "the container to end and go", timeout=15)
-    assert "renamed" not in hosts.read_text()
+    wait_for(lambda: "renamed" not in hosts.read_text(), "its name to leave the others' /etc/hosts")  # (just after)
     assert leases(client.store, "n1") == {} and list(leases(client.store, "n2")) == [watcher.id]
     wait_for(lambda: not ours(c), "the veth pairs to go")
 

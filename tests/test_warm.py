@@ -236,6 +236,14 @@ def test_containers_that_do_not_fit_start_cold(client: Client, options: dict[str
     c.remove(force=True)
 
 
+def test_an_idle_zygote_reaps_a_killed_warm_monitor(client: Client) -> None:
+    """No request comes after the kill: the zygote collects it all the same (``zygote.REAP_INTERVAL``), so no
+    ``<defunct>`` monitor stays in ``ps`` while the notebook does something else."""
+    monitors = warm_monitors(client)
+    os.kill(monitors[0], signal.SIGKILL)
+    wait_for(lambda: not os.path.exists(f"/proc/{monitors[0]}"), "the killed monitor to be reaped", timeout=10)
+
+
 def test_a_killed_warm_monitor_costs_nothing_but_a_cold_start(client: Client) -> None:
     monitors = warm_monitors(client)
     for m in monitors:
