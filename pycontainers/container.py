@@ -1138,6 +1138,29 @@ def stop(container: Container, timeout: float = 10.0) -> None:
         wait(container, 10)
 
 
+RESTARTING_FILE = "restarting"  # there while ``restart`` stops a --rm container: it is kept this once
+
+
+@contextlib.contextmanager
+def kept_through_restart(container: Container) -> Iterator[None]:
+    """``docker restart`` of a ``--rm`` container stops it without removing it, then starts it again (moby's
+    ``HasBeenManuallyRestarted``): its monitor finds this file when the container ends (``auto_removing``)."""
+    marker = container.dir / RESTARTING_FILE
+    if container.state.get("auto_remove"):
+        marker.touch()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            marker.unlink()
+
+
+def auto_removing(container: Container) -> bool:
+    """Is this container to be removed now that it has ended: ``--rm``, and not stopped by ``restart``?
+    Asked once, before its end is saved: ``restart`` lets the file go as soon as it sees that end."""
+    return bool(container.state.get("auto_remove")) and not os.path.exists(container.dir / RESTARTING_FILE)
+
+
 def remove(container: Container, force: bool = False, volumes: bool = False) -> None:
     """Delete the container and its writable layer (``docker rm``); ``force`` kills it first; *volumes*
     (``rm -v``) removes its anonymous volumes too."""

@@ -196,7 +196,8 @@ def build_root(plan: dict, kernel_trees: list[int] | None) -> Command:
 
     *kernel_trees*: /proc, /dev and /sys, made already (``make_kernel_file_systems``)."""
     root = plan["root"]
-    mount_overlay(plan["lowers"], plan["upper"], plan["work"], root, userxattr=plan["userxattr"])
+    mount_overlay(plan["lowers"], plan["upper"], plan["work"], root, userxattr=plan["userxattr"],
+                  volatile=plan["volatile"])
     attach_kernel_file_systems(kernel_trees, root)
     for source, destination, read_only in plan["binds"]:
         bind_file(source, root, destination, read_only)
@@ -257,12 +258,31 @@ def make_mounts_private() -> None:
     mount(None, "/", None, MS_REC | MS_PRIVATE)
 
 
-def mount_overlay(lowers: list[str], upper: str, work: str, target: str, userxattr: bool = False) -> None:
+def mount_overlay(lowers: list[str], upper: str, work: str, target: str, userxattr: bool = False,
+                  volatile: bool = False) -> None:
     """Stack the layers. *userxattr*: inside a user namespace overlayfs may not use ``trusted.*``
-    attributes, so its opaque markers are read from (and written as) ``user.overlay.*`` ones."""
-    options = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}" + (",userxattr" if userxattr else "")
+    attributes, so its opaque markers are read from (and written as) ``user.overlay.*`` ones.
+    *volatile*: the writable layer is thrown away when the container ends (``--rm``), so overlayfs need
+    not sync it, which it otherwise does at unmount: a sync of the whole file system under it, waiting
+    for the disk (as Podman does for ``--rm`` containers)."""
+    options = (f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}" + (",userxattr" if userxattr else "")
+               + (",volatile" if volatile else ""))
+    forget_volatile_marker(work)
     # nodev: a device node made inside (mknod needs only CAP_MKNOD) cannot be opened
     mount("overlay", target, "overlay", MS_NODEV, options)
+
+
+def forget_volatile_marker(work: str) -> None:
+    """A volatile mount leaves ``work/incompat/volatile/dirty`` behind, and overlayfs refuses every later
+    mount of that work directory (after a crash, unsynced files may be lost). Ours are unmounted cleanly
+    by the container's end: a container started again (``restart``) removes the marker first."""
+    marker = f"{work}/work/incompat/volatile"
+    try:
+        os.unlink(f"{marker}/dirty")
+    except FileNotFoundError:
+        return
+    os.rmdir(marker)
+    os.rmdir(os.path.dirname(marker))
 
 
 def remount_read_only(path: str, recursive: bool = False) -> None:

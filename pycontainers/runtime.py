@@ -50,6 +50,7 @@ from .cgroup import Cgroup, CgroupError, machine_layout
 from .container import (
     PROOT_SIGNAL_FILE,
     Container,
+    auto_removing,
     cgroup_of,
     id_maps,
     is_rootless,
@@ -227,10 +228,11 @@ def refuse_second_start(container: Container, events_fd: int) -> bool:
 
 def report_failure(container: Container, events_fd: int, exc: BaseException) -> None:
     """The monitor itself failed: record it in the container's state and tell the caller, in one line."""
+    removing = auto_removing(container)
     with contextlib.suppress(Exception):
         container.save(status="exited", exit_code=EXIT_ENGINE, error=str(exc), finished_at=now_iso())
     _finish(container, events_fd, {"event": "error", "message": str(exc) or type(exc).__name__,
-                                   "exit_code": EXIT_ENGINE})
+                                   "exit_code": EXIT_ENGINE}, removing=removing)
 
 
 def supervise(container: Container, lowers: list[str], stdio: tuple[int, int, int], events_fd: int) -> None:
@@ -312,9 +314,10 @@ def follow(container: Container, cgroup: Cgroup | None, pid: int, err_r: int,
         report = json.loads(failure)
         if ports:
             ports.close()
+        removing = auto_removing(container)
         container.save(status="exited", exit_code=report["exit_code"], error=report["message"],
                        finished_at=now_iso(), ports=[], **health)
-        _finish(container, events_fd, {"event": "error", **report}, cgroup)
+        _finish(container, events_fd, {"event": "error", **report}, cgroup, removing=removing)
         os.close(events_fd)
         return
     mount_namespace = hold_mount_namespace(pid)
@@ -331,12 +334,13 @@ def follow(container: Container, cgroup: Cgroup | None, pid: int, err_r: int,
         ports.stop_listening()  # the ports are free before anyone hears that the container has ended
     ended = {"status": "exited", "exit_code": exit_code, "oom_killed": oom, "finished_at": now_iso(), "ports": [],
              **(checker.end(container) if checker else {})}
-    if container.state.get("auto_remove"):  # its state is about to go with it
+    removing = auto_removing(container)
+    if removing:  # its state is about to go with it
         container.state.update(ended)
     else:
         container.save(**ended)
     _finish(container, events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": oom}, cgroup,
-            mount_namespace)
+            mount_namespace, removing=removing)
     if ports:
         ports.close()  # its last connections deliver what the container sent (DRAIN_SECONDS at most)
     os.close(events_fd)
@@ -677,9 +681,11 @@ def follow_external(container: Container, lowers: list[str], stdio: tuple[int, i
         argv, env = external_command(container)
         ports = attach_network(container)  # runc's container shares our network namespace, then
     except StartError as exc:
+        removing = auto_removing(container)
         container.save(status="exited", exit_code=exc.exit_code, error=str(exc), finished_at=now_iso(),
                        **(health_at_end(container, None) if health_checks_wanted(container) else {}))
-        _finish(container, events_fd, {"event": "error", "message": str(exc), "exit_code": exc.exit_code})
+        _finish(container, events_fd, {"event": "error", "message": str(exc), "exit_code": exc.exit_code},
+                removing=removing)
         return
     except BaseException as exc:  # noqa: BLE001 (the caller hears why, in one line)
         report_failure(container, events_fd, exc)
@@ -730,8 +736,9 @@ def follow_external(container: Container, lowers: list[str], stdio: tuple[int, i
     oom = end_runc_container(container) if uses_runc else False
     if ports:
         ports.stop_listening()
+    removing = auto_removing(container)
     container.save(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=now_iso(), ports=[], **health)
-    _finish(container, events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": oom})
+    _finish(container, events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": oom}, removing=removing)
     if ports:
         ports.close()  # (as in follow)
 
@@ -942,8 +949,9 @@ def _read_all(fd: int) -> bytes:
 
 
 def _finish(container: Container, events_fd: int, event: dict[str, object], cgroup: Cgroup | None = None,
-            mount_namespace: int | None = None) -> None:
-    """Tell the caller how the container ended; an auto-removed (``--rm``) one is gone before that.
+            mount_namespace: int | None = None, *, removing: bool) -> None:
+    """Tell the caller how the container ended; an auto-removed one (*removing*: ``auto_removing``, asked
+    before the end was saved) is gone before that.
 
     Gone means renamed out of sight (``discard_directory``), so ``run --rm`` returns without waiting for
     its files to be deleted, which happens after the event, as does removing the cgroup (an rmdir in a
@@ -959,7 +967,7 @@ def _finish(container: Container, events_fd: int, event: dict[str, object], cgro
     )
 
     trash, volumes = None, []
-    if container.state.get("auto_remove"):
+    if removing:
         with contextlib.suppress(OSError):
             trash = discard_directory(container)
         with contextlib.suppress(OSError, PyContainersError):  # (`volume prune` removes what stays)
@@ -991,7 +999,8 @@ def init_plan(container: Container, lowers: list[str]) -> dict[str, object]:
     binds += [[m.source, m.destination, m.readonly] for m in spec.process_mounts()]
     binds.sort(key=lambda bind: bind[1].rstrip("/").count("/"))  # as Docker: a volume on /etc, then /etc/hosts
     return {"root": str(container.dir / "rootfs"), "lowers": lowers, "upper": str(container.dir / "upper"),
-            "work": str(container.dir / "work"), "userxattr": is_rootless(container), "binds": binds,
+            "work": str(container.dir / "work"), "userxattr": is_rootless(container),
+            "volatile": bool(container.state.get("auto_remove")), "binds": binds,
             "read_only": spec.read_only, "hostname": spec.hostname, "user": spec.user, "env": spec.env,
             "workdir": spec.workdir, "args": spec.process_args(), "tty": spec.tty,
             "network": "given" if spec.on_a_network else spec.network}
@@ -1114,9 +1123,10 @@ def start_in_background(container: Container, helper: bool = False) -> dict[str,
 def restart(container: Container, timeout: float = 10.0, helper: bool = False) -> dict[str, object] | None:
     """``docker restart``: ``stop`` (its signal, then SIGKILL after *timeout* seconds), then start again on the
     same writable layer; see ``start_in_background``."""
-    from .container import stop
+    from .container import kept_through_restart, stop
 
-    stop(container, timeout)
+    with kept_through_restart(container):
+        stop(container, timeout)
     return start_in_background(container, helper)
 
 

@@ -282,6 +282,32 @@ def test_cli_restart_prints_the_names(client: Any, capfd: pytest.CaptureFixture[
     assert k.status == "running" and k.attrs["State"]["Pid"] != pid
 
 
+def test_restart_of_a_rm_container_keeps_it_and_its_layer_and_a_later_stop_removes_it(client: Any) -> None:
+    """As Docker (moby's ``HasBeenManuallyRestarted``): ``restart`` stops a ``--rm`` container without removing
+    it. Its writable layer was mounted ``volatile`` (no sync at unmount), whose marker would make overlayfs
+    refuse the second mount: the restart must get past it."""
+    k = client.containers.run("busybox", ["sh", "-c", "echo x >> /runs; exec sleep 60"], detach=True, remove=True,
+                              name="rm-again")
+    mounts = k.exec_run(["cat", "/proc/mounts"]).output.decode()
+    assert "fsync=volatile" in next(line for line in mounts.splitlines() if line.startswith("overlay / "))
+    first = k.attrs["State"]["Pid"]
+    k.restart(timeout=0)
+    k.reload()
+    assert k.status == "running" and k.attrs["State"]["Pid"] != first
+    assert k.exec_run(["cat", "/runs"]).output == b"x\nx\n"  # the same writable layer, twice written
+    k.stop(timeout=0)
+    wait_for(lambda: not any(c.id == k.id for c in client.containers.list(all=True)), "the --rm container to go")
+
+
+def test_only_rm_containers_write_their_layer_without_syncing_it(client: Any) -> None:
+    out = client.containers.run("busybox", ["grep", "^overlay / ", "/proc/mounts"], remove=True).decode()
+    assert "fsync=volatile" in out
+    kept = client.containers.run("busybox", ["grep", "^overlay / ", "/proc/mounts"], detach=True)
+    kept.wait(timeout=10)
+    assert "volatile" not in kept.logs().decode()  # docker start must find it as it was, even after a crash
+    kept.remove()
+
+
 # ------------------------------------------------------------------------------------------ rename
 
 
