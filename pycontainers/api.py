@@ -367,6 +367,12 @@ class Container:
     def __repr__(self) -> str:
         return f"<Container: {self._c.short_id}>"
 
+    def __eq__(self, other: object) -> bool:  # (docker-py's Model: the same object if the same ID)
+        return isinstance(other, Container) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
     @property
     def id(self) -> str:
         return self._c.id
@@ -721,7 +727,7 @@ ENGINE_OPTIONS = {"entrypoint", "environment", "env_files", "workdir", "user", "
                   "publish_all", "extra_hosts", "healthcheck"}
 UNSUPPORTED_OPTIONS = {
     "privileged", "cap_add", "cap_drop", "devices", "device_requests", "device_cgroup_rules",
-    "links", "network", "networking_config", "dns", "dns_opt", "dns_search", "extra_hosts",
+    "links", "network", "dns", "dns_opt", "dns_search", "extra_hosts",
     "domainname", "mac_address", "network_disabled", "healthcheck", "stop_signal", "restart_policy", "ipc_mode",
     "pid_mode", "uts_mode", "userns_mode", "cgroupns", "cgroup_parent", "security_opt", "sysctls", "tmpfs",
     "ulimits", "shm_size", "mounts", "volumes_from", "volume_driver", "group_add", "log_config", "oom_kill_disable",
@@ -732,6 +738,30 @@ UNSUPPORTED_OPTIONS = {
     "use_config_proxy", "lxc_conf", "version",
 } - ENGINE_OPTIONS
 """docker-py options this engine has no counterpart for: refused when given a value other than an empty one."""
+
+
+def networking_endpoints(config: dict[str, Any] | None, network: str | None,
+                         caller: str) -> dict[str, tuple[str | None, list[str]]]:
+    """docker-py's ``networking_config`` ({network: EndpointConfig}, or the low-level API's
+    ``{"EndpointsConfig": {...}}``) as {network: (IPv4 address or None, aliases)}. As docker-py, it counts
+    only with ``network=`` given and among its networks; the others are joined too."""
+    config = (config or {}).get("EndpointsConfig", config) or {}
+    if not network or network not in config:
+        return {}
+    out = {}
+    for net, endpoint in config.items():
+        endpoint = dict(endpoint or {})
+        ipam = dict(endpoint.pop("IPAMConfig", None) or {})
+        ip = ipam.pop("IPv4Address", None) or endpoint.pop("ipv4_address", None)
+        aliases = endpoint.pop("Aliases", None) or endpoint.pop("aliases", None) or []
+        unsupported = sorted(k for k, v in {**endpoint, **ipam}.items() if v not in (None, "", [], {}))
+        if unsupported:
+            raise InvalidArgument(f"{caller}(networking_config=...): {net}: {', '.join(unsupported)} is not "
+                                  "supported by pycontainers (Aliases and IPAMConfig's IPv4Address are)")
+        if isinstance(aliases, str):
+            raise InvalidArgument(f"{caller}(networking_config=...): {net}: Aliases takes a list of names")
+        out[str(net)] = (ip, list(aliases))
+    return out
 
 
 class ContainerCollection:
@@ -747,7 +777,7 @@ class ContainerCollection:
     def _create(self, image: str, command: str | list[str] | None, *, name: str | None = None,
                 labels: dict[str, str] | list[str] | None = None, nano_cpus: int | None = None,
                 volumes: dict[str, dict[str, str]] | list[str] | None = None, _caller: str = "create",
-                **options: Any) -> core_container.Container:
+                networking_config: dict[str, Any] | None = None, **options: Any) -> core_container.Container:
         if isinstance(command, str):
             import shlex
 
@@ -777,9 +807,21 @@ class ContainerCollection:
         if labels is not None and not (isinstance(labels, dict) and all(isinstance(k, str) for k in labels)):
             raise InvalidArgument(f"{_caller}(labels={labels!r}): give a dict of strings or a list of names")
         remove = bool(options.pop("remove", False))
-        return core_container.create_from_image(self.client.store, image, command or None, name=name,
-                                                auto_remove=remove, volumes=volumes or [],
-                                                labels={k: str(v) for k, v in (labels or {}).items()}, **options)
+        endpoints = networking_endpoints(networking_config, options.get("network"), _caller)
+        first = endpoints.pop(options.get("network"), None)
+        if first is not None:
+            options["ip"], options["network_aliases"] = first
+        created = core_container.create_from_image(self.client.store, image, command or None, name=name,
+                                                   auto_remove=remove, volumes=volumes or [],
+                                                   labels={k: str(v) for k, v in (labels or {}).items()}, **options)
+        try:
+            for net, (ip, aliases) in endpoints.items():  # (as Docker's API since 1.44: every network at create)
+                core_network.connect(self.client.store, created, net, aliases, ip)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                core_container.remove(created, force=True)
+            raise
+        return created
 
     def run(self, image: str, command: str | list[str] | None = None, stdout: bool = True, stderr: bool = False,
             remove: bool = False, *, detach: bool = False, echo: bool = False, **kwargs: Any) -> bytes | Container:
@@ -831,6 +873,12 @@ class Volume:
 
     def __repr__(self) -> str:
         return f"<Volume: {self.name}>"
+
+    def __eq__(self, other: object) -> bool:  # (docker-py's Model: the same object if the same ID)
+        return isinstance(other, Volume) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
 
     @property
     def attrs(self) -> dict[str, Any]:
@@ -892,6 +940,12 @@ class Network:
 
     def __repr__(self) -> str:
         return f"<Network: {self.short_id}>"
+
+    def __eq__(self, other: object) -> bool:  # (docker-py's Model: the same object if the same ID)
+        return isinstance(other, Network) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
 
     @property
     def attrs(self) -> dict[str, Any]:

@@ -231,7 +231,7 @@ def _run_options(a: argparse.Namespace) -> dict[str, Any]:
         "read_only": a.read_only, "init": a.init, "memory": a.memory, "pids_limit": a.pids_limit, "cpus": a.cpus,
         "network": a.network, "tty": a.tty, "interactive": a.interactive, "runtime": a.runtime,
         "ports": a.publish or [], "publish_all": a.publish_all, "network_aliases": a.network_alias or [],
-        "extra_hosts": a.add_host or [], "healthcheck": _health_flags(a), "labels": _labels(a.label),
+        "ip": a.ip, "extra_hosts": a.add_host or [], "healthcheck": _health_flags(a), "labels": _labels(a.label),
     }
 
 
@@ -1413,6 +1413,7 @@ def _container_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--add-host", action="append", metavar="NAME:IP", help="a line of the container's /etc/hosts")
     p.add_argument("--network-alias", action="append", metavar="NAME",
                    help="another name the others on a user-defined network find this container by")
+    p.add_argument("--ip", help="its IPv4 address on that network (one made with --subnet)")
     p.add_argument("-p", "--publish", action="append", metavar="[IP:][HOST_PORT:]PORT",
                    help="publish a container's TCP port on this machine (e.g. 8080:80)")
     p.add_argument("-P", "--publish-all", action="store_true",

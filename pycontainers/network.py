@@ -98,6 +98,7 @@ class Network:
     bridge: str
     created: str
     leases: dict[str, str] = field(default_factory=dict)  # container ID -> its address
+    subnet_given: bool | None = None  # made with --subnet? (None: a record older than this field)
 
     @property
     def prefixlen(self) -> int:
@@ -110,12 +111,13 @@ class Network:
 
     def to_json(self) -> dict[str, Any]:
         return {"Name": self.name, "Id": self.id, "Driver": "bridge", "Created": self.created,
-                "Subnet": self.subnet, "Gateway": self.gateway, "Bridge": self.bridge, "Leases": self.leases}
+                "Subnet": self.subnet, "Gateway": self.gateway, "Bridge": self.bridge, "Leases": self.leases,
+                "SubnetGiven": self.subnet_given}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Network:
         return cls(obj["Name"], obj["Id"], obj["Subnet"], obj["Gateway"], obj["Bridge"], obj["Created"],
-                   dict(obj.get("Leases") or {}))
+                   dict(obj.get("Leases") or {}), obj.get("SubnetGiven"))
 
 
 def networks_dir(store: Store) -> Path:
@@ -217,7 +219,8 @@ def _new_network(store: Store, name: str, candidates: list[str], subnet: str | N
             raise NetworkError("no free subnet left for a new network: remove one (network rm) or give --subnet")
         chosen = free[0]
     net_id = os.urandom(32).hex()
-    return Network(name, net_id, str(chosen), str(next(chosen.hosts())), f"pyc-{net_id[:10]}", now_iso())
+    return Network(name, net_id, str(chosen), str(next(chosen.hosts())), f"pyc-{net_id[:10]}", now_iso(),
+                   subnet_given=subnet is not None)
 
 
 def host_routes() -> list[ipaddress.IPv4Network]:
@@ -310,16 +313,27 @@ def _lease(net: Network, container_id: str, wanted: str | None = None) -> str:
         if address is None:
             raise NetworkError(f"network {net.name} has no free address left in {net.subnet}")
     else:
-        try:
-            address = ipaddress.IPv4Address(wanted)
-        except ValueError:
-            raise InvalidArgument(f"invalid IPv4 address: {wanted}") from None
+        check_ip_wanted(net.name, wanted)
+        if net.subnet_given is False:  # (Docker's rule: the address a network chose may change with it)
+            raise InvalidArgument(f"invalid config for network {net.name}: user specified IP address is supported "
+                                  "only when connecting to networks with user configured subnets (--subnet)")
+        address = ipaddress.IPv4Address(wanted)
         if address not in subnet or address in (subnet.network_address, subnet.broadcast_address):
             raise InvalidArgument(f"no configured subnet or ip-range contain the IP address {wanted}")
         if address in used:
             raise NetworkError(f"Address already in use: {wanted} on network {net.name}")
     net.leases[container_id] = str(address)
     return str(address)
+
+
+def check_ip_wanted(network: str, wanted: str) -> None:
+    """``--ip``: an IPv4 address, asked for on a user-defined network (Docker's two refusals)."""
+    try:
+        ipaddress.IPv4Address(wanted)
+    except ValueError:
+        raise InvalidArgument(f"invalid IPv4 address: {wanted}") from None
+    if network in PREDEFINED:
+        raise InvalidArgument("user specified IP address is supported on user defined networks only")
 
 
 def _endpoint(net: Network, address: str, aliases: list[str]) -> dict[str, Any]:
@@ -337,7 +351,7 @@ def join(store: Store, container: Container) -> None:
     with locked(store):
         net = _default_network(store) if spec.network == DEFAULT else get_network(store, spec.network)
         _forget_removed(store, net)
-        address = _lease(net, container.id)
+        address = _lease(net, container.id, spec.ip)
         _save(store, net)
         container.save(networks={net.name: _endpoint(net, address, list(spec.aliases))})
         _rewrite_for(store, container, net)
@@ -381,8 +395,6 @@ def connect(store: Store, container: Container, ref: str, aliases: list[str] | N
             raise NetworkError(f"endpoint with name {container.name} already exists in network {net.name}")
         if not net.resolves_names and wanted:
             raise InvalidArgument("network-scoped aliases are supported only for containers on user-defined networks")
-        if not net.resolves_names and ip is not None:
-            raise InvalidArgument("user specified IP address is supported on user defined networks only")
         _forget_removed(store, net)
         info = _endpoint(net, _lease(net, container.id, ip), wanted)
         if host_veth(container, net.name, info) in {host_veth(container, n, e) for n, e in joined.items()}:

@@ -66,6 +66,7 @@ class ContainerSpec:
     init: bool = False  # --init: Docker's tini is PID 1 and runs ``args`` (see process_args)
     ports: list[list[Any]] = field(default_factory=list)  # -p: [[host ip, host port (0: any), port], ...]
     aliases: list[str] = field(default_factory=list)  # --network-alias: more names on a user-defined network
+    ip: str | None = None  # --ip: its address on that network (default: the first free one)
     extra_hosts: list[list[str]] = field(default_factory=list)  # --add-host: [[name, address], ...] in /etc/hosts
     healthcheck: dict[str, Any] | None = None  # Docker's Config.Healthcheck (Test, Interval... in ns): health.py
 
@@ -205,6 +206,7 @@ def make_spec(image: Image, image_name: str, command: list[str] | None = None, *
               ports: list[str] | dict[str, Any] | None = None, publish_all: bool = False,
               container_id: str = "", with_image_volumes: bool = True,
               network_aliases: list[str] = (),  # type: ignore[assignment]
+              ip: str | None = None,
               extra_hosts: list[str] | dict[str, str] | None = None,
               reuse_volumes: dict[str, str] | None = None,
               healthcheck: dict[str, Any] | None = None) -> ContainerSpec:
@@ -239,6 +241,10 @@ def make_spec(image: Image, image_name: str, command: list[str] | None = None, *
     if network_aliases and network in ("bridge", *NETWORK_MODES):
         raise InvalidArgument("network-scoped aliases are supported only for containers on user-defined networks")
     aliases = parse_aliases(network_aliases)
+    if ip:
+        from .network import check_ip_wanted
+
+        check_ip_wanted(network, ip)
     if bindings and network == "none":
         raise InvalidArgument("published ports need a network, and --network none has only loopback")
     if bindings and network == "host":
@@ -261,7 +267,7 @@ def make_spec(image: Image, image_name: str, command: list[str] | None = None, *
         hostname=hostname or (socket.gethostname() if network == "host" else container_id[:12]),
         mounts=mounts, read_only=read_only, memory=mem, pids_limit=pids_limit, cpus=cpus, network=network,
         tty=tty, interactive=interactive, stop_signal=cfg.get("StopSignal") or "SIGTERM", init=init,
-        ports=[b.to_json() for b in bindings], aliases=aliases,
+        ports=[b.to_json() for b in bindings], aliases=aliases, ip=ip or None,
         extra_hosts=parse_extra_hosts(extra_hosts), healthcheck=check,
     )
 

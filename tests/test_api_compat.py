@@ -66,6 +66,17 @@ def test_errors_are_an_attribute_of_the_package_as_docker_errors_is() -> None:
     assert out.split() == ["NotFound", "APIError"]
 
 
+@root_only  # (a network's bridge)
+def test_objects_for_the_same_container_volume_or_network_are_equal_as_docker_py_s(client: Client) -> None:
+    c = client.containers.create("busybox", ["true"])
+    assert client.containers.get(c.id) == c and client.containers.list(all=True) == [c] and {c, c} == {c}
+    assert c != client.containers.create("busybox", ["true"])
+    v = client.volumes.create("same")
+    assert client.volumes.get("same") == v and v in client.volumes.list()
+    n = client.networks.create("same")
+    assert client.networks.get("same") == n and hash(client.networks.get(n.id)) == hash(n)
+
+
 def test_missing_image_and_container_are_not_found(client: Client) -> None:
     with pytest.raises(errors.NotFound, match="No such container: nosuch"):
         client.containers.get("nosuch")

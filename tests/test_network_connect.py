@@ -79,7 +79,7 @@ def test_a_running_container_connected_reaches_a_peer_by_name_and_loses_it_on_di
 @root_only
 def test_a_stopped_container_gets_both_interfaces_at_its_next_start(client: Client, cli: Any) -> None:
     client.networks.create("one")
-    client.networks.create("two")
+    client.networks.create("two", ipam={"Config": [{"Subnet": "10.201.7.0/24"}]})  # (--ip needs --subnet)
     peer = client.containers.run("busybox", SLEEP, detach=True, network="two", name="peer")
     c = client.containers.create("busybox", SLEEP, network="one", name="late")
     code, out, err = cli("network", "connect", "--alias", "other", "--ip", "10.89.0.0", "two", "late")
@@ -188,7 +188,7 @@ def test_lines_added_to_etc_hosts_inside_stay_when_the_container_joins_a_network
 
 @root_only
 def test_the_api_takes_docker_py_s_arguments(client: Client) -> None:
-    lab = client.networks.create("lab", ipam=None)
+    lab = client.networks.create("lab", ipam={"Config": [{"Subnet": "10.201.7.0/24"}]})
     c = client.containers.create("busybox", SLEEP, network="bridge")
     subnet = lab.attrs["IPAM"]["Config"][0]["Subnet"]
     wanted = subnet.rsplit(".", 1)[0] + ".77"
@@ -226,7 +226,7 @@ def test_a_lease_that_no_state_lists_is_dropped(client: Client) -> None:
 
 @root_only
 def test_failures_midway_leave_no_lease_entry_or_veth(client: Client) -> None:
-    lab = client.networks.create("lab")
+    lab = client.networks.create("lab", ipam={"Config": [{"Subnet": "10.201.7.0/24"}]})
     first = client.containers.run("busybox", SLEEP, detach=True, network="lab")
     taken = first.attrs["NetworkSettings"]["Networks"]["lab"]["IPAddress"]
     c = client.containers.run("busybox", SLEEP, detach=True, network="bridge")
@@ -343,3 +343,57 @@ def test_compose_tiers_are_kept_apart_and_down_leaves_nothing(client: Client, tm
     assert client.containers.list(all=True) == []
     assert [n.name for n in network.list_networks(client.store)] == []
     wait_for(lambda: not (ours(api) | ours(web) | ours(db)), "the veth pairs to go")
+
+
+@root_only
+def test_run_ip_takes_the_address_asked_for_on_a_network_made_with_a_subnet(client: Client, cli: Any) -> None:
+    client.networks.create("fixed", ipam={"Config": [{"Subnet": "10.201.8.0/24"}]})
+    client.networks.create("chosen")
+    code, out, err = cli("run", "-d", "--name", "at50", "--network", "fixed", "--ip", "10.201.8.50", "busybox", *SLEEP)
+    assert code == 0, err
+    at50 = client.containers.get("at50")
+    assert "inet 10.201.8.50/24" in at50.exec_run(["ip", "-4", "-o", "addr", "show", "eth0"]).output.decode()
+    at50.remove(force=True)
+    for args, said in [
+        (("--network", "chosen", "--ip", "10.201.8.51"), "only when connecting to networks with user configured subnets"),
+        (("--network", "bridge", "--ip", "10.201.8.51"), "user specified IP address is supported on user defined"),
+        (("--ip", "10.201.8.51"), "user specified IP address is supported on user defined"),  # (none)
+        (("--network", "fixed", "--ip", "10.201.8.300"), "invalid IPv4 address: 10.201.8.300"),
+        (("--network", "fixed", "--ip", "10.201.9.5"), "no configured subnet or ip-range contain the IP address"),
+        (("--network", "fixed", "--ip", "10.201.8.255"), "no configured subnet or ip-range contain the IP address"),
+    ]:
+        code, out, err = cli("run", "--rm", *args, "busybox", "true")
+        assert (code, out) == (125, "") and said in err and err.count("\n") == 1, (args, err)
+    holder = client.containers.run("busybox", SLEEP, detach=True, network="fixed",
+                                   networking_config={"fixed": {"IPAMConfig": {"IPv4Address": "10.201.8.60"}}})
+    assert holder.attrs["NetworkSettings"]["Networks"]["fixed"]["IPAddress"] == "10.201.8.60"
+    code, _, err = cli("create", "--network", "fixed", "--ip", "10.201.8.60", "busybox")
+    assert code == 125 and "Address already in use: 10.201.8.60" in err
+    assert client.containers.list(all=True) == [holder]  # nothing half-made
+    assert list(leases(client.store, "fixed").values()) == ["10.201.8.60"]
+
+
+@root_only
+def test_docker_py_networking_config_joins_every_network_it_names_with_its_aliases(client: Client) -> None:
+    client.networks.create("front", ipam={"Config": [{"Subnet": "10.201.10.0/24"}]})
+    client.networks.create("back")
+    config = {"EndpointsConfig": {  # (the low-level API's form: docker-py's create_networking_config)
+        "front": {"IPAMConfig": {"IPv4Address": "10.201.10.9"}, "Aliases": ["web"]},
+        "back": {"Aliases": ["api"]},
+    }}
+    c = client.containers.run("busybox", SLEEP, detach=True, network="front", networking_config=config)
+    nets = c.attrs["NetworkSettings"]["Networks"]
+    assert list(nets) == ["front", "back"] and nets["front"]["IPAddress"] == "10.201.10.9"
+    assert "web" in nets["front"]["Aliases"] and "api" in nets["back"]["Aliases"]
+    assert interfaces(c) == ["eth0", "eth1"]
+    other = client.containers.run("busybox", SLEEP, detach=True, network="back")
+    assert reaches(other, "api") and not reaches(other, "web")
+    ignored = client.containers.create("busybox", SLEEP, network="back", networking_config={"front": {}})
+    assert list(ignored.attrs["NetworkSettings"]["Networks"]) == ["back"]  # (docker-py: not among them, unused)
+    with pytest.raises(InvalidArgument, match="front: Links is not supported"):
+        client.containers.create("busybox", SLEEP, network="front", networking_config={"front": {"Links": ["x"]}})
+    before = dict(leases(client.store, "front"))
+    with pytest.raises(PyContainersError, match="Address already in use"):
+        client.containers.create("busybox", SLEEP, network="back", networking_config={
+            "back": {}, "front": {"IPAMConfig": {"IPv4Address": "10.201.10.9"}}})
+    assert leases(client.store, "front") == before and len(client.containers.list(all=True)) == 3
