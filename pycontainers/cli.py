@@ -94,13 +94,9 @@ def cmd_inspect(a: argparse.Namespace) -> int:
             except ContainerNotFound:
                 raise ImageNotFound(f"No such object: {name}") from None
     if getattr(a, "format", None):
-        from .errors import InvalidArgument
         from .tables import format_document
 
-        try:
-            print("\n".join(format_document(doc, a.format) for doc in docs))
-        except ValueError as exc:
-            raise InvalidArgument(str(exc)) from None
+        print("\n".join(format_document(doc, a.format) for doc in docs))  # (TemplateError: see main)
         return 0
     print(json.dumps(docs, indent=4))
     return 0
@@ -1819,7 +1815,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pycontainers: {exc}", file=sys.stderr)
         return 125
     except (PyContainersError, ValueError) as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        from .gotemplate import TemplateError
+
+        # Docker's CLI says "template parsing error: " before a --format's error, parsing or running it
+        print(f"{'template parsing error' if isinstance(exc, TemplateError) else 'Error'}: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 1)
     except KeyboardInterrupt:
         return 130

@@ -78,7 +78,7 @@ def test_images_quiet_format_and_filters(cli: Run, busybox_store: Store) -> None
     assert app.id in out.split()
 
     code, out, err = cli("images", "--format", "{{.Nope}}")
-    assert code == 1 and err.startswith("Error: ") and "Nope" in err
+    assert code == 1 and err.startswith("template parsing error: template: :1:2: executing") and "Nope" in err
 
 
 def test_images_all_shows_untagged(cli: Run, busybox_store: Store) -> None:
@@ -328,7 +328,9 @@ def test_inspect_format_walks_the_document_like_go_templates(cli: Run) -> None:
     code, out, _ = cli("images", "--format", "{{.Repository}}{{if .Tag}}:{{.Tag}}{{end}}")
     assert code == 0 and "busybox:latest" in out.split()
     code, out, err = cli("inspect", "-f", "{{foo .Id}}", "busybox")  # one line, in Go's words; not echoed
-    assert (code, out) == (1, "") and err == 'Error: template: :1: function "foo" not defined\n'
+    assert (code, out) == (1, "") and err == 'template parsing error: template: :1: function "foo" not defined\n'
+    code, out, err = cli("images", "--format", "{{.Repository")  # (Docker's words for parsing and running alike)
+    assert (code, out, err) == (1, "", "template parsing error: template: :1: unclosed action\n")
 
 
 def test_inspect_format_on_a_container(cli: Run) -> None:

@@ -259,7 +259,7 @@ def test_inspect_format_with_go_actions(cli: Run) -> None:
                                 "{{len .Mounts}} {{.State.Pid}}", "web") == (0, "down created 0 0\n", "")
     assert cli("inspect", "-f", "{{range .Config.Env}}{{println .}}{{end}}", "web")[1].startswith("PATH=")
     code, out, err = cli("inspect", "-f", "{{foo .Name}}", "web")
-    assert (code, out) == (1, "") and err == 'Error: template: :1: function "foo" not defined\n'
+    assert (code, out) == (1, "") and err == 'template parsing error: template: :1: function "foo" not defined\n'
     code, out, err = cli("inspect", "-f", "{{range .Mounts}}", "web")
     assert (code, out) == (1, "") and err.count("\n") == 1 and "unexpected EOF" in err and "{{" not in err
     assert cli("rm", "web")[0] == 0

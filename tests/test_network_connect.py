@@ -355,7 +355,7 @@ def test_run_ip_takes_the_address_asked_for_on_a_network_made_with_a_subnet(clie
     assert "inet 10.201.8.50/24" in at50.exec_run(["ip", "-4", "-o", "addr", "show", "eth0"]).output.decode()
     at50.remove(force=True)
     for args, said in [
-        (("--network", "chosen", "--ip", "10.201.8.51"), "only when connecting to networks with user configured subnets"),
+        (("--network", "chosen", "--ip", "10.201.8.51"), "only when connecting to networks with user configured"),
         (("--network", "bridge", "--ip", "10.201.8.51"), "user specified IP address is supported on user defined"),
         (("--ip", "10.201.8.51"), "user specified IP address is supported on user defined"),  # (none)
         (("--network", "fixed", "--ip", "10.201.8.300"), "invalid IPv4 address: 10.201.8.300"),
