@@ -455,7 +455,9 @@ def cmd_ps(a: argparse.Namespace) -> int:
     containers = list_containers(_store(), all=everything)
     if a.latest or (a.last is not None and a.last > 0):  # the newest first, as ps lists them (-n 0: all)
         containers = containers[:1 if a.latest else a.last]
-    table = containers_table(filter_containers(containers, filters), no_trunc=a.no_trunc)
+    # As docker ps: a --format that uses .Size measures the sizes, as -s does
+    sizes = a.size or ".Size" in (a.format or "")
+    table = containers_table(filter_containers(containers, filters), no_trunc=a.no_trunc, sizes=sizes)
     _print_table(table, a.format, "ID", a.quiet)
     return 0
 
@@ -1439,6 +1441,8 @@ def _add_ps(sub: argparse._SubParsersAction) -> None:
                         "health (starting, healthy, unhealthy, none)")
     p.add_argument("-n", "--last", type=int, help="the N containers created last (all states)")
     p.add_argument("-l", "--latest", action="store_true", help="the container created last (all states)")
+    p.add_argument("-s", "--size", action="store_true",
+                   help="what each container wrote (its writable layer) and, as virtual, that plus its image")
     p.set_defaults(func=cmd_ps)
 
 

@@ -1395,6 +1395,58 @@ def upper_paths(upper: str, userxattr: bool) -> list[tuple[str, bool]]:
     return found
 
 
+def writable_layer_size(container: Container) -> int:
+    """``docker ps -s``'s size: the bytes of the files the container wrote (its writable layer: overlayfs's upper
+    directory, or for proot what changed since ``create``), each hard-linked file once. A rootless container's
+    with subordinate ids is measured from inside a user namespace with its maps, as ``diff`` reads it."""
+    if container.state.get("backend") == "proot":
+        from . import snapshot
+
+        before, after = _proot_changes(container)
+        return sum(e.info.size for e in snapshot.diff(before, after) if e.info.isreg())
+    upper = str(container.dir / "upper")
+    maps = id_maps(container)
+    if reads_upper_in_namespace(container) and maps is not None:
+        import io
+
+        from .userns import run_inside
+
+        out = io.BytesIO()
+        run_inside(maps, f"measuring the writable layer {upper}", "pycontainers.container.print_upper_size", upper,
+                   stdout=out)
+        return int(out.getvalue())
+    return upper_size(upper)
+
+
+def upper_size(upper: str) -> int:
+    """The bytes of every file under *upper* but directories, a hard-linked one once (as Docker's
+    ``directory.Size``); 0 if there is no such directory."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    stack = [upper]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+                continue
+            st = entry.stat(follow_symlinks=False)
+            if st.st_nlink > 1:
+                if (st.st_dev, st.st_ino) in seen:
+                    continue
+                seen.add((st.st_dev, st.st_ino))
+            total += st.st_size
+    return total
+
+
+def print_upper_size(upper: str) -> None:
+    """(In ``userns.run_inside``'s process, as ``print_upper_paths``.) ``upper_size`` on stdout."""
+    sys.stdout.write(str(upper_size(upper)))
+
+
 def print_upper_paths(upper: str) -> None:
     """(In ``userns.run_inside``'s process, root of a rootless container's user namespace.) ``upper_paths``
     of its overlay upper directory, as JSON on stdout."""

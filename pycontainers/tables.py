@@ -184,9 +184,17 @@ def _label_method(labels: dict[str, str]) -> Any:
     return lambda key: labels.get(key, "")
 
 
-def containers_table(containers: list, *, no_trunc: bool = False) -> Table:  # list[container.Container]
-    """``docker ps``: CONTAINER ID, IMAGE, COMMAND, CREATED, STATUS, PORTS, NAMES."""
+def containers_table(containers: list, *, no_trunc: bool = False,  # list[container.Container]
+                     sizes: bool = False) -> Table:
+    """``docker ps``: CONTAINER ID, IMAGE, COMMAND, CREATED, STATUS, PORTS, NAMES; with *sizes* (``-s``) SIZE,
+    what the container wrote (its writable layer) and, as "virtual", that plus its image: copy-on-write in
+    numbers."""
     from datetime import datetime
+
+    from .container import writable_layer_size
+    from .image import ImageNotFound, get_image
+
+    image_sizes: dict[str, int] = {}
 
     rows, methods = [], []
     for c in containers:
@@ -209,10 +217,29 @@ def containers_table(containers: list, *, no_trunc: bool = False) -> Table:  # l
             "State": c.docker_status,
             "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
             "Networks": ",".join(networks),
+            # Docker's: a volume's name, or a bind mount's host path, cut at 15 characters unless --no-trunc
+            "Mounts": ",".join(name if no_trunc else ellipsis(name, 15)
+                               for name in (m.volume or m.source for m in spec.mounts)),
+            "LocalVolumes": str(sum(1 for m in spec.mounts if m.volume)),
         })
+        if sizes:
+            if spec.image_id not in image_sizes:
+                try:
+                    image_sizes[spec.image_id] = get_image(c.store, spec.image_id).size
+                except ImageNotFound:  # (removed with rmi -f: its layers may be gone too)
+                    image_sizes[spec.image_id] = 0
+            rw = writable_layer_size(c)
+            virtual = rw + image_sizes[spec.image_id]
+            rows[-1]["Size"] = f"{human_size(rw)} (virtual {human_size(virtual)})" if virtual else human_size(rw)
         methods.append({"Label": _label_method(labels)})
-    table = Table(["ID", "Image", "Command", "CreatedSince", "Status", "Ports", "Names"], rows,
-                  extra_fields=("State", "Labels", "Networks"), methods=methods)
+    table = Table(["ID", "Image", "Command", "CreatedSince", "Status", "Ports", "Names", *(["Size"] if sizes else [])],
+                  rows, extra_fields=("State", "Labels", "Networks", "Mounts", "LocalVolumes"), methods=methods)
     table.headers.update({"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "Status": "STATUS",
-                          "Ports": "PORTS", "Names": "NAMES", "RunningFor": "CREATED"})
+                          "Ports": "PORTS", "Names": "NAMES", "RunningFor": "CREATED", "Mounts": "MOUNTS",
+                          "LocalVolumes": "LOCAL VOLUMES"})
     return table
+
+
+def ellipsis(text: str, width: int) -> str:
+    """Docker's ``formatter.Ellipsis``: at most *width* characters, the last of them "…" when cut."""
+    return text if len(text) <= width else text[:width - 1] + "…"

@@ -571,3 +571,37 @@ def test_runc_container_removed_as_soon_as_it_started_leaves_no_cgroup(busybox_s
         ids.append(c.id)
     assert not [p for cid in ids for p in glob.glob(f"/sys/fs/cgroup/*/pycontainers/{cid}")
                 + glob.glob(f"/sys/fs/cgroup/pycontainers/{cid}")]
+
+
+@needs_proot
+@needs_runc
+def test_ps_size_is_the_bytes_the_container_wrote_on_every_back_end(busybox_store: Store, cli: Callable) -> None:
+    """``ps -s``: the writable layer's files (a hard link once, whiteouts and directories nothing), and "virtual"
+    that plus the image, measured the same way whatever keeps the layer (upper directory, or proot's copy)."""
+    from pycontainers.image import get_image
+    from pycontainers.units import human_size
+
+    script = "head -c 100000 /dev/zero > /big; ln /big /big2; rm /etc/group; mkdir -p /d/e"
+    for backend in ("native", "rootless", "runc", "proot"):
+        c = containers.create_from_image(busybox_store, "busybox", ["sh", "-c", script], runtime=backend,
+                                         name=f"wrote-{backend}")
+        assert runtime.run_attached(c)[0] == 0, backend
+        assert containers.writable_layer_size(c) == 100_000, backend
+    virtual = human_size(100_000 + get_image(busybox_store, "busybox").size)
+    code, out, _ = cli("ps", "-a", "--format", "{{.Names}} {{.Size}}")  # .Size alone asks for the sizes, as -s
+    assert code == 0 and sorted(out.splitlines()) == [f"wrote-{b} 100kB (virtual {virtual})"
+                                                      for b in ("native", "proot", "rootless", "runc")]
+    code, out, _ = cli("ps", "-a", "-s")
+    assert out.splitlines()[0].split()[-1] == "SIZE" and out.count(f"100kB (virtual {virtual})") == 4
+
+
+def test_ps_mounts_and_local_volumes_are_docker_s(busybox_store: Store, cli: Callable, tmp_path: Path) -> None:
+    code, _, err = cli("create", "--name", "m", "-v", "named:/a", "-v", "/b", "-v", f"{tmp_path}:/c", "busybox")
+    assert code == 0, err
+    anonymous = next(m.volume for m in containers.get_container(busybox_store, "m").spec.mounts
+                     if m.destination == "/b")
+    code, out, _ = cli("ps", "-a", "--format", "{{.Mounts}}|{{.LocalVolumes}}")
+    short = [name if len(name) <= 15 else name[:14] + "…" for name in ("named", anonymous, str(tmp_path))]
+    assert (code, out) == (0, f"{','.join(short)}|2\n")
+    code, out, _ = cli("ps", "-a", "--no-trunc", "--format", "{{.Mounts}}")
+    assert out == f"named,{anonymous},{tmp_path}\n"
