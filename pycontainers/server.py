@@ -70,7 +70,14 @@ def main() -> int:
     if os.environ.get(SWITCH_ENV, "1") != "0":
         code = run_through_server(sys.argv)
         if code is not None:
-            return code
+            # The worker has done it all: this process holds nothing that needs finalizing, and Python's own
+            # finalization (every module torn down) would add 1.5 ms to every command.
+            for stream in (sys.stdout, sys.stderr):
+                try:  # noqa: SIM105
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
+            os._exit(code)
     from .cli import main as cli_main
 
     return cli_main()
@@ -287,10 +294,10 @@ def our_peer(sock: socket.socket) -> int | None:
         if uid != os.getuid() or not same_standing(pid):
             return None
         if pidfd is not None:
-            import signal
+            import _signal  # (not signal, whose enum import is milliseconds on every command's way)
 
             try:
-                signal.pidfd_send_signal(pidfd, 0)  # signal 0: only whether it is there
+                _signal.pidfd_send_signal(pidfd, 0)  # signal 0: only whether it is there
             except OSError:
                 return None
         return pid
