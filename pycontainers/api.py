@@ -447,11 +447,12 @@ class Container:
             raise ContainerStartError(self, int(first["exit_code"]), self._c.spec.args,  # type: ignore[call-overload]
                                       self._c.spec.image_name, str(first["message"]).encode())
 
-    def restart(self, timeout: float = 10) -> None:
-        """``docker restart``: stop (SIGKILL after *timeout* seconds), then start in the background again."""
+    def restart(self, timeout: float | None = 10) -> None:
+        """``docker restart``: stop (SIGKILL after *timeout* seconds; None: docker-py's default, 10), then start
+        in the background again."""
         from . import runtime
 
-        first = runtime.restart(self._c, timeout, helper=True)
+        first = runtime.restart(self._c, 10 if timeout is None else timeout, helper=True)
         if first is not None and first["event"] == "error":
             raise ContainerStartError(self, int(first["exit_code"]), self._c.spec.args,  # type: ignore[call-overload]
                                       self._c.spec.image_name, str(first["message"]).encode())
@@ -505,14 +506,13 @@ class Container:
         code = core_container.wait(self._c, timeout)
         return {"StatusCode": code, "Error": None}
 
-    def stop(self, timeout: float = 10) -> None:
-        core_container.stop(self._c, timeout)
+    def stop(self, timeout: float | None = 10) -> None:
+        """SIGTERM (or the image's STOPSIGNAL), SIGKILL after *timeout* seconds (None: docker-py's default, 10)."""
+        core_container.stop(self._c, 10 if timeout is None else timeout)
 
     def kill(self, signal: int | str = "SIGKILL") -> None:
-        import signal as signals
-
-        sig = signals.Signals[signal] if isinstance(signal, str) else signals.Signals(signal)
-        core_container.kill(self._c, sig)
+        """Send *signal* (a number, or a name as Docker takes it: ``"SIGTERM"``, ``"usr1"``, ``"RTMIN+3"``)."""
+        core_container.kill(self._c, core_container.parse_signal(signal))
 
     def remove(self, v: bool = False, link: bool = False, force: bool = False) -> None:
         """docker-py's: *v* removes the container's anonymous volumes too (``rm -v``); *link* is refused
@@ -912,13 +912,21 @@ class VolumeCollection:
     def list(self) -> list[Volume]:
         return [Volume(self.client, name) for name in core_container.volume_list(self.client.store)]
 
-    def prune(self) -> dict[str, Any]:
-        """``docker volume prune``: the volumes no container uses are removed. SpaceReclaimed counts the bytes
-        of the files this user could see in them (a rootless container's other users' may be hidden)."""
+    def prune(self, filters: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``docker volume prune``: the anonymous volumes no container uses are removed, and the named ones too
+        with ``filters={"all": True}`` (Docker's API since 1.42). SpaceReclaimed counts the bytes of the files
+        this user could see in them (a rootless container's other users' may be hidden)."""
+        filters = dict(filters or {})
+        everything = filters.pop("all", False)
+        if filters:
+            raise InvalidArgument(f"volumes.prune(filters=...): {', '.join(filters)} is not supported (all is)")
+        if isinstance(everything, list | tuple):
+            everything = everything[0] if everything else False
+        everything = str(everything).lower() in ("true", "1")
         store = self.client.store
         sizes = {name: _tree_size(core_container.volumes_dir(store) / name)
                  for name in core_container.unused_volumes(store)}
-        removed = core_container.volume_prune(store)
+        removed = core_container.volume_prune(store, all_volumes=everything)
         return {"VolumesDeleted": removed, "SpaceReclaimed": sum(sizes.get(name, 0) for name in removed)}
 
 

@@ -406,7 +406,14 @@ class Builder:
             settings["Volumes"] = volumes
             return f" VOLUME {docker_list(list(volumes))}"
         if isinstance(ins, df.StopsignalInstruction):
-            settings["StopSignal"] = scope.expand(ins.signal)
+            from .container import parse_signal
+
+            stop = scope.expand(ins.signal)
+            try:
+                parse_signal(stop)
+            except PyContainersError as exc:
+                raise ins.error(str(exc)) from None
+            settings["StopSignal"] = stop
             return f" STOPSIGNAL {settings['StopSignal']}"
         if isinstance(ins, df.ShellInstruction):
             settings["Shell"] = list(ins.shell)

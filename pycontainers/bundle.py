@@ -131,7 +131,7 @@ def runtime_config(spec: ContainerSpec, root: str, *, files: Iterable[tuple[str,
     from .pid1 import default_env, resolve_user
 
     user = resolve_user(spec.user, root)
-    env = default_env(spec.env, user.home, spec.hostname)
+    env = default_env(spec.env, user.home, spec.hostname, spec.tty)
     return oci_config(spec, user.uid, user.gid, list(user.groups), env, files=files, cgroups_path=cgroups_path)
 
 

@@ -591,6 +591,10 @@ def cmd_stats(a: argparse.Namespace) -> int:
             with contextlib.suppress(ContainerNotFound):  # removed meanwhile: gone from the table
                 readings.append((c, stats.sample(c, previous.get(c.id))))
         previous, first = {c.id: r for c, r in readings}, False
+        if a.containers and not readings:  # every container named has been removed: nothing left to watch
+            for name in a.containers:
+                print(f"Error: No such container: {name}", file=sys.stderr)
+            return 1
         table = Table(list(stats.HEADERS), [stats.row(r, c, a.no_trunc) for c, r in readings],
                       headers=dict(stats.HEADERS))
         if not a.no_stream and sys.stdout.isatty():
@@ -619,15 +623,9 @@ def cmd_stop(a: argparse.Namespace) -> int:
 
 
 def cmd_kill(a: argparse.Namespace) -> int:
-    from .container import kill
+    from .container import kill, parse_signal
 
-    name = a.signal.upper()
-    try:
-        sig = signal.Signals(int(name)) if name.isdigit() else signal.Signals[name if name.startswith("SIG")
-                                                                                else "SIG" + name]
-    except (KeyError, ValueError):
-        print(f"Error: invalid signal: {a.signal}", file=sys.stderr)
-        return 1
+    sig = parse_signal(a.signal)  # (Invalid signal: X, in one line)
     return _each_container(a.containers, lambda c: kill(c, sig))
 
 
@@ -866,9 +864,10 @@ def cmd_volume(a: argparse.Namespace) -> int:
                 continue
             print(name)
     elif a.action == "prune":
-        if not _confirm("all local volumes not used by at least one container", a.force):
+        what = "all local volumes" if a.all else "anonymous local volumes"
+        if not _confirm(f"{what} not used by at least one container", a.force):
             return 0
-        removed = c.volume_prune(store)
+        removed = c.volume_prune(store, all_volumes=a.all)
         print("Deleted Volumes:\n" + "".join(f"{name}\n" for name in removed) if removed else "", end="")
         print(f"\nTotal reclaimed volumes: {len(removed)}")
     elif a.action == "inspect":
@@ -1066,8 +1065,8 @@ def cmd_system_prune(a: argparse.Namespace) -> int:
             "all stopped containers, all networks not used by at least one container, all images without at "
             "least one container associated to them, and all build cache")
     if a.volumes:
-        what = what.replace("all stopped containers, ", "all stopped containers, all volumes not used by at least "
-                                                        "one container, ")
+        what = what.replace("all stopped containers, ", "all stopped containers, all anonymous volumes not used "
+                                                        "by at least one container, ")
     if not _confirm(what, a.force):
         return 0
     store = _store()
@@ -1560,7 +1559,8 @@ def _add_start(sub: argparse._SubParsersAction) -> None:
 
 def _add_stop(sub: argparse._SubParsersAction) -> None:
     p = _add_containers_command(sub, "stop", cmd_stop, "stop running containers")
-    p.add_argument("-t", "--time", type=float, default=10.0, help="seconds to wait before killing")
+    p.add_argument("-t", "--time", type=float, default=10.0,
+                   help="seconds to wait before killing (-1: for as long as it takes)")
 
 
 def _add_kill(sub: argparse._SubParsersAction) -> None:
@@ -1580,7 +1580,8 @@ def _add_wait(sub: argparse._SubParsersAction) -> None:
 
 def _add_restart(sub: argparse._SubParsersAction) -> None:
     p = _add_containers_command(sub, "restart", cmd_restart, "stop, then start containers again")
-    p.add_argument("-t", "--time", type=float, default=10.0, help="seconds to wait before killing")
+    p.add_argument("-t", "--time", type=float, default=10.0,
+                   help="seconds to wait before killing (-1: for as long as it takes)")
 
 
 def _add_pause(sub: argparse._SubParsersAction) -> None:
@@ -1650,7 +1651,8 @@ def _add_volume(sub: argparse._SubParsersAction) -> None:
     p.add_argument("names", nargs="+")
     p.add_argument("-f", "--force", action="store_true")
     p.set_defaults(func=cmd_volume, action="rm")
-    p = volume.add_parser("prune", help="remove the volumes no container uses")
+    p = volume.add_parser("prune", help="remove the anonymous volumes no container uses")
+    p.add_argument("-a", "--all", action="store_true", help="named volumes too, not only anonymous ones")
     p.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
     p.set_defaults(func=cmd_volume, action="prune")
     p = volume.add_parser("inspect", help="show a volume's details")

@@ -286,7 +286,7 @@ def starting(container: Container) -> Iterator[bool]:
     state says running. Yields whether it is still to be started."""
     import fcntl
 
-    fd = os.open(container.dir / "start.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = open_lock(container, "start.lock")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # (the monitor forked meanwhile closes its copy: runtime.keep_only_fds)
         to_start = container.reload().status != "running"
@@ -311,15 +311,21 @@ def flocked(container: Container, lock: str) -> Iterator[None]:
     directory is gone."""
     import fcntl
 
-    try:
-        fd = os.open(container.dir / lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except FileNotFoundError:
-        raise ContainerNotFound(f"No such container: {container.name}") from None
+    fd = open_lock(container, lock)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
+
+
+def open_lock(container: Container, lock: str) -> int:
+    """A descriptor of the container's lock file *lock* (made if missing), to flock; ContainerNotFound if the
+    container's directory is gone (removed meanwhile: ``rm -f``, or a ``--rm`` container that ended)."""
+    try:
+        return os.open(container.dir / lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except FileNotFoundError:
+        raise ContainerNotFound(f"No such container: {container.name}") from None
 
 
 @contextlib.contextmanager
@@ -516,10 +522,16 @@ def rename(container: Container, new_name: str) -> None:
         network.renamed(container.store, container)
 
 
+MAX_NAME = 253  # (Docker has no limit of its own; a DNS name, as one on a network is, has at most 253)
+
+
 def check_name(store: Store, name: str, container_id: str) -> None:
     """A name given by the user: Docker's characters, and free (then it is this container's: ``claim_name``)."""
     if not name or not set(name) <= NAME_CHARS or not name[0].isalnum():
         raise InvalidArgument(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    if len(name) > MAX_NAME:  # (each name is a file of the store's: a file name has at most 255 bytes)
+        raise InvalidArgument(f"invalid container name {name[:20]}...: at most {MAX_NAME} characters, "
+                              f"not {len(name)}")
     if not claim_name(store, name, container_id):
         raise InvalidArgument(f'Conflict. The container name "/{name}" is already in use by container '
                               f'"{_named(store, name)}". You have to remove (or rename) that container to be '
@@ -952,10 +964,34 @@ def kill(container: Container, sig: int = signal.SIGKILL) -> None:
     signal_waking(container, sig)
 
 
-def stop_signal(container: Container) -> signal.Signals:
-    """The signal ``stop`` sends first: SIGTERM, or the image's STOPSIGNAL (a name or a number)."""
-    name = container.spec.stop_signal
-    return signal.Signals[name] if name.startswith("SIG") else signal.Signals(int(name))
+def parse_signal(text: str | int) -> int:
+    """A signal as Docker's ``ParseSignal`` reads one (``kill -s``, STOPSIGNAL, the API's ``kill``): a number,
+    or a name with or without ``SIG``, in any case (``usr1``, ``SIGTERM``, ``RTMIN+3``). InvalidArgument else."""
+    word = str(text).strip()
+    number: int | None = None
+    if word.isdigit():
+        number = int(word)
+    else:
+        name = word.upper().removeprefix("SIG")
+        rt, sign, offset = name.partition("+") if "+" in name else name.partition("-")
+        if rt in ("RTMIN", "RTMAX") and (not sign or offset.isdigit()):
+            base = signal.SIGRTMIN if rt == "RTMIN" else signal.SIGRTMAX
+            number = base + (int(offset) if sign == "+" else -int(offset) if sign else 0)
+        elif name and hasattr(signal.Signals, "SIG" + name) and not name.startswith(("_", "RT")):
+            number = int(signal.Signals["SIG" + name])
+    if number is None or not 1 <= number <= signal.SIGRTMAX:
+        raise InvalidArgument(f"Invalid signal: {text}")
+    return number
+
+
+def stop_signal(container: Container) -> int:
+    """The signal ``stop`` sends first: SIGTERM, or the image's STOPSIGNAL (checked when it was built; one that
+    is not a signal here, from an image built elsewhere, falls back to SIGTERM rather than make the container
+    impossible to stop)."""
+    try:
+        return parse_signal(container.spec.stop_signal)
+    except InvalidArgument:
+        return signal.SIGTERM
 
 
 def signal_waking(container: Container, sig: int) -> None:
@@ -1125,29 +1161,34 @@ def runc(container: Container, *args: str) -> None:
                    check=False, timeout=30)
 
 
-def stop(container: Container, timeout: float = 10.0) -> None:
-    """SIGTERM (or the image's STOPSIGNAL), then SIGKILL after *timeout* seconds, like ``docker stop``."""
+def stop(container: Container, timeout: float | None = 10.0) -> None:
+    """SIGTERM (or the image's STOPSIGNAL), then SIGKILL after *timeout* seconds, like ``docker stop``; None
+    (or a negative number, as ``stop -t -1``) waits for as long as it takes, as Docker 25's does."""
     container.reload()
     if container.status != "running":
         return
     signal_waking(container, stop_signal(container))
     try:
-        wait(container, timeout)
+        wait(container, None if timeout is None or timeout < 0 else timeout)
     except ContainerError:
         signal_waking(container, signal.SIGKILL)
         wait(container, 10)
 
 
-RESTARTING_FILE = "restarting"  # there while ``restart`` stops a --rm container: it is kept this once
+RESTARTING = "restarting."  # a file per ``restart`` under way: while one is there, a --rm container is kept
 
 
 @contextlib.contextmanager
 def kept_through_restart(container: Container) -> Iterator[None]:
     """``docker restart`` of a ``--rm`` container stops it without removing it, then starts it again (moby's
-    ``HasBeenManuallyRestarted``): its monitor finds this file when the container ends (``auto_removing``)."""
-    marker = container.dir / RESTARTING_FILE
+    ``HasBeenManuallyRestarted``): its monitor finds this restart's file when the container ends
+    (``auto_removing``). One file per restart, so that two at once each keep the container."""
+    marker = container.dir / f"{RESTARTING}{os.getpid()}.{threading.get_ident()}.{time.monotonic_ns()}"
     if container.state.get("auto_remove"):
-        marker.touch()
+        try:
+            marker.touch()
+        except FileNotFoundError:
+            raise ContainerNotFound(f"No such container: {container.name}") from None
     try:
         yield
     finally:
@@ -1156,9 +1197,14 @@ def kept_through_restart(container: Container) -> Iterator[None]:
 
 
 def auto_removing(container: Container) -> bool:
-    """Is this container to be removed now that it has ended: ``--rm``, and not stopped by ``restart``?
-    Asked once, before its end is saved: ``restart`` lets the file go as soon as it sees that end."""
-    return bool(container.state.get("auto_remove")) and not os.path.exists(container.dir / RESTARTING_FILE)
+    """Is this container to be removed now that it has ended: ``--rm``, and not stopped by a ``restart``?
+    Asked once, before its end is saved: a ``restart`` lets its file go as soon as it sees that end."""
+    if not container.state.get("auto_remove"):
+        return False
+    try:
+        return not any(name.startswith(RESTARTING) for name in os.listdir(container.dir))
+    except FileNotFoundError:  # (removed already)
+        return True
 
 
 def remove(container: Container, force: bool = False, volumes: bool = False) -> None:
@@ -1356,6 +1402,7 @@ def diff(container: Container) -> list[tuple[str, str]]:
     """
     from .image import get_image
 
+    container.reload()  # (removed meanwhile: No such container, not an empty list)
     image_paths = get_image(container.store, container.spec.image_id).filesystem()
     if container.state.get("backend") == "proot":
         return _proot_diff(container, image_paths)
@@ -1523,6 +1570,7 @@ def commit(container: Container, repository: str | None = None, *, message: str 
     and the container's configuration the new image's (``committed_settings``)."""
     from .image import add_layer, commit_image, get_image, write_layer
 
+    container.reload()  # (removed meanwhile: No such container, not a layer that cannot be read)
     store = container.store
     image = get_image(store, container.spec.image_id)
     if container.state.get("backend") == "proot":
@@ -1688,9 +1736,10 @@ def volume_list(store: Store) -> list[str]:
                   if not d.name.startswith(".") and (d / "_data").is_dir()) if base.exists() else []
 
 
-def volume_prune(store: Store) -> list[str]:
-    """``docker volume prune``: remove the volumes no container (running or not) uses; their names."""
-    removed = unused_volumes(store)
+def volume_prune(store: Store, all_volumes: bool = False) -> list[str]:
+    """``docker volume prune``: remove the anonymous volumes no container (running or not) uses, and with
+    *all_volumes* (``-a``) the named ones too, as Docker 23 and later; their names."""
+    removed = [name for name in unused_volumes(store) if all_volumes or is_anonymous_volume(name)]
     for name in removed:
         remove_volume_directory(volumes_dir(store) / name)
     return removed
@@ -1762,6 +1811,12 @@ def filter_containers(containers: list[Container], filters: dict[str, list[str]]
             if all(all_or_any(key)(matches(c, key, v) for v in values) for key, values in filters.items())]
 
 
+def is_anonymous_volume(name: str) -> bool:
+    """Made for a container (``-v /path``, an image's VOLUME): named by 64 random hex digits
+    (``spec.anonymous_volume``), as Docker names them (Docker also labels them; the name is what tells here)."""
+    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+
+
 def unused_volumes(store: Store) -> list[str]:
     used = {m.volume for c in list_containers(store) for m in c.spec.mounts if m.volume}
     return [name for name in volume_list(store) if name not in used]
@@ -1772,12 +1827,13 @@ def volume_users(store: Store, name: str) -> list[Container]:
 
 
 def volume_remove(store: Store, name: str, force: bool = False) -> None:
-    """``docker volume rm``: refuses a volume that a container (running or not) uses, unless forced."""
+    """``docker volume rm``: refuses a volume that a container (running or not) uses, even with *force*, as
+    Docker's does (its ``-f`` only makes a missing volume nothing to do: see the CLI)."""
     path = volumes_dir(store) / name
     if not (path / "_data").is_dir():
         raise ContainerNotFound(f"no such volume: {name}")
     users = volume_users(store, name)
-    if users and not force:
+    if users:
         raise ContainerError(f"remove {name}: volume is in use - [{', '.join(c.id for c in users)}]", 1)
     remove_volume_directory(path)
 

@@ -929,9 +929,9 @@ def lock_if_stopped(container: Container) -> int | None:
     file), whatever becomes of its caller. None, the lock let go, if it is running."""
     import fcntl
 
-    from .container import wait_for_last_monitor
+    from .container import open_lock, wait_for_last_monitor
 
-    fd = os.open(container.dir / "start.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = open_lock(container, "start.lock")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         if container.reload().status == "running":

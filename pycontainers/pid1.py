@@ -206,7 +206,7 @@ def build_root(plan: dict, kernel_trees: list[int] | None) -> Command:
         make_root_read_only()
     sethostname(plan["hostname"])
     user = resolve_user(plan["user"])
-    env = default_env(plan["env"], user.home, plan["hostname"])
+    env = default_env(plan["env"], user.home, plan["hostname"], plan["tty"])
     enter_workdir(plan["workdir"], user)
     return Command(find_executable(plan["args"][0], env), plan["args"], env, user, plan["tty"])
 
@@ -513,13 +513,17 @@ def resolve_user(spec_user: str, root: str = "/") -> User:
     return User(uid, gid, tuple(sorted({gid, *extra})), home)
 
 
-def default_env(env: list[str], home: str, hostname: str) -> list[str]:
+def default_env(env: list[str], home: str, hostname: str, tty: bool = False) -> list[str]:
+    """What Docker adds to a process's environment unless it sets them itself: HOSTNAME, HOME, and with a
+    terminal (``-t``) ``TERM=xterm``, without which ``clear``, ``top`` or ``vi`` do not know how to draw."""
     keys = {item.partition("=")[0] for item in env}
     out = list(env)
     if "HOSTNAME" not in keys:
         out.append(f"HOSTNAME={hostname}")
     if "HOME" not in keys:
         out.append(f"HOME={home}")
+    if tty and "TERM" not in keys:
+        out.append("TERM=xterm")
     return out
 
 

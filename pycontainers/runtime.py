@@ -635,17 +635,17 @@ def external_command(container: Container) -> tuple[list[str], dict[str, str] | 
         os.makedirs(workdir, 0o755, exist_ok=True)
     except OSError as exc:
         raise workdir_error(spec.workdir, exc) from None
-    return proot_command(container, spec.args, spec.workdir, spec.user, spec.env)
+    return proot_command(container, spec.args, spec.workdir, spec.user, spec.env, spec.tty)
 
 
 def proot_command(container: Container, args: list[str], workdir: str, user_spec: str,
-                  env: list[str]) -> tuple[list[str], dict[str, str]]:
+                  env: list[str], tty: bool) -> tuple[list[str], dict[str, str]]:
     """The proot command line (and environment) that runs *args* on *container*'s files: its own command,
     and each ``exec`` (there are no namespaces to join: another proot on the same root is the way in)."""
     spec = container.spec
     root = str(container.dir / "rootfs")
     user = resolve_user(user_spec, root)
-    full_env = default_env(env, user.home, spec.hostname)
+    full_env = default_env(env, user.home, spec.hostname, tty)
     binds = {"/dev": "/dev", "/proc": "/proc", "/sys": "/sys"}
     binds |= {f"/etc/{name}": str(container.dir / name) for name in ("hostname", "hosts", "resolv.conf")}
     binds |= {m.destination: m.source for m in spec.mounts}
@@ -1312,7 +1312,7 @@ def exec_monitor(container: Container, args: list[str], env: list[str], workdir:
         try:
             enter_cgroup(cgroups, cgroup_ns)
             account = resolve_user(user)
-            full_env = default_env(env, account.home, container.spec.hostname)
+            full_env = default_env(env, account.home, container.spec.hostname, tty)
             enter_workdir(workdir, exit_code=EXIT_NOT_EXECUTABLE)  # (Docker: 126 for an exec that cannot start)
             path = find_executable(args[0], full_env)
             attach_stdio(stdio, tty, (account.uid, account.gid))
@@ -1367,7 +1367,7 @@ def exec_under_proot(container: Container, args: list[str], env: list[str], work
     """``exec`` into a proot container: a second proot on its files. Without a PID namespace nothing would
     end it with the container, so it is watched: when the container's proot ends, it is killed too."""
     try:
-        argv, full_env = proot_command(container, args, workdir, user, env)
+        argv, full_env = proot_command(container, args, workdir, user, env, tty)
     except StartError as exc:
         _send(events_fd, {"event": "error", "message": str(exc), "exit_code": exc.exit_code})
         return

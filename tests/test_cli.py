@@ -240,10 +240,16 @@ def test_system_prune_volumes_removes_the_volumes_no_container_uses(cli: Run) ->
     assert cli("create", "--name", "user", "-v", "kept:/data", "busybox", "true")[0] == 0
     assert "Deleted Volumes:" not in cli("system", "prune", "-f")[1]  # volumes only when asked, as Docker
     assert cli("volume", "ls", "-q")[1].split() == ["kept", "loose"]
+    assert cli("run", "--name", "scratch", "-v", "/scratch", "busybox", "true")[0] == 0  # an anonymous one
+    anonymous = next(v for v in cli("volume", "ls", "-q")[1].split() if v not in ("kept", "loose"))
     code, out, _ = cli("system", "prune", "--volumes", "-f")
     volumes = out.partition("Deleted Volumes:\n")[2].partition("\n\n")[0].split("\n")
-    assert code == 0 and sorted(volumes) == ["kept", "loose"]  # the container went first, and then "kept" too
-    assert cli("volume", "ls", "-q")[1] == ""
+    assert code == 0 and volumes == [anonymous]  # its container went first; named ones stay, as Docker 23's
+    assert cli("volume", "ls", "-q")[1].split() == ["kept", "loose"]
+    code, out, _ = cli("volume", "prune", "-f")
+    assert (code, out) == (0, "\nTotal reclaimed volumes: 0\n")
+    code, out, _ = cli("volume", "prune", "-a", "-f")
+    assert code == 0 and out.split("\n")[1:3] == ["kept", "loose"] and cli("volume", "ls", "-q")[1] == ""
 
 
 def test_system_bases_fails_when_a_base_cannot_be_made(cli: Run, monkeypatch: pytest.MonkeyPatch,
@@ -440,7 +446,8 @@ def test_ps_filters_logs_tail_volume_prune(cli: Run) -> None:
     assert cli("rm", "-f", "runs", "fails", "counts")[0] == 0
     assert cli("volume", "create", "used")[0] == 0 and cli("volume", "create", "unused")[0] == 0
     assert cli("create", "--name", "holder", "-v", "used:/data", "busybox", "true")[0] == 0
-    assert cli("volume", "prune", "-f")[1] == "Deleted Volumes:\nunused\n\nTotal reclaimed volumes: 1\n"
+    assert cli("volume", "prune", "-f")[1] == "\nTotal reclaimed volumes: 0\n"  # named: only with -a (Docker 23)
+    assert cli("volume", "prune", "-a", "-f")[1] == "Deleted Volumes:\nunused\n\nTotal reclaimed volumes: 1\n"
     assert cli("volume", "ls", "-q")[1] == "used\n"
     assert cli("rm", "holder")[0] == 0 and cli("volume", "rm", "used")[0] == 0
 

@@ -1,0 +1,136 @@
+"""Lifecycle edges an adversarial sweep found: commands racing a removal, signals named as Docker names them,
+stop timeouts, long names, TERM for terminals, stats of a removed container. Each must end in one clear line
+(or do what Docker does), never an internal error."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from processes import wait_for
+
+from pycontainers import container as c
+from pycontainers import runtime
+from pycontainers.api import Client
+from pycontainers.errors import ContainerNotFound, InvalidArgument
+from pycontainers.store import Store
+
+
+def test_docker_s_signal_names_and_numbers() -> None:
+    assert c.parse_signal("SIGTERM") == c.parse_signal("term") == c.parse_signal("15") == signal.SIGTERM
+    assert c.parse_signal("usr1") == c.parse_signal("SIGusr1") == signal.SIGUSR1
+    assert c.parse_signal(9) == signal.SIGKILL
+    assert c.parse_signal("RTMIN") == signal.SIGRTMIN and c.parse_signal("SIGRTMIN+3") == signal.SIGRTMIN + 3
+    assert c.parse_signal("RTMAX-1") == signal.SIGRTMAX - 1
+    for bad in ("FOO", "SIGFOO", "0", "999", "", "RTMIN+x", "SIG", 0):
+        with pytest.raises(InvalidArgument, match="Invalid signal"):
+            c.parse_signal(bad)
+
+
+def test_stopsignal_is_checked_at_build_and_a_docker_style_name_stops_the_container(
+        cli: Any, tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nSTOPSIGNAL SIGFOO\n")
+    code, _, err = cli("build", "-q", "-t", "badsig", str(tmp_path))
+    assert code == 1 and "Dockerfile:2" in err and "Invalid signal: SIGFOO" in err and err.count("\n") == 1
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nSTOPSIGNAL usr1\n")
+    assert cli("build", "-q", "-t", "usr1", str(tmp_path))[0] == 0
+    script = "trap 'exit 9' USR1; while :; do sleep 0.05; done"
+    assert cli("run", "-d", "--name", "u", "usr1", "sh", "-c", script)[0] == 0
+    time.sleep(0.3)  # (its trap set)
+    assert cli("stop", "-t", "5", "u") == (0, "u\n", "")
+    assert cli("inspect", "-f", "{{.State.ExitCode}}", "u")[1] == "9\n"  # USR1 ended it, not the SIGKILL
+    assert cli("kill", "-s", "FOO", "u")[2] == "Error: Invalid signal: FOO\n"
+
+
+def test_the_api_takes_signals_as_docker_does(client: Client) -> None:
+    k = client.containers.run("busybox", ["sh", "-c", "trap 'exit 7' USR2; while :; do sleep 0.05; done"],
+                              detach=True)
+    time.sleep(0.3)
+    for bad in ("FOO", 0):
+        with pytest.raises(InvalidArgument, match="Invalid signal"):
+            k.kill(signal=bad)
+    k.kill(signal="usr2")
+    assert k.wait(timeout=10)["StatusCode"] == 7
+
+
+def test_a_stop_timeout_of_none_is_docker_py_s_default(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    k = client.containers.create("busybox", ["true"])
+    asked: list[float | None] = []
+    monkeypatch.setattr(c, "stop", lambda container, timeout=10.0: asked.append(timeout))
+    k.stop(timeout=None)
+    k.restart(timeout=None)
+    assert asked == [10, 10]  # not None: that would wait for ever for a PID 1 that ignores SIGTERM
+
+
+def test_stop_minus_one_waits_for_as_long_as_it_takes(busybox_store: Store) -> None:
+    k = c.create_from_image(busybox_store, "busybox", ["sh", "-c", "trap 'sleep 1.5; exit 4' TERM; "
+                                                                   "while :; do sleep 0.05; done"])
+    runtime.start_detached(k)
+    time.sleep(0.3)
+    c.stop(k, -1)  # -1 s would have killed it at once (137)
+    assert k.reload().state["exit_code"] == 4
+    c.remove(k)
+
+
+def test_commands_on_a_container_removed_meanwhile_say_so(client: Client) -> None:
+    k = client.containers.run("busybox", ["sleep", "60"], detach=True, name="gone")
+    client.containers.get("gone").remove(force=True)
+    for call in (k.start, k.restart, lambda: k.get_archive("/etc"), lambda: k.put_archive("/", b""),
+                 lambda: list(k.export()), lambda: k.commit("never"), k.diff):
+        with pytest.raises(ContainerNotFound, match="No such container"):
+            call()
+    with pytest.raises(ContainerNotFound), c.starting(k._c):
+        pass
+
+
+def test_restarts_at_once_keep_a_rm_container(client: Client) -> None:
+    """Each restart keeps the container with a file of its own: the first to finish must not let the others'
+    stop remove it (as Docker, a restarted --rm container is never auto-removed)."""
+    k = client.containers.run("busybox", ["sleep", "60"], detach=True, remove=True, name="thrice")
+    errors: list[BaseException] = []
+
+    def restart() -> None:
+        try:
+            runtime.restart(c.get_container(client.store, "thrice"), 1)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=restart) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors and k.status == "running"
+    assert not [p for p in k._c.dir.iterdir() if p.name.startswith(c.RESTARTING)]  # each let its own go
+    k.stop(timeout=0)
+    wait_for(lambda: not client.containers.list(all=True), "the --rm container to go once stopped")
+
+
+def test_a_name_too_long_for_the_store_is_refused_in_one_line(cli: Any) -> None:
+    code, _, err = cli("create", "--name", "a" * 300, "busybox")
+    assert code == 125 and "at most 253 characters" in err and err.count("\n") == 1
+    assert cli("run", "-d", "--name", "short", "busybox", "sleep", "30")[0] == 0
+    code, _, err = cli("rename", "short", "b" * 300)
+    assert code == 1 and "at most 253 characters" in err
+    assert cli("ps", "--format", "{{.Names}}")[1] == "short\n"
+
+
+def test_a_terminal_gets_term_xterm_as_docker_gives_it(client: Client) -> None:
+    assert b"TERM=xterm" in client.containers.run("busybox", ["env"], tty=True, remove=True)
+    assert b"TERM=" not in client.containers.run("busybox", ["env"], remove=True)
+    assert b"TERM=vt100" in client.containers.run("busybox", ["env"], tty=True, remove=True,
+                                                  environment=["TERM=vt100"])
+    k = client.containers.run("busybox", ["sleep", "30"], detach=True)
+    assert b"TERM=xterm" in k.exec_run(["env"], tty=True).output
+    assert b"TERM=" not in k.exec_run(["env"]).output
+
+
+def test_stats_of_a_container_removed_meanwhile_ends_with_an_error(client: Client, cli: Any) -> None:
+    k = client.containers.run("busybox", ["sleep", "60"], detach=True, name="watched")
+    threading.Timer(1.5, lambda: k.remove(force=True)).start()
+    code, _, err = cli("stats", "watched")
+    assert code == 1 and err.endswith("Error: No such container: watched\n")
