@@ -435,6 +435,31 @@ class Container:
         chunks = ((f"{e.time} ".encode() + e.data if timestamps else e.data) for e in entries if e.stream in streams)
         return chunks if stream else b"".join(chunks)
 
+    def attach(self, stdout: bool = True, stderr: bool = True, stream: bool = False, logs: bool = False,
+               demux: bool = False) -> bytes | Iterator[bytes]:
+        """docker-py's: what the running container writes from now on (and, with *logs*, what it wrote before),
+        as one bytes once it ends, or chunk by chunk with *stream*; through its monitor (``attach.py``)."""
+        from . import attach
+
+        if demux:
+            raise InvalidArgument("attach(demux=True) is not supported by pycontainers: give stdout= or stderr=")
+        self._c.reload()
+        attach.check_attachable(self._c.status, self._c.paused)
+        sock = attach.connect(self._c.dir, self._c.name)  # (before the log is read: nothing falls in between)
+        streams = (attach.STDOUT if stdout else b"") + (attach.STDERR if stderr else b"")
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                if logs:
+                    for entry in core_container.log_entries(self._c):
+                        if (entry.stream == "stdout" and stdout) or (entry.stream == "stderr" and stderr):
+                            yield entry.data
+                yield from attach.output(sock, streams)
+            finally:
+                sock.close()
+
+        return chunks() if stream else b"".join(chunks())
+
     def start(self) -> None:
         """Start a created container in the background (docker-py raises if it cannot start; so do we)."""
         from . import runtime

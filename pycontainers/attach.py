@@ -24,16 +24,13 @@ import contextlib
 import errno
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 SOCKET_NAME = "attach"
 STDIN, STDOUT, STDERR, WINDOW = b"0", b"1", b"2", b"w"
 MAX_MESSAGE = 65536
 MAX_PENDING_INPUT = 1 << 20  # bytes typed ahead that the container has not read yet, before clients wait
-
-
-class AttachError(Exception):
-    pass
 
 
 def _path_through(directory: Path) -> tuple[int, str]:
@@ -145,10 +142,12 @@ def connect(directory: Path, name: str) -> socket.socket:
     try:
         sock.connect(path)
     except OSError:
+        from .errors import EngineError
+
         sock.close()
-        raise AttachError(f"cannot attach to container {name}: its output is not kept by a monitor that takes "
+        raise EngineError(f"cannot attach to container {name}: its output is not kept by a monitor that takes "
                           "attachments (run it with -d; a container run in the foreground belongs to the "
-                          "terminal that started it)") from None
+                          "terminal that started it)", 1) from None
     finally:
         os.close(dir_fd)
     return sock
@@ -199,3 +198,24 @@ class DetachKeys:
                 out += candidate
                 self.held = b""
         return bytes(out), False
+
+
+def check_attachable(status: str, paused: bool) -> None:
+    """Docker's refusals: only a running container has a monitor passing its stdio on."""
+    from .errors import EngineError
+
+    if paused:
+        raise EngineError("You cannot attach to a paused container, unpause it first", 1)
+    if status != "running":
+        raise EngineError("You cannot attach to a stopped container, start it first", 1)
+
+
+def output(sock: socket.socket, streams: bytes = STDOUT + STDERR) -> Iterator[bytes]:
+    """What the container writes from now on, chunk by chunk, of *streams* (stdout "1", stderr "2"),
+    until it closes its output (its end)."""
+    while True:
+        message = sock.recv(MAX_MESSAGE)
+        if not message:
+            return
+        if message[:1] in streams:
+            yield message[1:]

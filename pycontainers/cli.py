@@ -462,6 +462,81 @@ def cmd_ps(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_attach(a: argparse.Namespace) -> int:
+    """``docker attach``: this terminal joins a running container's stdio, through its monitor (``attach.py``):
+    its output from now on, and what is typed if it has ``-i``; with ``-t`` the terminal is raw and the
+    detach keys (Ctrl-P Ctrl-Q) leave it running. Without ``-t``, Ctrl-C is passed on as a signal (sig-proxy).
+    The exit code is the container's, once it ends."""
+    import fcntl
+    import select
+    import termios
+    import tty
+
+    from . import attach
+    from .container import get_container, kill, wait
+    from .errors import PyContainersError
+
+    container = get_container(_store(), a.container)
+    attach.check_attachable(container.status, container.paused)
+    try:
+        detach = attach.DetachKeys(attach.parse_detach_keys(a.detach_keys))
+    except ValueError as exc:
+        raise _usage(str(exc)) from None
+    spec = container.spec
+    typing = spec.interactive and not a.no_stdin
+    sock = attach.connect(container.dir, container.name)
+
+    def send_window(*_: object) -> None:
+        with contextlib.suppress(OSError):
+            sock.send(attach.WINDOW + fcntl.ioctl(1, termios.TIOCGWINSZ, b"\0" * 8))
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(PyContainersError):
+            kill(container, signum)
+
+    previous: dict[int, Any] = {}
+    if spec.tty and os.isatty(1):
+        send_window()
+        previous[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, send_window)
+    elif not spec.tty and a.sig_proxy:  # Ctrl-C is ours to pass on: the container has no terminal to type it in
+        previous |= {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    saved = None
+    if spec.tty and typing and os.isatty(0):
+        saved = termios.tcgetattr(0)
+        tty.setraw(0, termios.TCSANOW)
+    detached = False
+    try:
+        sources: list[Any] = [sock, 0] if typing else [sock]
+        while not detached:
+            try:
+                ready, _, _ = select.select(sources, [], [])
+            except InterruptedError:
+                continue
+            if sock in ready:
+                message = sock.recv(attach.MAX_MESSAGE)
+                if not message:
+                    break
+                os.write(2 if message[:1] == attach.STDERR else 1, message[1:])
+            if 0 in ready:
+                data = os.read(0, 65536)
+                if not data:
+                    sources.remove(0)  # (the container's stdin stays open: others may still type)
+                    continue
+                data, detached = detach.feed(data)
+                if data:
+                    sock.send(attach.STDIN + data)
+    finally:
+        if saved is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sock.close()
+    if detached:
+        print("read escape sequence", file=sys.stderr)  # (Docker's words, and its exit code)
+        return 1
+    return wait(container)
+
+
 def cmd_logs(a: argparse.Namespace) -> int:
     """``docker logs``: the container's stdout to ours, its stderr to our stderr, in the order they came."""
     from .container import get_container, log_entries
@@ -1445,6 +1520,25 @@ def _add_ps(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_ps)
 
 
+def _add_attach(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("attach", help="attach this terminal to a running container's input and output")
+    p.add_argument("container")
+    p.add_argument("--no-stdin", action="store_true", help="do not attach stdin")
+    p.add_argument("--sig-proxy", type=_bool_flag, default=True, nargs="?", const=True, metavar="BOOL",
+                   help="pass the signals this command gets on to the container (default true; not with -t)")
+    p.add_argument("--detach-keys", default="ctrl-p,ctrl-q",
+                   help="the keys that detach, leaving the container running (default ctrl-p,ctrl-q)")
+    p.set_defaults(func=cmd_attach)
+
+
+def _bool_flag(text: str) -> bool:
+    if text.lower() in ("true", "1"):
+        return True
+    if text.lower() in ("false", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean value {text!r}")
+
+
 def _add_logs(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("logs", help="fetch the output of a container")
     p.add_argument("container")
@@ -1612,7 +1706,8 @@ def _add_stats(sub: argparse._SubParsersAction) -> None:
 def _add_container(sub: argparse._SubParsersAction) -> None:
     container = _command_group(sub, "container", "manage containers")
     aliases = {"ls": ["list", "ps"], "rm": ["remove"]}  # Docker's: docker container list, docker container ps
-    for name, src in (("ls", "ps"), ("run", "run"), ("create", "create"), ("logs", "logs"), ("start", "start"),
+    for name, src in (("ls", "ps"), ("run", "run"), ("create", "create"), ("logs", "logs"), ("attach", "attach"),
+                      ("start", "start"),
                       ("stop", "stop"), ("kill", "kill"),
                       ("rm", "rm"), ("wait", "wait"), ("diff", "diff"), ("commit", "commit"), ("exec", "exec"),
                       ("cp", "cp"), ("export", "export"), ("port", "port"),
@@ -1753,7 +1848,8 @@ _SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "save": _add_save, "load": _add_load, "import": _add_import, "pull": _add_pull, "push": _add_push,
     "image": _add_image,
     "system": _add_system, "run": _add_run,
-    "ps": _add_ps, "logs": _add_logs, "build": _add_build, "exec": _add_exec, "bundle": _add_bundle,
+    "ps": _add_ps, "logs": _add_logs, "attach": _add_attach, "build": _add_build, "exec": _add_exec,
+    "bundle": _add_bundle,
     "top": _add_top, "diff": _add_diff, "commit": _add_commit, "start": _add_start, "stop": _add_stop,
     "kill": _add_kill, "rm": _add_rm, "wait": _add_wait, "cp": _add_cp, "export": _add_export,
     "restart": _add_restart, "pause": _add_pause, "unpause": _add_unpause, "rename": _add_rename, "stats": _add_stats,
@@ -1788,8 +1884,6 @@ _NOT_HERE = {
     "logout": "logout: there is no login; the course's registry takes pushes and pulls without one",
     "search": "search: Docker Hub is out of reach, this course works offline (pycontainers images lists this "
               "store's images; pycontainers system bases makes busybox, debian and python)",
-    "attach": "attach is not available: pycontainers logs -f CONTAINER follows a container's output "
-              "(and exec -it opens a shell in it)",
 }
 
 

@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from . import rootfs, seccomp
+from . import attach, rootfs, seccomp
 from .cgroup import Cgroup, CgroupError, machine_layout
 from .container import (
     PROOT_SIGNAL_FILE,
@@ -445,6 +445,7 @@ class OutputTee:
 
     def __init__(self, container: Container, stdio: tuple[int, int, int], to_caller: bool = True,
                  open_stdin: bool = False) -> None:
+        self.directory = container.dir
         self.log = LogWriter(container.log_path())
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -458,17 +459,22 @@ class OutputTee:
         self.container_stdio = (stdin, out_w, err_w)
 
     def copy_until_eof(self) -> None:
-        with selectors.DefaultSelector() as sel:
-            for fd in self.streams:
-                sel.register(fd, selectors.EVENT_READ)
-            while sel.get_map():
-                for key, _ in sel.select():
-                    data = os.read(key.fd, 65536)
+        """Log (and forward) the output until the container has closed it, and serve ``attach`` meanwhile."""
+        codes = {"stdout": attach.STDOUT, "stderr": attach.STDERR}
+        with Attachments(self.directory, self.stdin_end) as clients:
+            outputs = set(self.streams)
+            for fd in outputs:
+                clients.selector.register(fd, selectors.EVENT_READ, "output")
+            while outputs:
+                for fd in clients.wait():
+                    data = os.read(fd, 65536)
                     if not data:
-                        sel.unregister(key.fd)
+                        clients.selector.unregister(fd)
+                        outputs.discard(fd)
                         continue
-                    self._forward(key.fd, data)
-                    self.log.write(self.streams[key.fd], data)
+                    self._forward(fd, data)
+                    self.log.write(self.streams[fd], data)
+                    clients.send(codes[self.streams[fd]], data)
         self.close()
 
     def _forward(self, pipe: int, data: bytes) -> None:
@@ -548,9 +554,11 @@ def read_terminal(master: int) -> Iterator[bytes]:
 
 class TerminalLog:
     """A detached ``-t`` container's terminal, held by its monitor (as Docker's shim holds it), which
-    appends what the terminal shows to the log. Nobody types into it: there is no ``attach``."""
+    appends what the terminal shows to the log and shows it to those ``attach``ed, who type into it if the
+    container has ``-i``."""
 
     def __init__(self, container: Container, console_socket: bool) -> None:
+        self.directory, self.interactive = container.dir, container.spec.interactive
         self.log = LogWriter(container.log_path())
         self.console = ConsoleEnd(console_socket)
         self.container_stdio = (self.console.container_end,) * 3
@@ -558,13 +566,134 @@ class TerminalLog:
     def copy_until_eof(self) -> None:
         master = self.console.receive()
         if master >= 0:
-            for data in read_terminal(master):
-                self.log.write("stdout", data)  # (a terminal has one stream, as in Docker's log)
+            # Typed input goes to the terminal through a descriptor of its own: the selector watches it for
+            # writing while it watches the master for reading. (Both become non-blocking: one open file.)
+            typed = os.dup(master) if self.interactive else -1
+            with Attachments(self.directory, typed, terminal=master) as clients:
+                clients.selector.register(master, selectors.EVENT_READ, "output")
+                done = False
+                while not done:
+                    for fd in clients.wait():
+                        try:
+                            data = os.read(fd, 65536)
+                        except BlockingIOError:
+                            continue
+                        except OSError:  # EIO: every process inside has closed the terminal
+                            data = b""
+                        if not data:
+                            done = True
+                            break
+                        self.log.write("stdout", data)  # (a terminal has one stream, as in Docker's log)
+                        clients.send(attach.STDOUT, data)
+            if typed >= 0:
+                os.close(typed)
         self.close()
 
     def close(self) -> None:
         self.console.close()
         self.log.close()
+
+
+class Attachments:
+    """A monitor's loop around ``attach.AttachPoint``: one selector for the container's output (registered by
+    the caller with the data "output"), the attach socket, its clients and, when typed input waits, the
+    container's stdin. ``wait`` serves everything but the output, and returns the output descriptors ready.
+    Without an attach point (it could not listen: a read-only store, say) only the output is served."""
+
+    def __init__(self, directory: Path, input_fd: int, terminal: int = -1) -> None:
+        from .attach import AttachPoint
+
+        self.selector = selectors.DefaultSelector()
+        self.terminal = terminal  # a -t container's terminal: clients may set its window size
+        self.point: AttachPoint | None = None
+        self.writing = False
+        try:
+            self.point = AttachPoint(directory, input_fd)
+        except OSError:
+            return
+        if input_fd >= 0:
+            os.set_blocking(input_fd, False)  # (typed input waits in the monitor, never the monitor on it)
+        self.selector.register(self.point.listener, selectors.EVENT_READ, "listener")
+
+    def __enter__(self) -> Attachments:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.point is not None:
+            self.point.close()
+        self.selector.close()
+
+    def send(self, stream: bytes, data: bytes) -> None:
+        if self.point is not None and self.point.clients:
+            self.point.send(stream, data)
+            self._forget_gone()
+
+    def wait(self) -> list[int]:
+        ready = []
+        for key, _ in self.selector.select():
+            if key.data == "output":
+                ready.append(key.fd)
+            elif self.point is not None:
+                try:
+                    self._serve(key)
+                except Exception:  # noqa: BLE001 (a bug of attach's must not end the container's logging)
+                    self._give_up()
+        if self.point is not None:
+            try:
+                self._forget_gone()
+                self._watch_input()
+            except Exception:  # noqa: BLE001 (as above)
+                self._give_up()
+        return ready
+
+    def _give_up(self) -> None:
+        """Close the attach point and its clients (they see the end), and serve only the output from now on."""
+        for key in list(self.selector.get_map().values()):
+            if key.data != "output":
+                self.selector.unregister(key.fileobj)
+        if self.point is not None:
+            with contextlib.suppress(Exception):
+                self.point.close()
+        self.point = None
+
+    def _serve(self, key: selectors.SelectorKey) -> None:
+        """One event of the attach socket, a client, or the container's stdin taking typed input."""
+        assert self.point is not None
+        if key.data == "listener":
+            conn = self.point.accept()
+            if conn is not None:
+                self.selector.register(conn, selectors.EVENT_READ, "client")
+        elif key.data == "client":
+            self.point.take_input(key.fileobj)  # type: ignore[arg-type]
+            if self.point.window is not None and self.terminal >= 0:
+                with contextlib.suppress(OSError):
+                    fcntl.ioctl(self.terminal, termios.TIOCSWINSZ, self.point.window)
+                self.point.window = None
+        elif key.data == "input":
+            self.point.write_input()
+
+    def _forget_gone(self) -> None:
+        assert self.point is not None
+        for key in list(self.selector.get_map().values()):
+            if key.data == "client" and key.fileobj not in self.point.clients:
+                self.selector.unregister(key.fileobj)
+
+    def _watch_input(self) -> None:
+        """Wait for the container's stdin to take what is typed; stop reading clients while too much waits."""
+        assert self.point is not None
+        if bool(self.point.pending) != self.writing:
+            if self.point.pending:
+                self.selector.register(self.point.input_fd, selectors.EVENT_WRITE, "input")
+            else:
+                self.selector.unregister(self.point.input_fd)
+            self.writing = not self.writing
+        reading = self.point.wants_input()
+        for conn in self.point.clients:
+            registered = conn in {k.fileobj for k in self.selector.get_map().values()}
+            if reading and not registered:
+                self.selector.register(conn, selectors.EVENT_READ, "client")
+            elif not reading and registered:
+                self.selector.unregister(conn)
 
 
 def _write_all(fd: int, data: bytes) -> None:
