@@ -259,7 +259,8 @@ def remove_image(store: Store, name: str, *, force: bool = False, prune: bool = 
     """``docker rmi NAME``: a tag is untagged; the image goes when its last tag does.
 
     As in Docker, deleting an image that a container (running or stopped) was created from, or removing
-    by ID an image with several tags, needs ``force``.
+    by ID an image with several tags, needs ``force``; and forced, an image a container uses is only untagged
+    (it stays, ``<none>``, until no container needs it: ``image prune``), so that container can still start.
     """
     image = core.get_image(store, name)
     try:
@@ -278,6 +279,9 @@ def remove_image(store: Store, name: str, *, force: bool = False, prune: bool = 
         raise InvalidArgument(f"conflict: unable to delete {image.short_id} (must be forced) - image is "
                               "referenced in multiple repositories")
     report = [{"Untagged": core.parse(t).familiar} for t in image.tags]
+    if user:  # (forced) its container needs its layers and config to start, commit, diff
+        store.untag(set(image.tags), store.manifest_descriptor(image.manifest_digest))
+        return report
     store.remove_entries(manifests={image.manifest_digest})
     report.append({"Deleted": image.id})
     if prune:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 TYPE_CHECKING = False  # typing's, without importing typing (~4 ms at start-up)
 if TYPE_CHECKING:
@@ -1895,13 +1896,49 @@ def _lone_command(argv: Sequence[str]) -> str | None:
     return None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from .errors import PyContainersError
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (``timeout``, a closed terminal) ends a command as Ctrl-C does: the clean-up that an
+    interrupted build, load or pull does (its step's container, its temporary files) runs for them too."""
 
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _ending_like_ctrl_c() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise ``Terminated`` while a command runs (where they have their default action, in
+    the main thread: a command that passes them on to a container sets its own handler meanwhile)."""
+    import threading
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(sig) == signal.SIG_DFL:
+                previous[sig] = signal.signal(sig, _terminated)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in _NOT_HERE:
         print(f"pycontainers: {_NOT_HERE[argv[0]]}", file=sys.stderr)
         return 1
+    with _ending_like_ctrl_c():
+        return _main(argv)
+
+
+def _main(argv: list[str]) -> int:
+    from .errors import PyContainersError
+
     try:
         parser = build_parser(_lone_command(argv))
         args = parser.parse_args(argv)
@@ -1920,11 +1957,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Docker's CLI says "template parsing error: " before a --format's error, parsing or running it
         print(f"{'template parsing error' if isinstance(exc, TemplateError) else 'Error'}: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 1)
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:  # 130 after Ctrl-C, 128 + N after signal N, as a shell reports a kill
+        return 128 + exc.signum if isinstance(exc, Terminated) else 130
     except BrokenPipeError:
         return 0
     except Exception as exc:  # a bug of ours: one line in front of a class, the traceback on request
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
+            where = f": {exc.filename}" if exc.filename else " (writing the output)"  # (save > /dev/full)
+            print(f"Error: {exc.strerror}{where}", file=sys.stderr)
+            return 1
         if os.environ.get("PYCONTAINERS_DEBUG"):
             raise
         print(f"pycontainers: internal error: {type(exc).__name__}: {exc} "

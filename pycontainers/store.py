@@ -411,6 +411,14 @@ class Store:
             atomic_write(self.home / "repodigests.json", json.dumps(digests, indent=1, sort_keys=True).encode(),
                          durable=False)
 
+    def untag(self, refs: set[str], manifest: oci.Descriptor) -> None:
+        """Drop the tags *refs* of *manifest*, keeping it in the store untagged (``<none>``) if they were its last."""
+        with self.lock():
+            entries = [e for e in self.entries() if e.ref not in refs]
+            if not any(e.manifest.digest == manifest.digest for e in entries):
+                entries.append(IndexEntry(None, manifest))
+            self._write_index(entries)
+
     def add_untagged(self, manifest: oci.Descriptor) -> None:
         with self.lock():
             entries = self.entries()

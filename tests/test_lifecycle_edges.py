@@ -134,3 +134,45 @@ def test_stats_of_a_container_removed_meanwhile_ends_with_an_error(client: Clien
     threading.Timer(1.5, lambda: k.remove(force=True)).start()
     code, _, err = cli("stats", "watched")
     assert code == 1 and err.endswith("Error: No such container: watched\n")
+
+
+def test_rmi_f_of_an_image_a_container_uses_only_untags_it(client: Client, cli: Any, tmp_path: Path) -> None:
+    """As Docker: forced, the image loses its tags but stays (<none>) while a container needs it, so the
+    container still starts and commits; image prune removes it once no container does."""
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo v > /v\n")
+    assert cli("build", "-q", "-t", "victim", str(tmp_path))[0] == 0
+    image_id = client.images.get("victim").id
+    k = client.containers.run("victim", ["cat", "/v"], detach=True)
+    k.wait()
+    assert cli("rmi", "-f", "victim") == (0, "Untagged: victim:latest\n", "")
+    assert client.images.get(image_id).tags == []
+    k.start()
+    assert k.wait()["StatusCode"] == 0 and k.logs() == b"v\nv\n"
+    assert cli("image", "prune", "-f")[0] == 0 and client.images.get(image_id)  # still needed
+    k.remove()
+    assert cli("image", "prune", "-f")[0] == 0
+    with pytest.raises(Exception, match="No such image"):
+        client.images.get(image_id)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_build_ended_by_sigterm_or_sighup_cleans_up_as_after_ctrl_c(busybox_store: Store, tmp_path: Path,
+                                                                      sig: int) -> None:
+    """``timeout N pycontainers build`` sends SIGTERM, a closed terminal SIGHUP: the RUN step's container is
+    removed, as after Ctrl-C, and the exit code is a shell's for that signal."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo started; sleep 30\n")
+    env = {**os.environ, "PYCONTAINERS_HOME": str(busybox_store.home), "PYCONTAINERS_SERVER": "0"}
+    build = subprocess.Popen([str(Path(sys.executable).with_name("pycontainers")), "build", "-t", "never",
+                              str(tmp_path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert build.stdout is not None
+    for line in build.stdout:
+        if line.startswith("started"):
+            break
+    build.send_signal(sig)
+    rest = build.communicate(timeout=30)[0]
+    assert build.returncode == 128 + sig and "Removing intermediate container" in rest
+    assert c.list_containers(busybox_store, all=True) == []
