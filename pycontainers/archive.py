@@ -201,36 +201,70 @@ class PrefixedStream(io.RawIOBase):
 
 
 def _images_in(arc: _Unpacked) -> list[tuple[str | None, Any, str | None, list[str | None]]]:
-    """(manifest digest or None, config path/digest, tag, compressed layer digests) per image."""
+    """(manifest digest or None, config path/digest, tag, compressed layer digests) per image.
+
+    The archive's JSON is checked shape by shape (an object, a list, a string where the format says so):
+    a malformed one is one ArchiveError naming the file and the field."""
     found = []
     if arc.has("index.json"):
-        index = arc.json("index.json")
-        todo = list(index.get("manifests", []))
+        index = _shaped(arc.json("index.json"), dict, "index.json")
+        todo = [(m, "index.json") for m in _shaped(index.get("manifests", []), list, "index.json: manifests")]
         while todo:
-            desc = todo.pop(0)
-            data = _verified_bytes(arc.blob(desc["digest"]), desc["digest"], f"manifest {desc['digest']}")
-            doc = json.loads(data)
+            desc, where = todo.pop(0)
+            desc = _shaped(desc, dict, f"{where}: a manifest entry")
+            digest = _shaped(desc.get("digest"), str, f"{where}: a manifest entry's digest")
+            doc = _shaped(json.loads(_verified_bytes(arc.blob(digest), digest, f"manifest {digest}")), dict,
+                          f"manifest {digest}")
             if "manifests" in doc:  # an image index: take the linux/amd64 entry
-                todo += [m for m in doc["manifests"]
-                         if m.get("platform", {}).get("architecture", "amd64") == "amd64"][:1]
+                entries = [_shaped(m, dict, f"index {digest}: an entry")
+                           for m in _shaped(doc["manifests"], list, f"index {digest}: manifests")]
+                todo += [(m, f"index {digest}") for m in entries
+                         if (m.get("platform") or {}).get("architecture", "amd64") == "amd64"][:1]
                 continue
-            ann = desc.get("annotations") or {}
+            ann = _shaped(desc.get("annotations") or {}, dict, f"{where}: annotations")
             tag = ann.get(oci.ANNOTATION_IMAGE_NAME) or ann.get(oci.ANNOTATION_REF_NAME)
+            tag = _shaped(tag, str, f"{where}: the image's name") if tag is not None else None
             if tag and not any(c in tag for c in ":/@") and oci.ANNOTATION_IMAGE_NAME not in ann:
                 tag = None  # a bare tag ("latest") with no repository name: load the image untagged
-            found.append((desc["digest"], doc["config"]["digest"], tag,
-                          [la["digest"] for la in doc.get("layers", [])]))
+            config = _shaped(doc.get("config"), dict, f"manifest {digest}: config")
+            layers = _shaped(doc.get("layers", []), list, f"manifest {digest}: layers")
+            found.append((digest, _shaped(config.get("digest"), str, f"manifest {digest}: config digest"), tag,
+                          [_shaped(_shaped(la, dict, f"manifest {digest}: a layer").get("digest"), str,
+                                   f"manifest {digest}: a layer's digest") for la in layers]))
     elif arc.has("manifest.json"):
-        for item in arc.json("manifest.json"):
-            for tag in item.get("RepoTags") or [None]:
-                found.append((None, item["Config"], tag, list(item.get("Layers", []))))
+        for item in _shaped(arc.json("manifest.json"), list, "manifest.json"):
+            item = _shaped(item, dict, "manifest.json: an entry")
+            config = _shaped(item.get("Config"), str, "manifest.json: Config")
+            layers = [_shaped(la, str, "manifest.json: Layers") for la in
+                      _shaped(item.get("Layers", []), list, "manifest.json: Layers")]
+            tags = _shaped(item.get("RepoTags") or [], list, "manifest.json: RepoTags")
+            for tag in tags or [None]:
+                found.append((None, config, _shaped(tag, str, "manifest.json: RepoTags") if tag else None, layers))
     else:
         raise ArchiveError("the archive has neither index.json (OCI) nor manifest.json (docker save)")
     return found
 
 
+def _shaped(value: Any, kind: type, where: str) -> Any:
+    """*value* if it is a JSON *kind* (object, array, string), else one ArchiveError saying where."""
+    if not isinstance(value, kind):
+        names = {dict: "an object", list: "a list", str: "a string"}
+        raise ArchiveError(f"{where} is not {names[kind]} (found {json.dumps(value)[:40]}): not an image archive "
+                           "that docker save or an OCI layout would write")
+    return value
+
+
 def load(store: Store, fileobj: BinaryIO) -> list[Image]:
-    """Load every image of a ``docker save`` or OCI archive into *store*; return them, tagged.
+    """Load every image of a ``docker save`` or OCI archive into *store*; return them, tagged, each once."""
+    images: dict[str, Image] = {}
+    for image, _tags in load_tagged(store, fileobj):
+        images.setdefault(image.id, image)
+    return list(images.values())
+
+
+def load_tagged(store: Store, fileobj: BinaryIO) -> list[tuple[Image, list[str]]]:
+    """``load``, with the tags each image got from the archive (``docker load`` prints those, not every tag
+    the image may have had in the store already).
 
     Two phases: every image is verified and its blobs written first; only when all of them passed
     are manifests tagged. A failure in any image leaves the index untouched and deletes the blobs
@@ -244,7 +278,7 @@ def load(store: Store, fileobj: BinaryIO) -> list[Image]:
                 arc = _Unpacked(fileobj, Path(tmp))
                 staged = [_stage_image(store, arc, config_ref, tag, layer_refs, written)
                           for _manifest, config_ref, tag, layer_refs in _images_in(arc)]
-                return [_tag_image(store, manifest, tags) for manifest, tags in staged]
+                return [(_tag_image(store, manifest, tags), tags) for manifest, tags in staged]
         except BaseException:
             store.remove_unreferenced({d for d in written if d.split(":", 1)[1] not in before})
             raise
@@ -261,9 +295,11 @@ def _stage_image(store: Store, arc: _Unpacked, config_ref: str, tag: str | None,
                                        else None, f"config {config_ref}")
     try:
         config = json.loads(config_bytes)
-        diff_ids = config.get("rootfs", {}).get("diff_ids", [])
-    except (ValueError, AttributeError) as exc:
+    except ValueError as exc:
         raise ArchiveError(f"config {config_ref} is not an image config: {exc}") from None
+    rootfs = _shaped(_shaped(config, dict, f"config {config_ref}").get("rootfs", {}), dict,
+                     f"config {config_ref}: rootfs")
+    diff_ids = _shaped(rootfs.get("diff_ids", []), list, f"config {config_ref}: rootfs.diff_ids")
     if len(diff_ids) != len(layer_refs):
         raise ArchiveError(f"config lists {len(diff_ids)} layers but the manifest has {len(layer_refs)}")
     descs = []

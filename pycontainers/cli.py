@@ -195,6 +195,7 @@ def cmd_save(a: argparse.Namespace) -> int:
 
 def cmd_load(a: argparse.Namespace) -> int:
     from . import archive
+    from .reference import parse
 
     store = _store()
     if a.input:
@@ -203,18 +204,15 @@ def cmd_load(a: argparse.Namespace) -> int:
         except OSError as exc:
             raise _file_error(f"open {a.input}: {exc.strerror}") from None
         with f:
-            images = archive.load(store, f)
+            loaded = archive.load_tagged(store, f)
     else:
         if sys.stdin.isatty():
             raise _usage("requested load from stdin, but stdin is empty")
-        images = archive.load(store, sys.stdin.buffer)
-    if not a.quiet:
-        for image in images:
-            if image.familiar_tags:
-                for tag in image.familiar_tags:
-                    print(f"Loaded image: {tag}")
-            else:
-                print(f"Loaded image ID: {image.id}")
+        loaded = archive.load_tagged(store, sys.stdin.buffer)
+    if not a.quiet:  # one line per tag the archive gave (or per untagged image), as docker load
+        lines = [f"Loaded image: {parse(tag).familiar}" for _, tags in loaded for tag in tags]
+        lines += [f"Loaded image ID: {image.id}" for image, tags in loaded if not tags]
+        print("\n".join(dict.fromkeys(lines)))
     return 0
 
 

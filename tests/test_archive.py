@@ -390,3 +390,55 @@ def test_cli_save_and_load(busybox_store: Store, tmp_path: Path, monkeypatch: py
     assert main(["load", "-i", str(tmp_path / "junk.tar")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("Error: not a readable image archive") and err.count("\n") == 1
+
+
+def _replaced(archive_bytes: bytes, name: str, content: object, drop: str = "") -> io.BytesIO:
+    """*archive_bytes* with member *name* replaced by *content* as JSON (and member *drop* left out)."""
+    out = io.BytesIO()
+    data = json.dumps(content).encode()
+    with tarfile.open(fileobj=io.BytesIO(archive_bytes)) as src, tarfile.open(fileobj=out, mode="w") as dst:
+        for member in src.getmembers():
+            if member.name == drop:
+                continue
+            if member.name == name:
+                member.size = len(data)
+                dst.addfile(member, io.BytesIO(data))
+            else:
+                dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+    out.seek(0)
+    return out
+
+
+@pytest.mark.parametrize(("fmt", "name", "content", "said"), [
+    ("docker", "manifest.json", {"a": 1}, "manifest.json is not a list"),
+    ("docker", "manifest.json", ["x"], "manifest.json: an entry is not an object"),
+    ("docker", "manifest.json", [{"Config": None, "RepoTags": None, "Layers": None}], "Config is not a string"),
+    ("docker", "manifest.json", [{"Config": 5, "RepoTags": [5], "Layers": [5]}], "Config is not a string"),
+    ("docker", "manifest.json", [{"Config": "x.json", "RepoTags": "abc", "Layers": []}], "RepoTags is not a list"),
+    ("oci", "index.json", [], "index.json is not an object"),
+    ("oci", "index.json", {"manifests": None}, "index.json: manifests is not a list"),
+    ("oci", "index.json", {"manifests": ["x"]}, "a manifest entry is not an object"),
+    ("oci", "index.json", {"manifests": [{"size": 3}]}, "a manifest entry's digest is not a string"),
+])
+def test_a_malformed_archive_is_one_error_naming_the_field(busybox_store: Store, fmt: str, name: str,
+                                                         content: object, said: str) -> None:
+    saved = io.BytesIO()
+    archive.save(busybox_store, ["busybox"], saved, fmt=fmt)
+    before = sorted(p.name for p in busybox_store.blobs.iterdir())
+    with pytest.raises(ArchiveError, match=said):
+        # (docker save writes index.json too, which load reads first: without it, manifest.json is read)
+        archive.load(busybox_store, _replaced(saved.getvalue(), name, content,
+                                              drop="index.json" if name == "manifest.json" else ""))
+    assert sorted(p.name for p in busybox_store.blobs.iterdir()) == before and busybox_store.check() == []
+
+
+def test_load_says_the_archive_s_tags_once_each(busybox_store: Store, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYCONTAINERS_HOME", str(busybox_store.home))
+    assert main(["tag", "busybox", "elsewhere:1"]) == 0  # a tag of the store's, not of the archive's
+    with open(tmp_path / "two.tar", "wb") as f:
+        archive.save(busybox_store, ["busybox:latest", "busybox:1.35.0"], f)
+    capsys.readouterr()
+    assert main(["load", "-i", str(tmp_path / "two.tar")]) == 0
+    assert capsys.readouterr().out == "Loaded image: busybox:latest\nLoaded image: busybox:1.35.0\n"
