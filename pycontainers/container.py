@@ -566,6 +566,8 @@ def list_containers(store: Store, all: bool = True) -> list[Container]:  # noqa:
 
 def get_container(store: Store, ref: str) -> Container:
     """By full ID, name or unique ID prefix, as Docker."""
+    if len(ref.encode()) > 255:  # (no ID or name is that long: it names no file of the store either)
+        raise ContainerNotFound(f"No such container: {ref if len(ref) < 80 else ref[:77] + '...'}")
     for cid in (ref, _named(store, ref)):  # the quick ways first: no need to read every container
         if cid and "/" not in cid and not cid.startswith("."):
             with contextlib.suppress(PyContainersError):
@@ -1721,11 +1723,10 @@ def volumes_dir(store: Store) -> Path:
 
 def volume_create(store: Store, name: str | None = None) -> str:
     """``docker volume create``: a directory ``volumes/NAME/_data`` that containers mount with -v NAME:/path."""
-    from .spec import _VOLUME_NAME
+    from .spec import check_volume_name
 
     name = name or os.urandom(32).hex()
-    if not _VOLUME_NAME.match(name):
-        raise InvalidArgument(f"invalid volume name {name!r}: use letters, digits, '_', '.', '-'")
+    check_volume_name(name)
     (volumes_dir(store) / name / "_data").mkdir(parents=True, exist_ok=True)
     return name
 
@@ -1829,9 +1830,7 @@ def volume_users(store: Store, name: str) -> list[Container]:
 def volume_remove(store: Store, name: str, force: bool = False) -> None:
     """``docker volume rm``: refuses a volume that a container (running or not) uses, even with *force*, as
     Docker's does (its ``-f`` only makes a missing volume nothing to do: see the CLI)."""
-    path = volumes_dir(store) / name
-    if not (path / "_data").is_dir():
-        raise ContainerNotFound(f"no such volume: {name}")
+    path = volume_path(store, name)
     users = volume_users(store, name)
     if users:
         raise ContainerError(f"remove {name}: volume is in use - [{', '.join(c.id for c in users)}]", 1)
@@ -1867,9 +1866,17 @@ def discard_anonymous_volumes(container: Container, keep: set[str] | None = None
     return discarded
 
 
-def volume_inspect(store: Store, name: str) -> dict[str, Any]:
+def volume_path(store: Store, name: str) -> Path:
+    """The directory of the volume *name*; ContainerNotFound ("no such volume") if there is none."""
+    from .spec import _VOLUME_NAME
+
     path = volumes_dir(store) / name
-    if not (path / "_data").is_dir():
-        raise ContainerNotFound(f"no such volume: {name}")
+    if not _VOLUME_NAME.match(name) or not (path / "_data").is_dir():
+        raise ContainerNotFound(f"no such volume: {name if len(name) < 80 else name[:77] + '...'}")
+    return path
+
+
+def volume_inspect(store: Store, name: str) -> dict[str, Any]:
+    path = volume_path(store, name)
     return {"Name": name, "Driver": "local", "Mountpoint": str(path / "_data"), "Scope": "local",
             "UsedBy": [c.name for c in volume_users(store, name)]}

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NETWORK_MODES = ("none", "host")  # no bridge: only loopback (none), or the host's own network (host)
-_VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$")  # (each is a directory: 255 bytes at most)
 _NETWORK_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
 # A name in /etc/hosts: RFC 1123's, and '_' (Compose's service names have it, and resolvers take it)
 _HOSTNAME = re.compile(r"^[a-zA-Z0-9_]([a-zA-Z0-9_.-]{0,251}[a-zA-Z0-9_])?$")
@@ -166,9 +166,15 @@ def parse_volume(text: str, volumes_dir: str, reuse: dict[str, str] | None = Non
     if source.startswith("/") or source.startswith("."):
         path = os.path.abspath(source)
         return Mount(path, container_path(dest), mode == "ro")  # created at create time, as docker run -v
-    if not _VOLUME_NAME.match(source):
-        raise InvalidArgument(f"invalid volume name {source!r}: use letters, digits, '_', '.', '-'")
+    check_volume_name(source)
     return Mount(os.path.join(volumes_dir, source, "_data"), container_path(dest), mode == "ro", source)
+
+
+def check_volume_name(name: str) -> None:
+    """Docker's characters for a volume's name; and at most 255 of them (each is a directory of the store)."""
+    if not _VOLUME_NAME.match(name):
+        why = "at most 255 characters" if len(name) > 255 else "use letters, digits, '_', '.', '-'"
+        raise InvalidArgument(f"invalid volume name {name if len(name) < 80 else name[:77] + '...'!r}: {why}")
 
 
 def container_path(path: str) -> str:

@@ -176,3 +176,18 @@ def test_a_build_ended_by_sigterm_or_sighup_cleans_up_as_after_ctrl_c(busybox_st
     rest = build.communicate(timeout=30)[0]
     assert build.returncode == 128 + sig and "Removing intermediate container" in rest
     assert c.list_containers(busybox_store, all=True) == []
+
+
+def test_a_name_longer_than_any_file_name_is_no_container_and_no_volume(cli: Any) -> None:
+    """``rm $(ps -aq --no-trunc | tr -d '\\n')`` glues IDs into one long word: No such container, not an
+    internal error about a file name too long."""
+    long = "z" * 300
+    for command in ("rm", "stop", "logs", "start", "kill", "wait", "top", "port", "diff", "restart", "pause"):
+        code, _, err = cli(command, long)
+        assert code == 1 and err.startswith("Error: No such container: zzz") and err.count("\n") == 1, command
+    for args in (("volume", "create", "v" * 300), ("run", "--rm", "-v", "v" * 300 + ":/d", "busybox", "true")):
+        code, _, err = cli(*args)
+        assert code in (1, 125) and "at most 255 characters" in err, args
+    for args in (("volume", "inspect", "v" * 300), ("volume", "rm", "v" * 300)):
+        code, _, err = cli(*args)
+        assert code == 1 and "no such volume" in err, args
