@@ -32,6 +32,7 @@ import json
 import os
 import socket
 import ssl
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -141,6 +142,33 @@ class Response:
         return bytes(data)
 
 
+DISCARD_SECONDS = 5.0
+
+
+class _Watchdog:
+    """A deadline for an answer's status line and headers as a whole: the socket's timeout only limits each
+    wait, and a server that sends a byte a second (or a body where a HEAD has none, read as the next status
+    line) would hold a push for hours. When it fires, the socket is shut down: the read fails at once."""
+
+    def __init__(self, conn: http.client.HTTPConnection, seconds: float) -> None:
+        self.conn, self.seconds, self.fired = conn, seconds, False
+        self.timer: threading.Timer | None = None
+
+    def _fire(self) -> None:
+        self.fired = True
+        with contextlib.suppress(OSError, AttributeError):
+            self.conn.sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
+
+    def __enter__(self) -> None:
+        self.timer = threading.Timer(self.seconds, self._fire)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def __exit__(self, *_: object) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+
+
 class Registry:
     """One registry, reached over a kept-alive HTTP(S) connection, with Docker's token authentication.
 
@@ -199,12 +227,21 @@ class Registry:
         raise self._refusal(resp, method, what or url)
 
     def discard(self, resp: Response) -> None:
-        """Read and drop a body nobody needs, up to 64 KiB; a longer one costs the connection instead."""
+        """Read and drop a body nobody needs, up to 64 KiB within ``DISCARD_SECONDS``; a longer or slower one
+        (a registry trickling a byte a second) costs the connection instead, not the push's time."""
+        deadline, read = time.monotonic() + DISCARD_SECONDS, 0
         try:
-            if resp.body.read(1 << 16) and resp.body.read(1):
-                self.close()
+            while read <= 1 << 16 and time.monotonic() < deadline:
+                if resp.body.length == 0:
+                    resp.body.read()  # the end: lets http.client finish the response (the connection is reused)
+                    return
+                chunk = resp.body.read1(1 << 16)  # what has arrived: the deadline is checked between pieces
+                if not chunk:
+                    return
+                read += len(chunk)
         except (OSError, http.client.HTTPException):
-            self.close()
+            pass
+        self.close()
 
     def _connection(self, key: tuple[str, str]) -> http.client.HTTPConnection:
         if key not in self._conns:
@@ -226,19 +263,25 @@ class Registry:
             for retry in range(2):
                 reused = key in self._used
                 conn = self._connection(key)
+                watchdog = _Watchdog(conn, self.timeout)
                 try:
                     conn.request(method, target, body=body, headers=headers)
-                    raw = conn.getresponse()
-                except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                    with watchdog:
+                        raw = conn.getresponse()
+                except (OSError, http.client.HTTPException) as exc:
+                    if watchdog.fired:
+                        self._drop(key)
+                        raise RegistryError(f"cannot reach the registry {parts.netloc}: no answer in time ({method} "
+                                            f"{parts.path} not answered within {self.timeout:g} s)") from None
+                    if not isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)):
+                        self._drop(key)
+                        raise RegistryError(f"cannot reach the registry {parts.netloc}: {_reason(exc)}") from None
                     self._drop(key)
                     rewindable = body is None or isinstance(body, bytes) or hasattr(body, "seek")
                     if reused and retry == 0 and rewindable:
                         if hasattr(body, "seek"):
                             body.seek(0)
                         continue
-                    raise RegistryError(f"cannot reach the registry {parts.netloc}: {_reason(exc)}") from None
-                except (OSError, http.client.HTTPException) as exc:
-                    self._drop(key)
                     raise RegistryError(f"cannot reach the registry {parts.netloc}: {_reason(exc)}") from None
                 self._used.add(key)
                 break

@@ -7,6 +7,7 @@ import contextlib
 import gzip
 import io
 import json
+import socket
 import subprocess
 import tarfile
 import threading
@@ -641,3 +642,46 @@ def test_a_failed_import_leaves_blobs_another_writer_may_be_using(busybox_store:
     assert busybox_store.has_blob(stray)
     busybox_store.remove_unreferenced({stray})  # alone: the failed import cleans up after itself
     assert not busybox_store.has_blob(stray)
+
+
+def _trickling_server() -> tuple[socket.socket, int]:
+    """A server that answers every request with headers promising a long body, then sends a byte every 0.1 s,
+    for ever (a HEAD's answer too: read as the next answer's status line on a kept-alive connection)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def serve(conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+            while True:
+                conn.sendall(b"x")
+                time.sleep(0.1)
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                threading.Thread(target=serve, args=(listener.accept()[0],), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return listener, listener.getsockname()[1]
+
+
+def test_a_registry_that_trickles_is_given_up_on_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each wait of the socket ends within its timeout, but a byte a second never lets it expire: a whole
+    answer (its headers, a body nobody reads) has a deadline of its own."""
+    monkeypatch.setattr(registry, "DISCARD_SECONDS", 0.5)
+    listener, port = _trickling_server()
+    try:
+        with registry.Registry(f"localhost:{port}", timeout=1.0) as reg:
+            start = time.monotonic()
+            resp = reg.request("GET", reg.url("/v2/"), scope="")
+            reg.discard(resp)  # a body that would take a day: the connection goes instead
+            assert time.monotonic() - start < 3
+            reg.discard(reg.request("HEAD", reg.url("/v2/x/blobs/sha256:00"), scope=""))  # (as a push does)
+            with pytest.raises(RegistryError, match="no answer in time .GET /v2/ not answered within 1 s"):
+                reg.request("GET", reg.url("/v2/"), scope="")  # its status line is the HEAD's trickle
+            assert time.monotonic() - start < 6
+    finally:
+        listener.close()
