@@ -1019,7 +1019,7 @@ def cmd_compose(a: argparse.Namespace) -> int:
         started = compose.up(store, project, a.services, build=a.build, remove_orphans=a.remove_orphans,
                              say=_say_now)
         if not a.detach:
-            return _compose_attached(started, began)
+            return _compose_attached(project, started, began)
     elif a.subcommand == "down":
         compose.down(store, project, volumes=a.volumes, remove_orphans=a.remove_orphans, say=_say_now)
     elif a.subcommand == "ps":
@@ -1051,13 +1051,13 @@ def _print_compose_logs(lines: Any) -> None:
         out.flush()
 
 
-def _compose_attached(started: list[Any], since: str) -> int:
+def _compose_attached(project: Any, started: list[Any], since: str) -> int:
     """``compose up`` without -d: every container's output, prefixed, until all have stopped. Ctrl-C (or
-    SIGTERM) stops them, SIGTERM first; a second Ctrl-C kills them, as Compose does."""
+    SIGTERM) stops them, SIGTERM first (``compose.stop_in_order``); a second Ctrl-C kills them, as Compose does."""
     import contextlib
 
-    from .compose import merged_logs
-    from .container import kill, stop
+    from .compose import merged_logs, stop_in_order
+    from .container import kill
     from .errors import PyContainersError
 
     def interrupted(_signum: int, _frame: object) -> None:
@@ -1071,9 +1071,7 @@ def _compose_attached(started: list[Any], since: str) -> int:
         except KeyboardInterrupt:
             print("Gracefully stopping... (press Ctrl+C again to force)", file=sys.stderr)
             try:
-                for c in reversed(started):
-                    stop(c.reload(), 10)
-                    print(f" Container {c.name}  Stopped")
+                stop_in_order(project, [c.reload() for c in started], say=_say_now)
             except KeyboardInterrupt:
                 for c in started:
                     with contextlib.suppress(PyContainersError):

@@ -446,3 +446,41 @@ def test_a_forced_rootless_or_proot_back_end_takes_the_no_network_path(busybox_s
     assert b"".join(e.data for e in containers.log_entries(a)) == b"127.0.0.1\tb\n"
     compose.down(busybox_store, p, say=lambda line: None)
     assert names(busybox_store) == [] and list_networks(busybox_store) == []
+
+
+def test_services_are_stopped_after_those_that_depend_on_them_and_the_others_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As Compose: web and worker depend on db; db and cache on nothing. web and worker stop together, then db
+    and cache together: two stop timeouts in all, not four."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent("""\
+        services:
+          db: {image: busybox}
+          cache: {image: busybox}
+          web: {image: busybox, depends_on: [db]}
+          worker: {image: busybox, depends_on: [db]}
+        """))
+    project = compose.load(tmp_path / "compose.yaml")
+    running: set[str] = set()
+    together: list[set[str]] = []
+    lock = threading.Lock()
+
+    def stop(c: Any, timeout: float) -> None:
+        with lock:
+            running.add(c.name)
+        time.sleep(0.3)
+        with lock:
+            together.append(set(running))
+            running.discard(c.name)
+
+    monkeypatch.setattr(containers, "stop", stop)
+    mine = [SimpleNamespace(name=n, status="running", state={"labels": {compose.SERVICE_LABEL: n}})
+            for n in ("db", "cache", "web", "worker")]
+    said: list[str] = []
+    compose.stop_in_order(project, mine, say=said.append)
+    assert {"web", "worker"} in together and {"db", "cache"} in together  # each pair at once
+    assert not any({"web", "db"} <= seen or {"worker", "db"} <= seen for seen in together)  # db after them
+    assert [line.split()[1] for line in said][:2] in (["worker", "web"], ["web", "worker"])
