@@ -322,6 +322,12 @@ class Builder:
         except PyContainersError:
             pass
         from . import registry
+        from .reference import parse
+
+        try:
+            parse(name)  # (an ID prefix is no reference either, but was found above if it names an image)
+        except PyContainersError as exc:
+            raise ins.error(f"invalid reference format: {exc}") from None
 
         if not registry.names_a_registry(name):  # Docker Hub, which the course's machines cannot reach
             raise ins.error(f"pull access denied for {name}: the image is not in the store and there is no "
@@ -868,6 +874,10 @@ def _expand_ports(ins: df.Instruction, ports: list[str]) -> list[str]:
         first, _, last = number.partition("-")
         if not first.isdigit() or (last and not last.isdigit()):
             raise ins.error(f"invalid containerPort: {port}")
+        if not 0 < int(first) <= int(last or first) <= 65535:  # (Docker's check, at build)
+            raise ins.error(f"invalid containerPort: {port}")
+        if proto not in ("", "tcp", "udp", "sctp"):
+            raise ins.error(f"invalid proto: {proto}")
         for n in range(int(first), int(last or first) + 1):
             out.append(f"{n}/{proto or 'tcp'}")
     return out

@@ -1056,3 +1056,18 @@ def test_run_into_an_opaque_directory_keeps_the_lower_files(busybox_store: Store
     do_build(busybox_store, context, tags=["opaque-child"])
     assert "d/.wh..wh..opq" not in layer_names(get_image(busybox_store, "opaque-child"))
     assert run(busybox_store, "opaque-child", "ls", "/d").split() == ["b", "c"]
+
+
+@pytest.mark.parametrize(("dockerfile", "said"), [
+    ("FROM Busybox\n", r"^Dockerfile:1: invalid reference format: .*must be lowercase"),
+    ("ARG V\nFROM busybox:$V\n", r"^Dockerfile:2: invalid reference format"),
+    ("FROM busybox\nEXPOSE 99999\n", r"^Dockerfile:2: invalid containerPort: 99999"),
+    ("FROM busybox\nEXPOSE 0\n", r"^Dockerfile:2: invalid containerPort: 0"),
+    ("FROM busybox\nEXPOSE 80/xyz\n", r"^Dockerfile:2: invalid proto: xyz"),
+])
+def test_what_docker_refuses_at_build_is_refused_with_the_line(busybox_store: Store, tmp_path: Path,
+                                                               dockerfile: str, said: str) -> None:
+    context = write_context(tmp_path / "ctx", {"Dockerfile": dockerfile})
+    with pytest.raises(PyContainersError, match=said):
+        do_build(busybox_store, context)
+    assert_no_containers(busybox_store)
