@@ -843,9 +843,11 @@ def down(store: Store, project: Project, *, volumes: bool = False, remove_orphan
             "with --remove-orphans")
         mine = [c for c in mine if c not in orphans]
 
-    for c in stop_in_order(project, mine, say):
+    def remove(c: Any) -> None:
         containers.remove(c, force=True, volumes=volumes)
         say(f" Container {c.name}  Removed")
+
+    stop_in_order(project, mine, say, then=remove)
     for engine_name in sorted(set(project.networks.values()) - project.external):
         try:
             networks.remove_network(store, engine_name)
@@ -861,10 +863,12 @@ def down(store: Store, project: Project, *, volumes: bool = False, remove_orphan
                 say(f" Volume {engine_name}  Removed")
 
 
-def stop_in_order(project: Project, mine: list[Any], say: Say = print, timeout: float = 10) -> list[Any]:
+def stop_in_order(project: Project, mine: list[Any], say: Say = print, timeout: float = 10,
+                  then: Callable[[Any], None] | None = None) -> None:
     """Stop the project's containers *mine* as Compose does: a service only after those that depend on it, and
     services that do not depend on each other at once (each may take its stop timeout: one after the other,
-    five services that ignore SIGTERM would take 50 s). Returns them in reverse start order."""
+    five services that ignore SIGTERM would take 50 s). *then* is called with each container once it has
+    stopped (``down`` removes it), in reverse start order within each round, so what is said stays in order."""
     from concurrent.futures import ThreadPoolExecutor
 
     from . import container as containers
@@ -883,14 +887,18 @@ def stop_in_order(project: Project, mine: list[Any], say: Say = print, timeout: 
     ordered = sorted(mine, key=rank, reverse=True)
     levels = sorted({depth.get(service(c) or "", len(order)) for c in ordered}, reverse=True)
     for level in levels:  # (those of no service of the file, orphans, first)
-        batch = [c for c in ordered if depth.get(service(c) or "", len(order)) == level and c.status == "running"]
-        pool = ThreadPoolExecutor(max_workers=max(1, len(batch)))
+        batch = [c for c in ordered if depth.get(service(c) or "", len(order)) == level]
+        running = [c for c in batch if c.status == "running"]
+        pool = ThreadPoolExecutor(max_workers=max(1, len(running)))
         try:
-            for c, _ in zip(batch, pool.map(lambda c: containers.stop(c, timeout), batch), strict=True):
-                say(f" Container {c.name}  Stopped")
+            list(pool.map(lambda c: containers.stop(c, timeout), running))
         finally:  # (a second Ctrl-C must not wait for these stops: its caller kills the containers)
             pool.shutdown(wait=False, cancel_futures=True)
-    return ordered
+        for c in batch:
+            if c in running:
+                say(f" Container {c.name}  Stopped")
+            if then is not None:
+                then(c)
 
 
 def services_named(project: Project, names: list[str] | None, with_dependencies: bool = False) -> list[Service]:

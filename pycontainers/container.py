@@ -1409,16 +1409,9 @@ def diff(container: Container) -> list[tuple[str, str]]:
     if container.state.get("backend") == "proot":
         return _proot_diff(container, image_paths)
     upper = str(container.dir / "upper")
-    maps = id_maps(container)
-    if reads_upper_in_namespace(container) and maps is not None:
-        import io
-
-        from .userns import run_inside
-
-        out = io.BytesIO()
-        run_inside(maps, f"reading the writable layer {upper}", "pycontainers.container.print_upper_paths", upper,
-                   stdout=out)
-        paths = [(rel, deleted) for rel, deleted in json.loads(out.getvalue())]
+    printed = _printed_in_namespace(container, "reading the writable layer", "print_upper_paths", upper)
+    if printed is not None:
+        paths = [(rel, deleted) for rel, deleted in json.loads(printed)]
     else:
         paths = upper_paths(upper, is_rootless(container))
     changes = [("D" if deleted else "C" if rel in image_paths else "A", "/" + rel) for rel, deleted in paths]
@@ -1454,17 +1447,24 @@ def writable_layer_size(container: Container) -> int:
         before, after = _proot_changes(container)
         return sum(e.info.size for e in snapshot.diff(before, after) if e.info.isreg())
     upper = str(container.dir / "upper")
+    printed = _printed_in_namespace(container, "measuring the writable layer", "print_upper_size", upper)
+    return int(printed) if printed is not None else upper_size(upper)
+
+
+def _printed_in_namespace(container: Container, what: str, function: str, upper: str) -> bytes | None:
+    """What this module's *function* prints about *upper*, run inside a user namespace with the container's
+    maps, where the writable layer must be read there (``reads_upper_in_namespace``); None where it can be
+    read from here."""
     maps = id_maps(container)
-    if reads_upper_in_namespace(container) and maps is not None:
-        import io
+    if not reads_upper_in_namespace(container) or maps is None:
+        return None
+    import io
 
-        from .userns import run_inside
+    from .userns import run_inside
 
-        out = io.BytesIO()
-        run_inside(maps, f"measuring the writable layer {upper}", "pycontainers.container.print_upper_size", upper,
-                   stdout=out)
-        return int(out.getvalue())
-    return upper_size(upper)
+    out = io.BytesIO()
+    run_inside(maps, f"{what} {upper}", f"pycontainers.container.{function}", upper, stdout=out)
+    return out.getvalue()
 
 
 def upper_size(upper: str) -> int:

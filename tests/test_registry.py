@@ -253,7 +253,8 @@ class Scripted(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(body)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # a client that gave up on a long body
+                self.wfile.write(body)
 
     do_GET = do_HEAD = _answer
 
