@@ -27,7 +27,6 @@ from . import network as core_network
 from .errors import (
     ContainerError,
     ContainerStartError,
-    EngineError,
     ImageNotFound,
     InvalidArgument,
     NotFound,
@@ -529,6 +528,19 @@ class Container:
 
         return readings()
 
+    def top(self, ps_args: str | None = None) -> dict[str, Any]:
+        """docker-py's: the container's processes as ``docker top`` lists them (``Titles`` and ``Processes``)."""
+        if ps_args:
+            raise InvalidArgument("top(ps_args=...) is not supported by pycontainers: its columns are ps -ef's")
+        rows = core_container.top(self._c)
+        titles = ["UID", "PID", "PPID", "CMD"]
+        return {"Titles": titles, "Processes": [[row[t] for t in titles] for row in rows]}
+
+    @property
+    def health(self) -> str:
+        """docker-py's: the health check's status (starting, healthy, unhealthy), or "unknown" without one."""
+        return str(((self.attrs.get("State") or {}).get("Health") or {}).get("Status") or "unknown")
+
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
         """``{"StatusCode": exit code, "Error": None}`` once it exits; ``errors.ContainerTimeout`` (an
         ``APIError``) if *timeout* seconds pass first."""
@@ -579,15 +591,7 @@ class Container:
             return runtime.exec_start(self._c, args, stdio, env=env, workdir=workdir, user=user or None, tty=terminal)
 
         if detach:  # no terminal then: nobody would read it
-            null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-            try:
-                events = starter((null, null, null), False)
-            finally:
-                os.close(null)
-            first = events.next()
-            events.close()  # the exec's monitor goes on without us
-            if first["event"] == "error":
-                raise EngineError(f"exec {args!r}: {first['message']}", int(first["exit_code"]))  # type: ignore[call-overload]
+            runtime.exec_detached(self._c, args, env=env, workdir=workdir, user=user or None)
             return ExecResult(None, None)
         if tty:  # (not logged: Docker does not log an exec's output either)
             code, out, _ = runtime.capture_terminal(starter, console_socket=True)

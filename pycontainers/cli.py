@@ -762,13 +762,16 @@ def cmd_build(a: argparse.Namespace) -> int:
 
 def cmd_exec(a: argparse.Namespace) -> int:
     from .container import forward_signal, get_container
-    from .runtime import exec_start
+    from .runtime import exec_detached, exec_start
 
-    if _no_terminal_to_read(a.tty, a.interactive):
+    if not a.detach and _no_terminal_to_read(a.tty, a.interactive):
         return 1
     container = get_container(_store(), a.container)
     if _not_running(container):
         return 1
+    if a.detach:  # (Docker's exec -d: nothing to show, nothing to wait for)
+        exec_detached(container, a.command, env=a.env or [], workdir=a.workdir, user=a.user)
+        return 0
     return _attached(lambda stdio: exec_start(container, a.command, stdio, env=a.env or [], workdir=a.workdir,
                                               user=a.user, tty=a.tty), a.interactive, a.tty,
                      deliver=lambda pid, sig: forward_signal(container, pid, sig, exec_=True))
@@ -1568,6 +1571,7 @@ def _add_exec(sub: argparse._SubParsersAction) -> None:
     p.add_argument("command", nargs=argparse.REMAINDER)
     p.add_argument("-i", "--interactive", action="store_true")
     p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("-d", "--detach", action="store_true", help="run the command in the background")
     p.add_argument("-e", "--env", action="append")
     p.add_argument("-w", "--workdir")
     p.add_argument("-u", "--user")

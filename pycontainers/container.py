@@ -655,8 +655,8 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
     if backend == "proot" and options.get("init"):
         raise InvalidArgument("--init is not supported by the proot back end: it has no PID namespace, so the "
                               "command is not PID 1 anyway")
-    limits = [flag for flag, key in (("--memory", "memory"), ("--cpus", "cpus"),
-                                     ("--pids-limit", "pids_limit")) if options.get(key) is not None]
+    limits = [flag for flag, key in (("--memory", "memory"), ("--cpus", "cpus"), ("--pids-limit", "pids_limit"))
+              if options.get(key) not in (None, 0, "0") and not (key == "pids_limit" and options[key] < 0)]
     if backend == "rootless" and limits:
         raise InvalidArgument(f"{limits[0]} needs a cgroup, and rootless containers have none here "
                               "(cgroups are not delegated to ordinary users on this machine)")

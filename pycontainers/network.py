@@ -371,7 +371,9 @@ def _refuse_modes(container: Container, ref: str) -> None:
     if "host" in (ref, container.spec.network):
         raise NetworkError(HOST_CONFLICT)
     if "none" in (ref, container.spec.network):
-        raise NetworkError(NONE_CONFLICT)
+        hint = ("" if ref == "none" else f" (container {container.name} is on none, only loopback: pycontainers' "
+                "default without --network, where Docker's is bridge; create it with --network bridge or NAME)")
+        raise NetworkError(NONE_CONFLICT + hint)
 
 
 def connect(store: Store, container: Container, ref: str, aliases: list[str] | None = None,

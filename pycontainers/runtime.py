@@ -1607,6 +1607,23 @@ def enter_cgroup(cgroups: list[tuple[int, Path]], cgroup_ns: int) -> None:
     setns(cgroup_ns)
 
 
+def exec_detached(container: Container, args: list[str], *, env: list[str] = (),  # type: ignore[assignment]
+                  workdir: str | None = None, user: str | None = None) -> None:
+    """``docker exec -d``: start *args* in the container and return once it runs, its output going nowhere
+    (Docker keeps none of an exec's); the exec's monitor follows it without us. EngineError if it cannot start."""
+    from .errors import EngineError
+
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        events = exec_start(container, args, (null, null, null), env=env, workdir=workdir, user=user)
+    finally:
+        os.close(null)
+    first = events.next()
+    events.close()
+    if first["event"] == "error":
+        raise EngineError(f"exec {args!r}: {first['message']}", int(first["exit_code"]))  # type: ignore[call-overload]
+
+
 def exec_start(container: Container, args: list[str], stdio: tuple[int, int, int], *,
                env: list[str] = (), workdir: str | None = None, user: str | None = None,  # type: ignore[assignment]
                tty: bool = False) -> Events:

@@ -228,6 +228,9 @@ def make_spec(image: Image, image_name: str, command: list[str] | None = None, *
     for m in mounts:
         if m.destination in seen:
             raise InvalidArgument(f"Duplicate mount point: {m.destination}")
+        if m.destination == "/proc" or m.destination.startswith("/proc/"):  # (runc's refusal, before it runs)
+            raise InvalidArgument(f'invalid mount config: "{m.destination}" cannot be mounted because it is '
+                                  "/proc or inside it (the container's own /proc is mounted there)")
         seen.add(m.destination)
     if with_image_volumes:
         mounts += image_volumes(cfg.get("Volumes"), mounts, volumes_dir, reuse_volumes)
@@ -260,8 +263,10 @@ def make_spec(image: Image, image_name: str, command: list[str] | None = None, *
     if not wd.startswith("/"):
         raise InvalidArgument(f"the working directory {wd!r} is invalid, it needs to be an absolute path")
     mem = parse_size(memory) if isinstance(memory, str) else memory
+    mem = mem or None  # (Docker: -m 0 is no limit)
     if mem is not None and mem < 6 << 20:
         raise InvalidArgument("minimum memory limit allowed is 6MB")
+    cpus = cpus or None  # (Docker: --cpus 0 is no limit)
     if cpus is not None and not 0.01 <= cpus <= (os.cpu_count() or 1):  # (the kernel's least quota: 1 ms)
         raise InvalidArgument(f"--cpus must be between 0.01 and {os.cpu_count()} (this machine's CPUs)")
     if pids_limit is not None and pids_limit <= 0:

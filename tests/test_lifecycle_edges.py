@@ -191,3 +191,35 @@ def test_a_name_longer_than_any_file_name_is_no_container_and_no_volume(cli: Any
     for args in (("volume", "inspect", "v" * 300), ("volume", "rm", "v" * 300)):
         code, _, err = cli(*args)
         assert code == 1 and "no such volume" in err, args
+
+
+def test_memory_zero_is_no_limit_and_proc_is_no_mount_point(busybox_store: Store) -> None:
+    from pycontainers.image import get_image
+    from pycontainers.spec import make_spec
+
+    image = get_image(busybox_store, "busybox")
+    assert make_spec(image, "busybox", memory="0").memory is None  # Docker: -m 0 is unlimited
+    assert make_spec(image, "busybox", memory=0).memory is None
+    assert make_spec(image, "busybox", cpus=0).cpus is None  # --cpus 0: no limit either
+    for dest in ("/proc", "/proc/sys", "/proc/"):
+        with pytest.raises(InvalidArgument, match="cannot be mounted because it is /proc or inside it"):
+            make_spec(image, "busybox", volumes=[f"/tmp:{dest}"])
+    assert make_spec(image, "busybox", volumes=["/tmp:/procfs"]).mounts[0].destination == "/procfs"
+
+
+def test_docker_py_s_top_and_health(client: Client) -> None:
+    k = client.containers.run("busybox", ["sleep", "30"], detach=True)
+    top = k.top()
+    assert top["Titles"] == ["UID", "PID", "PPID", "CMD"] and [p[3] for p in top["Processes"]] == ["sleep 30"]
+    assert k.health == "unknown"  # no health check
+    with pytest.raises(InvalidArgument, match="ps_args"):
+        k.top(ps_args="aux")
+
+
+def test_exec_d_starts_a_command_in_the_background(client: Client, cli: Any) -> None:
+    k = client.containers.run("busybox", ["sleep", "30"], detach=True, name="host")
+    assert cli("exec", "-d", "host", "sh", "-c", "sleep 0.3; echo done > /marker") == (0, "", "")
+    wait_for(lambda: k.exec_run(["cat", "/marker"]).output == b"done\n", "the background command's file")
+    code, _, err = cli("exec", "-d", "host", "no-such-command")
+    assert code == 127 and "no-such-command" in err
+    assert k.exec_run(["true"], detach=True).exit_code is None  # (the API's, on the same core)

@@ -135,9 +135,10 @@ def test_flags_override_the_image() -> None:
 
 
 @pytest.mark.parametrize("options", [
-    {"workdir": "relative"}, {"network": "no such/net"}, {"memory": "5m"}, {"cpus": 0.0},
+    {"workdir": "relative"}, {"network": "no such/net"}, {"memory": "5m"}, {"cpus": 0.001},
     {"cpus": float((os.cpu_count() or 1) + 1)}, {"volumes": ["x"]},
-], ids=["relative-workdir", "unknown-network", "memory-below-6m", "zero-cpus", "more-cpus-than-machine", "volume"])
+], ids=["relative-workdir", "unknown-network", "memory-below-6m", "cpus-below-1ms", "more-cpus-than-machine",
+        "volume"])
 def test_invalid_options(options: dict[str, Any]) -> None:
     with pytest.raises(InvalidArgument):
         spec(**options)
