@@ -342,22 +342,44 @@ def build_cache_size(store: Store) -> int:
 
 
 def disk_usage(store: Store) -> list[dict[str, str]]:
-    """``docker system df`` rows: images, and the build cache."""
+    """``docker system df`` rows, as Docker's: images (active: used by a container), containers (active:
+    running; their size: what they wrote), local volumes (active: mounted by a container) and the build cache.
+    Reclaimable is what pruning would free: the layers of no active image, what stopped containers wrote,
+    the volumes nobody mounts."""
+    def row(kind: str, total: int, active: int, size: int, reclaim: int, percent: bool = True) -> dict[str, str]:
+        share = f" ({100 * reclaim // size if size else 0}%)" if percent else ""
+        return {"Type": kind, "TotalCount": str(total), "Active": str(active), "Size": human_size(size),
+                "Reclaimable": human_size(reclaim) + share}
+
     images = core.list_images(store)
-    blob_sizes: dict[str, int] = {}
-    for img in images:
-        for d in img.layers:
-            blob_sizes[d.digest] = d.size
-    total = sum(blob_sizes.values())
-    dangling = core.list_images(store, dangling=True)
-    kept = {d.digest for i in images if i.tags for d in i.layers}
-    reclaim = sum(size for digest, size in blob_sizes.items() if digest not in kept)
+    containers = core_container.list_containers(store)
+    used = {c.spec.image_id for c in containers}
+    blob_sizes = {d.digest: d.size for img in images for d in img.layers}
+    kept = {d.digest for i in images if i.id in used for d in i.layers}
+    layer_bytes = sum(blob_sizes.values())
+    sizes = {c.id: _written(c) for c in containers}
+    running = [c for c in containers if c.status == "running"]
+    volumes = core_container.volume_list(store)
+    mounted = {m.volume for c in containers for m in c.spec.mounts if m.volume}
+    volume_sizes = {name: _tree_size(core_container.volumes_dir(store) / name) for name in volumes}
     cache = build_cache_size(store)
-    return [{"Type": "Images", "TotalCount": str(len(images)),
-             "Active": str(len(images) - len(dangling)), "Size": human_size(total),
-             "Reclaimable": f"{human_size(reclaim)} ({100 * reclaim // total if total else 0}%)"},
-            {"Type": "Build Cache", "TotalCount": str(len(store.extra_roots())), "Active": "0",
-             "Size": human_size(cache), "Reclaimable": human_size(cache)}]
+    return [
+        row("Images", len(images), sum(1 for i in images if i.id in used), layer_bytes,
+            sum(size for digest, size in blob_sizes.items() if digest not in kept)),
+        row("Containers", len(containers), len(running), sum(sizes.values()),
+            sum(sizes[c.id] for c in containers if c not in running)),
+        row("Local Volumes", len(volumes), sum(1 for v in volumes if v in mounted), sum(volume_sizes.values()),
+            sum(size for name, size in volume_sizes.items() if name not in mounted)),
+        row("Build Cache", len(store.extra_roots()), 0, cache, cache, percent=False),
+    ]
+
+
+def _written(c: core_container.Container) -> int:
+    """What container *c* wrote (``ps -s``), 0 if it is gone or cannot be read now."""
+    try:
+        return core_container.writable_layer_size(c)
+    except (OSError, PyContainersError):
+        return 0
 
 
 class Container:

@@ -210,8 +210,16 @@ def test_system_df(cli: Run, busybox_store: Store) -> None:
     header, *rows = out.splitlines()
     assert code == 0
     assert columns(header) == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
-    assert columns(rows[0])[:3] == ["Images", "1", "1"]
+    assert columns(rows[0])[:3] == ["Images", "1", "0"]  # active: used by a container, as Docker counts
     assert SIZE.match(columns(rows[0])[3])
+    assert [columns(r)[:2] for r in rows[1:3]] == [["Containers", "0"], ["Local Volumes", "0"]]
+    assert cli("run", "--name", "wrote", "-v", "kept:/v", "busybox", "sh", "-c", "head -c 5000 /dev/zero > /f; "
+               "head -c 300 /dev/zero > /v/g")[0] == 0
+    assert cli("volume", "create", "loose")[0] == 0
+    rows = cli("system", "df")[1].splitlines()[1:]
+    assert columns(rows[0])[:3] == ["Images", "1", "1"]
+    assert columns(rows[1]) == ["Containers", "1", "0", "5kB", "5kB (100%)"]  # stopped: all reclaimable
+    assert columns(rows[2]) == ["Local Volumes", "2", "1", "300B", "0B (0%)"]  # loose is empty
 
 
 def test_the_build_cache_is_shown_by_df_and_freed_by_builder_prune_and_system_prune_all(
@@ -219,7 +227,7 @@ def test_the_build_cache_is_shown_by_df_and_freed_by_builder_prune_and_system_pr
     (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo cached > /step\n")
 
     def cache_row() -> list[str]:
-        return columns(cli("system", "df")[1].splitlines()[2])
+        return columns(cli("system", "df")[1].splitlines()[4])
 
     assert cache_row() == ["Build Cache", "0", "0", "0B", "0B"]
     assert cli("build", "-q", "-t", "cached", str(tmp_path))[0] == 0
