@@ -644,7 +644,7 @@ def _build_image(store: Store, svc: Service, say: Say) -> None:
 
 def up(store: Store, project: Project, services: list[str] | None = None, *, build: bool = False,
        remove_orphans: bool = False, say: Say = print) -> list[Any]:
-    """``compose up -d``: the networks and volumes, the images, then each service's container started in
+    """``compose up -d``: the images, the networks and volumes, then each service's container started in
     turn; the containers (a container already as the file says is left running as it is)."""
     from . import container as containers
     from . import network as networks
@@ -667,6 +667,15 @@ def up(store: Store, project: Project, services: list[str] | None = None, *, bui
     elif orphans:
         say(f"WARN Found orphan containers ({', '.join(c.name for c in orphans)}) for this project: remove them "
             "with --remove-orphans")
+    for svc in chosen:  # images first, as Compose: a build that fails leaves no network or volume behind
+        if svc.build is not None:
+            try:
+                get_image(store, svc.image)
+                missing = False
+            except ImageNotFound:
+                missing = True
+            if build or missing:
+                _build_image(store, svc, say)
     for engine_name in sorted({n for s in chosen for n in (s.network, *s.more_networks)} - {"none", "host", "bridge"}):
         try:
             networks.get_network(store, engine_name)
@@ -683,14 +692,6 @@ def up(store: Store, project: Project, services: list[str] | None = None, *, bui
             say(f" Volume {engine_name}  Created")
     started: dict[str, Any] = {}
     for svc in chosen:
-        if svc.build is not None:
-            try:
-                get_image(store, svc.image)
-                missing = False
-            except ImageNotFound:
-                missing = True
-            if build or missing:
-                _build_image(store, svc, say)
         for other, condition in svc.conditions.items():
             if condition != "service_started" and other in started:
                 wait_for_dependency(started[other], other, condition, svc.name, say)
