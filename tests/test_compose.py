@@ -263,7 +263,8 @@ def test_a_service_is_built_and_one_that_cannot_start_is_named(busybox_store: St
     said: list[str] = []
     with pytest.raises(ComposeError, match="service broken: container shop-broken-1 could not start: .*no-such"):
         compose.up(busybox_store, p, say=said.append)
-    assert said[:3] == [" Network shop_default  Created", " Building api (shop-api)", "  api  Step 1/3 : FROM busybox"]
+    assert said[:2] == [" Building api (shop-api)", "  api  Step 1/3 : FROM busybox"]  # (images first, as Compose)
+    assert said.index(" Image shop-api  Built") < said.index(" Network shop_default  Created")
     assert "  api   ---> Cache miss: not built before" in said or any("RUN echo built" in line for line in said)
     assert " Image shop-api  Built" in said
     api = containers.get_container(busybox_store, "shop-api-1")
@@ -484,3 +485,19 @@ def test_services_are_stopped_after_those_that_depend_on_them_and_the_others_at_
     assert {"web", "worker"} in together and {"db", "cache"} in together  # each pair at once
     assert not any({"web", "db"} <= seen or {"worker", "db"} <= seen for seen in together)  # db after them
     assert [line.split()[1] for line in said][:2] in (["worker", "web"], ["web", "worker"])
+
+
+
+def test_a_build_that_fails_leaves_no_network_or_volume(busybox_store: Store, tmp_path: Path) -> None:
+    (tmp_path / "shop" / "api").mkdir(parents=True)
+    (tmp_path / "shop" / "api" / "Dockerfile").write_text("FROM busybox\nRUN exit 3\n")
+    p = project(tmp_path, """
+        services:
+          api: {build: ./api, volumes: ["data:/data"]}
+        volumes:
+          data: {}
+        """)
+    with pytest.raises(PyContainersError):
+        compose.up(busybox_store, p, say=lambda line: None)
+    assert "shop_default" not in [n.name for n in list_networks(busybox_store)]
+    assert "shop_data" not in containers.volume_list(busybox_store) and names(busybox_store) == []
