@@ -13,7 +13,8 @@ container's directory, sends every client what the container writes, and passes 
 
 SOCK_SEQPACKET keeps each message whole. The socket's path is too long for ``sockaddr_un`` (108 bytes) in
 a deep store, so both sides name it through a descriptor of the container's directory:
-``/proc/self/fd/<N>/attach``, as conmon does. Only the store's owner can reach it (the directory is theirs).
+``/proc/self/fd/<N>/attach``, as conmon does. Only its owner can connect: connecting takes write permission
+on the socket, which is made 0600.
 A client too slow to take what the container writes is let go rather than allowed to stall the container
 (the log keeps everything); typed input waits in the monitor, and the clients are not read meanwhile.
 """
@@ -60,6 +61,7 @@ class AttachPoint:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(directory / SOCKET_NAME)  # (a monitor of an earlier run that was killed)
             self.listener.bind(path)
+            os.chmod(path, 0o600)
             self.listener.listen(8)
             self.listener.setblocking(False)
         except OSError:

@@ -445,7 +445,6 @@ class OutputTee:
 
     def __init__(self, container: Container, stdio: tuple[int, int, int], to_caller: bool = True,
                  open_stdin: bool = False) -> None:
-        self.directory = container.dir
         self.log = LogWriter(container.log_path())
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -457,11 +456,14 @@ class OutputTee:
         if open_stdin:
             stdin, self.stdin_end = os.pipe2(os.O_CLOEXEC)
         self.container_stdio = (stdin, out_w, err_w)
+        # Listening before the container is said to run: an `attach` right after `run -d` finds the socket.
+        self.attachments = Attachments(container.dir)
 
     def copy_until_eof(self) -> None:
         """Log (and forward) the output until the container has closed it, and serve ``attach`` meanwhile."""
         codes = {"stdout": attach.STDOUT, "stderr": attach.STDERR}
-        with Attachments(self.directory, self.stdin_end) as clients:
+        with self.attachments as clients:
+            clients.take_input_for(self.stdin_end)
             outputs = set(self.streams)
             for fd in outputs:
                 clients.selector.register(fd, selectors.EVENT_READ, "output")
@@ -493,6 +495,7 @@ class OutputTee:
         self.streams = {}
         self.callers = set()
         self.stdin_end = -1
+        self.attachments.close()
         self.log.close()
 
 
@@ -558,10 +561,11 @@ class TerminalLog:
     container has ``-i``."""
 
     def __init__(self, container: Container, console_socket: bool) -> None:
-        self.directory, self.interactive = container.dir, container.spec.interactive
+        self.interactive = container.spec.interactive
         self.log = LogWriter(container.log_path())
         self.console = ConsoleEnd(console_socket)
         self.container_stdio = (self.console.container_end,) * 3
+        self.attachments = Attachments(container.dir)  # (listening before the container is said to run)
 
     def copy_until_eof(self) -> None:
         master = self.console.receive()
@@ -569,7 +573,8 @@ class TerminalLog:
             # Typed input goes to the terminal through a descriptor of its own: the selector watches it for
             # writing while it watches the master for reading. (Both become non-blocking: one open file.)
             typed = os.dup(master) if self.interactive else -1
-            with Attachments(self.directory, typed, terminal=master) as clients:
+            with self.attachments as clients:
+                clients.take_input_for(typed, terminal=master)
                 clients.selector.register(master, selectors.EVENT_READ, "output")
                 done = False
                 while not done:
@@ -591,6 +596,7 @@ class TerminalLog:
 
     def close(self) -> None:
         self.console.close()
+        self.attachments.close()
         self.log.close()
 
 
@@ -600,27 +606,37 @@ class Attachments:
     container's stdin. ``wait`` serves everything but the output, and returns the output descriptors ready.
     Without an attach point (it could not listen: a read-only store, say) only the output is served."""
 
-    def __init__(self, directory: Path, input_fd: int, terminal: int = -1) -> None:
+    def __init__(self, directory: Path) -> None:
         from .attach import AttachPoint
 
         self.selector = selectors.DefaultSelector()
-        self.terminal = terminal  # a -t container's terminal: clients may set its window size
+        self.terminal = -1  # a -t container's terminal: clients may set its window size
         self.point: AttachPoint | None = None
         self.writing = False
         try:
-            self.point = AttachPoint(directory, input_fd)
+            self.point = AttachPoint(directory)
         except OSError:
             return
-        if input_fd >= 0:
-            os.set_blocking(input_fd, False)  # (typed input waits in the monitor, never the monitor on it)
         self.selector.register(self.point.listener, selectors.EVENT_READ, "listener")
+
+    def take_input_for(self, input_fd: int, terminal: int = -1) -> None:
+        """Typed input goes to *input_fd* (the container's stdin, or its terminal; -1: it has none)."""
+        self.terminal = terminal
+        if self.point is not None and input_fd >= 0:
+            self.point.input_fd = input_fd
+            os.set_blocking(input_fd, False)  # (typed input waits in the monitor, never the monitor on it)
 
     def __enter__(self) -> Attachments:
         return self
 
     def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """The socket goes (its clients see the end); safe to call twice."""
         if self.point is not None:
             self.point.close()
+            self.point = None
         self.selector.close()
 
     def send(self, stream: bytes, data: bytes) -> None:
