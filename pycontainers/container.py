@@ -1169,12 +1169,34 @@ def stop(container: Container, timeout: float | None = 10.0) -> None:
     container.reload()
     if container.status != "running":
         return
+    run = container.state.get("started_at")
     signal_waking(container, stop_signal(container))
     try:
-        wait(container, None if timeout is None or timeout < 0 else timeout)
+        _wait_run_ended(container, run, None if timeout is None or timeout < 0 else timeout)
     except ContainerError:
-        signal_waking(container, signal.SIGKILL)
-        wait(container, 10)
+        if container.status == "running" and container.state.get("started_at") == run:
+            signal_waking(container, signal.SIGKILL)
+        _wait_run_ended(container, run, 10)
+
+
+def _wait_run_ended(container: Container, run: object, timeout: float | None) -> None:
+    """``wait``, for the run that started at *run* only: a ``start`` from elsewhere right after it ended is a
+    new run, which this stop must neither wait for nor kill."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        try:
+            container.reload()
+        except ContainerNotFound:  # (an ended --rm container)
+            return
+        if container.status != "running" or container.state.get("started_at") != run:
+            if container.status == "dead":
+                raise ContainerError(f"container {container.name} died with its monitor; its exit status is unknown")
+            return
+        if deadline is not None and time.monotonic() > deadline:
+            raise ContainerTimeout(f"timed out after {timeout} s waiting for {container.name}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 RESTARTING = "restarting."  # a file per ``restart`` under way: while one is there, a --rm container is kept

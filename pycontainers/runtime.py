@@ -1268,11 +1268,12 @@ def start_in_background(container: Container, helper: bool = False) -> dict[str,
 def restart(container: Container, timeout: float = 10.0, helper: bool = False) -> dict[str, object] | None:
     """``docker restart``: ``stop`` (its signal, then SIGKILL after *timeout* seconds), then start again on the
     same writable layer; see ``start_in_background``."""
-    from .container import kept_through_restart, stop
+    from .container import flocked, kept_through_restart, stop
 
-    with kept_through_restart(container):
-        stop(container, timeout)
-    return start_in_background(container, helper)
+    with flocked(container, "restart.lock"):  # two restarts at once: one after the other, each a stop then a start
+        with kept_through_restart(container):
+            stop(container, timeout)
+        return start_in_background(container, helper)
 
 
 def _forked(direct: Callable[[int], None], via_zygote: Callable[[int], None], helper: bool = False,

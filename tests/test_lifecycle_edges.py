@@ -16,7 +16,7 @@ from processes import wait_for
 from pycontainers import container as c
 from pycontainers import runtime
 from pycontainers.api import Client
-from pycontainers.errors import ContainerNotFound, InvalidArgument
+from pycontainers.errors import ContainerNotFound, ContainerTimeout, InvalidArgument
 from pycontainers.store import Store
 
 
@@ -223,3 +223,20 @@ def test_exec_d_starts_a_command_in_the_background(client: Client, cli: Any) -> 
     code, _, err = cli("exec", "-d", "host", "no-such-command")
     assert code == 127 and "no-such-command" in err
     assert k.exec_run(["true"], detach=True).exit_code is None  # (the API's, on the same core)
+
+
+def test_a_stop_waits_for_the_run_it_stopped_not_for_a_start_after_it(busybox_store: Any) -> None:
+    """A ``start`` from elsewhere right after the stopped run ended is a new run: the stop must not wait 10 s
+    for it, nor kill it."""
+    k = c.create_from_image(busybox_store, "busybox", ["sleep", "60"])
+    runtime.start_detached(k)
+    first = k.reload().state["started_at"]
+    c.send_signal(k, signal.SIGKILL)
+    c.wait(k, 10)
+    runtime.start_detached(k)
+    assert k.reload().status == "running" and k.state["started_at"] != first
+    c._wait_run_ended(k, first, 0.5)  # the run it knew has ended: no ContainerTimeout
+    assert k.reload().status == "running"
+    with pytest.raises(ContainerTimeout):
+        c._wait_run_ended(k, k.state["started_at"], 0.2)
+    c.remove(k, force=True)
