@@ -34,6 +34,7 @@ from .errors import (
 )
 from .image import ImageBuilder
 from .logs import parse_time
+from .spec import parse_env
 from .store import Store
 from .units import human_size
 
@@ -563,10 +564,11 @@ class Container:
         """docker-py's: the health check's status (starting, healthy, unhealthy), or "unknown" without one."""
         return str(((self.attrs.get("State") or {}).get("Health") or {}).get("Status") or "unknown")
 
-    def wait(self, timeout: float | None = None) -> dict[str, Any]:
+    def wait(self, timeout: float | None = None, condition: str | None = None) -> dict[str, Any]:
         """``{"StatusCode": exit code, "Error": None}`` once it exits; ``errors.ContainerTimeout`` (an
-        ``APIError``) if *timeout* seconds pass first."""
-        code = core_container.wait(self._c, timeout)
+        ``APIError``) if *timeout* seconds pass first. *condition*: "not-running" (the default), "next-exit"
+        or "removed", as the Engine API's (``container.wait_until``)."""
+        code = core_container.wait_until(self._c, condition, timeout)
         return {"StatusCode": code, "Error": None}
 
     def stop(self, timeout: float | None = 10) -> None:
@@ -695,10 +697,11 @@ class ExecResult(NamedTuple):
 
 
 def environment_list(environment: dict[str, str] | list[str] | None) -> list[str]:
-    """docker-py's ``environment``, a dict or a list of ``KEY=VALUE``, as a list."""
+    """docker-py's ``environment``, a dict or a list of ``KEY=VALUE``, as a list; a key alone (or None as its
+    value, as docker-py writes it) takes its value from this process's environment, as ``-e KEY`` does."""
     if isinstance(environment, dict):
-        return [f"{k}={v}" for k, v in environment.items()]
-    return list(environment or [])
+        environment = [k if v is None else f"{k}={v}" for k, v in environment.items()]
+    return parse_env(list(environment or []))
 
 
 def repo_digests(image: core.Image) -> list[str]:
@@ -912,8 +915,14 @@ class ContainerCollection:
     def get(self, container_id: str) -> Container:
         return Container(self.client, core_container.get_container(self.client.store, container_id))
 
-    def list(self, all: bool = False) -> list[Container]:  # noqa: A002 (docker-py's name)
-        return [Container(self.client, c) for c in core_container.list_containers(self.client.store, all=all)]
+    def list(self, all: bool = False, filters: dict[str, Any] | None = None,  # noqa: A002 (docker-py's name)
+             limit: int = -1) -> list[Container]:
+        """docker-py's: newest first; *filters* as ``ps --filter`` (``{"status": "exited"}``, a value or a list
+        of them), *limit* the newest N (-1: all), each as ``docker ps`` (``container.select_containers``)."""
+        wanted = {key: [str(v) for v in (values if isinstance(values, list | tuple) else [values])]
+                  for key, values in (filters or {}).items()}
+        chosen = core_container.select_containers(self.client.store, all, wanted, limit if limit >= 0 else None)
+        return [Container(self.client, c) for c in chosen]
 
     def prune(self) -> dict[str, Any]:
         return prune_containers(self.client.store)

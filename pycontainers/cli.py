@@ -440,7 +440,7 @@ def _attached_tty(starter: Callable[[tuple[int, int, int]], Any], interactive: b
 
 
 def cmd_ps(a: argparse.Namespace) -> int:
-    from .container import filter_containers, list_containers
+    from .container import select_containers
     from .tables import containers_table
 
     filters: dict[str, list[str]] = {}
@@ -449,14 +449,10 @@ def cmd_ps(a: argparse.Namespace) -> int:
         if not eq:
             raise _usage(f"bad format of filter (expected name=value): {item}")
         filters.setdefault(key, []).append(value)
-    # As docker ps: a status or exit-code filter, -n and -l look at stopped containers too, without -a.
-    everything = a.all or "status" in filters or "exited" in filters or a.last is not None or a.latest
-    containers = list_containers(_store(), all=everything)
-    if a.latest or (a.last is not None and a.last > 0):  # the newest first, as ps lists them (-n 0: all)
-        containers = containers[:1 if a.latest else a.last]
+    containers = select_containers(_store(), a.all, filters, 1 if a.latest else a.last)
     # As docker ps: a --format that uses .Size measures the sizes, as -s does
     sizes = a.size or ".Size" in (a.format or "")
-    table = containers_table(filter_containers(containers, filters), no_trunc=a.no_trunc, sizes=sizes)
+    table = containers_table(containers, no_trunc=a.no_trunc, sizes=sizes)
     _print_table(table, a.format, "ID", a.quiet)
     return 0
 
@@ -763,16 +759,18 @@ def cmd_build(a: argparse.Namespace) -> int:
 def cmd_exec(a: argparse.Namespace) -> int:
     from .container import forward_signal, get_container
     from .runtime import exec_detached, exec_start
+    from .spec import parse_env
 
     if not a.detach and _no_terminal_to_read(a.tty, a.interactive):
         return 1
     container = get_container(_store(), a.container)
     if _not_running(container):
         return 1
+    env = parse_env(a.env or [])  # (-e KEY alone takes this shell's value, as run's)
     if a.detach:  # (Docker's exec -d: nothing to show, nothing to wait for)
-        exec_detached(container, a.command, env=a.env or [], workdir=a.workdir, user=a.user)
+        exec_detached(container, a.command, env=env, workdir=a.workdir, user=a.user)
         return 0
-    return _attached(lambda stdio: exec_start(container, a.command, stdio, env=a.env or [], workdir=a.workdir,
+    return _attached(lambda stdio: exec_start(container, a.command, stdio, env=env, workdir=a.workdir,
                                               user=a.user, tty=a.tty), a.interactive, a.tty,
                      deliver=lambda pid, sig: forward_signal(container, pid, sig, exec_=True))
 

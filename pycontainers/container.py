@@ -867,13 +867,7 @@ def _make_directory(store: Store, spec: ContainerSpec, container_id: str, name: 
     elif spec.on_a_network:
         resolv = resolv_conf_for_a_network()
     _write_new(f"{cdir}/resolv.conf", resolv)
-    for m in spec.mounts:
-        if m.volume or not os.path.exists(m.source):
-            try:
-                os.makedirs(m.source, exist_ok=True)
-            except OSError as exc:
-                raise InvalidArgument(f"-v {m.source}:{m.destination}: cannot create {m.source}: "
-                                      f"{exc.strerror}") from None
+    make_mount_sources(spec)
     container = Container(store, container_id, {
         "id": container_id, "name": name, "status": "created",
         "pid": None, "pid_start": None, "monitor_pid": None, "monitor_start": None, "created": now_iso(),
@@ -888,6 +882,18 @@ def _make_directory(store: Store, spec: ContainerSpec, container_id: str, name: 
         container.state["id_maps"] = default_maps().to_json()
     container.save()
     return container
+
+
+def make_mount_sources(spec: ContainerSpec) -> None:
+    """Make each volume's directory, and each ``-v`` host path that does not exist, as Docker's ``-v`` does: at
+    create, and again at every start (a host directory deleted meanwhile comes back, empty)."""
+    for m in spec.mounts:
+        if m.volume or not os.path.exists(m.source):
+            try:
+                os.makedirs(m.source, exist_ok=True)
+            except OSError as exc:
+                raise InvalidArgument(f"-v {m.source}:{m.destination}: cannot create {m.source}: "
+                                      f"{exc.strerror}") from None
 
 
 def _write_new(path: str, text: str) -> None:
@@ -915,6 +921,42 @@ def wait(container: Container, timeout: float | None = None) -> int:
             return int(container.state["exit_code"])
         if status == "dead":
             raise ContainerError(f"container {container.name} died with its monitor; its exit status is unknown")
+        if deadline is not None and time.monotonic() > deadline:
+            raise ContainerTimeout(f"timed out after {timeout} s waiting for {container.name}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
+
+
+def wait_until(container: Container, condition: str | None, timeout: float | None = None) -> int:
+    """The Engine API's ``wait`` conditions (docker-py's ``wait(condition=...)``): "not-running" is ``wait``;
+    "next-exit" waits for the end of the run under way, or else of the next one to start; "removed" waits
+    until the container is gone (``rm``, or ``--rm``). Each returns the exit code of the run it saw end."""
+    if condition in (None, "", "not-running"):
+        return wait(container, timeout)
+    if condition not in WAIT_CONDITIONS:
+        raise InvalidArgument(f"invalid condition {condition!r}: use one of {', '.join(WAIT_CONDITIONS)}")
+    deadline = None if timeout is None else time.monotonic() + timeout
+    container.reload()
+    seen = container.state.get("started_at")  # with "next-exit", a run that started after this one, if it ended
+    awaited = seen if container.status == "running" else None
+    delay = 0.001
+    while True:
+        try:
+            container.reload()
+        except ContainerNotFound:
+            code = _exit_left_behind(container)
+            return int(code if code is not None else container.state.get("exit_code") or 0)
+        run, running = container.state.get("started_at"), container.status == "running"
+        if condition == "next-exit":
+            if awaited is None and running and run != seen:
+                awaited = run  # the next run has started: its end is the one awaited
+            ended = (awaited is not None and (run != awaited or not running)) or \
+                    (awaited is None and not running and run != seen)  # (it started and ended between two looks)
+            if ended:  # (a restart that started it again meanwhile kept no code of that run: 0 then)
+                return int(container.state.get("exit_code") or 0)
         if deadline is not None and time.monotonic() > deadline:
             raise ContainerTimeout(f"timed out after {timeout} s waiting for {container.name}")
         time.sleep(delay)
@@ -1832,6 +1874,17 @@ def filter_containers(containers: list[Container], filters: dict[str, list[str]]
 
     return [c for c in containers
             if all(all_or_any(key)(matches(c, key, v) for v in values) for key, values in filters.items())]
+
+
+def select_containers(store: Store, all: bool = False, filters: dict[str, list[str]] | None = None,  # noqa: A002
+                      limit: int | None = None) -> list[Container]:
+    """``docker ps``'s list, newest first: the running containers (every one with *all*, a ``status`` or
+    ``exited`` filter, or a *limit*: ``-n``, ``-l``), those *filters* keep, then the first *limit* of them
+    (0 or less: no limit), as the daemon's ``reduceContainers`` counts only the containers it keeps."""
+    filters = filters or {}
+    everything = all or "status" in filters or "exited" in filters or limit is not None
+    chosen = filter_containers(list_containers(store, all=everything), filters)
+    return chosen[:limit] if limit is not None and limit > 0 else chosen
 
 
 def is_anonymous_volume(name: str) -> bool:

@@ -1211,6 +1211,7 @@ def start(container: Container, stdio: tuple[int, int, int], image: Image | None
     *image* is given by the builder, whose intermediate images are not in index.json. *helper* asks
     for the zygote even in a single-threaded process: a long-lived client (the Python API) gets its
     warm monitors, which make every start after the first faster (see ``warm``)."""
+    from .container import make_mount_sources
     from .image import get_image
     from .zygote import Zygote
 
@@ -1225,6 +1226,7 @@ def start(container: Container, stdio: tuple[int, int, int], image: Image | None
                 remove_anonymous_volumes(container)
 
     try:
+        make_mount_sources(container.spec)  # (a -v host directory deleted since create comes back, as Docker's)
         image = image or container.image or get_image(store, container.spec.image_id)
         # proot works on a copy of the image (create_from_image); runc on the native overlayfs (prepare_runc_bundle)
         backend = container.state.get("backend", "native")

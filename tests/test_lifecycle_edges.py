@@ -240,3 +240,66 @@ def test_a_stop_waits_for_the_run_it_stopped_not_for_a_start_after_it(busybox_st
     with pytest.raises(ContainerTimeout):
         c._wait_run_ended(k, k.state["started_at"], 0.2)
     c.remove(k, force=True)
+
+
+def test_wait_conditions_of_the_engine_api(client: Client) -> None:
+    """docker-py's ``wait(condition=...)``: "next-exit" waits for a run that has not started yet, "removed"
+    for the container to go, and a condition the Engine API does not have is refused."""
+    k = client.containers.create("busybox", ["sh", "-c", "exit 3"], name="cond")
+    result: dict[str, Any] = {}
+    waiter = threading.Thread(target=lambda: result.update(k.wait(timeout=30, condition="next-exit")))
+    waiter.start()
+    time.sleep(0.2)
+    assert waiter.is_alive()  # created, never run: its next exit is still to come
+    k.start()
+    waiter.join(30)
+    assert result == {"StatusCode": 3, "Error": None}
+    with pytest.raises(ContainerTimeout):
+        k.wait(timeout=0.2, condition="next-exit")  # exited, and nothing starts it again
+    assert k.wait(condition="not-running")["StatusCode"] == 3
+    with pytest.raises(InvalidArgument, match="invalid condition 'gone'"):
+        k.wait(condition="gone")
+    r = client.containers.run("busybox", ["sh", "-c", "sleep 0.3; exit 5"], detach=True, remove=True)
+    assert r.wait(timeout=30, condition="removed")["StatusCode"] == 5
+    assert r.id not in [x.id for x in client.containers.list(all=True)]
+    k.remove()
+
+
+def test_environment_keys_without_a_value_come_from_this_process(client: Client,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker-py writes ``{"K": None}`` as a bare ``K``: like ``-e K``, its value is this process's, and a key
+    it does not have is left out (it was ``K=None``)."""
+    monkeypatch.setenv("PYC_FROM_HERE", "here")
+    monkeypatch.delenv("PYC_NOWHERE", raising=False)
+    out = client.containers.run("busybox", ["env"], remove=True,
+                                environment={"PYC_FROM_HERE": None, "PYC_NOWHERE": None, "B": "2"}).decode()
+    assert "PYC_FROM_HERE=here\n" in out and "B=2\n" in out and "PYC_NOWHERE" not in out
+    k = client.containers.run("busybox", ["sleep", "60"], detach=True, remove=True)
+    assert k.exec_run(["env"], environment={"PYC_FROM_HERE": None}).output.decode().count("PYC_FROM_HERE=here") == 1
+    k.stop(timeout=0)
+
+
+def test_a_bind_source_deleted_after_create_is_made_again_at_start(cli: Any, tmp_path: Path) -> None:
+    """As Docker's ``-v``: the host directory is made at create, and again at start if it went meanwhile."""
+    source = tmp_path / "data"
+    code, cid, _ = cli("create", "-v", f"{source}:/data", "busybox", "ls", "-a", "/data")
+    assert code == 0 and source.is_dir()
+    source.rmdir()
+    code, _, err = cli("start", "-a", cid.strip())
+    assert (code, err) == (0, "") and source.is_dir()
+    cli("rm", cid.strip())
+
+
+def test_listing_filters_then_keeps_the_newest_n(client: Client, cli: Any) -> None:
+    """As the daemon's ``reduceContainers``: ``-n``/``limit`` counts only the containers the filters keep, and
+    the API takes ``ps``'s filters (a value or a list of values)."""
+    first = client.containers.run("busybox", ["true"], detach=True, labels={"pick": "yes"})
+    first.wait()
+    client.containers.run("busybox", ["true"], detach=True).wait()  # newer, but not picked
+    assert [k.id for k in client.containers.list(filters={"label": "pick=yes"}, limit=1)] == [first.id]
+    assert [k.id for k in client.containers.list(filters={"status": ["exited"]})][-1] == first.id
+    code, out, _ = cli("ps", "-q", "--no-trunc", "-n", "1", "--filter", "label=pick")
+    assert (code, out) == (0, f"{first.id}\n")
+    assert len(client.containers.list(all=True, limit=-1)) == 2 and client.containers.list() == []
+    with pytest.raises(InvalidArgument, match="invalid filter 'colour'"):
+        client.containers.list(filters={"colour": "red"})
