@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ContainerNotFound, InvalidArgument, NetworkError, NetworkNotFound, PyContainersError
-from .spec import _NETWORK_NAME
+from .spec import _NETWORK_NAME, check_network_name
 from .spec import NETWORK_MODES as MODES
 from .store import Store, atomic_write
 
@@ -174,8 +174,7 @@ def create_network(store: Store, name: str, subnet: str | None = None) -> Networ
     """``docker network create NAME [--subnet CIDR]``: a record now, a bridge when a container needs it."""
     if name in PREDEFINED:
         raise InvalidArgument(f"{name} is a pre-defined network and cannot be created")
-    if not _NAME.match(name):
-        raise InvalidArgument(f"invalid network name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    check_network_name(name)
     with locked(store) as d:
         if (d / f"{name}.json").exists():
             raise NetworkError(f"network with name {name} already exists")

@@ -177,6 +177,13 @@ def check_volume_name(name: str) -> None:
         raise InvalidArgument(f"invalid volume name {name if len(name) < 80 else name[:77] + '...'!r}: {why}")
 
 
+def check_network_name(name: str) -> None:
+    """A network's name: Docker's characters, and at most 64 of them (pycontainers' limit: a record's file name)."""
+    if not _NETWORK_NAME.match(name):
+        why = "at most 64 characters" if len(name) > 64 else "only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        raise InvalidArgument(f"invalid network name {name if len(name) < 80 else name[:77] + '...'!r}: {why}")
+
+
 def container_path(path: str) -> str:
     """An absolute path inside the container, normalised as Docker's (Go's filepath.Clean): unlike
     os.path.normpath, a leading ``//`` becomes ``/``."""

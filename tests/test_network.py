@@ -103,7 +103,8 @@ def test_networks_are_created_listed_inspected_and_removed(busybox_store: Store)
 
 
 @pytest.mark.parametrize(("name", "subnet", "error"), [
-    ("bridge", None, "pre-defined"), ("../x", None, "invalid network name"), ("n", "10.1.0.0/30", "/29 or wider"),
+    ("bridge", None, "pre-defined"), ("../x", None, "invalid network name"), ("n" * 65, None, "at most 64 characters"),
+    ("n", "10.1.0.0/30", "/29 or wider"),
     ("n", "nonsense", "invalid subnet"), ("n", "fd00::/64", "IPv4"), ("n", "8.8.8.0/24", "private range"),
     ("n", "127.0.0.0/24", "private range"), ("n", "169.254.0.0/24", "private range"),
     ("n", "240.0.0.0/24", "private range"), ("n", "198.18.0.0/24", "private range"),
