@@ -212,15 +212,26 @@ class ImageCollection:
             return iter(events) if decode else (json.dumps(e) + "\r\n" for e in events)
         return "".join(json.dumps(e) + "\r\n" for e in events)
 
-    def build(self, path: str | os.PathLike[str], tag: str | list[str] | None = None, dockerfile: str = "Dockerfile",
-              buildargs: dict[str, str] | None = None, nocache: bool = False, target: str | None = None,
-              network_mode: str = "none", echo: bool = False) -> tuple[Image, list[dict[str, Any]]]:
-        """Like docker-py: build the Dockerfile in *path*; return (image, the build's structured events).
+    def build(self, path: str | os.PathLike[str] | None = None, tag: str | list[str] | None = None,
+              dockerfile: str = "Dockerfile", buildargs: dict[str, str] | None = None, nocache: bool = False,
+              target: str | None = None, network_mode: str = "none", echo: bool = False,
+              fileobj: BinaryIO | None = None, custom_context: bool = False) -> tuple[Image, list[dict[str, Any]]]:
+        """Like docker-py: build the Dockerfile in *path*; return (image, the build's structured events). Or, as
+        docker-py's, *fileobj*: a Dockerfile (its context empty), or with *custom_context* a tar archive of the
+        context (``docker build -``).
 
         ``echo=True`` prints the classic transcript as the build goes (into the notebook cell). A failed
         build raises ``pycontainers.build.BuildError`` naming ``Dockerfile:LINE``; nothing is tagged.
         """
-        from .build import build, transcript_line
+        from .build import build, context_from_stream, transcript_line
+
+        if (path is None) == (fileobj is None):
+            raise InvalidArgument("images.build(): give either path or fileobj")
+        if fileobj is not None:
+            with context_from_stream(fileobj.read(), dockerfile_only=not custom_context) as context:
+                return self.build(context, tag, dockerfile if custom_context else "Dockerfile", buildargs, nocache,
+                                  target, network_mode, echo)
+        assert path is not None  # (for the type checker)
 
         def show(event: dict[str, Any]) -> None:
             line = transcript_line(event)

@@ -27,12 +27,13 @@ import contextlib
 import copy
 import fnmatch
 import hashlib
+import io
 import json
 import os
 import posixpath
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -971,6 +972,51 @@ def build(store: Store, context: str | os.PathLike[str], *, dockerfile: str = "D
     for ref in tag_refs:
         builder.emit("tagged", name=ref)
     return BuildResult(final, builder.steps, builder.events)
+
+
+@contextlib.contextmanager
+def context_from_stream(data: bytes, dockerfile_only: bool | None = None) -> Iterator[Path]:
+    """``docker build -``: standard input holds either a tar archive of the context (plain or compressed) or
+    a Dockerfile alone, whose context is then empty. Yields a temporary directory holding that context,
+    gone afterwards. An archive is unpacked with tarfile's "data" filter, which refuses what a context has
+    no business holding (absolute paths, ``..``, links out of it, devices): one error names the member.
+    *dockerfile_only*: True or False when the caller knows (the API's ``custom_context``), else guessed."""
+    with tempfile.TemporaryDirectory(prefix="pycontainers-context-") as tmp:
+        root = Path(tmp)
+        if dockerfile_only is not True and _is_archive(data):
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
+                try:
+                    archive.extractall(root, filter="data")
+                except tarfile.FilterError as exc:
+                    raise BuildError(f"the build context on standard input: member {exc.tarinfo.name!r} is refused "
+                                     "(an absolute path, a path out of the context, a link out of it or a device)"
+                                     ) from None
+                except (tarfile.TarError, OSError) as exc:
+                    raise BuildError(f"the build context on standard input is a broken archive: {exc}") from None
+        elif dockerfile_only is False:
+            raise BuildError("the build context on standard input is not a tar archive")
+        else:
+            (root / "Dockerfile").write_bytes(data)
+        yield root
+
+
+def _is_archive(data: bytes) -> bool:
+    """Does *data* open as a tar archive (plain, gzip, bzip2 or xz)? A Dockerfile does not."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*"):
+            return True
+    except tarfile.TarError:
+        return False
+
+
+@contextlib.contextmanager
+def dockerfile_from_stream(data: bytes) -> Iterator[str]:
+    """``docker build -f - DIR``: the Dockerfile comes on standard input, the context from DIR. Yields the
+    path of a temporary copy named Dockerfile (so errors still say ``Dockerfile:LINE``)."""
+    with tempfile.TemporaryDirectory(prefix="pycontainers-dockerfile-") as tmp:
+        path = Path(tmp) / "Dockerfile"
+        path.write_bytes(data)
+        yield str(path)
 
 
 def transcript_line(event: Event) -> str | None:

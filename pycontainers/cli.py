@@ -723,7 +723,7 @@ def _dockerfile_path(given: str | None, context: str) -> str:
 
 
 def cmd_build(a: argparse.Namespace) -> int:
-    from .build import build, transcript_line
+    from .build import build, context_from_stream, dockerfile_from_stream, transcript_line
 
     build_args = {}
     for item in a.build_arg or []:
@@ -748,9 +748,17 @@ def cmd_build(a: argparse.Namespace) -> int:
             print(("\n" if mid_line[0] else "") + line, flush=True)
             mid_line[0] = False
 
-    result = build(_store(), a.context, dockerfile=_dockerfile_path(a.file, a.context), tags=a.tag or [],
-                   build_args=build_args,
-                   target=a.target, no_cache=a.no_cache, network=a.network, on_event=show)
+    with contextlib.ExitStack() as stdin_files:
+        context, dockerfile = a.context, _dockerfile_path(a.file, a.context)
+        if a.context == "-":  # the context (a tar archive), or only a Dockerfile, on standard input
+            if a.file == "-":
+                raise _usage("can't use stdin for both the build context and the Dockerfile")
+            context = str(stdin_files.enter_context(context_from_stream(sys.stdin.buffer.read())))
+            dockerfile = a.file or "Dockerfile"
+        elif a.file == "-":
+            dockerfile = stdin_files.enter_context(dockerfile_from_stream(sys.stdin.buffer.read()))
+        result = build(_store(), context, dockerfile=dockerfile, tags=a.tag or [], build_args=build_args,
+                       target=a.target, no_cache=a.no_cache, network=a.network, on_event=show)
     if a.quiet:
         print(result.image.id)
     return 0
@@ -1551,9 +1559,9 @@ def _add_logs(sub: argparse._SubParsersAction) -> None:
 
 def _add_build(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build", help="build an image from a Dockerfile")
-    p.add_argument("context")
+    p.add_argument("context", help="a directory, or - to read a tar archive of it (or a Dockerfile alone) from stdin")
     p.add_argument("-t", "--tag", action="append", help="name[:tag] for the result (repeatable)")
-    p.add_argument("-f", "--file", help="the Dockerfile (default: CONTEXT/Dockerfile)")
+    p.add_argument("-f", "--file", help="the Dockerfile (default: CONTEXT/Dockerfile; -: from stdin)")
     p.add_argument("--build-arg", action="append", help="K=V for an ARG")
     p.add_argument("--target", help="build up to this stage")
     p.add_argument("--no-cache", action="store_true", help="do not use the build cache")

@@ -1071,3 +1071,56 @@ def test_what_docker_refuses_at_build_is_refused_with_the_line(busybox_store: St
     with pytest.raises(PyContainersError, match=said):
         do_build(busybox_store, context)
     assert_no_containers(busybox_store)
+
+
+def _stdin(monkeypatch: pytest.MonkeyPatch, data: bytes) -> None:
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+
+
+def _tar(files: dict[str, bytes], compress: bool = False) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz" if compress else "w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_build_from_standard_input(cli: Any, client: Client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``build -``: a Dockerfile alone (an empty context), or a tar archive of the context; ``-f -``: the
+    Dockerfile on stdin, the context a directory. A member out of the context, or stdin asked for twice:
+    one line, nothing built."""
+    _stdin(monkeypatch, b"FROM busybox\nCMD [\"echo\", \"alone\"]\n")
+    assert cli("build", "-q", "-t", "alone", "-")[0] == 0
+    assert client.containers.run("alone", remove=True) == b"alone\n"
+    _stdin(monkeypatch, _tar({"Dockerfile": b"FROM busybox\nCOPY f /f\nCMD [\"cat\", \"/f\"]\n", "f": b"packed\n"},
+                             compress=True))
+    assert cli("build", "-q", "-t", "packed", "-")[0] == 0
+    assert client.containers.run("packed", remove=True) == b"packed\n"
+    (tmp_path / "f").write_text("from the directory\n")
+    _stdin(monkeypatch, b"FROM busybox\nCOPY f /g\nCMD [\"cat\", \"/g\"]\n")
+    assert cli("build", "-q", "-t", "dir", "-f", "-", str(tmp_path))[0] == 0
+    assert client.containers.run("dir", remove=True) == b"from the directory\n"
+    _stdin(monkeypatch, _tar({"../evil": b"x"}))
+    code, _, err = cli("build", "-t", "evil", "-")
+    assert code == 1 and "member '../evil' is refused" in err and err.count("\n") == 1
+    _stdin(monkeypatch, b"FROM busybox\n")
+    code, _, err = cli("build", "-f", "-", "-")
+    assert code == 125 and "stdin for both" in err
+    assert cli("image", "inspect", "evil")[0] != 0
+
+
+def test_api_build_from_a_file_object(client: Client) -> None:
+    """docker-py's ``fileobj``: a Dockerfile, or with ``custom_context`` a tar archive of the context."""
+    image, _ = client.images.build(fileobj=io.BytesIO(b"FROM busybox\nENV WHERE=fileobj\n"), tag="fo")
+    assert "WHERE=fileobj" in image.attrs["Config"]["Env"]
+    archive_ = _tar({"Dockerfile.dev": b"FROM busybox\nCOPY a /a\n", "a": b"1"})
+    image, _ = client.images.build(fileobj=io.BytesIO(archive_), custom_context=True, dockerfile="Dockerfile.dev")
+    assert client.containers.run(image.id, ["cat", "/a"], remove=True) == b"1"
+    with pytest.raises(PyContainersError, match="not a tar archive"):
+        client.images.build(fileobj=io.BytesIO(b"FROM busybox\n"), custom_context=True)
+    with pytest.raises(PyContainersError, match="either path or fileobj"):
+        client.images.build()
