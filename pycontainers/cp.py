@@ -781,14 +781,21 @@ def shown_name(path: str) -> str:
     return "/" if cleaned == "/" else posixpath.basename(cleaned)
 
 
-def _parent_dev(root_fd: int, fd: int, name: str) -> int:
-    """The device of the directory holding the resource (*name* in *fd*, or *fd* itself for name ""): whether
-    the resource is a mount point. The root is none (its ".." is not in the container)."""
+def _parent_dev(root_fd: int, fd: int, name: str, where: str) -> int:
+    """The device of the directory holding the resource (*name* in *fd*, or *fd* itself for name ""; *where*:
+    its path, links resolved): whether the resource is a mount point. The root is none (its ".." is not in the
+    container). A file reached through a followed link (``cp -L``) has no "..": its directory is opened."""
     if name:
         return os.fstat(fd).st_dev
     st, root = os.fstat(fd), os.fstat(root_fd)
     if (st.st_dev, st.st_ino) == (root.st_dev, root.st_ino):
         return st.st_dev
+    if not stat.S_ISDIR(st.st_mode):
+        parent = open_in_root(root_fd, posixpath.dirname(where))
+        try:
+            return os.fstat(parent).st_dev
+        finally:
+            os.close(parent)
     return os.stat("..", dir_fd=fd, follow_symlinks=False).st_dev
 
 
@@ -808,7 +815,7 @@ def get_from(root_fd: int, request: dict[str, Any], out: BinaryIO, mounts: Mount
         out.write(json.dumps(info).encode() + b"\n")
         arcname = "." if shown == "/" else shown
         tar = TarOut(out)
-        archive_tree(tar, fd, name, arcname, mounts, where, _parent_dev(root_fd, fd, name))
+        archive_tree(tar, fd, name, arcname, mounts, where, _parent_dev(root_fd, fd, name, where))
         tar.close()
     finally:
         os.close(fd)

@@ -662,3 +662,21 @@ def test_names_no_file_system_takes_and_from_in_changes_are_refused(client: Clie
     with pytest.raises(InvalidArgument) as bad:
         cp.config_with_changes({}, ["ENV"])
     assert str(bad.value) == "invalid --change 'ENV': ENV requires at least one argument"
+
+
+def test_follow_links_copies_what_a_link_to_a_file_leads_to(client: Client, tmp_path: Path) -> None:
+    """``cp -L``: a link to a file copies the file it leads to (as Debian's /etc/os-release ->
+    ../usr/lib/os-release); a plain file, and a bind-mounted one, are copied as they are."""
+    c = client.containers.run("busybox", ["sh", "-c", "echo real > /tmp/target; ln -s ../tmp/target /etc/link; "
+                                          "echo plain > /tmp/plain; sleep 300"], detach=True)
+    for _ in range(100):
+        if c.exec_run(["test", "-e", "/etc/link"]).exit_code == 0:
+            break
+        time.sleep(0.05)
+    assert main(["cp", "-L", f"{c.id}:/etc/link", str(tmp_path / "link")]) == 0
+    assert (tmp_path / "link").read_text() == "real\n" and not (tmp_path / "link").is_symlink()
+    assert main(["cp", "-L", f"{c.id}:/tmp/plain", str(tmp_path / "plain")]) == 0
+    assert (tmp_path / "plain").read_text() == "plain\n"
+    assert main(["cp", "-L", f"{c.id}:/etc/hostname", str(tmp_path / "hostname")]) == 0
+    assert (tmp_path / "hostname").read_text() == c.exec_run(["cat", "/etc/hostname"]).output.decode()
+    c.remove(force=True)
