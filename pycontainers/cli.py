@@ -1316,6 +1316,12 @@ def _file_error(message: str) -> Exception:
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # No abbreviations: Docker has none, and argparse's would take --mem for --memory, or say
+        # "argument --pids-limit" of a --pid the user typed.
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # one line and Docker's exit code for bad flags
         raise _UsageError(f"{self.prog.removeprefix('pycontainers').strip() or 'usage'}: {message}")
 
@@ -1947,7 +1953,14 @@ def _main(argv: list[str]) -> int:
 
     try:
         parser = build_parser(_lone_command(argv))
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # (Docker's words: "unknown flag: --mem")
+            sub = getattr(args, "subcommand", None)  # (args.command may be run's: the container's command)
+            where = " ".join(w for w in (argv[0] if argv and argv[0] in _SUBCOMMANDS else None, sub)
+                             if isinstance(w, str))
+            flag = next((word for word in extra if word.startswith("-")), None)
+            raise _UsageError(f"{where or 'usage'}: " + (f"unknown flag: {flag}" if flag else
+                                                          f"unexpected argument: {extra[0]}"))
         if args.version:
             return cmd_version(args)
         if not getattr(args, "func", None):

@@ -309,6 +309,18 @@ def test_usage_error_names_the_program_once(cli: Run) -> None:
     assert not err.startswith("pycontainers: pycontainers")
 
 
+@pytest.mark.parametrize(("args", "said"), [
+    (["run", "--mem", "1g", "busybox"], "run: unknown flag: --mem"),  # not taken for --memory
+    (["run", "--pid", "host", "busybox"], "run: unknown flag: --pid"),  # not "argument --pids-limit"
+    (["ps", "--filt", "name=x"], "ps: unknown flag: --filt"),
+    (["network", "ls", "--bogus"], "network ls: unknown flag: --bogus"),
+    (["version", "extra"], "version: unexpected argument: extra"),
+])
+def test_flags_are_never_abbreviated_and_unknown_ones_are_named(cli: Run, args: list[str], said: str) -> None:
+    """As Docker's: no prefix of a flag stands for it, and an unknown flag is named with its command."""
+    assert cli(*args) == (125, "", f"pycontainers: {said}\n")
+
+
 def test_version(cli: Run) -> None:
     code, out, _ = cli("version")
     assert code == 0 and re.fullmatch(r"pycontainers version \d+\.\d+\.\d+\n", out)
