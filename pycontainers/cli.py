@@ -555,23 +555,49 @@ def cmd_logs(a: argparse.Namespace) -> int:
 
 
 def _each_container(names: list[str], action: Callable[[Any], None], echo: bool = True,
-                    missing_ok: bool = False) -> int:
+                    missing_ok: bool = False, parallel: bool = False) -> int:
+    """*action* on each container named; its name printed when done, or its error. *parallel*: all at once,
+    as Docker's CLI does ``stop``, ``kill``, ``rm``, ``pause`` (its ``parallelOperation``: ten containers
+    that ignore SIGTERM stop in 10 s, not 100), the lines still in the order given."""
+    import threading
+
     from .container import ContainerNotFound, get_container
     from .errors import PyContainersError
 
     store = _store()
-    status = 0
-    for name in names:
+
+    def act(name: str) -> BaseException | None:
         try:
             action(get_container(store, name))
-            if echo:
-                print(name)
-        except ContainerNotFound as exc:
-            if not (missing_ok and str(exc).startswith("No such container")):
-                print(f"Error: {exc}", file=sys.stderr)
-                status = 1
         except PyContainersError as exc:
-            print(f"Error: {exc}", file=sys.stderr)
+            return exc
+        return None
+
+    outcomes: list[BaseException | None] = [None] * len(names)
+    threads = []
+    if parallel and len(names) > 1:
+        def run(i: int, name: str) -> None:
+            try:
+                outcomes[i] = act(name)
+            except BaseException as exc:  # noqa: BLE001 (said below, in the main thread)
+                outcomes[i] = exc
+        threads = [threading.Thread(target=run, args=(i, name), daemon=True) for i, name in enumerate(names)]
+        for thread in threads:
+            thread.start()
+    status = 0
+    for i, name in enumerate(names):
+        if threads:
+            threads[i].join()
+        else:
+            outcomes[i] = act(name)
+        exc = outcomes[i]
+        if exc is None:
+            if echo:
+                print(name, flush=True)
+        elif not isinstance(exc, PyContainersError):
+            raise exc
+        elif not (missing_ok and isinstance(exc, ContainerNotFound) and str(exc).startswith("No such container")):
+            print(f"Error: {exc}", file=sys.stderr, flush=True)
             status = 1
     return status
 
@@ -616,13 +642,13 @@ def cmd_restart(a: argparse.Namespace) -> int:
 def cmd_pause(a: argparse.Namespace) -> int:
     from .container import pause
 
-    return _each_container(a.containers, pause)
+    return _each_container(a.containers, pause, parallel=True)
 
 
 def cmd_unpause(a: argparse.Namespace) -> int:
     from .container import unpause
 
-    return _each_container(a.containers, unpause)
+    return _each_container(a.containers, unpause, parallel=True)
 
 
 def cmd_stats(a: argparse.Namespace) -> int:
@@ -687,23 +713,25 @@ def cmd_rename(a: argparse.Namespace) -> int:
 
 
 def cmd_stop(a: argparse.Namespace) -> int:
-    from .container import stop
+    from .container import parse_signal, stop
 
-    return _each_container(a.containers, lambda c: stop(c, a.time))
+    sig = parse_signal(a.signal) if a.signal else None
+    return _each_container(a.containers, lambda c: stop(c, a.time, sig), parallel=True)
 
 
 def cmd_kill(a: argparse.Namespace) -> int:
     from .container import kill, parse_signal
 
     sig = parse_signal(a.signal)  # (Invalid signal: X, in one line)
-    return _each_container(a.containers, lambda c: kill(c, sig))
+    return _each_container(a.containers, lambda c: kill(c, sig), parallel=True)
 
 
 def cmd_rm(a: argparse.Namespace) -> int:
     from .container import remove
 
     # as docker rm -f: a container that is not there is nothing to do, not an error
-    return _each_container(a.containers, lambda c: remove(c, force=a.force, volumes=a.volumes), missing_ok=a.force)
+    return _each_container(a.containers, lambda c: remove(c, force=a.force, volumes=a.volumes), missing_ok=a.force,
+                           parallel=True)
 
 
 def cmd_wait(a: argparse.Namespace) -> int:
@@ -1668,6 +1696,7 @@ def _add_stop(sub: argparse._SubParsersAction) -> None:
     p = _add_containers_command(sub, "stop", cmd_stop, "stop running containers")
     p.add_argument("-t", "--time", type=float, default=10.0,
                    help="seconds to wait before killing (-1: for as long as it takes)")
+    p.add_argument("-s", "--signal", help="the signal to send first (default: the image's STOPSIGNAL, or SIGTERM)")
 
 
 def _add_kill(sub: argparse._SubParsersAction) -> None:

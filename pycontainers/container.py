@@ -1205,14 +1205,19 @@ def runc(container: Container, *args: str) -> None:
                    check=False, timeout=30)
 
 
-def stop(container: Container, timeout: float | None = 10.0) -> None:
-    """SIGTERM (or the image's STOPSIGNAL), then SIGKILL after *timeout* seconds, like ``docker stop``; None
-    (or a negative number, as ``stop -t -1``) waits for as long as it takes, as Docker 25's does."""
+def stop(container: Container, timeout: float | None = 10.0, sig: int | None = None) -> None:
+    """SIGTERM (or the image's STOPSIGNAL, or *sig*: ``stop -s``), then SIGKILL after *timeout* seconds, like
+    ``docker stop``; None (or a negative number, as ``stop -t -1``) waits for as long as it takes, as Docker
+    25's does."""
     container.reload()
     if container.status != "running":
         return
     run = container.state.get("started_at")
-    signal_waking(container, stop_signal(container))
+    first = stop_signal(container) if sig is None else sig
+    signal_waking(container, first)
+    if container.paused and first != signal.SIGKILL and first != stop_signal(container):
+        with contextlib.suppress(PyContainersError):  # (signal_waking thaws for those two only)
+            cgroup_of(container).thaw()
     try:
         _wait_run_ended(container, run, None if timeout is None or timeout < 0 else timeout)
     except ContainerError:

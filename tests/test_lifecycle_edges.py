@@ -303,3 +303,30 @@ def test_listing_filters_then_keeps_the_newest_n(client: Client, cli: Any) -> No
     assert len(client.containers.list(all=True, limit=-1)) == 2 and client.containers.list() == []
     with pytest.raises(InvalidArgument, match="invalid filter 'colour'"):
         client.containers.list(filters={"colour": "red"})
+
+
+def test_stop_of_several_containers_signals_them_all_at_once(cli: Any, client: Client, tmp_path: Path) -> None:
+    """As Docker's CLI (``parallelOperation``): each container, told to stop, waits to see that the others were
+    told too; one stop after the other would leave the first waiting until it is killed (137)."""
+    shared = tmp_path / "told"
+    script = ("trap 'touch /told/$HOSTNAME; until [ $(ls /told | wc -l) -ge 3 ]; do sleep 0.05; done; exit 0' TERM; "
+              "while :; do sleep 0.05; done")
+    names = ["p1", "p2", "p3"]
+    for name in names:
+        client.containers.run("busybox", ["sh", "-c", script], detach=True, name=name, hostname=name,
+                              volumes=[f"{shared}:/told"])
+    code, out, _ = cli("stop", "-t", "20", *names)
+    assert (code, out) == (0, "p1\np2\np3\n")  # the lines in the order given
+    assert [client.containers.get(n).attrs["State"]["ExitCode"] for n in names] == [0, 0, 0]
+    code, out, err = cli("rm", "p1", "nosuch", "p2")
+    assert (code, out) == (1, "p1\np2\n") and "No such container: nosuch" in err
+
+
+def test_stop_with_a_signal_of_its_own(client: Client, cli: Any) -> None:
+    """``stop -s``: that signal first, instead of the image's STOPSIGNAL or SIGTERM (Docker 23)."""
+    k = client.containers.run("busybox", ["sh", "-c", "trap 'exit 7' USR1; while :; do sleep 0.05; done"],
+                              detach=True, name="usr")
+    time.sleep(0.2)
+    assert cli("stop", "-s", "usr1", "usr")[:2] == (0, "usr\n")
+    assert k.wait()["StatusCode"] == 7
+    assert cli("stop", "-s", "NOPE", "usr")[0] == 1
