@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .build import BuildCache, BuildResult, StepResult, transcript_line
+from .errors import PyContainersError
 from .image import Image, LayerReport
 from .oci import MEDIA_LAYER, Descriptor
 from .tables import Table, truncate
@@ -65,8 +66,21 @@ class Stage:
     steps: list[StepResult] = field(default_factory=list)
 
 
+class NoBuildResult(PyContainersError):
+    """A view was given None where a build's result goes: the ``%%dockerfile`` cell's build failed."""
+
+
+def _check_result(result: BuildResult | None) -> None:
+    """One sentence, not an AttributeError from inside a view, when the build to show did not happen: the
+    ``%%dockerfile`` magic leaves ``_build = None`` after printing its ``Error:`` line."""
+    if result is None:
+        raise NoBuildResult("there is no build to show: the last %%dockerfile cell failed (its Error line says "
+                            "why) or has not run; fix it and run it again, then this cell")
+
+
 def build_stages(result: BuildResult) -> list[Stage]:
     """The stages of *result*, in order, each with its FROM line, base image ID and its ``StepResult``s."""
+    _check_result(result)
     stages: list[Stage] = []
     header: dict[str, Any] | None = None
     for event in result.events:
@@ -87,6 +101,7 @@ def build_stages(result: BuildResult) -> list[Stage]:
 
 def total_steps(result: BuildResult) -> int:
     """The N of "Step k/N" (FROM and global ARG lines count, as in Docker's transcript)."""
+    _check_result(result)
     return next((e["total"] for e in result.events if e["type"] == "step"), len(result.steps))
 
 
@@ -102,6 +117,7 @@ class _Steps:
     """Per-step facts read from the store, once each: the step's image and its layer."""
 
     def __init__(self, result: BuildResult) -> None:
+        _check_result(result)
         self.result = result
         self.store = result.image.store
         self._reports: dict[str, tuple[Image, list[LayerReport]]] = {}
@@ -149,6 +165,7 @@ class _Steps:
 def step_reasons(result: BuildResult) -> list[str]:
     """Why each of ``result.steps`` missed the cache, "" for a hit: the step's ``reason``, or where that is empty
     (a RUN step's), the reason its ``cache`` event gave, which is what the transcript printed."""
+    _check_result(result)
     told: dict[int, list[str]] = {}  # step number -> the reasons of its cache events, in order
     number = None
     for event in result.events:

@@ -78,6 +78,11 @@ class DockerfileMagics(Magics):
             self.shell.user_ns["_build"] = run_build(cell, options)
         except (PyContainersError, InvalidReference, OSError) as exc:
             print(f"Error: {exc}", file=sys.stderr, flush=True)
+        except KeyboardInterrupt:
+            # The stop button: the build cleaned up after itself. The interrupt goes on (so that "Run All" stops
+            # here, as after any stopped cell), saying so in one sentence, without the engine's frames.
+            raise KeyboardInterrupt("Build stopped: nothing was tagged, and the steps it finished are in the "
+                                    "build cache (run the cell again to go on from there).") from None
 
 
 def run_build(cell: str, options: Any) -> Any:

@@ -204,8 +204,11 @@ def check_connected(client: Client, name: str, target: str, page: str, home: str
                  f"`list(client.containers.get(\"{target}\").attrs[\"NetworkSettings\"][\"Networks\"])` says.")
 
 
-def fetch(url: str, timeout: float = 5) -> tuple[str | None, str]:
-    """(the page, "") or (None, why there is none, in a few words); an HTTP error's page counts as a page."""
+def fetch(url: str | None, timeout: float = 5) -> tuple[str | None, str]:
+    """(the page, "") or (None, why there is none, in a few words); an HTTP error's page counts as a page.
+    *url* None (``composeexercises.service_url`` of a container that is not running): (None, that)."""
+    if url is None:
+        return None, "there is no address to ask: the container is not running, or publishes no port"
     try:
         with _NO_PROXY.open(url, timeout=timeout) as response:
             return response.read().decode(errors="replace"), ""

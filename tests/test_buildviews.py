@@ -347,3 +347,28 @@ def test_check_history_and_layers(busybox_store: Store, tmp_path: Path) -> None:
     assert "number of layers" in check_history_and_layers(client, "greeter:v2", (lines, layers + 1)).message
     assert "pair" in check_history_and_layers(client, "greeter:v2", 7).message
     assert "no image" in check_history_and_layers(client, "nope:1", (lines, layers)).message
+
+
+def test_views_of_a_failed_build_say_so_in_one_sentence() -> None:
+    """After a failed ``%%dockerfile`` cell, ``_build`` is None: each view says there is no build to show,
+    instead of an AttributeError from inside it."""
+    from pycontainers.buildviews import NoBuildResult, build_graph, build_stages, step_reasons, steps_table
+
+    for view in (steps_table, build_graph, build_stages, step_reasons):
+        with pytest.raises(NoBuildResult, match="the last %%dockerfile cell failed"):
+            view(None)  # type: ignore[arg-type]
+
+
+def test_magic_interrupted_stops_the_cell_in_one_sentence(shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stop button during a build: the interrupt goes on (Run All stops there) with one sentence,
+    not the engine's frames, and ``_build`` is None."""
+    import pycontainers.ipython as magic
+
+    def interrupted(cell: str, options: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(magic, "run_build", interrupted)
+    shell.user_ns["_build"] = "an earlier result"
+    with pytest.raises(KeyboardInterrupt, match="Build stopped: nothing was tagged") as caught:
+        shell.run_cell_magic("dockerfile", "-t stopped", "FROM busybox\n")
+    assert caught.value.__suppress_context__ and shell.user_ns["_build"] is None

@@ -304,3 +304,5 @@ def test_published_page_under_proot_cannot_be_checked(client: Client, monkeypatc
 def test_fetch_says_why_there_is_no_page() -> None:
     page, why = fetch("http://127.0.0.1:1/", timeout=2)
     assert page is None and "refused" in why.lower()
+    page, why = fetch(None)  # (service_url of a container that is not running)
+    assert page is None and "not running" in why
