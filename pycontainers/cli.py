@@ -251,6 +251,11 @@ def _no_terminal_to_read(tty: bool, interactive: bool) -> bool:
     if tty and interactive and not os.isatty(0):
         print("pycontainers: the input device is not a TTY", file=sys.stderr)
         return True
+    if interactive and os.environ.get("JPY_PARENT_PID") and os.isatty(0):
+        # A notebook's `!` gives the command a terminal that nobody types into: the cell would wait for ever.
+        print("pycontainers: -i waits for your typing, which a notebook cell cannot send: leave -i (and -t) out "
+              "here, or run the command in a terminal (File > New > Terminal)", file=sys.stderr)
+        return True
     return False
 
 

@@ -485,3 +485,13 @@ def test_image_inspect_lists_every_config_field_as_docker(cli: Run) -> None:
     """busybox has no ENTRYPOINT: Docker still lists it (null), so any image takes the same --format."""
     code, out, _ = cli("inspect", "-f", "{{json .Config.Entrypoint}}|{{.Config.WorkingDir}}|{{.Comment}}", "busybox")
     assert (code, out) == (0, "null||\n")
+
+
+def test_interactive_in_a_notebook_cell_is_refused_rather_than_hang(cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel's ``!`` gives commands a terminal nobody types into: ``run -it`` there would wait for ever."""
+    monkeypatch.setenv("JPY_PARENT_PID", "1")
+    monkeypatch.setattr(os, "isatty", lambda fd: True)
+    for args in (["run", "-it", "busybox", "sh"], ["run", "-i", "busybox", "cat"]):
+        code, out, err = cli(*args)
+        assert (code, out) == (1, "") and "a notebook cell cannot send" in err and err.count("\n") == 1
+    assert cli("ps", "-aq") == (0, "", "")  # nothing was created
