@@ -1078,7 +1078,30 @@ def cmd_compose(a: argparse.Namespace) -> int:
                                     "Ports": "PORTS"}), None, "Names", a.quiet)
     elif a.subcommand == "logs":
         _print_compose_logs(compose.log_lines(store, project, a.services, follow=a.follow, timestamps=a.timestamps))
+    elif a.subcommand == "stop":
+        compose.stop(store, project, a.services, a.timeout, say=_say_now)
+    elif a.subcommand == "start":
+        compose.start(store, project, a.services, say=_say_now)
+    elif a.subcommand == "restart":
+        compose.restart(store, project, a.services, a.timeout, say=_say_now)
+    elif a.subcommand == "kill":
+        from .container import parse_signal
+
+        compose.kill(store, project, a.services, parse_signal(a.signal), say=_say_now)
+    elif a.subcommand == "exec":
+        return _compose_exec(a, compose.exec_target(store, project, a.service, a.index))
     return 0
+
+
+def _compose_exec(a: argparse.Namespace, container: Any) -> int:
+    """``compose exec SERVICE COMMAND``: ``exec`` in the service's container. As Compose's, with stdin and a
+    terminal when this one has them (``-T``: no terminal), none in a notebook's ``!`` (nobody types there)."""
+    if not a.command:
+        raise _usage("compose exec needs a command to run in the service's container")
+    keyboard = os.isatty(0) and not os.environ.get("JPY_PARENT_PID") and not a.detach
+    return cmd_exec(argparse.Namespace(container=container.id, command=a.command, interactive=keyboard,
+                                       tty=keyboard and not a.no_tty, detach=a.detach, env=a.env,
+                                       workdir=a.workdir, user=a.user))
 
 
 def _say_now(line: str) -> None:
@@ -1861,6 +1884,25 @@ def _add_compose(sub: argparse._SubParsersAction) -> None:
     p = group.add_parser("build", help="build the images of services that have a build section")
     p.add_argument("services", nargs="*")
     group.add_parser("config", help="show the project as pycontainers understood the file")
+    for name, what in (("stop", "stop the services' containers (kept: start them again)"),
+                       ("restart", "stop the services' containers and start them again")):
+        p = group.add_parser(name, help=what)
+        p.add_argument("-t", "--timeout", type=float, default=10.0, help="seconds to wait before killing")
+        p.add_argument("services", nargs="*")
+    p = group.add_parser("start", help="start the services' existing containers")
+    p.add_argument("services", nargs="*")
+    p = group.add_parser("kill", help="send a signal to the services' running containers")
+    p.add_argument("-s", "--signal", default="SIGKILL")
+    p.add_argument("services", nargs="*")
+    p = group.add_parser("exec", help="run a command in a service's running container")
+    p.add_argument("service")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.add_argument("-d", "--detach", action="store_true", help="run the command in the background")
+    p.add_argument("-T", "--no-TTY", dest="no_tty", action="store_true", help="no terminal, even on one")
+    p.add_argument("-e", "--env", action="append")
+    p.add_argument("-w", "--workdir")
+    p.add_argument("-u", "--user")
+    p.add_argument("--index", type=int, default=1, help="which of the service's containers (1: the first)")
     parent.set_defaults(func=cmd_compose)
 
 

@@ -796,7 +796,7 @@ def _up_one(store: Store, project: Project, svc: Service, say: Say) -> Any:
             if c.status == "running":
                 say(f" Container {c.name}  Running")
                 return c
-            _start(c, svc, start_detached)
+            _start(c, svc.name, start_detached)
             say(f" Container {c.name}  Started")
             return c
         if c.status == "running":
@@ -815,18 +815,18 @@ def _up_one(store: Store, project: Project, svc: Service, say: Say) -> Any:
         containers.remove(c, force=True)
         raise
     say(f" Container {c.name}  Created")
-    _start(c, svc, start_detached)
+    _start(c, svc.name, start_detached)
     say(f" Container {c.name}  Started")
     return c
 
 
-def _start(c: Any, svc: Service, start_detached: Callable[[Any], dict[str, object]]) -> None:
+def _start(c: Any, service: str, start_detached: Callable[[Any], dict[str, object]]) -> None:
     from .container import starting
 
     with starting(c) as to_start:
         first = start_detached(c) if to_start else {"event": "started"}
     if first["event"] == "error":
-        raise ComposeError(f"service {svc.name}: container {c.name} could not start: {first['message']}")
+        raise ComposeError(f"service {service}: container {c.name} could not start: {first['message']}")
 
 
 def down(store: Store, project: Project, *, volumes: bool = False, remove_orphans: bool = False,
@@ -900,6 +900,76 @@ def stop_in_order(project: Project, mine: list[Any], say: Say = print, timeout: 
                 say(f" Container {c.name}  Stopped")
             if then is not None:
                 then(c)
+
+
+def service_containers(store: Store, project: Project, services: list[str] | None = None) -> list[Any]:
+    """The containers of the services named (all if none are), in the file's start order: what ``compose
+    stop``, ``start``, ``restart``, ``kill`` and ``exec`` act on. A service named that has no container yet
+    is one error, as Compose's "has no container to start"."""
+    chosen = services_named(project, services)
+    mine = project_containers(store, project.name)
+    found = []
+    for svc in chosen:
+        theirs = sorted((c for c in mine if (c.state.get("labels") or {}).get(SERVICE_LABEL) == svc.name),
+                        key=lambda c: c.name)
+        if not theirs and services:
+            raise ComposeError(f"service {svc.name!r} has no container: run `compose up` first")
+        found += theirs
+    return found
+
+
+def stop(store: Store, project: Project, services: list[str] | None = None, timeout: float = 10,
+         say: Say = print) -> None:
+    """``compose stop [SERVICE...]``: as ``down`` stops them (dependents first, the others at once), kept."""
+    stop_in_order(project, service_containers(store, project, services), say, timeout)
+
+
+def start(store: Store, project: Project, services: list[str] | None = None, say: Say = print) -> None:
+    """``compose start [SERVICE...]``: the existing containers started again, in start order (what a service
+    depends on first); nothing is created (that is ``up``)."""
+    from .runtime import start_detached
+
+    for c in service_containers(store, project, services):
+        if c.reload().status != "running":
+            say(f" Container {c.name}  Starting")
+            _start(c, (c.state.get("labels") or {}).get(SERVICE_LABEL, c.name), start_detached)
+            say(f" Container {c.name}  Started")
+
+
+def restart(store: Store, project: Project, services: list[str] | None = None, timeout: float = 10,
+            say: Say = print) -> None:
+    """``compose restart [SERVICE...]``: each container stopped (its signal, then SIGKILL after *timeout*) and
+    started again, in start order, on its writable layer (the file's changes are ``up``'s business)."""
+    from .runtime import restart as restart_container
+
+    for c in service_containers(store, project, services):
+        say(f" Container {c.name}  Restarting")
+        first = restart_container(c, timeout)
+        if first is not None and first.get("event") == "error":
+            raise ComposeError(f"container {c.name} could not start: {first.get('message')}")
+        say(f" Container {c.name}  Started")
+
+
+def kill(store: Store, project: Project, services: list[str] | None = None, sig: int = 9,
+         say: Say = print) -> None:
+    """``compose kill [-s SIGNAL] [SERVICE...]``: *sig* (SIGKILL) to each running container."""
+    from . import container as containers
+
+    for c in service_containers(store, project, services):
+        if c.reload().status == "running":
+            containers.kill(c, sig)
+            say(f" Container {c.name}  Killed")
+
+
+def exec_target(store: Store, project: Project, service: str, index: int = 1) -> Any:
+    """The container ``compose exec SERVICE`` runs in: the service's *index*-th (``--index``), running."""
+    theirs = service_containers(store, project, [service])
+    if not 1 <= index <= len(theirs):
+        raise ComposeError(f"service {service!r} has no container number {index}")
+    c = theirs[index - 1]
+    if c.status != "running":
+        raise ComposeError(f"service {service!r} is not running (container {c.name})")
+    return c
 
 
 def services_named(project: Project, names: list[str] | None, with_dependencies: bool = False) -> list[Service]:

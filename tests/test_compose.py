@@ -501,3 +501,45 @@ def test_a_build_that_fails_leaves_no_network_or_volume(busybox_store: Store, tm
         compose.up(busybox_store, p, say=lambda line: None)
     assert "shop_default" not in [n.name for n in list_networks(busybox_store)]
     assert "shop_data" not in containers.volume_list(busybox_store) and names(busybox_store) == []
+
+
+def test_stop_start_restart_kill_and_exec_of_a_project(busybox_store: Store, tmp_path: Path) -> None:
+    """``compose stop``, ``start``, ``restart``, ``kill`` and ``exec``: the project's containers, kept,
+    dependents stopped first and dependencies started first; a service without a container is one error."""
+    loop = "trap 'exit 0' TERM; while :; do sleep 0.05; done"
+    directory = tmp_path / "life"
+    directory.mkdir()
+    (directory / "compose.yaml").write_text(textwrap.dedent(f"""
+        services:
+          db: {{image: busybox, command: [sh, -c, "{loop}"], network_mode: none}}
+          web: {{image: busybox, command: [sh, -c, "{loop}"], network_mode: none, depends_on: [db]}}
+        """))
+
+    def cli(*args: str) -> Any:
+        env = {**os.environ, "PYCONTAINERS_HOME": str(busybox_store.home), "PYCONTAINERS_SERVER": "0"}
+        return subprocess.run([sys.executable, "-m", "pycontainers", "compose", *args], cwd=directory, env=env,
+                              capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+    def status() -> dict[str, str]:
+        return {c.name: c.status for c in containers.list_containers(busybox_store, all=True)}
+
+    assert cli("up", "-d").returncode == 0
+    stopped = cli("stop")
+    assert stopped.stdout.splitlines() == [" Container life-web-1  Stopped", " Container life-db-1  Stopped"]
+    assert status() == {"life-web-1": "exited", "life-db-1": "exited"}
+    started = cli("start")
+    assert [line for line in started.stdout.splitlines() if line.endswith("Started")] == [
+        " Container life-db-1  Started", " Container life-web-1  Started"]
+    first = containers.get_container(busybox_store, "life-web-1").state["started_at"]
+    assert cli("restart", "web").returncode == 0
+    assert containers.get_container(busybox_store, "life-web-1").state["started_at"] != first
+    done = cli("exec", "web", "sh", "-c", "echo here; exit 3")
+    assert (done.returncode, done.stdout) == (3, "here\n")
+    assert cli("kill", "-s", "TERM", "db").stdout == " Container life-db-1  Killed\n"
+    wait_for(lambda: status()["life-db-1"] == "exited", "db to end on SIGTERM")
+    refused = cli("exec", "db", "true")
+    assert refused.returncode == 1 and "service 'db' is not running" in refused.stderr
+    assert "no such service: nope" in cli("start", "nope").stderr
+    assert cli("down").returncode == 0
+    gone = cli("start", "web")
+    assert gone.returncode == 1 and "has no container: run `compose up` first" in gone.stderr
