@@ -322,3 +322,24 @@ def test_a_vm_that_fails_is_one_sentence_not_a_traceback(monkeypatch: pytest.Mon
     report = raceviews.race_widget(busybox_store, "busybox")
     assert report.unavailable == "The race stopped: the VM (tcg) did not finish within 1 s and was killed."
     assert qemu_children() == [] and list_containers(busybox_store) == []
+
+
+def test_clean_up_goes_on_through_an_interrupt_and_raises_it_at_the_end() -> None:
+    """The stop button during the density cell's clean-up: every container still goes (each one's removal is
+    tried again), and the interrupt comes once all are done (it left 15 sleeping containers behind)."""
+    from pycontainers.compare import each_to_the_end
+    from pycontainers.errors import PyContainersError
+
+    done: list[int] = []
+    interrupts = iter([True])  # the first removal of item 1 is interrupted
+
+    def clean_up(item: int) -> None:
+        if item == 1 and next(interrupts, False):
+            raise KeyboardInterrupt
+        if item == 2:
+            raise PyContainersError("already gone")
+        done.append(item)
+
+    with pytest.raises(KeyboardInterrupt):
+        each_to_the_end([0, 1, 2, 3], clean_up)
+    assert done == [0, 1, 3]
