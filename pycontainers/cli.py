@@ -76,31 +76,49 @@ def cmd_history(a: argparse.Namespace) -> int:
 
 
 def cmd_inspect(a: argparse.Namespace) -> int:
-    """``inspect NAME...``: an image's or a container's JSON (containers first for `container inspect`)."""
-    from .api import container_inspect, inspect
-    from .container import ContainerNotFound, get_container
-    from .errors import ImageNotFound
+    """``inspect NAME...``: the JSON of a container, an image, a network or a volume, looked up in that order
+    (Docker's), or of one kind (``--type``); ``container inspect`` and ``image inspect`` look for their own."""
+    from .api import container_inspect, inspect, network_inspect
+    from .container import get_container, volume_inspect
     from .image import get_image
 
     store = _store()
-    docs = []
-    for name in a.names:
-        try:
-            if getattr(a, "subcommand", None) == "inspect" and a.command == "container":
-                raise ImageNotFound(name)
-            docs.append(inspect(get_image(store, name)))
-        except ImageNotFound:
+    finders: dict[str, Callable[[str], dict[str, Any]]] = {
+        "container": lambda name: container_inspect(get_container(store, name)),
+        "image": lambda name: inspect(get_image(store, name)),
+        "network": lambda name: network_inspect(store, name),
+        "volume": lambda name: volume_inspect(store, name)}
+    kind = a.command if getattr(a, "subcommand", None) == "inspect" else getattr(a, "type", None)
+    return _print_inspected(a.names, [finders[kind]] if kind else list(finders.values()), a.format, kind)
+
+
+def _print_inspected(names: list[str], finders: list[Callable[[str], dict[str, Any]]], template: str | None,
+                     kind: str | None = None) -> int:
+    """Docker's ``inspect``: each name looked up by each finder in turn; the documents found printed (a JSON
+    array, or *template* for each), then an error line for each name none found (exit 1), as Docker prints
+    what it found even when a name is missing."""
+    from .errors import NotFound
+    from .reference import InvalidReference
+
+    docs, status = [], 0
+    for name in names:
+        for find in finders:
             try:
-                docs.append(container_inspect(get_container(store, name)))
-            except ContainerNotFound:
-                raise ImageNotFound(f"No such object: {name}") from None
-    if getattr(a, "format", None):
+                docs.append(find(name))
+                break
+            except (NotFound, InvalidReference) as exc:
+                missing = str(exc) if kind else f"No such object: {name}"
+        else:
+            print(f"Error: {missing}", file=sys.stderr)
+            status = 1
+    if template:
         from .tables import format_document
 
-        print("\n".join(format_document(doc, a.format) for doc in docs))  # (TemplateError: see main)
-        return 0
-    print(json.dumps(docs, indent=4))
-    return 0
+        if docs:
+            print("\n".join(format_document(doc, template) for doc in docs))  # (TemplateError: see main)
+    else:  # ([] when nothing was found, as Docker's)
+        print(json.dumps(docs, indent=4))
+    return status
 
 
 def cmd_tag(a: argparse.Namespace) -> int:
@@ -987,7 +1005,7 @@ def cmd_volume(a: argparse.Namespace) -> int:
         print("Deleted Volumes:\n" + "".join(f"{name}\n" for name in removed) if removed else "", end="")
         print(f"\nTotal reclaimed volumes: {len(removed)}")
     elif a.action == "inspect":
-        print(json.dumps([c.volume_inspect(store, n) for n in a.names], indent=4))
+        return _print_inspected(a.names, [lambda name: c.volume_inspect(store, name)], a.format, "volume")
     return 0
 
 
@@ -1018,7 +1036,7 @@ def cmd_network(a: argparse.Namespace) -> int:
                 status = 1
         return status
     elif a.action == "inspect":
-        print(json.dumps([network_inspect(store, n) for n in a.names], indent=4))
+        return _print_inspected(a.names, [lambda name: network_inspect(store, name)], a.format, "network")
     elif a.action in ("connect", "disconnect"):
         from .container import get_container
 
@@ -1412,9 +1430,10 @@ def _add_history(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_inspect(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("inspect", help="low-level information on images")
+    p = sub.add_parser("inspect", help="low-level information on containers, images, networks or volumes")
     p.add_argument("names", nargs="+")
     p.add_argument("-f", "--format", help="a Go template such as '{{.State.Status}}' or '{{json .Config}}'")
+    p.add_argument("--type", choices=["container", "image", "network", "volume"], help="look for this kind only")
     p.set_defaults(func=cmd_inspect)
 
 
@@ -1822,6 +1841,7 @@ def _add_volume(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_volume, action="prune")
     p = volume.add_parser("inspect", help="show a volume's details")
     p.add_argument("names", nargs="+")
+    p.add_argument("-f", "--format", help="a Go template such as '{{.Name}}'")
     p.set_defaults(func=cmd_volume, action="inspect")
 
 
@@ -1842,6 +1862,7 @@ def _add_network(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_network, action="rm")
     p = group.add_parser("inspect", help="show a network's details")
     p.add_argument("names", nargs="+")
+    p.add_argument("-f", "--format", help="a Go template such as '{{.Name}}'")
     p.set_defaults(func=cmd_network, action="inspect")
     p = group.add_parser("prune", help="remove the networks no container uses")
     p.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")

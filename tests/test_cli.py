@@ -290,9 +290,22 @@ def test_system_check_on_a_sound_store(cli: Run) -> None:
 def test_unknown_image_is_one_error_line(cli: Run, args: list[str]) -> None:
     code, out, err = cli(*args)
     assert code == 1
-    assert out == ""
+    assert out == ("[]\n" if args[0] == "inspect" else "")  # (Docker's inspect prints what it found: nothing)
     assert err.startswith("Error: ") and err.count("\n") == 1
     assert "nosuch" in err
+
+
+def test_inspect_prints_what_it_found_and_looks_for_containers_first(cli: Run) -> None:
+    """As Docker's: a container before an image of the same name (``--type`` picks), every name found is
+    printed even if another is missing (exit 1 then), and networks and volumes are found too."""
+    assert cli("create", "--name", "busybox", "busybox", "true")[0] == 0
+    assert cli("inspect", "-f", "{{.Id}}", "busybox")[1] == cli("ps", "-aq", "--no-trunc")[1]  # the container
+    assert cli("inspect", "--type", "image", "-f", "{{.Id}}", "busybox")[1].startswith("sha256:")
+    assert cli("volume", "create", "vol")[0] == 0
+    code, out, err = cli("inspect", "-f", "{{.Name}}", "vol", "nosuch", "none")
+    assert (code, out, err) == (1, "vol\nnone\n", "Error: No such object: nosuch\n")
+    assert cli("volume", "inspect", "-f", "{{.Driver}}", "vol") == (0, "local\n", "")
+    assert cli("container", "inspect", "nosuch")[2] == "Error: No such container: nosuch\n"
 
 
 @pytest.mark.parametrize("args", [["images", "--bogus"], ["bogus-command"], ["rmi"], ["image"],
