@@ -692,6 +692,23 @@ class Container:
         return _chunks(spool, chunk_size)  # type: ignore[arg-type]
 
 
+def still_there(*containers: Container) -> bool:
+    """Whether each of *containers* still exists. A notebook cell that removes its containers at its end, run a
+    second time (Shift-Enter twice), would fail inside the engine with "No such container": it asks this
+    first, and if one is gone this says so in one sentence and the cell skips its work."""
+    gone = []
+    for c in containers:
+        try:
+            c.reload()
+        except NotFound:
+            gone.append(c.name)
+    if gone:
+        it = "it" if len(gone) == 1 else "them"
+        print(f"{', '.join(gone)} {'is' if len(gone) == 1 else 'are'} gone: this cell removed {it} when it last ran. "
+              f"Run the cell that starts {it} again, then this one.")
+    return not gone
+
+
 def _chunks(f: BinaryIO, chunk_size: int | None) -> Iterator[bytes]:
     """*f*'s bytes in pieces of *chunk_size* (None: all at once), as docker-py streams a response; closes *f*."""
     with f:

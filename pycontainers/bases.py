@@ -35,7 +35,9 @@ from .store import Store
 
 LABEL_MADE_BY = "io.pycontainers.base.made-by"
 LABEL_RECIPE = "io.pycontainers.base.recipe"
-RECIPE_VERSION = 4
+RECIPE_VERSION = 4  # busybox's and debian's (and the cache's folder: bases-v4)
+PYTHON_RECIPE_VERSION = 5  # 5: python-is-python3, so that `python` runs, as in Docker Hub's python images
+PYTHON_PACKAGES = "python3,python3-pip,python-is-python3"
 DEBIAN_SUITE = "bookworm"
 PYTHON_TAG = "python:3.11-slim"
 DEBIAN_TAG = "debian:bookworm-slim"
@@ -338,7 +340,7 @@ def build_debian_and_python(store: Store, log: Callable[[str], None] = print) ->
         try:
             runs["debian"] = mmdebstrap(mode, mirror, tarballs["debian"], [], tmp, private)
             runs["python"] = mmdebstrap(mode, mirror, tarballs["python"], [
-                "--include=python3,python3-pip",
+                f"--include={PYTHON_PACKAGES}",
                 # like Docker Hub's python images: pip may install into the image's Python (PEP 668 marker off)
                 '--customize-hook=rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED'], tmp, private)
             wait_all(runs, tarballs)
@@ -362,13 +364,14 @@ def build_debian_and_python(store: Store, log: Callable[[str], None] = print) ->
             debian = commit_image(store, deb_config, [base_desc], [DEBIAN_TAG, "debian:12-slim"])
             py_desc = write_layer(store, layers.diff(trees["debian"], trees["python"], epoch=epoch))
             py_config = add_layer(debian.config, py_desc,
-                                  "pycontainers bases: Debian's python3 and python3-pip, what mmdebstrap "
-                                  "--include=python3,python3-pip adds to the same bookworm", epoch=epoch)
+                                  "pycontainers bases: Debian's python3, python3-pip and python-is-python3, what "
+                                  f"mmdebstrap --include={PYTHON_PACKAGES} adds to the same bookworm", epoch=epoch)
             py_config = add_metadata_step(
                 py_config, '/bin/sh -c #(nop)  CMD ["python3"]', Cmd=["python3"],
-                Labels={LABEL_RECIPE: str(RECIPE_VERSION),
-                        LABEL_MADE_BY: f"{DEBIAN_TAG} plus Debian's python3 and python3-pip ({made_by} "
-                                       "--include=python3,python3-pip), with pip allowed to install system-wide"})
+                Labels={LABEL_RECIPE: str(PYTHON_RECIPE_VERSION),
+                        LABEL_MADE_BY: f"{DEBIAN_TAG} plus Debian's python3, python3-pip and python-is-python3 "
+                                       f"({made_by} --include={PYTHON_PACKAGES}), with pip allowed to install "
+                                       "system-wide"})
             python = commit_image(store, py_config, [base_desc, py_desc], [PYTHON_TAG, "python:3.11"])
     return debian, python
 
@@ -396,7 +399,9 @@ BASES = ("busybox", DEBIAN_TAG, PYTHON_TAG)
 def _outdated(image: Image) -> bool:
     """A base this module made with an older recipe (a user's own image of that name is left alone)."""
     labels = image.labels
-    return LABEL_MADE_BY in labels and labels.get(LABEL_RECIPE) != str(RECIPE_VERSION)
+    python = any(tag.startswith("python:") for tag in image.familiar_tags)
+    return LABEL_MADE_BY in labels and labels.get(LABEL_RECIPE) != str(PYTHON_RECIPE_VERSION if python
+                                                                       else RECIPE_VERSION)
 
 
 def _remove_if_unused(store: Store, image: Image) -> None:
@@ -430,9 +435,11 @@ def ensure_bases(store: Store, names: tuple[str, ...] = BASES,
         except PyContainersError:
             pass
         try:
+            stale = None
             try:
                 cached = get_image(cache, name)
                 if _outdated(cached):
+                    stale = cached
                     raise BaseUnavailable("outdated")
             except PyContainersError:
                 if name == "busybox":
@@ -440,6 +447,8 @@ def ensure_bases(store: Store, names: tuple[str, ...] = BASES,
                 else:
                     build_debian_and_python(cache, log)
                 cached = get_image(cache, name)
+                if stale is not None and stale.manifest_digest != cached.manifest_digest:
+                    _remove_if_unused(cache, stale)  # (the cache keeps the current recipe's bases only)
             image = copy_image(cache, cached, store)
             outcome[name] = f"{image.short_id} (imported)"
             if replaced is not None and replaced.manifest_digest != image.manifest_digest:

@@ -158,15 +158,16 @@ def test_the_runs_are_told_the_mirror_the_key_and_to_leave_the_key_out_of_the_im
     store = Store(tmp_path / "store")
     debian, python = bases.build_debian_and_python(store, log=lambda line: None)
     assert bases.DEBIAN_TAG in debian.tags[1] and bases.PYTHON_TAG in python.tags[1]
-    assert python.labels[bases.LABEL_MADE_BY].startswith("debian:bookworm-slim plus Debian's python3 and python3-pip "
-                                                          "(mmdebstrap 0.0-test --variant=minbase bookworm")
+    assert python.labels[bases.LABEL_MADE_BY].startswith("debian:bookworm-slim plus Debian's python3, python3-pip and "
+                                                          "python-is-python3 (mmdebstrap 0.0-test --variant=minbase "
+                                                          "bookworm")
     for name in ("debian", "python"):
         args = (tmp_path / f"{name}.args").read_text().splitlines()
         assert args[-1] == f"deb [signed-by={bases.SHIPPED_KEY}] http://mirror.example/debian bookworm main"
         assert ('--customize-hook=echo "deb http://mirror.example/debian bookworm main" > "$1/etc/apt/sources.list"'
                 in args)
         assert "--mode=fakechroot" in args and "--variant=minbase" in args
-    assert "--include=python3,python3-pip" in (tmp_path / "python.args").read_text().splitlines()
+    assert "--include=python3,python3-pip,python-is-python3" in (tmp_path / "python.args").read_text().splitlines()
 
 
 # ------------------------------------------------------------------------- an outdated base, remade
@@ -204,3 +205,13 @@ def test_ensure_bases_keeps_an_outdated_base_that_is_still_used(store: Store) ->
         assert used.id in {image.id for image in list_images(store)}  # untagged, but a container was made from it
     finally:
         container.remove(force=True)
+
+
+def test_the_python_base_runs_python_by_that_name(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As Docker Hub's python images: ``CMD ["python", "app.py"]`` (every Flask tutorial's) finds ``python``."""
+    cache = bases.cache_store()
+    copy_image(cache, get_image(cache, bases.PYTHON_TAG), store)
+    monkeypatch.delenv("PYCONTAINERS_BACKEND", raising=False)
+    command = ["python", "-c", "import sys; print(sys.version_info[0])"]
+    out = Client(store.home).containers.run(bases.PYTHON_TAG, command, remove=True)
+    assert out == b"3\n"

@@ -330,3 +330,18 @@ def test_stop_with_a_signal_of_its_own(client: Client, cli: Any) -> None:
     assert cli("stop", "-s", "usr1", "usr")[:2] == (0, "usr\n")
     assert k.wait()["StatusCode"] == 7
     assert cli("stop", "-s", "NOPE", "usr")[0] == 1
+
+
+def test_a_notebook_cell_run_again_after_removing_its_containers_says_so(client: Client,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """``still_there``: a cell that removes its containers at its end, run a second time, skips its work with
+    one sentence instead of a "No such container" traceback."""
+    from pycontainers.api import still_there
+
+    kept = client.containers.create("busybox", ["true"], name="kept")
+    gone = client.containers.create("busybox", ["true"], name="gone")
+    assert still_there(kept, gone) and capsys.readouterr().out == ""
+    gone.remove()
+    assert not still_there(kept, gone)
+    assert capsys.readouterr().out == ("gone is gone: this cell removed it when it last ran. Run the cell that starts "
+                                       "it again, then this one.\n")
