@@ -31,6 +31,7 @@ import io
 import json
 import os
 import posixpath
+import re
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -53,6 +54,13 @@ if TYPE_CHECKING:
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 Event = dict[str, Any]
+
+
+# What a command prints when it finds no network (apt, pip, curl, wget, getaddrinfo): a failed RUN step that said
+# one of these gets a hint that the build has none (its --network is none unless given).
+_NO_NETWORK = re.compile(r"Temporary failure (in name )?resolution|Temporary failure resolving|Could not resolve|"
+                         r"Name or service not known|Network is unreachable|bad address|NewConnectionError|"
+                         r"Failed to establish a new connection|No address associated with hostname")
 
 
 class BuildError(PyContainersError):
@@ -535,15 +543,19 @@ class Builder:
         """Run the container to its end, its output streamed as events; a non-zero exit fails the step."""
         from . import runtime
 
-        code, _out, err = runtime.capture(
+        code, out, err = runtime.capture(
             lambda stdio: runtime.start(container, stdio, image=image),
             on_output=lambda fd, chunk: self.emit("output", stream=fd, text=chunk.decode(errors="replace")),
             on_started=lambda: self.cancelled and self._kill_step_container())  # cancelled while it started
         self._check_not_cancelled()
         if code != 0:
             why = err.decode(errors="replace").strip().splitlines()[-1:] if code in (125, 126, 127) else []
+            hint = ""
+            if self.network == "none" and _NO_NETWORK.search((out + err).decode(errors="replace")):
+                hint = (" (RUN steps have no network unless the build is given one, where Docker's have the "
+                        "default bridge: build --network host)")
             raise ins.error(f"RUN {ins.command[0] if not ins.exec_form else docker_list(list(ins.command))}"
-                            f": returned a non-zero code: {code}" + (f" ({why[0]})" if why else ""))
+                            f": returned a non-zero code: {code}" + (f" ({why[0]})" if why else "") + hint)
 
     def _proot_baseline(self, container: Container, image: Image) -> tuple[snapshot.Snapshot, tuple[int, int]]:
         """proot has no overlayfs: flatten the image into the container's rootfs (as ``create_from_image``

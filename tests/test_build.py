@@ -820,6 +820,19 @@ def test_failed_run_keeps_the_steps_before_it_cached(busybox_store: Store, tmp_p
     assert outcomes(result) == {2: "cache", 3: "first build"}
 
 
+def test_a_run_step_that_found_no_network_says_the_build_has_none(busybox_store: Store, tmp_path: Path) -> None:
+    """A RUN that failed saying it could not resolve a name (apt's words here) gets one more sentence: the
+    build's RUN steps have no network unless given one. Other failures do not."""
+    said = "echo \"W: Failed to fetch http://deb.debian.org/  Temporary failure resolving 'deb.debian.org'\"; exit 100"
+    context = write_context(tmp_path / "ctx", {"Dockerfile": f"FROM busybox\nRUN {said}\n"})
+    with pytest.raises(PyContainersError, match=r"code: 100 \(RUN steps have no network .*build --network host\)$"):
+        build(busybox_store, context)
+    (context / "Dockerfile").write_text("FROM busybox\nRUN echo fine; exit 4\n")
+    with pytest.raises(PyContainersError, match=r"code: 4$"):
+        build(busybox_store, context)
+    assert_no_containers(busybox_store)
+
+
 def test_cli_build_prints_the_transcript_and_q_the_id(busybox_store: Store, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
