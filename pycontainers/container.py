@@ -679,7 +679,13 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
         from . import registry
 
         if not registry.names_a_registry(image_name):  # Docker Hub: not reachable from the course's machines
+            from .image import similar_tags
+
+            near = similar_tags(store, image_name)
             hint = registry.instead_of_image(image_name)
+            if near and not hint:  # (`debian` for debian:bookworm-slim, `pyhton` for python)
+                raise ImageNotFound(f"{exc}: this store has {', '.join(near)} (pycontainers images lists every "
+                                    "image here)") from None
             raise ImageNotFound(f"{exc}: it is not in this store (pycontainers images lists what is; "
                                 "pycontainers system bases makes busybox, debian and python)"
                                 + (f"; {hint}" if hint else "")) from None

@@ -275,6 +275,21 @@ def list_images(store: Store, *, dangling: bool | None = None) -> list[Image]:
     return images
 
 
+def similar_tags(store: Store, name: str) -> list[str]:
+    """The store's tags a missing *name* may have meant: the other tags of its repository (``debian`` when
+    only ``debian:bookworm-slim`` is here, as Docker would pull ``:latest``), else close spellings
+    (``pyhton:3.11-slim``)."""
+    import difflib
+
+    try:
+        wanted = parse(name)
+    except (InvalidReference, ValueError):
+        return []
+    tags = sorted({tag for image in list_images(store) for tag in image.familiar_tags})
+    same = [tag for tag in tags if tag.rpartition(":")[0] == wanted.familiar_name]
+    return same or difflib.get_close_matches(wanted.familiar, tags, n=3, cutoff=0.75)
+
+
 def get_image(store: Store, name: str) -> Image:
     """Find an image by reference (``busybox``, ``me/app:1.0``), image ID or a unique ID prefix."""
     name = name.strip()
