@@ -74,5 +74,6 @@ def network_client(busybox_store: Store, monkeypatch: pytest.MonkeyPatch) -> Ite
     for container in c.containers.list(all=True):
         container.remove(force=True)
     remove_bridges(busybox_store.home)
-    wait_for(lambda: not any(v.startswith(ours) for v in veths()), "the veth pairs to go with their containers")
+    # (the kernel frees a network namespace in a work queue of its own: seconds on a busy machine)
+    wait_for(lambda: not any(v.startswith(ours) for v in veths()), "the veth pairs to go with their containers", 60)
     wait_for(lambda: not forwarders(), "the port forwarders to end")
