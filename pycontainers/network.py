@@ -1184,6 +1184,9 @@ def proot_forwarder(bindings: list[PortBinding]) -> PortForwarder | None:
     return forwarder if bindings else None
 
 
+_made_here: int | None = None  # the inode of the network namespace join_bridges made in this process (a monitor)
+
+
 def join_bridges(container: Container, joined: dict[str, dict[str, Any]]) -> None:
     """A network namespace of our own, then a veth pair per network: made by a netlink socket still in the
     host's namespace, with the container end created right inside ours as eth0, eth1... (moving a device
@@ -1208,6 +1211,8 @@ def join_bridges(container: Container, joined: dict[str, dict[str, Any]]) -> Non
                 _netlink("delete stale veth", host_end, host.link, "del", index=stale)
             pairs.append((host_end, f"eth{n}", bridge, info))
         unshare(CLONE_NEWNET)
+        global _made_here
+        _made_here = os.stat("/proc/self/ns/net").st_ino  # (for unplug_from_inside, at the container's end)
         bring_up_loopback()
         for host_end, inside_end, bridge, info in pairs:
             make_veth_pair(host, host_end, inside_end, {"net_ns_pid": os.getpid()}, bridge, info["address"])
@@ -1312,6 +1317,22 @@ def unplug(host_end: str) -> None:
         index = link_index(ipr, host_end)
         if index is not None:
             _netlink("delete veth", host_end, ipr.link, "del", index=index)
+
+    with_netlink(delete)
+
+
+def unplug_from_inside() -> None:
+    """At the container's end, from its monitor, which lives in the container's network namespace: delete each
+    veth end there (eth0, eth1...), and with it its host end. Only in the namespace ``join_bridges`` made in
+    this process, never in another (the host's own veths are not ours)."""
+    if _made_here is None or os.stat("/proc/self/ns/net").st_ino != _made_here:
+        return
+
+    def delete(ipr: Any) -> None:
+        for link in ipr.get_links():
+            kind = link.get_attr("IFLA_LINKINFO")
+            if kind is not None and kind.get_attr("IFLA_INFO_KIND") == "veth":
+                _netlink("delete veth", link.get_attr("IFLA_IFNAME"), ipr.link, "del", index=link["index"])
 
     with_netlink(delete)
 

@@ -16,6 +16,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -737,3 +738,28 @@ def test_connections_cut_at_the_drain_deadline_are_reset(monkeypatch: pytest.Mon
         with pytest.raises(ConnectionResetError):
             while client.recv(1 << 20):
                 pass
+
+
+@root_only
+def test_a_containers_veth_pair_goes_when_it_ends_though_its_connections_are_still_closing(client: Client) -> None:
+    """Killed while sending to a peer that reads nothing, a container's socket is left closing with data unsent
+    (FIN_WAIT1, probing a zero window for minutes), which keeps its network namespace alive, and a veth pair left
+    to the kernel with it. Its monitor deletes the pair when the container ends, as Docker's endpoints leave."""
+    k = client.containers.run("busybox", ["sleep", "600"], detach=True, network="bridge")
+    gateway = k.attrs["NetworkSettings"]["Networks"]["bridge"]["Gateway"]
+    with socket.create_server((gateway, 0)) as server:
+        port = server.getsockname()[1]
+        client_side = client.containers.run("busybox", ["sh", "-c", f"nc {gateway} {port} < /dev/zero"],
+                                            detach=True, network="bridge")
+        server.settimeout(15)
+        accepted, _ = server.accept()  # (never read: its window closes, and the container's side has data left)
+        accepted.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        time.sleep(0.5)
+        try:
+            pair = network.veth_names(client_side.id)[0]
+            assert pair in veths()
+            client_side.remove(force=True)
+            wait_for(lambda: pair not in veths(), "the veth pair to go with its container", 10)
+        finally:
+            accepted.close()
+    k.remove(force=True)
