@@ -912,9 +912,7 @@ def _write_new(path: str, text: str) -> None:
 
 def wait(container: Container, timeout: float | None = None) -> int:
     """Block until the container has exited; return its exit code (``docker wait``)."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    delay = 0.001
-    while True:
+    for _ in _polling(container, timeout):
         try:
             container.reload()
         except ContainerNotFound:  # removed (--rm) after it exited: its monitor leaves the exit code behind
@@ -927,6 +925,16 @@ def wait(container: Container, timeout: float | None = None) -> int:
             return int(container.state["exit_code"])
         if status == "dead":
             raise ContainerError(f"container {container.name} died with its monitor; its exit status is unknown")
+    raise AssertionError("unreachable")  # (_polling raises ContainerTimeout at the deadline)
+
+
+def _polling(container: Container, timeout: float | None) -> Iterator[None]:
+    """The turns of a poll of *container*'s state: the first at once, then each a little later (1 ms, doubling up
+    to 50 ms); ContainerTimeout once *timeout* seconds have passed (None: never)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        yield
         if deadline is not None and time.monotonic() > deadline:
             raise ContainerTimeout(f"timed out after {timeout} s waiting for {container.name}")
         time.sleep(delay)
@@ -944,12 +952,10 @@ def wait_until(container: Container, condition: str | None, timeout: float | Non
         return wait(container, timeout)
     if condition not in WAIT_CONDITIONS:
         raise InvalidArgument(f"invalid condition {condition!r}: use one of {', '.join(WAIT_CONDITIONS)}")
-    deadline = None if timeout is None else time.monotonic() + timeout
     container.reload()
     seen = container.state.get("started_at")  # with "next-exit", a run that started after this one, if it ended
     awaited = seen if container.status == "running" else None
-    delay = 0.001
-    while True:
+    for _ in _polling(container, timeout):
         try:
             container.reload()
         except ContainerNotFound:
@@ -963,10 +969,7 @@ def wait_until(container: Container, condition: str | None, timeout: float | Non
                     (awaited is None and not running and run != seen)  # (it started and ended between two looks)
             if ended:  # (a restart that started it again meanwhile kept no code of that run: 0 then)
                 return int(container.state.get("exit_code") or 0)
-        if deadline is not None and time.monotonic() > deadline:
-            raise ContainerTimeout(f"timed out after {timeout} s waiting for {container.name}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
+    raise AssertionError("unreachable")  # (_polling raises ContainerTimeout at the deadline)
 
 
 # An auto-removed (``--rm``) container takes its state.json along, and with it its exit code, which
@@ -1235,9 +1238,7 @@ def stop(container: Container, timeout: float | None = 10.0, sig: int | None = N
 def _wait_run_ended(container: Container, run: object, timeout: float | None) -> None:
     """``wait``, for the run that started at *run* only: a ``start`` from elsewhere right after it ended is a
     new run, which this stop must neither wait for nor kill."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    delay = 0.001
-    while True:
+    for _ in _polling(container, timeout):
         try:
             container.reload()
         except ContainerNotFound:  # (an ended --rm container)
@@ -1246,10 +1247,6 @@ def _wait_run_ended(container: Container, run: object, timeout: float | None) ->
             if container.status == "dead":
                 raise ContainerError(f"container {container.name} died with its monitor; its exit status is unknown")
             return
-        if deadline is not None and time.monotonic() > deadline:
-            raise ContainerTimeout(f"timed out after {timeout} s waiting for {container.name}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
 
 
 RESTARTING = "restarting."  # a file per ``restart`` under way: while one is there, a --rm container is kept
