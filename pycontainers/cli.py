@@ -589,22 +589,17 @@ def _each_container(names: list[str], action: Callable[[Any], None], echo: bool 
 
     store = _store()
 
-    def act(name: str) -> BaseException | None:
-        try:
-            action(get_container(store, name))
-        except PyContainersError as exc:
-            return exc
-        return None
-
     outcomes: list[BaseException | None] = [None] * len(names)
+
+    def act(i: int) -> None:
+        try:
+            action(get_container(store, names[i]))
+        except BaseException as exc:  # noqa: BLE001 (said or raised below, in the caller's thread)
+            outcomes[i] = exc
+
     threads = []
     if parallel and len(names) > 1:
-        def run(i: int, name: str) -> None:
-            try:
-                outcomes[i] = act(name)
-            except BaseException as exc:  # noqa: BLE001 (said below, in the main thread)
-                outcomes[i] = exc
-        threads = [threading.Thread(target=run, args=(i, name), daemon=True) for i, name in enumerate(names)]
+        threads = [threading.Thread(target=act, args=(i,), daemon=True) for i in range(len(names))]
         for thread in threads:
             thread.start()
     status = 0
@@ -612,7 +607,7 @@ def _each_container(names: list[str], action: Callable[[Any], None], echo: bool 
         if threads:
             threads[i].join()
         else:
-            outcomes[i] = act(name)
+            act(i)
         exc = outcomes[i]
         if exc is None:
             if echo:
@@ -1087,9 +1082,9 @@ def cmd_compose(a: argparse.Namespace) -> int:
 
         chosen = {svc.name for svc in compose.services_named(project, a.services)}
         mine = [c for c in compose.project_containers(store, project.name)
-                if (c.state.get("labels") or {}).get(compose.SERVICE_LABEL) in chosen
+                if compose.service_of(c) in chosen
                 and (a.all or c.status == "running")]
-        rows = [{**row, "Service": (c.state.get("labels") or {}).get(compose.SERVICE_LABEL, "")}
+        rows = [{**row, "Service": compose.service_of(c) or ""}
                 for c, row in zip(mine, containers_table(mine).rows, strict=True)]
         _print_table(Table(["Names", "Image", "Service", "Status", "Ports"], rows,
                            headers={"Names": "NAME", "Image": "IMAGE", "Service": "SERVICE", "Status": "STATUS",

@@ -596,6 +596,11 @@ def _in_start_order(services: dict[str, Service], where: str) -> dict[str, Servi
 Say = Callable[[str], None]
 
 
+def service_of(c: Any) -> str | None:
+    """The service a container of a project runs (Compose's label on it), or None."""
+    return (c.state.get("labels") or {}).get(SERVICE_LABEL)
+
+
 def project_containers(store: Store, project: str) -> list[Any]:
     """The project's containers (running or not), by their labels: also those of services since removed
     from the file."""
@@ -657,7 +662,7 @@ def up(store: Store, project: Project, services: list[str] | None = None, *, bui
         say(NO_ROOT_SENTENCE)
         chosen = [_on_the_hosts_network(s, project) for s in chosen]
     orphans = [c for c in project_containers(store, project.name)
-               if (c.state.get("labels") or {}).get(SERVICE_LABEL) not in project.services]
+               if service_of(c) not in project.services]
     if orphans and remove_orphans:
         for c in orphans:
             if c.status == "running":
@@ -789,7 +794,7 @@ def _up_one(store: Store, project: Project, svc: Service, say: Say) -> Any:
         image_id = registry.pull_missing(store, svc.image).id
     digest = config_hash(svc, image_id)
     current = [c for c in project_containers(store, project.name)
-               if (c.state.get("labels") or {}).get(SERVICE_LABEL) == svc.name]
+               if service_of(c) == svc.name]
     kept: dict[str, str] = {}  # the anonymous volumes of the container replaced: destination -> name
     for c in current:
         if (c.state.get("labels") or {}).get(HASH_LABEL) == digest and c.name == svc.container_name:
@@ -838,7 +843,7 @@ def down(store: Store, project: Project, *, volumes: bool = False, remove_orphan
     from .errors import NetworkError, NetworkNotFound
 
     mine = project_containers(store, project.name)
-    orphans = [c for c in mine if (c.state.get("labels") or {}).get(SERVICE_LABEL) not in project.services]
+    orphans = [c for c in mine if service_of(c) not in project.services]
     if orphans and not remove_orphans:
         say(f"WARN Found orphan containers ({', '.join(c.name for c in orphans)}) for this project: remove them "
             "with --remove-orphans")
@@ -879,16 +884,13 @@ def stop_in_order(project: Project, mine: list[Any], say: Say = print, timeout: 
         depth[name] = 1 + max((depth.get(d, 0) for d in svc.depends_on), default=-1)
     order = list(project.services)
 
-    def service(c: Any) -> str | None:
-        return (c.state.get("labels") or {}).get(SERVICE_LABEL)
-
     def rank(c: Any) -> int:
-        return order.index(service(c)) if service(c) in order else len(order)
+        return order.index(service_of(c)) if service_of(c) in order else len(order)
 
     ordered = sorted(mine, key=rank, reverse=True)
-    levels = sorted({depth.get(service(c) or "", len(order)) for c in ordered}, reverse=True)
+    levels = sorted({depth.get(service_of(c) or "", len(order)) for c in ordered}, reverse=True)
     for level in levels:  # (those of no service of the file, orphans, first)
-        batch = [c for c in ordered if depth.get(service(c) or "", len(order)) == level]
+        batch = [c for c in ordered if depth.get(service_of(c) or "", len(order)) == level]
         running = [c for c in batch if c.status == "running"]
         pool = ThreadPoolExecutor(max_workers=max(1, len(running)))
         try:
@@ -910,7 +912,7 @@ def service_containers(store: Store, project: Project, services: list[str] | Non
     mine = project_containers(store, project.name)
     found = []
     for svc in chosen:
-        theirs = sorted((c for c in mine if (c.state.get("labels") or {}).get(SERVICE_LABEL) == svc.name),
+        theirs = sorted((c for c in mine if service_of(c) == svc.name),
                         key=lambda c: c.name)
         if not theirs and services:
             raise ComposeError(f"service {svc.name!r} has no container: run `compose up` first")
@@ -932,7 +934,7 @@ def start(store: Store, project: Project, services: list[str] | None = None, say
     for c in service_containers(store, project, services):
         if c.reload().status != "running":
             say(f" Container {c.name}  Starting")
-            _start(c, (c.state.get("labels") or {}).get(SERVICE_LABEL, c.name), start_detached)
+            _start(c, service_of(c) or c.name, start_detached)
             say(f" Container {c.name}  Started")
 
 
@@ -997,7 +999,7 @@ def log_lines(store: Store, project: Project, services: list[str] | None = None,
     from all of them at once (a thread reads each log), until every container has stopped."""
     chosen = {s.name for s in services_named(project, services)}
     mine = [c for c in project_containers(store, project.name)
-            if (c.state.get("labels") or {}).get(SERVICE_LABEL) in chosen]
+            if service_of(c) in chosen]
     return merged_logs(mine, follow=follow, timestamps=timestamps)
 
 
@@ -1043,6 +1045,5 @@ def merged_logs(mine: list[Any], *, follow: bool = False, timestamps: bool = Fal
 
 def _prefix_name(c: Any) -> str:
     """The name a line of *c*'s log is shown under: Compose's ``<service>-1``, else the container's name."""
-    labels = c.state.get("labels") or {}
-    service = labels.get(SERVICE_LABEL)
+    service = service_of(c)
     return f"{service}-1" if service and c.name.endswith(f"{service}-1") else c.name
