@@ -332,7 +332,6 @@ def follow(container: Container, cgroup: Cgroup | None, pid: int, err_r: int,
     oom = bool(cgroup and cgroup.oom_killed())
     if ports:
         ports.stop_listening()  # the ports are free before anyone hears that the container has ended
-    detach_network(container)
     ended = {"status": "exited", "exit_code": exit_code, "oom_killed": oom, "finished_at": now_iso(), "ports": [],
              **(checker.end(container) if checker else {})}
     removing = auto_removing(container)
@@ -344,13 +343,15 @@ def follow(container: Container, cgroup: Cgroup | None, pid: int, err_r: int,
             mount_namespace, removing=removing)
     if ports:
         ports.close()  # its last connections deliver what the container sent (DRAIN_SECONDS at most)
+    detach_network(container)  # (after: a pair deleted at once would cut off what it had still to send)
     os.close(events_fd)
 
 
 def detach_network(container: Container) -> None:
-    """The container has ended: its veth pairs go now (``network.unplug_from_inside``), as Docker's endpoints
-    leave. Left to the kernel, a pair goes with the network namespace, which TCP connections still closing in
-    it (orphans resending their FIN to a peer that has gone) can keep alive for minutes."""
+    """The container has ended and its forwarded connections have drained: its veth pairs go now
+    (``network.unplug_from_inside``), as Docker's endpoints leave. Left to the kernel, a pair goes with the
+    network namespace, which a TCP connection still closing in it (data unsent to a peer that reads nothing)
+    can keep alive for minutes."""
     if not container.spec.on_a_network or not container.state.get("networks"):
         return
     from .network import unplug_from_inside
@@ -894,12 +895,12 @@ def follow_external(container: Container, lowers: list[str], stdio: tuple[int, i
     oom = end_runc_container(container) if uses_runc else False
     if ports:
         ports.stop_listening()
-    detach_network(container)
     removing = auto_removing(container)
     container.save(status="exited", exit_code=exit_code, oom_killed=oom, finished_at=now_iso(), ports=[], **health)
     _finish(container, events_fd, {"event": "exited", "exit_code": exit_code, "oom_killed": oom}, removing=removing)
     if ports:
         ports.close()  # (as in follow)
+    detach_network(container)
 
 
 # ------------------------------------------------------------------------------------ the runc back end
