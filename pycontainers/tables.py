@@ -119,6 +119,7 @@ def images_table(images: list[Image], *, no_trunc: bool = False, digests: bool =
 
     With *repository* (``busybox`` or ``busybox:1.35.0``) only the matching tags get rows."""
     from .api import tag_matches
+    from .reference import parse
 
     cols = ["Repository", "Tag", *(["Digest"] if digests else []), "ID", "CreatedSince", "Size"]
     rows = []
@@ -127,9 +128,14 @@ def images_table(images: list[Image], *, no_trunc: bool = False, digests: bool =
         image_id = img.id if no_trunc else img.short_id
         common = {"ID": image_id, "CreatedSince": since(img.created), "Size": human_size(img.size),
                   "CreatedAt": img.created.strftime("%Y-%m-%d %H:%M:%S +0000 UTC")}
-        tags = img.familiar_tags or ["<none>:<none>"]
+        # Untagged but pulled by digest: a row per repository, its tag <none> (as Docker's CLI shows RepoDigests)
+        pinned = sorted(f"{repo}:<none>" for repo, here in known if here == img.manifest_digest)
+        tags = img.familiar_tags or pinned or ["<none>:<none>"]
         if repository:
             tags = [f for f, t in zip(img.familiar_tags, img.tags, strict=True) if tag_matches(t, repository)]
+            wanted = parse(repository, default_tag=None)
+            if wanted.tag is None and not img.familiar_tags:
+                tags += [f for f in pinned if f.rpartition(":")[0] == wanted.familiar_name]
         for tag in tags:
             repo, _, t = tag.rpartition(":")
             # As Docker's: the digest a registry knows this repository's image by (pushed or pulled), if any
@@ -192,9 +198,25 @@ def containers_table(containers: list, *, no_trunc: bool = False,  # list[contai
     from datetime import datetime
 
     from .container import writable_layer_size
+    from .errors import PyContainersError
     from .image import ImageNotFound, get_image
 
     image_sizes: dict[str, int] = {}
+    named: dict[str, str | None] = {}  # image name -> the ID it names now
+
+    def image_column(spec: Any) -> str:
+        """The image's name as given, or its ID once that name means another image (re-tagged, removed), as
+        Docker's ``ps`` shows it: the name no longer says what the container runs."""
+        if spec.image_name not in named:
+            try:
+                named[spec.image_name] = get_image(c.store, spec.image_name).id
+            except ImageNotFound:
+                named[spec.image_name] = None
+            except PyContainersError:  # not a reference at all ("<build step 2>"): shown as it is
+                named[spec.image_name] = spec.image_id
+        if named[spec.image_name] == spec.image_id or not spec.image_id:
+            return str(spec.image_name)
+        return spec.image_id if no_trunc else spec.image_id.removeprefix("sha256:")[:12]
 
     rows, methods = [], []
     for c in containers:
@@ -205,7 +227,7 @@ def containers_table(containers: list, *, no_trunc: bool = False,  # list[contai
         created = datetime.strptime(c.state["created"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
         rows.append({
             "ID": c.id if no_trunc else c.short_id,
-            "Image": spec.image_name,
+            "Image": image_column(spec),
             "Command": f'"{command if no_trunc else truncate(command, 20)}"',
             "CreatedSince": since(created),
             "RunningFor": since(created),  # Docker's name for the CREATED column in ps --format

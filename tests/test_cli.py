@@ -453,6 +453,25 @@ def test_docker_exit_codes_of_small_mistakes(cli: Run) -> None:
     assert cli("rm", "-f", "up")[0] == 0
 
 
+def test_ps_shows_the_image_id_once_its_name_means_another_image(cli: Run, busybox_store: Store) -> None:
+    """As Docker's ``ps``: the IMAGE column keeps the name given at ``run`` while that name still means the
+    container's image; re-tagged to another image, or removed, the name would mislead, and the ID shows."""
+    from pycontainers.image import get_image
+
+    busybox = get_image(busybox_store, "busybox")
+    assert cli("tag", "busybox", "mine:v1")[0] == 0
+    assert cli("create", "--name", "kept", "mine:v1", "true")[0] == 0
+    image = lambda: cli("ps", "-a", "--format", "{{.Image}}")[1].split()  # noqa: E731
+    assert image() == ["mine:v1"]
+    assert cli("commit", "kept", "mine:v1")[0] == 0  # the name now means the committed image
+    assert image() == [busybox.id.removeprefix("sha256:")[:12]]
+    assert cli("ps", "-a", "--no-trunc", "--format", "{{.Image}}")[1].split() == [busybox.id]
+    assert cli("tag", "busybox", "mine:v1")[0] == 0  # back to what the container runs
+    assert image() == ["mine:v1"]
+    assert cli("rmi", "mine:v1")[0] == 0
+    assert image() == [busybox.id.removeprefix("sha256:")[:12]]
+
+
 def test_ps_filters_logs_tail_volume_prune(cli: Run) -> None:
     """docker ps --filter/-n/-l, logs --tail, volume prune: the everyday options beyond the basics."""
     assert cli("run", "--name", "counts", "busybox", "seq", "1", "5")[0] == 0

@@ -29,6 +29,7 @@ from pycontainers.errors import ImageNotFound, InvalidArgument, PyContainersErro
 from pycontainers.image import Image, ImageBuilder, get_image, list_images
 from pycontainers.registry import LocalRegistry, RegistryError
 from pycontainers.store import Store
+from pycontainers.tables import images_table
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +107,12 @@ def test_pull_by_digest_leaves_the_image_untagged_and_checks_the_digest(
     pulled = registry.pull(other, f"{local_registry.address}/pinned@{digest}")
     assert pulled.image.id == image.id
     assert [e.ref for e in other.entries()] == [None]
+    # As Docker's `images`: its repository, tag <none> (not <none> <none>), also when asked for that repository
+    for repository in (None, f"{local_registry.address}/pinned"):
+        rows = images_table(list_images(other), digests=True, repository=repository).rows
+        assert [(r["Repository"], r["Tag"], r["Digest"]) for r in rows] == [
+            (f"{local_registry.address}/pinned", "<none>", digest)]
+    assert images_table(list_images(other), repository=f"{local_registry.address}/pinned:v1").rows == []
     wrong = "sha256:" + "0" * 64
     with pytest.raises(ImageNotFound, match="manifest unknown"):
         registry.pull(other, f"{local_registry.address}/pinned@{wrong}")
