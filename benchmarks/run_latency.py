@@ -21,13 +21,12 @@ and remove them all, and the memory each one costs (the monitor and the containe
 
     sudo python benchmarks/run_latency.py [--runs 50]
 
-Run it on a quiet machine, not right after the test suite. On ext4 without a journal (these course machines'
-disk) the inode allocator skips every inode freed in the last minute or more (``recently_deleted`` in the
-kernel), checking each one, so after tens of thousands of files were deleted (a test suite, a build) each
-file a container's start creates costs up to a millisecond, for minutes: measured here, (a) went from 7.8 ms to
-21-23 ms after 20,000 files were created and deleted beside the store. The benchmark says so when it applies.
-The allocator looks near the parent directory first, so where the store is matters as much: its store is made
-beside the user's (``~/.local/share``), not in /tmp, whose block groups the test suites churn (22 ms a run there).
+Run it on a quiet machine. These course machines' disk is ext4 without a journal, where the inode allocator
+skips, checking each one, every inode freed in the last minute (``recently_deleted`` in the kernel). Before the
+engine spread containers' directories over the disk's block groups (``linux.set_top_directory``), each file a
+start created cost up to a millisecond while many files had just been deleted near it, as a stream of
+containers itself does: (a) went from 7.8 ms to 21-23 ms right after the test suite. Measured since, right
+after the test suite: 7.5 ms. The benchmark says when the store is on such a disk.
 """
 
 from __future__ import annotations
@@ -121,9 +120,8 @@ def main() -> int:
     if os.geteuid() != 0:
         print("run_latency: the native runtime needs root; run this benchmark as root")
         return 1
-    # Beside the user's store (~/.local/share), where a real one lives, not in /tmp: on this disk (ext4, no journal)
-    # /tmp's block groups are full of inodes the test suites deleted, and every file a start creates there
-    # costs far more (measured: 22 ms a run with the store in /tmp, 8 ms beside the default store).
+    # Beside the user's store (~/.local/share), where a real one lives, not in /tmp, whose block groups the test
+    # suites fill with just-deleted inodes (see the docstring).
     parent = default_home().parent
     parent.mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix="pycontainers-bench-", dir=parent))
@@ -198,8 +196,8 @@ def main() -> int:
         cpu_per_run = api_cpu / (ROUNDS * (block + WARMUP))
         args.runs = block * ROUNDS
         if without_a_journal(home):
-            print("(the store is on ext4 without a journal: right after many files were deleted, every start "
-                  "pays for it; see this file's docstring)")
+            print("(the store is on ext4 without a journal, where a new file costs more right after many were "
+                  "deleted; see this file's docstring)")
         print(f"running `true` in busybox, {args.runs} runs each, in {ROUNDS} blocks of back-to-back runs, each "
               f"after {WARMUP} unmeasured ones (milliseconds)")
         for name, values in results.items():
