@@ -44,6 +44,7 @@ import termios
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from . import attach, rootfs, seccomp
 from .cgroup import Cgroup, CgroupError, machine_layout
@@ -226,11 +227,20 @@ def refuse_second_start(container: Container, events_fd: int) -> bool:
     return True
 
 
+def start_failed(exit_code: int, error: str, never_ran: bool) -> dict[str, Any]:
+    """What a start that failed (its command not found, an unknown user, the monitor's own error) leaves in the
+    state, as Docker keeps it: the code and why. A container that has never run stays ``created`` (Docker
+    derives that status from a StartedAt never set: ``ps`` shows "Created"); one that ran before is ``exited``."""
+    if never_ran:
+        return {"status": "created", "exit_code": exit_code, "error": error, "started_at": None}
+    return {"status": "exited", "exit_code": exit_code, "error": error, "finished_at": now_iso()}
+
+
 def report_failure(container: Container, events_fd: int, exc: BaseException) -> None:
     """The monitor itself failed: record it in the container's state and tell the caller, in one line."""
     removing = auto_removing(container)
     with contextlib.suppress(Exception):
-        container.save(status="exited", exit_code=EXIT_ENGINE, error=str(exc), finished_at=now_iso())
+        container.save(**start_failed(EXIT_ENGINE, str(exc), container.state.get("started_at") is None))
     _finish(container, events_fd, {"event": "error", "message": str(exc) or type(exc).__name__,
                                    "exit_code": EXIT_ENGINE}, removing=removing)
 
@@ -299,6 +309,7 @@ def follow(container: Container, cgroup: Cgroup | None, pid: int, err_r: int,
     already (a cold monitor's, before its PID namespace), or by one forked here once it runs.
     """
     wants_health = checker is not None or health_checks_wanted(container)
+    never_ran = container.state.get("started_at") is None
     container.save(status="running", pid=pid, pid_start=process_start_time(pid), monitor_pid=os.getpid(),
                    monitor_start=process_start_time(os.getpid()), started_at=now_iso(),
                    **({"ports": ports.bindings()} if ports else {}), **({"cgroup": cgroup.name} if cgroup else {}),
@@ -315,8 +326,7 @@ def follow(container: Container, cgroup: Cgroup | None, pid: int, err_r: int,
         if ports:
             ports.close()
         removing = auto_removing(container)
-        container.save(status="exited", exit_code=report["exit_code"], error=report["message"],
-                       finished_at=now_iso(), ports=[], **health)
+        container.save(**start_failed(report["exit_code"], report["message"], never_ran), ports=[], **health)
         _finish(container, events_fd, {"event": "error", **report}, cgroup, removing=removing)
         os.close(events_fd)
         return
@@ -841,7 +851,7 @@ def follow_external(container: Container, lowers: list[str], stdio: tuple[int, i
         ports = attach_network(container)  # runc's container shares our network namespace, then
     except StartError as exc:
         removing = auto_removing(container)
-        container.save(status="exited", exit_code=exc.exit_code, error=str(exc), finished_at=now_iso(),
+        container.save(**start_failed(exc.exit_code, str(exc), container.state.get("started_at") is None),
                        **(health_at_end(container, None) if health_checks_wanted(container) else {}))
         _finish(container, events_fd, {"event": "error", "message": str(exc), "exit_code": exc.exit_code},
                 removing=removing)

@@ -1032,6 +1032,27 @@ def test_kill_then_wait_gives_137(cli: Run, home: Store) -> None:
     assert cli("rm", "killed")[0] == 0
 
 
+def test_a_failed_start_leaves_created_if_it_never_ran_else_exited(cli: Run, home: Store, tmp_path: Path) -> None:
+    """As Docker: ``run`` of a command that is not there exits 127 and the container stays "Created" (it never
+    ran: no StartedAt), its code and error kept; a container that ran before and fails to start is "Exited"."""
+    code, _, err = cli("run", "--name", "typo", "busybox", "ecoh", "hi")
+    assert code == 127 and "ecoh" in err
+    assert cli("ps", "-a", "--format", "{{.Names}} {{.Status}}")[1] == "typo Created\n"
+    assert cli("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "typo")[1] == "created 127\n"
+    assert state(home, "typo")["started_at"] is None and "ecoh" in state(home, "typo")["error"]
+    code, _, err = cli("start", "typo")  # it may be started again: it fails again, the same way
+    assert code != 0 and "ecoh" in err and status(home, "typo") == "created"
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/sh\necho ran\n")
+    script.chmod(0o755)
+    assert cli("run", "--name", "ran", "-v", f"{tmp_path}:/job", "busybox", "/job/job.sh")[:2] == (0, "ran\n")
+    first = state(home, "ran")["started_at"]
+    script.unlink()  # its command gone: the next start fails
+    assert cli("start", "ran")[0] != 0
+    assert status(home, "ran") == "exited" and state(home, "ran")["exit_code"] == 127
+    assert state(home, "ran")["started_at"] >= first
+
+
 def test_rm_refuses_a_running_container_unless_forced(cli: Run, home: Store) -> None:
     assert cli("run", "-d", "--name", "busy", "busybox", "sleep", "60")[0] == 0
     st = state(home, "busy")
@@ -1448,7 +1469,9 @@ def test_a_cgroup_that_cannot_be_joined_stops_the_start_in_one_line(home: Store,
     code, out, err = runtime.run_attached(c)
     assert (code, out) == (125, b"")  # PID 1 never got its go, so the command never ran
     assert err.decode().count("\n") == 1 and "No space left on device" in err.decode()
-    assert c.reload().state["status"] == "exited" and "cgroup.procs" in c.state["error"]
+    # Never run: "created", with the code and why, as Docker keeps a failed first start
+    assert c.reload().state["status"] == "created" and "cgroup.procs" in c.state["error"]
+    assert c.state["exit_code"] == 125 and c.state["started_at"] is None and c.status_text() == "Created"
     containers.remove(c)
 
 
