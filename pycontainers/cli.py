@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import errno
 import json
+import math
 import os
 import signal
 import sys
@@ -1343,7 +1344,12 @@ def cmd_info(a: argparse.Namespace) -> int:
 
 
 class _UsageError(Exception):
-    pass
+    """A command line Docker's CLI would refuse: one line, and exit code 125 (a flag's error), or 1 where
+    Docker's is 1 (too few arguments)."""
+
+    def __init__(self, message: str, exit_code: int = 125) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def _tail_value(text: str) -> str:
@@ -1392,7 +1398,29 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # one line and Docker's exit code for bad flags
+        if message.startswith("the following arguments are required") and not self._subparsers:
+            raise _UsageError(self._arguments_wanted(), exit_code=1)
         raise _UsageError(f"{self.prog.removeprefix('pycontainers').strip() or 'usage'}: {message}")
+
+    def _arguments_wanted(self) -> str:
+        """Docker's sentence for too few arguments (its ``RequiresMinArgs``, ``ExactArgs``,
+        ``RequiresRangeArgs``): "'docker run' requires at least 1 argument.", rather than argparse's list of
+        names, which would call a container's optional command required."""
+        low, high = 0, 0.0
+        for action in self._actions:
+            if action.option_strings:
+                continue
+            n = action.nargs
+            if n is None or isinstance(n, int):
+                low, high = low + (n or 1), high + (n or 1)
+            elif n == "?":
+                high += 1
+            else:  # *, +, ...
+                low, high = low + (n == "+"), math.inf
+        noun = "argument" if low == 1 else "arguments"
+        wanted = (f"exactly {low} {noun}" if low == high else f"at least {low} {noun}" if high == math.inf
+                  else f"at least {low} and at most {high:.0f} arguments")
+        return f"'{self.prog}' requires {wanted}.\nSee '{self.prog} --help'."
 
 
 def _add_images_flags(p: argparse.ArgumentParser) -> None:
@@ -2061,7 +2089,7 @@ def _main(argv: list[str]) -> int:
         return args.func(args)
     except _UsageError as exc:
         print(f"pycontainers: {exc}", file=sys.stderr)
-        return 125
+        return exc.exit_code
     except (PyContainersError, ValueError) as exc:
         from .gotemplate import TemplateError
 

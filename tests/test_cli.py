@@ -308,13 +308,25 @@ def test_inspect_prints_what_it_found_and_looks_for_containers_first(cli: Run) -
     assert cli("container", "inspect", "nosuch")[2] == "Error: No such container: nosuch\n"
 
 
-@pytest.mark.parametrize("args", [["images", "--bogus"], ["bogus-command"], ["rmi"], ["image"],
+@pytest.mark.parametrize("args", [["images", "--bogus"], ["bogus-command"], ["image"],
                                   ["save", "--format", "zip", "busybox"]])
 def test_bad_usage_exits_125(cli: Run, args: list[str]) -> None:
     code, out, err = cli(*args)
     assert code == 125
     assert out == ""
     assert err.startswith("pycontainers: ") and err.count("\n") == 1
+
+
+def test_too_few_arguments_are_said_as_docker_says_them_and_exit_1(cli: Run) -> None:
+    """Docker's CLI: "'docker rmi' requires at least 1 argument." and exit 1 (not argparse's list of names,
+    which would call run's optional command required)."""
+    assert cli("rmi") == (1, "", "pycontainers: 'pycontainers rmi' requires at least 1 argument.\n"
+                                 "See 'pycontainers rmi --help'.\n")
+    assert cli("run")[::2] == (1, "pycontainers: 'pycontainers run' requires at least 1 argument.\n"
+                                  "See 'pycontainers run --help'.\n")
+    assert "'pycontainers tag' requires exactly 2 arguments." in cli("tag", "busybox")[2]
+    assert "'pycontainers commit' requires at least 1 and at most 2 arguments." in cli("commit")[2]
+    assert "'pycontainers network create' requires exactly 1 argument." in cli("network", "create")[2]
 
 
 def test_usage_error_names_the_program_once(cli: Run) -> None:
