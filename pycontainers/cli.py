@@ -1087,9 +1087,11 @@ def cmd_compose(a: argparse.Namespace) -> int:
                 and (a.all or c.status == "running")]
         rows = [{**row, "Service": compose.service_of(c) or ""}
                 for c, row in zip(mine, containers_table(mine).rows, strict=True)]
-        _print_table(Table(["Names", "Image", "Service", "Status", "Ports"], rows,
-                           headers={"Names": "NAME", "Image": "IMAGE", "Service": "SERVICE", "Status": "STATUS",
-                                    "Ports": "PORTS"}), None, "Names", a.quiet)
+        # Compose's columns: its COMMAND and CREATED too, as `docker compose ps` shows them
+        _print_table(Table(["Names", "Image", "Command", "Service", "CreatedSince", "Status", "Ports"], rows,
+                           headers={"Names": "NAME", "Image": "IMAGE", "Command": "COMMAND", "Service": "SERVICE",
+                                    "CreatedSince": "CREATED", "Status": "STATUS", "Ports": "PORTS"}),
+                     None, "Names", a.quiet)
     elif a.subcommand == "logs":
         _print_compose_logs(compose.log_lines(store, project, a.services, follow=a.follow, timestamps=a.timestamps))
     elif a.subcommand == "stop":

@@ -312,8 +312,10 @@ def test_the_cli_runs_a_project_attached_and_detached(busybox_store: Store, tmp_
     assert "one-1  | from one\n" in up.stdout and "two-1  | from two\n" in up.stderr
     assert "hello-two-1 exited with code 3" in up.stdout
     ps = cli("ps", "-a")
-    assert ps.stdout.splitlines()[0].split() == ["NAME", "IMAGE", "SERVICE", "STATUS", "PORTS"]
+    assert ps.stdout.splitlines()[0].split() == ["NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS"]
     assert {line.split()[0] for line in ps.stdout.splitlines()[1:]} == {"hello-one-1", "hello-two-1"}
+    one = next(line for line in ps.stdout.splitlines() if line.startswith("hello-one-1"))
+    assert '"echo from one"' in one and " ago " in one and "Exited (0)" in one
     assert cli("logs", "two").stderr == "two-1  | from two\n"
     assert cli("-p", "other", "ps", "-a").stdout.splitlines()[1:] == []  # another project: none of these
     bad = cli("-f", "missing.yaml", "up")
