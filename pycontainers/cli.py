@@ -1082,16 +1082,16 @@ def cmd_compose(a: argparse.Namespace) -> int:
         from .tables import Table, containers_table
 
         chosen = {svc.name for svc in compose.services_named(project, a.services)}
-        mine = [c for c in compose.project_containers(store, project.name)
-                if compose.service_of(c) in chosen
-                and (a.all or c.status == "running")]
-        rows = [{**row, "Service": compose.service_of(c) or ""}
+        mine = sorted((c for c in compose.project_containers(store, project.name)
+                       if compose.service_of(c) in chosen and (a.all or c.status == "running")),
+                      key=lambda c: c.name)  # (Compose's order: by name)
+        rows = [{**row, "Service": compose.service_of(c) or "", "FullID": c.id}
                 for c, row in zip(mine, containers_table(mine).rows, strict=True)]
-        # Compose's columns: its COMMAND and CREATED too, as `docker compose ps` shows them
+        # Compose's columns: its COMMAND and CREATED too, as `docker compose ps` shows them; -q: full IDs
         _print_table(Table(["Names", "Image", "Command", "Service", "CreatedSince", "Status", "Ports"], rows,
                            headers={"Names": "NAME", "Image": "IMAGE", "Command": "COMMAND", "Service": "SERVICE",
                                     "CreatedSince": "CREATED", "Status": "STATUS", "Ports": "PORTS"}),
-                     None, "Names", a.quiet)
+                     None, "FullID", a.quiet)
     elif a.subcommand == "logs":
         _print_compose_logs(compose.log_lines(store, project, a.services, follow=a.follow, timestamps=a.timestamps))
     elif a.subcommand == "stop":

@@ -689,6 +689,7 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
         if not registry.names_a_registry(image_name):  # Docker Hub: not reachable from the course's machines
             from .image import similar_tags
 
+            registry.say_missing_locally(image_name)
             near = similar_tags(store, image_name)
             hint = registry.instead_of_image(image_name)
             if near and not hint:  # (`debian` for debian:bookworm-slim, `pyhton` for python)
@@ -1328,9 +1329,10 @@ def remove(container: Container, force: bool = False, volumes: bool = False) -> 
     with contextlib.suppress(ContainerNotFound):
         container.reload()
     if container.status == "running":
-        if not force:
-            what = "paused (unpause and stop it first" if container.paused else "running (stop it first"
-            raise ContainerError(f"cannot remove container {container.name}: it is {what}, or use force)")
+        if not force:  # (Docker's words, since its 25)
+            what = ("paused and must be unpaused first" if container.paused else
+                    "running: stop the container before removing or force remove")
+            raise ContainerError(f'cannot remove container "/{container.name}": container is {what}')
         with contextlib.suppress(ContainerError):  # it may have ended on its own since: nothing to kill
             kill(container)
         with contextlib.suppress(ContainerError):

@@ -538,11 +538,19 @@ def line_printer(file: Any = None) -> Callable[[Event], None]:
     return show
 
 
+def say_missing_locally(name: str) -> None:
+    """Docker's first words when ``run`` does not find its image here, on stderr: before it pulls, or says why
+    it cannot (a Docker Hub name, out of the course machines' reach)."""
+    import sys
+
+    print(f"Unable to find image '{parse(name).familiar}' locally", file=sys.stderr, flush=True)
+
+
 def pull_missing(store: Store, name: str) -> Image:
     """``docker run``'s pull of a missing image: Docker's words on stderr, the image returned."""
     import sys
 
-    print(f"Unable to find image '{parse(name).familiar}' locally", file=sys.stderr, flush=True)
+    say_missing_locally(name)
     return pull(store, name, on_event=line_printer(sys.stderr)).image
 
 

@@ -414,9 +414,11 @@ def test_create_then_start(cli: Run) -> None:
     assert cli("logs", "made") == (0, "hello from made\n", "")
     assert cli("rm", "made")[0] == 0
     code, out, err = cli("create", "nosuch")
-    assert (code, out) == (125, "") and err.startswith("pycontainers: No such image: nosuch: it is not in this store")
+    assert (code, out) == (125, "") and err.startswith("Unable to find image 'nosuch:latest' locally\n"
+                                                       "pycontainers: No such image: nosuch: it is not in this store")
     # a repository here under another tag (`debian` for debian:bookworm-slim), or a misspelling: named
-    assert cli("create", "busybox:1.36")[2] == ("pycontainers: No such image: busybox:1.36: this store has "
+    assert cli("create", "busybox:1.36")[2] == ("Unable to find image 'busybox:1.36' locally\n"
+                                                "pycontainers: No such image: busybox:1.36: this store has "
                                                 "busybox:1.35.0, busybox:latest (pycontainers images lists every "
                                                 "image here)\n")
     assert "this store has busybox:latest" in cli("run", "--rm", "busybx", "true")[2]

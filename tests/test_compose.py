@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -314,8 +315,11 @@ def test_the_cli_runs_a_project_attached_and_detached(busybox_store: Store, tmp_
     ps = cli("ps", "-a")
     assert ps.stdout.splitlines()[0].split() == ["NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS"]
     assert {line.split()[0] for line in ps.stdout.splitlines()[1:]} == {"hello-one-1", "hello-two-1"}
-    one = next(line for line in ps.stdout.splitlines() if line.startswith("hello-one-1"))
+    assert [line.split()[0] for line in ps.stdout.splitlines()[1:]] == ["hello-one-1", "hello-two-1"]  # by name
+    one = ps.stdout.splitlines()[1]
     assert '"echo from one"' in one and " ago " in one and "Exited (0)" in one
+    ids = cli("ps", "-a", "-q").stdout.split()  # Compose's -q: the containers' full IDs
+    assert len(ids) == 2 and all(re.fullmatch("[0-9a-f]{64}", i) for i in ids), ids
     assert cli("logs", "two").stderr == "two-1  | from two\n"
     assert cli("-p", "other", "ps", "-a").stdout.splitlines()[1:] == []  # another project: none of these
     bad = cli("-f", "missing.yaml", "up")

@@ -1059,7 +1059,8 @@ def test_rm_refuses_a_running_container_unless_forced(cli: Run, home: Store) -> 
     code, out, err = cli("rm", "busy")
     assert code != 0
     assert out == ""
-    assert "running" in err
+    assert err == ('Error: cannot remove container "/busy": container is running: stop the container before '
+                   "removing or force remove\n")  # (Docker's words)
     assert status(home, "busy") == "running"
     assert cli("rm", "-f", "busy") == (0, "busy\n", "")
     gone(home, st["id"], st["pid"], st["pid_start"])
