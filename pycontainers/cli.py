@@ -13,6 +13,7 @@ import errno
 import json
 import math
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -131,9 +132,18 @@ def cmd_tag(a: argparse.Namespace) -> int:
     return 0
 
 
+def _say_default_tag(name: str, quiet: bool) -> None:
+    """Docker's CLI names the tag it takes for a name without one, before a pull or a push."""
+    from .reference import parse
+
+    if not quiet and (ref := parse(name, default_tag=None)).tag is None and ref.digest is None:
+        print("Using default tag: latest", flush=True)
+
+
 def cmd_pull(a: argparse.Namespace) -> int:
     from . import registry
 
+    _say_default_tag(a.name, a.quiet)
     pulled = registry.pull(_store(), a.name, on_event=None if a.quiet else registry.line_printer())
     print(pulled.reference)
     return 0
@@ -142,6 +152,7 @@ def cmd_pull(a: argparse.Namespace) -> int:
 def cmd_push(a: argparse.Namespace) -> int:
     from . import registry
 
+    _say_default_tag(a.name, a.quiet)
     registry.push(_store(), a.name, on_event=None if a.quiet else registry.line_printer())
     return 0
 
@@ -1145,7 +1156,7 @@ def _compose_attached(project: Any, started: list[Any], since: str) -> int:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupted)
-    print("Attaching to " + ", ".join(c.name for c in started))
+    print("Attaching to " + ", ".join(c.name for c in started), flush=True)  # (before the logs, into a pipe too)
     try:
         try:
             _print_compose_logs(merged_logs(started, follow=True, since=since))
@@ -1158,7 +1169,8 @@ def _compose_attached(project: Any, started: list[Any], since: str) -> int:
                     with contextlib.suppress(PyContainersError):
                         kill(c.reload())
                 print(" Containers killed", file=sys.stderr)
-            return 130
+                return 130
+            return 0  # stopped as asked: Compose's documented exit code
     finally:
         signal.signal(signal.SIGTERM, previous)
     for c in started:
@@ -1402,6 +1414,8 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line and Docker's exit code for bad flags
         if message.startswith("the following arguments are required") and not self._subparsers:
             raise _UsageError(self._arguments_wanted(), exit_code=1)
+        if self.prog == "pycontainers" and (typo := re.match(r"argument COMMAND: invalid choice: '(.*?)'", message)):
+            raise _UsageError(f"'{typo[1]}' is not a pycontainers command.\nSee 'pycontainers --help'", exit_code=1)
         raise _UsageError(f"{self.prog.removeprefix('pycontainers').strip() or 'usage'}: {message}")
 
     def _arguments_wanted(self) -> str:

@@ -292,6 +292,36 @@ def test_services_removed_from_the_file_are_orphans(busybox_store: Store, tmp_pa
     assert names(busybox_store) == []
 
 
+def test_ctrl_c_stops_an_attached_up_gracefully_and_exits_0(busybox_store: Store, tmp_path: Path) -> None:
+    """Compose's documented behaviour: Ctrl-C during ``up`` stops the containers (SIGTERM first) and exits 0;
+    "Attaching to" comes before any log line, into a pipe too."""
+    import signal
+
+    directory = tmp_path / "idle"
+    directory.mkdir()
+    (directory / "compose.yaml").write_text(
+        "services:\n  waits: {image: busybox, network_mode: none,\n"
+        "          command: [sh, -c, 'trap \"exit 7\" TERM; echo ready; sleep 60 & wait']}\n")
+    env = {**os.environ, "PYCONTAINERS_HOME": str(busybox_store.home), "PYCONTAINERS_SERVER": "0"}
+    up = subprocess.Popen([sys.executable, "-m", "pycontainers", "compose", "up"], cwd=directory, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert up.stdout is not None
+        while (line := up.stdout.readline()).startswith(" Container "):  # (its progress: Created, Started)
+            pass
+        assert line == "Attaching to idle-waits-1\n"
+        assert up.stdout.readline() == "waits-1  | ready\n"
+        up.send_signal(signal.SIGINT)
+        out, err = up.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            up.kill()
+    assert up.returncode == 0, err
+    assert "Gracefully stopping... (press Ctrl+C again to force)" in err
+    [c] = containers.list_containers(busybox_store)
+    assert c.status == "exited" and c.state["exit_code"] == 7  # its trap ran: SIGTERM came first
+
+
 @root_only
 def test_the_cli_runs_a_project_attached_and_detached(busybox_store: Store, tmp_path: Path) -> None:
     directory = tmp_path / "hello"

@@ -208,6 +208,14 @@ def test_cli_pull_and_push_print_dockers_lines(
     assert err.count("\n") == 1 and "manifest unknown" in err and "cli:nope" in err
     assert main(["push", f"{local_registry.address}/never-tagged:v1"]) == 1
     assert "An image does not exist locally with the tag" in capsys.readouterr().err
+    # No tag given: Docker's CLI says which it takes, first
+    assert main(["tag", "busybox", f"{local_registry.address}/plain"]) == 0
+    assert main(["push", f"{local_registry.address}/plain"]) == 0
+    assert capsys.readouterr().out.splitlines()[:2] == [
+        "Using default tag: latest", f"The push refers to repository [{local_registry.address}/plain]"]
+    assert main(["pull", f"{local_registry.address}/plain"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Using default tag: latest" and out[-1] == f"{local_registry.address}/plain:latest"
 
 
 def test_push_refuses_a_digest_and_an_unreachable_registry_is_named(busybox_store: Store) -> None:
