@@ -304,12 +304,16 @@ def collect_garbage(store: Store) -> int:
     """Delete unreferenced blobs and the unpacked copies of layers no image or container needs."""
     from . import rootfs
 
-    _count, freed = store.gc()
-    keep = {d.digest for i in core.list_images(store) for d in i.layers}
-    for c in core_container.list_containers(store):
-        with contextlib.suppress(PyContainersError):
-            keep.update(d.digest for d in core.get_image(store, c.spec.image_id).layers)
-    rootfs.remove_unused_layers(store, keep)
+    def remove_unused_layers() -> None:
+        keep = {d.digest for i in core.list_images(store) for d in i.layers}
+        for c in core_container.list_containers(store):
+            try:  # by its config, not its tags: a build step's image has none, nor has one untagged since
+                keep.update(store.read_json(c.spec.image_id)["rootfs"]["diff_ids"])
+            except (PyContainersError, KeyError, TypeError):
+                return  # a container whose layers cannot be known: none goes (it may be running on them)
+        rootfs.remove_unused_layers(store, keep)
+
+    _count, freed = store.gc(and_then=remove_unused_layers)
     return freed
 
 

@@ -110,9 +110,16 @@ class BuildCache:
         self.parents: dict[str, str] = data.get("parents", {})
 
     def lookup(self, key: str) -> Image | None:
+        """The cached image of a step, if the store still has all of it (its manifest, config and layers)."""
         hit = self.steps.get(key)
-        if hit and self.store.has_blob(hit["manifest"]):
-            return Image(self.store, hit["manifest"])
+        if not (hit and self.store.has_blob(hit["manifest"])):
+            return None
+        image = Image(self.store, hit["manifest"])
+        try:
+            if all(self.store.has_blob(d) for d in (image.id, *(layer.digest for layer in image.layers))):
+                return image
+        except PyContainersError:  # (a manifest that cannot be read: not a hit either)
+            pass
         return None
 
     def record(self, key: str, seen_key: str, seen: dict[str, Any], image: Image, parent_id: str) -> None:
@@ -971,12 +978,15 @@ def build(store: Store, context: str | os.PathLike[str], *, dockerfile: str = "D
     parsed = df.parse_file(path, Path(dockerfile).name)
     builder = Builder(store, ctx, parsed, build_args=dict(build_args or {}), no_cache=no_cache, network=network,
                       on_event=on_event)
-    try:
-        image = builder.run(target)
-    finally:
-        builder.cache.save()
-    builder._check_not_cancelled()  # (cancelled after its last step: nothing is tagged either)
+    # Writing from the first step to the tag: its steps' blobs are referenced by nothing until the cache is
+    # saved, and its RUN steps' containers run on unpacked layers of images no tag names, so a gc (image prune)
+    # waits until the build is over.
     with store.writing():
+        try:
+            image = builder.run(target)
+        finally:
+            builder.cache.save()
+        builder._check_not_cancelled()  # (cancelled after its last step: nothing is tagged either)
         final = commit_manifest(store, oci.Descriptor(oci.MEDIA_CONFIG, image.id,
                                                       store.blob_path(image.id).stat().st_size),
                                 image.layers, tag_refs)

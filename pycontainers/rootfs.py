@@ -186,8 +186,16 @@ def remove_unused_layers(store: Store, keep: set[str]) -> int:
             for d in store.tmp_dir.glob(f"{UNPACKING}{where.name}-*"):
                 remove_tree_or_say(str(d), maps)
             for d in where.iterdir():
-                if _is_layer(d) and f"sha256:{d.name}" not in keep and remove_tree_or_say(str(d), maps):
-                    removed += 1
+                if _is_layer(d) and f"sha256:{d.name}" not in keep:
+                    # Out of its place first, in one step: a deletion killed half-way must not leave a
+                    # half-empty layer that the next container takes for a whole one (it is never checked).
+                    doomed = store.tmp_dir / f"{UNPACKING}{where.name}-{d.name}"
+                    try:
+                        os.rename(d, doomed)
+                    except PermissionError:  # (a layer of a user namespace's root: its ".." is not ours to move)
+                        doomed = d
+                    if remove_tree_or_say(str(doomed), maps):
+                        removed += 1
             if where != base and not any(_is_layer(d) for d in where.iterdir()):
                 shutil.rmtree(where)  # an idmapped-* directory: only maps.json is left
     finally:

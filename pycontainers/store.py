@@ -29,9 +29,10 @@ import json
 import mmap
 import os
 import shutil
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -259,6 +260,10 @@ class Store:
         if not (self.layout / "index.json").exists():
             with self.lock():
                 if not (self.layout / "index.json").exists():
+                    if any(self.blobs.iterdir()):  # damaged, not new: an empty index would let gc delete them all
+                        raise StoreError(f"{self.layout / 'index.json'} is missing, yet the store holds blobs: it "
+                                         "is damaged, not new (put index.json back, or move "
+                                         f"{self.home} away to start an empty store)")
                     self._write_index([])
 
     # ------------------------------------------------------------------------------------------ locks
@@ -279,6 +284,21 @@ class Store:
     def writing(self) -> contextlib.AbstractContextManager[None]:
         """Shared lock held while adding blobs that nothing references yet (keeps ``gc`` away)."""
         return self._flock("gc.lock", fcntl.LOCK_SH)
+
+    @contextlib.contextmanager
+    def _collecting(self) -> Iterator[None]:
+        """``gc.lock`` exclusively: no writer at work. Waiting for one (a build lasts minutes) is said once."""
+        fd = os.open(self.home / "gc.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print("waiting for a build, pull or load in progress to finish writing to the store...",
+                      file=sys.stderr, flush=True)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     # ------------------------------------------------------------------------------------------ blobs
 
@@ -356,9 +376,17 @@ class Store:
         except (OSError, ValueError) as exc:
             raise StoreError(f"{self.layout / 'index.json'} cannot be read: {exc}") from None
         out = []
-        for m in index.get("manifests", []):
-            desc = oci.Descriptor.from_json(m)
-            out.append(IndexEntry(desc.annotations.get(oci.ANNOTATION_REF_NAME), desc))
+        try:
+            if not isinstance(index, dict) or not isinstance(index.get("manifests", []), list):
+                raise ValueError("not an object with a list of manifests")
+            for m in index.get("manifests", []):
+                desc = oci.Descriptor.from_json(m)
+                if not oci.is_digest(desc.digest):
+                    raise ValueError(f"{desc.digest!r} is not a sha256 digest")
+                out.append(IndexEntry(desc.annotations.get(oci.ANNOTATION_REF_NAME), desc))
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:  # valid JSON, not an OCI index
+            what = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise StoreError(f"{self.layout / 'index.json'} is not an OCI image index ({what})") from None
         return out
 
     def _write_index(self, entries: list[IndexEntry]) -> None:
@@ -455,7 +483,10 @@ class Store:
 
     def manifest_descriptor(self, digest: str) -> oci.Descriptor:
         """The descriptor index.json needs for a stored manifest (its size read from the blob)."""
-        return oci.Descriptor(oci.MEDIA_MANIFEST, digest, self.blob_path(digest).stat().st_size)
+        try:
+            return oci.Descriptor(oci.MEDIA_MANIFEST, digest, self.blob_path(digest).stat().st_size)
+        except FileNotFoundError:
+            raise StoreError(f"blob {digest} is missing from the store {self.layout}") from None
 
     # ---------------------------------------------------------------------------------- reachability
 
@@ -489,24 +520,30 @@ class Store:
             seen.add(manifest["config"]["digest"])
         seen.update(layer["digest"] for layer in manifest.get("layers", []))
 
-    def gc(self, tmp_older_than: float = 3600.0) -> tuple[int, int]:
-        """Delete blobs no index line reaches, and stale temp files; return (blobs, bytes) freed."""
+    def gc(self, tmp_older_than: float = 3600.0, and_then: Callable[[], object] | None = None) -> tuple[int, int]:
+        """Delete blobs no index line reaches, and stale temp files; return (blobs, bytes) freed. *and_then* runs
+        under the same exclusive lock (the unpacked layers' clean-up): no writer, a build above all, is at work.
+
+        A build holds ``writing()`` from its first step to its tag, so gc waits for it, and says so."""
         count = freed = 0
-        with self._flock("gc.lock", fcntl.LOCK_EX), self.lock():
-            keep = {d.split(":", 1)[1] for d in self.reachable()}
-            for path in self.blobs.iterdir():
-                if path.name not in keep:
-                    freed += path.stat().st_size
-                    count += 1
-                    path.unlink()
-            now = time.time()
-            for path in self.tmp_dir.iterdir():
-                with contextlib.suppress(FileNotFoundError):
-                    if now - path.lstat().st_mtime > tmp_older_than:
-                        if path.is_dir() and not path.is_symlink():
-                            shutil.rmtree(path, ignore_errors=True)
-                        else:
-                            path.unlink()
+        with self._collecting():
+            with self.lock():
+                keep = {d.split(":", 1)[1] for d in self.reachable()}
+                for path in self.blobs.iterdir():
+                    if path.name not in keep:
+                        freed += path.stat().st_size
+                        count += 1
+                        path.unlink()
+                now = time.time()
+                for path in self.tmp_dir.iterdir():
+                    with contextlib.suppress(FileNotFoundError):
+                        if now - path.lstat().st_mtime > tmp_older_than:
+                            if path.is_dir() and not path.is_symlink():
+                                shutil.rmtree(path, ignore_errors=True)
+                            else:
+                                path.unlink()
+            if and_then is not None:
+                and_then()
         return count, freed
 
     # ------------------------------------------------------------------------------------------ fsck

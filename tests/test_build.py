@@ -31,6 +31,7 @@ from pycontainers.bases import cache_store, copy_image
 from pycontainers.build import BuildCancelled, BuildResult, build, cancel_builds, prune_cache, transcript_line
 from pycontainers.bundle import flatten
 from pycontainers.cli import main
+from pycontainers.container import list_containers
 from pycontainers.errors import PyContainersError
 from pycontainers.image import Image, ImageBuilder, get_image
 from pycontainers.store import Store
@@ -507,6 +508,34 @@ def test_image_prune_keeps_the_cached_intermediate_images(busybox_store: Store, 
     assert set(outcomes(again).values()) == {"cache"}
     assert again.image.id == first.image.id
     assert busybox_store.check() == []
+
+
+def test_image_prune_during_a_build_waits_for_it(busybox_store: Store, tmp_path: Path,
+                                                capfd: pytest.CaptureFixture[str]) -> None:
+    """A build's steps are referenced by nothing until it ends, and its RUN steps run on their unpacked layers:
+    an ``image prune`` meanwhile (another terminal, another kernel) waits for the build, and says so, rather
+    than delete them (the build then tagged an image whose layer was gone, or its step lost /one)."""
+    import threading
+    import time
+
+    context = write_context(tmp_path / "ctx", {
+        "Dockerfile": "FROM busybox\nRUN echo one > /one\nRUN sleep 1.5 && cat /one > /two\n"})
+    results: list[BuildResult] = []
+    builder = threading.Thread(target=lambda: results.append(build(busybox_store, context, tags=["raced"])))
+    builder.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any(c.name.startswith("build-") and c.status == "running" for c in
+                      list_containers(busybox_store)):  # step 3 runs on step 2's layer
+            assert builder.is_alive() and time.monotonic() < deadline, "the RUN step never ran"
+            time.sleep(0.02)
+        prune_images(busybox_store, all_images=False)
+    finally:
+        builder.join(60)
+    assert results, "the build failed"
+    assert "waiting for a build, pull or load in progress to finish" in capfd.readouterr().err
+    assert busybox_store.check() == []
+    assert Client(busybox_store.home).containers.run("raced", ["cat", "/two"], remove=True) == b"one\n"
 
 
 # ------------------------------------------------------------------------------ Dockerfile semantics

@@ -508,3 +508,49 @@ def test_tilde_shows_the_home_directory_as_a_shell_prompt_does(monkeypatch: pyte
     assert tilde("/home/jovyan") == "~"
     assert tilde("/home/jovyanx/python") == "/home/jovyanx/python"  # another directory that starts alike
     assert tilde("/usr/bin/python3") == "/usr/bin/python3"
+
+
+@pytest.mark.parametrize("content", ["[]", "null", '{"manifests": "x"}', '{"manifests": [{}]}',
+                                     '{"manifests": [{"mediaType": "m", "digest": "x", "size": 1}]}'])
+def test_an_index_of_the_wrong_shape_is_named_not_a_traceback(store: Store, content: str) -> None:
+    (store.layout / "index.json").write_text(content)
+    with pytest.raises(StoreError, match=r"oci/index\.json is not an OCI image index \("):
+        store.entries()
+
+
+def test_a_store_whose_index_went_missing_is_damaged_not_new(busybox_store: Store) -> None:
+    """Made anew, an empty index.json would let the next prune delete every blob (and the layers of running
+    containers with them): the store refuses to open instead, saying what to do."""
+    (busybox_store.layout / "index.json").rename(busybox_store.home / "index.json.away")
+    with pytest.raises(StoreError, match="index.json is missing, yet the store holds blobs: it is damaged"):
+        Store(busybox_store.home)
+    (busybox_store.home / "index.json.away").rename(busybox_store.layout / "index.json")
+    assert [i.familiar_tags for i in list_images(Store(busybox_store.home))] == [["busybox:1.35.0", "busybox:latest"]]
+
+
+def test_tag_of_an_image_whose_manifest_is_gone_is_one_line(busybox_store: Store,
+                                                             capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYCONTAINERS_HOME", str(busybox_store.home))
+    busybox_store.blob_path(get_image(busybox_store, "busybox").manifest_digest).unlink()
+    assert main(["tag", "busybox", "other:1"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is missing from the store" in err and "internal error" not in err
+
+
+def test_a_layer_being_deleted_leaves_its_place_at_once(busybox_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unpacked layer no image needs goes out of its place in one step before it is deleted: a deletion
+    killed half-way must not leave a half-empty directory that the next container takes for the whole layer."""
+    from pycontainers import rootfs, userns
+
+    where = rootfs.unpack_layer(busybox_store, get_image(busybox_store, "busybox").layers[-1].digest)
+    original, removals = userns.remove_tree_or_say, []
+
+    def watched(path: str, maps: object = None) -> bool:
+        assert not where.exists()  # out of its place before a single file of it goes
+        removals.append(path)
+        return original(path, maps)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(userns, "remove_tree_or_say", watched)
+    assert rootfs.remove_unused_layers(busybox_store, keep=set()) == 1
+    assert removals[0].startswith(str(busybox_store.tmp_dir)) and not Path(removals[0]).exists()
