@@ -31,7 +31,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import PyContainersError
+from .errors import PyContainersError, StoreError
 from .image import Image
 from .store import Store, atomic_write
 
@@ -98,6 +98,11 @@ def unpack_layer(store: Store, digest: str, maps: IdMaps | None = None) -> Path:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)  # two containers starting at once unpack a layer once
         if target.exists():
             return target
+        # Checked against its digest first, as containerd checks a layer it applies: a blob damaged on disk
+        # would be unpacked once and then served to every container, however often it is repaired after.
+        if not store.verify_blob(digest):
+            raise StoreError(f"blob {digest} is corrupt: its content has another digest (pycontainers system check "
+                             "lists what is damaged; pull or load the image again)")
         tmp = Path(tempfile.mkdtemp(prefix=UNPACKING + target.parent.name + "-", dir=store.tmp_dir))
         try:
             with store.open_blob(digest) as f:

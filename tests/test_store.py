@@ -554,3 +554,19 @@ def test_a_layer_being_deleted_leaves_its_place_at_once(busybox_store: Store, mo
     monkeypatch.setattr(userns, "remove_tree_or_say", watched)
     assert rootfs.remove_unused_layers(busybox_store, keep=set()) == 1
     assert removals[0].startswith(str(busybox_store.tmp_dir)) and not Path(removals[0]).exists()
+
+
+def test_a_corrupt_layer_is_refused_before_it_is_unpacked(busybox_store: Store) -> None:
+    """Unpacked once, a layer serves every container after: its blob is checked against its digest first."""
+    from pycontainers import rootfs
+
+    digest = get_image(busybox_store, "busybox").layers[-1].digest
+    blob = busybox_store.blob_path(digest)
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blob.chmod(0o644)
+    blob.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match=f"blob {digest} is corrupt"):
+        rootfs.unpack_layer(busybox_store, digest)
+    assert not (rootfs.layers_dir(busybox_store) / digest.split(":", 1)[1]).exists()
+    assert not any(busybox_store.tmp_dir.iterdir())  # nothing half unpacked either
