@@ -975,7 +975,8 @@ def cmd_import(a: argparse.Namespace) -> int:
         except OSError as exc:
             raise _file_error(f"open {a.file}: {exc.strerror}") from None
         with f:
-            image = cp.import_image(store, f, a.repository, changes=a.change or [], message=a.message or "")
+            image = cp.import_image(store, f, a.repository, changes=a.change or [], message=a.message or "",
+                                    source=a.file)
     print(image.id)
     return 0
 

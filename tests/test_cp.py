@@ -284,7 +284,7 @@ def test_export_then_import_makes_an_image_that_runs(client: Client, tmp_path: P
 
 
 def test_an_untrusted_import_is_one_error_and_stores_nothing(client: Client, capsys: pytest.CaptureFixture[str],
-                                                             ) -> None:
+                                                             tmp_path: Path) -> None:
     blobs = sorted(os.listdir(client.store.blobs))
     images = [i.id for i in list_images(client.store)]
     with pytest.raises(LayerError, match="contains '..'; nothing was imported"):
@@ -296,6 +296,9 @@ def test_an_untrusted_import_is_one_error_and_stores_nothing(client: Client, cap
     assert sorted(os.listdir(client.store.blobs)) == blobs
     assert [i.id for i in list_images(client.store)] == images
     assert not os.listdir(client.store.tmp_dir)
+    (tmp_path / "broken.tar").write_bytes(b"not a tar at all" * 64)  # the CLI names the file, not stdin
+    assert main(["import", str(tmp_path / "broken.tar"), "x:1"]) == 1
+    assert f"import {tmp_path / 'broken.tar'}: not a valid tar archive" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------------------- the back ends
