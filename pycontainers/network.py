@@ -179,9 +179,21 @@ def create_network(store: Store, name: str, subnet: str | None = None) -> Networ
         if (d / f"{name}.json").exists():
             raise NetworkError(f"network with name {name} already exists")
         net = _new_network(store, name, USER_SUBNETS, subnet)
-        make_bridge(net)
-        _save(store, net)
+        _save_then_make_bridge(store, net)
         return net
+
+
+def _save_then_make_bridge(store: Store, net: Network) -> None:
+    """The record first, then its bridge: a process killed between the two leaves a network that ``network rm``
+    removes (and whose bridge a container joining it makes), never a bridge no record names."""
+    _save(store, net)
+    try:
+        make_bridge(net)
+    except BaseException:
+        with contextlib.suppress(OSError, NetworkError):
+            delete_bridge(net.bridge)
+        (networks_dir(store) / f"{net.name}.json").unlink(missing_ok=True)
+        raise
 
 
 def _default_network(store: Store) -> Network:
@@ -190,8 +202,7 @@ def _default_network(store: Store) -> Network:
     if path.is_file():
         return _read(path)
     net = _new_network(store, DEFAULT, DEFAULT_SUBNETS, None)
-    make_bridge(net)
-    _save(store, net)
+    _save_then_make_bridge(store, net)
     return net
 
 

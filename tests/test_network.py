@@ -117,6 +117,23 @@ def test_bad_networks_are_refused_in_one_line(busybox_store: Store, name: str, s
     assert network.list_networks(busybox_store) == []
 
 
+def test_a_network_is_recorded_before_its_bridge_is_made(busybox_store: Store,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed between the two, ``network create`` must leave a record (which ``network rm`` removes), never a
+    bridge device no record names; a bridge that cannot be made takes its record back."""
+    recorded: list[bool] = []
+
+    def refused(net: network.Network) -> None:
+        recorded.append((network.networks_dir(busybox_store) / f"{net.name}.json").is_file())
+        raise NetworkError("add bridge: Operation not permitted")
+
+    monkeypatch.setattr(network, "make_bridge", refused)
+    with pytest.raises(NetworkError, match="Operation not permitted"):
+        network.create_network(busybox_store, "half")
+    assert recorded == [True]
+    assert network.list_networks(busybox_store) == []
+
+
 def test_a_subnet_this_machine_routes_to_is_not_taken(busybox_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     import ipaddress
 
