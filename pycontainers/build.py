@@ -522,7 +522,9 @@ class Builder:
         if backend not in ("native", "rootless", "proot"):
             raise ins.error(f"RUN cannot run its command with the {backend} back end: it needs native, rootless "
                             "or proot (check PYCONTAINERS_BACKEND)")
-        container = containers.create(self.store, spec, cid, name=f"build-{cid[:12]}", backend=backend)
+        me = os.getpid()
+        container = containers.create(self.store, spec, cid, name=f"build-{cid[:12]}", backend=backend,
+                                      labels={BUILDER_LABEL: f"{me}:{containers.process_start_time(me)}"})
         self.step_container = cid
         self.emit("running", container=cid)
         if backend == "proot" and self.network == "none":
@@ -963,6 +965,22 @@ def _archive_plan(ins: df.Instruction, archive: Path, dest_rel: str) -> dict[str
 # ------------------------------------------------------------------------------------------- entry
 
 
+# A RUN step's container says which process builds: one killed outright (SIGKILL: no `finally` ran) leaves it
+# behind, and the next build removes it (``remove_orphaned_steps``).
+BUILDER_LABEL = "pycontainers.builder"
+
+
+def remove_orphaned_steps(store: Store) -> None:
+    """Remove the RUN steps' containers of builds whose process is gone."""
+    from . import container as containers
+
+    for c in containers.list_containers(store):
+        pid, _, start = (c.state.get("labels") or {}).get(BUILDER_LABEL, "").partition(":")
+        if pid.isdigit() and not containers.pid_alive(int(pid), int(start) if start.isdigit() else None):
+            with contextlib.suppress(PyContainersError):
+                containers.remove(c, force=True)
+
+
 def build(store: Store, context: str | os.PathLike[str], *, dockerfile: str = "Dockerfile",
           tags: Iterable[str] = (), build_args: dict[str, str] | None = None, target: str | None = None,
           no_cache: bool = False, network: str = "none",
@@ -976,6 +994,7 @@ def build(store: Store, context: str | os.PathLike[str], *, dockerfile: str = "D
     tag_refs = [normalize_tag(t) for t in tags]  # a bad -t fails before any work
     path = Path(dockerfile) if os.path.isabs(dockerfile) else ctx / dockerfile
     parsed = df.parse_file(path, Path(dockerfile).name)
+    remove_orphaned_steps(store)
     builder = Builder(store, ctx, parsed, build_args=dict(build_args or {}), no_cache=no_cache, network=network,
                       on_event=on_event)
     # Writing from the first step to the tag: its steps' blobs are referenced by nothing until the cache is

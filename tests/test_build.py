@@ -538,6 +538,27 @@ def test_image_prune_during_a_build_waits_for_it(busybox_store: Store, tmp_path:
     assert Client(busybox_store.home).containers.run("raced", ["cat", "/two"], remove=True) == b"one\n"
 
 
+def test_the_next_build_removes_the_step_containers_of_a_killed_builder(busybox_store: Store,
+                                                                         tmp_path: Path) -> None:
+    """A builder killed outright (SIGKILL: no clean-up of its own ran) leaves its RUN step's container; the
+    next build removes it, and leaves alone those of builds still under way."""
+    from pycontainers.build import BUILDER_LABEL
+    from pycontainers.container import create_from_image, process_start_time
+    from pycontainers.container import remove as kept_remove
+
+    gone = subprocess.Popen(["sleep", "60"])
+    dead = f"{gone.pid}:{process_start_time(gone.pid)}"
+    gone.kill()
+    gone.wait()
+    create_from_image(busybox_store, "busybox", ["true"], name="build-orphaned", labels={BUILDER_LABEL: dead})
+    alive = f"{os.getpid()}:{process_start_time(os.getpid())}"
+    create_from_image(busybox_store, "busybox", ["true"], name="build-under-way", labels={BUILDER_LABEL: alive})
+    build(busybox_store, write_context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nENV A=1\n"}))
+    [kept] = list_containers(busybox_store)
+    assert kept.name == "build-under-way"
+    kept_remove(kept)
+
+
 # ------------------------------------------------------------------------------ Dockerfile semantics
 
 
