@@ -430,6 +430,8 @@ def read_state(cdir: Path) -> dict[str, Any]:
         raise ContainerNotFound(f"No such container: {cdir.name[:12]}") from None
     except ValueError as exc:
         raise PyContainersError(f"{cdir / 'state.json'} is not valid JSON: {exc}") from None
+    if not isinstance(state, dict) or not isinstance(state.get("spec", {}), dict):
+        raise PyContainersError(f"{cdir / 'state.json'} is not a container's state (a JSON object)")
     if "network" in state:
         _upgrade_network(state)
     return state
@@ -1426,12 +1428,32 @@ def remove_leftovers(store: Store) -> None:
     base = containers_dir(store)
     if not base.exists():
         return
+    for d in base.iterdir():  # a state a crash left empty or cut (it is not fsync'ed): nothing can use it
+        if not d.name.startswith(".") and _unreadable_for_a_minute(d):
+            with contextlib.suppress(OSError):
+                os.rename(d, base / f".{d.name}.removing")
+                for name in os.listdir(names_dir(store)):  # (its name: only the link says which it was)
+                    release_name(store, name, d.name)
     for d in base.glob(".*.removing"):
         state: dict[str, Any] = {}
         with contextlib.suppress(PyContainersError, OSError):
             state = read_state(d)
         with contextlib.suppress(PyContainersError, OSError):
             remove_discarded(Container(store, d.name[1:-len(".removing")], state), d)
+
+
+def _unreadable_for_a_minute(cdir: Path) -> bool:
+    """A container directory whose state.json is missing or cannot be read, and has not changed for a minute
+    (so not one being made right now: its state comes a moment after its directory)."""
+    try:
+        read_state(cdir)
+        return False
+    except PyContainersError:
+        pass
+    with contextlib.suppress(OSError):
+        latest = max(cdir.stat().st_mtime, *(p.stat().st_mtime for p in [cdir / "state.json"] if p.exists()))
+        return time.time() - latest > 60
+    return False
 
 
 def make_removable(root: Path) -> None:

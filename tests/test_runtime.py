@@ -1053,6 +1053,27 @@ def test_a_failed_start_leaves_created_if_it_never_ran_else_exited(cli: Run, hom
     assert state(home, "ran")["started_at"] >= first
 
 
+def test_a_state_a_crash_left_empty_is_pruned_and_hides_no_other_container(cli: Run, home: Store) -> None:
+    """state.json is not fsync'ed (runc's is not either): a power cut may leave it empty or cut. Such a
+    container is skipped by ps, not an error for every other, and container prune removes its directory
+    (once it has not changed for a minute: not a container being made right now)."""
+    for name in ("emptied", "wrong", "fine"):
+        assert cli("create", "--name", name, "busybox", "true")[0] == 0
+    emptied, wrong = (home.home / "containers" / state(home, n)["id"] for n in ("emptied", "wrong"))
+    (emptied / "state.json").write_text("")
+    (wrong / "state.json").write_text("[]")
+    assert cli("ps", "-a", "--format", "{{.Names}}") == (0, "fine\n", "")
+    assert cli("container", "prune", "-f")[0] == 0
+    assert emptied.exists()  # (just now changed: it might be in the making)
+    long_ago = time.time() - 120
+    for d in (emptied, wrong):
+        os.utime(d / "state.json", (long_ago, long_ago))
+        os.utime(d, (long_ago, long_ago))
+    assert cli("container", "prune", "-f")[0] == 0
+    assert not emptied.exists() and not wrong.exists()
+    assert not any(p.name.endswith(".removing") for p in (home.home / "containers").iterdir())
+
+
 def test_rm_refuses_a_running_container_unless_forced(cli: Run, home: Store) -> None:
     assert cli("run", "-d", "--name", "busy", "busybox", "sleep", "60")[0] == 0
     st = state(home, "busy")
