@@ -30,7 +30,7 @@ from . import oci
 from .errors import ArchiveError, LayerError, PyContainersError, StoreError
 from .image import Image, get_image
 from .reference import InvalidReference, parse
-from .store import Store
+from .store import Store, owned_prefix
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -272,7 +272,7 @@ def load_tagged(store: Store, fileobj: BinaryIO) -> list[tuple[Image, list[str]]
     """
     before = {p.name for p in store.blobs.iterdir()}
     written: set[str] = set()
-    with tempfile.TemporaryDirectory(prefix="load-", dir=store.tmp_dir) as tmp:
+    with tempfile.TemporaryDirectory(prefix=owned_prefix("load"), dir=store.tmp_dir) as tmp:
         try:
             with store.writing():
                 arc = _Unpacked(fileobj, Path(tmp))

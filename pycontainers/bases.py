@@ -31,7 +31,7 @@ from . import oci
 from .errors import PyContainersError
 from .host import is_static_elf
 from .image import Image, add_layer, add_metadata_step, commit_image, empty_config, get_image, write_layer
-from .store import Store
+from .store import Store, owned_prefix
 
 LABEL_MADE_BY = "io.pycontainers.base.made-by"
 LABEL_RECIPE = "io.pycontainers.base.recipe"
@@ -332,7 +332,7 @@ def build_debian_and_python(store: Store, log: Callable[[str], None] = print) ->
     mirror = debian_mirror()
     made_by = f"{mmdebstrap_version()} --variant=minbase {DEBIAN_SUITE}"  # (not the mode: it makes no difference)
     epoch = layers.source_date_epoch()
-    with tempfile.TemporaryDirectory(prefix="bases-", dir=store.tmp_dir) as tmp:
+    with tempfile.TemporaryDirectory(prefix=owned_prefix("bases"), dir=store.tmp_dir) as tmp:
         log(f"{made_by} --mode={mode} from {mirror}, without and with python3 (a minute or two, once)")
         tarballs = {name: os.path.join(tmp, f"{name}.tar") for name in ("debian", "python")}
         runs: dict[str, subprocess.Popen[bytes]] = {}

@@ -46,7 +46,7 @@ from .dockerignore import DockerIgnore
 from .errors import LayerError, PyContainersError
 from .image import Image, docker_list, empty_config, get_image, iso_time, write_layer
 from .store import BUILD_CACHE_FILE as CACHE_FILE
-from .store import Store, atomic_write
+from .store import Store, atomic_write, owned_prefix
 from .units import human_size
 
 if TYPE_CHECKING:
@@ -610,7 +610,7 @@ class Builder:
         sources = [scope.expand(s) for s in ins.sources]
         from_ref = scope.expand(ins.from_ref) if isinstance(ins, df.CopyInstruction) and ins.from_ref else None
         chown = scope.expand(ins.chown) if ins.chown else None
-        with tempfile.TemporaryDirectory(prefix="copy-", dir=self.store.tmp_dir) as tmp:
+        with tempfile.TemporaryDirectory(prefix=owned_prefix("copy"), dir=self.store.tmp_dir) as tmp:
             if ins.inline_files:  # COPY <<EOF /dest: here-documents become files of their own
                 if sources or from_ref:
                     raise ins.error(f"{keyword}: mixing here-documents with other sources is not supported")

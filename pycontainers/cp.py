@@ -1081,12 +1081,13 @@ def import_image(store: Store, fileobj: BinaryIO, repository: str | None = None,
     a layer's, and the layer is written by the layer module (sorted entries, every time set to
     ``SOURCE_DATE_EPOCH``), so the same files give the same image ID. Any problem: one error, nothing stored."""
     from .image import add_layer, commit_image, empty_config, normalize_tag, write_layer
+    from .store import owned_prefix
 
     tags = [normalize_tag(repository)] if repository else []
     config = empty_config()
     config["config"] = config_with_changes(config["config"], changes)
     where = f"import {source}"
-    with tempfile.TemporaryDirectory(prefix="import-", dir=store.tmp_dir) as tmp:
+    with tempfile.TemporaryDirectory(prefix=owned_prefix("import"), dir=store.tmp_dir) as tmp:
         plain = os.path.join(tmp, "layer.tar")
         _decompressed_copy(fileobj, plain, where)
         os.mkdir(os.path.join(tmp, "data"))

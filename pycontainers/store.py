@@ -28,6 +28,7 @@ import hashlib
 import json
 import mmap
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -103,6 +104,26 @@ def atomic_write(path: Path, data: bytes, tmp_dir: Path | None = None, durable: 
         fsync_dir(path.parent)
 
 
+def owned_prefix(kind: str) -> str:
+    """The prefix of a temporary file or directory in the store's tmp/: ``<kind>-<PID>.<start time>-`` says whose
+    it is, so that gc removes what a process killed outright (no ``finally`` ran) left, as soon as that process
+    is gone, rather than an hour later (``Store.gc``)."""
+    from .container import process_start_time  # (container imports this module)
+
+    return f"{kind}-{os.getpid()}.{process_start_time(os.getpid())}-"
+
+
+_OWNED = re.compile(r"[a-z]+-(\d+)\.(\d+)-")
+
+
+def _owner_gone(name: str) -> bool | None:
+    """Has the process whose temporary file *name* is (``owned_prefix``) ended? None: the name does not say."""
+    from .container import pid_alive
+
+    owner = _OWNED.match(name)
+    return None if owner is None else not pid_alive(int(owner[1]), int(owner[2]))
+
+
 class BlobWriter:
     """A file-like object that hashes what is written and becomes a blob on ``commit``.
 
@@ -118,7 +139,7 @@ class BlobWriter:
     def __init__(self, store: Store, media_type: str) -> None:
         self.store = store
         self.media_type = media_type
-        fd, self.tmp = tempfile.mkstemp(dir=store.tmp_dir, prefix="blob-")
+        fd, self.tmp = tempfile.mkstemp(dir=store.tmp_dir, prefix=owned_prefix("blob"))
         self.fd = fd
         self.hash = hashlib.sha256()
         self.size = 0
@@ -535,9 +556,9 @@ class Store:
                         count += 1
                         path.unlink()
                 now = time.time()
-                for path in self.tmp_dir.iterdir():
+                for path in self.tmp_dir.iterdir():  # those of processes gone, and any left for an hour
                     with contextlib.suppress(FileNotFoundError):
-                        if now - path.lstat().st_mtime > tmp_older_than:
+                        if _owner_gone(path.name) or now - path.lstat().st_mtime > tmp_older_than:
                             if path.is_dir() and not path.is_symlink():
                                 shutil.rmtree(path, ignore_errors=True)
                             else:

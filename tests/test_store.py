@@ -570,3 +570,22 @@ def test_a_corrupt_layer_is_refused_before_it_is_unpacked(busybox_store: Store) 
         rootfs.unpack_layer(busybox_store, digest)
     assert not (rootfs.layers_dir(busybox_store) / digest.split(":", 1)[1]).exists()
     assert not any(busybox_store.tmp_dir.iterdir())  # nothing half unpacked either
+
+
+def test_gc_removes_the_temporary_files_of_processes_gone_at_once(store: Store) -> None:
+    """A process killed outright (SIGKILL: no clean-up ran) in the middle of a commit, a load or a pull leaves
+    its temporary file; its name says whose it is, so the next gc removes it, not an hour later."""
+    from pycontainers.container import process_start_time
+    from pycontainers.store import owned_prefix
+
+    killed = subprocess.Popen(["sleep", "60"])
+    theirs = store.tmp_dir / f"blob-{killed.pid}.{process_start_time(killed.pid)}-x"
+    killed.kill()
+    killed.wait()
+    theirs.write_bytes(b"half a blob")
+    mine = store.tmp_dir / (owned_prefix("blob") + "y")  # a writer still at work
+    mine.write_bytes(b"being written")
+    older = store.tmp_dir / "blob-z"  # named as before: only its age tells
+    older.write_bytes(b"?")
+    store.gc()
+    assert not theirs.exists() and mine.exists() and older.exists()
