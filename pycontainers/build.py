@@ -688,7 +688,11 @@ class Builder:
         uid, gid = self._owner(ins, state, chown)
         chmod = int(ins.chmod, 8) if getattr(ins, "chmod", None) else None
         image_fs = Image(self.store, state.manifest).filesystem() if state.manifest else {}
-        dest_rel = dest.strip("/")
+        dest_rel = _resolve_in_image(image_fs, dest.strip("/"), ins)  # the links among its directories followed
+        with contextlib.suppress(PyContainersError):  # and the last, if it is a link to a directory
+            followed = _resolve_in_image(image_fs, dest_rel, ins, follow_last=True)
+            if followed != dest_rel and getattr(image_fs.get(followed), "kind", None) == "directory":
+                dest_rel = followed
         if len(matched) > 1 and not dest.endswith("/"):
             raise ins.error(f"When using {ins.keyword.upper()} with more than one source file, the destination "
                             "must be a directory and end with a /")
@@ -910,6 +914,29 @@ def _glob_match(pattern: str, path: str) -> bool:
     pattern_parts, path_parts = pattern.split("/"), path.split("/")
     return len(pattern_parts) == len(path_parts) and all(
         fnmatch.fnmatchcase(name, pat) for name, pat in zip(path_parts, pattern_parts, strict=True))
+
+
+def _resolve_in_image(image_fs: dict[str, Any], rel: str, ins: df.Instruction, follow_last: bool = False) -> str:
+    """A path in the image (without its leading /) with the symlinks on its way followed inside the image, as
+    Docker's COPY follows them: ``COPY f /bin/`` on debian, whose /bin is a link to usr/bin, writes usr/bin/f
+    (a directory ``bin`` in the new layer would hide the link, and /bin/sh with it). A file on the way is
+    refused, as Docker refuses it. The last name is followed only with *follow_last*."""
+    todo, done, hops = [p for p in rel.split("/") if p], [], 0
+    while todo:
+        name = todo.pop(0)
+        here = "/".join([*done, name])
+        rec = image_fs.get(here)
+        if rec is not None and rec.kind == "symlink" and (todo or follow_last):
+            hops += 1
+            if hops > 40:
+                raise ins.error(f"{ins.keyword.upper()}: too many levels of symbolic links at /{here}")
+            target = posixpath.normpath("/" + posixpath.join("/".join(done), rec.linkname))  # (.. stops at /)
+            todo, done = [p for p in target.split("/") if p] + todo, []
+            continue
+        if rec is not None and rec.kind != "directory" and todo:
+            raise ins.error(f"{ins.keyword.upper()}: cannot copy to non-directory: /{here}")
+        done.append(name)
+    return "/".join(done)
 
 
 def _join(base: str, rel: str) -> str:

@@ -172,7 +172,10 @@ def lower_dirs(store: Store, image: Image, backend: str = "native", maps: IdMaps
     container of *backend* with id maps *maps* (see ``unpacking_maps``)."""
     maps = unpacking_maps(backend, maps)
     dirs = [str(unpack_layer(store, d.digest, maps)) for d in image.layers]
-    return [str(init_layer(store)), *reversed(dirs)]
+    # A layer the image has twice (the same COPY again, higher up) is one directory: overlayfs refuses a
+    # lowerdir given twice (ELOOP). Its topmost place alone gives the same view: whatever it holds, hides or
+    # makes opaque is decided there, above its lower place, which it would otherwise leave untouched.
+    return [str(init_layer(store)), *dict.fromkeys(reversed(dirs))]
 
 
 def remove_unused_layers(store: Store, keep: set[str]) -> int:

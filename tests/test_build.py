@@ -559,6 +559,35 @@ def test_the_next_build_removes_the_step_containers_of_a_killed_builder(busybox_
     kept_remove(kept)
 
 
+def test_copy_follows_the_images_links_on_its_way_and_refuses_a_file(busybox_store: Store, tmp_path: Path) -> None:
+    """As Docker's COPY: a destination through a link to a directory (debian's /bin -> usr/bin) lands where the
+    link points, and the link stays (a directory in its place would hide /bin/sh); through a file: refused."""
+    context = write_context(tmp_path / "ctx", {
+        "Dockerfile": "FROM busybox\nRUN mkdir -p /usr/lib2 && ln -s usr/lib2 /lib2 && ln -s /usr/lib2 /abs\n"
+                      "COPY f /lib2/\nCOPY f /abs/g\nCOPY f /lib2\n",
+        "f": "content\n"})
+    image = do_build(busybox_store, context, tags=["linked"]).image
+    fs = image.filesystem()
+    assert fs["lib2"].kind == "symlink" and fs["abs"].kind == "symlink"
+    assert {"usr/lib2/f", "usr/lib2/g"} <= set(fs) and "lib2/f" not in fs
+    out = Client(busybox_store.home).containers.run("linked", ["sh", "-c", "cat /lib2/f /abs/g"], remove=True)
+    assert out == b"content\ncontent\n"
+    (context / "Dockerfile").write_text("FROM busybox\nCOPY f /bin/busybox/x\n")
+    with pytest.raises(PyContainersError, match="Dockerfile:2: COPY: cannot copy to non-directory: /bin/busybox"):
+        build(busybox_store, context)
+
+
+def test_an_image_with_the_same_layer_twice_runs(busybox_store: Store, tmp_path: Path) -> None:
+    """The same COPY again after the file was deleted makes the very same layer twice; overlayfs refuses a
+    lowerdir given twice (ELOOP), so it is mounted once, at its topmost place (the same view)."""
+    context = write_context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nCOPY f /f\nRUN rm /f\nCOPY f /f\n",
+                                               "f": "back again\n"})
+    image = do_build(busybox_store, context, tags=["twice"]).image
+    assert image.layers[1].digest == image.layers[3].digest
+    out = Client(busybox_store.home).containers.run("twice", ["cat", "/f"], remove=True)
+    assert out == b"back again\n"
+
+
 # ------------------------------------------------------------------------------ Dockerfile semantics
 
 
