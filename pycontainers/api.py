@@ -16,7 +16,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
@@ -148,7 +148,7 @@ class ImageCollection:
             images = [i for i in images if (not i.tags) == want]
         if name:
             images = [i for i in images if any(tag_matches(t, name) for t in i.tags)]
-        return [Image(self.client, i) for i in sorted(images, key=lambda i: i.created, reverse=True)]
+        return [Image(self.client, i) for i in sorted(images, key=_created_or_never, reverse=True)]
 
     def get(self, name: str) -> Image:
         return Image(self.client, core.get_image(self._store, name))
@@ -274,6 +274,9 @@ def remove_image(store: Store, name: str, *, force: bool = False, prune: bool = 
     (it stays, ``<none>``, until no container needs it: ``image prune``), so that container can still start.
     """
     image = core.get_image(store, name)
+    if not store.has_blob(image.manifest_digest):  # damaged (system check): its name can still go, and only that
+        store.remove_entries(manifests={image.manifest_digest})
+        return [{"Untagged": core.parse(t).familiar} for t in image.tags]
     try:
         ref = core.normalize_tag(name)
         by_tag = ref if ref in image.tags else None
@@ -305,7 +308,10 @@ def collect_garbage(store: Store) -> int:
     from . import rootfs
 
     def remove_unused_layers() -> None:
-        keep = {d.digest for i in core.list_images(store) for d in i.layers}
+        keep: set[str] = set()
+        for i in core.list_images(store):
+            with contextlib.suppress(PyContainersError):  # (a damaged image: nothing of it can be read)
+                keep.update(d.digest for d in i.layers)
         for c in core_container.list_containers(store):
             try:  # by its config, not its tags: a build step's image has none, nor has one untagged since
                 keep.update(store.read_json(c.spec.image_id)["rootfs"]["diff_ids"])
@@ -331,11 +337,27 @@ def prune_containers(store: Store) -> dict[str, Any]:
     return {"ContainersDeleted": removed, "SpaceReclaimed": 0}
 
 
+def _created_or_never(image: core.Image) -> datetime:
+    """When the image was made, for sorting; a damaged one (its config unreadable) sorts last."""
+    try:
+        return image.created
+    except PyContainersError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
+def _readable(image: core.Image) -> bool:
+    """Can its manifest and config be read? A damaged image is left to ``rmi`` (``system check`` names it)."""
+    try:
+        return bool(image.id)
+    except PyContainersError:
+        return False
+
+
 def prune_images(store: Store, all_images: bool = False) -> dict[str, Any]:
     """``docker image prune``: delete untagged images (``-a``: every image), then unreferenced blobs."""
     used = images_in_use(store)
     victims = core.list_images(store) if all_images else core.list_images(store, dangling=True)
-    victims = [i for i in victims if i.id not in used]  # an image a container uses is never pruned
+    victims = [i for i in victims if _readable(i) and i.id not in used]  # one a container uses is never pruned
     # read before gc deletes their manifests; as Docker's report, each tag's removal first (prune -a)
     deleted = [line for i in victims for line in ([{"Untagged": t} for t in i.familiar_tags] + [{"Deleted": i.id}])]
     store.remove_entries(manifests={i.manifest_digest for i in victims})

@@ -119,15 +119,21 @@ def images_table(images: list[Image], *, no_trunc: bool = False, digests: bool =
 
     With *repository* (``busybox`` or ``busybox:1.35.0``) only the matching tags get rows."""
     from .api import tag_matches
+    from .errors import PyContainersError
     from .reference import parse
 
     cols = ["Repository", "Tag", *(["Digest"] if digests else []), "ID", "CreatedSince", "Size"]
     rows = []
     known = repo_digests(images[0].store) if images else {}
-    for img in sorted(images, key=lambda i: (i.created, i.id), reverse=True):
-        image_id = img.id if no_trunc else img.short_id
-        common = {"ID": image_id, "CreatedSince": since(img.created), "Size": human_size(img.size),
-                  "CreatedAt": img.created.strftime("%Y-%m-%d %H:%M:%S +0000 UTC")}
+    readable, damaged = [], []
+    for img in images:
+        try:
+            readable.append((img.created, img.id, img.size, img))
+        except PyContainersError:  # a blob of it missing or corrupt: listed as such, the others still are
+            damaged.append(img)
+    for created, config_id, size, img in sorted(readable, key=lambda r: (r[0], r[1]), reverse=True):
+        common = {"ID": config_id if no_trunc else img.short_id, "CreatedSince": since(created),
+                  "Size": human_size(size), "CreatedAt": created.strftime("%Y-%m-%d %H:%M:%S +0000 UTC")}
         # Untagged but pulled by digest: a row per repository, its tag <none> (as Docker's CLI shows RepoDigests)
         pinned = sorted(f"{repo}:<none>" for repo, here in known if here == img.manifest_digest)
         tags = img.familiar_tags or pinned or ["<none>:<none>"]
@@ -141,6 +147,11 @@ def images_table(images: list[Image], *, no_trunc: bool = False, digests: bool =
             # As Docker's: the digest a registry knows this repository's image by (pushed or pulled), if any
             rows.append({"Repository": repo, "Tag": t, "Digest": known.get((repo, img.manifest_digest), "<none>"),
                          **common})
+    for img in damaged:  # (rmi NAME removes one; system check says what is wrong)
+        for tag in img.familiar_tags or ["<none>:<none>"]:
+            repo, _, t = tag.rpartition(":")
+            rows.append({"Repository": repo, "Tag": t, "Digest": "<none>", "ID": "<damaged>", "CreatedSince": "",
+                         "Size": "", "CreatedAt": ""})
     rows.sort(key=lambda r: (r["Repository"] == "<none>", r["Repository"], r["Tag"]))
     return Table(cols, rows)
 

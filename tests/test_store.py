@@ -589,3 +589,22 @@ def test_gc_removes_the_temporary_files_of_processes_gone_at_once(store: Store) 
     older.write_bytes(b"?")
     store.gc()
     assert not theirs.exists() and mine.exists() and older.exists()
+
+
+def test_an_image_whose_manifest_is_gone_blocks_no_other_and_rmi_removes_it(
+        busybox_store: Store, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A damaged image (its manifest blob gone) is listed as such; images, image prune and rmi go on working."""
+    monkeypatch.setenv("PYCONTAINERS_HOME", str(busybox_store.home))
+    b = ImageBuilder(busybox_store)
+    with b.layer("ADD /hello") as fs:
+        fs.add_file("/hello", "hi\n")
+    solo = b.commit("solo:1")
+    busybox_store.blob_path(solo.manifest_digest).unlink()
+    capsys.readouterr()
+    assert main(["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["busybox:1.35.0 16069cf11a86", "busybox:latest 16069cf11a86",
+                                                    "solo:1 <damaged>"]
+    assert main(["image", "prune", "-f"]) == 0
+    assert main(["rmi", "solo:1"]) == 0
+    assert "Untagged: solo:1" in capsys.readouterr().out
+    assert [i.familiar_tags for i in list_images(busybox_store)] == [["busybox:1.35.0", "busybox:latest"]]
