@@ -343,8 +343,8 @@ def not_starting(container: Container, patience: float = 30.0) -> Iterator[None]
     except FileNotFoundError:  # never started, or gone already
         yield
         return
-    busy = ContainerError(f"cannot remove container {container.name}: it is being started, or copied to or from "
-                          f"(still after {patience:g} s); try again when that is done")
+    busy = ContainerError(f"cannot remove container {container.name}: it is being started, committed, or copied to "
+                          f"or from (still after {patience:g} s); try again when that is done")
     try:
         deadline, waited = time.monotonic() + patience, False
         while True:
@@ -1712,16 +1712,19 @@ def commit(container: Container, repository: str | None = None, *, message: str 
     container.reload()  # (removed meanwhile: No such container, not a layer that cannot be read)
     store = container.store
     image = get_image(store, container.spec.image_id)
-    if container.state.get("backend") == "proot":
-        from . import snapshot
-
-        before, after = _proot_changes(container)
-        owners = {path: (rec.uid, rec.gid) for path, rec in image.filesystem().items()}
-        entries = snapshot.diff(before, after, owners=owners)
-    else:
-        entries = upper_entries(container)
+    # The start lock, as cp holds it: an `rm -f` meanwhile waits (``not_starting``) before the writable layer
+    # goes, rather than delete its files while they are being read.
     with store.writing():
-        desc = write_layer(store, entries)
+        with holding_start_lock(container):
+            if container.state.get("backend") == "proot":
+                from . import snapshot
+
+                before, after = _proot_changes(container)
+                owners = {path: (rec.uid, rec.gid) for path, rec in image.filesystem().items()}
+                entries = snapshot.diff(before, after, owners=owners)
+            else:
+                entries = upper_entries(container)
+            desc = write_layer(store, entries)
         config = add_layer(image.config, desc, " ".join(container.spec.args), comment=message)
         settings = config.setdefault("config", {})
         for key, value in committed_settings(container, image.settings).items():

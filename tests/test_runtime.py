@@ -623,6 +623,41 @@ def test_writes_stay_in_the_container(cli: Run, home: Store) -> None:
     gone(home, cid)
 
 
+def test_rm_f_during_a_commit_waits_for_it(cli: Run, home: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Removing a container whose writable layer is being committed would delete its files while they are
+    read (an internal error, half an image): the removal waits for the commit, as for a cp."""
+    import threading
+
+    from pycontainers import image as image_module
+    from pycontainers.container import commit
+
+    assert cli("run", "--name", "wrote", "busybox", "sh", "-c", "echo kept > /f")[0] == 0
+    real, entered, release = image_module.write_layer, threading.Event(), threading.Event()
+
+    def slow(store: Store, entries: Any) -> Any:
+        entered.set()
+        release.wait(10)
+        return real(store, entries)
+
+    monkeypatch.setattr(image_module, "write_layer", slow)
+    committed: list[Any] = []
+    removed: list[bool] = []
+    committing = threading.Thread(target=lambda: committed.append(commit(get_container(home, "wrote"), "kept:1")))
+    committing.start()
+    assert entered.wait(10)
+    removing = threading.Thread(target=lambda: removed.append(remove(get_container(home, "wrote"), force=True)
+                                                              is None))
+    removing.start()
+    time.sleep(0.3)
+    assert removed == []  # waiting for the commit
+    release.set()
+    committing.join(30)
+    removing.join(30)
+    assert removed == [True] and committed
+    got = cli("run", "--rm", "kept:1", "cat", "/f")
+    assert got[:2] == (0, "kept\n"), got
+
+
 def test_commit_keeps_the_containers_configuration(cli: Run, home: Store) -> None:
     """Docker's commit: the new image runs as the container ran (its entrypoint, command, environment, user,
     working directory); a container run with the image's defaults leaves the image's settings as they were."""
