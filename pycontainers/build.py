@@ -517,7 +517,7 @@ class Builder:
             image_id=image.id, image_name=f"<build step {self.number}>", args=argv,
             env=merge_env(settings.get("Env") or [], [f"{k}={v}" for k, v in args_env.items()]),
             workdir=settings.get("WorkingDir") or "/", user=settings.get("User") or "",
-            hostname=cid[:12], network=self.network)
+            hostname=cid[:12], network=self._step_network(ins))
         backend = containers.default_backend(self.store)
         if backend not in ("native", "rootless", "proot"):
             raise ins.error(f"RUN cannot run its command with the {backend} back end: it needs native, rootless "
@@ -527,9 +527,12 @@ class Builder:
                                       labels={BUILDER_LABEL: f"{me}:{containers.process_start_time(me)}"})
         self.step_container = cid
         self.emit("running", container=cid)
-        if backend == "proot" and self.network == "none":
+        if backend == "proot" and spec.network == "none":
             self.emit("output", stream=2, text="note: under proot this step shares the host's network "
                                                "(--network none needs namespaces)\n")
+        if ins.multi_flags.get("mount") or ins.flags.get("security") == "insecure":
+            self.emit("output", stream=2, text="note: this builder runs RUN without --mount and --security (a cache "
+                                               "mount's files go into the layer)\n")
         try:
             baseline = self._proot_baseline(container, image) if backend == "proot" else None
             self._run_step(ins, container, image)
@@ -547,6 +550,14 @@ class Builder:
             self.step_container = None
             self.emit("removed", container=cid)
         return layer, 0
+
+    def _step_network(self, ins: df.Instruction) -> str:
+        """A RUN step's network: the build's, or its own ``--network``; host only where the build allows it (as
+        BuildKit's network.host entitlement), none whatever the build's."""
+        wanted = ins.flags.get("network") or "default"
+        if wanted == "host" and self.network != "host":
+            raise ins.error("RUN --network=host needs a build that allows it: build --network host")
+        return self.network if wanted == "default" else wanted
 
     def _run_step(self, ins: df.RunInstruction, container: Container, image: Image) -> None:
         """Run the container to its end, its output streamed as events; a non-zero exit fails the step."""

@@ -971,9 +971,23 @@ def _typed_from(raw: _Raw, fields: dict[str, Any]) -> Instruction:
     return FromInstruction(image=args[0], stage_name=name, platform=fields["flags"].get("platform"), **fields)
 
 
+_MOUNT_TYPES = ("bind", "cache", "tmpfs", "secret", "ssh")  # BuildKit's RUN --mount types
+
+
 def _typed_command(raw: _Raw, fields: dict[str, Any]) -> Instruction:
     if raw.keyword == "RUN" and not raw.args and not raw.json:
         raise raw.error("RUN requires at least one argument")
+    if raw.keyword == "RUN":  # BuildKit's checks of RUN's flags' values
+        network, security = fields["flags"].get("network"), fields["flags"].get("security")
+        if network not in (None, "default", "none", "host"):
+            raise raw.error(f'unsupported network mode "{network}" (RUN --network takes default, none or host)')
+        if security not in (None, "sandbox", "insecure"):
+            raise raw.error(f'unsupported security mode "{security}" (RUN --security takes sandbox or insecure)')
+        for mount in fields["multi_flags"].get("mount", ()):
+            options = dict(part.partition("=")[::2] for part in mount.split(",") if part)
+            if options.get("type", "bind") not in _MOUNT_TYPES:
+                raise raw.error(f'unsupported mount type "{options["type"]}" (RUN --mount takes type='
+                                f'{", ".join(_MOUNT_TYPES)})')
     cls = {"RUN": RunInstruction, "CMD": CmdInstruction, "ENTRYPOINT": EntrypointInstruction}[raw.keyword]
     return cls(command=raw.args, **fields)
 

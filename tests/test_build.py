@@ -588,6 +588,20 @@ def test_an_image_with_the_same_layer_twice_runs(busybox_store: Store, tmp_path:
     assert out == b"back again\n"
 
 
+def test_run_network_and_mount_flags(busybox_store: Store, tmp_path: Path) -> None:
+    """RUN --network=none or default runs as the build does; host needs a build that allows it (BuildKit's
+    network.host entitlement); --mount is not done here, and the step says so rather than pretend."""
+    context = write_context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUN --network=host true\n"})
+    with pytest.raises(PyContainersError, match="Dockerfile:2: RUN --network=host needs a build that allows it"):
+        build(busybox_store, context)
+    (context / "Dockerfile").write_text("FROM busybox\nRUN --network=none --mount=type=cache,target=/c "
+                                        "ls /sys/class/net > /nets\n")
+    result = do_build(busybox_store, context, tags=["flags"])
+    notes = "".join(e["text"] for e in result.events if e["type"] == "output")
+    assert "note: this builder runs RUN without --mount" in notes
+    assert Client(busybox_store.home).containers.run("flags", ["cat", "/nets"], remove=True) == b"lo\n"
+
+
 # ------------------------------------------------------------------------------ Dockerfile semantics
 
 

@@ -553,6 +553,17 @@ def test_flags() -> None:
     )
 
 
+@pytest.mark.parametrize(("flags", "message"), [
+    ("--mount=type=bogus", 'unsupported mount type "bogus"'),
+    ("--network=bogus", 'unsupported network mode "bogus"'),
+    ("--security=weird", 'unsupported security mode "weird"'),
+])
+def test_run_flags_with_values_buildkit_refuses_are_refused(flags: str, message: str) -> None:
+    with pytest.raises(DockerfileError, match=f"Dockerfile:2: {message}"):
+        parse(f"FROM busybox\nRUN {flags} true\n")
+    parse("FROM busybox\nRUN --mount=type=cache,target=/c --mount=target=/b --network=host --security=sandbox true\n")
+
+
 def test_unicode() -> None:
     label = corpus("unicode")[1]
     assert [(expand(k, {}), expand(v, {})) for k, v in label.pairs] == [("description", "café ☕"), ("名前", "値")]
