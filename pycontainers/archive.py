@@ -81,6 +81,11 @@ def save(store: Store, names: list[str], out: BinaryIO, *, fmt: str = "docker") 
             "Layers": [f"blobs/sha256/{d.digest.split(':')[1]}" for d in image.layers],
         })
     index = {"schemaVersion": 2, "mediaType": oci.MEDIA_INDEX, "manifests": index_entries}
+    for digest in blobs:  # a damaged store is said as such, before anything is written (not "cannot write FILE")
+        if not store.has_blob(digest):
+            raise StoreError(f"blob {digest} is missing from the store (pycontainers system check)")
+        if not store.verify_blob(digest):
+            raise StoreError(f"blob {digest} is corrupt: its content has another digest (pycontainers system check)")
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for d in ("blobs", "blobs/sha256"):
             tar.addfile(layers.new_info(d, tarfile.DIRTYPE, mode=0o755))

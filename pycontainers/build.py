@@ -43,7 +43,7 @@ from . import dockerfile as df
 from . import layer as layers
 from . import oci, snapshot
 from .dockerignore import DockerIgnore
-from .errors import LayerError, PyContainersError
+from .errors import LayerError, PyContainersError, StoreError
 from .image import Image, docker_list, empty_config, get_image, iso_time, write_layer
 from .store import BUILD_CACHE_FILE as CACHE_FILE
 from .store import Store, atomic_write, owned_prefix
@@ -335,6 +335,8 @@ class Builder:
             return self.stage_results[index]
         try:
             return get_image(self.store, name)
+        except StoreError as exc:  # the store itself cannot be read: not a missing image to pull
+            raise ins.error(str(exc)) from None
         except PyContainersError:
             pass
         from . import registry

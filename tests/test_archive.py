@@ -18,7 +18,7 @@ from pycontainers import archive, oci
 from pycontainers import layer as L
 from pycontainers.bases import cache_store, copy_image
 from pycontainers.cli import main
-from pycontainers.errors import ArchiveError, LayerError, PyContainersError
+from pycontainers.errors import ArchiveError, LayerError, PyContainersError, StoreError
 from pycontainers.image import ImageBuilder, empty_config, get_image, list_images
 from pycontainers.store import Store
 
@@ -442,3 +442,20 @@ def test_load_says_the_archive_s_tags_once_each(busybox_store: Store, tmp_path: 
     capsys.readouterr()
     assert main(["load", "-i", str(tmp_path / "two.tar")]) == 0
     assert capsys.readouterr().out == "Loaded image: busybox:latest\nLoaded image: busybox:1.35.0\n"
+
+
+def test_save_of_a_damaged_image_names_the_blob_and_writes_nothing(busybox_store: Store, tmp_path: Path) -> None:
+    """Not "cannot write x.tar": the store's missing or corrupt blob is the problem, and it is named first."""
+    layer = get_image(busybox_store, "busybox").layers[-1].digest
+    blob = busybox_store.blob_path(layer)
+    data = bytearray(blob.read_bytes())
+    data[100] ^= 1
+    blob.chmod(0o644)
+    blob.write_bytes(bytes(data))
+    out = io.BytesIO()
+    with pytest.raises(StoreError, match=f"blob {layer} is corrupt"):
+        archive.save(busybox_store, ["busybox"], out)
+    assert out.getvalue() == b""
+    blob.unlink()
+    with pytest.raises(StoreError, match=f"blob {layer} is missing from the store"):
+        archive.save(busybox_store, ["busybox"], out)

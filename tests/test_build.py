@@ -602,6 +602,19 @@ def test_run_network_and_mount_flags(busybox_store: Store, tmp_path: Path) -> No
     assert Client(busybox_store.home).containers.run("flags", ["cat", "/nets"], remove=True) == b"lo\n"
 
 
+def test_a_build_on_an_unreadable_store_says_so(busybox_store: Store, tmp_path: Path) -> None:
+    """Not "pull access denied for busybox": the store's index cannot be read, and the build says that."""
+    context = write_context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\n"})
+    index = busybox_store.layout / "index.json"
+    text = index.read_text()
+    index.write_text(text[: len(text) // 2])
+    try:
+        with pytest.raises(PyContainersError, match=r"Dockerfile:1: .*index\.json cannot be read"):
+            build(busybox_store, context)
+    finally:
+        index.write_text(text)
+
+
 # ------------------------------------------------------------------------------ Dockerfile semantics
 
 
