@@ -89,6 +89,10 @@ def cancel_builds() -> bool:
 # ----------------------------------------------------------------------------------------------- cache
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 class BuildCache:
     """The build cache on disk: step key -> resulting image, plus what explains a miss.
 
@@ -105,9 +109,14 @@ class BuildCache:
             data = json.loads(self.path.read_bytes())
         except (OSError, ValueError):
             data = {}
-        self.steps: dict[str, dict[str, str]] = data.get("steps", {})
-        self.seen: dict[str, dict[str, Any]] = data.get("seen", {})
-        self.parents: dict[str, str] = data.get("parents", {})
+        # A cache is disposable: one that is not what this class writes (damaged by hand or by a crash) is
+        # used as far as it is sound, and starts anew where it is not.
+        data = data if isinstance(data, dict) else {}
+        self.steps: dict[str, dict[str, str]] = {
+            k: v for k, v in _dict(data.get("steps")).items()
+            if isinstance(v, dict) and oci.is_digest(str(v.get("manifest"))) and isinstance(v.get("id"), str)}
+        self.seen: dict[str, dict[str, Any]] = {k: v for k, v in _dict(data.get("seen")).items() if isinstance(v, dict)}
+        self.parents: dict[str, str] = {k: v for k, v in _dict(data.get("parents")).items() if isinstance(v, str)}
 
     def lookup(self, key: str) -> Image | None:
         """The cached image of a step, if the store still has all of it (its manifest, config and layers)."""
@@ -131,17 +140,13 @@ class BuildCache:
     def save(self) -> None:
         """Merge with what other builds wrote meanwhile, under the store's lock, then replace the file."""
         with self.store.lock():
-            other = BuildCache.__new__(BuildCache)
-            other.store, other.path = self.store, self.path
-            try:
-                data = json.loads(self.path.read_bytes())
-            except (OSError, ValueError):
-                data = {}
+            other = BuildCache(self.store)  # what is on disk now (as far as it is sound)
+            steps = {**other.steps, **self.steps}
             merged = {
-                "steps": {**data.get("steps", {}), **self.steps},
-                "seen": {**data.get("seen", {}), **self.seen},
-                "parents": {**data.get("parents", {}), **self.parents},
-                "manifests": sorted({s["manifest"] for s in {**data.get("steps", {}), **self.steps}.values()}),
+                "steps": steps,
+                "seen": {**other.seen, **self.seen},
+                "parents": {**other.parents, **self.parents},
+                "manifests": sorted({s["manifest"] for s in steps.values()}),
             }
             atomic_write(self.path, json.dumps(merged, indent=1).encode(), self.store.tmp_dir)
 
@@ -160,8 +165,8 @@ def step_images(store: Store, image_id: str) -> list[str]:
 def cached_steps(store: Store) -> list[str]:
     """The keys of the build cache's steps (what ``docker builder prune`` lists as cache objects)."""
     try:
-        return sorted(json.loads((store.home / CACHE_FILE).read_bytes()).get("steps", {}))
-    except (OSError, ValueError, AttributeError):
+        return sorted(BuildCache(store).steps)
+    except (OSError, ValueError):
         return []
 
 

@@ -524,9 +524,10 @@ class Store:
     def extra_roots(self) -> list[str]:
         """Manifests kept alive outside index.json: the build cache's intermediate images."""
         try:
-            return list(json.loads((self.home / BUILD_CACHE_FILE).read_bytes()).get("manifests", []))
-        except (OSError, ValueError):
+            manifests = json.loads((self.home / BUILD_CACHE_FILE).read_bytes()).get("manifests", [])
+        except (OSError, ValueError, AttributeError):  # (a damaged cache keeps nothing alive)
             return []
+        return [m for m in manifests if isinstance(m, str) and oci.is_digest(m)] if isinstance(manifests, list) else []
 
     def _mark(self, digest: str, seen: set[str]) -> None:
         if digest in seen:

@@ -615,6 +615,18 @@ def test_a_build_on_an_unreadable_store_says_so(busybox_store: Store, tmp_path: 
         index.write_text(text)
 
 
+@pytest.mark.parametrize("content", ["[]", "null", '{"steps": []}', '{"steps": {"k": "x"}, "parents": 3}',
+                                     '{"manifests": "abc"}'])
+def test_a_damaged_build_cache_is_started_anew_not_an_internal_error(busybox_store: Store, tmp_path: Path,
+                                                                      content: str) -> None:
+    (busybox_store.home / "buildcache.json").write_text(content)
+    context = write_context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nENV A=1\n"})
+    first = do_build(busybox_store, context)
+    assert outcomes(first) == {2: "first build"}
+    prune_images(busybox_store)
+    assert outcomes(do_build(busybox_store, context)) == {2: "cache"}  # (a sound cache again)
+
+
 # ------------------------------------------------------------------------------ Dockerfile semantics
 
 
