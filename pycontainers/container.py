@@ -701,6 +701,10 @@ def create_from_image(store: Store, image_name: str, command: list[str] | None =
                                 "pycontainers system bases makes busybox, debian and python)"
                                 + (f"; {hint}" if hint else "")) from None
         image = registry.pull_missing(store, image_name)
+    if backend in ("native", "rootless"):  # its layers unpacked before the container exists: an interrupted
+        from .rootfs import lower_dirs  # first unpacking (seconds, for python) leaves no container behind
+
+        lower_dirs(store, image, backend)
     cid = new_container_id()
     spec = make_spec(image, image_name, command, volumes_dir=str(store.home / "volumes"), container_id=cid,
                      **options)

@@ -197,11 +197,11 @@ def remove_unused_layers(store: Store, keep: set[str]) -> int:
                 if _is_layer(d) and f"sha256:{d.name}" not in keep:
                     # Out of its place first, in one step: a deletion killed half-way must not leave a
                     # half-empty layer that the next container takes for a whole one (it is never checked).
-                    doomed = store.tmp_dir / f"{UNPACKING}{where.name}-{d.name}"
-                    try:
+                    # (A layer unpacked in a user namespace is deleted in place, from inside one: its ".." is
+                    # not this user's to move, and what cannot be deleted must stay where it is said to be.)
+                    doomed = store.tmp_dir / f"{UNPACKING}{where.name}-{d.name}" if maps is None else d
+                    if doomed != d:
                         os.rename(d, doomed)
-                    except PermissionError:  # (a layer of a user namespace's root: its ".." is not ours to move)
-                        doomed = d
                     if remove_tree_or_say(str(doomed), maps):
                         removed += 1
             if where != base and not any(_is_layer(d) for d in where.iterdir()):

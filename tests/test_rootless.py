@@ -302,7 +302,7 @@ def test_a_broken_layer_unpacked_in_a_user_namespace_is_one_error_and_leaves_not
     result = student.run("run", "--rm", "broken", "true")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.splitlines()[-1] == (  # (after the first rootless run's notice, if this is it)
-        f"Error: layer sha256:{top}: entry 'zz-link' is a hard link to 'nowhere', which does not exist; "
+        f"pycontainers: layer sha256:{top}: entry 'zz-link' is a hard link to 'nowhere', which does not exist; "
         "the layer was not extracted (the caller discards the partial directory)")
     assert not (student.store_home / "layers" / top).exists()
     assert list((student.store_home / "tmp").iterdir()) == []

@@ -1109,6 +1109,22 @@ def test_a_state_a_crash_left_empty_is_pruned_and_hides_no_other_container(cli: 
     assert not any(p.name.endswith(".removing") for p in (home.home / "containers").iterdir())
 
 
+def test_an_interrupted_first_unpacking_leaves_no_container(home: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first run of an image unpacks its layers (seconds, for python): done before the container is made,
+    a Ctrl-C or a kill meanwhile leaves no `Created` container holding the name and the image."""
+    from pycontainers import rootfs
+    from pycontainers.container import create_from_image
+
+    def interrupted(*_args: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rootfs, "_extract", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        create_from_image(home, "busybox", ["true"], name="first", auto_remove=True)
+    assert list_containers(home) == []
+    assert not any(home.tmp_dir.iterdir())  # nor half a layer
+
+
 def test_rm_refuses_a_running_container_unless_forced(cli: Run, home: Store) -> None:
     assert cli("run", "-d", "--name", "busy", "busybox", "sleep", "60")[0] == 0
     st = state(home, "busy")
