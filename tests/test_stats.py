@@ -77,7 +77,7 @@ def test_a_paused_container_shows_in_ps_and_refuses_exec_rm_and_start(
     assert main(["exec", "napping", "true"]) != 0
     assert "paused, unpause the container before exec" in capfd.readouterr().err
     assert main(["rm", "napping"]) == 1
-    assert "it is paused" in capfd.readouterr().err
+    assert "container is paused and must be unpaused first" in capfd.readouterr().err
     assert main(["start", "napping"]) == 1
     assert "try unpause" in capfd.readouterr().err
     assert main(["unpause", "napping"]) == 0
