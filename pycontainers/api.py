@@ -313,7 +313,7 @@ def collect_garbage(store: Store) -> int:
             with contextlib.suppress(PyContainersError):  # (a damaged image: nothing of it can be read)
                 keep.update(d.digest for d in i.layers)
         for c in core_container.list_containers(store):
-            try:  # by its config, not its tags: a build step's image has none, nor has one untagged since
+            try:  # by its image's config, not by a tag: a build step's image has none, nor one untagged since
                 keep.update(store.read_json(c.spec.image_id)["rootfs"]["diff_ids"])
             except (PyContainersError, KeyError, TypeError):
                 return  # a container whose layers cannot be known: none goes (it may be running on them)
