@@ -827,6 +827,8 @@ def cmd_exec(a: argparse.Namespace) -> int:
     from .runtime import exec_detached, exec_start
     from .spec import parse_env
 
+    if not a.command:  # (its command is the rest of the line, which argparse cannot require)
+        raise _UsageError(_wanted_sentence("pycontainers exec", 2, math.inf), exit_code=1)
     if not a.detach and _no_terminal_to_read(a.tty, a.interactive):
         return 1
     container = get_container(_store(), a.container)
@@ -1434,10 +1436,14 @@ class _Parser(argparse.ArgumentParser):
                 high += 1
             else:  # *, +, ...
                 low, high = low + (n == "+"), math.inf
-        noun = "argument" if low == 1 else "arguments"
-        wanted = (f"exactly {low} {noun}" if low == high else f"at least {low} {noun}" if high == math.inf
-                  else f"at least {low} and at most {high:.0f} arguments")
-        return f"'{self.prog}' requires {wanted}.\nSee '{self.prog} --help'."
+        return _wanted_sentence(self.prog, low, high)
+
+
+def _wanted_sentence(prog: str, low: int, high: float) -> str:
+    noun = "argument" if low == 1 else "arguments"
+    wanted = (f"exactly {low} {noun}" if low == high else f"at least {low} {noun}" if high == math.inf
+              else f"at least {low} and at most {high:.0f} arguments")
+    return f"'{prog}' requires {wanted}.\nSee '{prog} --help'."
 
 
 def _add_images_flags(p: argparse.ArgumentParser) -> None:

@@ -327,6 +327,8 @@ def test_too_few_arguments_are_said_as_docker_says_them_and_exit_1(cli: Run) -> 
     assert "'pycontainers tag' requires exactly 2 arguments." in cli("tag", "busybox")[2]
     assert "'pycontainers commit' requires at least 1 and at most 2 arguments." in cli("commit")[2]
     assert "'pycontainers network create' requires exactly 1 argument." in cli("network", "create")[2]
+    assert cli("exec", "web") == (1, "", "pycontainers: 'pycontainers exec' requires at least 2 arguments.\n"
+                                         "See 'pycontainers exec --help'.\n")  # (no command: not run at all)
     # and a command that is not one, as Docker's "'frobnicate' is not a docker command."
     assert cli("frobnicate") == (1, "", "pycontainers: 'frobnicate' is not a pycontainers command.\n"
                                         "See 'pycontainers --help'\n")
