@@ -187,8 +187,9 @@ def history_table(image: Image, *, no_trunc: bool = False, human: bool = True) -
             "Size": human_size(step.size) if human else str(step.size),
             "Comment": step.comment,
         })
-    table = Table(["ID", "CreatedSince", "CreatedBy", "Size", "Comment"], rows)
-    table.headers["ID"] = "IMAGE"
+    # -H=false: Docker's other table, the time itself (RFC 3339) where "56 years ago" was, sizes in bytes
+    table = Table(["ID", "CreatedSince" if human else "CreatedAt", "CreatedBy", "Size", "Comment"], rows)
+    table.headers.update({"ID": "IMAGE", "CreatedAt": "CREATED AT"})
     return table
 
 

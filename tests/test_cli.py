@@ -138,6 +138,8 @@ def test_history_columns_and_truncation(cli: Run, busybox_store: Store) -> None:
 
     code, out, _ = cli("history", "-H", "false", "--format", "{{.Size}}", "busybox")
     assert out.split() == [str(s.size) for s in steps]
+    code, out, _ = cli("history", "-H=false", "busybox")  # Docker's other table: CREATED AT, the time itself
+    assert out.split()[:5] == ["IMAGE", "CREATED", "AT", "CREATED", "BY"] and "1970-01-01T00:00:00Z" in out
 
 
 def test_history_of_a_built_image(cli: Run, busybox_store: Store) -> None:
