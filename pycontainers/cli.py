@@ -1158,7 +1158,9 @@ def _compose_attached(project: Any, started: list[Any], since: str) -> int:
     def interrupted(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupted)
+    # SIGINT too, even where it was ignored on start (a job a script put in the background): as Compose's Go
+    # runtime, whose signal.Notify takes the signal back
+    previous = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
     print("Attaching to " + ", ".join(c.name for c in started), flush=True)  # (before the logs, into a pipe too)
     try:
         try:
@@ -1175,7 +1177,8 @@ def _compose_attached(project: Any, started: list[Any], since: str) -> int:
                 return 130
             return 0  # stopped as asked: Compose's documented exit code
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     for c in started:
         c.reload()
         print(f"{c.name} exited with code {c.state.get('exit_code')}")
