@@ -201,7 +201,10 @@ def remove_unused_layers(store: Store, keep: set[str]) -> int:
                     # not this user's to move, and what cannot be deleted must stay where it is said to be.)
                     doomed = store.tmp_dir / f"{UNPACKING}{where.name}-{d.name}" if maps is None else d
                     if doomed != d:
-                        os.rename(d, doomed)
+                        try:
+                            os.rename(d, doomed)
+                        except OSError:  # (the remains of an earlier removal, which could not be deleted above)
+                            doomed = d
                     if remove_tree_or_say(str(doomed), maps):
                         removed += 1
             if where != base and not any(_is_layer(d) for d in where.iterdir()):

@@ -608,3 +608,17 @@ def test_an_image_whose_manifest_is_gone_blocks_no_other_and_rmi_removes_it(
     assert main(["rmi", "solo:1"]) == 0
     assert "Untagged: solo:1" in capsys.readouterr().out
     assert [i.familiar_tags for i in list_images(busybox_store)] == [["busybox:1.35.0", "busybox:latest"]]
+
+
+def test_a_layer_is_deleted_in_place_when_remains_of_an_earlier_removal_block_its_way(
+        busybox_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pycontainers import rootfs, userns
+
+    where = rootfs.unpack_layer(busybox_store, get_image(busybox_store, "busybox").layers[-1].digest)
+    remains = busybox_store.tmp_dir / f"{rootfs.UNPACKING}{where.parent.name}-{where.name}"
+    (remains / "stuck").mkdir(parents=True)
+    original = userns.remove_tree_or_say
+    monkeypatch.setattr(userns, "remove_tree_or_say",  # the remains cannot be deleted (files of another user)
+                        lambda path, maps=None: False if path == str(remains) else original(path, maps))
+    assert rootfs.remove_unused_layers(busybox_store, keep=set()) == 1  # not ENOTEMPTY from the rename
+    assert not where.exists() and (remains / "stuck").is_dir()
